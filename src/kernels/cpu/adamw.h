@@ -1,0 +1,24 @@
+// AdamW with decoupled weight decay, PyTorch semantics (torch.optim.AdamW, foreach=False):
+//   param *= 1 - lr * weight_decay
+//   m = beta1 * m + (1 - beta1) * g;   v = beta2 * v + (1 - beta2) * g^2
+//   param -= lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps)
+// over n contiguous elements; step counts from 1.
+#pragma once
+#include <cstdint>
+
+namespace mamba::cpu {
+
+struct AdamWHyper {
+  float lr, beta1, beta2, eps, weight_decay;
+  int64_t step;
+};
+
+void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n,
+                  const AdamWHyper& h);
+
+// Sum of squares of n floats, accumulated in double (for the global gradient norm).
+double sum_of_squares(const float* x, int64_t n);
+// x *= scale over n floats.
+void scale_inplace(float* x, int64_t n, float scale);
+
+}  // namespace mamba::cpu
