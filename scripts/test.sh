@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The test command: installs dependencies, builds everything (CUDA too where nvcc exists) and runs
+# every test with ctest. GPU tests skip with a reason where no GPU is present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install_deps.sh
+build=${BUILD_DIR:-build}
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release
+cmake --build "$build" -j"$(nproc)"
+cd "$build" && ctest --output-on-failure -j"$(nproc)"

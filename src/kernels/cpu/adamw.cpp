@@ -1,0 +1,52 @@
+#include "kernels/cpu/adamw.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace mamba::cpu {
+
+void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n,
+                  const AdamWHyper& h) {
+  // PyTorch computes the scalar factors in double (Python floats) and applies them in fp32.
+  const double lr = h.lr;
+  const double bc1 = 1.0 - std::pow(static_cast<double>(h.beta1), static_cast<double>(h.step));
+  const double bc2 = 1.0 - std::pow(static_cast<double>(h.beta2), static_cast<double>(h.step));
+  const float decay = static_cast<float>(1.0 - lr * h.weight_decay);
+  const float step_size = static_cast<float>(lr / bc1);
+  const float bc2_sqrt = static_cast<float>(std::sqrt(bc2));
+  const float b1 = h.beta1;
+  const float b2 = h.beta2;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = grad[i];
+    m[i] = b1 * m[i] + (1.0f - b1) * g;
+    v[i] = b2 * v[i] + (1.0f - b2) * (g * g);
+    const float denom = std::sqrt(v[i]) / bc2_sqrt + h.eps;
+    param[i] = param[i] * decay - step_size * (m[i] / denom);
+  }
+}
+
+double sum_of_squares(const float* x, int64_t n) {
+  // Fixed-size chunks summed in chunk order keep the result independent of the thread count.
+  constexpr int64_t kChunk = 1 << 16;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  std::vector<double> partial(chunks);
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t end = std::min(n, (c + 1) * kChunk);
+    double acc = 0.0;
+    for (int64_t i = c * kChunk; i < end; ++i) acc += static_cast<double>(x[i]) * x[i];
+    partial[c] = acc;
+  }
+  double total = 0.0;
+  for (double p : partial) total += p;
+  return total;
+}
+
+void scale_inplace(float* x, int64_t n, float scale) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) x[i] *= scale;
+}
+
+}  // namespace mamba::cpu

@@ -1,0 +1,65 @@
+// Parameter layout: every parameter of the model lives in one contiguous fp32 buffer, viewed per
+// tensor under the reference (mamba_ssm) names. Gradients and AdamW moments use buffers with the
+// same layout, so one all-reduce, one optimizer pass and one checkpoint write cover everything.
+// Order in the buffer: embedding, then layer 0 .. n_layer-1 (each layer contiguous, so a layer's
+// gradients form one slice for bucketed reduction), then norm_f.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+
+namespace mamba {
+
+struct ParamTensor {
+  std::string name;             // e.g. backbone.layers.3.mixer.in_proj.weight
+  std::vector<int64_t> shape;   // PyTorch shape (conv1d.weight is [d_inner, 1, d_conv])
+  int64_t offset = 0;           // in floats, from the start of the buffer
+  int64_t numel = 0;
+  bool weight_decay = false;    // DESIGN §1: only in_proj, conv1d, x_proj, dt_proj, out_proj weights
+};
+
+// Pointers to one layer's tensors inside a buffer with this layout (parameters, gradients, ...).
+struct LayerView {
+  float* A_log;      // [d_inner, d_state]
+  float* D;          // [d_inner]
+  float* in_proj;    // [2 * d_inner, d_model]
+  float* conv_w;     // [d_inner, d_conv]
+  float* conv_b;     // [d_inner]
+  float* x_proj;     // [rank + 2 * d_state, d_inner]
+  float* dt_proj_w;  // [d_inner, rank]
+  float* dt_proj_b;  // [d_inner]
+  float* out_proj;   // [d_model, d_inner]
+  float* norm;       // [d_model]
+};
+
+class ParamLayout {
+ public:
+  explicit ParamLayout(const ModelConfig& config);
+
+  const ModelConfig& config() const { return config_; }
+  const std::vector<ParamTensor>& tensors() const { return tensors_; }
+  int64_t total() const { return total_; }
+  // nullptr when the name is not a parameter of this model.
+  const ParamTensor* find(const std::string& name) const;
+
+  float* embedding(float* buffer) const { return buffer + embedding_offset_; }
+  float* norm_f(float* buffer) const { return buffer + norm_f_offset_; }
+  LayerView layer(float* buffer, int i) const;
+  // [begin, end) in floats of layer i's slice of the buffer.
+  int64_t layer_begin(int i) const { return layer_offsets_[i]; }
+  int64_t layer_end(int i) const { return layer_offsets_[i] + layer_numel_; }
+
+ private:
+  ModelConfig config_;
+  std::vector<ParamTensor> tensors_;
+  std::vector<int64_t> layer_offsets_;
+  int64_t layer_numel_ = 0;
+  int64_t embedding_offset_ = 0, norm_f_offset_ = 0, total_ = 0;
+};
+
+// DESIGN §1 initialisation, the same numbers for the same seed on every machine.
+void init_params(const ParamLayout& layout, float* params, uint64_t seed);
+
+}  // namespace mamba

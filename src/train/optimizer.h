@@ -1,0 +1,36 @@
+// AdamW over the flat parameter buffer, with the DESIGN §1 weight-decay groups, and global
+// gradient-norm clipping with PyTorch's clip_grad_norm_ semantics. Moments are fp32 buffers with
+// the parameter layout, so checkpoints store them as they are.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "model/params.h"
+
+namespace mamba {
+
+struct AdamWSettings {
+  float beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.1f;
+};
+
+class AdamW {
+ public:
+  AdamW(const ParamLayout& layout, const AdamWSettings& settings);
+
+  // One update with learning rate lr; weight decay only on tensors whose layout says so.
+  void step(float* params, const float* grads, float lr);
+
+  const AdamWSettings& settings() const { return settings_; }
+  std::vector<float> m, v;  // first and second moments, parameter layout
+  int64_t steps_taken = 0;
+
+ private:
+  const ParamLayout* layout_;
+  AdamWSettings settings_;
+};
+
+// The global L2 norm of grads (accumulated in double) before clipping. When max_norm > 0 every
+// gradient is multiplied by min(1, max_norm / (norm + 1e-6)), as torch.nn.utils.clip_grad_norm_.
+double clip_grad_norm(float* grads, int64_t n, float max_norm);
+
+}  // namespace mamba
