@@ -1,5 +1,6 @@
 #include "data/sha256.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace mamba {
