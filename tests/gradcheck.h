@@ -46,8 +46,7 @@ inline std::vector<float> gather(const float* x, int64_t rows, int64_t cols, int
 // cols, row stride ld); x is restored afterwards. The divisor is the step actually taken in
 // fp32, which differs from 2 * eps by rounding when |x| is not small.
 inline std::vector<double> numerical_gradient(float* x, int64_t rows, int64_t cols, int64_t ld,
-                                              const std::function<double()>& f,
-                                              float eps = 1e-3f) {
+                                              const std::function<double()>& f, float eps = 1e-3f) {
   std::vector<double> g(rows * cols);
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t c = 0; c < cols; ++c) {
@@ -67,8 +66,7 @@ inline std::vector<double> numerical_gradient(float* x, int64_t rows, int64_t co
 }
 
 inline std::vector<double> numerical_gradient(std::vector<float>& x,
-                                              const std::function<double()>& f,
-                                              float eps = 1e-3f) {
+                                              const std::function<double()>& f, float eps = 1e-3f) {
   return numerical_gradient(x.data(), 1, static_cast<int64_t>(x.size()),
                             static_cast<int64_t>(x.size()), f, eps);
 }
@@ -76,7 +74,8 @@ inline std::vector<double> numerical_gradient(std::vector<float>& x,
 // The larger of the norm-wise error ||a - n||_2 / ||n||_2 and the max-wise error
 // ||a - n||_inf / ||n||_inf: the first catches errors spread over many elements, the second a
 // single wrong element that the 2-norm would dilute.
-inline double gradient_error(const std::vector<float>& analytic, const std::vector<double>& numeric) {
+inline double gradient_error(const std::vector<float>& analytic,
+                             const std::vector<double>& numeric) {
   double diff2 = 0.0, ref2 = 0.0, diff_max = 0.0, ref_max = 0.0;
   for (size_t i = 0; i < numeric.size(); ++i) {
     const double d = analytic[i] - numeric[i];
@@ -98,9 +97,8 @@ inline void expect_gradient_close(const std::vector<float>& analytic,
   const double err = gradient_error(analytic, numeric);
   EXPECT_LT(err, tol) << what;
   std::vector<float> wrong = analytic;
-  const auto largest = std::max_element(wrong.begin(), wrong.end(), [](float a, float b) {
-    return std::abs(a) < std::abs(b);
-  });
+  const auto largest = std::max_element(wrong.begin(), wrong.end(),
+                                        [](float a, float b) { return std::abs(a) < std::abs(b); });
   *largest *= 1.03f;
   EXPECT_GT(gradient_error(wrong, numeric), tol) << what << ": the check is too loose";
 }

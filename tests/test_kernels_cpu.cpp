@@ -120,8 +120,8 @@ TEST(KernelsCpu, RmsNormForwardMatchesNaive) {
     for (int64_t t = 0; t < T; ++t) {
       double ss = 0.0;
       for (int c = 0; c < C; ++c) {
-        const double r = static_cast<double>(hidden[t * C + c]) +
-                         (with_residual ? res_in[t * C + c] : 0.0);
+        const double r =
+            static_cast<double>(hidden[t * C + c]) + (with_residual ? res_in[t * C + c] : 0.0);
         want_res[t * C + c] = r;
         ss += r * r;
       }
@@ -212,14 +212,15 @@ TEST(KernelsCpu, LinearBackwardMatchesFiniteDifferences) {
   // dout is itself a strided slice, as d[dt | B | C] is.
   std::vector<float> dout(lc.T * lc.ld_out, kSentinel);
   for (int64_t t = 0; t < lc.T; ++t) {
-    for (int o = 0; o < lc.out_dim; ++o) dout[t * lc.ld_out + lc.out_col0 + o] = w[t * lc.out_dim + o];
+    std::copy(w.begin() + t * lc.out_dim, w.begin() + (t + 1) * lc.out_dim,
+              dout.begin() + t * lc.ld_out + lc.out_col0);
   }
   auto objective = [&] {
     const auto out = lc.forward();
     return weighted_sum(gather(out.data() + lc.out_col0, lc.T, lc.out_dim, lc.ld_out), w);
   };
-  const auto num_dinp = numerical_gradient(lc.inp.data() + lc.inp_col0, lc.T, lc.in_dim,
-                                           lc.ld_inp, objective);
+  const auto num_dinp =
+      numerical_gradient(lc.inp.data() + lc.inp_col0, lc.T, lc.in_dim, lc.ld_inp, objective);
   const auto num_dweight = numerical_gradient(lc.weight, objective);
 
   const int64_t ld_dinp = lc.ld_inp;
@@ -232,8 +233,8 @@ TEST(KernelsCpu, LinearBackwardMatchesFiniteDifferences) {
       for (int i = 0; i < lc.in_dim; ++i) dinp[t * ld_dinp + i] = dinp_initial[t * ld_dinp + i];
     }
     auto dweight = dweight_initial;
-    linear_backward(dinp, ld_dinp, accumulate, dweight.data(), dout.data() + lc.out_col0,
-                    lc.ld_out, lc.x(), lc.ld_inp, lc.weight.data(), lc.T, lc.in_dim, lc.out_dim);
+    linear_backward(dinp, ld_dinp, accumulate, dweight.data(), dout.data() + lc.out_col0, lc.ld_out,
+                    lc.x(), lc.ld_inp, lc.weight.data(), lc.T, lc.in_dim, lc.out_dim);
     expect_padding_untouched(dinp_buf, ld_dinp, lc.inp_col0, lc.in_dim, "dinp");
     auto got_dinp = gather(dinp, lc.T, lc.in_dim, ld_dinp);
     if (accumulate) {
@@ -290,8 +291,8 @@ TEST(KernelsCpu, Conv1dForwardMatchesNaive) {
           double pre = cc.bias[d];
           for (int k = 0; k < cc.K; ++k) {
             const int64_t src = s + k - (cc.K - 1);
-            if (src >= 0) pre += static_cast<double>(cc.weight[d * cc.K + k]) *
-                                 cc.x[(b * L + src) * cc.ld_x + d];
+            if (src < 0) continue;
+            pre += static_cast<double>(cc.weight[d * cc.K + k]) * cc.x[(b * L + src) * cc.ld_x + d];
           }
           want[(b * L + s) * cc.D + d] = pre / (1.0 + std::exp(-pre));
         }
@@ -382,10 +383,10 @@ ScanGrads scan_backward(const ScanCase& sc, const std::vector<float>& dout, floa
   g.dxz.assign(sc.T() * s.ld_z, kSentinel);
   g.dxbc.assign(sc.T() * s.ld_bc, kSentinel);
   selective_scan_backward(g.du.data(), g.ddelta.data(), g.dA.data(), g.dxbc.data() + sc.dt_rank,
-                          g.dxbc.data() + sc.dt_rank + s.d_state, g.dD.data(),
-                          g.ddelta_bias.data(), g.dxz.data() + s.d_inner, dout.data(),
-                          sc.u.data(), sc.delta.data(), sc.A.data(), sc.B(), sc.C(), sc.D.data(),
-                          sc.delta_bias.data(), sc.z(), s);
+                          g.dxbc.data() + sc.dt_rank + s.d_state, g.dD.data(), g.ddelta_bias.data(),
+                          g.dxz.data() + s.d_inner, dout.data(), sc.u.data(), sc.delta.data(),
+                          sc.A.data(), sc.B(), sc.C(), sc.D.data(), sc.delta_bias.data(), sc.z(),
+                          s);
   return g;
 }
 
@@ -689,12 +690,12 @@ TEST(KernelsCpu, ReductionsAreIndependentOfThreadCount) {
     embedding_backward(r.dtable.data(), dout.data(), ids.data(), T, C);
 
     std::vector<float> res(T * C), normed(T * C), rstd(T);
-    residual_rmsnorm_forward(res.data(), normed.data(), rstd.data(), x.data(), nullptr,
-                             bias.data(), T, C, 1e-5f);
+    residual_rmsnorm_forward(res.data(), normed.data(), rstd.data(), x.data(), nullptr, bias.data(),
+                             T, C, 1e-5f);
     r.dres.assign(T * C, 0.0f);
     r.dnw.assign(C, 0.0f);
-    rmsnorm_backward(r.dres.data(), r.dnw.data(), dout.data(), res.data(), rstd.data(),
-                     bias.data(), T, C);
+    rmsnorm_backward(r.dres.data(), r.dnw.data(), dout.data(), res.data(), rstd.data(), bias.data(),
+                     T, C);
 
     r.dx.assign(T * C, 0.0f);
     r.dw.assign(C * K, 0.0f);

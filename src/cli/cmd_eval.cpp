@@ -1,8 +1,42 @@
+// `mamba eval CHECKPOINT`: validation loss and perplexity of a trained model.
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "cli/args.h"
 #include "cli/commands.h"
-#include "util/error.h"
+#include "data/loader.h"
+#include "model/mamba_lm.h"
+#include "train/checkpoint.h"
+#include "train/evaluate.h"
+#include "train/experiment_config.h"
 
 namespace mamba::cli {
 
-int eval(int, char**) { throw_error("mamba: 'eval' is not built yet"); }
+int eval(int argc, char** argv) {
+  const Args a = parse_args("eval", argc, argv, {"data", "batches", "micro-batch", "seq-len"});
+  if (a.help || a.positional.size() != 1) {
+    std::printf(
+        "usage: mamba eval CHECKPOINT [--data GLOB] [--batches N] [--micro-batch B] "
+        "[--seq-len L]\n"
+        "Mean cross-entropy and perplexity over the first N micro-batches of the validation\n"
+        "split (default: the checkpoint's data.val, log.eval_batches, train.micro_batch and\n"
+        "data.seq_len).\n");
+    return a.help ? 0 : 2;
+  }
+  const std::string ckpt = resolve_checkpoint(a.positional[0]);
+  const ExperimentConfig cfg = checkpoint_experiment_config(ckpt);
+  const int micro = a.get_int("micro-batch", cfg.train.micro_batch);
+  const int L = a.get_int("seq-len", cfg.data.seq_len);
+  const int batches = a.get_int("batches", cfg.log.eval_batches);
+  MambaLM model(cfg.model);
+  load_checkpoint_weights(ckpt, model.layout(), model.params.data());
+  TokenLoader val(a.get("data", cfg.data.val), L, cfg.model.vocab_size, micro, 0, 1, 0, false);
+  const double loss = mean_loss(model, val, micro, L, batches);
+  std::printf("{\"checkpoint\": \"%s\", \"val_loss\": %.6f, \"val_ppl\": %.4f, \"tokens\": %lld}\n",
+              ckpt.c_str(), loss, std::exp(loss), (long long)batches * micro * L);
+  return 0;
+}
 
 }  // namespace mamba::cli

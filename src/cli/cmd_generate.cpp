@@ -1,8 +1,62 @@
+// `mamba generate CHECKPOINT`: continue a prompt with the recurrent mode of a trained model.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "cli/args.h"
 #include "cli/commands.h"
+#include "data/tokenizer.h"
+#include "model/mamba_lm.h"
+#include "model/recurrent.h"
+#include "model/sampler.h"
+#include "train/checkpoint.h"
+#include "train/experiment_config.h"
 #include "util/error.h"
+#include "util/rng.h"
 
 namespace mamba::cli {
 
-int generate(int, char**) { throw_error("mamba: 'generate' is not built yet"); }
+int generate(int argc, char** argv) {
+  const Args a = parse_args("generate", argc, argv,
+                            {"prompt", "tokens", "temperature", "top-k", "seed", "tokenizer"});
+  if (a.help || a.positional.size() != 1) {
+    std::printf(
+        "usage: mamba generate CHECKPOINT [--prompt TEXT] [--tokens N] [--temperature T]\n"
+        "                      [--top-k K] [--seed S] [--tokenizer SPEC]\n"
+        "CHECKPOINT is a checkpoint directory or a run directory (its newest checkpoint).\n"
+        "Temperature 0 is greedy; top-k 0 samples from the whole vocabulary. The tokenizer\n"
+        "defaults to the one in the checkpoint's config (data.tokenizer).\n");
+    return a.help ? 0 : 2;
+  }
+  const std::string ckpt = resolve_checkpoint(a.positional[0]);
+  const ExperimentConfig cfg = checkpoint_experiment_config(ckpt);
+  const std::string spec = a.get("tokenizer", cfg.data.tokenizer);
+  if (spec.empty()) {
+    throw_error("mamba generate: ", ckpt, " names no tokenizer (data.tokenizer): pass --tokenizer");
+  }
+  const auto tok = load_tokenizer(spec);
+  MambaLM model(cfg.model);
+  load_checkpoint_weights(ckpt, model.layout(), model.params.data());
+
+  const std::string prompt = a.get("prompt", "");
+  std::vector<int32_t> ids;
+  tok->encode(prompt, ids);
+  if (ids.empty()) ids.push_back(tok->eot_id());
+  RecurrentLM rec(model.layout(), model.params.data());
+  const float* logits = nullptr;
+  for (int32_t t : ids) logits = rec.step(t);
+  const SamplerSettings sampling{float(a.get_double("temperature", 0.8)), a.get_int("top-k", 40)};
+  Rng rng(uint64_t(a.get_int("seed", 0)));
+  std::vector<int32_t> out;
+  const int n = a.get_int("tokens", 200);
+  for (int i = 0; i < n; ++i) {
+    const int32_t next = sample_token(logits, cfg.model.vocab_size, sampling, rng);
+    if (next == tok->eot_id()) break;
+    out.push_back(next);
+    logits = rec.step(next);
+  }
+  std::printf("%s%s\n", prompt.c_str(), tok->decode(out).c_str());
+  return 0;
+}
 
 }  // namespace mamba::cli

@@ -1,8 +1,40 @@
+// `mamba train CONFIG [key=value ...]`: the training run, as one process or under mpirun.
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
 #include "cli/commands.h"
+#include "train/distributed.h"
+#include "train/experiment_config.h"
+#include "train/trainer.h"
 #include "util/error.h"
 
 namespace mamba::cli {
 
-int train(int, char**) { throw_error("mamba: 'train' is not built yet"); }
+int train(int argc, char** argv) {
+  if (argc < 1 || !std::strcmp(argv[0], "--help") || !std::strcmp(argv[0], "-h")) {
+    std::printf(
+        "usage: mamba train CONFIG.yaml [section.key=value ...]\n"
+        "Trains the model described by CONFIG (see configs/), e.g.\n"
+        "  mamba train configs/tiny.yaml train.steps=200 optim.lr=1e-3\n"
+        "Data parallel: mpirun -np N mamba train CONFIG (rank 0 logs and checkpoints).\n"
+        "SIGTERM / Ctrl-C finishes the current step, writes a checkpoint and exits 0;\n"
+        "running the same command again resumes (checkpoint.resume: auto).\n");
+    return argc < 1 ? 2 : 0;
+  }
+  Communicator& comm = mpi_world();
+  try {
+    const std::vector<std::string> overrides(argv + 1, argv + argc);
+    const ExperimentConfig config = load_experiment_config(argv[0], overrides);
+    run_training(config, comm);
+  } catch (const Error& e) {
+    if (comm.world() == 1) throw;
+    // One rank's failure must end the job, not leave the others waiting in an all-reduce.
+    std::fprintf(stderr, "rank %d: %s\n", comm.rank(), e.what());
+    comm.abort(2);
+  }
+  return 0;
+}
 
 }  // namespace mamba::cli

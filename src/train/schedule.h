@@ -1,19 +1,13 @@
-// Learning-rate schedule: linear warmup from 0 over `warmup` steps, then decay to min_lr at
-// `total` steps (cosine or linear), or constant. Steps count from 0 (the first update uses step 0).
+// Learning-rate schedule: linear warmup from 0 over optim.warmup steps, then decay to
+// optim.min_lr at total_steps (cosine or linear), or constant. Steps count from 0: the first
+// update uses step 0 and gets lr / warmup.
 #pragma once
 #include <cstdint>
-#include <string>
+
+#include "train/experiment_config.h"
 
 namespace mamba {
 
-enum class LrSchedule { kCosine, kLinear, kConstant };
-
-struct LrScheduleSettings {
-  float lr = 6e-4f, min_lr = 1e-5f;
-  int64_t warmup = 0, total = 1;
-  LrSchedule kind = LrSchedule::kCosine;
-};
-
-float learning_rate(const LrScheduleSettings& s, int64_t step);
+float learning_rate(const OptimConfig& optim, int64_t total_steps, int64_t step);
 
 }  // namespace mamba

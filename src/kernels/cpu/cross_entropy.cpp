@@ -17,7 +17,9 @@ double sum_in_order(const std::vector<double>& losses) {
 }
 
 // Max of a row, so that exp never overflows.
-float row_max(const float* x, int Vp) { return *std::max_element(x, x + Vp); }
+float row_max(const float* x, int Vp) {
+  return *std::max_element(x, x + Vp);
+}
 
 }  // namespace
 

@@ -14,10 +14,16 @@ namespace {
 constexpr int kChannelGroup = 16;
 
 // PyTorch's F.softplus (threshold 20), which the reference uses.
-float softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
-float softplus_grad(float x) { return x > 20.0f ? 1.0f : 1.0f / (1.0f + std::exp(-x)); }
+float softplus(float x) {
+  return x > 20.0f ? x : std::log1p(std::exp(x));
+}
+float softplus_grad(float x) {
+  return x > 20.0f ? 1.0f : 1.0f / (1.0f + std::exp(-x));
+}
 
-float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+float sigmoid(float x) {
+  return 1.0f / (1.0f + std::exp(-x));
+}
 
 }  // namespace
 

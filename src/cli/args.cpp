@@ -1,0 +1,60 @@
+#include "cli/args.h"
+
+#include <algorithm>
+
+#include "util/error.h"
+
+namespace mamba::cli {
+
+Args parse_args(const std::string& command, int argc, char** argv,
+                const std::vector<std::string>& known) {
+  Args a;
+  a.command = command;
+  for (int i = 0; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      a.help = true;
+    } else if (arg.rfind("--", 0) == 0) {
+      const std::string name = arg.substr(2);
+      if (std::find(known.begin(), known.end(), name) == known.end()) {
+        throw_error("mamba ", command, ": unknown option ", arg, " (see mamba ", command, " --help)");
+      }
+      if (i + 1 >= argc) throw_error("mamba ", command, ": option ", arg, " needs a value");
+      a.flags[name] = argv[++i];
+    } else {
+      a.positional.push_back(arg);
+    }
+  }
+  return a;
+}
+
+std::string Args::get(const std::string& name, const std::string& fallback) const {
+  auto it = flags.find(name);
+  return it == flags.end() ? fallback : it->second;
+}
+
+int Args::get_int(const std::string& name, int fallback) const {
+  auto it = flags.find(name);
+  if (it == flags.end()) return fallback;
+  try {
+    size_t used = 0;
+    const int v = std::stoi(it->second, &used);
+    if (used == it->second.size()) return v;
+  } catch (const std::exception&) {
+  }
+  throw_error("mamba ", command, ": --", name, " = '", it->second, "': expected an integer");
+}
+
+double Args::get_double(const std::string& name, double fallback) const {
+  auto it = flags.find(name);
+  if (it == flags.end()) return fallback;
+  try {
+    size_t used = 0;
+    const double v = std::stod(it->second, &used);
+    if (used == it->second.size()) return v;
+  } catch (const std::exception&) {
+  }
+  throw_error("mamba ", command, ": --", name, " = '", it->second, "': expected a number");
+}
+
+}  // namespace mamba::cli

@@ -1,0 +1,25 @@
+// Minimal flag parsing for the subcommands: positional arguments, then "--name value" flags from a
+// known list. Unknown flags and missing values are one-line errors naming the command.
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+namespace mamba::cli {
+
+struct Args {
+  std::vector<std::string> positional;
+  std::map<std::string, std::string> flags;
+
+  std::string get(const std::string& name, const std::string& fallback) const;
+  int get_int(const std::string& name, int fallback) const;
+  double get_double(const std::string& name, double fallback) const;
+  bool help = false;
+  std::string command;
+};
+
+// known: flag names without the dashes, e.g. {"prompt", "tokens"}.
+Args parse_args(const std::string& command, int argc, char** argv,
+                const std::vector<std::string>& known);
+
+}  // namespace mamba::cli

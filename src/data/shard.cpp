@@ -1,0 +1,369 @@
+#include "data/shard.h"
+
+#include <glob.h>
+#include <hdf5.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+
+#include "util/error.h"
+
+namespace mamba {
+
+namespace {
+
+static_assert(sizeof(hid_t) == sizeof(int64_t), "hid_t is stored as int64_t in shard.h");
+
+constexpr hsize_t kChunkTokens = 1 << 16;
+constexpr size_t kWriteBlock = 1 << 20;
+const char* const kRemake = "re-run mamba prepare to remake it";
+
+// Debian's HDF5 is not built thread-safe, and the loader reads on a background thread: every
+// HDF5 call goes through this lock. It also silences HDF5's own error printing; failures become
+// one-line mamba::Errors instead.
+std::unique_lock<std::recursive_mutex> hdf5_lock() {
+  static std::recursive_mutex mutex;
+  std::unique_lock<std::recursive_mutex> lock(mutex);
+  static const bool silenced = [] {
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    return true;
+  }();
+  (void)silenced;
+  return lock;
+}
+
+// Closes an HDF5 object when it goes out of scope.
+class Handle {
+ public:
+  Handle(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
+  ~Handle() {
+    if (id_ >= 0) close_(id_);
+  }
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  hid_t get() const { return id_; }
+  bool ok() const { return id_ >= 0; }
+  hid_t release() {
+    const hid_t id = id_;
+    id_ = -1;
+    return id;
+  }
+
+ private:
+  hid_t id_;
+  herr_t (*close_)(hid_t);
+};
+
+void write_int_attribute(hid_t file, const char* name, int64_t value) {
+  Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  Handle attr(H5Acreate2(file, name, H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT),
+              H5Aclose);
+  if (!attr.ok() || H5Awrite(attr.get(), H5T_NATIVE_INT64, &value) < 0) {
+    throw_error("data error: cannot write attribute ", name);
+  }
+}
+
+void write_string_attribute(hid_t file, const char* name, const std::string& value) {
+  Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(type.get(), std::max<size_t>(value.size(), 1));
+  H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
+  H5Tset_cset(type.get(), H5T_CSET_UTF8);
+  Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  Handle attr(H5Acreate2(file, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  std::string padded = value.empty() ? std::string(1, '\0') : value;
+  if (!attr.ok() || H5Awrite(attr.get(), type.get(), padded.data()) < 0) {
+    throw_error("data error: cannot write attribute ", name);
+  }
+}
+
+[[noreturn]] void missing_attribute(const std::string& path, const char* name) {
+  throw_error("data error: shard ", path, " lacks the attribute '", name,
+              "': it was not made by mamba prepare or is damaged; ", kRemake);
+}
+
+int64_t read_int_attribute(const std::string& path, hid_t file, const char* name) {
+  if (H5Aexists(file, name) <= 0) missing_attribute(path, name);
+  Handle attr(H5Aopen(file, name, H5P_DEFAULT), H5Aclose);
+  int64_t value = 0;
+  if (!attr.ok() || H5Aread(attr.get(), H5T_NATIVE_INT64, &value) < 0) {
+    throw_error("data error: shard ", path, " attribute '", name, "' is not an integer; ",
+                kRemake);
+  }
+  return value;
+}
+
+// Accepts both fixed-length strings (what prepare writes) and variable-length ones (what h5py
+// writes), so shards made by other tools can be read.
+std::string read_string_attribute(const std::string& path, hid_t file, const char* name) {
+  if (H5Aexists(file, name) <= 0) missing_attribute(path, name);
+  Handle attr(H5Aopen(file, name, H5P_DEFAULT), H5Aclose);
+  Handle type(attr.ok() ? H5Aget_type(attr.get()) : -1, H5Tclose);
+  if (!type.ok() || H5Tget_class(type.get()) != H5T_STRING) {
+    throw_error("data error: shard ", path, " attribute '", name, "' is not a string; ", kRemake);
+  }
+  if (H5Tis_variable_str(type.get()) > 0) {
+    Handle mem(H5Tcopy(H5T_C_S1), H5Tclose);
+    H5Tset_size(mem.get(), H5T_VARIABLE);
+    char* value = nullptr;
+    if (H5Aread(attr.get(), mem.get(), &value) < 0 || !value) {
+      throw_error("data error: shard ", path, " attribute '", name, "' is unreadable; ", kRemake);
+    }
+    std::string result(value);
+    H5free_memory(value);
+    return result;
+  }
+  std::string value(H5Tget_size(type.get()), '\0');
+  if (H5Aread(attr.get(), type.get(), value.data()) < 0) {
+    throw_error("data error: shard ", path, " attribute '", name, "' is unreadable; ", kRemake);
+  }
+  value.resize(std::strlen(value.c_str()));
+  return value;
+}
+
+// Opens a shard and checks everything read_shard_info promises. Returns the open file and
+// dataset. Caller holds the HDF5 lock.
+ShardInfo open_shard(const std::string& path, int64_t& file_out, int64_t& dataset_out) {
+  std::FILE* probe = std::fopen(path.c_str(), "rb");
+  if (!probe) {
+    throw_error("data error: cannot open shard ", path, ": ", std::strerror(errno),
+                ": check the path");
+  }
+  std::fclose(probe);
+  if (H5Fis_hdf5(path.c_str()) <= 0) {
+    throw_error("data error: ", path, " is not an HDF5 file: pass shards made by mamba prepare");
+  }
+  Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  if (!file.ok()) {
+    throw_error("data error: cannot open shard ", path,
+                " (truncated or damaged HDF5 file): ", kRemake);
+  }
+  ShardInfo info;
+  info.path = path;
+  const std::string format = read_string_attribute(path, file.get(), "format");
+  if (format != kShardFormat) {
+    throw_error("data error: ", path, " has format '", format, "', expected '", kShardFormat,
+                "': pass shards made by mamba prepare");
+  }
+  info.format_version = read_int_attribute(path, file.get(), "format_version");
+  if (info.format_version != kShardFormatVersion) {
+    throw_error("data error: shard ", path, " has format_version ", info.format_version,
+                " but this mamba reads version ", kShardFormatVersion,
+                ": use the matching mamba or ", kRemake);
+  }
+  info.vocab_size = read_int_attribute(path, file.get(), "vocab_size");
+  info.eos_id = read_int_attribute(path, file.get(), "eos_id");
+  info.tokenizer = read_string_attribute(path, file.get(), "tokenizer");
+  info.tokenizer_sha256 = read_string_attribute(path, file.get(), "tokenizer_sha256");
+  info.split = read_string_attribute(path, file.get(), "split");
+  info.documents = read_int_attribute(path, file.get(), "documents");
+  if (info.vocab_size <= 0 || info.eos_id < 0 || info.eos_id >= info.vocab_size) {
+    throw_error("data error: shard ", path, " has vocab_size ", info.vocab_size, " and eos_id ",
+                info.eos_id, ", which do not fit together; ", kRemake);
+  }
+
+  Handle dataset(H5Lexists(file.get(), "tokens", H5P_DEFAULT) > 0
+                     ? H5Dopen2(file.get(), "tokens", H5P_DEFAULT)
+                     : -1,
+                 H5Dclose);
+  if (!dataset.ok()) {
+    throw_error("data error: shard ", path, " has no readable 'tokens' dataset; ", kRemake);
+  }
+  Handle type(H5Dget_type(dataset.get()), H5Tclose);
+  Handle space(H5Dget_space(dataset.get()), H5Sclose);
+  hsize_t dims[1] = {0};
+  if (!type.ok() || !space.ok() || H5Tget_class(type.get()) != H5T_INTEGER ||
+      H5Tget_sign(type.get()) != H5T_SGN_NONE ||
+      (H5Tget_size(type.get()) != 2 && H5Tget_size(type.get()) != 4) ||
+      H5Sget_simple_extent_ndims(space.get()) != 1 ||
+      H5Sget_simple_extent_dims(space.get(), dims, nullptr) < 0) {
+    throw_error("data error: shard ", path,
+                " 'tokens' is not a 1-D uint16 or uint32 dataset; ", kRemake);
+  }
+  info.num_tokens = int64_t(dims[0]);
+  file_out = file.release();
+  dataset_out = dataset.release();
+  return info;
+}
+
+void close_shard(int64_t& file, int64_t& dataset) {
+  if (dataset >= 0) H5Dclose(dataset);
+  if (file >= 0) H5Fclose(file);
+  dataset = file = -1;
+}
+
+}  // namespace
+
+ShardWriter::ShardWriter(const std::string& path, const ShardInfo& info)
+    : info_(info), tmp_path_(path + ".tmp") {
+  info_.path = path;
+  info_.documents = 0;
+  info_.num_tokens = 0;
+  const auto lock = hdf5_lock();
+  file_ = H5Fcreate(tmp_path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (file_ < 0) {
+    throw_error("data error: cannot create ", tmp_path_,
+                ": check that the output directory exists and is writable");
+  }
+  // Chunked and extendible, so tokens stream to disk instead of piling up in memory.
+  const hsize_t dims[1] = {0}, max_dims[1] = {H5S_UNLIMITED}, chunk[1] = {kChunkTokens};
+  Handle space(H5Screate_simple(1, dims, max_dims), H5Sclose);
+  Handle props(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  H5Pset_chunk(props.get(), 1, chunk);
+  const hid_t type = info_.vocab_size <= 65536 ? H5T_STD_U16LE : H5T_STD_U32LE;
+  dataset_ = H5Dcreate2(file_, "tokens", type, space.get(), H5P_DEFAULT, props.get(), H5P_DEFAULT);
+  if (dataset_ < 0) {
+    close_shard(file_, dataset_);
+    throw_error("data error: cannot create the tokens dataset in ", tmp_path_,
+                ": check free disk space");
+  }
+}
+
+ShardWriter::~ShardWriter() {
+  if (file_ < 0) return;
+  // Not finished: an error unwound past us. Leave no partial file.
+  const auto lock = hdf5_lock();
+  close_shard(file_, dataset_);
+  std::remove(tmp_path_.c_str());
+}
+
+void ShardWriter::append(const int32_t* tokens, size_t count) {
+  for (size_t i = 0; i < count; ++i) {
+    if (tokens[i] < 0 || tokens[i] >= info_.vocab_size) {
+      throw_error("data error: token ", tokens[i], " for ", info_.path, " is outside vocab_size ",
+                  info_.vocab_size, ": the tokenizer and the shard attributes disagree");
+    }
+    pending_.push_back(uint32_t(tokens[i]));
+  }
+  if (pending_.size() >= kWriteBlock) flush();
+}
+
+void ShardWriter::flush() {
+  if (pending_.empty()) return;
+  const auto lock = hdf5_lock();
+  const hsize_t offset[1] = {hsize_t(info_.num_tokens)}, count[1] = {pending_.size()};
+  const hsize_t new_size[1] = {offset[0] + count[0]};
+  bool ok = H5Dset_extent(dataset_, new_size) >= 0;
+  Handle file_space(ok ? H5Dget_space(dataset_) : -1, H5Sclose);
+  Handle mem_space(H5Screate_simple(1, count, nullptr), H5Sclose);
+  ok = ok && file_space.ok() &&
+       H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, offset, nullptr, count, nullptr) >= 0 &&
+       H5Dwrite(dataset_, H5T_NATIVE_UINT32, mem_space.get(), file_space.get(), H5P_DEFAULT,
+                pending_.data()) >= 0;
+  if (!ok) throw_error("data error: cannot write tokens to ", tmp_path_, ": check free disk space");
+  info_.num_tokens += int64_t(pending_.size());
+  pending_.clear();
+}
+
+ShardInfo ShardWriter::finish() {
+  flush();
+  const auto lock = hdf5_lock();
+  write_string_attribute(file_, "format", kShardFormat);
+  write_int_attribute(file_, "format_version", info_.format_version);
+  write_int_attribute(file_, "vocab_size", info_.vocab_size);
+  write_int_attribute(file_, "eos_id", info_.eos_id);
+  write_string_attribute(file_, "tokenizer", info_.tokenizer);
+  write_string_attribute(file_, "tokenizer_sha256", info_.tokenizer_sha256);
+  write_string_attribute(file_, "split", info_.split);
+  write_int_attribute(file_, "documents", info_.documents);
+  H5Dclose(dataset_);
+  dataset_ = -1;
+  const bool closed = H5Fclose(file_) >= 0;
+  file_ = -1;
+  if (!closed || std::rename(tmp_path_.c_str(), info_.path.c_str()) != 0) {
+    std::remove(tmp_path_.c_str());
+    throw_error("data error: cannot finish ", info_.path, ": check free disk space");
+  }
+  return info_;
+}
+
+ShardInfo read_shard_info(const std::string& path) {
+  const auto lock = hdf5_lock();
+  int64_t file = -1, dataset = -1;
+  try {
+    ShardInfo info = open_shard(path, file, dataset);
+    close_shard(file, dataset);
+    return info;
+  } catch (...) {
+    close_shard(file, dataset);
+    throw;
+  }
+}
+
+ShardReader::ShardReader(const std::string& path) {
+  const auto lock = hdf5_lock();
+  try {
+    info_ = open_shard(path, file_, dataset_);
+  } catch (...) {
+    close_shard(file_, dataset_);
+    throw;
+  }
+}
+
+ShardReader::~ShardReader() {
+  const auto lock = hdf5_lock();
+  close_shard(file_, dataset_);
+}
+
+void ShardReader::read(int64_t offset, int64_t count, int32_t* out) {
+  if (offset < 0 || count < 0 || offset + count > info_.num_tokens) {
+    throw_error("data error: read of tokens [", offset, ", ", offset + count, ") is outside shard ",
+                info_.path, " (", info_.num_tokens, " tokens): the shard changed while in use");
+  }
+  if (count == 0) return;
+  const auto lock = hdf5_lock();
+  const hsize_t start[1] = {hsize_t(offset)}, size[1] = {hsize_t(count)};
+  Handle file_space(H5Dget_space(dataset_), H5Sclose);
+  Handle mem_space(H5Screate_simple(1, size, nullptr), H5Sclose);
+  if (!file_space.ok() ||
+      H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, size, nullptr) < 0 ||
+      H5Dread(dataset_, H5T_NATIVE_INT32, mem_space.get(), file_space.get(), H5P_DEFAULT, out) <
+          0) {
+    throw_error("data error: cannot read tokens [", offset, ", ", offset + count, ") of shard ",
+                info_.path, " (truncated or damaged file): ", kRemake);
+  }
+}
+
+std::vector<std::string> expand_glob(const std::string& pattern) {
+  glob_t matches;
+  const int rc = ::glob(pattern.c_str(), 0, nullptr, &matches);
+  std::vector<std::string> paths;
+  if (rc == 0) paths.assign(matches.gl_pathv, matches.gl_pathv + matches.gl_pathc);
+  globfree(&matches);
+  if (paths.empty()) {
+    throw_error("data error: no files match '", pattern,
+                "': check the path, or make shards with mamba prepare");
+  }
+  std::sort(paths.begin(), paths.end());
+  return paths;
+}
+
+std::vector<ShardInfo> check_shards(const std::string& pattern, int64_t model_vocab) {
+  std::vector<ShardInfo> shards;
+  for (const std::string& path : expand_glob(pattern)) shards.push_back(read_shard_info(path));
+  const ShardInfo& first = shards.front();
+  for (const ShardInfo& s : shards) {
+    const auto disagree = [&](const char* what, const auto& a, const auto& b) {
+      throw_error("data error: shard ", s.path, " has ", what, " ", a, " but ", first.path,
+                  " has ", b, ": all shards of a run must come from one mamba prepare run with "
+                  "one tokenizer; narrow the pattern '", pattern, "' or re-run prepare");
+    };
+    if (s.vocab_size != first.vocab_size) disagree("vocab_size", s.vocab_size, first.vocab_size);
+    if (s.eos_id != first.eos_id) disagree("eos_id", s.eos_id, first.eos_id);
+    if (s.tokenizer_sha256 != first.tokenizer_sha256) {
+      disagree("tokenizer_sha256", s.tokenizer_sha256, first.tokenizer_sha256);
+    }
+    if (s.split != first.split) disagree("split", s.split, first.split);
+  }
+  if (first.vocab_size > model_vocab) {
+    throw_error("data error: shard ", first.path, " was made with vocab_size ", first.vocab_size,
+                " > the model's vocab_size ", model_vocab,
+                ": set the model's vocab_size to at least ", first.vocab_size,
+                " or re-run prepare with the model's tokenizer");
+  }
+  return shards;
+}
+
+}  // namespace mamba

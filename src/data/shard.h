@@ -1,0 +1,80 @@
+// Token shards: one HDF5 file per shard holding a 1-D chunked dataset "tokens" (uint16 when the
+// vocab fits, else uint32) and root attributes that say how the tokens were made, so a loader can
+// refuse shards that do not belong together or do not fit the model.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mamba {
+
+inline constexpr const char* kShardFormat = "mamba-tokens";
+inline constexpr int64_t kShardFormatVersion = 1;
+
+struct ShardInfo {
+  std::string path;
+  int64_t format_version = kShardFormatVersion;
+  int64_t vocab_size = 0;
+  int64_t eos_id = 0;
+  std::string tokenizer;         // Tokenizer::name()
+  std::string tokenizer_sha256;  // Tokenizer::sha256()
+  std::string split;             // "train" or "val"
+  int64_t documents = 0;
+  int64_t num_tokens = 0;  // length of the dataset (not an attribute)
+};
+
+// Writes a shard to `path + ".tmp"` and renames it into place on finish(), so an interrupted run
+// never leaves a complete-looking shard behind.
+class ShardWriter {
+ public:
+  // `info` supplies the attributes; path, documents and num_tokens are filled in as it goes.
+  ShardWriter(const std::string& path, const ShardInfo& info);
+  ~ShardWriter();
+  ShardWriter(const ShardWriter&) = delete;
+  ShardWriter& operator=(const ShardWriter&) = delete;
+
+  void append(const int32_t* tokens, size_t count);
+  void end_document() { ++info_.documents; }
+  int64_t num_tokens() const { return info_.num_tokens + int64_t(pending_.size()); }
+  // Flushes, writes the attributes, closes and renames. Returns the final attributes.
+  ShardInfo finish();
+
+ private:
+  void flush();
+
+  ShardInfo info_;
+  std::string tmp_path_;
+  int64_t file_ = -1, dataset_ = -1;  // hid_t, kept opaque so hdf5.h stays out of this header
+  std::vector<uint32_t> pending_;
+};
+
+// Reads a shard's attributes and size. Throws mamba::Error naming the file for anything that is
+// not a readable shard of this format (not HDF5, truncated, missing dataset or attribute).
+ShardInfo read_shard_info(const std::string& path);
+
+// Random access to one shard's tokens. Not thread-safe per object; HDF5 calls are serialized
+// process-wide because Debian's HDF5 is built without thread safety.
+class ShardReader {
+ public:
+  explicit ShardReader(const std::string& path);
+  ~ShardReader();
+  ShardReader(const ShardReader&) = delete;
+  ShardReader& operator=(const ShardReader&) = delete;
+
+  const ShardInfo& info() const { return info_; }
+  // tokens [offset, offset + count) as int32.
+  void read(int64_t offset, int64_t count, int32_t* out);
+
+ private:
+  ShardInfo info_;
+  int64_t file_ = -1, dataset_ = -1;
+};
+
+// The files matching a glob pattern, sorted. Throws mamba::Error when nothing matches.
+std::vector<std::string> expand_glob(const std::string& pattern);
+
+// Opens every shard matching `pattern` and checks that they agree with each other (format,
+// vocab_size, eos id, tokenizer, split) and fit a model with `model_vocab` tokens.
+std::vector<ShardInfo> check_shards(const std::string& pattern, int64_t model_vocab);
+
+}  // namespace mamba

@@ -1,0 +1,75 @@
+#include "train/distributed.h"
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdlib>
+
+#include "util/error.h"
+
+namespace mamba {
+
+namespace {
+
+class MpiCommunicator final : public Communicator {
+ public:
+  MpiCommunicator() {
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (!initialized) {
+      int provided = 0;
+      if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+        throw_error("distributed error: MPI_Init failed: check the mpirun setup");
+      }
+      std::atexit([] {
+        int finalized = 0;
+        MPI_Finalized(&finalized);
+        if (!finalized) MPI_Finalize();
+      });
+    }
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+    MPI_Comm_size(MPI_COMM_WORLD, &world_);
+  }
+
+  int rank() const override { return rank_; }
+  int world() const override { return world_; }
+
+  void allreduce_mean(float* data, int64_t n) override {
+    if (world_ == 1) return;
+    // MPI counts are int: reduce in pieces below INT_MAX elements.
+    for (int64_t begin = 0; begin < n; begin += INT_MAX / 2) {
+      const int count = int(std::min<int64_t>(INT_MAX / 2, n - begin));
+      check(MPI_Allreduce(MPI_IN_PLACE, data + begin, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
+    }
+    const float inv = 1.0f / float(world_);
+    for (int64_t i = 0; i < n; ++i) data[i] *= inv;
+  }
+
+  double allreduce_sum(double x) override {
+    if (world_ == 1) return x;
+    double sum = 0.0;
+    check(MPI_Allreduce(&x, &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
+    return sum;
+  }
+
+  [[noreturn]] void abort(int status) override {
+    if (world_ > 1) MPI_Abort(MPI_COMM_WORLD, status);
+    std::exit(status);
+  }
+
+ private:
+  static void check(int rc) {
+    if (rc != MPI_SUCCESS) throw_error("distributed error: MPI_Allreduce failed (code ", rc, ")");
+  }
+  int rank_ = 0, world_ = 1;
+};
+
+}  // namespace
+
+Communicator& mpi_world() {
+  static MpiCommunicator world;
+  return world;
+}
+
+}  // namespace mamba

@@ -1,0 +1,28 @@
+// Data-parallel communication. A process learns its rank and the world size here; gradients are
+// averaged with one all-reduce over the single gradient buffer. The MPI implementation serves
+// CPU processes (and is the interface the NCCL path implements for GPUs); a plain run without
+// mpirun is world 1.
+#pragma once
+#include <cstdint>
+#include <memory>
+
+namespace mamba {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int world() const = 0;
+  // In place: every rank ends with the mean over ranks of data[0..n).
+  virtual void allreduce_mean(float* data, int64_t n) = 0;
+  // The sum over ranks of x (losses, counters), identical on every rank.
+  virtual double allreduce_sum(double x) = 0;
+  // Takes the whole job down after a fatal error on one rank, so that no rank waits forever.
+  [[noreturn]] virtual void abort(int status) = 0;
+};
+
+// Initialises MPI once per process (MPI_Init_thread) and returns its world communicator.
+// MPI is finalised at process exit.
+Communicator& mpi_world();
+
+}  // namespace mamba

@@ -1,0 +1,116 @@
+// Experiment config: one YAML file plus dotted key=value overrides -> one validated
+// ExperimentConfig, printable back as YAML (at start-up and into every checkpoint).
+//
+// File layout (every key optional unless marked required; the defaults are the ones below):
+//   model:      the ModelConfig fields (dt_rank: an integer or auto)
+//   data:       train, val (required globs of HDF5 token shards), seq_len
+//   train:      micro_batch, global_batch | grad_accum, steps | tokens (exactly one), device,
+//               precision, seed, recompute
+//   optim:      lr, min_lr, warmup, schedule, beta1, beta2, eps, weight_decay, clip
+//   checkpoint: dir, interval, keep_last, resume
+//   log:        interval, eval_interval, eval_batches, sample_interval, sample_tokens,
+//               sample_prompt, metrics
+// Every failure is a mamba::Error whose one-line message names the file, the key, the value
+// and what was expected. The key table lives once, in experiment_config.cpp.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+
+namespace mamba {
+
+enum class Device { Auto, Cpu, Cuda };
+enum class Precision { Fp32, Bf16 };
+enum class Schedule { Cosine, Linear, Constant };
+
+// The names used in the YAML file: auto, cpu, cuda; fp32, bf16; cosine, linear, constant.
+const char* to_string(Device device);
+const char* to_string(Precision precision);
+const char* to_string(Schedule schedule);
+
+struct DataConfig {
+  std::string train;   // required: glob of training shards, e.g. data/demo/train-*.h5
+  std::string val;     // required: glob of validation shards
+  int seq_len = 2048;  // tokens per sequence; the paper's context length
+};
+
+struct TrainConfig {
+  int micro_batch = 1;  // sequences per forward/backward on one process
+  // Sequences per optimizer step = micro_batch * grad_accum * world. Give at most one of the two;
+  // with neither, grad_accum is 1. global_batch keeps the recipe fixed when world changes.
+  std::optional<int> global_batch;
+  std::optional<int> grad_accum;
+  // Exactly one: optimizer steps, or a token budget from which the steps are derived.
+  std::optional<int64_t> steps;
+  std::optional<int64_t> tokens;
+  Device device = Device::Auto;           // auto: CUDA when a GPU is visible, else CPU
+  Precision precision = Precision::Fp32;  // bf16 needs CUDA: the CPU backend computes in fp32
+  int64_t seed = 1337;
+  bool recompute = false;  // recompute layer activations in backward: less memory, more time
+};
+
+struct OptimConfig {
+  double lr = 6e-4;      // peak learning rate, reached at the end of warmup
+  double min_lr = 1e-5;  // where cosine and linear decay end (the paper's 1e-5)
+  int64_t warmup = 0;    // steps of linear warmup from 0 to lr
+  Schedule schedule = Schedule::Cosine;
+  double beta1 = 0.9;  // AdamW as in the paper: (0.9, 0.95), weight decay 0.1
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double weight_decay = 0.1;
+  double clip = 1.0;  // max global gradient norm; 0 turns clipping off
+};
+
+struct CheckpointConfig {
+  std::string dir;              // default: runs/<config file name without extension>
+  int64_t interval = 1000;      // steps between checkpoints; 0: only the final one
+  int keep_last = 3;            // older checkpoints in dir are deleted; 0 keeps them all
+  std::string resume = "auto";  // auto: the latest checkpoint in dir, if any; none; or a path
+};
+
+struct LogConfig {
+  int64_t interval = 10;        // steps between log lines
+  int64_t eval_interval = 250;  // steps between validation evals; 0: no evals while training
+  int eval_batches = 20;        // micro batches per validation eval
+  int64_t sample_interval = 0;  // steps between generated text samples; 0: none
+  int sample_tokens = 64;       // tokens per sample
+  std::string sample_prompt;    // text the sample continues; empty: start from end-of-text
+  std::string metrics;          // JSON-lines metrics file; default: <checkpoint.dir>/metrics.jsonl
+};
+
+// A default-constructed ExperimentConfig is not valid (no data, no length): parse or load one.
+struct ExperimentConfig {
+  ModelConfig model;
+  DataConfig data;
+  TrainConfig train;
+  OptimConfig optim;
+  CheckpointConfig checkpoint;
+  LogConfig log;
+  std::string source;  // where it came from, for messages; not part of the configuration
+
+  // Every key, defaults filled in; parse_experiment_config(to_yaml(), ...) gives back *this.
+  std::string to_yaml() const;
+  // The batch arithmetic depends on the number of processes, known only at run time; both
+  // throw the config error when global_batch is not a multiple of micro_batch * world.
+  int grad_accum(int world) const;
+  int64_t global_batch(int world) const;  // sequences per optimizer step
+  // train.steps, or the steps that train.tokens buys (rounded up); checks optim.warmup fits.
+  int64_t total_steps(int world) const;
+};
+
+// Compares every key (not source).
+bool operator==(const ExperimentConfig& a, const ExperimentConfig& b);
+bool operator!=(const ExperimentConfig& a, const ExperimentConfig& b);
+
+// overrides: "train.micro_batch=8", applied to the YAML tree before validation and read with
+// the same rules as the file; "key=null" (or "key=") unsets an optional key.
+ExperimentConfig load_experiment_config(const std::string& path,
+                                        const std::vector<std::string>& overrides = {});
+// source names the text in messages; its file name also names the default checkpoint.dir.
+ExperimentConfig parse_experiment_config(const std::string& yaml_text, const std::string& source,
+                                         const std::vector<std::string>& overrides = {});
+
+}  // namespace mamba

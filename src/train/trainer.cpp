@@ -1,0 +1,194 @@
+#include "train/trainer.h"
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <vector>
+
+#include "data/loader.h"
+#include "data/tokenizer.h"
+#include "model/mamba_lm.h"
+#include "model/recurrent.h"
+#include "model/sampler.h"
+#include "train/checkpoint.h"
+#include "train/evaluate.h"
+#include "train/optimizer.h"
+#include "train/run_log.h"
+#include "train/schedule.h"
+#include "train/stop_signal.h"
+#include "util/error.h"
+#include "util/rng.h"
+
+namespace mamba {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+std::string sample_text(const MambaLM& model, const Tokenizer& tok, const ExperimentConfig& cfg,
+                        Rng& rng) {
+  std::vector<int32_t> prompt;
+  if (!cfg.log.sample_prompt.empty()) tok.encode(cfg.log.sample_prompt, prompt);
+  if (prompt.empty()) prompt.push_back(tok.eot_id());
+  RecurrentLM rec(model.layout(), model.params.data());
+  const float* logits = nullptr;
+  for (int32_t t : prompt) logits = rec.step(t);
+  std::vector<int32_t> out;
+  const SamplerSettings sampling{0.8f, 40};
+  for (int i = 0; i < cfg.log.sample_tokens; ++i) {
+    const int32_t next = sample_token(logits, model.config().vocab_size, sampling, rng);
+    if (next == tok.eot_id()) break;
+    out.push_back(next);
+    logits = rec.step(next);
+  }
+  return cfg.log.sample_prompt + tok.decode(out);
+}
+
+}  // namespace
+
+TrainOutcome run_training(const ExperimentConfig& cfg, Communicator& comm) {
+  const int rank = comm.rank(), world = comm.world();
+  const bool leader = rank == 0;
+  if (cfg.train.device == Device::Cuda || cfg.train.precision == Precision::Bf16) {
+    throw_error("config error: train.device = ", to_string(cfg.train.device),
+                ", train.precision = ", to_string(cfg.train.precision), " in ", cfg.source,
+                ": this build trains on the CPU in fp32 only; set train.device=cpu "
+                "train.precision=fp32");
+  }
+  const int micro = cfg.train.micro_batch, L = cfg.data.seq_len;
+  const int accum = cfg.grad_accum(world);
+  const int global_batch = cfg.global_batch(world);
+  const int64_t total_steps = cfg.total_steps(world);
+  const int64_t tokens_per_step = int64_t(global_batch) * L;
+
+  MambaLM model(cfg.model);
+  const ParamLayout& layout = model.layout();
+  init_params(layout, model.params.data(), uint64_t(cfg.train.seed));
+  AdamW optimizer(layout, AdamWSettings{float(cfg.optim.beta1), float(cfg.optim.beta2),
+                                        float(cfg.optim.eps), float(cfg.optim.weight_decay)});
+  TokenLoader train_data(cfg.data.train, L, cfg.model.vocab_size, global_batch, rank, world,
+                         uint64_t(cfg.train.seed), true);
+  TokenLoader val_data(cfg.data.val, L, cfg.model.vocab_size, micro * world, rank, world,
+                       uint64_t(cfg.train.seed), false);
+  std::unique_ptr<Tokenizer> tokenizer;
+  if (leader && cfg.log.sample_interval > 0 && !cfg.data.tokenizer.empty()) {
+    tokenizer = load_tokenizer(cfg.data.tokenizer);
+  }
+
+  TrainerState state;
+  Rng sample_rng(uint64_t(cfg.train.seed) ^ 0x5a4d504cull);
+  const std::string& resume = cfg.checkpoint.resume;
+  const std::string resume_path =
+      resume == "none" ? "" : resume == "auto" ? latest_checkpoint(cfg.checkpoint.dir) : resume;
+  if (!resume_path.empty()) {
+    load_checkpoint(resume_path, layout, model.params.data(), optimizer, state);
+    train_data.restore(LoaderPosition{state.loader_epoch, state.loader_sample});
+    sample_rng.set_state(state.rng);
+  }
+  state.world = world;
+  state.config_yaml = cfg.to_yaml();
+  if (leader) {
+    check_checkpoint_dir_writable(cfg.checkpoint.dir);
+    std::printf("# resolved config (%s)\n%s\n", cfg.source.c_str(), state.config_yaml.c_str());
+    std::printf("model: %s, %.2fM parameters | world %d | micro batch %d x %d accum = global %d "
+                "x %d tokens | %lld steps\n",
+                cfg.model.describe().c_str(), layout.total() / 1e6, world, micro, accum,
+                global_batch, L, (long long)total_steps);
+    if (!resume_path.empty()) {
+      std::printf("resumed from %s at step %lld\n", resume_path.c_str(), (long long)state.step);
+    }
+    std::fflush(stdout);
+  }
+  MetricsFile metrics(leader ? cfg.log.metrics : "");
+  install_stop_handlers();
+
+  auto save = [&]() {
+    const LoaderPosition pos = train_data.position();
+    state.loader_epoch = pos.epoch;
+    state.loader_sample = pos.sample;
+    state.rng = sample_rng.state();
+    if (!leader) return std::string();
+    const std::string path = save_checkpoint(cfg.checkpoint.dir, layout, model.params.data(),
+                                             optimizer, state, cfg.checkpoint.keep_last);
+    std::printf("checkpoint %s\n", path.c_str());
+    std::fflush(stdout);
+    return path;
+  };
+
+  TrainOutcome outcome;
+  std::vector<int32_t> rows(int64_t(micro) * accum * (L + 1)), inputs(int64_t(micro) * L),
+      targets(int64_t(micro) * L);
+  const auto run_start = Clock::now();
+  auto window_start = Clock::now();
+  int64_t window_steps = 0;
+  const int64_t first_step = state.step;
+  while (state.step < total_steps) {
+    std::fill(model.grads.begin(), model.grads.end(), 0.0f);
+    train_data.next(rows.data());
+    double loss = 0.0;
+    for (int a = 0; a < accum; ++a) {
+      split_rows(rows.data() + int64_t(a) * micro * (L + 1), micro, L, inputs, targets);
+      loss += model.forward_backward(inputs.data(), targets.data(), micro, L, 1.0f / accum);
+    }
+    comm.allreduce_mean(model.grads.data(), layout.total());
+    loss = comm.allreduce_sum(loss / accum) / world;
+    const double grad_norm =
+        clip_grad_norm(model.grads.data(), layout.total(), float(cfg.optim.clip));
+    const float lr = learning_rate(cfg.optim, total_steps, state.step);
+    optimizer.step(model.params.data(), model.grads.data(), lr);
+    ++state.step;
+    ++window_steps;
+    state.tokens_seen += tokens_per_step;
+    outcome.train_loss = loss;
+
+    const bool last = state.step == total_steps;
+    if (leader && (state.step % cfg.log.interval == 0 || last)) {
+      const double elapsed = seconds_since(window_start);
+      StepStats s;
+      s.step = state.step;
+      s.total_steps = total_steps;
+      s.loss = loss;
+      s.lr = lr;
+      s.grad_norm = grad_norm;
+      s.tokens_per_s = window_steps * tokens_per_step / elapsed;
+      s.mem_gib = resident_memory_gib();
+      s.eta_s = seconds_since(run_start) / double(state.step - first_step) *
+                double(total_steps - state.step);
+      s.tokens_seen = state.tokens_seen;
+      std::printf("%s\n", format_step_line(s).c_str());
+      std::fflush(stdout);
+      metrics.write_train(s);
+      window_start = Clock::now();
+      window_steps = 0;
+    }
+    if (cfg.log.eval_interval > 0 && (state.step % cfg.log.eval_interval == 0 || last)) {
+      const double local = mean_loss(model, val_data, micro, L, cfg.log.eval_batches);
+      outcome.val_loss = comm.allreduce_sum(local) / world;
+      if (leader) {
+        std::printf("eval step %lld | val loss %.4f | val ppl %.2f\n", (long long)state.step,
+                    outcome.val_loss, std::exp(outcome.val_loss));
+        metrics.write_eval(state.step, outcome.val_loss);
+      }
+    }
+    if (tokenizer && (state.step % cfg.log.sample_interval == 0 || last)) {
+      std::printf("sample step %lld | %s\n", (long long)state.step,
+                  sample_text(model, *tokenizer, cfg, sample_rng).c_str());
+    }
+    // Every rank must agree to stop, or the others would wait in the next all-reduce.
+    outcome.preempted = comm.allreduce_sum(stop_requested() ? 1.0 : 0.0) > 0.0;
+    const bool periodic = cfg.checkpoint.interval > 0 && state.step % cfg.checkpoint.interval == 0;
+    if (periodic || last || outcome.preempted) outcome.checkpoint = save();
+    if (outcome.preempted) {
+      if (leader) std::printf("stopped by signal at step %lld; resume with the same command\n", (long long)state.step);
+      break;
+    }
+  }
+  outcome.step = state.step;
+  return outcome;
+}
+
+}  // namespace mamba
