@@ -77,7 +77,8 @@ TEST(ExperimentConfig, OverridesTakeEffect) {
   const ExperimentConfig c = parse(
       kMinimal, {"train.micro_batch=8", "optim.lr=1e-3", "model.dt_rank=6", "train.steps=null",
                  "train.tokens=2.5e6", "train.device=cpu", "train.recompute=true",
-                 "data.train=other/*.h5", "log.sample_prompt=a: b", "checkpoint.dir=runs/x"});
+                 "data.train=other/*.h5", "log.sample_prompt=a: b", "checkpoint.dir=runs/x",
+                 "data.tokenizer=tok.json", "log.sample_interval=50"});
   EXPECT_EQ(c.train.micro_batch, 8);
   EXPECT_DOUBLE_EQ(c.optim.lr, 1e-3);
   EXPECT_EQ(c.model.dt_rank, 6);
@@ -88,6 +89,8 @@ TEST(ExperimentConfig, OverridesTakeEffect) {
   EXPECT_EQ(c.data.train, "other/*.h5");
   EXPECT_EQ(c.log.sample_prompt, "a: b");
   EXPECT_EQ(c.log.metrics, "runs/x/metrics.jsonl");  // follows the overridden dir
+  EXPECT_EQ(c.data.tokenizer, "tok.json");
+  EXPECT_EQ(c.log.sample_interval, 50);
   // A key the file does not have, in a section it does not have.
   EXPECT_EQ(parse(kMinimal, {"optim.clip=0"}).optim.clip, 0.0);
   // The last override of a key wins.
@@ -239,6 +242,7 @@ TEST(ExperimentConfig, OutOfRangeValuesAreRejected) {
       {{"train.global_batch=10"}, {"train.global_batch = 10", "multiple of train.micro_batch = 4"}},
       {{"train.device=cpu", "train.precision=bf16"}, {"train.precision = bf16", "fp32"}},
       {{"data.val=null"}, {"data.val"}},
+      {{"log.sample_interval=10"}, {"log.sample_interval = 10", "data.tokenizer"}},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.overrides.back());

@@ -20,7 +20,26 @@ using nlohmann::json;
               "use such a tokenizer.json, GPT-2's encoder.json + vocab.bpe, or 'byte'");
 }
 
-std::string type_of(const json& j) { return j.is_object() ? j.value("type", "") : ""; }
+std::string type_of(const json& j) {
+  return j.is_object() && j.contains("type") && j["type"].is_string() ? j["type"].get<std::string>()
+                                                                      : "";
+}
+
+// j[key], or null when absent (j.value() would copy).
+const json& member(const json& j, const char* key) {
+  static const json null;
+  return j.is_object() && j.contains(key) ? j[key] : null;
+}
+
+// An optional boolean setting; null or absent means the default.
+bool flag(const std::string& path, const json& object, const char* key, bool default_value) {
+  if (!object.is_object() || !object.contains(key) || object[key].is_null()) return default_value;
+  if (!object[key].is_boolean()) {
+    throw_error("tokenizer error: ", path, " sets ", key, " to ", object[key].dump(),
+                ", expected true or false: the file is corrupt");
+  }
+  return object[key].get<bool>();
+}
 
 // A ByteLevel step, alone or as the only step of a Sequence. Returns nullptr for anything else.
 const json* single_byte_level(const json& j) {
@@ -69,7 +88,7 @@ void read_model(const std::string& path, const json& m, BpeModel& model) {
                           "byte_fallback"}) {
     if (option_set(key)) unsupported(path, std::string("model.") + key + " = " + m[key].dump());
   }
-  model.ignore_merges = m.value("ignore_merges", false);
+  model.ignore_merges = flag(path, m, "ignore_merges", false);
 
   for (const auto& [text, id] : m["vocab"].items()) {
     if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > 10'000'000) {
@@ -115,7 +134,7 @@ void read_added_tokens(const std::string& path, const json& added, BpeModel& mod
                   " lacks an id or content: the file is corrupt");
     }
     model.added.push_back(
-        {t["content"].get<std::string>(), t["id"].get<int32_t>(), t.value("special", false)});
+        {t["content"].get<std::string>(), t["id"].get<int32_t>(), flag(path, t, "special", false)});
   }
 }
 
@@ -151,19 +170,19 @@ std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& path) {
   model.name = "hf-bpe";
   model.source = path;
   model.sha256 = sha256_hex(bytes);
-  model.nfc = read_normalizer(path, j.value("normalizer", json()));
+  model.nfc = read_normalizer(path, member(j, "normalizer"));
 
-  const json* pre = single_byte_level(j.value("pre_tokenizer", json()));
-  if (!pre) unsupported(path, "the pre_tokenizer " + j.value("pre_tokenizer", json()).dump().substr(0, 80));
-  if (!pre->value("use_regex", true)) unsupported(path, "a ByteLevel pre_tokenizer without regex");
-  model.add_prefix_space = pre->value("add_prefix_space", false);
-  const json decoder = j.value("decoder", json());
+  const json* pre = single_byte_level(member(j, "pre_tokenizer"));
+  if (!pre) unsupported(path, "the pre_tokenizer " + member(j, "pre_tokenizer").dump().substr(0, 80));
+  if (!flag(path, *pre, "use_regex", true)) unsupported(path, "a ByteLevel pre_tokenizer without regex");
+  model.add_prefix_space = flag(path, *pre, "add_prefix_space", false);
+  const json& decoder = member(j, "decoder");
   if (!decoder.is_null() && !single_byte_level(decoder)) {
     unsupported(path, "the decoder " + decoder.dump().substr(0, 80));
   }
 
   read_model(path, j["model"], model);
-  read_added_tokens(path, j.value("added_tokens", json()), model);
+  read_added_tokens(path, member(j, "added_tokens"), model);
   model.eot_id = find_eot(model);
   if (model.eot_id < 0) {
     throw_error("tokenizer error: ", path, " has no end-of-text token (<|endoftext|>, ",

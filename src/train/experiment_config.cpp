@@ -54,6 +54,7 @@ void for_each_key(Visit&& key, Config&... c) {
   key("data.train", Check::NonEmpty, c.data.train...);
   key("data.val", Check::NonEmpty, c.data.val...);
   key("data.seq_len", Check::Positive, c.data.seq_len...);
+  key("data.tokenizer", Check::Any, c.data.tokenizer...);
 
   key("train.micro_batch", Check::Positive, c.train.micro_batch...);
   key("train.global_batch", Check::Positive, c.train.global_batch...);
@@ -496,6 +497,11 @@ void check_consistency(const ExperimentConfig& c, const Origins& origins) {
   if (c.data.val.empty()) {
     throw_error("config error: missing key data.val in ", origins.source,
                 ": expected a glob of validation shards, e.g. data/demo/val-*.h5");
+  }
+  if (c.log.sample_interval > 0 && c.data.tokenizer.empty()) {
+    throw_error("config error: log.sample_interval = ", c.log.sample_interval, " in ",
+                origins.of("log.sample_interval"),
+                ": expected 0 when data.tokenizer is not set (samples are decoded to text)");
   }
   const TrainConfig& t = c.train;
   if (t.steps && t.tokens) {

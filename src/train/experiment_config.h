@@ -3,7 +3,7 @@
 //
 // File layout (every key optional unless marked required; the defaults are the ones below):
 //   model:      the ModelConfig fields (dt_rank: an integer or auto)
-//   data:       train, val (required globs of HDF5 token shards), seq_len
+//   data:       train, val (required globs of HDF5 token shards), seq_len, tokenizer
 //   train:      micro_batch, global_batch | grad_accum, steps | tokens (exactly one), device,
 //               precision, seed, recompute
 //   optim:      lr, min_lr, warmup, schedule, beta1, beta2, eps, weight_decay, clip
@@ -35,6 +35,9 @@ struct DataConfig {
   std::string train;   // required: glob of training shards, e.g. data/demo/train-*.h5
   std::string val;     // required: glob of validation shards
   int seq_len = 2048;  // tokens per sequence; the paper's context length
+  // What load_tokenizer takes (a tokenizer.json, GPT-2's encoder.json, or a directory of them);
+  // only text samples need it. Empty: none, and log.sample_interval must stay 0.
+  std::string tokenizer;
 };
 
 struct TrainConfig {

@@ -6,22 +6,10 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "data/progress.h"
 #include "util/error.h"
 
 namespace mamba {
-
-std::string format_duration(double seconds) {
-  const long s = long(std::max(0.0, seconds));
-  char buf[32];
-  if (s >= 3600) {
-    std::snprintf(buf, sizeof buf, "%ldh%02ldm", s / 3600, (s % 3600) / 60);
-  } else if (s >= 60) {
-    std::snprintf(buf, sizeof buf, "%ldm%02lds", s / 60, s % 60);
-  } else {
-    std::snprintf(buf, sizeof buf, "%lds", s);
-  }
-  return buf;
-}
 
 std::string format_step_line(const StepStats& s) {
   char rate[32];

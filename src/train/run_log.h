@@ -19,8 +19,6 @@ struct StepStats {
 
 // "step 120/5000 | loss 3.412 | lr 1.20e-03 | gnorm 0.83 | 412.3k tok/s | MFU 41.2% | mem 21.3 GiB | eta 1h12m"
 std::string format_step_line(const StepStats& s);
-// "1h12m", "4m05s", "12s"
-std::string format_duration(double seconds);
 // Resident memory of this process, GiB.
 double resident_memory_gib();
 

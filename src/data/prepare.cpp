@@ -1,0 +1,279 @@
+#include "data/prepare.h"
+
+#include <omp.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "data/corpus.h"
+#include "data/progress.h"
+#include "data/sha256.h"
+#include "data/shard.h"
+#include "data/tokenizer.h"
+#include "util/error.h"
+
+namespace mamba {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr size_t kSegmentBytes = 1 << 20;     // a long document is cut into pieces this size
+constexpr size_t kBatchBytesPerThread = 4 << 20;  // text tokenized between two writes
+constexpr int64_t kVerifyBlock = 1 << 20;
+
+// Hashes tokens as little-endian uint32, the same bytes whichever way they are stored.
+void hash_tokens(Sha256& hash, const int32_t* tokens, size_t count) {
+  unsigned char buffer[4096];
+  size_t used = 0;
+  for (size_t i = 0; i < count; ++i) {
+    const uint32_t t = uint32_t(tokens[i]);
+    for (int b = 0; b < 4; ++b) buffer[used++] = (unsigned char)(t >> (8 * b));
+    if (used == sizeof buffer) {
+      hash.update(buffer, used);
+      used = 0;
+    }
+  }
+  hash.update(buffer, used);
+}
+
+// One split's output: fills shards of exactly shard_tokens tokens (the last one: what is left),
+// named <dir>/<split>-0000.h5, -0001.h5, ...
+class SplitWriter {
+ public:
+  SplitWriter(const std::string& dir, const ShardInfo& attributes, int64_t shard_tokens)
+      : dir_(dir), attributes_(attributes), shard_tokens_(shard_tokens) {}
+
+  void append(const int32_t* tokens, size_t count) {
+    hash_tokens(hash_, tokens, count);
+    summary_.tokens += int64_t(count);
+    while (count > 0) {
+      if (!shard_) open();
+      const size_t take = std::min<size_t>(count, size_t(shard_tokens_ - shard_->num_tokens()));
+      shard_->append(tokens, take);
+      tokens += take;
+      count -= take;
+      if (shard_->num_tokens() == shard_tokens_) close();
+    }
+  }
+
+  // The end-of-text token counts its document in the shard it lands in.
+  void end_document(int32_t eot) {
+    hash_tokens(hash_, &eot, 1);
+    ++summary_.tokens;
+    ++summary_.documents;
+    if (!shard_) open();
+    shard_->append(&eot, 1);
+    shard_->end_document();
+    if (shard_->num_tokens() == shard_tokens_) close();
+  }
+
+  SplitSummary finish() {
+    if (shard_) close();
+    summary_.tokens_sha256 = hash_.hex();
+    return summary_;
+  }
+
+  const std::vector<std::string>& shards() const { return summary_.shards; }
+
+ private:
+  void open() {
+    char name[32];
+    std::snprintf(name, sizeof name, "-%04zu.h5", summary_.shards.size());
+    shard_ = std::make_unique<ShardWriter>(dir_ + "/" + attributes_.split + name, attributes_);
+  }
+  void close() {
+    summary_.shards.push_back(shard_->finish().path);
+    shard_.reset();
+  }
+
+  std::string dir_;
+  ShardInfo attributes_;
+  int64_t shard_tokens_;
+  std::unique_ptr<ShardWriter> shard_;
+  SplitSummary summary_;
+  Sha256 hash_;
+};
+
+struct Encoded {
+  std::vector<int32_t> ids;
+  std::string error;  // set instead of ids when the unit is bad input
+};
+
+void encode_unit(const Tokenizer& tokenizer, const TextUnit& unit, const InputFile& input,
+                 const std::string& text_key, Encoded& out) {
+  out.ids.clear();
+  out.error.clear();
+  if (!unit.json) {
+    tokenizer.encode(unit.text, out.ids);
+    return;
+  }
+  const auto where = input.path + " line " + std::to_string(unit.line);
+  nlohmann::json doc;
+  try {
+    doc = nlohmann::json::parse(unit.text);
+  } catch (const nlohmann::json::exception&) {
+    out.error = "prepare error: " + where + " is not valid JSON: fix the line, or give the file " +
+                "another extension than .jsonl to read it as plain text";
+    return;
+  }
+  if (!doc.is_object() || !doc.contains(text_key) || !doc[text_key].is_string()) {
+    out.error = "prepare error: " + where + " has no string field \"" + text_key +
+                "\": give every line one, or name the field with --text-key";
+    return;
+  }
+  tokenizer.encode(doc[text_key].get_ref<const std::string&>(), out.ids);
+}
+
+void prepare_output_dir(const std::string& dir, bool overwrite) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw_error("prepare error: cannot create ", dir, ": ", ec.message());
+  std::vector<fs::path> old;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    const bool split_prefix = name.rfind("train-", 0) == 0 || name.rfind("val-", 0) == 0;
+    const bool shard_suffix = entry.path().extension() == ".h5" ||
+                              (name.size() > 7 && name.compare(name.size() - 7, 7, ".h5.tmp") == 0);
+    if (split_prefix && shard_suffix) old.push_back(entry.path());
+  }
+  if (ec) throw_error("prepare error: cannot list ", dir, ": ", ec.message());
+  if (!old.empty() && !overwrite) {
+    throw_error("prepare error: ", dir, " already holds shards such as ", old.front().string(),
+                ": pass --overwrite to replace them, or choose another --out");
+  }
+  for (const fs::path& p : old) fs::remove(p, ec);
+}
+
+// Reads the shards back and checks they hold exactly the tokens that were written.
+void verify_split(const SplitSummary& split, const std::string& name) {
+  Sha256 hash;
+  int64_t tokens = 0;
+  std::vector<int32_t> block;
+  for (const std::string& path : split.shards) {
+    ShardReader reader(path);
+    const int64_t n = reader.info().num_tokens;
+    for (int64_t offset = 0; offset < n; offset += kVerifyBlock) {
+      block.resize(size_t(std::min(kVerifyBlock, n - offset)));
+      reader.read(offset, int64_t(block.size()), block.data());
+      hash_tokens(hash, block.data(), block.size());
+    }
+    tokens += n;
+  }
+  if (tokens != split.tokens || hash.hex() != split.tokens_sha256) {
+    throw_error("prepare error: the ", name, " shards read back differently from the ", tokens,
+                " tokens written (", split.shards.empty() ? "" : split.shards.front(),
+                " ...): check the disk and run prepare again");
+  }
+}
+
+void remove_files(const std::vector<std::string>& paths) {
+  for (const std::string& p : paths) std::remove(p.c_str());
+}
+
+}  // namespace
+
+bool is_validation_document(uint64_t index, double fraction) {
+  return std::floor(double(index + 1) * fraction) > std::floor(double(index) * fraction);
+}
+
+PrepareSummary prepare_corpus(const PrepareOptions& options) {
+  if (!(options.val_fraction >= 0 && options.val_fraction < 1)) {
+    throw_error("prepare error: --val-fraction ", options.val_fraction,
+                ": expected a fraction in [0, 1), e.g. 0.01");
+  }
+  if (options.shard_tokens < 1) {
+    throw_error("prepare error: --shard-tokens ", options.shard_tokens,
+                ": expected a positive number of tokens, e.g. 100M");
+  }
+  if (options.out_dir.empty()) throw_error("prepare error: no --out directory given");
+  const std::unique_ptr<Tokenizer> tokenizer = load_tokenizer(options.tokenizer);
+  const std::vector<InputFile> inputs = find_inputs(options.inputs, options.extensions);
+  prepare_output_dir(options.out_dir, options.overwrite);
+  const int threads = options.threads > 0 ? options.threads : omp_get_max_threads();
+
+  ShardInfo attributes;
+  attributes.vocab_size = tokenizer->vocab_size();
+  attributes.eos_id = tokenizer->eot_id();
+  attributes.tokenizer = tokenizer->name();
+  attributes.tokenizer_sha256 = tokenizer->sha256();
+  attributes.split = "train";
+  SplitWriter train(options.out_dir, attributes, options.shard_tokens);
+  attributes.split = "val";
+  SplitWriter val(options.out_dir, attributes, options.shard_tokens);
+
+  PrepareSummary summary;
+  summary.threads = threads;
+  for (const InputFile& f : inputs) summary.input_bytes += f.bytes;
+  Progress progress("prepare", summary.input_bytes, stderr, options.verbose && isatty(2));
+  try {
+    CorpusReader reader(inputs, kSegmentBytes);
+    std::vector<TextUnit> batch;
+    std::vector<Encoded> encoded;
+    uint64_t done_bytes = 0, document = 0;
+    bool in_document = false, document_is_val = false;
+    while (true) {
+      batch.clear();
+      size_t batch_bytes = 0;
+      TextUnit unit;
+      while (batch_bytes < kBatchBytesPerThread * size_t(threads) && reader.next(unit)) {
+        batch_bytes += unit.text.size();
+        batch.push_back(std::move(unit));
+      }
+      if (batch.empty()) break;
+      encoded.resize(batch.size());
+      // Pieces of one document tokenize independently (see split_into_segments), so the order
+      // of work does not matter; writing below restores input order.
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+      for (size_t i = 0; i < batch.size(); ++i) {
+        encode_unit(*tokenizer, batch[i], inputs[batch[i].file], options.text_key, encoded[i]);
+      }
+      for (size_t i = 0; i < batch.size(); ++i) {
+        if (!encoded[i].error.empty()) throw Error(encoded[i].error);
+        const TextUnit& u = batch[i];
+        const std::vector<int32_t>& ids = encoded[i].ids;
+        done_bytes += u.bytes;
+        if (!in_document) {
+          if (ids.empty() && u.ends_document) continue;  // an empty document is no document
+          document_is_val = is_validation_document(document++, options.val_fraction);
+          in_document = true;
+        }
+        SplitWriter& split = document_is_val ? val : train;
+        split.append(ids.data(), ids.size());
+        if (u.ends_document) {
+          split.end_document(tokenizer->eot_id());
+          in_document = false;
+        }
+      }
+      if (options.verbose) progress.update(done_bytes);
+    }
+    summary.train = train.finish();
+    summary.val = val.finish();
+    summary.seconds = progress.seconds();
+    if (options.verbose) progress.finish(done_bytes);
+    if (summary.train.documents == 0) {
+      throw_error("prepare error: the inputs hold no text (", inputs.size(),
+                  " files, all empty): check the inputs");
+    }
+    if (options.val_fraction > 0 && summary.val.documents == 0) {
+      throw_error("prepare error: --val-fraction ", options.val_fraction, " selects none of the ",
+                  document, " documents (one per text file or JSONL line): give at least ",
+                  int64_t(std::ceil(1 / options.val_fraction)),
+                  " documents, raise --val-fraction, or pass --val-fraction 0 for no validation");
+    }
+    verify_split(summary.train, "train");
+    verify_split(summary.val, "val");
+  } catch (...) {
+    // Shards of a failed run must not pass for a corpus.
+    remove_files(train.shards());
+    remove_files(val.shards());
+    throw;
+  }
+  return summary;
+}
+
+}  // namespace mamba

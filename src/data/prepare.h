@@ -1,0 +1,44 @@
+// `mamba prepare`: text -> token shards. Documents (a text file, or a JSONL line) are tokenized on
+// all cores, each followed by the end-of-text token, and written in input order to train or
+// validation shards; the shards are then read back and checked against the token stream.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mamba {
+
+struct PrepareOptions {
+  std::vector<std::string> inputs;  // files, directories, globs (see find_inputs)
+  std::string tokenizer;            // spec for load_tokenizer
+  std::string out_dir;
+  double val_fraction = 0.01;         // of documents, spread evenly through the input
+  int64_t shard_tokens = 100'000'000;  // every shard but the last of a split holds exactly this
+  int threads = 0;                     // 0: all cores
+  std::string text_key = "text";       // the JSONL field holding a document
+  std::vector<std::string> extensions = {"txt", "text", "md", "rst", "jsonl"};
+  bool overwrite = false;  // replace existing train-*.h5 / val-*.h5 in out_dir
+  bool verbose = true;     // progress and summary on stderr
+};
+
+struct SplitSummary {
+  int64_t documents = 0;
+  int64_t tokens = 0;
+  std::vector<std::string> shards;
+  std::string tokens_sha256;  // of the token stream as little-endian uint32, checked on read-back
+};
+
+struct PrepareSummary {
+  SplitSummary train, val;
+  uint64_t input_bytes = 0;
+  double seconds = 0;  // tokenizing and writing, without the read-back check
+  int threads = 0;
+};
+
+PrepareSummary prepare_corpus(const PrepareOptions& options);
+
+// True when document `index` (0-based, in input order) goes to validation: every 1/fraction-th
+// document, so the split is deterministic and spread through the corpus.
+bool is_validation_document(uint64_t index, double fraction);
+
+}  // namespace mamba

@@ -1,0 +1,66 @@
+// CUDA selective scan (Mamba-1) with delta bias + softplus, D skip and z gating: the GPU twin of
+// kernels/cpu/scan.h, with the same math, the same token-major layouts and strides, and the same
+// overwrite / accumulate rules (du, ddelta, dz, dB, dC are overwritten; dA, dD, ddelta_bias += ).
+//
+// Two precisions: bf16 tensors (u, delta, z, B, C, out, dout and their gradients) with fp32 math
+// and state inside, and fp32 throughout (the debugging path). A, D, delta_bias, dA, dD,
+// ddelta_bias, last_state and the checkpoints are fp32 in both.
+//
+// The forward saves the fp32 state every kScanCheckpointEvery steps (`checkpoints`, sized by
+// scan_checkpoint_bytes); the backward recomputes the states between them. The caller keeps the
+// checkpoints from forward to backward (pass nullptr to the forward when no backward follows).
+// Both passes also need a transient workspace of scan_workspace_bytes (reusable between calls on
+// one stream). Gradients are deterministic: the same inputs give bit-identical results on every
+// run (fixed-order reductions, no atomics). Only d_state = 16 is supported; other shapes are
+// rejected with mamba::Error. All pointers are device pointers; work is queued on `stream`.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/cpu/scan.h"
+
+namespace mamba::cuda {
+
+using ScanShape = cpu::ScanShape;
+
+// Steps between two saved states: 4 bytes of checkpoint per (token, channel).
+inline constexpr int kScanCheckpointEvery = 16;
+
+struct ScanTuning {
+  // Pieces each sequence is cut into and scanned in parallel (each piece costs one extra pass of
+  // exps); 0 picks from the shape and the device: 1 when batch * d_inner fills the GPU.
+  int segments = 0;
+};
+
+size_t scan_checkpoint_bytes(const ScanShape& s);
+size_t scan_workspace_bytes(const ScanShape& s, const ScanTuning& tuning = {});
+
+void selective_scan_forward(__nv_bfloat16* out, float* last_state, float* checkpoints,
+                            const __nv_bfloat16* u, const __nv_bfloat16* delta, const float* A,
+                            const __nv_bfloat16* B, const __nv_bfloat16* C, const float* D,
+                            const float* delta_bias, const __nv_bfloat16* z, const ScanShape& s,
+                            void* workspace, cudaStream_t stream, const ScanTuning& tuning = {});
+void selective_scan_forward(float* out, float* last_state, float* checkpoints, const float* u,
+                            const float* delta, const float* A, const float* B, const float* C,
+                            const float* D, const float* delta_bias, const float* z,
+                            const ScanShape& s, void* workspace, cudaStream_t stream,
+                            const ScanTuning& tuning = {});
+
+void selective_scan_backward(__nv_bfloat16* du, __nv_bfloat16* ddelta, float* dA,
+                             __nv_bfloat16* dB, __nv_bfloat16* dC, float* dD, float* ddelta_bias,
+                             __nv_bfloat16* dz, const __nv_bfloat16* dout, const __nv_bfloat16* u,
+                             const __nv_bfloat16* delta, const float* A, const __nv_bfloat16* B,
+                             const __nv_bfloat16* C, const float* D, const float* delta_bias,
+                             const __nv_bfloat16* z, const float* checkpoints, const ScanShape& s,
+                             void* workspace, cudaStream_t stream, const ScanTuning& tuning = {});
+void selective_scan_backward(float* du, float* ddelta, float* dA, float* dB, float* dC, float* dD,
+                             float* ddelta_bias, float* dz, const float* dout, const float* u,
+                             const float* delta, const float* A, const float* B, const float* C,
+                             const float* D, const float* delta_bias, const float* z,
+                             const float* checkpoints, const ScanShape& s, void* workspace,
+                             cudaStream_t stream, const ScanTuning& tuning = {});
+
+}  // namespace mamba::cuda

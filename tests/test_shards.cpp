@@ -1,0 +1,204 @@
+// HDF5 token shards: round trips, dtypes and attributes, and the one-line errors for files that
+// are not shards, are damaged, or do not belong together.
+#include <gtest/gtest.h>
+#include <hdf5.h>
+
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "data/shard.h"
+#include "data/text.h"
+#include "util/error.h"
+
+namespace mamba {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string temp_dir(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / "mamba_test_shards" / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir.string();
+}
+
+ShardInfo attributes(int64_t vocab, const std::string& sha = "abc", const std::string& split = "train") {
+  ShardInfo info;
+  info.vocab_size = vocab;
+  info.eos_id = vocab - 1;
+  info.tokenizer = "test";
+  info.tokenizer_sha256 = sha;
+  info.split = split;
+  return info;
+}
+
+ShardInfo write_shard(const std::string& path, const ShardInfo& attrs,
+                      const std::vector<int32_t>& tokens, int documents = 1) {
+  ShardWriter writer(path, attrs);
+  writer.append(tokens.data(), tokens.size());
+  for (int d = 0; d < documents; ++d) writer.end_document();
+  return writer.finish();
+}
+
+template <typename F>
+std::string error_of(F f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+size_t stored_type_size(const std::string& path) {
+  const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  const hid_t dataset = H5Dopen2(file, "tokens", H5P_DEFAULT);
+  const hid_t type = H5Dget_type(dataset);
+  const hid_t plist = H5Dget_create_plist(dataset);
+  const bool chunked = H5Pget_layout(plist) == H5D_CHUNKED;
+  const size_t size = H5Tget_size(type);
+  H5Pclose(plist);
+  H5Tclose(type);
+  H5Dclose(dataset);
+  H5Fclose(file);
+  return chunked ? size : 0;
+}
+
+TEST(Shard, RoundTripUint16) {
+  const std::string dir = temp_dir("u16");
+  std::vector<int32_t> tokens(3 * 1000 * 1000 + 7);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t((i * 7919) % 50257);
+  const ShardInfo written = write_shard(dir + "/train-0000.h5", attributes(50257), tokens, 3);
+  EXPECT_EQ(written.num_tokens, int64_t(tokens.size()));
+  EXPECT_FALSE(fs::exists(dir + "/train-0000.h5.tmp"));
+  EXPECT_EQ(stored_type_size(dir + "/train-0000.h5"), 2u);  // chunked uint16
+
+  const ShardInfo info = read_shard_info(dir + "/train-0000.h5");
+  EXPECT_EQ(info.vocab_size, 50257);
+  EXPECT_EQ(info.eos_id, 50256);
+  EXPECT_EQ(info.tokenizer, "test");
+  EXPECT_EQ(info.tokenizer_sha256, "abc");
+  EXPECT_EQ(info.split, "train");
+  EXPECT_EQ(info.documents, 3);
+  EXPECT_EQ(info.format_version, kShardFormatVersion);
+  EXPECT_EQ(info.num_tokens, int64_t(tokens.size()));
+
+  ShardReader reader(dir + "/train-0000.h5");
+  std::vector<int32_t> back(tokens.size());
+  reader.read(0, int64_t(back.size()), back.data());
+  EXPECT_EQ(back, tokens);
+  std::vector<int32_t> slice(5);
+  reader.read(1234567, 5, slice.data());
+  EXPECT_EQ(slice, std::vector<int32_t>(tokens.begin() + 1234567, tokens.begin() + 1234572));
+  EXPECT_NE(error_of([&] { reader.read(int64_t(tokens.size()) - 2, 5, slice.data()); }), "");
+}
+
+TEST(Shard, RoundTripUint32WhenTheVocabIsLarge) {
+  const std::string dir = temp_dir("u32");
+  const std::vector<int32_t> tokens = {0, 65535, 65536, 99999, 12};
+  write_shard(dir + "/s.h5", attributes(100000), tokens);
+  EXPECT_EQ(stored_type_size(dir + "/s.h5"), 4u);
+  ShardReader reader(dir + "/s.h5");
+  std::vector<int32_t> back(tokens.size());
+  reader.read(0, 5, back.data());
+  EXPECT_EQ(back, tokens);
+  // The boundary: 65536 ids still fit uint16.
+  write_shard(dir + "/t.h5", attributes(65536), {65535});
+  EXPECT_EQ(stored_type_size(dir + "/t.h5"), 2u);
+}
+
+TEST(Shard, WriterRefusesIdsOutsideItsVocabAndLeavesNoFile) {
+  const std::string dir = temp_dir("refuse");
+  {
+    ShardWriter writer(dir + "/s.h5", attributes(100));
+    const int32_t bad = 100;
+    EXPECT_NE(error_of([&] { writer.append(&bad, 1); }).find("100"), std::string::npos);
+  }
+  EXPECT_FALSE(fs::exists(dir + "/s.h5"));
+  EXPECT_FALSE(fs::exists(dir + "/s.h5.tmp"));
+}
+
+TEST(Shard, NotHdf5NamesTheFile) {
+  const std::string dir = temp_dir("not_hdf5");
+  std::ofstream(dir + "/train-0000.h5") << "just some text, not HDF5\n";
+  const std::string e = error_of([&] { read_shard_info(dir + "/train-0000.h5"); });
+  EXPECT_NE(e.find(dir + "/train-0000.h5"), std::string::npos) << e;
+  EXPECT_NE(e.find("not an HDF5 file"), std::string::npos) << e;
+}
+
+TEST(Shard, TruncatedFileNamesTheFile) {
+  const std::string dir = temp_dir("truncated");
+  std::vector<int32_t> tokens(200000);
+  std::iota(tokens.begin(), tokens.end(), 0);
+  for (auto& t : tokens) t %= 1000;
+  write_shard(dir + "/full.h5", attributes(1000), tokens);
+  const std::string bytes = read_file(dir + "/full.h5");
+  for (size_t keep : {bytes.size() / 2, size_t(3000), size_t(100)}) {
+    std::ofstream(dir + "/cut.h5", std::ios::binary) << bytes.substr(0, keep);
+    const std::string e = error_of([&] {
+      ShardReader reader(dir + "/cut.h5");
+      std::vector<int32_t> all(size_t(reader.info().num_tokens));
+      reader.read(0, int64_t(all.size()), all.data());
+    });
+    EXPECT_NE(e.find(dir + "/cut.h5"), std::string::npos) << keep << ": " << e;
+  }
+}
+
+TEST(Shard, MissingAttributeNamesIt) {
+  const std::string dir = temp_dir("no_attr");
+  const std::string path = dir + "/bare.h5";
+  const hid_t file = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  const hsize_t dims[1] = {4};
+  const hid_t space = H5Screate_simple(1, dims, nullptr);
+  const hid_t dataset =
+      H5Dcreate2(file, "tokens", H5T_STD_U16LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  H5Dclose(dataset);
+  H5Sclose(space);
+  H5Fclose(file);
+  const std::string e = error_of([&] { read_shard_info(path); });
+  EXPECT_NE(e.find(path), std::string::npos) << e;
+  EXPECT_NE(e.find("'format'"), std::string::npos) << e;
+}
+
+TEST(Shard, GlobThatMatchesNothing) {
+  const std::string dir = temp_dir("glob");
+  const std::string pattern = dir + "/train-*.h5";
+  const std::string e = error_of([&] { expand_glob(pattern); });
+  EXPECT_NE(e.find(pattern), std::string::npos) << e;
+  write_shard(dir + "/train-0001.h5", attributes(10), {1});
+  write_shard(dir + "/train-0000.h5", attributes(10), {1});
+  EXPECT_EQ(expand_glob(pattern),
+            (std::vector<std::string>{dir + "/train-0000.h5", dir + "/train-0001.h5"}));
+}
+
+TEST(Shard, ShardsThatDisagreeAreRefused) {
+  const std::string dir = temp_dir("disagree");
+  write_shard(dir + "/a-0.h5", attributes(50257, "sha-one"), {1, 2, 3});
+  write_shard(dir + "/a-1.h5", attributes(50257, "sha-two"), {1, 2, 3});
+  std::string e = error_of([&] { check_shards(dir + "/a-*.h5", 50257); });
+  EXPECT_NE(e.find(dir + "/a-1.h5"), std::string::npos) << e;
+  EXPECT_NE(e.find("tokenizer_sha256"), std::string::npos) << e;
+
+  write_shard(dir + "/b-0.h5", attributes(50257), {1});
+  write_shard(dir + "/b-1.h5", attributes(1000), {1});
+  e = error_of([&] { check_shards(dir + "/b-*.h5", 50257); });
+  EXPECT_NE(e.find("vocab_size"), std::string::npos) << e;
+
+  write_shard(dir + "/c-0.h5", attributes(50257, "abc", "train"), {1});
+  write_shard(dir + "/c-1.h5", attributes(50257, "abc", "val"), {1});
+  e = error_of([&] { check_shards(dir + "/c-*.h5", 50257); });
+  EXPECT_NE(e.find("split"), std::string::npos) << e;
+
+  // Shards made for a larger vocab than the model's.
+  e = error_of([&] { check_shards(dir + "/b-0.h5", 256); });
+  EXPECT_NE(e.find(dir + "/b-0.h5"), std::string::npos) << e;
+  EXPECT_NE(e.find("vocab_size 50257"), std::string::npos) << e;
+
+  EXPECT_EQ(check_shards(dir + "/b-0.h5", 50280).size(), 1u);
+}
+
+}  // namespace
+}  // namespace mamba
