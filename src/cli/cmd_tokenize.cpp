@@ -38,22 +38,24 @@ std::string read_stdin() {
 }
 
 std::vector<int32_t> parse_ids(const std::string& text, const std::string& source) {
+  const auto separator = [](char c) {
+    return std::isspace(static_cast<unsigned char>(c)) || c == ',' || c == '[' || c == ']';
+  };
   std::vector<int32_t> ids;
   size_t i = 0;
   while (i < text.size()) {
-    const char c = text[i];
-    if (std::isspace(static_cast<unsigned char>(c)) || c == ',' || c == '[' || c == ']') {
+    if (separator(text[i])) {
       ++i;
       continue;
     }
     size_t end = i;
-    while (end < text.size() && std::isdigit(static_cast<unsigned char>(text[end]))) ++end;
-    const std::string word = text.substr(i, std::max(end, i + 1) - i);
-    if (end == i || end - i > 9) {
+    while (end < text.size() && !separator(text[end])) ++end;
+    const std::string word = text.substr(i, end - i);
+    if (word.size() > 9 || word.find_first_not_of("0123456789") != std::string::npos) {
       throw_error("tokenize error: '", word, "' in ", source,
                   " is not a token id: pass numbers separated by spaces or commas");
     }
-    ids.push_back(int32_t(std::strtol(word.c_str(), nullptr, 10)));
+    ids.push_back(int32_t(std::stol(word)));
     i = end;
   }
   return ids;

@@ -49,9 +49,9 @@ void selective_scan_forward(float* out, float* last_state, float* checkpoints, c
                             const ScanShape& s, void* workspace, cudaStream_t stream,
                             const ScanTuning& tuning = {});
 
-void selective_scan_backward(__nv_bfloat16* du, __nv_bfloat16* ddelta, float* dA,
-                             __nv_bfloat16* dB, __nv_bfloat16* dC, float* dD, float* ddelta_bias,
-                             __nv_bfloat16* dz, const __nv_bfloat16* dout, const __nv_bfloat16* u,
+void selective_scan_backward(__nv_bfloat16* du, __nv_bfloat16* ddelta, float* dA, __nv_bfloat16* dB,
+                             __nv_bfloat16* dC, float* dD, float* ddelta_bias, __nv_bfloat16* dz,
+                             const __nv_bfloat16* dout, const __nv_bfloat16* u,
                              const __nv_bfloat16* delta, const float* A, const __nv_bfloat16* B,
                              const __nv_bfloat16* C, const float* D, const float* delta_bias,
                              const __nv_bfloat16* z, const float* checkpoints, const ScanShape& s,

@@ -1,0 +1,788 @@
+// Selective scan (Mamba-1), forward and backward, on the GPU. The function is the CPU twin's
+// (kernels/cpu/scan.h): for batch b, channel d, state n < 16, step t of the sequence,
+//   dt[t]    = softplus(delta[t, d] + delta_bias[d])
+//   h[t, n]  = exp(dt[t] A[d, n]) h[t-1, n] + dt[t] B[t, n] u[t, d]          (h[-1] = 0)
+//   out[t,d] = (sum_n C[t, n] h[t, n] + D[d] u[t, d]) * silu(z[t, d])
+// Token-major layouts, rows t = b * seqlen + s: u, delta, out [T, d_inner]; z [T, ld_z];
+// B, C [T, ld_bc]. 64-bit offsets throughout.
+//
+// Why it is fast. The work is 16 exps per (token, channel) per pass, and the exp unit (16 per
+// clock per SM) is the scarcest resource, so the design spends as few exps as it can and keeps the
+// rest off the critical path:
+// - One thread owns one channel and runs the recurrence sequentially, its 16 states in registers
+//   (no parallel scan, which would double the work). A block holds 64 consecutive channels of one
+//   sequence; B and C of each step are loaded once per block into shared memory and broadcast.
+// - Inputs stream through shared memory in chunks of kL = 16 steps with cp.async (several chunks
+//   in flight in the forward), so the recurrence never waits on device memory.
+// - The forward writes the state at every chunk start (fp32 checkpoints). The backward walks the
+//   chunks in reverse: pass A recomputes the states forward through the chunk (one exp per state),
+//   emitting dz and the dC partial sums and keeping the state every kGroup = 4 steps in shared
+//   memory; the reverse pass then, per group, recomputes the 4 decays (second exp), rebuilds the
+//   group's states in registers with FMAs only, and runs the adjoint recurrence backwards. 3 exps
+//   per element for forward + backward, and never a reverse recurrence by division.
+// - When batch * d_inner is too small to fill the GPU, each sequence is cut into segments scanned
+//   in parallel: a first pass scans each segment from a zero state (forward) or a zero adjoint
+//   (backward), and each block then composes the exact entry state from those partial results
+//   before its real pass (one more exp per element, only where it is needed).
+// - Reductions are deterministic: dB and dC are summed over a warp's channels with shuffles, over
+//   the block's two warps through shared memory, and over channel blocks by a last kernel, always
+//   in the same order; dA, dD and d(delta_bias) are per-thread sums over time, then summed over
+//   (batch, segment) in order. No atomics.
+// - exp(x) is computed as exp2(x * log2 e) with A pre-scaled by log2 e: one MUFU op per state.
+#include <cuda_pipeline.h>
+
+#include <algorithm>
+
+#include "kernels/cuda/scan.h"
+#include "util/error.h"
+
+namespace mamba::cuda {
+namespace {
+
+constexpr int kN = 16;                    // d_state
+constexpr int kL = kScanCheckpointEvery;  // steps per chunk, between two checkpoints
+constexpr int kCh = 64;                   // channels (threads) per block
+constexpr int kGroup = 4;                 // backward: steps whose states are rebuilt in registers
+constexpr int kFwdStages = 3;             // forward: chunks in flight
+constexpr int kBwdBlocksPerSM = 4;        // the backward's shared memory allows four blocks per SM
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw_error("cuda error: ", what, ": ", cudaGetErrorString(e));
+}
+
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
+
+__device__ __forceinline__ float to_float(float x) {
+  return x;
+}
+__device__ __forceinline__ float to_float(__nv_bfloat16 x) {
+  return __bfloat162float(x);
+}
+__device__ __forceinline__ void store(float* p, float x) {
+  *p = x;
+}
+__device__ __forceinline__ void store(__nv_bfloat16* p, float x) {
+  *p = __float2bfloat16(x);
+}
+
+// PyTorch's softplus (threshold 20), as the CPU twin. log1pf keeps full relative precision for the
+// tiny values that very negative arguments give; fast-math's log would not.
+__device__ __forceinline__ float softplus(float x) {
+  return x > 20.f ? x : log1pf(__expf(x));
+}
+__device__ __forceinline__ float sigmoid(float x) {
+  return 1.f / (1.f + __expf(-x));
+}
+
+template <typename T>
+struct Args {
+  const T *u, *delta, *z, *dout, *B, *C;
+  const float *A, *D, *delta_bias;
+  T *out, *du, *ddelta, *dz;
+  float *last_state, *ckpt;
+  float *seg_state, *seg_sum;             // per (batch, segment, channel): partial scan results
+  float* part_dbc;                        // [2][dblocks][tokens][kN]: dB then dC, per channel block
+  float *part_dA, *part_dD, *part_dbias;  // per (batch, segment, channel)
+  int64_t seqlen, ld_z, ld_bc, tokens;
+  int d_inner, nchunks, dblocks, segments, chunks_per_seg;
+  bool vec;  // every row is 16-byte aligned: copy with 16-byte cp.async
+};
+
+// The raw inputs of one chunk for a block's channels, as they are in memory.
+template <typename T, int kInputs>
+struct alignas(16) Tile {
+  T x[kInputs][kL][kCh];  // u, delta, z, dout (the first kInputs of them)
+  T bc[kL][2 * kN];       // B then C of each step
+};
+
+// Queues the copy of chunk rows [t0, t0 + steps) into `tile` as one cp.async group. Slots past the
+// sequence or past d_inner are left as they were: readers mask them.
+template <typename T, int kInputs>
+__device__ void load_tile(Tile<T, kInputs>& tile, const Args<T>& a, int64_t t0, int steps, int d0) {
+  const T* const src[4] = {a.u, a.delta, a.z, a.dout};
+  const int64_t ld[4] = {a.d_inner, a.d_inner, a.ld_z, a.d_inner};
+  if (a.vec) {
+    constexpr int kV = 16 / sizeof(T);  // elements per 16-byte copy
+    constexpr int kRow = kCh / kV;
+#pragma unroll
+    for (int k = 0; k < kInputs; ++k) {
+      for (int i = threadIdx.x; i < kL * kRow; i += kCh) {
+        const int s = i / kRow, c = i % kRow * kV;
+        if (s < steps && d0 + c < a.d_inner)
+          __pipeline_memcpy_async(&tile.x[k][s][c], src[k] + (t0 + s) * ld[k] + d0 + c, 16);
+      }
+    }
+    constexpr int kBc = kN / kV;  // copies per row of B (or of C)
+    for (int i = threadIdx.x; i < kL * 2 * kBc; i += kCh) {
+      const int s = i / (2 * kBc), j = i % (2 * kBc);
+      if (s < steps) {
+        const T* p = (j < kBc ? a.B : a.C) + (t0 + s) * a.ld_bc + j % kBc * kV;
+        __pipeline_memcpy_async(&tile.bc[s][j * kV], p, 16);
+      }
+    }
+  } else {
+    const int d = d0 + threadIdx.x;
+#pragma unroll
+    for (int k = 0; k < kInputs; ++k) {
+      for (int s = 0; s < steps; ++s)
+        if (d < a.d_inner) tile.x[k][s][threadIdx.x] = src[k][(t0 + s) * ld[k] + d];
+    }
+    for (int i = threadIdx.x; i < kL * 2 * kN; i += kCh) {
+      const int s = i / (2 * kN), j = i % (2 * kN);
+      if (s < steps) tile.bc[s][j] = (j < kN ? a.B : a.C)[(t0 + s) * a.ld_bc + j % kN];
+    }
+  }
+  __pipeline_commit();
+}
+
+// B and C of the chunk as fp32, zero past the end of the sequence (stale slots could hold NaNs).
+template <typename T, int kInputs>
+__device__ void convert_bc(float4 (&bc)[kL][2 * kN / 4], const Tile<T, kInputs>& tile, int steps) {
+  float* dst = &bc[0][0].x;
+  for (int i = threadIdx.x; i < kL * 2 * kN; i += kCh) {
+    const int s = i / (2 * kN);
+    dst[i] = s < steps ? to_float(tile.bc[s][i % (2 * kN)]) : 0.f;
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ int steps_in_chunk(const Args<T>& a, int c) {
+  return static_cast<int>(min(static_cast<int64_t>(kL), a.seqlen - static_cast<int64_t>(c) * kL));
+}
+
+// Forward. kLocal: scan each segment but the last from a zero state and store its end state and
+// the sum of its dt (the segment's decay is exp(A * sum)). Otherwise: start from the state that
+// the earlier segments' local results compose to, write out, the checkpoints and last_state.
+template <typename T, bool kLocal>
+__global__ void __launch_bounds__(kCh) scan_fwd_kernel(const Args<T> a) {
+  constexpr int kInputs = kLocal ? 2 : 3;  // u, delta (, z)
+  __shared__ Tile<T, kInputs> tiles[kFwdStages];
+  __shared__ float4 bc[kL][2 * kN / 4];
+  const int tid = threadIdx.x;
+  const int b = blockIdx.x / a.dblocks;
+  const int d0 = blockIdx.x % a.dblocks * kCh, d = d0 + tid;
+  const bool active = d < a.d_inner;
+  const int seg = blockIdx.y;
+  const int c_begin = seg * a.chunks_per_seg;
+  const int c_end = min(c_begin + a.chunks_per_seg, a.nchunks);
+  const int64_t tok0 = static_cast<int64_t>(b) * a.seqlen;
+
+  float A2[kN], h[kN];
+#pragma unroll
+  for (int n = 0; n < kN; ++n) {
+    A2[n] = active ? a.A[static_cast<int64_t>(d) * kN + n] * kLog2e : 0.f;
+    h[n] = 0.f;
+  }
+  const float Dd = active ? a.D[d] : 0.f, bias = active ? a.delta_bias[d] : 0.f;
+  if (!kLocal && active) {
+    for (int r = 0; r < seg; ++r) {
+      const int64_t p = (static_cast<int64_t>(b) * a.segments + r) * a.d_inner + d;
+      const float sum = a.seg_sum[p];
+#pragma unroll
+      for (int n = 0; n < kN; ++n) h[n] = fmaf(exp2f(A2[n] * sum), h[n], a.seg_state[p * kN + n]);
+    }
+  }
+
+  for (int i = 0; i < kFwdStages - 1; ++i) {
+    const int c = c_begin + i;
+    if (c < c_end)
+      load_tile(tiles[i], a, tok0 + static_cast<int64_t>(c) * kL, steps_in_chunk(a, c), d0);
+    else
+      __pipeline_commit();
+  }
+  float dt_sum = 0.f;
+  for (int c = c_begin; c < c_end; ++c) {
+    const int i = c - c_begin;
+    const Tile<T, kInputs>& tile = tiles[i % kFwdStages];
+    __pipeline_wait_prior(kFwdStages - 2);
+    __syncthreads();  // chunk c has landed; everyone is done with chunk c - 1's buffers
+    const int next = c + kFwdStages - 1;
+    if (next < c_end)
+      load_tile(tiles[(i + kFwdStages - 1) % kFwdStages], a, tok0 + static_cast<int64_t>(next) * kL,
+                steps_in_chunk(a, next), d0);
+    else
+      __pipeline_commit();
+    const int steps = steps_in_chunk(a, c);
+    convert_bc(bc, tile, steps);
+    __syncthreads();
+
+    const int64_t row = tok0 + static_cast<int64_t>(c) * kL;
+    if (!kLocal && a.ckpt && active) {
+      float4* p = reinterpret_cast<float4*>(a.ckpt) +
+                  (static_cast<int64_t>(b) * a.nchunks + c) * (kN / 4) * a.d_inner + d;
+#pragma unroll
+      for (int k = 0; k < kN / 4; ++k)
+        p[k * a.d_inner] = make_float4(h[4 * k], h[4 * k + 1], h[4 * k + 2], h[4 * k + 3]);
+    }
+#pragma unroll
+    for (int s = 0; s < kL; ++s) {
+      const bool valid = active && s < steps;
+      const float u = valid ? to_float(tile.x[0][s][tid]) : 0.f;
+      const float dt = valid ? softplus(to_float(tile.x[1][s][tid]) + bias) : 0.f;
+      const float dtu = dt * u;
+      float y[4] = {0.f, 0.f, 0.f, 0.f};  // four partial sums: a shorter dependency chain
+#pragma unroll
+      for (int k = 0; k < kN / 4; ++k) {
+        const float4 Bk = bc[s][k], Ck = bc[s][kN / 4 + k];
+        const float Bv[4] = {Bk.x, Bk.y, Bk.z, Bk.w}, Cv[4] = {Ck.x, Ck.y, Ck.z, Ck.w};
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const int n = 4 * k + j;
+          h[n] = fmaf(exp2f(dt * A2[n]), h[n], dtu * Bv[j]);
+          y[j] = fmaf(Cv[j], h[n], y[j]);
+        }
+      }
+      if (kLocal) {
+        dt_sum += dt;
+      } else if (valid) {
+        const float zv = to_float(tile.x[2][s][tid]);
+        const float yv = (y[0] + y[1]) + (y[2] + y[3]) + Dd * u;
+        store(a.out + (row + s) * a.d_inner + d, yv * zv * sigmoid(zv));
+      }
+    }
+  }
+
+  if (!active) return;
+  const int64_t p = (static_cast<int64_t>(b) * a.segments + seg) * a.d_inner + d;
+  if (kLocal) {
+    a.seg_sum[p] = dt_sum;
+#pragma unroll
+    for (int n = 0; n < kN; ++n) a.seg_state[p * kN + n] = h[n];
+  } else if (seg == a.segments - 1 && a.last_state) {
+#pragma unroll
+    for (int n = 0; n < kN; ++n)
+      a.last_state[(static_cast<int64_t>(b) * a.d_inner + d) * kN + n] = h[n];
+  }
+}
+
+// Sums v over the 32 lanes of a warp for each state, halving the values a lane holds at each
+// exchange. Lane l ends with state l / 2 summed over the 16 lanes of its parity (lanes 2n and
+// 2n + 1 hold the two halves of state n). The order of the sums is fixed.
+__device__ __forceinline__ float warp_sum_scatter(const float (&v)[kN]) {
+  const unsigned lane = threadIdx.x & 31;
+  float a[8], b[4], c[2];
+  bool hi = lane & 16;
+#pragma unroll
+  for (int i = 0; i < 8; ++i)
+    a[i] = (hi ? v[i + 8] : v[i]) + __shfl_xor_sync(~0u, hi ? v[i] : v[i + 8], 16);
+  hi = lane & 8;
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+    b[i] = (hi ? a[i + 4] : a[i]) + __shfl_xor_sync(~0u, hi ? a[i] : a[i + 4], 8);
+  hi = lane & 4;
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+    c[i] = (hi ? b[i + 2] : b[i]) + __shfl_xor_sync(~0u, hi ? b[i] : b[i + 2], 4);
+  hi = lane & 2;
+  return (hi ? c[1] : c[0]) + __shfl_xor_sync(~0u, hi ? c[0] : c[1], 2);
+}
+
+// Adds the four lane partials of each (step, state) in a fixed order and stores the block's
+// partial sums for the chunk's steps: part[s * kN + n].
+__device__ void store_partials(float* part, const float (&red)[kL][kCh], int steps) {
+  for (int i = threadIdx.x; i < kL * kN; i += kCh) {
+    const int s = i / kN, n = i % kN;
+    if (s < steps)
+      part[i] = (red[s][2 * n] + red[s][2 * n + 1]) + (red[s][32 + 2 * n] + red[s][33 + 2 * n]);
+  }
+}
+
+template <typename T>
+struct BwdSmem {
+  Tile<T, 4> tile;  // raw inputs of the next chunk, landing while this one is computed
+  // Per (step, channel) values derived once per chunk; each thread reads only its own column.
+  float dt[kL][kCh], u[kL][kCh], dy[kL][kCh], gz[kL][kCh], sd[kL][kCh];
+  float4 bc[kL][2 * kN / 4];            // B, C as fp32
+  float4 hg[kL / kGroup][kN / 4][kCh];  // the state before each group of kGroup steps
+  float red[kL][kCh];                   // per-lane warp sums of dC, then of dB
+};
+
+// Backward. kLocal: run only the adjoint recurrence through each segment but the first from a
+// zero adjoint and store what it carries out of the segment's start (plus the segment's dt sum).
+// Otherwise: the full backward of a segment, entered with the adjoint composed from the later
+// segments' local results; per-element gradients are written, parameter and dB/dC gradients go to
+// partial sums.
+template <typename T, bool kLocal>
+__global__ void __launch_bounds__(kCh, kBwdBlocksPerSM) scan_bwd_kernel(const Args<T> a) {
+  extern __shared__ float4 smem_raw[];
+  BwdSmem<T>& sm = *reinterpret_cast<BwdSmem<T>*>(smem_raw);
+  const int tid = threadIdx.x;
+  const int b = blockIdx.x / a.dblocks, dblock = blockIdx.x % a.dblocks;
+  const int d0 = dblock * kCh, d = d0 + tid;
+  const bool active = d < a.d_inner;
+  const int seg = kLocal ? blockIdx.y + 1 : blockIdx.y;
+  const int c_begin = seg * a.chunks_per_seg;
+  const int c_end = min(c_begin + a.chunks_per_seg, a.nchunks);
+  const int64_t tok0 = static_cast<int64_t>(b) * a.seqlen;
+
+  float A2[kN], w[kN], dA_acc[kN];  // w: exp(dt A) * dL/dh, flowing back from later steps
+#pragma unroll
+  for (int n = 0; n < kN; ++n) {
+    A2[n] = active ? a.A[static_cast<int64_t>(d) * kN + n] * kLog2e : 0.f;
+    w[n] = 0.f;
+    dA_acc[n] = 0.f;
+  }
+  const float Dd = active ? a.D[d] : 0.f, bias = active ? a.delta_bias[d] : 0.f;
+  if (!kLocal && active) {
+    for (int r = a.segments - 1; r > seg; --r) {
+      const int64_t p = (static_cast<int64_t>(b) * a.segments + r) * a.d_inner + d;
+      const float sum = a.seg_sum[p];
+#pragma unroll
+      for (int n = 0; n < kN; ++n) w[n] = fmaf(exp2f(A2[n] * sum), w[n], a.seg_state[p * kN + n]);
+    }
+  }
+  float dD_acc = 0.f, dbias_acc = 0.f, dt_sum = 0.f;
+  float* part_dB = a.part_dbc + dblock * a.tokens * kN;
+  float* part_dC = part_dB + a.dblocks * a.tokens * kN;
+
+  load_tile(sm.tile, a, tok0 + static_cast<int64_t>(c_end - 1) * kL, steps_in_chunk(a, c_end - 1),
+            d0);
+  for (int c = c_end - 1; c >= c_begin; --c) {
+    const int steps = steps_in_chunk(a, c);
+    const int64_t row = tok0 + static_cast<int64_t>(c) * kL;
+    float h[kN];
+    if (!kLocal) {  // the checkpoint, fetched before the wait to hide its latency
+      const float4* p = reinterpret_cast<const float4*>(a.ckpt) +
+                        (static_cast<int64_t>(b) * a.nchunks + c) * (kN / 4) * a.d_inner + d;
+#pragma unroll
+      for (int k = 0; k < kN / 4; ++k) {
+        const float4 v = active ? p[k * a.d_inner] : make_float4(0.f, 0.f, 0.f, 0.f);
+        h[4 * k] = v.x, h[4 * k + 1] = v.y, h[4 * k + 2] = v.z, h[4 * k + 3] = v.w;
+      }
+    }
+    __pipeline_wait_prior(0);
+    __syncthreads();  // chunk c has landed; everyone is done with chunk c + 1
+#pragma unroll 4
+    for (int s = 0; s < kL; ++s) {
+      const bool valid = active && s < steps;
+      const float x = to_float(sm.tile.x[1][s][tid]) + bias;
+      const float zv = to_float(sm.tile.x[2][s][tid]);
+      const float g = to_float(sm.tile.x[3][s][tid]);
+      const float sz = sigmoid(zv);
+      sm.dt[s][tid] = valid ? softplus(x) : 0.f;
+      sm.u[s][tid] = valid ? to_float(sm.tile.x[0][s][tid]) : 0.f;
+      sm.dy[s][tid] = valid ? g * zv * sz : 0.f;
+      sm.gz[s][tid] = valid ? g * sz * (1.f + zv * (1.f - sz)) : 0.f;
+      sm.sd[s][tid] = x > 20.f ? 1.f : sigmoid(x);
+    }
+    convert_bc(sm.bc, sm.tile, steps);
+    __syncthreads();
+    if (c > c_begin) load_tile(sm.tile, a, row - kL, steps_in_chunk(a, c - 1), d0);
+
+    if constexpr (kLocal) {
+#pragma unroll
+      for (int s = kL - 1; s >= 0; --s) {
+        const float dt = sm.dt[s][tid], dy = sm.dy[s][tid];
+        dt_sum += dt;
+#pragma unroll
+        for (int k = 0; k < kN / 4; ++k) {
+          const float4 Ck = sm.bc[s][kN / 4 + k];
+          const float Cv[4] = {Ck.x, Ck.y, Ck.z, Ck.w};
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            const int n = 4 * k + j;
+            w[n] = exp2f(dt * A2[n]) * fmaf(Cv[j], dy, w[n]);
+          }
+        }
+      }
+    } else {
+      // Pass A: the states forward through the chunk; dz and the dC partial sums on the way.
+#pragma unroll
+      for (int s = 0; s < kL; ++s) {
+        if (s % kGroup == 0) {
+#pragma unroll
+          for (int k = 0; k < kN / 4; ++k)
+            sm.hg[s / kGroup][k][tid] =
+                make_float4(h[4 * k], h[4 * k + 1], h[4 * k + 2], h[4 * k + 3]);
+        }
+        const float dt = sm.dt[s][tid], u = sm.u[s][tid], dy = sm.dy[s][tid];
+        const float dtu = dt * u;
+        float y[4] = {0.f, 0.f, 0.f, 0.f}, v[kN];
+#pragma unroll
+        for (int k = 0; k < kN / 4; ++k) {
+          const float4 Bk = sm.bc[s][k], Ck = sm.bc[s][kN / 4 + k];
+          const float Bv[4] = {Bk.x, Bk.y, Bk.z, Bk.w}, Cv[4] = {Ck.x, Ck.y, Ck.z, Ck.w};
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            const int n = 4 * k + j;
+            h[n] = fmaf(exp2f(dt * A2[n]), h[n], dtu * Bv[j]);
+            y[j] = fmaf(Cv[j], h[n], y[j]);
+            v[n] = dy * h[n];
+          }
+        }
+        sm.red[s][tid] = warp_sum_scatter(v);
+        if (active && s < steps) {
+          const float yv = (y[0] + y[1]) + (y[2] + y[3]) + Dd * u;
+          store(a.dz + (row + s) * a.ld_z + d, sm.gz[s][tid] * yv);
+        }
+      }
+      __syncthreads();
+      store_partials(part_dC + row * kN, sm.red, steps);
+      __syncthreads();
+
+      // Reverse pass, kGroup steps at a time.
+      for (int grp = kL / kGroup - 1; grp >= 0; --grp) {
+        float hs[kGroup][kN], dA[kGroup][kN];  // h before each step of the group, exp(dt A)
+#pragma unroll
+        for (int k = 0; k < kN / 4; ++k) {
+          const float4 v = sm.hg[grp][k][tid];
+          hs[0][4 * k] = v.x, hs[0][4 * k + 1] = v.y, hs[0][4 * k + 2] = v.z,
+                    hs[0][4 * k + 3] = v.w;
+        }
+#pragma unroll
+        for (int j = 0; j < kGroup; ++j) {
+          const int s = grp * kGroup + j;
+          const float dt = sm.dt[s][tid];
+#pragma unroll
+          for (int n = 0; n < kN; ++n) dA[j][n] = exp2f(dt * A2[n]);
+          if (j + 1 < kGroup) {
+            const float dtu = dt * sm.u[s][tid];
+#pragma unroll
+            for (int k = 0; k < kN / 4; ++k) {
+              const float4 Bk = sm.bc[s][k];
+              const float Bv[4] = {Bk.x, Bk.y, Bk.z, Bk.w};
+#pragma unroll
+              for (int i = 0; i < 4; ++i)
+                hs[j + 1][4 * k + i] = fmaf(dA[j][4 * k + i], hs[j][4 * k + i], dtu * Bv[i]);
+            }
+          }
+        }
+#pragma unroll
+        for (int j = kGroup - 1; j >= 0; --j) {
+          const int s = grp * kGroup + j;
+          const float dt = sm.dt[s][tid], u = sm.u[s][tid], dy = sm.dy[s][tid];
+          const float dtu = dt * u;
+          float sB = 0.f, sA = 0.f, v[kN];
+#pragma unroll
+          for (int k = 0; k < kN / 4; ++k) {
+            const float4 Bk = sm.bc[s][k], Ck = sm.bc[s][kN / 4 + k];
+            const float Bv[4] = {Bk.x, Bk.y, Bk.z, Bk.w}, Cv[4] = {Ck.x, Ck.y, Ck.z, Ck.w};
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+              const int n = 4 * k + i;
+              const float dh = fmaf(Cv[i], dy, w[n]);  // dL/dh[t, n]
+              sB = fmaf(dh, Bv[i], sB);
+              v[n] = dh * dtu;
+              w[n] = dA[j][n] * dh;
+              const float q = w[n] * hs[j][n];  // dL/dh * exp(dt A) * h[t-1]
+              sA = fmaf(A2[n], q, sA);
+              dA_acc[n] = fmaf(dt, q, dA_acc[n]);
+            }
+          }
+          sm.red[s][tid] = warp_sum_scatter(v);
+          if (active && s < steps) {
+            const float dx = fmaf(u, sB, kLn2 * sA) * sm.sd[s][tid];
+            store(a.du + (row + s) * a.d_inner + d, fmaf(Dd, dy, dt * sB));
+            store(a.ddelta + (row + s) * a.d_inner + d, dx);
+            dD_acc = fmaf(dy, u, dD_acc);
+            dbias_acc += dx;
+          }
+        }
+      }
+      __syncthreads();
+      store_partials(part_dB + row * kN, sm.red, steps);
+    }
+  }
+
+  if (!active) return;
+  const int64_t p = (static_cast<int64_t>(b) * a.segments + seg) * a.d_inner + d;
+  if constexpr (kLocal) {
+    a.seg_sum[p] = dt_sum;
+#pragma unroll
+    for (int n = 0; n < kN; ++n) a.seg_state[p * kN + n] = w[n];
+  } else {
+#pragma unroll
+    for (int n = 0; n < kN; ++n) a.part_dA[p * kN + n] = dA_acc[n];
+    a.part_dD[p] = dD_acc;
+    a.part_dbias[p] = dbias_acc;
+  }
+}
+
+// dB, dC[t, n] = sum over channel blocks of the partials, in block order.
+template <typename T>
+__global__ void reduce_dbc_kernel(T* dB, T* dC, const float* part, int dblocks, int64_t tokens,
+                                  int64_t ld_bc) {
+  const int64_t count = tokens * kN;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < 2 * count;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const bool is_c = i >= count;
+    const int64_t r = is_c ? i - count : i;
+    const float* p = part + (is_c ? dblocks * count : 0) + r;
+    float sum = 0.f;
+    for (int k = 0; k < dblocks; ++k) sum += p[k * count];
+    store((is_c ? dC : dB) + r / kN * ld_bc + r % kN, sum);
+  }
+}
+
+// dA, dD, d(delta_bias) += the per-(batch, segment) partials, in order.
+__global__ void reduce_params_kernel(float* dA, float* dD, float* dbias, const float* pA,
+                                     const float* pD, const float* pbias, int parts, int d_inner) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < d_inner * kN) {
+    float sum = 0.f;
+    for (int p = 0; p < parts; ++p) sum += pA[static_cast<int64_t>(p) * d_inner * kN + i];
+    dA[i] += sum;
+  } else if (i < d_inner * (kN + 1)) {
+    const int d = i - d_inner * kN;
+    float sD = 0.f, sb = 0.f;
+    for (int p = 0; p < parts; ++p) {
+      sD += pD[static_cast<int64_t>(p) * d_inner + d];
+      sb += pbias[static_cast<int64_t>(p) * d_inner + d];
+    }
+    dD[d] += sD;
+    dbias[d] += sb;
+  }
+}
+
+struct Plan {
+  int nchunks, dblocks, segments, chunks_per_seg;
+  int64_t tokens;
+};
+
+void validate(const ScanShape& s) {
+  if (s.d_state != kN)
+    throw_error("scan error: d_state = ", s.d_state, ": the CUDA scan supports d_state = 16 only");
+  if (s.batch < 1 || s.seqlen < 1 || s.d_inner < 1)
+    throw_error("scan error: batch = ", s.batch, ", seqlen = ", s.seqlen, ", d_inner = ", s.d_inner,
+                ": each must be at least 1");
+  if (s.ld_z < s.d_inner)
+    throw_error("scan error: ld_z = ", s.ld_z, " is less than d_inner = ", s.d_inner);
+  if (s.ld_bc < kN) throw_error("scan error: ld_bc = ", s.ld_bc, " is less than d_state = 16");
+}
+
+void require(const void* p, const char* name) {
+  if (!p) throw_error("scan error: ", name, " is null");
+}
+
+bool aligned16(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
+Plan make_plan(const ScanShape& s, const ScanTuning& tuning) {
+  Plan p;
+  p.tokens = static_cast<int64_t>(s.batch) * s.seqlen;
+  p.nchunks = static_cast<int>(ceil_div(s.seqlen, kL));
+  p.dblocks = static_cast<int>(ceil_div(s.d_inner, kCh));
+  int64_t segments = tuning.segments;
+  if (segments <= 0) {
+    // Segments cost an extra pass of exps: only worth it while the blocks cannot fill the GPU.
+    int device = 0, sms = 0;
+    check(cudaGetDevice(&device), "cudaGetDevice");
+    check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device),
+          "cudaDeviceGetAttribute(multiprocessor count)");
+    const int64_t blocks = static_cast<int64_t>(s.batch) * p.dblocks;
+    segments = blocks >= 2 * sms ? 1 : kBwdBlocksPerSM * sms / blocks;
+  }
+  segments = std::clamp<int64_t>(segments, 1, std::min(p.nchunks, 65535));
+  p.chunks_per_seg = static_cast<int>(ceil_div(p.nchunks, segments));
+  p.segments = static_cast<int>(ceil_div(p.nchunks, p.chunks_per_seg));
+  return p;
+}
+
+// Carves the workspace; with base == nullptr it only counts the bytes.
+struct Workspace {
+  float *seg_state, *seg_sum, *part_dbc, *part_dA, *part_dD, *part_dbias;
+  size_t bytes;
+};
+
+Workspace carve(const ScanShape& s, const Plan& p, void* base) {
+  Workspace w{};
+  auto take = [&](size_t count) {
+    float* ptr = base ? reinterpret_cast<float*>(static_cast<char*>(base) + w.bytes) : nullptr;
+    w.bytes += (count * sizeof(float) + 255) / 256 * 256;
+    return ptr;
+  };
+  const size_t per_seg = static_cast<size_t>(s.batch) * p.segments * s.d_inner;
+  w.seg_state = take(p.segments > 1 ? per_seg * kN : 0);
+  w.seg_sum = take(p.segments > 1 ? per_seg : 0);
+  w.part_dbc = take(2 * static_cast<size_t>(p.dblocks) * p.tokens * kN);
+  w.part_dA = take(per_seg * kN);
+  w.part_dD = take(per_seg);
+  w.part_dbias = take(per_seg);
+  return w;
+}
+
+template <typename T>
+Args<T> make_args(const ScanShape& s, const Plan& p, const Workspace& w) {
+  Args<T> a{};
+  a.seqlen = s.seqlen;
+  a.ld_z = s.ld_z;
+  a.ld_bc = s.ld_bc;
+  a.tokens = p.tokens;
+  a.d_inner = s.d_inner;
+  a.nchunks = p.nchunks;
+  a.dblocks = p.dblocks;
+  a.segments = p.segments;
+  a.chunks_per_seg = p.chunks_per_seg;
+  a.seg_state = w.seg_state;
+  a.seg_sum = w.seg_sum;
+  a.part_dbc = w.part_dbc;
+  a.part_dA = w.part_dA;
+  a.part_dD = w.part_dD;
+  a.part_dbias = w.part_dbias;
+  return a;
+}
+
+template <typename T>
+bool rows_aligned(const ScanShape& s) {
+  return (s.d_inner * sizeof(T)) % 16 == 0 && (s.ld_z * sizeof(T)) % 16 == 0 &&
+         (s.ld_bc * sizeof(T)) % 16 == 0;
+}
+
+template <typename T>
+void forward(T* out, float* last_state, float* ckpt, const T* u, const T* delta, const float* A,
+             const T* B, const T* C, const float* D, const float* delta_bias, const T* z,
+             const ScanShape& s, void* workspace, cudaStream_t stream, const ScanTuning& tuning) {
+  validate(s);
+  for (auto [p, name] : {std::pair<const void*, const char*>{out, "out"},
+                         {u, "u"},
+                         {delta, "delta"},
+                         {A, "A"},
+                         {B, "B"},
+                         {C, "C"},
+                         {D, "D"},
+                         {delta_bias, "delta_bias"},
+                         {z, "z"}})
+    require(p, name);
+  if (ckpt && !aligned16(ckpt)) throw_error("scan error: checkpoints must be 16-byte aligned");
+  const Plan p = make_plan(s, tuning);
+  if (p.segments > 1) require(workspace, "workspace");
+  Args<T> a = make_args<T>(s, p, carve(s, p, workspace));
+  a.u = u, a.delta = delta, a.z = z, a.B = B, a.C = C;
+  a.A = A, a.D = D, a.delta_bias = delta_bias;
+  a.out = out, a.last_state = last_state, a.ckpt = ckpt;
+  a.vec = rows_aligned<T>(s) && aligned16(u) && aligned16(delta) && aligned16(z) && aligned16(B) &&
+          aligned16(C);
+
+  const dim3 grid(static_cast<unsigned>(static_cast<int64_t>(s.batch) * p.dblocks), p.segments);
+  if (p.segments > 1) {
+    scan_fwd_kernel<T, true><<<dim3(grid.x, p.segments - 1), kCh, 0, stream>>>(a);
+    check(cudaGetLastError(), "scan forward (segment pass) launch");
+  }
+  scan_fwd_kernel<T, false><<<grid, kCh, 0, stream>>>(a);
+  check(cudaGetLastError(), "scan forward launch");
+}
+
+template <typename T, bool kLocal>
+void launch_bwd(const Args<T>& a, dim3 grid, cudaStream_t stream) {
+  const auto kernel = scan_bwd_kernel<T, kLocal>;
+  const int smem = sizeof(BwdSmem<T>);
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
+        "scan backward: raise the shared memory limit");
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                             cudaSharedmemCarveoutMaxShared),
+        "scan backward: shared memory carveout");
+  kernel<<<grid, kCh, smem, stream>>>(a);
+  check(cudaGetLastError(),
+        kLocal ? "scan backward (segment pass) launch" : "scan backward launch");
+}
+
+template <typename T>
+void backward(T* du, T* ddelta, float* dA, T* dB, T* dC, float* dD, float* ddelta_bias, T* dz,
+              const T* dout, const T* u, const T* delta, const float* A, const T* B, const T* C,
+              const float* D, const float* delta_bias, const T* z, const float* ckpt,
+              const ScanShape& s, void* workspace, cudaStream_t stream, const ScanTuning& tuning) {
+  validate(s);
+  for (auto [p, name] : {std::pair<const void*, const char*>{du, "du"},
+                         {ddelta, "ddelta"},
+                         {dA, "dA"},
+                         {dB, "dB"},
+                         {dC, "dC"},
+                         {dD, "dD"},
+                         {ddelta_bias, "ddelta_bias"},
+                         {dz, "dz"},
+                         {dout, "dout"},
+                         {u, "u"},
+                         {delta, "delta"},
+                         {A, "A"},
+                         {B, "B"},
+                         {C, "C"},
+                         {D, "D"},
+                         {delta_bias, "delta_bias"},
+                         {z, "z"},
+                         {ckpt, "checkpoints"},
+                         {workspace, "workspace"}})
+    require(p, name);
+  if (!aligned16(ckpt)) throw_error("scan error: checkpoints must be 16-byte aligned");
+  const Plan p = make_plan(s, tuning);
+  const Workspace w = carve(s, p, workspace);
+  Args<T> a = make_args<T>(s, p, w);
+  a.u = u, a.delta = delta, a.z = z, a.dout = dout, a.B = B, a.C = C;
+  a.A = A, a.D = D, a.delta_bias = delta_bias;
+  a.du = du, a.ddelta = ddelta, a.dz = dz;
+  a.ckpt = const_cast<float*>(ckpt);
+  a.vec = rows_aligned<T>(s) && aligned16(u) && aligned16(delta) && aligned16(z) &&
+          aligned16(dout) && aligned16(B) && aligned16(C);
+
+  const unsigned blocks = static_cast<unsigned>(static_cast<int64_t>(s.batch) * p.dblocks);
+  if (p.segments > 1) launch_bwd<T, true>(a, dim3(blocks, p.segments - 1), stream);
+  launch_bwd<T, false>(a, dim3(blocks, p.segments), stream);
+
+  const int64_t outputs = 2 * p.tokens * kN;
+  const unsigned rblocks = static_cast<unsigned>(std::min<int64_t>(ceil_div(outputs, 256), 65536));
+  reduce_dbc_kernel<T>
+      <<<rblocks, 256, 0, stream>>>(dB, dC, w.part_dbc, p.dblocks, p.tokens, s.ld_bc);
+  check(cudaGetLastError(), "scan backward dB/dC reduction launch");
+  const int parts = s.batch * p.segments;
+  reduce_params_kernel<<<static_cast<unsigned>(ceil_div(s.d_inner * (kN + 1), 256)), 256, 0,
+                         stream>>>(dA, dD, ddelta_bias, w.part_dA, w.part_dD, w.part_dbias, parts,
+                                   s.d_inner);
+  check(cudaGetLastError(), "scan backward parameter reduction launch");
+}
+
+}  // namespace
+
+size_t scan_checkpoint_bytes(const ScanShape& s) {
+  validate(s);
+  return static_cast<size_t>(s.batch) * ceil_div(s.seqlen, kL) * s.d_inner * kN * sizeof(float);
+}
+
+size_t scan_workspace_bytes(const ScanShape& s, const ScanTuning& tuning) {
+  validate(s);
+  return carve(s, make_plan(s, tuning), nullptr).bytes;
+}
+
+void selective_scan_forward(__nv_bfloat16* out, float* last_state, float* checkpoints,
+                            const __nv_bfloat16* u, const __nv_bfloat16* delta, const float* A,
+                            const __nv_bfloat16* B, const __nv_bfloat16* C, const float* D,
+                            const float* delta_bias, const __nv_bfloat16* z, const ScanShape& s,
+                            void* workspace, cudaStream_t stream, const ScanTuning& tuning) {
+  forward(out, last_state, checkpoints, u, delta, A, B, C, D, delta_bias, z, s, workspace, stream,
+          tuning);
+}
+
+void selective_scan_forward(float* out, float* last_state, float* checkpoints, const float* u,
+                            const float* delta, const float* A, const float* B, const float* C,
+                            const float* D, const float* delta_bias, const float* z,
+                            const ScanShape& s, void* workspace, cudaStream_t stream,
+                            const ScanTuning& tuning) {
+  forward(out, last_state, checkpoints, u, delta, A, B, C, D, delta_bias, z, s, workspace, stream,
+          tuning);
+}
+
+void selective_scan_backward(__nv_bfloat16* du, __nv_bfloat16* ddelta, float* dA, __nv_bfloat16* dB,
+                             __nv_bfloat16* dC, float* dD, float* ddelta_bias, __nv_bfloat16* dz,
+                             const __nv_bfloat16* dout, const __nv_bfloat16* u,
+                             const __nv_bfloat16* delta, const float* A, const __nv_bfloat16* B,
+                             const __nv_bfloat16* C, const float* D, const float* delta_bias,
+                             const __nv_bfloat16* z, const float* checkpoints, const ScanShape& s,
+                             void* workspace, cudaStream_t stream, const ScanTuning& tuning) {
+  backward(du, ddelta, dA, dB, dC, dD, ddelta_bias, dz, dout, u, delta, A, B, C, D, delta_bias, z,
+           checkpoints, s, workspace, stream, tuning);
+}
+
+void selective_scan_backward(float* du, float* ddelta, float* dA, float* dB, float* dC, float* dD,
+                             float* ddelta_bias, float* dz, const float* dout, const float* u,
+                             const float* delta, const float* A, const float* B, const float* C,
+                             const float* D, const float* delta_bias, const float* z,
+                             const float* checkpoints, const ScanShape& s, void* workspace,
+                             cudaStream_t stream, const ScanTuning& tuning) {
+  backward(du, ddelta, dA, dB, dC, dD, ddelta_bias, dz, dout, u, delta, A, B, C, D, delta_bias, z,
+           checkpoints, s, workspace, stream, tuning);
+}
+
+}  // namespace mamba::cuda

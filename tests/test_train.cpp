@@ -1,0 +1,271 @@
+// End-to-end training runs through the CLI: exact resume, preemption, half-written checkpoints,
+// MPI data-parallel equivalence, and the one-line errors of bad configs.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cli_runner.h"
+#include "data/shard.h"
+#include "io/safetensors.h"
+#include "util/rng.h"
+
+namespace mamba {
+namespace {
+
+namespace fs = std::filesystem;
+using test::run_mamba;
+
+// A tiny byte-level corpus (shards in a temp dir) and a config that trains on it in a second.
+class TrainRun : public testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    root_ = fs::path(testing::TempDir()) / "train_runs";
+    fs::remove_all(root_);
+    fs::create_directories(root_ / "data");
+    write_shard((root_ / "data" / "train-0000.h5").string(), "train", 6000, 1);
+    write_shard((root_ / "data" / "val-0000.h5").string(), "val", 1500, 2);
+  }
+
+  // Text-like bytes with structure to learn: words from a small vocabulary, spaces, periods.
+  static void write_shard(const std::string& path, const std::string& split, int n, uint64_t seed) {
+    ShardInfo info;
+    info.vocab_size = 257;
+    info.eos_id = 256;
+    info.tokenizer = "byte";
+    info.split = split;
+    ShardWriter w(path, info);
+    const char* words[] = {"the ", "cat ", "sat ", "on ", "mat. ", "a ", "dog ", "ran "};
+    Rng rng(seed);
+    std::vector<int32_t> tokens;
+    while (int(tokens.size()) < n) {
+      for (const char* c = words[rng.below(8)]; *c; ++c) tokens.push_back(int32_t(*c));
+    }
+    w.append(tokens.data(), tokens.size());
+    w.end_document();
+    w.finish();
+  }
+
+  static std::string config(const std::string& name) {
+    const fs::path dir = root_ / name;
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    const std::string path = (dir / "config.yaml").string();
+    std::ofstream(path) << "model: {d_model: 16, n_layer: 2, vocab_size: 257, d_state: 4}\n"
+                        << "data:\n  train: " << (root_ / "data" / "train-*.h5").string()
+                        << "\n  val: " << (root_ / "data" / "val-*.h5").string()
+                        << "\n  seq_len: 16\n"
+                        << "train: {micro_batch: 4, global_batch: 4, steps: 8, device: cpu, seed: 3}\n"
+                        << "optim: {lr: 1.0e-2, min_lr: 1.0e-3, warmup: 2}\n"
+                        << "checkpoint: {dir: " << (dir / "ckpt").string()
+                        << ", interval: 4, keep_last: 0}\n"
+                        << "log: {interval: 1, eval_interval: 4, eval_batches: 2}\n";
+    return path;
+  }
+
+  static std::string dir(const std::string& name) { return (root_ / name / "ckpt").string(); }
+
+  static std::vector<float> weights(const std::string& checkpoint) {
+    SafetensorsReader f(checkpoint + "/model.safetensors");
+    std::vector<float> all;
+    for (const std::string& name : f.names()) {
+      const std::vector<float> t = f.read_f32(name);
+      all.insert(all.end(), t.begin(), t.end());
+    }
+    return all;
+  }
+
+  static std::string bytes_of(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }
+
+  // "loss" of each training step in a metrics file, by step.
+  static std::vector<std::string> train_losses(const std::string& metrics) {
+    std::vector<std::string> losses;
+    std::ifstream in(metrics);
+    for (std::string line; std::getline(in, line);) {
+      const auto at = line.find("\"loss\":");
+      if (at != std::string::npos) losses.push_back(line.substr(at, line.find(',', at) - at));
+    }
+    return losses;
+  }
+
+  static double relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
+    double diff = 0, norm = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+      norm += double(b[i]) * b[i];
+    }
+    return std::sqrt(diff / norm);
+  }
+
+  static fs::path root_;
+};
+
+fs::path TrainRun::root_;
+
+const std::string kMpirun = "mpirun --allow-run-as-root --oversubscribe -np 2 " MAMBA_BINARY;
+
+TEST_F(TrainRun, LossFallsAndValidationIsLogged) {
+  const auto r = run_mamba("train " + config("basic") + " train.steps=24 optim.warmup=4");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("step 24/24 | loss"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("eval step 24 | val loss"), std::string::npos) << r.output;
+  const auto losses = train_losses(dir("basic") + "/metrics.jsonl");
+  ASSERT_EQ(losses.size(), 24u);
+  EXPECT_LT(std::stod(losses.back().substr(7)), std::stod(losses.front().substr(7)) - 1.0);
+}
+
+// N steps straight == N/2 steps, a stop, N/2 resumed steps: bit-identical weights and losses.
+TEST_F(TrainRun, ResumeIsBitExact) {
+  ASSERT_EQ(run_mamba("train " + config("straight")).status, 0);
+  const std::string half = config("resumed");
+  ASSERT_EQ(run_mamba("train " + half + " train.steps=8 checkpoint.interval=4").status, 0);
+  // Keep only the step-4 checkpoint: the run "stopped" there.
+  fs::remove_all(dir("resumed") + "/step_00000008");
+  const auto r = run_mamba("train " + half);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("resumed from"), std::string::npos) << r.output;
+  for (const char* file : {"/model.safetensors", "/optimizer.safetensors"}) {
+    EXPECT_EQ(bytes_of(dir("straight") + "/step_00000008" + file),
+              bytes_of(dir("resumed") + "/step_00000008" + file))
+        << file;
+  }
+  const auto straight = train_losses(dir("straight") + "/metrics.jsonl");
+  const auto resumed = train_losses(dir("resumed") + "/metrics.jsonl");
+  ASSERT_EQ(resumed.size(), 12u);  // 8 of the first run, then steps 5..8 again
+  for (int s = 4; s < 8; ++s) EXPECT_EQ(straight[s], resumed[8 + s - 4]) << "step " << s + 1;
+}
+
+// SIGTERM: the run finishes its step, writes a checkpoint, exits 0; resuming reaches the same
+// weights as an uninterrupted run.
+TEST_F(TrainRun, SigtermCheckpointsAndResumesExactly) {
+  ASSERT_EQ(run_mamba("train " + config("uninterrupted") + " train.steps=40").status, 0);
+  const std::string cfg = config("preempted");
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const std::string out = dir("preempted") + ".log";
+    freopen(out.c_str(), "w", stdout);
+    execl(MAMBA_BINARY, MAMBA_BINARY, "train", cfg.c_str(), "train.steps=40", nullptr);
+    _exit(127);
+  }
+  // Signal once training is under way (the metrics file has a line).
+  const std::string metrics = dir("preempted") + "/metrics.jsonl";
+  for (int i = 0; i < 600 && train_losses(metrics).size() < 3; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  kill(pid, SIGTERM);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  const size_t stopped_at = train_losses(metrics).size();
+  EXPECT_LT(stopped_at, 40u) << "the run ended before the signal arrived";
+  const auto r = run_mamba("train " + cfg + " train.steps=40");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(bytes_of(dir("uninterrupted") + "/step_00000040/model.safetensors"),
+            bytes_of(dir("preempted") + "/step_00000040/model.safetensors"));
+}
+
+TEST_F(TrainRun, HalfWrittenCheckpointIsIgnored) {
+  const std::string cfg = config("torn");
+  ASSERT_EQ(run_mamba("train " + cfg + " train.steps=4").status, 0);
+  // A run killed while writing step 8 leaves its .tmp directory (with a partial file).
+  fs::create_directories(dir("torn") + "/step_00000008.tmp");
+  std::ofstream(dir("torn") + "/step_00000008.tmp/model.safetensors") << "partial";
+  const auto r = run_mamba("train " + cfg);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("step_00000004 at step 4"), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::exists(dir("torn") + "/step_00000008/trainer.json"));
+}
+
+// mpirun -np 2 with micro batch 2 == one process with micro batch 4.
+TEST_F(TrainRun, TwoRanksMatchOneRankWithDoubleMicroBatch) {
+  ASSERT_EQ(run_mamba("train " + config("one_rank")).status, 0);
+  const std::string cmd = kMpirun + std::string(" train ") + config("two_ranks") +
+                          " train.micro_batch=2 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  const auto a = train_losses(dir("one_rank") + "/metrics.jsonl");
+  const auto b = train_losses(dir("two_ranks") + "/metrics.jsonl");
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_NEAR(std::stod(a[i].substr(7)), std::stod(b[i].substr(7)), 1e-5) << "step " << i + 1;
+  }
+  EXPECT_LT(relative_difference(weights(dir("two_ranks") + "/step_00000008"),
+                                weights(dir("one_rank") + "/step_00000008")),
+            1e-6);
+}
+
+// A run checkpointed with 2 ranks resumes on 1 and sees the same data as a 1-rank run.
+TEST_F(TrainRun, ResumeOnOtherProcessCountContinuesSameData) {
+  ASSERT_EQ(run_mamba("train " + config("reference")).status, 0);
+  const std::string cfg = config("switch");
+  const std::string cmd = kMpirun + std::string(" train ") + cfg +
+                          " train.micro_batch=2 train.steps=8 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  fs::remove_all(dir("switch") + "/step_00000008");
+  const auto r = run_mamba("train " + cfg);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_LT(relative_difference(weights(dir("switch") + "/step_00000008"),
+                                weights(dir("reference") + "/step_00000008")),
+            1e-6);
+}
+
+struct BadInput {
+  const char* name;
+  std::string args;
+  const char* expect;
+};
+
+TEST_F(TrainRun, BadInputGetsOneLineError) {
+  const std::string cfg = config("bad");
+  const std::string malformed = (root_ / "bad" / "malformed.yaml").string();
+  std::ofstream(malformed) << "model: {d_model: 16\ntrain: [\n";
+  const std::vector<BadInput> cases = {
+      {"malformed yaml", malformed, "malformed.yaml"},
+      {"unknown key", cfg + " train.micro_bach=2", "micro_batch"},
+      {"negative lr", cfg + " optim.lr=-1", "optim.lr"},
+      {"micro batch not dividing global", cfg + " train.micro_batch=3", "global_batch"},
+      {"missing data", cfg + " data.train=/nonexistent/train-*.h5", "/nonexistent/train-*.h5"},
+      {"unwritable checkpoint dir", cfg + " checkpoint.dir=/proc/mamba_ckpt", "/proc/mamba_ckpt"},
+  };
+  for (const BadInput& c : cases) {
+    const auto r = run_mamba("train " + c.args);
+    EXPECT_NE(r.status, 0) << c.name;
+    EXPECT_NE(r.output.find(c.expect), std::string::npos) << c.name << ": " << r.output;
+    EXPECT_EQ(r.output.find('\n'), r.output.size() - 1) << c.name << ": " << r.output;
+  }
+}
+
+TEST_F(TrainRun, CheckpointOfAnotherShapeIsRefused) {
+  const std::string cfg = config("shape");
+  ASSERT_EQ(run_mamba("train " + cfg + " train.steps=4").status, 0);
+  const auto r = run_mamba("train " + cfg + " model.d_model=32");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("d_model=16"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("d_model=32"), std::string::npos) << r.output;
+}
+
+TEST_F(TrainRun, EvalAndGenerateFromCheckpoint) {
+  const std::string cfg = config("infer");
+  ASSERT_EQ(run_mamba("train " + cfg + " train.steps=8 data.tokenizer=byte").status, 0);
+  const auto e = run_mamba("eval " + dir("infer"));
+  ASSERT_EQ(e.status, 0) << e.output;
+  EXPECT_NE(e.output.find("\"val_loss\""), std::string::npos) << e.output;
+  const auto g = run_mamba("generate " + dir("infer") + " --prompt 'the ' --tokens 12 --seed 1");
+  ASSERT_EQ(g.status, 0) << g.output;
+  EXPECT_EQ(g.output.rfind("the ", 0), 0u) << g.output;
+  EXPECT_GT(g.output.size(), 5u);
+}
+
+}  // namespace
+}  // namespace mamba
