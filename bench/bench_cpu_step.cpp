@@ -17,9 +17,12 @@ int main() {
   c.n_layer = 4;
   c.vocab_size = 50257;
   const int batch = 4, seqlen = 256, steps = 5;
-  mamba::MambaLM model(c);
-  mamba::init_params(model.layout(), model.params.data(), 0);
-  mamba::AdamW opt(model.layout(), mamba::AdamWSettings{});
+  const auto backend = mamba::make_cpu_backend();
+  mamba::MambaLM model(c, *backend);
+  std::vector<float> params(model.layout().total());
+  mamba::init_params(model.layout(), params.data(), 0);
+  model.upload_params(params);
+  mamba::AdamW opt(model.layout(), *backend, mamba::AdamWSettings{});
   mamba::Rng rng(1);
   std::vector<int32_t> tokens(batch * (seqlen + 1));
   for (auto& t : tokens) t = int32_t(rng.below(c.vocab_size));
@@ -32,10 +35,11 @@ int main() {
   std::vector<double> ms;
   for (int s = 0; s < steps + 1; ++s) {
     const auto t0 = std::chrono::steady_clock::now();
-    std::fill(model.grads.begin(), model.grads.end(), 0.0f);
+    model.zero_grads();
     model.forward_backward(inputs.data(), targets.data(), batch, seqlen, 1.0f);
-    mamba::clip_grad_norm(model.grads.data(), model.layout().total(), 1.0f);
-    opt.step(model.params.data(), model.grads.data(), 1e-3f);
+    mamba::clip_grad_norm(*backend, model.grads(), model.layout().total(), 1.0f);
+    opt.step(model.params(), model.grads(), 1e-3f);
+    model.params_updated();
     const auto t1 = std::chrono::steady_clock::now();
     if (s > 0) ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
   }

@@ -65,12 +65,6 @@ inline std::vector<double> numerical_gradient(float* x, int64_t rows, int64_t co
   return g;
 }
 
-inline std::vector<double> numerical_gradient(std::vector<float>& x,
-                                              const std::function<double()>& f, float eps = 1e-3f) {
-  return numerical_gradient(x.data(), 1, static_cast<int64_t>(x.size()),
-                            static_cast<int64_t>(x.size()), f, eps);
-}
-
 // The larger of the norm-wise error ||a - n||_2 / ||n||_2 and the max-wise error
 // ||a - n||_inf / ||n||_inf: the first catches errors spread over many elements, the second a
 // single wrong element that the 2-norm would dilute.

@@ -20,8 +20,11 @@ TEST(Generation, RecurrentStepMatchesFullForward) {
   c.vocab_size = 61;
   c.d_state = 8;
   const int seqlen = 29;
-  MambaLM model(c);
-  init_params(model.layout(), model.params.data(), 21);
+  const auto backend = make_cpu_backend();
+  MambaLM model(c, *backend);
+  std::vector<float> params(model.layout().total());
+  init_params(model.layout(), params.data(), 21);
+  model.upload_params(params);
   Rng rng(4);
   std::vector<int32_t> tokens(seqlen);
   for (auto& t : tokens) t = int32_t(rng.below(c.vocab_size));
@@ -29,7 +32,7 @@ TEST(Generation, RecurrentStepMatchesFullForward) {
   std::vector<float> full(int64_t(seqlen) * vp);
   model.evaluate(tokens.data(), tokens.data(), 1, seqlen, full.data());
 
-  RecurrentLM rec(model.layout(), model.params.data());
+  RecurrentLM rec(model.layout(), params.data());
   for (int t = 0; t < seqlen; ++t) {
     const float* logits = rec.step(tokens[t]);
     double diff = 0.0, norm = 0.0;

@@ -3,12 +3,16 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <functional>
+#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -26,7 +30,6 @@ namespace {
 
 using test::expect_gradient_close;
 using test::gather;
-using test::numerical_gradient;
 using test::random_vector;
 using test::weighted_sum;
 
@@ -40,6 +43,20 @@ void with_threads(int n, F f) {
   omp_set_num_threads(n);
   f();
   omp_set_num_threads(previous);
+}
+
+// Finite differences evaluate tiny objectives thousands of times; on a loaded machine waking an
+// OpenMP team for each costs far more than the work, so they run on one thread. The analytic
+// gradients keep the ambient thread count.
+std::vector<double> serial_gradient(float* x, int64_t rows, int64_t cols, int64_t ld,
+                                    const std::function<double()>& f) {
+  std::vector<double> g;
+  with_threads(1, [&] { g = test::numerical_gradient(x, rows, cols, ld, f); });
+  return g;
+}
+std::vector<double> serial_gradient(std::vector<float>& x, const std::function<double()>& f) {
+  const auto n = static_cast<int64_t>(x.size());
+  return serial_gradient(x.data(), 1, n, n, f);
 }
 
 // max_i |a_i - b_i| / max(1, |b_i|).
@@ -100,7 +117,7 @@ TEST(KernelsCpu, EmbeddingBackwardMatchesFiniteDifferences) {
   auto dtable = initial;
   embedding_backward(dtable.data(), w.data(), ids.data(), T, C);
   for (size_t i = 0; i < dtable.size(); ++i) dtable[i] -= initial[i];
-  expect_gradient_close(dtable, numerical_gradient(table, objective), "dtable");
+  expect_gradient_close(dtable, serial_gradient(table, objective), "dtable");
 }
 
 // ---------------------------------------------------------------- rmsnorm
@@ -165,9 +182,9 @@ TEST(KernelsCpu, RmsNormBackwardMatchesFiniteDifferences) {
                    weight.data(), T, C);
   for (int c = 0; c < C; ++c) dweight[c] -= dweight_initial[c];
 
-  expect_gradient_close(dresidual, numerical_gradient(hidden, objective), "dhidden");
-  expect_gradient_close(dresidual, numerical_gradient(res_in, objective), "dresidual_in");
-  expect_gradient_close(dweight, numerical_gradient(weight, objective), "dweight");
+  expect_gradient_close(dresidual, serial_gradient(hidden, objective), "dhidden");
+  expect_gradient_close(dresidual, serial_gradient(res_in, objective), "dresidual_in");
+  expect_gradient_close(dweight, serial_gradient(weight, objective), "dweight");
 }
 
 // ---------------------------------------------------------------- linear
@@ -220,8 +237,8 @@ TEST(KernelsCpu, LinearBackwardMatchesFiniteDifferences) {
     return weighted_sum(gather(out.data() + lc.out_col0, lc.T, lc.out_dim, lc.ld_out), w);
   };
   const auto num_dinp =
-      numerical_gradient(lc.inp.data() + lc.inp_col0, lc.T, lc.in_dim, lc.ld_inp, objective);
-  const auto num_dweight = numerical_gradient(lc.weight, objective);
+      serial_gradient(lc.inp.data() + lc.inp_col0, lc.T, lc.in_dim, lc.ld_inp, objective);
+  const auto num_dweight = serial_gradient(lc.weight, objective);
 
   const int64_t ld_dinp = lc.ld_inp;
   const auto dinp_initial = random_vector(lc.T * ld_dinp, 33);
@@ -321,10 +338,10 @@ TEST(KernelsCpu, Conv1dBackwardMatchesFiniteDifferences) {
 
     const std::string at = " at seqlen " + std::to_string(L);
     expect_gradient_close(gather(dx.data(), cc.T(), cc.D, cc.ld_x),
-                          numerical_gradient(cc.x.data(), cc.T(), cc.D, cc.ld_x, objective),
+                          serial_gradient(cc.x.data(), cc.T(), cc.D, cc.ld_x, objective),
                           "dx" + at);
-    expect_gradient_close(dweight, numerical_gradient(cc.weight, objective), "dweight" + at);
-    expect_gradient_close(dbias, numerical_gradient(cc.bias, objective), "dbias" + at);
+    expect_gradient_close(dweight, serial_gradient(cc.weight, objective), "dweight" + at);
+    expect_gradient_close(dbias, serial_gradient(cc.bias, objective), "dbias" + at);
   }
 }
 
@@ -445,17 +462,17 @@ TEST(KernelsCpu, ScanBackwardMatchesFiniteDifferences) {
   float* z = sc.xz.data() + s.d_inner;
   float* B = sc.xbc.data() + sc.dt_rank;
   float* C = B + s.d_state;
-  expect_gradient_close(g.du, numerical_gradient(sc.u, objective), "du");
-  expect_gradient_close(g.ddelta, numerical_gradient(sc.delta, objective), "ddelta");
+  expect_gradient_close(g.du, serial_gradient(sc.u, objective), "du");
+  expect_gradient_close(g.ddelta, serial_gradient(sc.delta, objective), "ddelta");
   expect_gradient_close(gather(g.dxz.data() + s.d_inner, T, s.d_inner, s.ld_z),
-                        numerical_gradient(z, T, s.d_inner, s.ld_z, objective), "dz");
+                        serial_gradient(z, T, s.d_inner, s.ld_z, objective), "dz");
   expect_gradient_close(gather(g.dxbc.data() + sc.dt_rank, T, s.d_state, s.ld_bc),
-                        numerical_gradient(B, T, s.d_state, s.ld_bc, objective), "dB");
+                        serial_gradient(B, T, s.d_state, s.ld_bc, objective), "dB");
   expect_gradient_close(gather(g.dxbc.data() + sc.dt_rank + s.d_state, T, s.d_state, s.ld_bc),
-                        numerical_gradient(C, T, s.d_state, s.ld_bc, objective), "dC");
-  expect_gradient_close(minus(g.dA, initial), numerical_gradient(sc.A, objective), "dA");
-  expect_gradient_close(minus(g.dD, initial), numerical_gradient(sc.D, objective), "dD");
-  expect_gradient_close(minus(g.ddelta_bias, initial), numerical_gradient(sc.delta_bias, objective),
+                        serial_gradient(C, T, s.d_state, s.ld_bc, objective), "dC");
+  expect_gradient_close(minus(g.dA, initial), serial_gradient(sc.A, objective), "dA");
+  expect_gradient_close(minus(g.dD, initial), serial_gradient(sc.D, objective), "dD");
+  expect_gradient_close(minus(g.ddelta_bias, initial), serial_gradient(sc.delta_bias, objective),
                         "ddelta_bias");
 }
 
@@ -608,7 +625,7 @@ TEST(KernelsCpu, CrossEntropyBackwardMatchesFiniteDifferences) {
   auto logits = random_vector(T * Vp, 82, -3.0f, 3.0f);
   const auto targets = random_ids(T, Vp, 83);
   auto objective = [&] { return cross_entropy_forward(logits.data(), targets.data(), T, Vp); };
-  const auto numeric = numerical_gradient(logits, objective);
+  const auto numeric = serial_gradient(logits, objective);
   // grad_scale folds in gradient accumulation's 1/steps.
   const float grad_scale = 0.5f;
   auto dlogits = logits;

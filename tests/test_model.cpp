@@ -42,19 +42,20 @@ Stats stats(const float* x, int64_t n) {
 // Our initialisation and the reference's initial weights (tests/data/mamba_tiny.safetensors) are
 // draws from the same distributions: equal where deterministic, same range and spread elsewhere.
 TEST(ModelInit, MatchesReferenceDistributions) {
-  MambaLM model(tiny_config());
-  init_params(model.layout(), model.params.data(), 1234);
+  const ParamLayout layout(tiny_config());
+  std::vector<float> params(layout.total());
+  init_params(layout, params.data(), 1234);
   const SafetensorsReader golden(std::string(MAMBA_TEST_DATA) + "/mamba_tiny.safetensors");
-  for (const ParamTensor& t : model.layout().tensors()) {
+  for (const ParamTensor& t : layout.tensors()) {
     const std::vector<float> ref = golden.read_f32(t.name, t.shape);
-    const Stats ours = stats(model.params.data() + t.offset, t.numel);
+    const Stats ours = stats(params.data() + t.offset, t.numel);
     const Stats theirs = stats(ref.data(), t.numel);
     const bool deterministic = t.name.find("A_log") != std::string::npos ||
                                t.name.find(".D") != std::string::npos ||
                                t.name.find("norm") != std::string::npos;
     if (deterministic) {
       for (int64_t i = 0; i < t.numel; ++i) {
-        ASSERT_EQ(model.params[t.offset + i], ref[i]) << t.name << " at " << i;
+        ASSERT_EQ(params[t.offset + i], ref[i]) << t.name << " at " << i;
       }
       continue;
     }
@@ -68,10 +69,11 @@ TEST(ModelInit, MatchesReferenceDistributions) {
 }
 
 TEST(ModelInit, DtBiasIsInverseSoftplusOfLogUniformDt) {
-  MambaLM model(tiny_config());
-  init_params(model.layout(), model.params.data(), 7);
-  const LayerView l = model.layout().layer(model.params.data(), 1);
-  for (int d = 0; d < model.config().d_inner(); ++d) {
+  const ParamLayout layout(tiny_config());
+  std::vector<float> params(layout.total());
+  init_params(layout, params.data(), 7);
+  const LayerView l = layout.layer(params.data(), 1);
+  for (int d = 0; d < layout.config().d_inner(); ++d) {
     const double dt = std::log1p(std::exp(double(l.dt_proj_b[d])));
     EXPECT_GE(dt, 1e-3 * 0.999);
     EXPECT_LE(dt, 1e-1 * 1.001);
@@ -79,12 +81,13 @@ TEST(ModelInit, DtBiasIsInverseSoftplusOfLogUniformDt) {
 }
 
 TEST(ModelInit, SameSeedSameWeightsOtherSeedOther) {
-  MambaLM a(tiny_config()), b(tiny_config()), c(tiny_config());
-  init_params(a.layout(), a.params.data(), 5);
-  init_params(b.layout(), b.params.data(), 5);
-  init_params(c.layout(), c.params.data(), 6);
-  EXPECT_EQ(a.params, b.params);
-  EXPECT_NE(a.params, c.params);
+  const ParamLayout layout(tiny_config());
+  std::vector<float> a(layout.total()), b(layout.total()), c(layout.total());
+  init_params(layout, a.data(), 5);
+  init_params(layout, b.data(), 5);
+  init_params(layout, c.data(), 6);
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
 }
 
 TEST(ParamLayout, NamesShapesAndDecayGroups) {
@@ -112,15 +115,18 @@ TEST(ModelGrad, WholeModelMatchesFiniteDifferences) {
   c.d_state = 5;
   c.dt_rank = 3;
   const int batch = 2, seqlen = 11;
-  MambaLM model(c);
-  init_params(model.layout(), model.params.data(), 11);
+  const auto backend = make_cpu_backend();
+  MambaLM model(c, *backend);
+  std::vector<float> p0(model.layout().total());
+  init_params(model.layout(), p0.data(), 11);
+  model.upload_params(p0);
   Rng rng(3);
   std::vector<int32_t> inputs(batch * seqlen), targets(batch * seqlen);
   for (auto& t : inputs) t = int32_t(rng.below(c.vocab_size));
   for (auto& t : targets) t = int32_t(rng.below(c.vocab_size));
 
   model.forward_backward(inputs.data(), targets.data(), batch, seqlen, 1.0f);
-  const std::vector<float> p0 = model.params;
+  const std::vector<float> grads = model.download(model.grads());
   // Probe each tensor separately so a wrong gradient in one cannot hide behind another's.
   for (const ParamTensor& t : model.layout().tensors()) {
     // Step in proportion to the tensor's own scale (embedding ~0.02, norms ~1), so the
@@ -131,14 +137,15 @@ TEST(ModelGrad, WholeModelMatchesFiniteDifferences) {
     std::vector<float> v(t.numel);
     for (float& x : v) x = float(rng.normal() * rms);
     double analytic = 0.0;
-    for (int64_t i = 0; i < t.numel; ++i) analytic += double(model.grads[t.offset + i]) * v[i];
+    for (int64_t i = 0; i < t.numel; ++i) analytic += double(grads[t.offset + i]) * v[i];
     const float eps = 1e-2f;
     auto loss_at = [&](float s) {
-      for (int64_t i = 0; i < t.numel; ++i) model.params[t.offset + i] = p0[t.offset + i] + s * v[i];
+      std::vector<float> p = p0;
+      for (int64_t i = 0; i < t.numel; ++i) p[t.offset + i] += s * v[i];
+      model.upload_params(p);
       return model.evaluate(inputs.data(), targets.data(), batch, seqlen);
     };
     const double numeric = (loss_at(eps) - loss_at(-eps)) / (2.0 * eps);
-    model.params = p0;
     EXPECT_NEAR(numeric, analytic, 2e-3 * std::fabs(analytic) + 2e-5) << t.name;
   }
 }

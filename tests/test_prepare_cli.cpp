@@ -55,7 +55,7 @@ void write_text(const std::string& path, const std::string& text) {
 
 std::vector<int32_t> read_split(const std::string& pattern, std::vector<ShardInfo>* infos) {
   std::vector<int32_t> tokens;
-  for (const std::string& path : expand_glob(pattern)) {
+  for (const std::string& path : glob_sorted(pattern)) {
     ShardReader reader(path);
     std::vector<int32_t> part(size_t(reader.info().num_tokens));
     reader.read(0, int64_t(part.size()), part.data());
@@ -76,7 +76,8 @@ Corpus make_corpus() {
   Corpus c{temp_dir("corpus"), {}};
   std::string book;
   for (int i = 0; i < 6000; ++i) {
-    book += "Chapter " + std::to_string(i) + ". It's a truth universally acknowledged, na\u00efvely.\n";
+    book +=
+        "Chapter " + std::to_string(i) + ". It's a truth universally acknowledged, na\u00efvely.\n";
     if (i % 7 == 0) book += "\n  Indented \u201cquote\u201d \u2014 caf\u00e9 \U0001F30D\n";
   }
   const std::vector<std::pair<std::string, std::string>> files = {
@@ -90,8 +91,13 @@ Corpus make_corpus() {
       {"skipped.bin", "not a text extension"},
   };
   for (const auto& [name, text] : files) write_text(c.dir + "/" + name, text);
-  c.documents = {"First document.\nTwo lines.\n", book, "# Title\n\nSome *markdown* text.\n",
-                 "json one", "json two \u00e9", "json three", "json four\nwith newline",
+  c.documents = {"First document.\nTwo lines.\n",
+                 book,
+                 "# Title\n\nSome *markdown* text.\n",
+                 "json one",
+                 "json two \u00e9",
+                 "json three",
+                 "json four\nwith newline",
                  "last document"};
   return c;
 }
@@ -100,7 +106,7 @@ TEST(PrepareCli, ShardsReadBackIdenticalToTheTokenStream) {
   const Corpus corpus = make_corpus();
   const std::string out = temp_dir("out");
   const CliRun r = run("prepare --tokenizer " + kTokenizerDir + " --out " + out +
-                    " --val-fraction 0.25 --shard-tokens 5000 --threads 2 " + corpus.dir);
+                       " --val-fraction 0.25 --shard-tokens 5000 --threads 2 " + corpus.dir);
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("MB/s"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("prepare: 100.0%"), std::string::npos) << r.output;  // no terminal
@@ -119,7 +125,9 @@ TEST(PrepareCli, ShardsReadBackIdenticalToTheTokenStream) {
   EXPECT_EQ(infos.size(), (train.size() + 4999) / 5000);
   int64_t documents = 0;
   for (size_t k = 0; k < infos.size(); ++k) {
-    if (k + 1 < infos.size()) EXPECT_EQ(infos[k].num_tokens, 5000);
+    if (k + 1 < infos.size()) {
+      EXPECT_EQ(infos[k].num_tokens, 5000);
+    }
     EXPECT_EQ(infos[k].vocab_size, 50257);
     EXPECT_EQ(infos[k].eos_id, 50256);
     EXPECT_EQ(infos[k].tokenizer, "hf-bpe");  // a directory with both: tokenizer.json wins
@@ -175,12 +183,13 @@ TEST(PrepareCli, TokenizeEncodesDecodesAndRoundTrips) {
 
   const std::string text = "Caf\u00e9 \U0001F30D\n\n  spaces\tand tabs\nlast line without newline";
   write_text(dir + "/in.txt", text);
-  for (const std::string spec : {kTokenizerDir, std::string("byte")}) {
-    ASSERT_EQ(std::system((std::string(MAMBA_BINARY) + " tokenize --tokenizer " + spec + " " + dir +
-                           "/in.txt > " + dir + "/ids && " + MAMBA_BINARY + " tokenize --tokenizer " +
-                           spec + " --decode < " + dir + "/ids > " + dir + "/back")
-                              .c_str()),
-              0);
+  for (const std::string& spec : {kTokenizerDir, std::string("byte")}) {
+    ASSERT_EQ(
+        std::system((std::string(MAMBA_BINARY) + " tokenize --tokenizer " + spec + " " + dir +
+                     "/in.txt > " + dir + "/ids && " + MAMBA_BINARY + " tokenize --tokenizer " +
+                     spec + " --decode < " + dir + "/ids > " + dir + "/back")
+                        .c_str()),
+        0);
     EXPECT_EQ(read_file(dir + "/back"), text) << spec;
   }
 
@@ -211,15 +220,16 @@ TEST(PrepareCli, BadInputNamesTheFile) {
 
   write_text(dir + "/bad.jsonl", "{\"text\": \"ok\"}\n{\"body\": \"no text field\"}\n");
   expect_error("prepare" + tok + dir + "/bad.jsonl", dir + "/bad.jsonl line 2");
-  expect_error("prepare" + tok + "--text-key body " + dir + "/bad.jsonl", dir + "/bad.jsonl line 1");
+  expect_error("prepare" + tok + "--text-key body " + dir + "/bad.jsonl",
+               dir + "/bad.jsonl line 1");
   write_text(dir + "/broken.jsonl", "{\"text\": \"ok\"\n");
   expect_error("prepare" + tok + dir + "/broken.jsonl", dir + "/broken.jsonl line 1");
   EXPECT_FALSE(fs::exists(dir + "/out/train-0000.h5"));  // a failed run leaves no shards
 
   write_text(dir + "/tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {");
-  expect_error("prepare --tokenizer " + dir + "/tokenizer.json --out " + dir + "/out " + dir +
-                   "/ok.txt",
-               dir + "/tokenizer.json");
+  expect_error(
+      "prepare --tokenizer " + dir + "/tokenizer.json --out " + dir + "/out " + dir + "/ok.txt",
+      dir + "/tokenizer.json");
   expect_error("tokenize --tokenizer " + dir + "/nothing-here.json --text hi",
                dir + "/nothing-here.json");
 

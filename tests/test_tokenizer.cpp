@@ -44,7 +44,8 @@ std::vector<Case> load_r50k_cases() {
     if (block.substr(0, l1) != "EncodingName: r50k_base") continue;
     Case c;
     c.sample = block.substr(l1 + 1, l2 - l1 - 1).substr(std::string("Sample: ").size());
-    for (const auto& id : nlohmann::json::parse(block.substr(l2 + 1 + std::string("Encoded: ").size()))) {
+    for (const auto& id :
+         nlohmann::json::parse(block.substr(l2 + 1 + std::string("Encoded: ").size()))) {
       c.ids.push_back(id.get<int32_t>());
     }
     cases.push_back(c);
@@ -147,7 +148,10 @@ TEST(Tokenizer, SpecialTokenTextIsOrdinaryText) {
 }
 
 TEST(Tokenizer, InvalidUtf8ReadsAsReplacementCharacter) {
-  EXPECT_EQ(gpt2().encode("a\xff" "b"), gpt2().encode("a\xEF\xBF\xBD" "b"));
+  EXPECT_EQ(gpt2().encode("a\xff"
+                          "b"),
+            gpt2().encode("a\xEF\xBF\xBD"
+                          "b"));
   EXPECT_EQ(gpt2().encode("\xE2\x82"), gpt2().encode("\xEF\xBF\xBD"));  // truncated sequence
   std::string clean;
   EXPECT_EQ(sanitize_utf8("ok \xC0\xAF \xED\xA0\x80 \xF4\x90\x80\x80", clean), 3u);  // overlong,
@@ -184,7 +188,7 @@ TEST(Tokenizer, SegmentsEncodeLikeTheWholeText) {
 TEST(Tokenizer, NfcMatchesUnicodeData) {
   // Expected values from Python's unicodedata.normalize("NFC", ...).
   EXPECT_EQ(nfc_normalize("e\u0301"), "\u00e9");
-  EXPECT_EQ(nfc_normalize("\u1100\u1161\u11a8"), "\uac01");  // Hangul jamo
+  EXPECT_EQ(nfc_normalize("\u1100\u1161\u11a8"), "\uac01");   // Hangul jamo
   EXPECT_EQ(nfc_normalize("a\u0301\u0328"), "\u0105\u0301");  // reordered, then composed
   EXPECT_EQ(nfc_normalize("\u212b"), "\u00c5");               // singleton
   EXPECT_EQ(nfc_normalize("\u0958"), "\u0915\u093c");         // composition exclusion
@@ -192,7 +196,8 @@ TEST(Tokenizer, NfcMatchesUnicodeData) {
   EXPECT_EQ(nfc_normalize("q\u0307\u0323"), "q\u0323\u0307");
   EXPECT_EQ(nfc_normalize("\uac00\u11a8"), "\uac01");
   EXPECT_EQ(nfc_normalize("A\u030a\u0301x"), "\u01fax");
-  EXPECT_EQ(nfc_normalize("plain ASCII and Latin-1: caf\u00e9"), "plain ASCII and Latin-1: caf\u00e9");
+  EXPECT_EQ(nfc_normalize("plain ASCII and Latin-1: caf\u00e9"),
+            "plain ASCII and Latin-1: caf\u00e9");
 }
 
 // Variants of the same vocab in the other shapes tokenizer.json files take.
@@ -211,7 +216,9 @@ TEST(Tokenizer, HfJsonVariants) {
   const std::unique_ptr<Tokenizer> t = load_tokenizer(temp_path("arrays.json"));
   EXPECT_EQ(t->vocab_size(), 50258);
   for (const Case& c : load_r50k_cases()) EXPECT_EQ(t->encode(c.sample), c.ids);
-  EXPECT_EQ(t->encode("caf" "e\u0301"), gpt2().encode("caf\u00e9"));
+  EXPECT_EQ(t->encode("caf"
+                      "e\u0301"),
+            gpt2().encode("caf\u00e9"));
   std::vector<int32_t> expected = gpt2().encode("a b");
   expected.push_back(50257);
   for (int32_t id : gpt2().encode(" c")) expected.push_back(id);

@@ -28,12 +28,15 @@ using test::run_mamba;
 class TrainRun : public testing::Test {
  protected:
   static void SetUpTestSuite() {
-    root_ = fs::path(testing::TempDir()) / "train_runs";
+    // ctest runs each test in its own process, possibly in parallel: one directory per process.
+    root_ = fs::path(testing::TempDir()) / ("train_runs_" + std::to_string(getpid()));
     fs::remove_all(root_);
     fs::create_directories(root_ / "data");
     write_shard((root_ / "data" / "train-0000.h5").string(), "train", 6000, 1);
     write_shard((root_ / "data" / "val-0000.h5").string(), "val", 1500, 2);
   }
+
+  static void TearDownTestSuite() { fs::remove_all(root_); }
 
   // Text-like bytes with structure to learn: words from a small vocabulary, spaces, periods.
   static void write_shard(const std::string& path, const std::string& split, int n, uint64_t seed) {

@@ -1,6 +1,7 @@
 // `mamba eval CHECKPOINT`: validation loss and perplexity of a trained model.
 #include <cmath>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -9,6 +10,7 @@
 #include "data/loader.h"
 #include "model/mamba_lm.h"
 #include "train/checkpoint.h"
+#include "train/device.h"
 #include "train/evaluate.h"
 #include "train/experiment_config.h"
 
@@ -30,8 +32,11 @@ int eval(int argc, char** argv) {
   const int micro = a.get_int("micro-batch", cfg.train.micro_batch);
   const int L = a.get_int("seq-len", cfg.data.seq_len);
   const int batches = a.get_int("batches", cfg.log.eval_batches);
-  MambaLM model(cfg.model);
-  load_checkpoint_weights(ckpt, model.layout(), model.params.data());
+  const std::unique_ptr<Backend> backend = make_backend(cfg, 0);
+  MambaLM model(cfg.model, *backend);
+  std::vector<float> params(model.layout().total());
+  load_checkpoint_weights(ckpt, model.layout(), params.data());
+  model.upload_params(params);
   TokenLoader val(a.get("data", cfg.data.val), L, cfg.model.vocab_size, micro, 0, 1, 0, false);
   const double loss = mean_loss(model, val, micro, L, batches);
   std::printf("{\"checkpoint\": \"%s\", \"val_loss\": %.6f, \"val_ppl\": %.4f, \"tokens\": %lld}\n",

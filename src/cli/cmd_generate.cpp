@@ -6,7 +6,6 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "data/tokenizer.h"
-#include "model/mamba_lm.h"
 #include "model/recurrent.h"
 #include "model/sampler.h"
 #include "train/checkpoint.h"
@@ -35,14 +34,15 @@ int generate(int argc, char** argv) {
     throw_error("mamba generate: ", ckpt, " names no tokenizer (data.tokenizer): pass --tokenizer");
   }
   const auto tok = load_tokenizer(spec);
-  MambaLM model(cfg.model);
-  load_checkpoint_weights(ckpt, model.layout(), model.params.data());
+  const ParamLayout layout(cfg.model);
+  std::vector<float> params(layout.total());
+  load_checkpoint_weights(ckpt, layout, params.data());
 
   const std::string prompt = a.get("prompt", "");
   std::vector<int32_t> ids;
   tok->encode(prompt, ids);
   if (ids.empty()) ids.push_back(tok->eot_id());
-  RecurrentLM rec(model.layout(), model.params.data());
+  RecurrentLM rec(layout, params.data());
   const float* logits = nullptr;
   for (int32_t t : ids) logits = rec.step(t);
   const SamplerSettings sampling{float(a.get_double("temperature", 0.8)), a.get_int("top-k", 40)};

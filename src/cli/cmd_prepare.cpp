@@ -38,7 +38,7 @@ int64_t parse_count(const std::string& option, const std::string& value) {
   char* end = nullptr;
   const double number = std::strtod(value.c_str(), &end);
   const std::string suffix = end;
-  const double scale = suffix.empty()                    ? 1
+  const double scale = suffix.empty()                   ? 1
                        : suffix == "k" || suffix == "K" ? 1e3
                        : suffix == "M"                  ? 1e6
                        : suffix == "G"                  ? 1e9
@@ -55,7 +55,8 @@ double parse_fraction(const std::string& value) {
   char* end = nullptr;
   const double f = std::strtod(value.c_str(), &end);
   if (end == value.c_str() || *end != '\0' || !(f >= 0 && f < 1)) {
-    throw_error("prepare error: --val-fraction ", value, ": expected a number in [0, 1), e.g. 0.01");
+    throw_error("prepare error: --val-fraction ", value,
+                ": expected a number in [0, 1), e.g. 0.01");
   }
   return f;
 }
@@ -87,7 +88,7 @@ void print_split(const char* name, const SplitSummary& s) {
   std::printf("%-5s %s documents, %s tokens in %zu shard%s%s%s\n", name,
               thousands(s.documents).c_str(), thousands(s.tokens).c_str(), s.shards.size(),
               s.shards.size() == 1 ? "" : "s", s.shards.empty() ? "" : ": ",
-              s.shards.empty() ? ""
+              s.shards.empty()       ? ""
               : s.shards.size() == 1 ? s.shards.front().c_str()
                                      : (s.shards.front() + " ...").c_str());
 }
@@ -123,14 +124,22 @@ int prepare(int argc, char** argv) {
     } else {
       throw_error("prepare error: ", arg, " needs a value (mamba prepare --help)");
     }
-    if (arg == "--tokenizer") options.tokenizer = value;
-    else if (arg == "--out") options.out_dir = value;
-    else if (arg == "--val-fraction") options.val_fraction = parse_fraction(value);
-    else if (arg == "--shard-tokens") options.shard_tokens = parse_count(arg, value);
-    else if (arg == "--threads") options.threads = int(parse_count(arg, value));
-    else if (arg == "--text-key") options.text_key = value;
-    else if (arg == "--ext") options.extensions = split_list(value);
-    else throw_error("prepare error: unknown option ", arg, " (mamba prepare --help)");
+    if (arg == "--tokenizer")
+      options.tokenizer = value;
+    else if (arg == "--out")
+      options.out_dir = value;
+    else if (arg == "--val-fraction")
+      options.val_fraction = parse_fraction(value);
+    else if (arg == "--shard-tokens")
+      options.shard_tokens = parse_count(arg, value);
+    else if (arg == "--threads")
+      options.threads = int(parse_count(arg, value));
+    else if (arg == "--text-key")
+      options.text_key = value;
+    else if (arg == "--ext")
+      options.extensions = split_list(value);
+    else
+      throw_error("prepare error: unknown option ", arg, " (mamba prepare --help)");
   }
   if (options.tokenizer.empty() || options.out_dir.empty() || options.inputs.empty()) {
     std::fprintf(stderr, "prepare error: --tokenizer, --out and at least one INPUT are needed\n%s",
@@ -141,9 +150,10 @@ int prepare(int argc, char** argv) {
   const PrepareSummary s = prepare_corpus(options);
   print_split("train", s.train);
   print_split("val", s.val);
-  std::printf("throughput: %s in %.2f s = %.2f MB/s on %d threads\n",
+  std::printf("throughput: %s in %.2f s = %.2f MB/s on %d thread%s\n",
               format_bytes(double(s.input_bytes)).c_str(), s.seconds,
-              s.input_bytes / 1e6 / std::max(s.seconds, 1e-9), s.threads);
+              s.input_bytes / 1e6 / std::max(s.seconds, 1e-9), s.threads,
+              s.threads == 1 ? "" : "s");
   std::printf("read back: shards identical to the token stream (train sha256 %.16s...)\n",
               s.train.tokens_sha256.c_str());
   return 0;

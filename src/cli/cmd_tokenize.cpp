@@ -15,7 +15,8 @@ namespace mamba::cli {
 
 namespace {
 
-const char* const kUsage = R"(usage: mamba tokenize --tokenizer SPEC [--decode] [--show] [FILE | --text TEXT]
+const char* const kUsage =
+    R"(usage: mamba tokenize --tokenizer SPEC [--decode] [--show] [FILE | --text TEXT]
 
 Encodes the text of FILE, TEXT or stdin and prints the token ids separated by spaces.
 With --decode, reads token ids (separated by spaces, commas or newlines; [ ] allowed) and
@@ -66,10 +67,14 @@ std::string escape(const std::string& bytes) {
   std::string out;
   char hex[8];
   for (unsigned char c : bytes) {
-    if (c == '\n') out += "\\n";
-    else if (c == '\t') out += "\\t";
-    else if (c == '\\' || c == '"') out += std::string("\\") + char(c);
-    else if (c >= 0x20 && c < 0x7F) out += char(c);
+    if (c == '\n')
+      out += "\\n";
+    else if (c == '\t')
+      out += "\\t";
+    else if (c == '\\' || c == '"')
+      out += std::string("\\") + char(c);
+    else if (c >= 0x20 && c < 0x7F)
+      out += char(c);
     else {
       std::snprintf(hex, sizeof hex, "\\x%02x", c);
       out += hex;

@@ -42,6 +42,7 @@ struct PieceCache {
   std::unordered_map<std::string, std::vector<int32_t>> ids;
 };
 constexpr size_t kMaxCachedPieces = 1 << 18;
+constexpr size_t kMaxCachedPieceBytes = 256;  // longer pieces (runs of spaces, ...) rarely repeat
 std::atomic<uint64_t> next_instance{1};
 
 }  // namespace
@@ -114,6 +115,10 @@ int32_t BytePairEncoder::find(std::string_view bytes) const {
 }
 
 void BytePairEncoder::encode(std::string_view piece, std::vector<int32_t>& out) const {
+  if (piece.size() > kMaxCachedPieceBytes) {
+    merge_piece(piece, out);
+    return;
+  }
   thread_local PieceCache cache;
   if (cache.owner != instance_ || cache.ids.size() >= kMaxCachedPieces) {
     cache.ids.clear();

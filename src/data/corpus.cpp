@@ -15,10 +15,13 @@ namespace fs = std::filesystem;
 namespace {
 
 bool has_suffix(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-bool is_glob(const std::string& s) { return s.find_first_of("*?[") != std::string::npos; }
+bool is_glob(const std::string& s) {
+  return s.find_first_of("*?[") != std::string::npos;
+}
 
 InputFile make_input(const std::string& path) {
   std::error_code ec;
@@ -62,8 +65,12 @@ std::vector<InputFile> find_inputs(const std::vector<std::string>& args,
       std::sort(found.begin(), found.end());
       for (const std::string& path : found) inputs.push_back(make_input(path));
     } else if (is_glob(arg)) {
-      // expand_glob's error says the pattern matched nothing.
-      for (const std::string& path : expand_glob(arg)) inputs.push_back(make_input(path));
+      const std::vector<std::string> matches = glob_sorted(arg);
+      if (matches.empty()) {
+        throw_error("prepare error: no files match '", arg,
+                    "': check the pattern (quoted, prepare expands it itself)");
+      }
+      for (const std::string& path : matches) inputs.push_back(make_input(path));
     } else if (fs::exists(arg, ec)) {
       inputs.push_back(make_input(arg));
     } else {

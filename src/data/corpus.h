@@ -44,10 +44,10 @@ class CorpusReader {
   size_t segment_bytes_;
   size_t file_ = 0;
   bool opened_ = false;
-  std::string text_;                // the current plain-text file
-  std::vector<size_t> cuts_;        // segment boundaries in text_
+  std::string text_;          // the current plain-text file
+  std::vector<size_t> cuts_;  // segment boundaries in text_
   size_t segment_ = 0;
-  std::ifstream jsonl_;             // the current JSONL file
+  std::ifstream jsonl_;  // the current JSONL file
   uint64_t line_ = 0;
 };
 

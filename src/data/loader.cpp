@@ -16,8 +16,8 @@ constexpr size_t kMaxOpenShards = 32;
 
 }  // namespace
 
-TokenLoader::TokenLoader(const std::string& pattern, int seq_len, int model_vocab,
-                         int global_batch, int rank, int world, uint64_t seed, bool shuffle)
+TokenLoader::TokenLoader(const std::string& pattern, int seq_len, int model_vocab, int global_batch,
+                         int rank, int world, uint64_t seed, bool shuffle)
     : pattern_(pattern),
       seq_len_(seq_len),
       model_vocab_(model_vocab),
@@ -54,7 +54,9 @@ TokenLoader::TokenLoader(const std::string& pattern, int seq_len, int model_voca
   start_worker();
 }
 
-TokenLoader::~TokenLoader() { stop_worker(); }
+TokenLoader::~TokenLoader() {
+  stop_worker();
+}
 
 LoaderPosition TokenLoader::advance(LoaderPosition p, uint64_t samples) const {
   p.sample += samples;
@@ -106,8 +108,8 @@ void TokenLoader::read_window(int64_t window, int32_t* out) {
     const int64_t limit = std::min<int64_t>(model_vocab_, shards_[k].vocab_size);
     for (int64_t i = 0; i < take; ++i) {
       if (out[i] < 0 || out[i] >= limit) {
-        throw_error("data error: shard ", shards_[k].path, " holds token ", out[i], " >= vocab_size ",
-                    limit, " (at token ", offset - starts_[k] + i,
+        throw_error("data error: shard ", shards_[k].path, " holds token ", out[i],
+                    " >= vocab_size ", limit, " (at token ", offset - starts_[k] + i,
                     "): re-run prepare with the model's tokenizer");
       }
     }

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -22,7 +23,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr size_t kSegmentBytes = 1 << 20;     // a long document is cut into pieces this size
+constexpr size_t kSegmentBytes = 1 << 20;         // a long document is cut into pieces this size
 constexpr size_t kBatchBytesPerThread = 4 << 20;  // text tokenized between two writes
 constexpr int64_t kVerifyBlock = 1 << 20;
 
@@ -101,32 +102,25 @@ class SplitWriter {
 
 struct Encoded {
   std::vector<int32_t> ids;
-  std::string error;  // set instead of ids when the unit is bad input
+  std::exception_ptr error;  // rethrown in input order: an exception must not leave OpenMP
 };
 
-void encode_unit(const Tokenizer& tokenizer, const TextUnit& unit, const InputFile& input,
-                 const std::string& text_key, Encoded& out) {
-  out.ids.clear();
-  out.error.clear();
-  if (!unit.json) {
-    tokenizer.encode(unit.text, out.ids);
-    return;
-  }
-  const auto where = input.path + " line " + std::to_string(unit.line);
+std::vector<int32_t> encode_unit(const Tokenizer& tokenizer, const TextUnit& unit,
+                                 const InputFile& input, const std::string& text_key) {
+  if (!unit.json) return tokenizer.encode(unit.text);
+  const std::string where = input.path + " line " + std::to_string(unit.line);
   nlohmann::json doc;
   try {
     doc = nlohmann::json::parse(unit.text);
   } catch (const nlohmann::json::exception&) {
-    out.error = "prepare error: " + where + " is not valid JSON: fix the line, or give the file " +
-                "another extension than .jsonl to read it as plain text";
-    return;
+    throw_error("prepare error: ", where, " is not valid JSON: fix the line, or give the file ",
+                "another extension than .jsonl to read it as plain text");
   }
   if (!doc.is_object() || !doc.contains(text_key) || !doc[text_key].is_string()) {
-    out.error = "prepare error: " + where + " has no string field \"" + text_key +
-                "\": give every line one, or name the field with --text-key";
-    return;
+    throw_error("prepare error: ", where, " has no string field \"", text_key,
+                "\": give every line one, or name the field with --text-key");
   }
-  tokenizer.encode(doc[text_key].get_ref<const std::string&>(), out.ids);
+  return tokenizer.encode(doc[text_key].get_ref<const std::string&>());
 }
 
 void prepare_output_dir(const std::string& dir, bool overwrite) {
@@ -214,7 +208,7 @@ PrepareSummary prepare_corpus(const PrepareOptions& options) {
     CorpusReader reader(inputs, kSegmentBytes);
     std::vector<TextUnit> batch;
     std::vector<Encoded> encoded;
-    uint64_t done_bytes = 0, document = 0;
+    uint64_t done_bytes = 0, document = 0;  // done_bytes: for progress only
     bool in_document = false, document_is_val = false;
     while (true) {
       batch.clear();
@@ -230,10 +224,16 @@ PrepareSummary prepare_corpus(const PrepareOptions& options) {
       // of work does not matter; writing below restores input order.
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
       for (size_t i = 0; i < batch.size(); ++i) {
-        encode_unit(*tokenizer, batch[i], inputs[batch[i].file], options.text_key, encoded[i]);
+        try {
+          encoded[i].ids =
+              encode_unit(*tokenizer, batch[i], inputs[batch[i].file], options.text_key);
+          encoded[i].error = nullptr;
+        } catch (...) {
+          encoded[i].error = std::current_exception();
+        }
       }
       for (size_t i = 0; i < batch.size(); ++i) {
-        if (!encoded[i].error.empty()) throw Error(encoded[i].error);
+        if (encoded[i].error) std::rethrow_exception(encoded[i].error);
         const TextUnit& u = batch[i];
         const std::vector<int32_t>& ids = encoded[i].ids;
         done_bytes += u.bytes;
@@ -254,7 +254,7 @@ PrepareSummary prepare_corpus(const PrepareOptions& options) {
     summary.train = train.finish();
     summary.val = val.finish();
     summary.seconds = progress.seconds();
-    if (options.verbose) progress.finish(done_bytes);
+    if (options.verbose) progress.finish(summary.input_bytes);
     if (summary.train.documents == 0) {
       throw_error("prepare error: the inputs hold no text (", inputs.size(),
                   " files, all empty): check the inputs");

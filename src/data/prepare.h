@@ -12,7 +12,7 @@ struct PrepareOptions {
   std::vector<std::string> inputs;  // files, directories, globs (see find_inputs)
   std::string tokenizer;            // spec for load_tokenizer
   std::string out_dir;
-  double val_fraction = 0.01;         // of documents, spread evenly through the input
+  double val_fraction = 0.01;          // of documents, spread evenly through the input
   int64_t shard_tokens = 100'000'000;  // every shard but the last of a split holds exactly this
   int threads = 0;                     // 0: all cores
   std::string text_key = "text";       // the JSONL field holding a document

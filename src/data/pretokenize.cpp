@@ -15,7 +15,9 @@ const char* const kGpt2Pattern =
 
 namespace {
 
-pcre2_code* as_code(void* code) { return static_cast<pcre2_code*>(code); }
+pcre2_code* as_code(void* code) {
+  return static_cast<pcre2_code*>(code);
+}
 
 std::string pcre2_message(int code) {
   PCRE2_UCHAR buffer[256];
@@ -31,8 +33,8 @@ Pretokenizer::Pretokenizer(const std::string& pattern) {
   pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.c_str()), pattern.size(),
                                    PCRE2_UTF | PCRE2_UCP, &error, &offset, nullptr);
   if (!code) {
-    throw_error("tokenizer error: cannot compile the pre-tokenizer pattern at offset ", offset, ": ",
-                pcre2_message(error));
+    throw_error("tokenizer error: cannot compile the pre-tokenizer pattern at offset ", offset,
+                ": ", pcre2_message(error));
   }
   // JIT makes matching several times faster; without it (an unusual PCRE2 build) the
   // interpreter gives the same pieces, so a failure here is not an error.
@@ -40,7 +42,9 @@ Pretokenizer::Pretokenizer(const std::string& pattern) {
   code_ = code;
 }
 
-Pretokenizer::~Pretokenizer() { pcre2_code_free(as_code(code_)); }
+Pretokenizer::~Pretokenizer() {
+  pcre2_code_free(as_code(code_));
+}
 
 void Pretokenizer::split(std::string_view text, std::vector<std::string_view>& pieces) const {
   pcre2_match_data* match = pcre2_match_data_create_from_pattern(as_code(code_), nullptr);
@@ -96,4 +100,3 @@ std::vector<std::string_view> split_into_segments(std::string_view text, size_t 
 }
 
 }  // namespace mamba
-

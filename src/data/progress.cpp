@@ -47,14 +47,18 @@ Progress::Progress(std::string label, uint64_t total_bytes, std::FILE* out, bool
       start_(Clock::now()),
       last_draw_(start_) {}
 
-double Progress::seconds() const { return seconds_between(start_, Clock::now()); }
+double Progress::seconds() const {
+  return seconds_between(start_, Clock::now());
+}
 
 void Progress::update(uint64_t done_bytes) {
   const double since = seconds_between(last_draw_, Clock::now());
   if (since >= (terminal_ ? 0.2 : 5.0)) draw(done_bytes, false);
 }
 
-void Progress::finish(uint64_t done_bytes) { draw(done_bytes, true); }
+void Progress::finish(uint64_t done_bytes) {
+  draw(done_bytes, true);
+}
 
 void Progress::draw(uint64_t done, bool final) {
   last_draw_ = Clock::now();
@@ -64,16 +68,16 @@ void Progress::draw(uint64_t done, bool final) {
   const std::string eta =
       final ? "done in " + format_duration(elapsed)
             : "eta " + (rate > 0 ? format_duration((total_ - std::min(done, total_)) / rate) : "?");
-  const std::string numbers = format_bytes(done) + "/" + format_bytes(total_) + " | " +
-                              format_bytes(rate) + "/s | " + eta;
+  const std::string numbers =
+      format_bytes(done) + "/" + format_bytes(total_) + " | " + format_bytes(rate) + "/s | " + eta;
   if (terminal_) {
     constexpr int kWidth = 30;
     const int filled = int(fraction * kWidth);
     std::string bar(filled, '#');
     bar.resize(kWidth, '.');
     // \033[K clears what a longer previous line left behind.
-    std::fprintf(out_, "\r%s [%s] %5.1f%% %s\033[K%s", label_.c_str(), bar.c_str(),
-                 100 * fraction, numbers.c_str(), final ? "\n" : "");
+    std::fprintf(out_, "\r%s [%s] %5.1f%% %s\033[K%s", label_.c_str(), bar.c_str(), 100 * fraction,
+                 numbers.c_str(), final ? "\n" : "");
   } else {
     std::fprintf(out_, "%s: %5.1f%% %s\n", label_.c_str(), 100 * fraction, numbers.c_str());
   }

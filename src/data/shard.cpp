@@ -89,8 +89,7 @@ int64_t read_int_attribute(const std::string& path, hid_t file, const char* name
   Handle attr(H5Aopen(file, name, H5P_DEFAULT), H5Aclose);
   int64_t value = 0;
   if (!attr.ok() || H5Aread(attr.get(), H5T_NATIVE_INT64, &value) < 0) {
-    throw_error("data error: shard ", path, " attribute '", name, "' is not an integer; ",
-                kRemake);
+    throw_error("data error: shard ", path, " attribute '", name, "' is not an integer; ", kRemake);
   }
   return value;
 }
@@ -179,8 +178,8 @@ ShardInfo open_shard(const std::string& path, int64_t& file_out, int64_t& datase
       (H5Tget_size(type.get()) != 2 && H5Tget_size(type.get()) != 4) ||
       H5Sget_simple_extent_ndims(space.get()) != 1 ||
       H5Sget_simple_extent_dims(space.get(), dims, nullptr) < 0) {
-    throw_error("data error: shard ", path,
-                " 'tokens' is not a 1-D uint16 or uint32 dataset; ", kRemake);
+    throw_error("data error: shard ", path, " 'tokens' is not a 1-D uint16 or uint32 dataset; ",
+                kRemake);
   }
   info.num_tokens = int64_t(dims[0]);
   file_out = file.release();
@@ -248,10 +247,11 @@ void ShardWriter::flush() {
   bool ok = H5Dset_extent(dataset_, new_size) >= 0;
   Handle file_space(ok ? H5Dget_space(dataset_) : -1, H5Sclose);
   Handle mem_space(H5Screate_simple(1, count, nullptr), H5Sclose);
-  ok = ok && file_space.ok() &&
-       H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, offset, nullptr, count, nullptr) >= 0 &&
-       H5Dwrite(dataset_, H5T_NATIVE_UINT32, mem_space.get(), file_space.get(), H5P_DEFAULT,
-                pending_.data()) >= 0;
+  ok =
+      ok && file_space.ok() &&
+      H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, offset, nullptr, count, nullptr) >= 0 &&
+      H5Dwrite(dataset_, H5T_NATIVE_UINT32, mem_space.get(), file_space.get(), H5P_DEFAULT,
+               pending_.data()) >= 0;
   if (!ok) throw_error("data error: cannot write tokens to ", tmp_path_, ": check free disk space");
   info_.num_tokens += int64_t(pending_.size());
   pending_.clear();
@@ -326,29 +326,31 @@ void ShardReader::read(int64_t offset, int64_t count, int32_t* out) {
   }
 }
 
-std::vector<std::string> expand_glob(const std::string& pattern) {
+std::vector<std::string> glob_sorted(const std::string& pattern) {
   glob_t matches;
   const int rc = ::glob(pattern.c_str(), 0, nullptr, &matches);
   std::vector<std::string> paths;
   if (rc == 0) paths.assign(matches.gl_pathv, matches.gl_pathv + matches.gl_pathc);
   globfree(&matches);
-  if (paths.empty()) {
-    throw_error("data error: no files match '", pattern,
-                "': check the path, or make shards with mamba prepare");
-  }
   std::sort(paths.begin(), paths.end());
   return paths;
 }
 
 std::vector<ShardInfo> check_shards(const std::string& pattern, int64_t model_vocab) {
   std::vector<ShardInfo> shards;
-  for (const std::string& path : expand_glob(pattern)) shards.push_back(read_shard_info(path));
+  for (const std::string& path : glob_sorted(pattern)) shards.push_back(read_shard_info(path));
+  if (shards.empty()) {
+    throw_error("data error: no files match '", pattern,
+                "': check the path, or make shards with mamba prepare");
+  }
   const ShardInfo& first = shards.front();
   for (const ShardInfo& s : shards) {
     const auto disagree = [&](const char* what, const auto& a, const auto& b) {
-      throw_error("data error: shard ", s.path, " has ", what, " ", a, " but ", first.path,
-                  " has ", b, ": all shards of a run must come from one mamba prepare run with "
-                  "one tokenizer; narrow the pattern '", pattern, "' or re-run prepare");
+      throw_error("data error: shard ", s.path, " has ", what, " ", a, " but ", first.path, " has ",
+                  b,
+                  ": all shards of a run must come from one mamba prepare run with "
+                  "one tokenizer; narrow the pattern '",
+                  pattern, "' or re-run prepare");
     };
     if (s.vocab_size != first.vocab_size) disagree("vocab_size", s.vocab_size, first.vocab_size);
     if (s.eos_id != first.eos_id) disagree("eos_id", s.eos_id, first.eos_id);

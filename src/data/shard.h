@@ -70,11 +70,12 @@ class ShardReader {
   int64_t file_ = -1, dataset_ = -1;
 };
 
-// The files matching a glob pattern, sorted. Throws mamba::Error when nothing matches.
-std::vector<std::string> expand_glob(const std::string& pattern);
+// The files matching a glob pattern, sorted by path; empty when nothing matches.
+std::vector<std::string> glob_sorted(const std::string& pattern);
 
-// Opens every shard matching `pattern` and checks that they agree with each other (format,
-// vocab_size, eos id, tokenizer, split) and fit a model with `model_vocab` tokens.
+// Opens every shard matching `pattern` (an error when none does) and checks that they agree with
+// each other (format, vocab_size, eos id, tokenizer, split) and fit a model with `model_vocab`
+// tokens.
 std::vector<ShardInfo> check_shards(const std::string& pattern, int64_t model_vocab);
 
 }  // namespace mamba

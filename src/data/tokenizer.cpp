@@ -15,8 +15,9 @@ constexpr const char* kEotText = "<|endoftext|>";
 class ByteTokenizer : public Tokenizer {
  public:
   ByteTokenizer()
-      : Tokenizer("byte", sha256_hex("mamba byte tokenizer: ids 0-255 are bytes, 256 is end-of-text"),
-                  257, kByteEot) {}
+      : Tokenizer("byte",
+                  sha256_hex("mamba byte tokenizer: ids 0-255 are bytes, 256 is end-of-text"), 257,
+                  kByteEot) {}
 
   void encode(std::string_view text, std::vector<int32_t>& ids) const override {
     for (char c : text) ids.push_back(static_cast<unsigned char>(c));
@@ -39,7 +40,8 @@ bool exists(const std::string& path) {
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 }  // namespace
@@ -57,7 +59,9 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
   return text;
 }
 
-std::unique_ptr<Tokenizer> make_byte_tokenizer() { return std::make_unique<ByteTokenizer>(); }
+std::unique_ptr<Tokenizer> make_byte_tokenizer() {
+  return std::make_unique<ByteTokenizer>();
+}
 
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& spec) {
   static const char* kUsage =

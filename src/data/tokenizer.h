@@ -38,7 +38,9 @@ class Tokenizer {
 
  protected:
   Tokenizer(std::string name, std::string sha256, int vocab_size, int32_t eot_id)
-      : name_(std::move(name)), sha256_(std::move(sha256)), vocab_size_(vocab_size),
+      : name_(std::move(name)),
+        sha256_(std::move(sha256)),
+        vocab_size_(vocab_size),
         eot_id_(eot_id) {}
   void check_id(int32_t id) const;
 

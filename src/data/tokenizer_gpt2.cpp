@@ -58,8 +58,8 @@ std::vector<std::pair<std::string, std::string>> read_vocab_bpe(const std::strin
         line.find(' ', space + 1) != std::string_view::npos ||
         !from_byte_level(line.substr(0, space), left) ||
         !from_byte_level(line.substr(space + 1), right)) {
-      throw_error("tokenizer error: ", path, " line ", line_no, " is not a merge 'left right': ",
-                  "use GPT-2's vocab.bpe");
+      throw_error("tokenizer error: ", path, " line ", line_no,
+                  " is not a merge 'left right': ", "use GPT-2's vocab.bpe");
     }
     merges.emplace_back(left, right);
   }

@@ -84,8 +84,8 @@ void read_model(const std::string& path, const json& m, BpeModel& model) {
     const json& v = m[key];
     return !(v == false || v == 0 || v == 0.0 || v == "");
   };
-  for (const char* key : {"dropout", "continuing_subword_prefix", "end_of_word_suffix",
-                          "byte_fallback"}) {
+  for (const char* key :
+       {"dropout", "continuing_subword_prefix", "end_of_word_suffix", "byte_fallback"}) {
     if (option_set(key)) unsupported(path, std::string("model.") + key + " = " + m[key].dump());
   }
   model.ignore_merges = flag(path, m, "ignore_merges", false);
@@ -173,8 +173,10 @@ std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& path) {
   model.nfc = read_normalizer(path, member(j, "normalizer"));
 
   const json* pre = single_byte_level(member(j, "pre_tokenizer"));
-  if (!pre) unsupported(path, "the pre_tokenizer " + member(j, "pre_tokenizer").dump().substr(0, 80));
-  if (!flag(path, *pre, "use_regex", true)) unsupported(path, "a ByteLevel pre_tokenizer without regex");
+  if (!pre)
+    unsupported(path, "the pre_tokenizer " + member(j, "pre_tokenizer").dump().substr(0, 80));
+  if (!flag(path, *pre, "use_regex", true))
+    unsupported(path, "a ByteLevel pre_tokenizer without regex");
   model.add_prefix_space = flag(path, *pre, "add_prefix_space", false);
   const json& decoder = member(j, "decoder");
   if (!decoder.is_null() && !single_byte_level(decoder)) {

@@ -1,8 +1,8 @@
 #include "data/unicode_nfc.h"
 
 #include <algorithm>
-#include <cstdint>
 #include <climits>
+#include <cstdint>
 #include <iterator>
 #include <tuple>
 #include <vector>
@@ -49,7 +49,8 @@ void decompose(uint32_t cp, std::vector<uint32_t>& out) {
 
 // The primary composite of (first, second), or 0.
 uint32_t compose(uint32_t first, uint32_t second) {
-  if (first >= kLBase && first < kLBase + kLCount && second >= kVBase && second < kVBase + kVCount) {
+  if (first >= kLBase && first < kLBase + kLCount && second >= kVBase &&
+      second < kVBase + kVCount) {
     return kSBase + ((first - kLBase) * kVCount + (second - kVBase)) * kTCount;
   }
   if (first >= kSBase && first < kSBase + kSCount && (first - kSBase) % kTCount == 0 &&
@@ -57,10 +58,11 @@ uint32_t compose(uint32_t first, uint32_t second) {
     return first + (second - kTBase);
   }
   const auto& table = nfc_data::kCompositions;
-  const auto it = std::lower_bound(std::begin(table), std::end(table), std::make_pair(first, second),
-                                   [](const auto& c, const std::pair<uint32_t, uint32_t>& key) {
-                                     return std::make_pair(c.first, c.second) < key;
-                                   });
+  const auto it =
+      std::lower_bound(std::begin(table), std::end(table), std::make_pair(first, second),
+                       [](const auto& c, const std::pair<uint32_t, uint32_t>& key) {
+                         return std::make_pair(c.first, c.second) < key;
+                       });
   return it != std::end(table) && it->first == first && it->second == second ? it->composite : 0;
 }
 

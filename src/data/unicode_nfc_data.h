@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 
+// clang-format off
 namespace mamba::nfc_data {
 
 struct CombiningRange {
@@ -1467,3 +1468,4 @@ inline constexpr Composition kCompositions[] = {
 };
 
 }  // namespace mamba::nfc_data
+// clang-format on

@@ -1,179 +1,231 @@
 #include "model/mamba_lm.h"
 
 #include <algorithm>
-#include <cmath>
-
-#include "kernels/cpu/conv1d.h"
-#include "kernels/cpu/cross_entropy.h"
-#include "kernels/cpu/embedding.h"
-#include "kernels/cpu/linear.h"
-#include "kernels/cpu/rmsnorm.h"
-#include "kernels/cpu/scan.h"
 
 namespace mamba {
 
 namespace {
 
-// Tokens per LM-head chunk: bounds the logits buffer to kHeadChunk x padded_vocab floats.
-constexpr int64_t kHeadChunk = 256;
+// Records buffer requests, then carves them out of one allocation (256-byte aligned each).
+class ArenaPlan {
+ public:
+  template <typename T>
+  void add(T*& ptr, size_t bytes) {
+    requests_.push_back({reinterpret_cast<void**>(&ptr), total_});
+    total_ += (bytes + 255) / 256 * 256;
+  }
+  void place(void* base) const {
+    for (const auto& r : requests_) *r.ptr = static_cast<char*>(base) + r.offset;
+  }
+  size_t total() const { return total_; }
 
-// A = -exp(A_log), the form the scan takes.
-void negative_exp(std::vector<float>& A, const float* A_log, int64_t n) {
-  A.resize(n);
-  for (int64_t j = 0; j < n; ++j) A[j] = -std::exp(A_log[j]);
-}
+ private:
+  struct Request {
+    void** ptr;
+    size_t offset;
+  };
+  std::vector<Request> requests_;
+  size_t total_ = 0;
+};
 
 }  // namespace
 
-Activations::Activations(const ModelConfig& c, int batch_, int seqlen_)
-    : batch(batch_), seqlen(seqlen_), T(int64_t(batch_) * seqlen_) {
-  const int64_t dm = c.d_model, di = c.d_inner();
-  layers.resize(c.n_layer);
-  for (Layer& l : layers) {
-    l.residual.resize(T * dm);
-    l.normed.resize(T * dm);
-    l.rstd.resize(T);
-    l.xz.resize(T * 2 * di);
-    l.xc.resize(T * di);
-    l.xdbl.resize(T * c.xproj_dim());
-    l.delta.resize(T * di);
-    l.y.resize(T * di);
-  }
-  residual_f.resize(T * dm);
-  normed_f.resize(T * dm);
-  rstd_f.resize(T);
-  hidden.resize(T * dm);
-  last_state.resize(int64_t(batch) * di * c.d_state);
+MambaLM::MambaLM(const ModelConfig& config, Backend& backend) : layout_(config), be_(backend) {
+  const size_t n = layout_.total();
+  params_ = static_cast<float*>(be_.allocate(n * sizeof(float)));
+  grads_ = static_cast<float*>(be_.allocate(n * sizeof(float)));
+  be_.fill_zero(params_, n * sizeof(float));
+  be_.fill_zero(grads_, n * sizeof(float));
+  weights_ = be_.act_bytes() == sizeof(float) ? static_cast<Act>(params_)
+                                              : be_.allocate(n * be_.act_bytes());
+  params_updated();
 }
 
-MambaLM::MambaLM(const ModelConfig& config)
-    : params(ParamLayout(config).total()), grads(params.size()), layout_(config) {}
+MambaLM::~MambaLM() {
+  for (auto& a : acts_) be_.release(a->memory);
+  if (weights_ != params_) be_.release(weights_);
+  be_.release(grads_);
+  be_.release(params_);
+}
+
+void MambaLM::zero_grads() { be_.fill_zero(grads_, layout_.total() * sizeof(float)); }
+
+void MambaLM::params_updated() {
+  if (weights_ != params_) be_.to_act(weights_, params_, layout_.total());
+}
+
+std::vector<float> MambaLM::download(const float* device_buffer) const {
+  std::vector<float> host(layout_.total());
+  be_.download(host.data(), device_buffer, host.size() * sizeof(float));
+  return host;
+}
+
+void MambaLM::upload_params(const std::vector<float>& host) {
+  be_.upload(params_, host.data(), layout_.total() * sizeof(float));
+  params_updated();
+}
+
+size_t MambaLM::activation_bytes() const {
+  size_t most = 0;
+  for (const auto& a : acts_) most = std::max(most, a->bytes);
+  return most;
+}
 
 Activations& MambaLM::activations(int batch, int seqlen) {
-  for (Activations& a : acts_) {
-    if (a.batch == batch && a.seqlen == seqlen) return a;
+  for (auto& a : acts_) {
+    if (a->batch == batch && a->seqlen == seqlen) return *a;
   }
-  acts_.emplace_back(config(), batch, seqlen);
-  return acts_.back();
+  const ModelConfig& c = config();
+  auto a = std::make_unique<Activations>();
+  a->batch = batch;
+  a->seqlen = seqlen;
+  const int64_t T = a->T = int64_t(batch) * seqlen;
+  const size_t f32 = sizeof(float), act = be_.act_bytes();
+  const int64_t dm = c.d_model, di = c.d_inner(), xd = c.xproj_dim();
+  const cpu::ScanShape shape{batch, seqlen, int(di), c.d_state, 2 * di, xd};
+  ArenaPlan plan;
+  a->layers.resize(c.n_layer);
+  for (Activations::Layer& l : a->layers) {
+    plan.add(l.residual, T * dm * f32);
+    plan.add(l.normed, T * dm * act);
+    plan.add(l.rstd, T * f32);
+    plan.add(l.xz, T * 2 * di * act);
+    plan.add(l.xc, T * di * act);
+    plan.add(l.xdbl, T * xd * act);
+    plan.add(l.delta, T * di * act);
+    plan.add(l.y, T * di * act);
+    plan.add(l.scan_saved, be_.scan_saved_bytes(shape));
+  }
+  plan.add(a->residual_f, T * dm * f32);
+  plan.add(a->normed_f, T * dm * act);
+  plan.add(a->rstd_f, T * f32);
+  plan.add(a->hidden, T * dm * f32);
+  plan.add(a->inputs, T * sizeof(int32_t));
+  plan.add(a->targets, T * sizeof(int32_t));
+  plan.add(a->dres, T * dm * f32);
+  plan.add(a->A, di * c.d_state * f32);
+  plan.add(a->dA, di * c.d_state * f32);
+  plan.add(a->dres_act, T * dm * act);
+  plan.add(a->dnormed, T * dm * act);
+  plan.add(a->dxz, T * 2 * di * act);
+  plan.add(a->dxc, T * di * act);
+  plan.add(a->dxdbl, T * xd * act);
+  plan.add(a->ddelta, T * di * act);
+  plan.add(a->dy, T * di * act);
+  a->bytes = plan.total();
+  a->memory = be_.allocate(a->bytes);
+  plan.place(a->memory);
+  acts_.push_back(std::move(a));
+  return *acts_.back();
 }
 
-void MambaLM::forward_layers(Activations& a, const int32_t* inputs) {
+// Pointer arithmetic on activation-type buffers: element offsets scaled by the type's size.
+static Act at(Act base, int64_t elements, size_t act_bytes) {
+  return static_cast<char*>(base) + elements * act_bytes;
+}
+
+void MambaLM::forward_layers(Activations& a) {
   const ModelConfig& c = config();
   const int dm = c.d_model, di = c.d_inner(), n = c.d_state, r = c.rank(), xd = c.xproj_dim();
   const int64_t T = a.T;
-  float* P = params.data();
-  std::vector<float> A;
+  const size_t ab = be_.act_bytes();
+  // The compute copy of a weight sits at the same element offset as its fp32 master.
+  auto w_act = [&](const float* master) { return at(weights_, master - params_, ab); };
 
-  cpu::embedding_forward(a.hidden.data(), inputs, layout_.embedding(P), T, dm);
+  be_.embedding_forward(a.hidden, a.inputs, layout_.embedding(params_), T, dm);
   for (int i = 0; i < c.n_layer; ++i) {
     Activations::Layer& s = a.layers[i];
-    const LayerView w = layout_.layer(P, i);
-    const float* residual_in = i == 0 ? nullptr : a.layers[i - 1].residual.data();
-    cpu::residual_rmsnorm_forward(s.residual.data(), s.normed.data(), s.rstd.data(),
-                                  a.hidden.data(), residual_in, w.norm, T, dm, c.norm_eps);
-    cpu::linear_forward(s.xz.data(), 2 * di, s.normed.data(), dm, w.in_proj, T, dm, 2 * di);
-    cpu::conv1d_silu_forward(s.xc.data(), s.xz.data(), 2 * di, w.conv_w, w.conv_b, a.batch,
-                             a.seqlen, di, c.d_conv);
-    cpu::linear_forward(s.xdbl.data(), xd, s.xc.data(), di, w.x_proj, T, di, xd);
-    cpu::linear_forward(s.delta.data(), di, s.xdbl.data(), xd, w.dt_proj_w, T, r, di);
-    negative_exp(A, w.A_log, int64_t(di) * n);
+    const LayerView w = layout_.layer(params_, i);
+    const float* residual_in = i == 0 ? nullptr : a.layers[i - 1].residual;
+    be_.residual_rmsnorm_forward(s.residual, s.normed, s.rstd, a.hidden, residual_in, w.norm, T,
+                                 dm, c.norm_eps);
+    be_.linear_forward(s.xz, 2 * di, s.normed, dm, w_act(w.in_proj), T, dm, 2 * di);
+    be_.conv1d_silu_forward(s.xc, s.xz, 2 * di, w.conv_w, w.conv_b, a.batch, a.seqlen, di,
+                            c.d_conv);
+    be_.linear_forward(s.xdbl, xd, s.xc, di, w_act(w.x_proj), T, di, xd);
+    be_.linear_forward(s.delta, di, s.xdbl, xd, w_act(w.dt_proj_w), T, r, di);
+    be_.negative_exp(a.A, w.A_log, int64_t(di) * n);
     const cpu::ScanShape shape{a.batch, a.seqlen, di, n, 2 * int64_t(di), xd};
-    cpu::selective_scan_forward(s.y.data(), a.last_state.data(), s.xc.data(), s.delta.data(),
-                                A.data(), s.xdbl.data() + r, s.xdbl.data() + r + n, w.D,
-                                w.dt_proj_b, s.xz.data() + di, shape);
-    cpu::linear_forward(a.hidden.data(), dm, s.y.data(), di, w.out_proj, T, di, dm);
+    be_.selective_scan_forward(s.y, nullptr, s.scan_saved, s.xc, s.delta, a.A, at(s.xdbl, r, ab),
+                               at(s.xdbl, r + n, ab), w.D, w.dt_proj_b, at(s.xz, di, ab), shape);
+    be_.linear_forward_f32(a.hidden, dm, s.y, di, w_act(w.out_proj), T, di, dm);
   }
-  cpu::residual_rmsnorm_forward(a.residual_f.data(), a.normed_f.data(), a.rstd_f.data(),
-                                a.hidden.data(), a.layers.back().residual.data(),
-                                layout_.norm_f(P), T, dm, c.norm_eps);
+  be_.residual_rmsnorm_forward(a.residual_f, a.normed_f, a.rstd_f, a.hidden,
+                               a.layers.back().residual, layout_.norm_f(params_), T, dm,
+                               c.norm_eps);
 }
 
 double MambaLM::evaluate(const int32_t* inputs, const int32_t* targets, int batch, int seqlen,
                          float* logits_out) {
   Activations& a = activations(batch, seqlen);
-  forward_layers(a, inputs);
+  be_.upload(a.inputs, inputs, a.T * sizeof(int32_t));
+  be_.upload(a.targets, targets, a.T * sizeof(int32_t));
+  forward_layers(a);
   const int dm = config().d_model, vp = config().padded_vocab();
-  const float* E = layout_.embedding(params.data());
-  std::vector<float> logits(std::min(a.T, kHeadChunk) * vp);
-  double loss_sum = 0.0;
-  for (int64_t t0 = 0; t0 < a.T; t0 += kHeadChunk) {
-    const int64_t rows = std::min(kHeadChunk, a.T - t0);
-    float* chunk = logits_out ? logits_out + t0 * vp : logits.data();
-    cpu::linear_forward(chunk, vp, a.normed_f.data() + t0 * dm, dm, E, rows, dm, vp);
-    loss_sum += cpu::cross_entropy_forward(chunk, targets + t0, rows, vp) * rows;
+  float* logits = nullptr;
+  if (logits_out) logits = static_cast<float*>(be_.allocate(a.T * vp * sizeof(float)));
+  const double loss = be_.lm_head_loss(a.normed_f, weights_, a.targets, a.T, dm, vp, 1.0f,
+                                       nullptr, nullptr, logits);
+  if (logits) {
+    be_.download(logits_out, logits, a.T * vp * sizeof(float));
+    be_.release(logits);
   }
-  return loss_sum / a.T;
+  return loss;
 }
 
 double MambaLM::forward_backward(const int32_t* inputs, const int32_t* targets, int batch,
                                  int seqlen, float grad_scale) {
   Activations& a = activations(batch, seqlen);
-  forward_layers(a, inputs);
+  be_.upload(a.inputs, inputs, a.T * sizeof(int32_t));
+  be_.upload(a.targets, targets, a.T * sizeof(int32_t));
+  forward_layers(a);
   const int dm = config().d_model, vp = config().padded_vocab();
-  const float* E = layout_.embedding(params.data());
-  float* dE = layout_.embedding(grads.data());
-
-  // Head: logits, loss and their gradient one chunk of tokens at a time.
-  std::vector<float> dnormed(a.T * dm);
-  std::vector<float> logits(std::min(a.T, kHeadChunk) * vp);
-  double loss_sum = 0.0;
-  for (int64_t t0 = 0; t0 < a.T; t0 += kHeadChunk) {
-    const int64_t rows = std::min(kHeadChunk, a.T - t0);
-    const float* x = a.normed_f.data() + t0 * dm;
-    cpu::linear_forward(logits.data(), vp, x, dm, E, rows, dm, vp);
-    // The kernel's gradient is of its own chunk mean; rescale to the mean over all T tokens.
-    const float chunk_scale = grad_scale * float(rows) / float(a.T);
-    loss_sum += cpu::cross_entropy_forward_backward(logits.data(), targets + t0, rows, vp,
-                                                    chunk_scale) * rows;
-    cpu::linear_backward(dnormed.data() + t0 * dm, dm, false, dE, logits.data(), vp, x, dm, E,
-                         rows, dm, vp);
-  }
-  std::vector<float> dres(a.T * dm, 0.0f);
-  cpu::rmsnorm_backward(dres.data(), layout_.norm_f(grads.data()), dnormed.data(),
-                        a.residual_f.data(), a.rstd_f.data(), layout_.norm_f(params.data()), a.T,
-                        dm);
-  backward_layers(a, inputs, dres);
-  return loss_sum / a.T;
+  // The embedding is tied to the LM head: its compute copy is the head's weight.
+  const double loss =
+      be_.lm_head_loss(a.normed_f, weights_, a.targets, a.T, dm, vp, grad_scale, a.dnormed,
+                       layout_.embedding(grads_), nullptr);
+  be_.fill_zero(a.dres, a.T * dm * sizeof(float));
+  be_.rmsnorm_backward(a.dres, layout_.norm_f(grads_), a.dnormed, a.residual_f, a.rstd_f,
+                       layout_.norm_f(params_), a.T, dm);
+  backward_layers(a);
+  return loss;
 }
 
-void MambaLM::backward_layers(Activations& a, const int32_t* inputs, std::vector<float>& dres) {
+void MambaLM::backward_layers(Activations& a) {
   const ModelConfig& c = config();
   const int dm = c.d_model, di = c.d_inner(), n = c.d_state, r = c.rank(), xd = c.xproj_dim();
   const int64_t T = a.T;
-  float* P = params.data();
-  float* G = grads.data();
-  std::vector<float> dnormed(T * dm), dxz(T * 2 * di), dxc(T * di), dxdbl(T * xd),
-      ddelta(T * di), dy(T * di), A, dA(int64_t(di) * n);
+  const size_t ab = be_.act_bytes();
+  auto w_act = [&](const float* master) { return at(weights_, master - params_, ab); };
 
   for (int i = c.n_layer - 1; i >= 0; --i) {
     const Activations::Layer& s = a.layers[i];
-    const LayerView w = layout_.layer(P, i);
-    const LayerView g = layout_.layer(G, i);
+    const LayerView w = layout_.layer(params_, i);
+    const LayerView g = layout_.layer(grads_, i);
     // dres is d(hidden_i) as well as d(residual_{i+1}): see the header.
-    cpu::linear_backward(dy.data(), di, false, g.out_proj, dres.data(), dm, s.y.data(), di,
-                         w.out_proj, T, di, dm);
-    negative_exp(A, w.A_log, int64_t(di) * n);
-    std::fill(dA.begin(), dA.end(), 0.0f);
+    be_.to_act(a.dres_act, a.dres, T * dm);
+    be_.linear_backward(a.dy, di, false, g.out_proj, a.dres_act, dm, s.y, di, w_act(w.out_proj),
+                        T, di, dm);
+    be_.negative_exp(a.A, w.A_log, int64_t(di) * n);
+    be_.fill_zero(a.dA, int64_t(di) * n * sizeof(float));
     const cpu::ScanShape shape{a.batch, a.seqlen, di, n, 2 * int64_t(di), xd};
-    cpu::selective_scan_backward(dxc.data(), ddelta.data(), dA.data(), dxdbl.data() + r,
-                                 dxdbl.data() + r + n, g.D, g.dt_proj_b, dxz.data() + di,
-                                 dy.data(), s.xc.data(), s.delta.data(), A.data(),
-                                 s.xdbl.data() + r, s.xdbl.data() + r + n, w.D, w.dt_proj_b,
-                                 s.xz.data() + di, shape);
+    be_.selective_scan_backward(a.dxc, a.ddelta, a.dA, at(a.dxdbl, r, ab), at(a.dxdbl, r + n, ab),
+                                g.D, g.dt_proj_b, at(a.dxz, di, ab), a.dy, s.scan_saved, s.xc,
+                                s.delta, a.A, at(s.xdbl, r, ab), at(s.xdbl, r + n, ab), w.D,
+                                w.dt_proj_b, at(s.xz, di, ab), shape);
     // A = -exp(A_log), so dA_log = dA * A.
-    for (int64_t j = 0; j < int64_t(di) * n; ++j) g.A_log[j] += dA[j] * A[j];
-    cpu::linear_backward(dxdbl.data(), xd, false, g.dt_proj_w, ddelta.data(), di, s.xdbl.data(),
-                         xd, w.dt_proj_w, T, r, di);
-    cpu::linear_backward(dxc.data(), di, true, g.x_proj, dxdbl.data(), xd, s.xc.data(), di,
-                         w.x_proj, T, di, xd);
-    cpu::conv1d_silu_backward(dxz.data(), g.conv_w, g.conv_b, dxc.data(), s.xz.data(), 2 * di,
-                              w.conv_w, w.conv_b, a.batch, a.seqlen, di, c.d_conv);
-    cpu::linear_backward(dnormed.data(), dm, false, g.in_proj, dxz.data(), 2 * di,
-                         s.normed.data(), dm, w.in_proj, T, dm, 2 * di);
-    cpu::rmsnorm_backward(dres.data(), g.norm, dnormed.data(), s.residual.data(), s.rstd.data(),
-                          w.norm, T, dm);
+    be_.mul_accumulate(g.A_log, a.dA, a.A, int64_t(di) * n);
+    be_.linear_backward(a.dxdbl, xd, false, g.dt_proj_w, a.ddelta, di, s.xdbl, xd,
+                        w_act(w.dt_proj_w), T, r, di);
+    be_.linear_backward(a.dxc, di, true, g.x_proj, a.dxdbl, xd, s.xc, di, w_act(w.x_proj), T, di,
+                        xd);
+    be_.conv1d_silu_backward(a.dxz, g.conv_w, g.conv_b, a.dxc, s.xz, 2 * di, w.conv_w, w.conv_b,
+                             a.batch, a.seqlen, di, c.d_conv);
+    be_.linear_backward(a.dnormed, dm, false, g.in_proj, a.dxz, 2 * di, s.normed, dm,
+                        w_act(w.in_proj), T, dm, 2 * di);
+    be_.rmsnorm_backward(a.dres, g.norm, a.dnormed, s.residual, s.rstd, w.norm, T, dm);
   }
-  cpu::embedding_backward(layout_.embedding(G), dres.data(), inputs, T, dm);
+  be_.embedding_backward(layout_.embedding(grads_), a.dres, a.inputs, T, dm);
 }
 
 }  // namespace mamba

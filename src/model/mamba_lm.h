@@ -1,70 +1,96 @@
-// The Mamba language model (DESIGN §1) with a hand-written backward pass, on the CPU kernels.
+// The Mamba language model (DESIGN §1) with a hand-written backward pass, driving any Backend.
 // Data flow of one training step, every saved tensor named in Activations:
 //   residual_0 = embed(inputs)
 //   layer i:  residual_i = hidden_{i-1} + residual_{i-1};  normed = RMSNorm(residual_i) * w
 //             xz = normed @ W_in^T;  xc = SiLU(conv(x));  xdbl = xc @ W_x^T = [dt | B | C]
 //             delta = dt @ W_dt^T;  y = scan(xc, delta + b_dt, A, B, C, D, z);  hidden_i = y @ W_out^T
 //   head:     residual_f = hidden + residual;  normed_f = RMSNorm(residual_f) * w_f;
-//             logits = normed_f @ E^T (tied embedding), cross-entropy, in chunks of tokens so the
-//             logits of the whole batch never exist at once.
+//             logits = normed_f @ E^T (tied embedding), cross-entropy, chunked over tokens by the
+//             backend so the logits of the whole batch never exist at once.
 // Backward runs the same steps in reverse. Because residual_i feeds both the next layer's add and
 // its own norm, one gradient stream dres carries d(residual) == d(hidden) between layers.
+// Precision: the residual stream, its gradient, parameters and gradients are fp32; activations
+// are in the backend's activation type (fp32 on the CPU, bf16 on CUDA).
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
+#include "kernels/backend.h"
 #include "model/params.h"
 
 namespace mamba {
 
-// What forward saves for backward, for one (batch, seqlen).
+// What forward saves for backward (and backward's scratch), for one (batch, seqlen), carved out
+// of one allocation planned up front.
 struct Activations {
   struct Layer {
-    std::vector<float> residual;  // [T, d_model] input of this layer's norm (fp32 stream)
-    std::vector<float> normed;    // [T, d_model]
-    std::vector<float> rstd;      // [T]
-    std::vector<float> xz;        // [T, 2 * d_inner] in_proj output, x then z
-    std::vector<float> xc;        // [T, d_inner] SiLU(conv(x)), the scan's u
-    std::vector<float> xdbl;      // [T, rank + 2 * d_state] x_proj output: dt | B | C
-    std::vector<float> delta;     // [T, d_inner] dt_proj output before bias and softplus
-    std::vector<float> y;         // [T, d_inner] gated scan output, out_proj's input
+    float* residual;  // [T, d_model] input of this layer's norm (fp32 stream)
+    Act normed;       // [T, d_model]
+    float* rstd;      // [T]
+    Act xz;           // [T, 2 * d_inner] in_proj output, x then z
+    Act xc;           // [T, d_inner] SiLU(conv(x)), the scan's u
+    Act xdbl;         // [T, rank + 2 * d_state] x_proj output: dt | B | C
+    Act delta;        // [T, d_inner] dt_proj output before bias and softplus
+    Act y;            // [T, d_inner] gated scan output, out_proj's input
+    void* scan_saved; // what the backend's scan forward keeps for its backward
   };
-  Activations(const ModelConfig& c, int batch, int seqlen);
-
-  int batch, seqlen;
-  int64_t T;
+  int batch = 0, seqlen = 0;
+  int64_t T = 0;
   std::vector<Layer> layers;
-  std::vector<float> residual_f, normed_f, rstd_f;  // the final norm
-  std::vector<float> hidden;                       // [T, d_model] output of the latest layer
-  std::vector<float> last_state;                   // [batch, d_inner, d_state] scratch
+  float *residual_f, *rstd_f, *hidden;  // final norm input, its rstd; latest layer output
+  Act normed_f;
+  int32_t *inputs, *targets;            // token ids on the device
+  // Backward scratch, reused by every layer.
+  float *dres, *A, *dA;
+  Act dres_act, dnormed, dxz, dxc, dxdbl, ddelta, dy;
+  void* memory = nullptr;  // the one allocation everything above points into
+  size_t bytes = 0;
 };
 
 class MambaLM {
  public:
-  explicit MambaLM(const ModelConfig& config);
+  MambaLM(const ModelConfig& config, Backend& backend);
+  ~MambaLM();
+  MambaLM(const MambaLM&) = delete;
+  MambaLM& operator=(const MambaLM&) = delete;
 
   const ModelConfig& config() const { return layout_.config(); }
   const ParamLayout& layout() const { return layout_; }
+  Backend& backend() const { return be_; }
 
-  // Mean cross-entropy of targets given inputs (both [batch, seqlen] token ids), no gradients.
-  // When logits_out is given it receives all logits [batch * seqlen, padded_vocab].
+  // Mean cross-entropy of targets given inputs (host arrays [batch, seqlen]), no gradients.
+  // When logits_out (host) is given it receives all logits [batch * seqlen, padded_vocab].
   double evaluate(const int32_t* inputs, const int32_t* targets, int batch, int seqlen,
                   float* logits_out = nullptr);
   // Forward and backward: returns the mean loss and ADDS grad_scale * d(loss)/d(params) to grads
-  // (so micro-batches of gradient accumulation sum into one buffer; zero it between steps).
+  // (so micro-batches of gradient accumulation sum into one buffer; zero_grads between steps).
   double forward_backward(const int32_t* inputs, const int32_t* targets, int batch, int seqlen,
                           float grad_scale);
 
-  std::vector<float> params;  // ParamLayout order
-  std::vector<float> grads;   // same layout
+  // Device buffers with the ParamLayout: fp32 master weights and gradients.
+  float* params() { return params_; }
+  float* grads() { return grads_; }
+  void zero_grads();
+  // After params change (optimizer step, load): refresh the activation-type compute copy.
+  void params_updated();
+  // Host copies, for checkpoints, golden checks and generation.
+  std::vector<float> download(const float* device_buffer) const;
+  void upload_params(const std::vector<float>& host);
+  // Bytes of the activation arena for the largest shape planned so far.
+  size_t activation_bytes() const;
 
  private:
   Activations& activations(int batch, int seqlen);
-  void forward_layers(Activations& a, const int32_t* inputs);
-  void backward_layers(Activations& a, const int32_t* inputs, std::vector<float>& dres);
+  void forward_layers(Activations& a);
+  void backward_layers(Activations& a);
 
   ParamLayout layout_;
-  std::vector<Activations> acts_;  // at most one per (batch, seqlen) shape seen
+  Backend& be_;
+  float* params_ = nullptr;
+  float* grads_ = nullptr;
+  Act weights_ = nullptr;  // compute copy; aliases params_ when activations are fp32
+  std::vector<std::unique_ptr<Activations>> acts_;  // one per (batch, seqlen) seen
 };
 
 }  // namespace mamba

@@ -105,8 +105,8 @@ void check_checkpoint_dir_writable(const std::string& dir) {
 }
 
 std::string save_checkpoint(const std::string& dir, const ParamLayout& layout,
-                            const float* params, const AdamW& optimizer,
-                            const TrainerState& state, int keep_last) {
+                            const TrainingTensors& tensors, const TrainerState& state,
+                            int keep_last) {
   const fs::path final_path = fs::path(dir) / step_name(state.step);
   const fs::path tmp = fs::path(dir) / (step_name(state.step) + ".tmp");
   std::error_code ec;
@@ -114,12 +114,14 @@ std::string save_checkpoint(const std::string& dir, const ParamLayout& layout,
   fs::create_directories(tmp, ec);
   if (ec) throw_error("checkpoint error: cannot create ", tmp.string(), " (", ec.message(), ")");
 
-  write_safetensors((tmp / "model.safetensors").string(), weight_views(layout, params),
+  write_safetensors((tmp / "model.safetensors").string(), weight_views(layout, tensors.params.data()),
                     model_metadata(layout.config()));
-  std::vector<TensorView> moments = weight_views(layout, optimizer.m.data(), "exp_avg.");
-  for (const TensorView& v : weight_views(layout, optimizer.v.data(), "exp_avg_sq.")) moments.push_back(v);
+  std::vector<TensorView> moments = weight_views(layout, tensors.exp_avg.data(), "exp_avg.");
+  for (const TensorView& v : weight_views(layout, tensors.exp_avg_sq.data(), "exp_avg_sq.")) {
+    moments.push_back(v);
+  }
   write_safetensors((tmp / "optimizer.safetensors").string(), moments,
-                    {{"steps_taken", std::to_string(optimizer.steps_taken)}});
+                    {{"steps_taken", std::to_string(tensors.optimizer_steps)}});
 
   json j;
   j["step"] = state.step;
@@ -182,17 +184,20 @@ void load_checkpoint_weights(const std::string& path, const ParamLayout& layout,
   load_weights(f, layout, params);
 }
 
-void load_checkpoint(const std::string& path, const ParamLayout& layout, float* params,
-                     AdamW& optimizer, TrainerState& state) {
-  load_checkpoint_weights(path, layout, params);
+void load_checkpoint(const std::string& path, const ParamLayout& layout, TrainingTensors& tensors,
+                     TrainerState& state) {
+  tensors.params.resize(layout.total());
+  tensors.exp_avg.resize(layout.total());
+  tensors.exp_avg_sq.resize(layout.total());
+  load_checkpoint_weights(path, layout, tensors.params.data());
   const SafetensorsReader opt((fs::path(path) / "optimizer.safetensors").string());
-  load_weights(opt, layout, optimizer.m.data(), "exp_avg.");
-  load_weights(opt, layout, optimizer.v.data(), "exp_avg_sq.");
+  load_weights(opt, layout, tensors.exp_avg.data(), "exp_avg.");
+  load_weights(opt, layout, tensors.exp_avg_sq.data(), "exp_avg_sq.");
   auto steps = opt.metadata().find("steps_taken");
   if (steps == opt.metadata().end()) {
     throw_error("checkpoint error: ", opt.path(), " has no steps_taken: the checkpoint is damaged");
   }
-  optimizer.steps_taken = std::stoll(steps->second);
+  tensors.optimizer_steps = std::stoll(steps->second);
 
   state = read_trainer_state(path);
 }

@@ -10,12 +10,18 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "model/params.h"
 #include "train/experiment_config.h"
-#include "train/optimizer.h"
 
 namespace mamba {
+
+// Host copies of the tensors a checkpoint holds (parameter layout each).
+struct TrainingTensors {
+  std::vector<float> params, exp_avg, exp_avg_sq;
+  int64_t optimizer_steps = 0;
+};
 
 struct TrainerState {
   int64_t step = 0;         // optimizer steps taken
@@ -32,16 +38,16 @@ void check_checkpoint_dir_writable(const std::string& dir);
 // Writes the checkpoint for state.step and deletes all but the newest keep_last (0 keeps all).
 // Returns the checkpoint's path.
 std::string save_checkpoint(const std::string& dir, const ParamLayout& layout,
-                            const float* params, const AdamW& optimizer,
-                            const TrainerState& state, int keep_last);
+                            const TrainingTensors& tensors, const TrainerState& state,
+                            int keep_last);
 
 // The newest complete checkpoint in dir, or "" when there is none.
 std::string latest_checkpoint(const std::string& dir);
 
-// Restores params, optimizer moments and trainer state. A checkpoint written for another model
+// Reads params, optimizer moments and trainer state. A checkpoint written for another model
 // shape is refused with a message naming both shapes.
-void load_checkpoint(const std::string& path, const ParamLayout& layout, float* params,
-                     AdamW& optimizer, TrainerState& state);
+void load_checkpoint(const std::string& path, const ParamLayout& layout, TrainingTensors& tensors,
+                     TrainerState& state);
 
 // A checkpoint directory as it is, or a run directory's newest checkpoint; errors otherwise.
 std::string resolve_checkpoint(const std::string& path);

@@ -30,10 +30,15 @@ class MpiCommunicator final : public Communicator {
     }
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &world_);
+    MPI_Comm node;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node);
+    MPI_Comm_rank(node, &local_rank_);
+    MPI_Comm_free(&node);
   }
 
   int rank() const override { return rank_; }
   int world() const override { return world_; }
+  int local_rank() const override { return local_rank_; }
 
   void allreduce_mean(float* data, int64_t n) override {
     if (world_ == 1) return;
@@ -62,7 +67,7 @@ class MpiCommunicator final : public Communicator {
   static void check(int rc) {
     if (rc != MPI_SUCCESS) throw_error("distributed error: MPI_Allreduce failed (code ", rc, ")");
   }
-  int rank_ = 0, world_ = 1;
+  int rank_ = 0, world_ = 1, local_rank_ = 0;
 };
 
 }  // namespace

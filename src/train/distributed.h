@@ -13,6 +13,8 @@ class Communicator {
   virtual ~Communicator() = default;
   virtual int rank() const = 0;
   virtual int world() const = 0;
+  // Rank among the processes of this node (picks the GPU).
+  virtual int local_rank() const = 0;
   // In place: every rank ends with the mean over ranks of data[0..n).
   virtual void allreduce_mean(float* data, int64_t n) = 0;
   // The sum over ranks of x (losses, counters), identical on every rank.

@@ -12,6 +12,7 @@
 #include "model/recurrent.h"
 #include "model/sampler.h"
 #include "train/checkpoint.h"
+#include "train/device.h"
 #include "train/evaluate.h"
 #include "train/optimizer.h"
 #include "train/run_log.h"
@@ -30,12 +31,14 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-std::string sample_text(const MambaLM& model, const Tokenizer& tok, const ExperimentConfig& cfg,
+std::string sample_text(MambaLM& model, const Tokenizer& tok, const ExperimentConfig& cfg,
                         Rng& rng) {
   std::vector<int32_t> prompt;
   if (!cfg.log.sample_prompt.empty()) tok.encode(cfg.log.sample_prompt, prompt);
   if (prompt.empty()) prompt.push_back(tok.eot_id());
-  RecurrentLM rec(model.layout(), model.params.data());
+  // Generation runs on the CPU from a host copy of the weights.
+  const std::vector<float> params = model.download(model.params());
+  RecurrentLM rec(model.layout(), params.data());
   const float* logits = nullptr;
   for (int32_t t : prompt) logits = rec.step(t);
   std::vector<int32_t> out;
@@ -49,28 +52,39 @@ std::string sample_text(const MambaLM& model, const Tokenizer& tok, const Experi
   return cfg.log.sample_prompt + tok.decode(out);
 }
 
+
+// Averages the gradients over ranks. MPI reduces host memory: device gradients go through a
+// host copy (the NCCL path for GPUs reduces on the device).
+void allreduce_gradients(MambaLM& model, Communicator& comm, std::vector<float>& staging) {
+  if (comm.world() == 1) return;
+  const int64_t n = model.layout().total();
+  if (model.backend().host_accessible()) {
+    comm.allreduce_mean(model.grads(), n);
+    return;
+  }
+  staging.resize(n);
+  model.backend().download(staging.data(), model.grads(), n * sizeof(float));
+  comm.allreduce_mean(staging.data(), n);
+  model.backend().upload(model.grads(), staging.data(), n * sizeof(float));
+}
+
 }  // namespace
 
 TrainOutcome run_training(const ExperimentConfig& cfg, Communicator& comm) {
   const int rank = comm.rank(), world = comm.world();
   const bool leader = rank == 0;
-  if (cfg.train.device == Device::Cuda || cfg.train.precision == Precision::Bf16) {
-    throw_error("config error: train.device = ", to_string(cfg.train.device),
-                ", train.precision = ", to_string(cfg.train.precision), " in ", cfg.source,
-                ": this build trains on the CPU in fp32 only; set train.device=cpu "
-                "train.precision=fp32");
-  }
   const int micro = cfg.train.micro_batch, L = cfg.data.seq_len;
   const int accum = cfg.grad_accum(world);
-  const int global_batch = cfg.global_batch(world);
+  const int global_batch = int(cfg.global_batch(world));
   const int64_t total_steps = cfg.total_steps(world);
   const int64_t tokens_per_step = int64_t(global_batch) * L;
 
-  MambaLM model(cfg.model);
+  std::unique_ptr<Backend> backend = make_backend(cfg, comm.local_rank());
+  MambaLM model(cfg.model, *backend);
   const ParamLayout& layout = model.layout();
-  init_params(layout, model.params.data(), uint64_t(cfg.train.seed));
-  AdamW optimizer(layout, AdamWSettings{float(cfg.optim.beta1), float(cfg.optim.beta2),
-                                        float(cfg.optim.eps), float(cfg.optim.weight_decay)});
+  AdamW optimizer(layout, *backend,
+                  AdamWSettings{float(cfg.optim.beta1), float(cfg.optim.beta2),
+                                float(cfg.optim.eps), float(cfg.optim.weight_decay)});
   TokenLoader train_data(cfg.data.train, L, cfg.model.vocab_size, global_batch, rank, world,
                          uint64_t(cfg.train.seed), true);
   TokenLoader val_data(cfg.data.val, L, cfg.model.vocab_size, micro * world, rank, world,
@@ -85,8 +99,16 @@ TrainOutcome run_training(const ExperimentConfig& cfg, Communicator& comm) {
   const std::string& resume = cfg.checkpoint.resume;
   const std::string resume_path =
       resume == "none" ? "" : resume == "auto" ? latest_checkpoint(cfg.checkpoint.dir) : resume;
-  if (!resume_path.empty()) {
-    load_checkpoint(resume_path, layout, model.params.data(), optimizer, state);
+  if (resume_path.empty()) {
+    std::vector<float> params(layout.total());
+    init_params(layout, params.data(), uint64_t(cfg.train.seed));
+    model.upload_params(params);
+  } else {
+    TrainingTensors saved;
+    load_checkpoint(resume_path, layout, saved, state);
+    model.upload_params(saved.params);
+    optimizer.upload(saved.exp_avg, saved.exp_avg_sq);
+    optimizer.steps_taken = saved.optimizer_steps;
     train_data.restore(LoaderPosition{state.loader_epoch, state.loader_sample});
     sample_rng.set_state(state.rng);
   }
@@ -95,10 +117,10 @@ TrainOutcome run_training(const ExperimentConfig& cfg, Communicator& comm) {
   if (leader) {
     check_checkpoint_dir_writable(cfg.checkpoint.dir);
     std::printf("# resolved config (%s)\n%s\n", cfg.source.c_str(), state.config_yaml.c_str());
-    std::printf("model: %s, %.2fM parameters | world %d | micro batch %d x %d accum = global %d "
-                "x %d tokens | %lld steps\n",
-                cfg.model.describe().c_str(), layout.total() / 1e6, world, micro, accum,
-                global_batch, L, (long long)total_steps);
+    std::printf("model: %s, %.2fM parameters | %s | world %d | micro batch %d x %d accum = "
+                "global %d x %d tokens | %lld steps\n",
+                cfg.model.describe().c_str(), layout.total() / 1e6, backend->name().c_str(),
+                world, micro, accum, global_batch, L, (long long)total_steps);
     if (!resume_path.empty()) {
       std::printf("resumed from %s at step %lld\n", resume_path.c_str(), (long long)state.step);
     }
@@ -113,34 +135,38 @@ TrainOutcome run_training(const ExperimentConfig& cfg, Communicator& comm) {
     state.loader_sample = pos.sample;
     state.rng = sample_rng.state();
     if (!leader) return std::string();
-    const std::string path = save_checkpoint(cfg.checkpoint.dir, layout, model.params.data(),
-                                             optimizer, state, cfg.checkpoint.keep_last);
+    const TrainingTensors tensors{model.download(model.params()), optimizer.download_m(),
+                                  optimizer.download_v(), optimizer.steps_taken};
+    const std::string path =
+        save_checkpoint(cfg.checkpoint.dir, layout, tensors, state, cfg.checkpoint.keep_last);
     std::printf("checkpoint %s\n", path.c_str());
     std::fflush(stdout);
     return path;
   };
 
   TrainOutcome outcome;
-  std::vector<int32_t> rows(int64_t(micro) * accum * (L + 1)), inputs(int64_t(micro) * L),
-      targets(int64_t(micro) * L);
+  std::vector<int32_t> rows(int64_t(micro) * accum * (L + 1)), inputs, targets;
+  std::vector<float> staging;
+  const double flops_per_token = 6.0 * double(layout.total());
   const auto run_start = Clock::now();
   auto window_start = Clock::now();
   int64_t window_steps = 0;
   const int64_t first_step = state.step;
   while (state.step < total_steps) {
-    std::fill(model.grads.begin(), model.grads.end(), 0.0f);
+    model.zero_grads();
     train_data.next(rows.data());
     double loss = 0.0;
     for (int a = 0; a < accum; ++a) {
       split_rows(rows.data() + int64_t(a) * micro * (L + 1), micro, L, inputs, targets);
       loss += model.forward_backward(inputs.data(), targets.data(), micro, L, 1.0f / accum);
     }
-    comm.allreduce_mean(model.grads.data(), layout.total());
+    allreduce_gradients(model, comm, staging);
     loss = comm.allreduce_sum(loss / accum) / world;
     const double grad_norm =
-        clip_grad_norm(model.grads.data(), layout.total(), float(cfg.optim.clip));
+        clip_grad_norm(*backend, model.grads(), layout.total(), float(cfg.optim.clip));
     const float lr = learning_rate(cfg.optim, total_steps, state.step);
-    optimizer.step(model.params.data(), model.grads.data(), lr);
+    optimizer.step(model.params(), model.grads(), lr);
+    model.params_updated();
     ++state.step;
     ++window_steps;
     state.tokens_seen += tokens_per_step;
@@ -148,6 +174,7 @@ TrainOutcome run_training(const ExperimentConfig& cfg, Communicator& comm) {
 
     const bool last = state.step == total_steps;
     if (leader && (state.step % cfg.log.interval == 0 || last)) {
+      backend->synchronize();
       const double elapsed = seconds_since(window_start);
       StepStats s;
       s.step = state.step;
@@ -156,7 +183,11 @@ TrainOutcome run_training(const ExperimentConfig& cfg, Communicator& comm) {
       s.lr = lr;
       s.grad_norm = grad_norm;
       s.tokens_per_s = window_steps * tokens_per_step / elapsed;
-      s.mem_gib = resident_memory_gib();
+      if (backend->peak_flops() > 0) {
+        s.mfu = flops_per_token * s.tokens_per_s / world / backend->peak_flops();
+      }
+      s.mem_gib = backend->peak_memory() > 0 ? backend->peak_memory() / double(1ull << 30)
+                                             : resident_memory_gib();
       s.eta_s = seconds_since(run_start) / double(state.step - first_step) *
                 double(total_steps - state.step);
       s.tokens_seen = state.tokens_seen;
@@ -184,7 +215,10 @@ TrainOutcome run_training(const ExperimentConfig& cfg, Communicator& comm) {
     const bool periodic = cfg.checkpoint.interval > 0 && state.step % cfg.checkpoint.interval == 0;
     if (periodic || last || outcome.preempted) outcome.checkpoint = save();
     if (outcome.preempted) {
-      if (leader) std::printf("stopped by signal at step %lld; resume with the same command\n", (long long)state.step);
+      if (leader) {
+        std::printf("stopped by signal at step %lld; resume with the same command\n",
+                    (long long)state.step);
+      }
       break;
     }
   }

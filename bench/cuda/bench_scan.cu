@@ -1,0 +1,198 @@
+// Times the CUDA selective scan at the shapes of DESIGN.md section 3 and prints one JSON line per
+// (shape, precision, segments): forward, backward and forward + backward milliseconds (CUDA
+// events, medians over repeats after warm-up), the exp bound and the bytes bound, and the
+// reference package's times measured on the same kind of GPU.
+//   bench_scan           the three shapes, bf16, segments chosen by the plan
+//   bench_scan --sweep   also other segment counts, and the fp32 path at the first shape
+//   bench_scan --profile the first shape only, three untimed runs (for Nsight Compute)
+// Inputs are laid out as in the model: z is the second half of [x | z] rows, B and C are slices
+// of [dt | B | C] rows (dt_rank = d_model / 16 with d_model = d_inner / 2).
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/scan.h"
+
+namespace {
+
+using mamba::cuda::ScanShape;
+using mamba::cuda::ScanTuning;
+
+constexpr int kN = 16;
+constexpr double kClockHz = 1.98e9;        // H200 boost clock seen under load
+constexpr double kExpPerClock = 16;        // MUFU ex2 per clock per SM
+constexpr double kCopyBytesPerS = 4.3e12;  // device-to-device copy, bytes read + written
+
+void ck(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
+}
+
+__device__ float hash_uniform(uint64_t i, uint32_t seed) {
+  uint64_t x = i * 0x9E3779B97F4A7C15ull + seed * 0xD1B54A32D192ED03ull;
+  x ^= x >> 31, x *= 0xBF58476D1CE4E5B9ull, x ^= x >> 29;
+  return (x >> 40) * (1.f / 16777216.f);
+}
+
+template <typename T>
+__global__ void fill_kernel(T* p, int64_t n, float lo, float hi, uint32_t seed) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    p[i] = static_cast<T>(lo + (hi - lo) * hash_uniform(i, seed));
+}
+
+template <typename T>
+struct Buffer {
+  T* p = nullptr;
+  explicit Buffer(size_t n) {
+    ck(cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(T)), "cudaMalloc");
+  }
+  ~Buffer() { cudaFree(p); }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+};
+
+template <typename T>
+void fill(T* p, int64_t n, float lo, float hi, uint32_t seed) {
+  fill_kernel<<<1024, 256>>>(p, n, lo, hi, seed);
+  ck(cudaGetLastError(), "fill");
+}
+
+struct Reference {
+  double fwd_ms, fwd_bwd_ms;
+};
+
+struct Timing {
+  double fwd_ms, bwd_ms, fwd_bwd_ms;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+template <typename T>
+Timing time_scan(const ScanShape& s, int R, const ScanTuning& tuning, int repeats) {
+  const int64_t T_ = static_cast<int64_t>(s.batch) * s.seqlen;
+  const int64_t td = T_ * s.d_inner;
+  Buffer<T> u(td), delta(td), xz(T_ * s.ld_z), xbc(T_ * s.ld_bc), dout(td);
+  Buffer<T> out(td), du(td), ddelta(td), dxz(T_ * s.ld_z), dxbc(T_ * s.ld_bc);
+  Buffer<float> A(s.d_inner * kN), D(s.d_inner), bias(s.d_inner), dA(s.d_inner * kN), dD(s.d_inner),
+      dbias(s.d_inner), last(static_cast<int64_t>(s.batch) * s.d_inner * kN);
+  Buffer<float> ckpt(mamba::cuda::scan_checkpoint_bytes(s) / sizeof(float));
+  Buffer<char> ws(mamba::cuda::scan_workspace_bytes(s, tuning));
+  fill(u.p, td, -2.f, 2.f, 1), fill(delta.p, td, -3.f, 0.f, 2),
+      fill(xz.p, T_ * s.ld_z, -2.f, 2.f, 3);
+  fill(xbc.p, T_ * s.ld_bc, -1.5f, 1.5f, 4), fill(dout.p, td, -1.f, 1.f, 5);
+  fill(A.p, s.d_inner * kN, -16.f, -1.f, 6), fill(D.p, s.d_inner, 0.5f, 1.5f, 7);
+  fill(bias.p, s.d_inner, -6.9f, -2.2f, 8);  // softplus^-1 of dt in [1e-3, 1e-1]
+  fill(dA.p, s.d_inner * kN, 0.f, 0.f, 9), fill(dD.p, s.d_inner, 0.f, 0.f, 9);
+  fill(dbias.p, s.d_inner, 0.f, 0.f, 9);
+
+  const T* z = xz.p + s.d_inner;
+  const T* B = xbc.p + R;
+  const T* C = B + kN;
+  auto forward = [&] {
+    mamba::cuda::selective_scan_forward(out.p, last.p, ckpt.p, u.p, delta.p, A.p, B, C, D.p, bias.p,
+                                        z, s, ws.p, nullptr, tuning);
+  };
+  auto backward = [&] {
+    mamba::cuda::selective_scan_backward(du.p, ddelta.p, dA.p, dxbc.p + R, dxbc.p + R + kN, dD.p,
+                                         dbias.p, dxz.p + s.d_inner, dout.p, u.p, delta.p, A.p, B,
+                                         C, D.p, bias.p, z, ckpt.p, s, ws.p, nullptr, tuning);
+  };
+  cudaEvent_t e0, e1, e2;
+  ck(cudaEventCreate(&e0), "event"), ck(cudaEventCreate(&e1), "event");
+  ck(cudaEventCreate(&e2), "event");
+  std::vector<double> f, b, fb;
+  if (repeats == 0) f = b = fb = {0.0};
+  for (int i = 0; i < repeats + 3; ++i) {
+    ck(cudaEventRecord(e0), "record");
+    forward();
+    ck(cudaEventRecord(e1), "record");
+    backward();
+    ck(cudaEventRecord(e2), "record");
+    ck(cudaEventSynchronize(e2), "sync");
+    if (i < 3) continue;  // warm-up
+    float t01, t12;
+    ck(cudaEventElapsedTime(&t01, e0, e1), "elapsed"),
+        ck(cudaEventElapsedTime(&t12, e1, e2), "elapsed");
+    f.push_back(t01), b.push_back(t12), fb.push_back(t01 + t12);
+  }
+  cudaEventDestroy(e0), cudaEventDestroy(e1), cudaEventDestroy(e2);
+  ck(cudaDeviceSynchronize(), "scan");
+  return {median(f), median(b), median(fb)};
+}
+
+template <typename T>
+void report(const ScanShape& s, int R, const Reference& ref, int segments, int sms, int repeats) {
+  const Timing t = time_scan<T>(s, R, ScanTuning{segments}, repeats);
+  const double elements = static_cast<double>(s.batch) * s.seqlen * s.d_inner;
+  // 16 exps per element and pass: one pass forward, two backward (recompute, reverse).
+  const double exp_fwd_ms = elements * kN / (kExpPerClock * sms * kClockHz) * 1e3;
+  // Each tensor read or written once: u, delta, z, out forward; u, delta, z, dout, du, ddelta,
+  // dz backward (B, C, dB, dC are 32 values per token, not per channel: negligible).
+  const double bytes_fwd_bwd = elements * sizeof(T) * 11;
+  const double bytes_ms = bytes_fwd_bwd / kCopyBytesPerS * 1e3;
+  std::printf(
+      "{\"shape\": {\"batch\": %d, \"d_inner\": %d, \"seqlen\": %lld, \"d_state\": %d}, "
+      "\"dtype\": \"%s\", \"segments\": \"%s\", \"fwd_ms\": %.3f, \"bwd_ms\": %.3f, "
+      "\"fwd_bwd_ms\": %.3f, \"exp_bound_fwd_ms\": %.3f, \"exp_bound_fwd_bwd_ms\": %.3f, "
+      "\"bytes_bound_fwd_bwd_ms\": %.3f, \"ratio_fwd_bwd_to_exp_bound\": %.2f, "
+      "\"reference_fwd_ms\": %.2f, \"reference_fwd_bwd_ms\": %.2f, "
+      "\"speedup_fwd_bwd_vs_reference\": %.2f}\n",
+      s.batch, s.d_inner, static_cast<long long>(s.seqlen), s.d_state,
+      sizeof(T) == 2 ? "bf16" : "fp32", segments ? std::to_string(segments).c_str() : "auto",
+      t.fwd_ms, t.bwd_ms, t.fwd_bwd_ms, exp_fwd_ms, 3 * exp_fwd_ms, bytes_ms,
+      t.fwd_bwd_ms / (3 * exp_fwd_ms), ref.fwd_ms, ref.fwd_bwd_ms, ref.fwd_bwd_ms / t.fwd_bwd_ms);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool sweep = argc > 1 && std::strcmp(argv[1], "--sweep") == 0;
+  const bool profile = argc > 1 && std::strcmp(argv[1], "--profile") == 0;
+  try {
+    int device = 0, sms = 0;
+    ck(cudaGetDevice(&device), "cudaGetDevice");
+    ck(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "attribute");
+    cudaDeviceProp prop{};
+    ck(cudaGetDeviceProperties(&prop, device), "properties");
+    std::printf("{\"device\": \"%s\", \"sms\": %d}\n", prop.name, sms);
+
+    struct Case {
+      int batch, d_inner;
+      int64_t seqlen;
+      Reference ref;
+      std::vector<int> sweep_segments;
+    };
+    const Case cases[] = {{16, 1536, 2048, {0.89, 4.54}, {2}},
+                          {8, 4096, 2048, {1.17, 6.01}, {2}},
+                          {2, 1536, 16384, {1.07, 5.00}, {4, 8, 16, 22}}};
+    for (const Case& c : cases) {
+      const int R = (c.d_inner / 2 + 15) / 16;  // dt_rank of d_model = d_inner / 2
+      const ScanShape s{c.batch,   c.seqlen, c.d_inner, kN, 2 * static_cast<int64_t>(c.d_inner),
+                        R + 2 * kN};
+      if (profile) {
+        time_scan<__nv_bfloat16>(s, R, {}, 0);
+        break;
+      }
+      report<__nv_bfloat16>(s, R, c.ref, 0, sms, 20);
+      if (!sweep) continue;
+      for (int seg : c.sweep_segments) report<__nv_bfloat16>(s, R, c.ref, seg, sms, 20);
+      if (&c == &cases[0]) report<float>(s, R, c.ref, 0, sms, 20);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_scan: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

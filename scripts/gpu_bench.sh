@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Run on the GPU machine (through the device tool, with carry [".deps"] after scripts/gpu_deps.sh
+# here): builds the CUDA scan's tests and benchmark, runs the tests, then the benchmark.
+#   bash scripts/gpu_bench.sh [--sweep] [--profile]
+# --sweep passes on to bench_scan (more segment counts, the fp32 path); --profile also runs Nsight
+# Compute on one forward and one backward at the first shape. Logs go to $OUT (or /tmp/scan-out).
+set -uo pipefail
+export NCCL_NVLS_ENABLE=0
+cd "$(dirname "$0")/.."
+out=${OUT:-/tmp/scan-out}
+mkdir -p "$out"
+sweep=() profile=0
+for arg in "$@"; do
+  case $arg in
+    --sweep) sweep=(--sweep) ;;
+    --profile) profile=1 ;;
+    *) echo "gpu_bench.sh: unknown argument $arg" >&2; exit 2 ;;
+  esac
+done
+
+nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv
+generator=()
+command -v ninja > /dev/null && generator=(-G Ninja)
+cmake -S . -B build-gpu "${generator[@]}" -DMAMBA_CUDA=ON -DCMAKE_BUILD_TYPE=Release \
+  > "$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
+cmake --build build-gpu -j16 --target mamba_cuda_tests bench_scan > "$out/build.log" 2>&1 ||
+  { grep -E "error|Error" "$out/build.log" | head -30; exit 1; }
+echo "built"
+
+./build-gpu/mamba_cuda_tests 2>&1 | tee "$out/tests.log" | grep -vE "^\[ +(RUN|OK) +\]"
+./build-gpu/bench_scan "${sweep[@]}" | tee "$out/bench.jsonl"
+if [ "$profile" = 1 ]; then
+  ncu --clock-control none -k regex:"scan_(fwd|bwd)_kernel" -c 2 \
+    --section SpeedOfLight --section ComputeWorkloadAnalysis --section SchedulerStats \
+    --section WarpStateStats --section Occupancy --section LaunchStats \
+    ./build-gpu/bench_scan --profile > "$out/ncu.txt" 2>&1
+  ncu --clock-control none -k regex:"scan_(fwd|bwd)_kernel" -c 2 --metrics \
+sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active,\
+sm__inst_executed_pipe_fma.avg.pct_of_peak_sustained_active,\
+sm__inst_executed_pipe_alu.avg.pct_of_peak_sustained_active,\
+sm__inst_executed_pipe_lsu.avg.pct_of_peak_sustained_active,\
+sm__inst_executed.sum,smsp__issue_active.avg.pct_of_peak_sustained_active \
+    ./build-gpu/bench_scan --profile > "$out/ncu_pipes.txt" 2>&1
+  grep -E "scan_(fwd|bwd)_kernel|pipe|inst_executed|issue_active" "$out/ncu_pipes.txt"
+  grep -E "scan_(fwd|bwd)_kernel|Duration|Issue Slots Busy|Issued Ipc|Executed Ipc A|No Eligible|Active Warps Per|Achieved Occupancy|Registers Per|Warp Cycles Per Issued|Stall|Theoretical Occ|Block Limit" "$out/ncu.txt" | head -60
+fi

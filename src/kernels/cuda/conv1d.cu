@@ -1,0 +1,175 @@
+// Causal depthwise conv1d + SiLU forward and backward; math in kernels/cpu/conv1d.h, layout in
+// conv1d.h.
+//
+// One thread per (channel, tile of kTile time steps of one sequence): consecutive threads take
+// consecutive channels, so each time step is one coalesced row read. The thread slides a window
+// of the last K inputs through registers, reading each x once (plus K-1 at the tile start).
+// Backward walks forward in time: dpre[s] is recomputed from the window, and dx[j] is complete
+// once dpre[j .. j+K-1] are known, so the thread runs K-1 steps past its tile. Each thread's
+// dweight / dbias sums over its tile go to a partial row per tile ([D*K weights | D biases]),
+// added by add_column_sums in a fixed order.
+#include "kernels/cuda/conv1d.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/ops_common.cuh"
+#include "kernels/cuda/partial_sums.h"
+
+namespace mamba::cuda {
+
+namespace {
+
+constexpr int kTile = 64;
+constexpr int kThreads = 128;
+
+struct ConvGrid {
+  int64_t tiles_per_seq;
+  dim3 grid;
+};
+
+ConvGrid conv_grid(int batch, int64_t seqlen, int D) {
+  const int64_t tiles_per_seq = (seqlen + kTile - 1) / kTile;
+  return {tiles_per_seq, dim3(static_cast<unsigned>(batch * tiles_per_seq),
+                              static_cast<unsigned>((D + kThreads - 1) / kThreads))};
+}
+
+__device__ __forceinline__ float sigmoid(float v) {
+  return 1.0f / (1.0f + expf(-v));
+}
+
+template <typename T, int K>
+__global__ void conv1d_silu_forward_kernel(T* out, const T* x, int64_t ld_x, const float* weight,
+                                           const float* bias, int64_t seqlen,
+                                           int64_t tiles_per_seq, int D) {
+  const int d = blockIdx.y * blockDim.x + threadIdx.x;
+  if (d >= D) return;
+  const int64_t row0 = blockIdx.x / tiles_per_seq * seqlen;  // the sequence's first token
+  const int64_t s0 = blockIdx.x % tiles_per_seq * kTile;
+  const int64_t s1 = min(seqlen, s0 + kTile);
+  float w[K];
+  for (int k = 0; k < K; ++k) w[k] = weight[d * K + k];
+  const float b = bias[d];
+  float win[K];  // x[s - K + 1 .. s]; zero before the sequence start
+  for (int k = 0; k < K - 1; ++k) {
+    const int64_t s = s0 - (K - 1) + k;
+    win[k] = s >= 0 ? to_f32(x[(row0 + s) * ld_x + d]) : 0.0f;
+  }
+  for (int64_t s = s0; s < s1; ++s) {
+    win[K - 1] = to_f32(x[(row0 + s) * ld_x + d]);
+    float pre = b;
+    for (int k = 0; k < K; ++k) pre += w[k] * win[k];
+    out[(row0 + s) * D + d] = from_f32<T>(pre * sigmoid(pre));
+    for (int k = 0; k < K - 1; ++k) win[k] = win[k + 1];
+  }
+}
+
+// partial: one row of D*K + D floats per tile (blockIdx.x).
+template <typename T, int K>
+__global__ void conv1d_silu_backward_kernel(T* dx, float* partial, const T* dout, const T* x,
+                                            int64_t ld_x, const float* weight, const float* bias,
+                                            int64_t seqlen, int64_t tiles_per_seq, int D) {
+  const int d = blockIdx.y * blockDim.x + threadIdx.x;
+  if (d >= D) return;
+  const int64_t row0 = blockIdx.x / tiles_per_seq * seqlen;
+  const int64_t s0 = blockIdx.x % tiles_per_seq * kTile;
+  const int64_t s1 = min(seqlen, s0 + kTile);
+  float w[K];
+  for (int k = 0; k < K; ++k) w[k] = weight[d * K + k];
+  const float b = bias[d];
+  float win[K];          // x[s - K + 1 .. s]
+  float dpre[K] = {};    // dpre[s - K + 1 .. s]; zero past the sequence end
+  float acc_w[K] = {};
+  float acc_b = 0.0f;
+  for (int k = 0; k < K - 1; ++k) {
+    const int64_t s = s0 - (K - 1) + k;
+    win[k] = s >= 0 ? to_f32(x[(row0 + s) * ld_x + d]) : 0.0f;
+  }
+  for (int64_t s = s0; s < s1 + K - 1; ++s) {
+    float g = 0.0f;
+    if (s < seqlen) {
+      win[K - 1] = to_f32(x[(row0 + s) * ld_x + d]);
+      float pre = b;
+      for (int k = 0; k < K; ++k) pre += w[k] * win[k];
+      const float sig = sigmoid(pre);
+      g = to_f32(dout[(row0 + s) * D + d]) * sig * (1.0f + pre * (1.0f - sig));
+      if (s < s1) {
+        acc_b += g;
+        for (int k = 0; k < K; ++k) acc_w[k] += g * win[k];
+      }
+    }
+    dpre[K - 1] = g;
+    // x[j] feeds pre[j + K - 1 - k] through tap k.
+    const int64_t j = s - (K - 1);
+    if (j >= s0) {
+      float acc = 0.0f;
+      for (int k = 0; k < K; ++k) acc += w[k] * dpre[K - 1 - k];
+      dx[(row0 + j) * ld_x + d] = from_f32<T>(acc);
+    }
+    for (int k = 0; k < K - 1; ++k) {
+      win[k] = win[k + 1];
+      dpre[k] = dpre[k + 1];
+    }
+  }
+  float* row = partial + static_cast<int64_t>(blockIdx.x) * (static_cast<int64_t>(D) * (K + 1));
+  for (int k = 0; k < K; ++k) row[d * K + k] = acc_w[k];
+  row[static_cast<int64_t>(D) * K + d] = acc_b;
+}
+
+// Calls f with K as a compile-time constant.
+template <typename F>
+void with_width(int K, F&& f) {
+  switch (K) {
+    case 2: return f(std::integral_constant<int, 2>{});
+    case 3: return f(std::integral_constant<int, 3>{});
+    case 4: return f(std::integral_constant<int, 4>{});
+    default: throw_error("conv1d: d_conv = ", K, " is not supported by the CUDA backend (2, 3, 4)");
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void conv1d_silu_forward(T* out, const T* x, int64_t ld_x, const float* weight, const float* bias,
+                         int batch, int64_t seqlen, int D, int K, cudaStream_t stream) {
+  if (batch == 0 || seqlen == 0 || D == 0) return;
+  const ConvGrid g = conv_grid(batch, seqlen, D);
+  with_width(K, [&](auto width) {
+    conv1d_silu_forward_kernel<T, decltype(width)::value><<<g.grid, kThreads, 0, stream>>>(
+        out, x, ld_x, weight, bias, seqlen, g.tiles_per_seq, D);
+  });
+  check_launch("conv1d_silu_forward_kernel");
+}
+
+size_t conv1d_backward_workspace_bytes(int batch, int64_t seqlen, int D, int K) {
+  const int64_t tiles = batch * ((seqlen + kTile - 1) / kTile);
+  return static_cast<size_t>(tiles) * D * (K + 1) * sizeof(float);
+}
+
+template <typename T>
+void conv1d_silu_backward(T* dx, float* dweight, float* dbias, const T* dout, const T* x,
+                          int64_t ld_x, const float* weight, const float* bias, int batch,
+                          int64_t seqlen, int D, int K, void* workspace, cudaStream_t stream) {
+  if (batch == 0 || seqlen == 0 || D == 0) return;
+  const ConvGrid g = conv_grid(batch, seqlen, D);
+  float* partial = static_cast<float*>(workspace);
+  with_width(K, [&](auto width) {
+    conv1d_silu_backward_kernel<T, decltype(width)::value><<<g.grid, kThreads, 0, stream>>>(
+        dx, partial, dout, x, ld_x, weight, bias, seqlen, g.tiles_per_seq, D);
+  });
+  check_launch("conv1d_silu_backward_kernel");
+  const int64_t tiles = g.grid.x;
+  const int64_t ld = static_cast<int64_t>(D) * (K + 1);
+  add_column_sums(dweight, partial, tiles, static_cast<int64_t>(D) * K, ld, stream);
+  add_column_sums(dbias, partial + static_cast<int64_t>(D) * K, tiles, D, ld, stream);
+}
+
+template void conv1d_silu_forward<float>(float*, const float*, int64_t, const float*,
+                                         const float*, int, int64_t, int, int, cudaStream_t);
+template void conv1d_silu_forward<bf16>(bf16*, const bf16*, int64_t, const float*, const float*,
+                                        int, int64_t, int, int, cudaStream_t);
+template void conv1d_silu_backward<float>(float*, float*, float*, const float*, const float*,
+                                          int64_t, const float*, const float*, int, int64_t, int,
+                                          int, void*, cudaStream_t);
+template void conv1d_silu_backward<bf16>(bf16*, float*, float*, const bf16*, const bf16*, int64_t,
+                                         const float*, const float*, int, int64_t, int, int,
+                                         void*, cudaStream_t);
+
+}  // namespace mamba::cuda

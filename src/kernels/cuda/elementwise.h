@@ -1,0 +1,29 @@
+// Small fp32 elementwise ops and reductions of the CUDA backend (CPU twins: CpuBackend's loops and
+// kernels/cpu/adamw.h's sum_of_squares / scale_inplace). All pointers are device pointers; work is
+// queued on `stream`.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace mamba::cuda {
+
+// dst[i] = bf16(src[i]), rounded to nearest even.
+void to_bf16(__nv_bfloat16* dst, const float* src, int64_t n, cudaStream_t stream);
+// out[i] = -exp(in[i]) (A = -exp(A_log)).
+void negative_exp(float* out, const float* in, int64_t n, cudaStream_t stream);
+// dst[i] += a[i] * b[i].
+void mul_accumulate(float* dst, const float* a, const float* b, int64_t n, cudaStream_t stream);
+// x[i] *= s.
+void scale(float* x, int64_t n, float s, cudaStream_t stream);
+
+// *result = sum_i x[i]^2, accumulated in double with a fixed partition of the elements and a
+// fixed reduction tree, so equal inputs give bit-identical sums. `workspace` holds
+// sum_of_squares_workspace_bytes().
+size_t sum_of_squares_workspace_bytes();
+void sum_of_squares(double* result, const float* x, int64_t n, void* workspace,
+                    cudaStream_t stream);
+
+}  // namespace mamba::cuda

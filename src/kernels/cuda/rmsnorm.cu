@@ -1,0 +1,120 @@
+// Residual add + RMSNorm forward and backward; math in kernels/cpu/rmsnorm.h, layout in rmsnorm.h.
+//
+// Forward: one warp per token row (C is a few thousand at most, so a warp's 32 lanes stride the
+// row in coalesced 128-byte steps), the row sum of squares by warp shuffles.
+// Backward: one block per tile of kRowsPerTile rows. Each row needs a block-wide dot product
+// before its dresidual can be written; the block also keeps the tile's dweight partial in shared
+// memory (each thread owns the channels c = threadIdx.x + k * blockDim.x, so no two threads touch
+// one entry); add_column_sums then adds the tiles' partials in a fixed order.
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/ops_common.cuh"
+#include "kernels/cuda/partial_sums.h"
+#include "kernels/cuda/rmsnorm.h"
+
+namespace mamba::cuda {
+
+namespace {
+
+constexpr int kRowsPerBlock = 8;  // forward: one warp per row
+constexpr int kThreads = 256;     // backward block
+constexpr int kRowsPerTile = 64;  // backward: rows per dweight partial
+constexpr int kMaxChannels = 48 * 1024 / sizeof(float);  // the partial must fit shared memory
+
+int64_t tiles_for(int64_t rows) {
+  return (rows + kRowsPerTile - 1) / kRowsPerTile;
+}
+
+template <typename T>
+__global__ void residual_rmsnorm_forward_kernel(float* residual_out, T* normed, float* rstd,
+                                                const float* hidden, const float* residual_in,
+                                                const float* weight, int64_t rows, int C,
+                                                float eps) {
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
+  if (t >= rows) return;
+  const int lane = threadIdx.x % 32;
+  const float* h = hidden + t * C;
+  const float* res = residual_in ? residual_in + t * C : nullptr;
+  float* r = residual_out + t * C;
+  float ss = 0.0f;
+  for (int c = lane; c < C; c += 32) {
+    const float v = res ? h[c] + res[c] : h[c];
+    r[c] = v;
+    ss += v * v;
+  }
+  ss = warp_sum(ss);
+  const float inv = rsqrtf(ss / C + eps);
+  if (lane == 0) rstd[t] = inv;
+  T* out = normed + t * C;
+  for (int c = lane; c < C; c += 32) out[c] = from_f32<T>(r[c] * inv * weight[c]);
+}
+
+// d(x_c * r * w_c)/dx_j = r * w_c * [c == j] - x_c * w_c * x_j * r^3 / C, r = rstd.
+template <typename T>
+__global__ void rmsnorm_backward_kernel(float* dresidual, float* partial, const T* dnormed,
+                                        const float* residual_out, const float* rstd,
+                                        const float* weight, int64_t rows, int C) {
+  extern __shared__ float acc[];  // [C]: this tile's dweight partial
+  __shared__ float scratch[32];
+  for (int c = threadIdx.x; c < C; c += blockDim.x) acc[c] = 0.0f;
+  const int64_t t0 = static_cast<int64_t>(blockIdx.x) * kRowsPerTile;
+  const int64_t t1 = min(rows, t0 + kRowsPerTile);
+  for (int64_t t = t0; t < t1; ++t) {
+    const float* x = residual_out + t * C;
+    const T* g = dnormed + t * C;
+    const float r = rstd[t];
+    float dot = 0.0f;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) dot += to_f32(g[c]) * weight[c] * x[c];
+    dot = block_sum(dot, scratch);
+    const float k = dot * r * r * r / C;
+    float* dx = dresidual + t * C;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+      const float gc = to_f32(g[c]);
+      dx[c] += r * weight[c] * gc - k * x[c];
+      acc[c] += gc * x[c] * r;
+    }
+  }
+  float* out = partial + static_cast<int64_t>(blockIdx.x) * C;
+  for (int c = threadIdx.x; c < C; c += blockDim.x) out[c] = acc[c];
+}
+
+}  // namespace
+
+template <typename T>
+void residual_rmsnorm_forward(float* residual_out, T* normed, float* rstd, const float* hidden,
+                              const float* residual_in, const float* weight, int64_t rows, int C,
+                              float eps, cudaStream_t stream) {
+  if (rows == 0) return;
+  const auto blocks = static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock);
+  residual_rmsnorm_forward_kernel<T><<<blocks, kRowsPerBlock * 32, 0, stream>>>(
+      residual_out, normed, rstd, hidden, residual_in, weight, rows, C, eps);
+  check_launch("residual_rmsnorm_forward_kernel");
+}
+
+size_t rmsnorm_backward_workspace_bytes(int64_t rows, int C) {
+  return static_cast<size_t>(tiles_for(rows)) * C * sizeof(float);
+}
+
+template <typename T>
+void rmsnorm_backward(float* dresidual, float* dweight, const T* dnormed,
+                      const float* residual_out, const float* rstd, const float* weight,
+                      int64_t rows, int C, void* workspace, cudaStream_t stream) {
+  if (rows == 0) return;
+  if (C > kMaxChannels) throw_error("rmsnorm_backward: C = ", C, " exceeds ", kMaxChannels);
+  const int64_t tiles = tiles_for(rows);
+  float* partial = static_cast<float*>(workspace);
+  rmsnorm_backward_kernel<T><<<static_cast<unsigned>(tiles), kThreads, C * sizeof(float), stream>>>(
+      dresidual, partial, dnormed, residual_out, rstd, weight, rows, C);
+  check_launch("rmsnorm_backward_kernel");
+  add_column_sums(dweight, partial, tiles, C, C, stream);
+}
+
+template void residual_rmsnorm_forward<float>(float*, float*, float*, const float*, const float*,
+                                              const float*, int64_t, int, float, cudaStream_t);
+template void residual_rmsnorm_forward<bf16>(float*, bf16*, float*, const float*, const float*,
+                                             const float*, int64_t, int, float, cudaStream_t);
+template void rmsnorm_backward<float>(float*, float*, const float*, const float*, const float*,
+                                      const float*, int64_t, int, void*, cudaStream_t);
+template void rmsnorm_backward<bf16>(float*, float*, const bf16*, const float*, const float*,
+                                     const float*, int64_t, int, void*, cudaStream_t);
+
+}  // namespace mamba::cuda
