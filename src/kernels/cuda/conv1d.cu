@@ -8,6 +8,8 @@
 // once dpre[j .. j+K-1] are known, so the thread runs K-1 steps past its tile. Each thread's
 // dweight / dbias sums over its tile go to a partial row per tile ([D*K weights | D biases]),
 // added by add_column_sums in a fixed order.
+#include <type_traits>
+
 #include "kernels/cuda/conv1d.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/ops_common.cuh"
@@ -37,8 +39,8 @@ __device__ __forceinline__ float sigmoid(float v) {
 
 template <typename T, int K>
 __global__ void conv1d_silu_forward_kernel(T* out, const T* x, int64_t ld_x, const float* weight,
-                                           const float* bias, int64_t seqlen,
-                                           int64_t tiles_per_seq, int D) {
+                                           const float* bias, int64_t seqlen, int64_t tiles_per_seq,
+                                           int D) {
   const int d = blockIdx.y * blockDim.x + threadIdx.x;
   if (d >= D) return;
   const int64_t row0 = blockIdx.x / tiles_per_seq * seqlen;  // the sequence's first token
@@ -74,8 +76,8 @@ __global__ void conv1d_silu_backward_kernel(T* dx, float* partial, const T* dout
   float w[K];
   for (int k = 0; k < K; ++k) w[k] = weight[d * K + k];
   const float b = bias[d];
-  float win[K];          // x[s - K + 1 .. s]
-  float dpre[K] = {};    // dpre[s - K + 1 .. s]; zero past the sequence end
+  float win[K];        // x[s - K + 1 .. s]
+  float dpre[K] = {};  // dpre[s - K + 1 .. s]; zero past the sequence end
   float acc_w[K] = {};
   float acc_b = 0.0f;
   for (int k = 0; k < K - 1; ++k) {
@@ -117,10 +119,14 @@ __global__ void conv1d_silu_backward_kernel(T* dx, float* partial, const T* dout
 template <typename F>
 void with_width(int K, F&& f) {
   switch (K) {
-    case 2: return f(std::integral_constant<int, 2>{});
-    case 3: return f(std::integral_constant<int, 3>{});
-    case 4: return f(std::integral_constant<int, 4>{});
-    default: throw_error("conv1d: d_conv = ", K, " is not supported by the CUDA backend (2, 3, 4)");
+    case 2:
+      return f(std::integral_constant<int, 2>{});
+    case 3:
+      return f(std::integral_constant<int, 3>{});
+    case 4:
+      return f(std::integral_constant<int, 4>{});
+    default:
+      throw_error("conv1d: d_conv = ", K, " is not supported by the CUDA backend (2, 3, 4)");
   }
 }
 
@@ -132,8 +138,8 @@ void conv1d_silu_forward(T* out, const T* x, int64_t ld_x, const float* weight, 
   if (batch == 0 || seqlen == 0 || D == 0) return;
   const ConvGrid g = conv_grid(batch, seqlen, D);
   with_width(K, [&](auto width) {
-    conv1d_silu_forward_kernel<T, decltype(width)::value><<<g.grid, kThreads, 0, stream>>>(
-        out, x, ld_x, weight, bias, seqlen, g.tiles_per_seq, D);
+    conv1d_silu_forward_kernel<T, decltype(width)::value>
+        <<<g.grid, kThreads, 0, stream>>>(out, x, ld_x, weight, bias, seqlen, g.tiles_per_seq, D);
   });
   check_launch("conv1d_silu_forward_kernel");
 }
@@ -161,15 +167,15 @@ void conv1d_silu_backward(T* dx, float* dweight, float* dbias, const T* dout, co
   add_column_sums(dbias, partial + static_cast<int64_t>(D) * K, tiles, D, ld, stream);
 }
 
-template void conv1d_silu_forward<float>(float*, const float*, int64_t, const float*,
-                                         const float*, int, int64_t, int, int, cudaStream_t);
+template void conv1d_silu_forward<float>(float*, const float*, int64_t, const float*, const float*,
+                                         int, int64_t, int, int, cudaStream_t);
 template void conv1d_silu_forward<bf16>(bf16*, const bf16*, int64_t, const float*, const float*,
                                         int, int64_t, int, int, cudaStream_t);
 template void conv1d_silu_backward<float>(float*, float*, float*, const float*, const float*,
                                           int64_t, const float*, const float*, int, int64_t, int,
                                           int, void*, cudaStream_t);
 template void conv1d_silu_backward<bf16>(bf16*, float*, float*, const bf16*, const bf16*, int64_t,
-                                         const float*, const float*, int, int64_t, int, int,
-                                         void*, cudaStream_t);
+                                         const float*, const float*, int, int64_t, int, int, void*,
+                                         cudaStream_t);
 
 }  // namespace mamba::cuda

@@ -1,0 +1,142 @@
+// cuBLASLt GEMMs for the linear layer; see gemm.h.
+//
+// Row-major to column-major: a row-major [r, c] matrix with row stride ld is, to cuBLAS, the
+// column-major [c, r] matrix with leading dimension ld, i.e. its transpose. So
+//   out = inp @ W^T      becomes  out^T [out, T]  = W_cm^T [out, in] * inp^T [in, T]
+//   dinp = dout @ W      becomes  dinp^T [in, T]  = W_cm [in, out]   * dout^T [out, T]
+//   dW += dout^T @ inp   becomes  dW^T [in, out] += inp^T [in, T]    * dout [T, out]
+// where W_cm, the column-major view of W [out, in], is [in, out] with leading dimension in.
+#include "kernels/cuda/gemm.h"
+
+#include <cstdint>
+
+#include "kernels/cuda/cuda_check.h"
+
+namespace mamba::cuda {
+
+namespace {
+
+size_t element_bytes(cudaDataType_t t) {
+  return t == CUDA_R_32F ? 4 : 2;
+}
+
+// The largest power of two up to 256 bytes that divides the address of every column: cuBLASLt
+// assumes 256 unless told, and slices of wider buffers ([dt | B | C]) are less aligned.
+uint32_t alignment(const void* p, int64_t ld, cudaDataType_t t) {
+  const auto addr = reinterpret_cast<uintptr_t>(p);
+  const auto stride = static_cast<uintptr_t>(ld) * element_bytes(t);
+  uint32_t a = 256;
+  while (a > 1 && (addr % a != 0 || stride % a != 0)) a /= 2;
+  return a;
+}
+
+cublasLtMatrixLayout_t make_layout(cudaDataType_t t, int64_t rows, int64_t cols, int64_t ld) {
+  cublasLtMatrixLayout_t layout = nullptr;
+  check_cublas(cublasLtMatrixLayoutCreate(&layout, t, static_cast<uint64_t>(rows),
+                                          static_cast<uint64_t>(cols), ld),
+               "cublasLtMatrixLayoutCreate");
+  return layout;
+}
+
+}  // namespace
+
+Gemm::Gemm(cudaStream_t stream, void* workspace, size_t workspace_bytes)
+    : stream_(stream), workspace_(workspace), workspace_bytes_(workspace_bytes) {
+  check_cublas(cublasLtCreate(&handle_), "cublasLtCreate");
+}
+
+Gemm::~Gemm() {
+  for (auto& [key, plan] : plans_) {
+    cublasLtMatrixLayoutDestroy(plan.a);
+    cublasLtMatrixLayoutDestroy(plan.b);
+    cublasLtMatrixLayoutDestroy(plan.d);
+    cublasLtMatmulDescDestroy(plan.desc);
+  }
+  cublasLtDestroy(handle_);
+}
+
+const Gemm::Plan& Gemm::plan_for(const Problem& p) {
+  const uint32_t align_a = alignment(p.A, p.lda, p.ab);
+  const uint32_t align_b = alignment(p.B, p.ldb, p.ab);
+  const uint32_t align_d = alignment(p.D, p.ldd, p.d_type);
+  const Key key{p.trans_a, p.trans_b, p.m,    p.n,       p.k,         p.lda,       p.ldb,
+                p.ldd,     p.ab,      p.d_type, p.beta != 0, align_a, align_b, align_d};
+  const auto found = plans_.find(key);
+  if (found != plans_.end()) return found->second;
+
+  Plan plan;
+  check_cublas(cublasLtMatmulDescCreate(&plan.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F),
+               "cublasLtMatmulDescCreate");
+  check_cublas(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA, &p.trans_a,
+                                              sizeof(p.trans_a)),
+               "cublasLtMatmulDescSetAttribute(TRANSA)");
+  check_cublas(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, &p.trans_b,
+                                              sizeof(p.trans_b)),
+               "cublasLtMatmulDescSetAttribute(TRANSB)");
+  const bool a_plain = p.trans_a == CUBLAS_OP_N;
+  const bool b_plain = p.trans_b == CUBLAS_OP_N;
+  plan.a = make_layout(p.ab, a_plain ? p.m : p.k, a_plain ? p.k : p.m, p.lda);
+  plan.b = make_layout(p.ab, b_plain ? p.k : p.n, b_plain ? p.n : p.k, p.ldb);
+  plan.d = make_layout(p.d_type, p.m, p.n, p.ldd);
+
+  cublasLtMatmulPreference_t pref = nullptr;
+  check_cublas(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
+  auto set_pref = [&](cublasLtMatmulPreferenceAttributes_t attr, const auto& value) {
+    check_cublas(cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof(value)),
+                 "cublasLtMatmulPreferenceSetAttribute");
+  };
+  set_pref(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, static_cast<uint64_t>(workspace_bytes_));
+  set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align_a);
+  set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_b);
+  set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_d);
+  set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_d);
+  cublasLtMatmulHeuristicResult_t result{};
+  int found_algos = 0;
+  const cublasStatus_t status =
+      cublasLtMatmulAlgoGetHeuristic(handle_, plan.desc, plan.a, plan.b, plan.d, plan.d, pref, 1,
+                                     &result, &found_algos);
+  cublasLtMatmulPreferenceDestroy(pref);
+  if (status != CUBLAS_STATUS_SUCCESS || found_algos == 0) {
+    throw_error("cublas error: no cuBLASLt algorithm for the GEMM m = ", p.m, ", n = ", p.n,
+                ", k = ", p.k, " (lda ", p.lda, ", ldb ", p.ldb, ", ldd ", p.ldd,
+                ", alignments ", align_a, "/", align_b, "/", align_d,
+                "): ", cublasLtGetStatusString(status));
+  }
+  plan.algo = result.algo;
+  return plans_.emplace(key, plan).first->second;
+}
+
+void Gemm::run(const Problem& p) {
+  const Plan& plan = plan_for(p);
+  const float alpha = 1.0f;
+  check_cublas(cublasLtMatmul(handle_, plan.desc, &alpha, p.A, plan.a, p.B, plan.b, &p.beta, p.D,
+                              plan.d, p.D, plan.d, &plan.algo, workspace_, workspace_bytes_,
+                              stream_),
+               "cublasLtMatmul");
+}
+
+void Gemm::forward(void* out, cudaDataType_t out_type, int64_t ld_out, const void* inp,
+                   int64_t ld_inp, const void* weight, cudaDataType_t ab, int64_t T, int in_dim,
+                   int out_dim) {
+  if (T == 0) return;
+  run({CUBLAS_OP_T, CUBLAS_OP_N, out_dim, T, in_dim, weight, in_dim, inp, ld_inp, out, ld_out, ab,
+       out_type, 0.0f});
+}
+
+void Gemm::backward_input(void* dinp, int64_t ld_dinp, bool accumulate, const void* dout,
+                          int64_t ld_dout, const void* weight, cudaDataType_t ab, int64_t T,
+                          int in_dim, int out_dim) {
+  if (T == 0) return;
+  run({CUBLAS_OP_N, CUBLAS_OP_N, in_dim, T, out_dim, weight, in_dim, dout, ld_dout, dinp, ld_dinp,
+       ab, ab, accumulate ? 1.0f : 0.0f});
+}
+
+void Gemm::backward_weight(float* dweight, const void* dout, int64_t ld_dout, const void* inp,
+                           int64_t ld_inp, cudaDataType_t ab, int64_t T, int in_dim,
+                           int out_dim) {
+  if (T == 0) return;
+  run({CUBLAS_OP_N, CUBLAS_OP_T, in_dim, out_dim, T, inp, ld_inp, dout, ld_dout, dweight, in_dim,
+       ab, CUDA_R_32F, 1.0f});
+}
+
+}  // namespace mamba::cuda

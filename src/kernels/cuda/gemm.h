@@ -1,0 +1,67 @@
+// The linear layer's GEMMs (kernels/cpu/linear.h) through cuBLASLt, in the row-major token-major
+// terms of that header: weight [out_dim, in_dim] dense, inp / out / dout / dinp rows with explicit
+// strides. Operands are fp32 or bf16 (`ab`); accumulation is always fp32 (CUBLAS_COMPUTE_32F, so
+// fp32 operands get true fp32 products, never TF32). One cuBLASLt handle, the caller's workspace
+// and a cache of matmul plans (descriptors + the heuristic's algorithm) per problem, so a shape
+// always runs the same algorithm and gives bit-identical results from run to run.
+#pragma once
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+
+namespace mamba::cuda {
+
+class Gemm {
+ public:
+  Gemm(cudaStream_t stream, void* workspace, size_t workspace_bytes);
+  ~Gemm();
+  Gemm(const Gemm&) = delete;
+  Gemm& operator=(const Gemm&) = delete;
+
+  // out[t, o] = sum_i inp[t, i] * weight[o, i]; out in `out_type` (ab, or fp32 with bf16 ab).
+  void forward(void* out, cudaDataType_t out_type, int64_t ld_out, const void* inp, int64_t ld_inp,
+               const void* weight, cudaDataType_t ab, int64_t T, int in_dim, int out_dim);
+  // dinp[t, i] (= or +=) sum_o dout[t, o] * weight[o, i]; dinp in `ab`.
+  void backward_input(void* dinp, int64_t ld_dinp, bool accumulate, const void* dout,
+                      int64_t ld_dout, const void* weight, cudaDataType_t ab, int64_t T,
+                      int in_dim, int out_dim);
+  // dweight[o, i] += sum_t dout[t, o] * inp[t, i]; dweight fp32 [out_dim, in_dim].
+  void backward_weight(float* dweight, const void* dout, int64_t ld_dout, const void* inp,
+                       int64_t ld_inp, cudaDataType_t ab, int64_t T, int in_dim, int out_dim);
+
+ private:
+  // A column-major problem D[m, n] = op(A) op(B) + beta D, as cuBLASLt sees it.
+  struct Problem {
+    cublasOperation_t trans_a, trans_b;
+    int64_t m, n, k;
+    const void* A;
+    int64_t lda;
+    const void* B;
+    int64_t ldb;
+    void* D;
+    int64_t ldd;
+    cudaDataType_t ab, d_type;
+    float beta;
+  };
+  struct Plan {
+    cublasLtMatmulDesc_t desc = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+    cublasLtMatmulAlgo_t algo{};
+  };
+  using Key = std::array<int64_t, 14>;
+
+  void run(const Problem& p);
+  const Plan& plan_for(const Problem& p);
+
+  cublasLtHandle_t handle_ = nullptr;
+  cudaStream_t stream_;
+  void* workspace_;
+  size_t workspace_bytes_;
+  std::map<Key, Plan> plans_;
+};
+
+}  // namespace mamba::cuda
