@@ -69,6 +69,14 @@ TEST(CheckGolden, ModelFilePasses) {
   EXPECT_NE(r.output.find("after.backbone.norm_f.weight"), std::string::npos);
 }
 
+// Other sizes, odd seqlens (files from scripts/make_golden.py, an independent float64 oracle).
+TEST(CheckGolden, OddSizedFilesPass) {
+  for (const char* name : {"/scan_odd.safetensors", "/mamba_odd.safetensors"}) {
+    const auto r = run_mamba("check-golden " + std::string(MAMBA_TEST_DATA) + name);
+    EXPECT_EQ(r.status, 0) << name << "\n" << r.output;
+  }
+}
+
 TEST(CheckGolden, PerturbedReferenceFails) {
   const auto scan = run_mamba("check-golden " + rewrite(kScan, "dB", 1.001f, "bad_db.st"));
   EXPECT_EQ(scan.status, 1) << scan.output;

@@ -1,0 +1,173 @@
+// Chunked LM head + softmax cross-entropy, forward and backward; see lm_head.h for the math and
+// the layouts. The logits of a chunk are fp32 (softmax and loss need more than bf16's 8 bits of
+// mantissa on a 50k vocabulary); in fp32 mode dlogits overwrite them in place, in bf16 mode they
+// go to a bf16 buffer that feeds the two backward GEMMs.
+#include <cmath>
+#include <type_traits>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/lm_head.h"
+#include "kernels/cuda/ops_common.cuh"
+
+namespace mamba::cuda {
+
+namespace {
+
+constexpr int kRowThreads = 512;  // one block per token row of Vp logits
+constexpr int kSumThreads = 1024;
+constexpr size_t kAlign = 256;
+
+size_t align_up(size_t bytes) {
+  return (bytes + kAlign - 1) / kAlign * kAlign;
+}
+
+template <typename T>
+constexpr cudaDataType_t data_type() {
+  return std::is_same_v<T, float> ? CUDA_R_32F : CUDA_R_16BF;
+}
+
+struct LossBuffers {
+  double* losses;  // [T]
+  double* total;   // [1]
+  float* logits;   // [chunk, Vp]
+  void* dlogits;   // [chunk, Vp] in bf16 mode with backward, else null
+  size_t bytes;
+};
+
+// With base == nullptr only the size is computed.
+LossBuffers carve(void* base, int64_t T, int Vp, size_t act_bytes, bool backward,
+                  bool logits_given) {
+  const int64_t chunk = std::min(T, kLossChunkTokens);
+  LossBuffers b{};
+  char* p = static_cast<char*>(base);
+  auto take = [&](size_t bytes) -> void* {
+    if (bytes == 0) return nullptr;
+    void* at = p ? p + b.bytes : nullptr;
+    b.bytes += align_up(bytes);
+    return at;
+  };
+  b.losses = static_cast<double*>(take(T * sizeof(double)));
+  b.total = static_cast<double*>(take(sizeof(double)));
+  if (!(logits_given && !backward)) b.logits = static_cast<float*>(take(chunk * Vp * 4));
+  if (backward && act_bytes != sizeof(float)) b.dlogits = take(chunk * Vp * act_bytes);
+  return b;
+}
+
+// Merges the running (max, sum of exp(x - max)) pair (m, s) with (m2, s2). An empty pair is
+// (-inf, 0).
+__device__ __forceinline__ void merge(float& m, float& s, float m2, float s2) {
+  if (m2 > m) {
+    s = s * expf(m - m2) + s2;
+    m = m2;
+  } else if (s2 > 0.0f) {
+    s += s2 * expf(m2 - m);
+  }
+}
+
+// One block per row. logits and dlogits may alias (fp32 mode): every element is read before the
+// same thread overwrites it, and the target's logit is read before the block's first barrier.
+template <typename T, bool kBackward>
+__global__ void cross_entropy_kernel(T* dlogits, double* losses, const float* logits,
+                                     const int32_t* targets, int Vp, float scale) {
+  __shared__ float shared_m[32], shared_s[32];
+  const int64_t row = blockIdx.x;
+  const float* x = logits + row * Vp;
+  const int target = targets[row];
+  const float x_target = threadIdx.x == 0 ? x[target] : 0.0f;
+
+  float m = -INFINITY, s = 0.0f;
+  for (int v = threadIdx.x; v < Vp; v += blockDim.x) merge(m, s, x[v], 1.0f);
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    merge(m, s, __shfl_down_sync(0xffffffffu, m, offset), __shfl_down_sync(0xffffffffu, s, offset));
+  }
+  const int lane = threadIdx.x % 32;
+  const int warp = threadIdx.x / 32;
+  if (lane == 0) {
+    shared_m[warp] = m;
+    shared_s[warp] = s;
+  }
+  __syncthreads();
+  if (warp == 0) {
+    const int warps = blockDim.x / 32;
+    m = lane < warps ? shared_m[lane] : -INFINITY;
+    s = lane < warps ? shared_s[lane] : 0.0f;
+    for (int offset = 16; offset > 0; offset >>= 1) {
+      merge(m, s, __shfl_down_sync(0xffffffffu, m, offset),
+            __shfl_down_sync(0xffffffffu, s, offset));
+    }
+    if (lane == 0) {
+      shared_m[0] = m;
+      shared_s[0] = s;
+      losses[row] = log(static_cast<double>(s)) + m - x_target;
+    }
+  }
+  if (!kBackward) return;
+  __syncthreads();
+  m = shared_m[0];
+  const float k = scale / shared_s[0];
+  T* d = dlogits + row * Vp;
+  for (int v = threadIdx.x; v < Vp; v += blockDim.x) {
+    const float p = expf(x[v] - m) * k;
+    d[v] = from_f32<T>(v == target ? p - scale : p);
+  }
+}
+
+// One block; a fixed partition of the tokens over the threads and a fixed tree.
+__global__ void sum_losses_kernel(double* total, const double* losses, int64_t n) {
+  __shared__ double scratch[32];
+  double acc = 0.0;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) acc += losses[i];
+  acc = block_sum(acc, scratch);
+  if (threadIdx.x == 0) *total = acc;
+}
+
+}  // namespace
+
+size_t lm_head_workspace_bytes(int64_t T, int Vp, size_t act_bytes, bool backward,
+                               bool logits_given) {
+  return carve(nullptr, T, Vp, act_bytes, backward, logits_given).bytes;
+}
+
+template <typename T>
+double lm_head_loss(Gemm& gemm, const T* normed, const T* E, const int32_t* targets, int64_t tokens,
+                    int C, int Vp, float grad_scale, T* dnormed, float* dE, float* logits_out,
+                    void* workspace, cudaStream_t stream) {
+  if (tokens == 0) return 0.0;
+  const bool backward = dnormed != nullptr;
+  const LossBuffers b = carve(workspace, tokens, Vp, sizeof(T), backward, logits_out != nullptr);
+  const float scale = grad_scale / static_cast<float>(tokens);
+  constexpr cudaDataType_t ab = data_type<T>();
+  for (int64_t t0 = 0; t0 < tokens; t0 += kLossChunkTokens) {
+    const int64_t rows = std::min(kLossChunkTokens, tokens - t0);
+    const T* x = normed + t0 * C;
+    float* logits = backward || !logits_out ? b.logits : logits_out + t0 * Vp;
+    gemm.forward(logits, CUDA_R_32F, Vp, x, C, E, ab, rows, C, Vp);
+    const auto grid = static_cast<unsigned>(rows);
+    if (!backward) {
+      cross_entropy_kernel<T, false><<<grid, kRowThreads, 0, stream>>>(
+          nullptr, b.losses + t0, logits, targets + t0, Vp, scale);
+      check_launch("cross_entropy_kernel");
+      continue;
+    }
+    T* dlogits = std::is_same_v<T, float> ? reinterpret_cast<T*>(logits) : static_cast<T*>(b.dlogits);
+    cross_entropy_kernel<T, true><<<grid, kRowThreads, 0, stream>>>(dlogits, b.losses + t0, logits,
+                                                                    targets + t0, Vp, scale);
+    check_launch("cross_entropy_kernel");
+    gemm.backward_input(dnormed + t0 * C, C, false, dlogits, Vp, E, ab, rows, C, Vp);
+    gemm.backward_weight(dE, dlogits, Vp, x, C, ab, rows, C, Vp);
+  }
+  sum_losses_kernel<<<1, kSumThreads, 0, stream>>>(b.total, b.losses, tokens);
+  check_launch("sum_losses_kernel");
+  double total = 0.0;
+  check_cuda(cudaMemcpyAsync(&total, b.total, sizeof(double), cudaMemcpyDeviceToHost, stream),
+             "cudaMemcpyAsync (loss)");
+  check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize (loss)");
+  return total / static_cast<double>(tokens);
+}
+
+template double lm_head_loss<float>(Gemm&, const float*, const float*, const int32_t*, int64_t,
+                                    int, int, float, float*, float*, float*, void*, cudaStream_t);
+template double lm_head_loss<bf16>(Gemm&, const bf16*, const bf16*, const int32_t*, int64_t, int,
+                                   int, float, bf16*, float*, float*, void*, cudaStream_t);
+
+}  // namespace mamba::cuda
