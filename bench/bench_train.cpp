@@ -49,9 +49,10 @@ int main(int argc, char** argv) try {
   run.source = "bench_train";
   const std::string device = flag(argc, argv, "--device", "cpu");
   run.train.device = device == "cuda" ? mamba::Device::Cuda : mamba::Device::Cpu;
-  run.train.precision = flag(argc, argv, "--precision", device == "cuda" ? "bf16" : "fp32") == "bf16"
-                            ? mamba::Precision::Bf16
-                            : mamba::Precision::Fp32;
+  run.train.precision =
+      flag(argc, argv, "--precision", device == "cuda" ? "bf16" : "fp32") == "bf16"
+          ? mamba::Precision::Bf16
+          : mamba::Precision::Fp32;
   const auto backend = mamba::make_backend(run, 0);
 
   mamba::ModelConfig c;

@@ -27,8 +27,7 @@ std::string temp_path(const std::string& name) {
 // Copies a golden file with the named tensor scaled by factor (or dropped), and optionally a new
 // metadata kind.
 std::string rewrite(const std::string& src, const std::string& tensor, float factor,
-                    const std::string& out_name, bool drop = false,
-                    const std::string& kind = "") {
+                    const std::string& out_name, bool drop = false, const std::string& kind = "") {
   SafetensorsReader in(src);
   std::vector<std::vector<float>> floats;
   std::vector<std::vector<int64_t>> ints;
@@ -81,9 +80,9 @@ TEST(CheckGolden, PerturbedReferenceFails) {
   const auto scan = run_mamba("check-golden " + rewrite(kScan, "dB", 1.001f, "bad_db.st"));
   EXPECT_EQ(scan.status, 1) << scan.output;
   EXPECT_NE(scan.output.find("FAIL"), std::string::npos);
-  const auto model = run_mamba(
-      "check-golden " + rewrite(kModel, "grad.backbone.layers.0.mixer.x_proj.weight", 1.01f,
-                                "bad_grad.st"));
+  const auto model =
+      run_mamba("check-golden " + rewrite(kModel, "grad.backbone.layers.0.mixer.x_proj.weight",
+                                          1.01f, "bad_grad.st"));
   EXPECT_EQ(model.status, 1) << model.output;
 }
 

@@ -62,7 +62,8 @@ TEST(ModelInit, MatchesReferenceDistributions) {
     // Spread within 15% (these tensors hold >= 128 draws), range inside the reference's bound.
     EXPECT_NEAR(ours.std, theirs.std, 0.15 * theirs.std) << t.name;
     const double bound = std::max(std::fabs(theirs.min), std::fabs(theirs.max));
-    if (t.name.find("embedding") == std::string::npos && t.name.find("dt_proj.bias") == std::string::npos) {
+    if (t.name.find("embedding") == std::string::npos &&
+        t.name.find("dt_proj.bias") == std::string::npos) {
       EXPECT_LE(std::max(std::fabs(ours.min), std::fabs(ours.max)), bound * 1.05) << t.name;
     }
   }

@@ -62,15 +62,14 @@ class TrainRun : public testing::Test {
     fs::remove_all(dir);
     fs::create_directories(dir);
     const std::string path = (dir / "config.yaml").string();
-    std::ofstream(path) << "model: {d_model: 16, n_layer: 2, vocab_size: 257, d_state: 4}\n"
-                        << "data:\n  train: " << (root_ / "data" / "train-*.h5").string()
-                        << "\n  val: " << (root_ / "data" / "val-*.h5").string()
-                        << "\n  seq_len: 16\n"
-                        << "train: {micro_batch: 4, global_batch: 4, steps: 8, device: cpu, seed: 3}\n"
-                        << "optim: {lr: 1.0e-2, min_lr: 1.0e-3, warmup: 2}\n"
-                        << "checkpoint: {dir: " << (dir / "ckpt").string()
-                        << ", interval: 4, keep_last: 0}\n"
-                        << "log: {interval: 1, eval_interval: 4, eval_batches: 2}\n";
+    std::ofstream(path)
+        << "model: {d_model: 16, n_layer: 2, vocab_size: 257, d_state: 4}\n"
+        << "data:\n  train: " << (root_ / "data" / "train-*.h5").string()
+        << "\n  val: " << (root_ / "data" / "val-*.h5").string() << "\n  seq_len: 16\n"
+        << "train: {micro_batch: 4, global_batch: 4, steps: 8, device: cpu, seed: 3}\n"
+        << "optim: {lr: 1.0e-2, min_lr: 1.0e-3, warmup: 2}\n"
+        << "checkpoint: {dir: " << (dir / "ckpt").string() << ", interval: 4, keep_last: 0}\n"
+        << "log: {interval: 1, eval_interval: 4, eval_batches: 2}\n";
     return path;
   }
 
@@ -194,8 +193,8 @@ TEST_F(TrainRun, HalfWrittenCheckpointIsIgnored) {
 // mpirun -np 2 with micro batch 2 == one process with micro batch 4.
 TEST_F(TrainRun, TwoRanksMatchOneRankWithDoubleMicroBatch) {
   ASSERT_EQ(run_mamba("train " + config("one_rank")).status, 0);
-  const std::string cmd = kMpirun + std::string(" train ") + config("two_ranks") +
-                          " train.micro_batch=2 2>&1";
+  const std::string cmd =
+      kMpirun + std::string(" train ") + config("two_ranks") + " train.micro_batch=2 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0);
   const auto a = train_losses(dir("one_rank") + "/metrics.jsonl");
   const auto b = train_losses(dir("two_ranks") + "/metrics.jsonl");
@@ -212,8 +211,8 @@ TEST_F(TrainRun, TwoRanksMatchOneRankWithDoubleMicroBatch) {
 TEST_F(TrainRun, ResumeOnOtherProcessCountContinuesSameData) {
   ASSERT_EQ(run_mamba("train " + config("reference")).status, 0);
   const std::string cfg = config("switch");
-  const std::string cmd = kMpirun + std::string(" train ") + cfg +
-                          " train.micro_batch=2 train.steps=8 2>&1";
+  const std::string cmd =
+      kMpirun + std::string(" train ") + cfg + " train.micro_batch=2 train.steps=8 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0);
   fs::remove_all(dir("switch") + "/step_00000008");
   const auto r = run_mamba("train " + cfg);

@@ -17,7 +17,8 @@ Args parse_args(const std::string& command, int argc, char** argv,
     } else if (arg.rfind("--", 0) == 0) {
       const std::string name = arg.substr(2);
       if (std::find(known.begin(), known.end(), name) == known.end()) {
-        throw_error("mamba ", command, ": unknown option ", arg, " (see mamba ", command, " --help)");
+        throw_error("mamba ", command, ": unknown option ", arg, " (see mamba ", command,
+                    " --help)");
       }
       if (i + 1 >= argc) throw_error("mamba ", command, ": option ", arg, " needs a value");
       a.flags[name] = argv[++i];

@@ -1,5 +1,5 @@
-// `mamba check-golden FILE`: recompute a golden file's case on a backend (CPU by default) and compare every
-// tensor by norm-wise relative error ||ours - ref|| / ||ref||. Two kinds of file (see
+// `mamba check-golden FILE`: recompute a golden file's case on a backend (CPU by default) and
+// compare every tensor by norm-wise relative error ||ours - ref|| / ||ref||. Two kinds of file (see
 // tests/data/README.md): "selective_scan" (the scan alone, channel-first layout) and "mamba_lm"
 // (a whole model: logits, loss, gradients, and 3 AdamW steps). Exit 0 PASS, 1 FAIL, 2 bad input.
 #include <cmath>
@@ -45,8 +45,8 @@ double relative_error(const std::vector<float>& ours, const std::vector<float>& 
 
 class Report {
  public:
-  void check(const std::string& name, const std::vector<float>& ours,
-             const std::vector<float>& ref, double tol) {
+  void check(const std::string& name, const std::vector<float>& ours, const std::vector<float>& ref,
+             double tol) {
     const double err = relative_error(ours, ref);
     const bool ok = err <= tol;
     passed_ = passed_ && ok;
@@ -118,12 +118,11 @@ int check_scan(const SafetensorsReader& f, Backend& be, const Tolerances& tol) {
   void *gu = dev.act_zeros(u.size()), *gdelta = dev.act_zeros(u.size()),
        *gz = dev.act_zeros(u.size()), *gB = dev.act_zeros(B.size()), *gC = dev.act_zeros(C.size());
   float *gA = dev.f32_zeros(A.size()), *gD = dev.f32_zeros(di), *gbias = dev.f32_zeros(di);
-  be.selective_scan_backward(gu, gdelta, gA, gB, gC, gD, gbias, gz, ddout, saved, du_, ddelta_,
-                             dA_, dB_, dC_, dD_, dbias, dz_, shape);
+  be.selective_scan_backward(gu, gdelta, gA, gB, gC, gD, gbias, gz, ddout, saved, du_, ddelta_, dA_,
+                             dB_, dC_, dD_, dbias, dz_, shape);
   const std::vector<float> out = dev.read_act(out_, u.size()), du = dev.read_act(gu, u.size()),
-                           ddelta = dev.read_act(gdelta, u.size()),
-                           dz = dev.read_act(gz, u.size()), dB = dev.read_act(gB, B.size()),
-                           dC = dev.read_act(gC, C.size()),
+                           ddelta = dev.read_act(gdelta, u.size()), dz = dev.read_act(gz, u.size()),
+                           dB = dev.read_act(gB, B.size()), dC = dev.read_act(gC, C.size()),
                            last_state = dev.read_f32(state_, batch * di * n),
                            dA = dev.read_f32(gA, A.size()), dD = dev.read_f32(gD, di),
                            ddelta_bias = dev.read_f32(gbias, di);
@@ -163,14 +162,14 @@ int metadata_int(const SafetensorsReader& f, const std::string& key) {
               "' is not an integer");
 }
 
-std::vector<int32_t> read_tokens(const SafetensorsReader& f, const std::string& name,
-                                 int64_t batch, int64_t seqlen, int vocab) {
+std::vector<int32_t> read_tokens(const SafetensorsReader& f, const std::string& name, int64_t batch,
+                                 int64_t seqlen, int vocab) {
   const std::vector<int64_t> ids = f.read_i64(name, {batch, seqlen});
   std::vector<int32_t> out(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) {
     if (ids[i] < 0 || ids[i] >= vocab) {
-      throw_error("golden error: ", f.path(), ": ", name, " holds token ", ids[i],
-                  " outside [0, ", vocab, ")");
+      throw_error("golden error: ", f.path(), ": ", name, " holds token ", ids[i], " outside [0, ",
+                  vocab, ")");
     }
     out[i] = int32_t(ids[i]);
   }

@@ -15,12 +15,14 @@ struct Command {
 };
 
 const Command kCommands[] = {
-    {"train", mamba::cli::train, "train a model from a YAML config (mamba train CONFIG [key=value ...])"},
+    {"train", mamba::cli::train,
+     "train a model from a YAML config (mamba train CONFIG [key=value ...])"},
     {"generate", mamba::cli::generate, "sample text from a checkpoint"},
     {"eval", mamba::cli::eval, "validation loss and perplexity of a checkpoint"},
     {"prepare", mamba::cli::prepare, "tokenize text/JSONL into HDF5 shards"},
     {"tokenize", mamba::cli::tokenize, "encode or decode text with a tokenizer (debugging aid)"},
-    {"check-golden", mamba::cli::check_golden, "compare the CPU backend against a golden safetensors file"},
+    {"check-golden", mamba::cli::check_golden,
+     "compare the CPU backend against a golden safetensors file"},
 };
 
 void print_help() {

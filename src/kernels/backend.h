@@ -29,8 +29,8 @@ using ConstAct = const void*;
 class Backend {
  public:
   virtual ~Backend() = default;
-  virtual std::string name() const = 0;            // "cpu", "cuda:0 (NVIDIA H200)"
-  virtual size_t act_bytes() const = 0;            // 4 (fp32) or 2 (bf16)
+  virtual std::string name() const = 0;              // "cpu", "cuda:0 (NVIDIA H200)"
+  virtual size_t act_bytes() const = 0;              // 4 (fp32) or 2 (bf16)
   virtual double peak_flops() const { return 0.0; }  // dense bf16 peak for MFU; 0 if unknown
   // True when device pointers are host pointers (the CPU backend): MPI can reduce them in place.
   virtual bool host_accessible() const { return false; }
@@ -71,10 +71,9 @@ class Backend {
                                ConstAct weight, int64_t T, int in_dim, int out_dim) = 0;
   virtual void conv1d_silu_forward(Act out, ConstAct x, int64_t ld_x, const float* weight,
                                    const float* bias, int batch, int64_t seqlen, int D, int K) = 0;
-  virtual void conv1d_silu_backward(Act dx, float* dweight, float* dbias, ConstAct dout,
-                                    ConstAct x, int64_t ld_x, const float* weight,
-                                    const float* bias, int batch, int64_t seqlen, int D,
-                                    int K) = 0;
+  virtual void conv1d_silu_backward(Act dx, float* dweight, float* dbias, ConstAct dout, ConstAct x,
+                                    int64_t ld_x, const float* weight, const float* bias, int batch,
+                                    int64_t seqlen, int D, int K) = 0;
 
   // The selective scan. Forward stores in `saved` (scan_saved_bytes, may be 0) what backward
   // needs beyond the inputs (chunk-boundary states on CUDA; nothing on the CPU, which
@@ -85,19 +84,18 @@ class Backend {
                                       const float* D, const float* delta_bias, ConstAct z,
                                       const cpu::ScanShape& s) = 0;
   virtual void selective_scan_backward(Act du, Act ddelta, float* dA, Act dB, Act dC, float* dD,
-                                       float* ddelta_bias, Act dz, ConstAct dout,
-                                       const void* saved, ConstAct u, ConstAct delta,
-                                       const float* A, ConstAct B, ConstAct C, const float* D,
-                                       const float* delta_bias, ConstAct z,
-                                       const cpu::ScanShape& s) = 0;
+                                       float* ddelta_bias, Act dz, ConstAct dout, const void* saved,
+                                       ConstAct u, ConstAct delta, const float* A, ConstAct B,
+                                       ConstAct C, const float* D, const float* delta_bias,
+                                       ConstAct z, const cpu::ScanShape& s) = 0;
 
   // LM head + mean cross-entropy over T tokens, chunked over tokens so that the logits of the
   // whole batch never exist: logits = normed @ E^T over the padded vocab Vp. Returns the mean
   // loss. When dnormed is non-null it also writes dnormed (= grad_scale * dloss/dnormed) and adds
   // grad_scale * dloss/dE to dE (fp32). logits_out (fp32 [T, Vp], device) receives all logits
   // when non-null (golden checks; forward only).
-  virtual double lm_head_loss(ConstAct normed, ConstAct E, const int32_t* targets, int64_t T,
-                              int C, int Vp, float grad_scale, Act dnormed, float* dE,
+  virtual double lm_head_loss(ConstAct normed, ConstAct E, const int32_t* targets, int64_t T, int C,
+                              int Vp, float grad_scale, Act dnormed, float* dE,
                               float* logits_out) = 0;
 
   // ---- small elementwise ops and the optimizer ----

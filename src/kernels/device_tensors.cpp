@@ -13,7 +13,9 @@ void* DeviceTensors::keep(void* p) {
   return p;
 }
 
-void* DeviceTensors::bytes(size_t n) { return keep(be_.allocate(n)); }
+void* DeviceTensors::bytes(size_t n) {
+  return keep(be_.allocate(n));
+}
 
 float* DeviceTensors::f32(const std::vector<float>& host) {
   float* p = static_cast<float*>(bytes(host.size() * sizeof(float)));

@@ -8,7 +8,8 @@ namespace mamba {
 
 void ModelConfig::validate() const {
   auto positive = [](const char* key, int value) {
-    if (value <= 0) throw_error("model config error: model.", key, " = ", value, ": expected a positive integer");
+    if (value <= 0)
+      throw_error("model config error: model.", key, " = ", value, ": expected a positive integer");
   };
   positive("d_model", d_model);
   positive("n_layer", n_layer);
@@ -17,8 +18,11 @@ void ModelConfig::validate() const {
   positive("d_state", d_state);
   positive("d_conv", d_conv);
   positive("expand", expand);
-  if (dt_rank < 0) throw_error("model config error: model.dt_rank = ", dt_rank, ": expected a positive integer or auto");
-  if (!(norm_eps > 0.0f)) throw_error("model config error: model.norm_eps = ", norm_eps, ": expected a positive number");
+  if (dt_rank < 0)
+    throw_error("model config error: model.dt_rank = ", dt_rank,
+                ": expected a positive integer or auto");
+  if (!(norm_eps > 0.0f))
+    throw_error("model config error: model.norm_eps = ", norm_eps, ": expected a positive number");
 }
 
 std::string ModelConfig::describe() const {

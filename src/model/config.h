@@ -8,12 +8,12 @@ namespace mamba {
 struct ModelConfig {
   int d_model = 64;
   int n_layer = 2;
-  int vocab_size = 256;        // tokenizer vocab; the embedding is padded up to pad_multiple
+  int vocab_size = 256;  // tokenizer vocab; the embedding is padded up to pad_multiple
   int pad_vocab_multiple = 8;
   int d_state = 16;
   int d_conv = 4;
   int expand = 2;
-  int dt_rank = 0;             // 0 means auto: ceil(d_model / 16)
+  int dt_rank = 0;  // 0 means auto: ceil(d_model / 16)
   float norm_eps = 1e-5f;
 
   int d_inner() const { return expand * d_model; }

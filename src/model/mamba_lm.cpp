@@ -48,7 +48,9 @@ MambaLM::~MambaLM() {
   be_.release(params_);
 }
 
-void MambaLM::zero_grads() { be_.fill_zero(grads_, layout_.total() * sizeof(float)); }
+void MambaLM::zero_grads() {
+  be_.fill_zero(grads_, layout_.total() * sizeof(float));
+}
 
 void MambaLM::params_updated() {
   if (weights_ != params_) be_.to_act(weights_, params_, layout_.total());
@@ -137,8 +139,8 @@ void MambaLM::forward_layers(Activations& a) {
     Activations::Layer& s = a.layers[i];
     const LayerView w = layout_.layer(params_, i);
     const float* residual_in = i == 0 ? nullptr : a.layers[i - 1].residual;
-    be_.residual_rmsnorm_forward(s.residual, s.normed, s.rstd, a.hidden, residual_in, w.norm, T,
-                                 dm, c.norm_eps);
+    be_.residual_rmsnorm_forward(s.residual, s.normed, s.rstd, a.hidden, residual_in, w.norm, T, dm,
+                                 c.norm_eps);
     be_.linear_forward(s.xz, 2 * di, s.normed, dm, w_act(w.in_proj), T, dm, 2 * di);
     be_.conv1d_silu_forward(s.xc, s.xz, 2 * di, w.conv_w, w.conv_b, a.batch, a.seqlen, di,
                             c.d_conv);
@@ -164,8 +166,8 @@ double MambaLM::evaluate(const int32_t* inputs, const int32_t* targets, int batc
   const int dm = config().d_model, vp = config().padded_vocab();
   float* logits = nullptr;
   if (logits_out) logits = static_cast<float*>(be_.allocate(a.T * vp * sizeof(float)));
-  const double loss = be_.lm_head_loss(a.normed_f, weights_, a.targets, a.T, dm, vp, 1.0f,
-                                       nullptr, nullptr, logits);
+  const double loss = be_.lm_head_loss(a.normed_f, weights_, a.targets, a.T, dm, vp, 1.0f, nullptr,
+                                       nullptr, logits);
   if (logits) {
     be_.download(logits_out, logits, a.T * vp * sizeof(float));
     be_.release(logits);
@@ -181,9 +183,8 @@ double MambaLM::forward_backward(const int32_t* inputs, const int32_t* targets, 
   forward_layers(a);
   const int dm = config().d_model, vp = config().padded_vocab();
   // The embedding is tied to the LM head: its compute copy is the head's weight.
-  const double loss =
-      be_.lm_head_loss(a.normed_f, weights_, a.targets, a.T, dm, vp, grad_scale, a.dnormed,
-                       layout_.embedding(grads_), nullptr);
+  const double loss = be_.lm_head_loss(a.normed_f, weights_, a.targets, a.T, dm, vp, grad_scale,
+                                       a.dnormed, layout_.embedding(grads_), nullptr);
   be_.fill_zero(a.dres, a.T * dm * sizeof(float));
   be_.rmsnorm_backward(a.dres, layout_.norm_f(grads_), a.dnormed, a.residual_f, a.rstd_f,
                        layout_.norm_f(params_), a.T, dm);
@@ -204,8 +205,8 @@ void MambaLM::backward_layers(Activations& a) {
     const LayerView g = layout_.layer(grads_, i);
     // dres is d(hidden_i) as well as d(residual_{i+1}): see the header.
     be_.to_act(a.dres_act, a.dres, T * dm);
-    be_.linear_backward(a.dy, di, false, g.out_proj, a.dres_act, dm, s.y, di, w_act(w.out_proj),
-                        T, di, dm);
+    be_.linear_backward(a.dy, di, false, g.out_proj, a.dres_act, dm, s.y, di, w_act(w.out_proj), T,
+                        di, dm);
     be_.negative_exp(a.A, w.A_log, int64_t(di) * n);
     be_.fill_zero(a.dA, int64_t(di) * n * sizeof(float));
     const cpu::ScanShape shape{a.batch, a.seqlen, di, n, 2 * int64_t(di), xd};

@@ -3,7 +3,8 @@
 //   residual_0 = embed(inputs)
 //   layer i:  residual_i = hidden_{i-1} + residual_{i-1};  normed = RMSNorm(residual_i) * w
 //             xz = normed @ W_in^T;  xc = SiLU(conv(x));  xdbl = xc @ W_x^T = [dt | B | C]
-//             delta = dt @ W_dt^T;  y = scan(xc, delta + b_dt, A, B, C, D, z);  hidden_i = y @ W_out^T
+//             delta = dt @ W_dt^T;  y = scan(xc, delta + b_dt, A, B, C, D, z);  hidden_i = y @
+//             W_out^T
 //   head:     residual_f = hidden + residual;  normed_f = RMSNorm(residual_f) * w_f;
 //             logits = normed_f @ E^T (tied embedding), cross-entropy, chunked over tokens by the
 //             backend so the logits of the whole batch never exist at once.
@@ -25,22 +26,22 @@ namespace mamba {
 // of one allocation planned up front.
 struct Activations {
   struct Layer {
-    float* residual;  // [T, d_model] input of this layer's norm (fp32 stream)
-    Act normed;       // [T, d_model]
-    float* rstd;      // [T]
-    Act xz;           // [T, 2 * d_inner] in_proj output, x then z
-    Act xc;           // [T, d_inner] SiLU(conv(x)), the scan's u
-    Act xdbl;         // [T, rank + 2 * d_state] x_proj output: dt | B | C
-    Act delta;        // [T, d_inner] dt_proj output before bias and softplus
-    Act y;            // [T, d_inner] gated scan output, out_proj's input
-    void* scan_saved; // what the backend's scan forward keeps for its backward
+    float* residual;   // [T, d_model] input of this layer's norm (fp32 stream)
+    Act normed;        // [T, d_model]
+    float* rstd;       // [T]
+    Act xz;            // [T, 2 * d_inner] in_proj output, x then z
+    Act xc;            // [T, d_inner] SiLU(conv(x)), the scan's u
+    Act xdbl;          // [T, rank + 2 * d_state] x_proj output: dt | B | C
+    Act delta;         // [T, d_inner] dt_proj output before bias and softplus
+    Act y;             // [T, d_inner] gated scan output, out_proj's input
+    void* scan_saved;  // what the backend's scan forward keeps for its backward
   };
   int batch = 0, seqlen = 0;
   int64_t T = 0;
   std::vector<Layer> layers;
   float *residual_f, *rstd_f, *hidden;  // final norm input, its rstd; latest layer output
   Act normed_f;
-  int32_t *inputs, *targets;            // token ids on the device
+  int32_t *inputs, *targets;  // token ids on the device
   // Backward scratch, reused by every layer.
   float *dres, *A, *dA;
   Act dres_act, dnormed, dxz, dxc, dxdbl, ddelta, dy;

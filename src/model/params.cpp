@@ -9,7 +9,19 @@ namespace mamba {
 namespace {
 
 // Tensor order inside one layer, matching mamba_ssm's state_dict.
-enum LayerTensor { kALog, kD, kInProj, kConvW, kConvB, kXProj, kDtProjW, kDtProjB, kOutProj, kNorm, kCount };
+enum LayerTensor {
+  kALog,
+  kD,
+  kInProj,
+  kConvW,
+  kConvB,
+  kXProj,
+  kDtProjW,
+  kDtProjB,
+  kOutProj,
+  kNorm,
+  kCount
+};
 
 struct LayerTensorSpec {
   const char* suffix;
@@ -17,26 +29,36 @@ struct LayerTensorSpec {
 };
 
 const LayerTensorSpec kLayerSpecs[kCount] = {
-    {"mixer.A_log", false},         {"mixer.D", false},
-    {"mixer.in_proj.weight", true}, {"mixer.conv1d.weight", true},
-    {"mixer.conv1d.bias", false},   {"mixer.x_proj.weight", true},
-    {"mixer.dt_proj.weight", true}, {"mixer.dt_proj.bias", false},
+    {"mixer.A_log", false},          {"mixer.D", false},
+    {"mixer.in_proj.weight", true},  {"mixer.conv1d.weight", true},
+    {"mixer.conv1d.bias", false},    {"mixer.x_proj.weight", true},
+    {"mixer.dt_proj.weight", true},  {"mixer.dt_proj.bias", false},
     {"mixer.out_proj.weight", true}, {"norm.weight", false},
 };
 
 std::vector<int64_t> layer_tensor_shape(const ModelConfig& c, int which) {
   const int64_t di = c.d_inner(), dm = c.d_model, n = c.d_state, r = c.rank();
   switch (which) {
-    case kALog: return {di, n};
-    case kD: return {di};
-    case kInProj: return {2 * di, dm};
-    case kConvW: return {di, 1, c.d_conv};
-    case kConvB: return {di};
-    case kXProj: return {r + 2 * n, di};
-    case kDtProjW: return {di, r};
-    case kDtProjB: return {di};
-    case kOutProj: return {dm, di};
-    default: return {dm};
+    case kALog:
+      return {di, n};
+    case kD:
+      return {di};
+    case kInProj:
+      return {2 * di, dm};
+    case kConvW:
+      return {di, 1, c.d_conv};
+    case kConvB:
+      return {di};
+    case kXProj:
+      return {r + 2 * n, di};
+    case kDtProjW:
+      return {di, r};
+    case kDtProjB:
+      return {di};
+    case kOutProj:
+      return {dm, di};
+    default:
+      return {dm};
   }
 }
 
@@ -66,7 +88,8 @@ ParamLayout::ParamLayout(const ModelConfig& config) : config_(config) {
     layer_offsets_.push_back(total_);
     const std::string prefix = "backbone.layers." + std::to_string(i) + ".";
     for (int k = 0; k < kCount; ++k) {
-      add(prefix + kLayerSpecs[k].suffix, layer_tensor_shape(config_, k), kLayerSpecs[k].weight_decay);
+      add(prefix + kLayerSpecs[k].suffix, layer_tensor_shape(config_, k),
+          kLayerSpecs[k].weight_decay);
     }
   }
   layer_numel_ = (total_ - layer_offsets_.front()) / config_.n_layer;
@@ -85,7 +108,7 @@ LayerView ParamLayout::layer(float* buffer, int i) const {
   // Tensors of layer i follow the embedding tensor, kCount per layer.
   const ParamTensor* t = &tensors_[1 + static_cast<size_t>(i) * kCount];
   auto at = [&](int k) { return buffer + t[k].offset; };
-  return {at(kALog), at(kD), at(kInProj), at(kConvW), at(kConvB),
+  return {at(kALog),  at(kD),       at(kInProj),  at(kConvW),   at(kConvB),
           at(kXProj), at(kDtProjW), at(kDtProjB), at(kOutProj), at(kNorm)};
 }
 

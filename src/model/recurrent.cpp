@@ -53,8 +53,8 @@ const float* RecurrentLM::step(int32_t token) {
     cpu::linear_forward(xdbl_.data(), xd, xc_.data(), di, w.x_proj, 1, di, xd);
     cpu::linear_forward(delta_.data(), di, xdbl_.data(), xd, w.dt_proj_w, 1, r, di);
     cpu::selective_scan_step(y_.data(), ssm_state_[i].data(), xc_.data(), delta_.data(),
-                             A_[i].data(), xdbl_.data() + r, xdbl_.data() + r + n, w.D,
-                             w.dt_proj_b, xz_.data() + di, di, n);
+                             A_[i].data(), xdbl_.data() + r, xdbl_.data() + r + n, w.D, w.dt_proj_b,
+                             xz_.data() + di, di, n);
     cpu::linear_forward(hidden_.data(), dm, y_.data(), di, w.out_proj, 1, di, dm);
   }
   cpu::residual_rmsnorm_forward(residual_.data(), normed_.data(), &rstd_, hidden_.data(),

@@ -40,7 +40,8 @@ std::vector<std::pair<int64_t, fs::path>> complete_checkpoints(const std::string
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     const int64_t step = parse_step(entry.path().filename().string());
-    if (step >= 0 && fs::exists(entry.path() / "trainer.json")) found.emplace_back(step, entry.path());
+    if (step >= 0 && fs::exists(entry.path() / "trainer.json"))
+      found.emplace_back(step, entry.path());
   }
   std::sort(found.begin(), found.end());
   return found;
@@ -62,7 +63,9 @@ std::map<std::string, std::string> model_metadata(const ModelConfig& c) {
 
 std::string read_text(const fs::path& path) {
   std::ifstream in(path);
-  if (!in) throw_error("checkpoint error: cannot read ", path.string(), ": the checkpoint is incomplete or unreadable");
+  if (!in)
+    throw_error("checkpoint error: cannot read ", path.string(),
+                ": the checkpoint is incomplete or unreadable");
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
@@ -114,8 +117,8 @@ std::string save_checkpoint(const std::string& dir, const ParamLayout& layout,
   fs::create_directories(tmp, ec);
   if (ec) throw_error("checkpoint error: cannot create ", tmp.string(), " (", ec.message(), ")");
 
-  write_safetensors((tmp / "model.safetensors").string(), weight_views(layout, tensors.params.data()),
-                    model_metadata(layout.config()));
+  write_safetensors((tmp / "model.safetensors").string(),
+                    weight_views(layout, tensors.params.data()), model_metadata(layout.config()));
   std::vector<TensorView> moments = weight_views(layout, tensors.exp_avg.data(), "exp_avg.");
   for (const TensorView& v : weight_views(layout, tensors.exp_avg_sq.data(), "exp_avg_sq.")) {
     moments.push_back(v);
@@ -136,7 +139,9 @@ std::string save_checkpoint(const std::string& dir, const ParamLayout& layout,
   // Replacing an existing checkpoint of the same step (a re-run): move the old one aside first.
   if (fs::exists(final_path)) fs::remove_all(final_path, ec);
   fs::rename(tmp, final_path, ec);
-  if (ec) throw_error("checkpoint error: cannot rename ", tmp.string(), " to ", final_path.string(), " (", ec.message(), ")");
+  if (ec)
+    throw_error("checkpoint error: cannot rename ", tmp.string(), " to ", final_path.string(), " (",
+                ec.message(), ")");
   fsync_directory(dir);
 
   if (keep_last > 0) {
@@ -156,7 +161,8 @@ ModelConfig checkpoint_model_config(const std::string& path) {
   auto get = [&](const char* key) {
     auto it = f.metadata().find(key);
     if (it == f.metadata().end()) {
-      throw_error("checkpoint error: ", f.path(), " has no metadata '", key, "': not a checkpoint of this framework");
+      throw_error("checkpoint error: ", f.path(), " has no metadata '", key,
+                  "': not a checkpoint of this framework");
     }
     return it->second;
   };

@@ -16,8 +16,8 @@ bool cuda_available() {
 }
 
 std::unique_ptr<Backend> make_backend(const ExperimentConfig& cfg, int local_rank) {
-  const bool cuda = cfg.train.device == Device::Cuda ||
-                    (cfg.train.device == Device::Auto && cuda_available());
+  const bool cuda =
+      cfg.train.device == Device::Cuda || (cfg.train.device == Device::Auto && cuda_available());
   if (!cuda) {
     if (cfg.train.precision == Precision::Bf16) {
       throw_error("config error: train.precision = bf16 in ", cfg.source,

@@ -21,8 +21,9 @@ std::string format_step_line(const StepStats& s) {
     std::snprintf(rate, sizeof rate, "%.0f", s.tokens_per_s);
   }
   char line[256];
-  int n = std::snprintf(line, sizeof line, "step %lld/%lld | loss %.4f | lr %.2e | gnorm %.2f | %s tok/s",
-                        (long long)s.step, (long long)s.total_steps, s.loss, s.lr, s.grad_norm, rate);
+  int n = std::snprintf(
+      line, sizeof line, "step %lld/%lld | loss %.4f | lr %.2e | gnorm %.2f | %s tok/s",
+      (long long)s.step, (long long)s.total_steps, s.loss, s.lr, s.grad_norm, rate);
   if (s.mfu >= 0.0) n += std::snprintf(line + n, sizeof line - n, " | MFU %.1f%%", 100.0 * s.mfu);
   std::snprintf(line + n, sizeof line - n, " | mem %.2f GiB | eta %s", s.mem_gib,
                 format_duration(s.eta_s).c_str());
@@ -45,7 +46,8 @@ MetricsFile::MetricsFile(const std::string& path) {
   if (!parent.empty()) std::filesystem::create_directories(parent, ec);
   file_ = std::fopen(path.c_str(), "a");
   if (!file_) {
-    throw_error("log error: cannot open log.metrics = ", path, " for appending: choose a writable path");
+    throw_error("log error: cannot open log.metrics = ", path,
+                " for appending: choose a writable path");
   }
 }
 
@@ -55,10 +57,10 @@ MetricsFile::~MetricsFile() {
 
 void MetricsFile::write_train(const StepStats& s) {
   if (!file_) return;
-  nlohmann::json j{{"step", s.step},         {"loss", s.loss},
-                   {"lr", s.lr},             {"grad_norm", s.grad_norm},
-                   {"tokens", s.tokens_seen}, {"tokens_per_s", s.tokens_per_s},
-                   {"mem_gib", s.mem_gib}};
+  nlohmann::json j{
+      {"step", s.step},           {"loss", s.loss},          {"lr", s.lr},
+      {"grad_norm", s.grad_norm}, {"tokens", s.tokens_seen}, {"tokens_per_s", s.tokens_per_s},
+      {"mem_gib", s.mem_gib}};
   if (s.mfu >= 0.0) j["mfu"] = s.mfu;
   std::fprintf(file_, "%s\n", j.dump().c_str());
   std::fflush(file_);

@@ -23,6 +23,8 @@ void install_stop_handlers() {
   std::signal(SIGINT, on_signal);
 }
 
-bool stop_requested() { return g_stop != 0; }
+bool stop_requested() {
+  return g_stop != 0;
+}
 
 }  // namespace mamba

@@ -52,7 +52,6 @@ std::string sample_text(MambaLM& model, const Tokenizer& tok, const ExperimentCo
   return cfg.log.sample_prompt + tok.decode(out);
 }
 
-
 // Averages the gradients over ranks. MPI reduces host memory: device gradients go through a
 // host copy (the NCCL path for GPUs reduces on the device).
 void allreduce_gradients(MambaLM& model, Communicator& comm, std::vector<float>& staging) {
@@ -97,8 +96,9 @@ TrainOutcome run_training(const ExperimentConfig& cfg, Communicator& comm) {
   TrainerState state;
   Rng sample_rng(uint64_t(cfg.train.seed) ^ 0x5a4d504cull);
   const std::string& resume = cfg.checkpoint.resume;
-  const std::string resume_path =
-      resume == "none" ? "" : resume == "auto" ? latest_checkpoint(cfg.checkpoint.dir) : resume;
+  const std::string resume_path = resume == "none"   ? ""
+                                  : resume == "auto" ? latest_checkpoint(cfg.checkpoint.dir)
+                                                     : resume;
   if (resume_path.empty()) {
     std::vector<float> params(layout.total());
     init_params(layout, params.data(), uint64_t(cfg.train.seed));
@@ -117,10 +117,11 @@ TrainOutcome run_training(const ExperimentConfig& cfg, Communicator& comm) {
   if (leader) {
     check_checkpoint_dir_writable(cfg.checkpoint.dir);
     std::printf("# resolved config (%s)\n%s\n", cfg.source.c_str(), state.config_yaml.c_str());
-    std::printf("model: %s, %.2fM parameters | %s | world %d | micro batch %d x %d accum = "
-                "global %d x %d tokens | %lld steps\n",
-                cfg.model.describe().c_str(), layout.total() / 1e6, backend->name().c_str(),
-                world, micro, accum, global_batch, L, (long long)total_steps);
+    std::printf(
+        "model: %s, %.2fM parameters | %s | world %d | micro batch %d x %d accum = "
+        "global %d x %d tokens | %lld steps\n",
+        cfg.model.describe().c_str(), layout.total() / 1e6, backend->name().c_str(), world, micro,
+        accum, global_batch, L, (long long)total_steps);
     if (!resume_path.empty()) {
       std::printf("resumed from %s at step %lld\n", resume_path.c_str(), (long long)state.step);
     }

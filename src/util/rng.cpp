@@ -18,7 +18,9 @@ Rng::Rng(uint64_t seed) {
   }
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t rotl(uint64_t x, int k) {
+  return (x << k) | (x >> (64 - k));
+}
 
 uint64_t Rng::next_u64() {
   const uint64_t result = rotl(s_[1] * 5, 7) * 9;
@@ -32,7 +34,9 @@ uint64_t Rng::next_u64() {
   return result;
 }
 
-double Rng::uniform() { return static_cast<double>(next_u64() >> 40) * 0x1.0p-24; }
+double Rng::uniform() {
+  return static_cast<double>(next_u64() >> 40) * 0x1.0p-24;
+}
 
 double Rng::normal() {
   // 1 - uniform() lies in (0, 1], so the log is finite.

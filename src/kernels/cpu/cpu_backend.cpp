@@ -19,8 +19,12 @@ namespace mamba {
 
 namespace {
 
-float* f(Act p) { return static_cast<float*>(p); }
-const float* f(ConstAct p) { return static_cast<const float*>(p); }
+float* f(Act p) {
+  return static_cast<float*>(p);
+}
+const float* f(ConstAct p) {
+  return static_cast<const float*>(p);
+}
 
 // Tokens per LM-head chunk: bounds the logits buffer to kHeadChunk x Vp floats.
 constexpr int64_t kHeadChunk = 256;
@@ -34,7 +38,8 @@ class CpuBackend final : public Backend {
   void* allocate(size_t bytes) override {
     // 64-byte alignment for vector loads; aligned_alloc wants a multiple of the alignment.
     void* p = std::aligned_alloc(64, std::max<size_t>(64, (bytes + 63) / 64 * 64));
-    if (!p) throw_error("out of memory: cannot allocate ", bytes / double(1 << 30), " GiB on the CPU");
+    if (!p)
+      throw_error("out of memory: cannot allocate ", bytes / double(1 << 30), " GiB on the CPU");
     return p;
   }
   void release(void* p) override { std::free(p); }
@@ -70,8 +75,8 @@ class CpuBackend final : public Backend {
                       int64_t T, int in_dim, int out_dim) override {
     cpu::linear_forward(f(out), ld_out, f(inp), ld_inp, f(weight), T, in_dim, out_dim);
   }
-  void linear_forward_f32(float* out, int64_t ld_out, ConstAct inp, int64_t ld_inp,
-                          ConstAct weight, int64_t T, int in_dim, int out_dim) override {
+  void linear_forward_f32(float* out, int64_t ld_out, ConstAct inp, int64_t ld_inp, ConstAct weight,
+                          int64_t T, int in_dim, int out_dim) override {
     cpu::linear_forward(out, ld_out, f(inp), ld_inp, f(weight), T, in_dim, out_dim);
   }
   void linear_backward(Act dinp, int64_t ld_dinp, bool accumulate_dinp, float* dweight,
@@ -112,9 +117,8 @@ class CpuBackend final : public Backend {
                                  f(dout), f(u), f(delta), A, f(B), f(C), D, delta_bias, f(z), s);
   }
 
-  double lm_head_loss(ConstAct normed, ConstAct E, const int32_t* targets, int64_t T, int C,
-                      int Vp, float grad_scale, Act dnormed, float* dE,
-                      float* logits_out) override {
+  double lm_head_loss(ConstAct normed, ConstAct E, const int32_t* targets, int64_t T, int C, int Vp,
+                      float grad_scale, Act dnormed, float* dE, float* logits_out) override {
     logits_.resize(std::min(T, kHeadChunk) * Vp);
     double loss_sum = 0.0;
     for (int64_t t0 = 0; t0 < T; t0 += kHeadChunk) {
@@ -154,6 +158,8 @@ class CpuBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+std::unique_ptr<Backend> make_cpu_backend() {
+  return std::make_unique<CpuBackend>();
+}
 
 }  // namespace mamba
