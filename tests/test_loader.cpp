@@ -3,6 +3,7 @@
 // sequence (on any world size), and bad data stops it with a one-line error.
 #include <gtest/gtest.h>
 #include <hdf5.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -22,8 +23,22 @@ namespace fs = std::filesystem;
 constexpr int kVocab = 1000;
 constexpr int kSeqLen = 7;
 
+// This process's own scratch directory, removed at exit: ctest may run tests in parallel.
+const std::filesystem::path& scratch() {
+  struct Scratch {
+    std::filesystem::path path =
+        std::filesystem::temp_directory_path() / ("mamba_test_loader." + std::to_string(getpid()));
+    ~Scratch() {
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+  };
+  static const Scratch s;
+  return s.path;
+}
+
 std::string temp_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / "mamba_test_loader" / name;
+  const fs::path dir = scratch() / name;
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir.string();

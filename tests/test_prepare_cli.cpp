@@ -3,6 +3,7 @@
 // for bad input.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -41,8 +42,22 @@ CliRun run(const std::string& args) {
   return result;
 }
 
+// This process's own scratch directory, removed at exit: ctest may run tests in parallel.
+const std::filesystem::path& scratch() {
+  struct Scratch {
+    std::filesystem::path path =
+        std::filesystem::temp_directory_path() / ("mamba_test_prepare." + std::to_string(getpid()));
+    ~Scratch() {
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+  };
+  static const Scratch s;
+  return s.path;
+}
+
 std::string temp_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / "mamba_test_prepare" / name;
+  const fs::path dir = scratch() / name;
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir.string();

@@ -2,6 +2,7 @@
 // are not shards, are damaged, or do not belong together.
 #include <gtest/gtest.h>
 #include <hdf5.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -18,8 +19,22 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// This process's own scratch directory, removed at exit: ctest may run tests in parallel.
+const std::filesystem::path& scratch() {
+  struct Scratch {
+    std::filesystem::path path =
+        std::filesystem::temp_directory_path() / ("mamba_test_shards." + std::to_string(getpid()));
+    ~Scratch() {
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+  };
+  static const Scratch s;
+  return s.path;
+}
+
 std::string temp_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / "mamba_test_shards" / name;
+  const fs::path dir = scratch() / name;
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir.string();

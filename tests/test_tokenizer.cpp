@@ -2,6 +2,7 @@
 // through GPT-2's own files and through the Hugging Face tokenizer.json of the same vocab, plus
 // round trips, the byte tokenizer, NFC, and the errors a user sees for bad tokenizer files.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -63,8 +64,22 @@ const Tokenizer& hf() {
   return *t;
 }
 
+// This process's own scratch directory, removed at exit: ctest may run tests in parallel.
+const std::filesystem::path& scratch() {
+  struct Scratch {
+    std::filesystem::path path = std::filesystem::temp_directory_path() /
+                                 ("mamba_test_tokenizer." + std::to_string(getpid()));
+    ~Scratch() {
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+  };
+  static const Scratch s;
+  return s.path;
+}
+
 std::string temp_path(const std::string& name) {
-  const auto dir = std::filesystem::temp_directory_path() / "mamba_test_tokenizer";
+  const auto dir = scratch();
   std::filesystem::create_directories(dir);
   return (dir / name).string();
 }

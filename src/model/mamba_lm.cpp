@@ -30,7 +30,8 @@ class ArenaPlan {
 
 }  // namespace
 
-MambaLM::MambaLM(const ModelConfig& config, Backend& backend) : layout_(config), be_(backend) {
+MambaLM::MambaLM(const ModelConfig& config, Backend& backend, bool recompute)
+    : layout_(config), be_(backend), recompute_(recompute) {
   const size_t n = layout_.total();
   params_ = static_cast<float*>(be_.allocate(n * sizeof(float)));
   grads_ = static_cast<float*>(be_.allocate(n * sizeof(float)));
@@ -87,8 +88,10 @@ Activations& MambaLM::activations(int batch, int seqlen) {
   const cpu::ScanShape shape{batch, seqlen, int(di), c.d_state, 2 * di, xd};
   ArenaPlan plan;
   a->layers.resize(c.n_layer);
-  for (Activations::Layer& l : a->layers) {
+  for (int i = 0; i < c.n_layer; ++i) {
+    Activations::Layer& l = a->layers[i];
     plan.add(l.residual, T * dm * f32);
+    if (recompute_ && i > 0) continue;
     plan.add(l.normed, T * dm * act);
     plan.add(l.rstd, T * f32);
     plan.add(l.xz, T * 2 * di * act);
@@ -117,6 +120,13 @@ Activations& MambaLM::activations(int batch, int seqlen) {
   a->bytes = plan.total();
   a->memory = be_.allocate(a->bytes);
   plan.place(a->memory);
+  if (recompute_) {
+    for (Activations::Layer& l : a->layers) {
+      float* residual = l.residual;
+      l = a->layers[0];
+      l.residual = residual;
+    }
+  }
   acts_.push_back(std::move(a));
   return *acts_.back();
 }
@@ -126,34 +136,41 @@ static Act at(Act base, int64_t elements, size_t act_bytes) {
   return static_cast<char*>(base) + elements * act_bytes;
 }
 
-void MambaLM::forward_layers(Activations& a) {
+void MambaLM::forward_layer(Activations& a, int i, bool refill) {
   const ModelConfig& c = config();
   const int dm = c.d_model, di = c.d_inner(), n = c.d_state, r = c.rank(), xd = c.xproj_dim();
   const int64_t T = a.T;
   const size_t ab = be_.act_bytes();
   // The compute copy of a weight sits at the same element offset as its fp32 master.
   auto w_act = [&](const float* master) { return at(weights_, master - params_, ab); };
-
-  be_.embedding_forward(a.hidden, a.inputs, layout_.embedding(params_), T, dm);
-  for (int i = 0; i < c.n_layer; ++i) {
-    Activations::Layer& s = a.layers[i];
-    const LayerView w = layout_.layer(params_, i);
+  Activations::Layer& s = a.layers[i];
+  const LayerView w = layout_.layer(params_, i);
+  if (refill) {
+    // The norm of the saved residual; its copy lands in hidden, free during backward.
+    be_.residual_rmsnorm_forward(a.hidden, s.normed, s.rstd, s.residual, nullptr, w.norm, T, dm,
+                                 c.norm_eps);
+  } else {
     const float* residual_in = i == 0 ? nullptr : a.layers[i - 1].residual;
     be_.residual_rmsnorm_forward(s.residual, s.normed, s.rstd, a.hidden, residual_in, w.norm, T, dm,
                                  c.norm_eps);
-    be_.linear_forward(s.xz, 2 * di, s.normed, dm, w_act(w.in_proj), T, dm, 2 * di);
-    be_.conv1d_silu_forward(s.xc, s.xz, 2 * di, w.conv_w, w.conv_b, a.batch, a.seqlen, di,
-                            c.d_conv);
-    be_.linear_forward(s.xdbl, xd, s.xc, di, w_act(w.x_proj), T, di, xd);
-    be_.linear_forward(s.delta, di, s.xdbl, xd, w_act(w.dt_proj_w), T, r, di);
-    be_.negative_exp(a.A, w.A_log, int64_t(di) * n);
-    const cpu::ScanShape shape{a.batch, a.seqlen, di, n, 2 * int64_t(di), xd};
-    be_.selective_scan_forward(s.y, nullptr, s.scan_saved, s.xc, s.delta, a.A, at(s.xdbl, r, ab),
-                               at(s.xdbl, r + n, ab), w.D, w.dt_proj_b, at(s.xz, di, ab), shape);
-    be_.linear_forward_f32(a.hidden, dm, s.y, di, w_act(w.out_proj), T, di, dm);
   }
+  be_.linear_forward(s.xz, 2 * di, s.normed, dm, w_act(w.in_proj), T, dm, 2 * di);
+  be_.conv1d_silu_forward(s.xc, s.xz, 2 * di, w.conv_w, w.conv_b, a.batch, a.seqlen, di, c.d_conv);
+  be_.linear_forward(s.xdbl, xd, s.xc, di, w_act(w.x_proj), T, di, xd);
+  be_.linear_forward(s.delta, di, s.xdbl, xd, w_act(w.dt_proj_w), T, r, di);
+  be_.negative_exp(a.A, w.A_log, int64_t(di) * n);
+  const cpu::ScanShape shape{a.batch, a.seqlen, di, n, 2 * int64_t(di), xd};
+  be_.selective_scan_forward(s.y, nullptr, s.scan_saved, s.xc, s.delta, a.A, at(s.xdbl, r, ab),
+                             at(s.xdbl, r + n, ab), w.D, w.dt_proj_b, at(s.xz, di, ab), shape);
+  if (!refill) be_.linear_forward_f32(a.hidden, dm, s.y, di, w_act(w.out_proj), T, di, dm);
+}
+
+void MambaLM::forward_layers(Activations& a) {
+  const ModelConfig& c = config();
+  be_.embedding_forward(a.hidden, a.inputs, layout_.embedding(params_), a.T, c.d_model);
+  for (int i = 0; i < c.n_layer; ++i) forward_layer(a, i, false);
   be_.residual_rmsnorm_forward(a.residual_f, a.normed_f, a.rstd_f, a.hidden,
-                               a.layers.back().residual, layout_.norm_f(params_), T, dm,
+                               a.layers.back().residual, layout_.norm_f(params_), a.T, c.d_model,
                                c.norm_eps);
 }
 
@@ -200,6 +217,7 @@ void MambaLM::backward_layers(Activations& a) {
   auto w_act = [&](const float* master) { return at(weights_, master - params_, ab); };
 
   for (int i = c.n_layer - 1; i >= 0; --i) {
+    if (recompute_) forward_layer(a, i, true);
     const Activations::Layer& s = a.layers[i];
     const LayerView w = layout_.layer(params_, i);
     const LayerView g = layout_.layer(grads_, i);

@@ -23,7 +23,8 @@
 namespace mamba {
 
 // What forward saves for backward (and backward's scratch), for one (batch, seqlen), carved out
-// of one allocation planned up front.
+// of one allocation planned up front. With recomputation every layer's buffers except residual
+// are one shared set.
 struct Activations {
   struct Layer {
     float* residual;   // [T, d_model] input of this layer's norm (fp32 stream)
@@ -51,7 +52,9 @@ struct Activations {
 
 class MambaLM {
  public:
-  MambaLM(const ModelConfig& config, Backend& backend);
+  // recompute: keep only each layer's residual input from forward and recompute the rest of the
+  // layer in backward (one layer's activations live at a time): less memory, ~1/3 more compute.
+  MambaLM(const ModelConfig& config, Backend& backend, bool recompute = false);
   ~MambaLM();
   MambaLM(const MambaLM&) = delete;
   MambaLM& operator=(const MambaLM&) = delete;
@@ -84,10 +87,14 @@ class MambaLM {
  private:
   Activations& activations(int batch, int seqlen);
   void forward_layers(Activations& a);
+  // Layer i's forward. With refill, re-creates its saved activations from its saved residual
+  // input for backward (and skips out_proj, whose output backward does not need).
+  void forward_layer(Activations& a, int i, bool refill);
   void backward_layers(Activations& a);
 
   ParamLayout layout_;
   Backend& be_;
+  bool recompute_;
   float* params_ = nullptr;
   float* grads_ = nullptr;
   Act weights_ = nullptr;  // compute copy; aliases params_ when activations are fp32

@@ -79,7 +79,7 @@ TrainOutcome run_training(const ExperimentConfig& cfg, Communicator& comm) {
   const int64_t tokens_per_step = int64_t(global_batch) * L;
 
   std::unique_ptr<Backend> backend = make_backend(cfg, comm.local_rank());
-  MambaLM model(cfg.model, *backend);
+  MambaLM model(cfg.model, *backend, cfg.train.recompute);
   const ParamLayout& layout = model.layout();
   AdamW optimizer(layout, *backend,
                   AdamWSettings{float(cfg.optim.beta1), float(cfg.optim.beta2),
