@@ -62,24 +62,15 @@ class Report {
   bool passed_ = true;
 };
 
-// [batch, channels, seqlen] <-> token-major [batch * seqlen, channels].
-std::vector<float> to_token_major(const std::vector<float>& x, int64_t batch, int64_t channels,
-                                  int64_t seqlen) {
+// Per batch, [rows, cols] -> [cols, rows]: channel-first [batch, channels, seqlen] to token-major
+// [batch * seqlen, channels] with (channels, seqlen), and back with (seqlen, channels).
+std::vector<float> transpose(const std::vector<float>& x, int64_t batch, int64_t rows,
+                             int64_t cols) {
   std::vector<float> out(x.size());
   for (int64_t b = 0; b < batch; ++b)
-    for (int64_t c = 0; c < channels; ++c)
-      for (int64_t t = 0; t < seqlen; ++t)
-        out[(b * seqlen + t) * channels + c] = x[(b * channels + c) * seqlen + t];
-  return out;
-}
-
-std::vector<float> to_channel_first(const std::vector<float>& x, int64_t batch, int64_t channels,
-                                    int64_t seqlen) {
-  std::vector<float> out(x.size());
-  for (int64_t b = 0; b < batch; ++b)
-    for (int64_t c = 0; c < channels; ++c)
-      for (int64_t t = 0; t < seqlen; ++t)
-        out[(b * channels + c) * seqlen + t] = x[(b * seqlen + t) * channels + c];
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c)
+        out[(b * cols + c) * rows + r] = x[(b * rows + r) * cols + c];
   return out;
 }
 
@@ -97,7 +88,7 @@ int check_scan(const SafetensorsReader& f, Backend& be, const Tolerances& tol) {
   const int64_t n = dim(f, "A", 2, 1);
   const std::vector<int64_t> bdl{batch, di, L}, bnl{batch, n, L}, dn{di, n}, d{di};
   auto token_major = [&](const std::string& name, const std::vector<int64_t>& shape) {
-    return to_token_major(f.read_f32(name, shape), batch, shape[1], L);
+    return transpose(f.read_f32(name, shape), batch, shape[1], L);
   };
   const std::vector<float> u = token_major("u", bdl), delta = token_major("delta", bdl),
                            z = token_major("z", bdl), B = token_major("B", bnl),
@@ -131,7 +122,7 @@ int check_scan(const SafetensorsReader& f, Backend& be, const Tolerances& tol) {
               be.name().c_str(), long(batch), long(di), long(L), long(n));
   Report r;
   auto channel_first = [&](const std::vector<float>& x, int64_t channels) {
-    return to_channel_first(x, batch, channels, L);
+    return transpose(x, batch, L, channels);
   };
   r.check("out", channel_first(out, di), f.read_f32("out", bdl), tol.output);
   r.check("last_state", last_state, f.read_f32("last_state", {batch, di, n}), tol.output);
