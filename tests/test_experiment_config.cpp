@@ -164,7 +164,7 @@ TEST(ExperimentConfig, EveryShippedConfigParses) {
   EXPECT_DOUBLE_EQ(small.optim.lr, 3e-3);
   const ExperimentConfig tiny = load_experiment_config((dir / "tiny.yaml").string());
   EXPECT_EQ(tiny.model.padded_vocab(), 50264);
-  EXPECT_EQ(tiny.train.device, Device::Cpu);
+  EXPECT_EQ(tiny.train.device, Device::Auto);
 }
 
 TEST(ExperimentConfig, MalformedYamlNamesFileAndLine) {

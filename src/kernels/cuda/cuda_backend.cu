@@ -91,8 +91,8 @@ class CudaBackend final : public Backend {
     if (e != cudaSuccess) {
       cudaGetLastError();  // an allocation failure must not resurface at the next launch check
       throw_error("out of memory: cannot allocate ", gib(bytes), " GiB on ", name_, " (",
-                  gib(current_), " GiB already allocated by this process): ",
-                  cudaGetErrorString(e), "; reduce train.micro_batch or the sequence length");
+                  gib(current_), " GiB already allocated by this process): ", cudaGetErrorString(e),
+                  "; reduce train.micro_batch or the sequence length");
     }
     sizes_[p] = bytes;
     current_ += bytes;
@@ -102,7 +102,8 @@ class CudaBackend final : public Backend {
   void release(void* p) override {
     if (!p) return;
     const auto found = sizes_.find(p);
-    if (found == sizes_.end()) throw_error("cuda error: release of a pointer this backend did not allocate");
+    if (found == sizes_.end())
+      throw_error("cuda error: release of a pointer this backend did not allocate");
     cuda::check_cuda(cudaFree(p), "cudaFree");
     current_ -= found->second;
     sizes_.erase(found);
@@ -167,8 +168,8 @@ class CudaBackend final : public Backend {
                       int64_t T, int in_dim, int out_dim) override {
     gemm_->forward(out, act_type(), ld_out, inp, ld_inp, weight, act_type(), T, in_dim, out_dim);
   }
-  void linear_forward_f32(float* out, int64_t ld_out, ConstAct inp, int64_t ld_inp,
-                          ConstAct weight, int64_t T, int in_dim, int out_dim) override {
+  void linear_forward_f32(float* out, int64_t ld_out, ConstAct inp, int64_t ld_inp, ConstAct weight,
+                          int64_t T, int in_dim, int out_dim) override {
     gemm_->forward(out, CUDA_R_32F, ld_out, inp, ld_inp, weight, act_type(), T, in_dim, out_dim);
   }
   void linear_backward(Act dinp, int64_t ld_dinp, bool accumulate_dinp, float* dweight,
@@ -211,8 +212,8 @@ class CudaBackend final : public Backend {
     with_act([&](auto tag) {
       using E = decltype(tag);
       cuda::selective_scan_forward(as<E>(out), last_state, static_cast<float*>(saved), as<E>(u),
-                                   as<E>(delta), A, as<E>(B), as<E>(C), D, delta_bias, as<E>(z),
-                                   s, ws, stream_);
+                                   as<E>(delta), A, as<E>(B), as<E>(C), D, delta_bias, as<E>(z), s,
+                                   ws, stream_);
     });
   }
   void selective_scan_backward(Act du, Act ddelta, float* dA, Act dB, Act dC, float* dD,
@@ -224,15 +225,14 @@ class CudaBackend final : public Backend {
     with_act([&](auto tag) {
       using E = decltype(tag);
       cuda::selective_scan_backward(as<E>(du), as<E>(ddelta), dA, as<E>(dB), as<E>(dC), dD,
-                                    ddelta_bias, as<E>(dz), as<E>(dout), as<E>(u), as<E>(delta),
-                                    A, as<E>(B), as<E>(C), D, delta_bias, as<E>(z),
+                                    ddelta_bias, as<E>(dz), as<E>(dout), as<E>(u), as<E>(delta), A,
+                                    as<E>(B), as<E>(C), D, delta_bias, as<E>(z),
                                     static_cast<const float*>(saved), s, ws, stream_);
     });
   }
 
-  double lm_head_loss(ConstAct normed, ConstAct E, const int32_t* targets, int64_t T, int C,
-                      int Vp, float grad_scale, Act dnormed, float* dE,
-                      float* logits_out) override {
+  double lm_head_loss(ConstAct normed, ConstAct E, const int32_t* targets, int64_t T, int C, int Vp,
+                      float grad_scale, Act dnormed, float* dE, float* logits_out) override {
     void* ws = scratch(cuda::lm_head_workspace_bytes(T, Vp, act_bytes(), dnormed != nullptr,
                                                      logits_out != nullptr));
     double loss = 0.0;

@@ -64,11 +64,10 @@ struct SortBuffers {
 SortBuffers carve(void* base, int64_t T) {
   SortBuffers b{};
   const int n = static_cast<int>(T);
-  check_cuda(cub::DeviceRadixSort::SortPairs(nullptr, b.cub_bytes,
-                                             static_cast<const int32_t*>(nullptr),
-                                             static_cast<int32_t*>(nullptr),
-                                             static_cast<const int32_t*>(nullptr),
-                                             static_cast<int32_t*>(nullptr), n),
+  check_cuda(cub::DeviceRadixSort::SortPairs(
+                 nullptr, b.cub_bytes, static_cast<const int32_t*>(nullptr),
+                 static_cast<int32_t*>(nullptr), static_cast<const int32_t*>(nullptr),
+                 static_cast<int32_t*>(nullptr), n),
              "cub::DeviceRadixSort::SortPairs (size query)");
   const size_t ids_bytes = align_up(T * sizeof(int32_t));
   char* p = static_cast<char*>(base);
@@ -113,8 +112,8 @@ void embedding_backward(float* dtable, const float* dout, const int32_t* ids, in
       b.order_in, T);
   check_launch("iota_kernel");
   // Radix sort is stable: equal ids keep increasing t.
-  check_cuda(cub::DeviceRadixSort::SortPairs(b.cub_temp, b.cub_bytes, ids, b.sorted_ids,
-                                             b.order_in, b.order, static_cast<int>(T), 0,
+  check_cuda(cub::DeviceRadixSort::SortPairs(b.cub_temp, b.cub_bytes, ids, b.sorted_ids, b.order_in,
+                                             b.order, static_cast<int>(T), 0,
                                              static_cast<int>(sizeof(int32_t) * 8), stream),
              "cub::DeviceRadixSort::SortPairs");
   const dim3 grid(static_cast<unsigned>(T), static_cast<unsigned>((C + kThreads - 1) / kThreads));

@@ -59,7 +59,7 @@ const Gemm::Plan& Gemm::plan_for(const Problem& p) {
   const uint32_t align_a = alignment(p.A, p.lda, p.ab);
   const uint32_t align_b = alignment(p.B, p.ldb, p.ab);
   const uint32_t align_d = alignment(p.D, p.ldd, p.d_type);
-  const Key key{p.trans_a, p.trans_b, p.m,    p.n,       p.k,         p.lda,       p.ldb,
+  const Key key{p.trans_a, p.trans_b, p.m,      p.n,         p.k,     p.lda,   p.ldb,
                 p.ldd,     p.ab,      p.d_type, p.beta != 0, align_a, align_b, align_d};
   const auto found = plans_.find(key);
   if (found != plans_.end()) return found->second;
@@ -92,15 +92,13 @@ const Gemm::Plan& Gemm::plan_for(const Problem& p) {
   set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_d);
   cublasLtMatmulHeuristicResult_t result{};
   int found_algos = 0;
-  const cublasStatus_t status =
-      cublasLtMatmulAlgoGetHeuristic(handle_, plan.desc, plan.a, plan.b, plan.d, plan.d, pref, 1,
-                                     &result, &found_algos);
+  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
+      handle_, plan.desc, plan.a, plan.b, plan.d, plan.d, pref, 1, &result, &found_algos);
   cublasLtMatmulPreferenceDestroy(pref);
   if (status != CUBLAS_STATUS_SUCCESS || found_algos == 0) {
     throw_error("cublas error: no cuBLASLt algorithm for the GEMM m = ", p.m, ", n = ", p.n,
-                ", k = ", p.k, " (lda ", p.lda, ", ldb ", p.ldb, ", ldd ", p.ldd,
-                ", alignments ", align_a, "/", align_b, "/", align_d,
-                "): ", cublasLtGetStatusString(status));
+                ", k = ", p.k, " (lda ", p.lda, ", ldb ", p.ldb, ", ldd ", p.ldd, ", alignments ",
+                align_a, "/", align_b, "/", align_d, "): ", cublasLtGetStatusString(status));
   }
   plan.algo = result.algo;
   return plans_.emplace(key, plan).first->second;
@@ -109,10 +107,10 @@ const Gemm::Plan& Gemm::plan_for(const Problem& p) {
 void Gemm::run(const Problem& p) {
   const Plan& plan = plan_for(p);
   const float alpha = 1.0f;
-  check_cublas(cublasLtMatmul(handle_, plan.desc, &alpha, p.A, plan.a, p.B, plan.b, &p.beta, p.D,
-                              plan.d, p.D, plan.d, &plan.algo, workspace_, workspace_bytes_,
-                              stream_),
-               "cublasLtMatmul");
+  check_cublas(
+      cublasLtMatmul(handle_, plan.desc, &alpha, p.A, plan.a, p.B, plan.b, &p.beta, p.D, plan.d,
+                     p.D, plan.d, &plan.algo, workspace_, workspace_bytes_, stream_),
+      "cublasLtMatmul");
 }
 
 void Gemm::forward(void* out, cudaDataType_t out_type, int64_t ld_out, const void* inp,
@@ -132,8 +130,7 @@ void Gemm::backward_input(void* dinp, int64_t ld_dinp, bool accumulate, const vo
 }
 
 void Gemm::backward_weight(float* dweight, const void* dout, int64_t ld_dout, const void* inp,
-                           int64_t ld_inp, cudaDataType_t ab, int64_t T, int in_dim,
-                           int out_dim) {
+                           int64_t ld_inp, cudaDataType_t ab, int64_t T, int in_dim, int out_dim) {
   if (T == 0) return;
   run({CUBLAS_OP_N, CUBLAS_OP_T, in_dim, out_dim, T, inp, ld_inp, dout, ld_dout, dweight, in_dim,
        ab, CUDA_R_32F, 1.0f});

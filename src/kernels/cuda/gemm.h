@@ -27,8 +27,8 @@ class Gemm {
                const void* weight, cudaDataType_t ab, int64_t T, int in_dim, int out_dim);
   // dinp[t, i] (= or +=) sum_o dout[t, o] * weight[o, i]; dinp in `ab`.
   void backward_input(void* dinp, int64_t ld_dinp, bool accumulate, const void* dout,
-                      int64_t ld_dout, const void* weight, cudaDataType_t ab, int64_t T,
-                      int in_dim, int out_dim);
+                      int64_t ld_dout, const void* weight, cudaDataType_t ab, int64_t T, int in_dim,
+                      int out_dim);
   // dweight[o, i] += sum_t dout[t, o] * inp[t, i]; dweight fp32 [out_dim, in_dim].
   void backward_weight(float* dweight, const void* dout, int64_t ld_dout, const void* inp,
                        int64_t ld_inp, cudaDataType_t ab, int64_t T, int in_dim, int out_dim);

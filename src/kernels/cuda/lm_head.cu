@@ -149,9 +149,10 @@ double lm_head_loss(Gemm& gemm, const T* normed, const T* E, const int32_t* targ
       check_launch("cross_entropy_kernel");
       continue;
     }
-    T* dlogits = std::is_same_v<T, float> ? reinterpret_cast<T*>(logits) : static_cast<T*>(b.dlogits);
-    cross_entropy_kernel<T, true><<<grid, kRowThreads, 0, stream>>>(dlogits, b.losses + t0, logits,
-                                                                    targets + t0, Vp, scale);
+    T* dlogits =
+        std::is_same_v<T, float> ? reinterpret_cast<T*>(logits) : static_cast<T*>(b.dlogits);
+    cross_entropy_kernel<T, true>
+        <<<grid, kRowThreads, 0, stream>>>(dlogits, b.losses + t0, logits, targets + t0, Vp, scale);
     check_launch("cross_entropy_kernel");
     gemm.backward_input(dnormed + t0 * C, C, false, dlogits, Vp, E, ab, rows, C, Vp);
     gemm.backward_weight(dE, dlogits, Vp, x, C, ab, rows, C, Vp);
@@ -165,8 +166,8 @@ double lm_head_loss(Gemm& gemm, const T* normed, const T* E, const int32_t* targ
   return total / static_cast<double>(tokens);
 }
 
-template double lm_head_loss<float>(Gemm&, const float*, const float*, const int32_t*, int64_t,
-                                    int, int, float, float*, float*, float*, void*, cudaStream_t);
+template double lm_head_loss<float>(Gemm&, const float*, const float*, const int32_t*, int64_t, int,
+                                    int, float, float*, float*, float*, void*, cudaStream_t);
 template double lm_head_loss<bf16>(Gemm&, const bf16*, const bf16*, const int32_t*, int64_t, int,
                                    int, float, bf16*, float*, float*, void*, cudaStream_t);
 

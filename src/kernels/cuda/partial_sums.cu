@@ -12,8 +12,8 @@ namespace {
 constexpr int kCols = 32;
 constexpr int kGroups = 32;
 
-__global__ void add_column_sums_kernel(float* out, const float* partial, int64_t rows,
-                                       int64_t cols, int64_t ld) {
+__global__ void add_column_sums_kernel(float* out, const float* partial, int64_t rows, int64_t cols,
+                                       int64_t ld) {
   __shared__ double sums[kGroups][kCols + 1];
   const int64_t c = static_cast<int64_t>(blockIdx.x) * kCols + threadIdx.x;
   double s = 0.0;
@@ -34,8 +34,7 @@ void add_column_sums(float* out, const float* partial, int64_t rows, int64_t col
                      cudaStream_t stream) {
   if (cols == 0) return;
   const auto blocks = static_cast<unsigned>((cols + kCols - 1) / kCols);
-  add_column_sums_kernel<<<blocks, dim3(kCols, kGroups), 0, stream>>>(out, partial, rows, cols,
-                                                                   ld);
+  add_column_sums_kernel<<<blocks, dim3(kCols, kGroups), 0, stream>>>(out, partial, rows, cols, ld);
   check_launch("add_column_sums_kernel");
 }
 

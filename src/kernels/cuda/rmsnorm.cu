@@ -15,9 +15,9 @@ namespace mamba::cuda {
 
 namespace {
 
-constexpr int kRowsPerBlock = 8;  // forward: one warp per row
-constexpr int kThreads = 256;     // backward block
-constexpr int kRowsPerTile = 64;  // backward: rows per dweight partial
+constexpr int kRowsPerBlock = 8;                         // forward: one warp per row
+constexpr int kThreads = 256;                            // backward block
+constexpr int kRowsPerTile = 64;                         // backward: rows per dweight partial
 constexpr int kMaxChannels = 48 * 1024 / sizeof(float);  // the partial must fit shared memory
 
 int64_t tiles_for(int64_t rows) {
@@ -95,9 +95,9 @@ size_t rmsnorm_backward_workspace_bytes(int64_t rows, int C) {
 }
 
 template <typename T>
-void rmsnorm_backward(float* dresidual, float* dweight, const T* dnormed,
-                      const float* residual_out, const float* rstd, const float* weight,
-                      int64_t rows, int C, void* workspace, cudaStream_t stream) {
+void rmsnorm_backward(float* dresidual, float* dweight, const T* dnormed, const float* residual_out,
+                      const float* rstd, const float* weight, int64_t rows, int C, void* workspace,
+                      cudaStream_t stream) {
   if (rows == 0) return;
   if (C > kMaxChannels) throw_error("rmsnorm_backward: C = ", C, " exceeds ", kMaxChannels);
   const int64_t tiles = tiles_for(rows);

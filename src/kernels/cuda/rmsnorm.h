@@ -19,8 +19,8 @@ void residual_rmsnorm_forward(float* residual_out, T* normed, float* rstd, const
 // fixed order, so results are bit-identical from run to run. C <= 12288.
 size_t rmsnorm_backward_workspace_bytes(int64_t rows, int C);
 template <typename T>
-void rmsnorm_backward(float* dresidual, float* dweight, const T* dnormed,
-                      const float* residual_out, const float* rstd, const float* weight,
-                      int64_t rows, int C, void* workspace, cudaStream_t stream);
+void rmsnorm_backward(float* dresidual, float* dweight, const T* dnormed, const float* residual_out,
+                      const float* rstd, const float* weight, int64_t rows, int C, void* workspace,
+                      cudaStream_t stream);
 
 }  // namespace mamba::cuda

@@ -1,0 +1,652 @@
+// The CUDA backend against the CPU backend (the oracle), op by op through the Backend interface:
+// the same random inputs go to both, and each output is compared by its norm-wise relative error
+// ||gpu - cpu|| / ||cpu||. Every output buffer is poisoned with NaN (all bits set) first, so an
+// element the GPU leaves unwritten fails the comparison; where an output has a row stride wider
+// than its rows, the gap must still hold the poison afterwards. Every backward op runs twice on
+// the GPU and must give bit-identical results.
+//
+// Both CUDA modes run (the test parameter). Tolerances:
+//   fp32 mode: outputs 1e-5, gradients 1e-4 (order of the sums, fast-math exp);
+//   bf16 mode: activation inputs are rounded to bf16 on the host, so both backends see the same
+//     values; outputs stored in bf16 carry one rounding (2^-9 relative, ~1.5e-3 RMS) and
+//     gradients computed from bf16 intermediates (dlogits) a little more: 1e-2. Outputs the GPU
+//     keeps in fp32 are held to the fp32 figures.
+// Each comparison prints its error ("[err] ..."), which docs/cuda_backend_notes.md records.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "kernels/backend.h"
+#include "kernels/cuda/cuda_backend.h"
+
+namespace mamba {
+namespace {
+
+constexpr double kOutTol = 1e-5;
+constexpr double kGradTol = 1e-4;
+constexpr double kBf16Tol = 1e-2;
+
+// ---------------------------------------------------------------- host-side helpers
+
+uint16_t bf16_bits(float f) {  // round to nearest even
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u += 0x7FFFu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+float from_bf16_bits(uint16_t b) {
+  const uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+float round_bf16(float f) {
+  return from_bf16_bits(bf16_bits(f));
+}
+
+std::vector<float> uniform(size_t n, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+// ||got - want|| / ||want||; infinite when got holds a NaN or an infinity.
+double rel_error(const std::vector<float>& got, const std::vector<float>& want) {
+  if (got.size() != want.size()) return INFINITY;
+  double diff = 0.0, ref = 0.0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (!std::isfinite(got[i])) return INFINITY;
+    const double d = static_cast<double>(got[i]) - want[i];
+    diff += d * d;
+    ref += static_cast<double>(want[i]) * want[i];
+  }
+  return ref > 0.0 ? std::sqrt(diff / ref) : std::sqrt(diff);
+}
+
+// Columns [c0, c0 + width) of a [rows, ld] matrix, densely packed.
+std::vector<float> columns(const std::vector<float>& m, int64_t rows, int64_t ld, int64_t c0,
+                           int64_t width) {
+  std::vector<float> out(rows * width);
+  for (int64_t r = 0; r < rows; ++r) {
+    std::copy_n(m.begin() + r * ld + c0, width, out.begin() + r * width);
+  }
+  return out;
+}
+
+bool all_nan(const std::vector<float>& v) {
+  return std::all_of(v.begin(), v.end(), [](float x) { return std::isnan(x); });
+}
+
+void expect_close(const std::string& what, const std::vector<float>& got,
+                  const std::vector<float>& want, double tol) {
+  const double err = rel_error(got, want);
+  std::printf("[err] %-58s %.2e (tol %.0e)\n", what.c_str(), err, tol);
+  EXPECT_LE(err, tol) << what;
+}
+
+void expect_same_bits(const std::string& what, const std::vector<float>& a,
+                      const std::vector<float>& b) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0)
+      << what << ": two runs on the same inputs differ";
+}
+
+// ---------------------------------------------------------------- buffers on a backend
+
+// Device memory of one backend, released with the object.
+class Buffer {
+ public:
+  Buffer(Backend& be, size_t bytes) : be_(&be), p_(be.allocate(bytes)) {}
+  ~Buffer() {
+    if (p_) be_->release(p_);
+  }
+  Buffer(Buffer&& o) noexcept : be_(o.be_), p_(std::exchange(o.p_, nullptr)) {}
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  Buffer& operator=(Buffer&&) = delete;
+
+  void* get() const { return p_; }
+  float* f32() const { return static_cast<float*>(p_); }
+  int32_t* i32() const { return static_cast<int32_t*>(p_); }
+
+ private:
+  Backend* be_;
+  void* p_;
+};
+
+Buffer f32_buffer(Backend& be, const std::vector<float>& host) {
+  Buffer b(be, host.size() * sizeof(float));
+  be.upload(b.get(), host.data(), host.size() * sizeof(float));
+  return b;
+}
+
+Buffer i32_buffer(Backend& be, const std::vector<int32_t>& host) {
+  Buffer b(be, host.size() * sizeof(int32_t));
+  be.upload(b.get(), host.data(), host.size() * sizeof(int32_t));
+  return b;
+}
+
+// Activations in the backend's type (host values already rounded where it is bf16).
+Buffer act_buffer(Backend& be, const std::vector<float>& host) {
+  if (be.act_bytes() == sizeof(float)) return f32_buffer(be, host);
+  std::vector<uint16_t> bits(host.size());
+  std::transform(host.begin(), host.end(), bits.begin(), bf16_bits);
+  Buffer b(be, bits.size() * sizeof(uint16_t));
+  be.upload(b.get(), bits.data(), bits.size() * sizeof(uint16_t));
+  return b;
+}
+
+// n elements of `elem_bytes` each, all bits set: NaN in fp32 and in bf16.
+Buffer poisoned(Backend& be, size_t n, size_t elem_bytes) {
+  const std::vector<unsigned char> ones(n * elem_bytes, 0xFF);
+  Buffer b(be, ones.size());
+  be.upload(b.get(), ones.data(), ones.size());
+  return b;
+}
+Buffer poisoned_f32(Backend& be, size_t n) {
+  return poisoned(be, n, sizeof(float));
+}
+Buffer poisoned_act(Backend& be, size_t n) {
+  return poisoned(be, n, be.act_bytes());
+}
+
+std::vector<float> read_f32(Backend& be, const Buffer& b, size_t n) {
+  std::vector<float> host(n);
+  be.download(host.data(), b.get(), n * sizeof(float));
+  return host;
+}
+
+std::vector<float> read_act(Backend& be, const Buffer& b, size_t n) {
+  if (be.act_bytes() == sizeof(float)) return read_f32(be, b, n);
+  std::vector<uint16_t> bits(n);
+  be.download(bits.data(), b.get(), n * sizeof(uint16_t));
+  std::vector<float> host(n);
+  std::transform(bits.begin(), bits.end(), host.begin(), from_bf16_bits);
+  return host;
+}
+
+// ---------------------------------------------------------------- the fixture
+
+// Parameter: the CUDA backend's mode (false: fp32 activations, true: bf16).
+class CudaVsCpu : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device: cuda_device_count() is 0";
+    cpu_ = make_cpu_backend();
+    gpu_ = make_cuda_backend(0, GetParam());
+  }
+
+  bool bf16() const { return GetParam(); }
+  // Activation inputs: rounded to bf16 in bf16 mode so that both backends see the same values.
+  std::vector<float> act_values(size_t n, uint64_t seed, float lo = -1.0f, float hi = 1.0f) const {
+    std::vector<float> v = uniform(n, seed, lo, hi);
+    if (bf16()) std::transform(v.begin(), v.end(), v.begin(), round_bf16);
+    return v;
+  }
+  // Tolerance of an output stored in the activation type.
+  double act_tol(double fp32_tol) const { return bf16() ? kBf16Tol : fp32_tol; }
+  std::string label(const std::string& what) const {
+    return std::string(bf16() ? "bf16 " : "fp32 ") + what;
+  }
+
+  std::unique_ptr<Backend> cpu_, gpu_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Modes, CudaVsCpu, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "bf16" : "fp32";
+                         });
+
+// ---------------------------------------------------------------- embedding
+
+TEST_P(CudaVsCpu, Embedding) {
+  struct Shape {
+    int64_t T;
+    int C, vocab;
+  };
+  for (const Shape sh : {Shape{37, 64, 50}, Shape{1000, 96, 300}, Shape{4099, 48, 7}}) {
+    const std::string tag = "T=" + std::to_string(sh.T) + " C=" + std::to_string(sh.C) +
+                            " V=" + std::to_string(sh.vocab);
+    // Skewed ids (u^3), so some rows collect many tokens, as frequent words do.
+    std::vector<int32_t> ids(sh.T);
+    const std::vector<float> u = uniform(sh.T, 1, 0.0f, 1.0f);
+    for (int64_t t = 0; t < sh.T; ++t) {
+      ids[t] = std::min(sh.vocab - 1, static_cast<int>(sh.vocab * u[t] * u[t] * u[t]));
+    }
+    const auto table = uniform(static_cast<size_t>(sh.vocab) * sh.C, 2);
+    const auto dout = uniform(sh.T * sh.C, 3);
+    const auto dtable0 = uniform(static_cast<size_t>(sh.vocab) * sh.C, 4);
+
+    auto run = [&](Backend& be) {
+      Buffer d_ids = i32_buffer(be, ids), d_table = f32_buffer(be, table);
+      Buffer out = poisoned_f32(be, sh.T * sh.C);
+      be.embedding_forward(out.f32(), d_ids.i32(), d_table.f32(), sh.T, sh.C);
+      Buffer d_dout = f32_buffer(be, dout), dtable = f32_buffer(be, dtable0);
+      be.embedding_backward(dtable.f32(), d_dout.f32(), d_ids.i32(), sh.T, sh.C);
+      return std::make_pair(read_f32(be, out, sh.T * sh.C),
+                            read_f32(be, dtable, static_cast<size_t>(sh.vocab) * sh.C));
+    };
+    const auto want = run(*cpu_);
+    const auto got = run(*gpu_);
+    const auto again = run(*gpu_);
+    expect_close(label("embedding_forward out " + tag), got.first, want.first, 0.0);
+    expect_close(label("embedding_backward dtable " + tag), got.second, want.second, kGradTol);
+    expect_same_bits("embedding_backward dtable " + tag, got.second, again.second);
+  }
+}
+
+// ---------------------------------------------------------------- rmsnorm
+
+TEST_P(CudaVsCpu, ResidualRmsnormForward) {
+  for (const auto [T, C] : {std::pair<int64_t, int>{37, 64}, {1000, 768}, {3001, 100}}) {
+    for (const bool with_residual : {false, true}) {
+      const std::string tag = "T=" + std::to_string(T) + " C=" + std::to_string(C) +
+                              (with_residual ? " +residual" : "");
+      const auto hidden = uniform(T * C, 10, -2.0f, 2.0f);
+      const auto residual = uniform(T * C, 11, -2.0f, 2.0f);
+      const auto weight = uniform(C, 12, 0.5f, 1.5f);
+      auto run = [&](Backend& be) {
+        Buffer h = f32_buffer(be, hidden), r = f32_buffer(be, residual), w = f32_buffer(be, weight);
+        Buffer r_out = poisoned_f32(be, T * C), normed = poisoned_act(be, T * C),
+               rstd = poisoned_f32(be, T);
+        be.residual_rmsnorm_forward(r_out.f32(), normed.get(), rstd.f32(), h.f32(),
+                                    with_residual ? r.f32() : nullptr, w.f32(), T, C, 1e-5f);
+        return std::vector<std::vector<float>>{read_f32(be, r_out, T * C),
+                                               read_act(be, normed, T * C), read_f32(be, rstd, T)};
+      };
+      const auto want = run(*cpu_);
+      const auto got = run(*gpu_);
+      expect_close(label("rmsnorm_forward residual_out " + tag), got[0], want[0], kOutTol);
+      expect_close(label("rmsnorm_forward normed " + tag), got[1], want[1], act_tol(kOutTol));
+      expect_close(label("rmsnorm_forward rstd " + tag), got[2], want[2], kOutTol);
+    }
+  }
+}
+
+TEST_P(CudaVsCpu, RmsnormBackward) {
+  for (const auto [T, C] : {std::pair<int64_t, int>{37, 64}, {1000, 768}, {3001, 100}}) {
+    const std::string tag = "T=" + std::to_string(T) + " C=" + std::to_string(C);
+    const auto dnormed = act_values(T * C, 20);
+    const auto x = uniform(T * C, 21, -2.0f, 2.0f);
+    const auto rstd = uniform(T, 22, 0.5f, 2.0f);
+    const auto weight = uniform(C, 23, 0.5f, 1.5f);
+    const auto dresidual0 = uniform(T * C, 24);
+    const auto dweight0 = uniform(C, 25);
+    auto run = [&](Backend& be) {
+      Buffer g = act_buffer(be, dnormed), xb = f32_buffer(be, x), r = f32_buffer(be, rstd),
+             w = f32_buffer(be, weight);
+      Buffer dres = f32_buffer(be, dresidual0), dw = f32_buffer(be, dweight0);
+      be.rmsnorm_backward(dres.f32(), dw.f32(), g.get(), xb.f32(), r.f32(), w.f32(), T, C);
+      return std::make_pair(read_f32(be, dres, T * C), read_f32(be, dw, C));
+    };
+    const auto want = run(*cpu_);
+    const auto got = run(*gpu_);
+    const auto again = run(*gpu_);
+    expect_close(label("rmsnorm_backward dresidual " + tag), got.first, want.first, kGradTol);
+    expect_close(label("rmsnorm_backward dweight " + tag), got.second, want.second, kGradTol);
+    expect_same_bits("rmsnorm_backward dresidual " + tag, got.first, again.first);
+    expect_same_bits("rmsnorm_backward dweight " + tag, got.second, again.second);
+  }
+}
+
+// ---------------------------------------------------------------- linear (cuBLASLt)
+
+TEST_P(CudaVsCpu, Linear) {
+  struct Shape {
+    int64_t T;
+    int in, out;
+    int64_t ld_inp, ld_out;  // ld_out is also ld_dout, ld_inp also ld_dinp
+  };
+  // The last shape has odd sizes: rows start at 2-byte alignment in bf16.
+  for (const Shape sh :
+       {Shape{37, 64, 96, 64, 96}, Shape{1000, 200, 72, 232, 80}, Shape{513, 33, 17, 40, 21}}) {
+    const std::string tag = "T=" + std::to_string(sh.T) + " in=" + std::to_string(sh.in) +
+                            " out=" + std::to_string(sh.out) + " ld=" + std::to_string(sh.ld_inp) +
+                            "/" + std::to_string(sh.ld_out);
+    const auto inp = act_values(sh.T * sh.ld_inp, 30);
+    const auto weight = act_values(static_cast<size_t>(sh.out) * sh.in, 31);
+    const auto dout = act_values(sh.T * sh.ld_out, 32);
+    const auto dinp0 = act_values(sh.T * sh.ld_inp, 33);
+    const auto dweight0 = uniform(static_cast<size_t>(sh.out) * sh.in, 34);
+    const size_t n_out = sh.T * sh.ld_out, n_in = sh.T * sh.ld_inp;
+
+    struct Result {
+      std::vector<float> out, out_f32, dinp_set, dinp_acc, dweight;
+    };
+    auto run = [&](Backend& be) {
+      Buffer x = act_buffer(be, inp), w = act_buffer(be, weight), g = act_buffer(be, dout);
+      Buffer out = poisoned_act(be, n_out), out_f32 = poisoned_f32(be, n_out);
+      be.linear_forward(out.get(), sh.ld_out, x.get(), sh.ld_inp, w.get(), sh.T, sh.in, sh.out);
+      be.linear_forward_f32(out_f32.f32(), sh.ld_out, x.get(), sh.ld_inp, w.get(), sh.T, sh.in,
+                            sh.out);
+      Buffer dinp_set = poisoned_act(be, n_in), dinp_acc = act_buffer(be, dinp0);
+      Buffer dweight = f32_buffer(be, dweight0);
+      be.linear_backward(dinp_set.get(), sh.ld_inp, false, dweight.f32(), g.get(), sh.ld_out,
+                         x.get(), sh.ld_inp, w.get(), sh.T, sh.in, sh.out);
+      be.linear_backward(dinp_acc.get(), sh.ld_inp, true, dweight.f32(), g.get(), sh.ld_out,
+                         x.get(), sh.ld_inp, w.get(), sh.T, sh.in, sh.out);
+      return Result{read_act(be, out, n_out), read_f32(be, out_f32, n_out),
+                    read_act(be, dinp_set, n_in), read_act(be, dinp_acc, n_in),
+                    read_f32(be, dweight, static_cast<size_t>(sh.out) * sh.in)};
+    };
+    const Result want = run(*cpu_);
+    const Result got = run(*gpu_);
+    const Result again = run(*gpu_);
+    auto rows_out = [&](const std::vector<float>& m) {
+      return columns(m, sh.T, sh.ld_out, 0, sh.out);
+    };
+    auto rows_in = [&](const std::vector<float>& m) {
+      return columns(m, sh.T, sh.ld_inp, 0, sh.in);
+    };
+    expect_close(label("linear_forward out " + tag), rows_out(got.out), rows_out(want.out),
+                 act_tol(kOutTol));
+    expect_close(label("linear_forward_f32 out " + tag), rows_out(got.out_f32),
+                 rows_out(want.out_f32), kOutTol);
+    expect_close(label("linear_backward dinp (=) " + tag), rows_in(got.dinp_set),
+                 rows_in(want.dinp_set), act_tol(kGradTol));
+    expect_close(label("linear_backward dinp (+=) " + tag), rows_in(got.dinp_acc),
+                 rows_in(want.dinp_acc), act_tol(kGradTol));
+    expect_close(label("linear_backward dweight (2x +=) " + tag), got.dweight, want.dweight,
+                 kGradTol);
+    if (sh.ld_out > sh.out) {
+      EXPECT_TRUE(all_nan(columns(got.out, sh.T, sh.ld_out, sh.out, sh.ld_out - sh.out)))
+          << "linear_forward wrote past out_dim " << tag;
+    }
+    if (sh.ld_inp > sh.in) {
+      EXPECT_TRUE(all_nan(columns(got.dinp_set, sh.T, sh.ld_inp, sh.in, sh.ld_inp - sh.in)))
+          << "linear_backward wrote past in_dim " << tag;
+    }
+    expect_same_bits("linear_backward dinp " + tag, got.dinp_acc, again.dinp_acc);
+    expect_same_bits("linear_backward dweight " + tag, got.dweight, again.dweight);
+  }
+}
+
+// ---------------------------------------------------------------- conv1d + SiLU
+
+TEST_P(CudaVsCpu, Conv1dSilu) {
+  struct Shape {
+    int batch;
+    int64_t seqlen;
+    int D, K;
+  };
+  for (const Shape sh : {Shape{2, 37, 64, 4}, Shape{3, 200, 96, 4}, Shape{1, 1000, 40, 3}}) {
+    const std::string tag = "batch=" + std::to_string(sh.batch) +
+                            " seqlen=" + std::to_string(sh.seqlen) + " D=" + std::to_string(sh.D) +
+                            " K=" + std::to_string(sh.K);
+    const int64_t T = sh.batch * sh.seqlen;
+    const int64_t ld_x = 2 * sh.D;  // x is the first half of in_proj's [x | z] rows
+    const auto x = act_values(T * ld_x, 40, -2.0f, 2.0f);
+    const auto weight = uniform(static_cast<size_t>(sh.D) * sh.K, 41, -0.5f, 0.5f);
+    const auto bias = uniform(sh.D, 42, -0.5f, 0.5f);
+    const auto dout = act_values(T * sh.D, 43);
+    const auto dweight0 = uniform(static_cast<size_t>(sh.D) * sh.K, 44);
+    const auto dbias0 = uniform(sh.D, 45);
+    auto run = [&](Backend& be) {
+      Buffer xb = act_buffer(be, x), w = f32_buffer(be, weight), b = f32_buffer(be, bias),
+             g = act_buffer(be, dout);
+      Buffer out = poisoned_act(be, T * sh.D), dx = poisoned_act(be, T * ld_x);
+      Buffer dw = f32_buffer(be, dweight0), db = f32_buffer(be, dbias0);
+      be.conv1d_silu_forward(out.get(), xb.get(), ld_x, w.f32(), b.f32(), sh.batch, sh.seqlen, sh.D,
+                             sh.K);
+      be.conv1d_silu_backward(dx.get(), dw.f32(), db.f32(), g.get(), xb.get(), ld_x, w.f32(),
+                              b.f32(), sh.batch, sh.seqlen, sh.D, sh.K);
+      return std::vector<std::vector<float>>{
+          read_act(be, out, T * sh.D), read_act(be, dx, T * ld_x),
+          read_f32(be, dw, static_cast<size_t>(sh.D) * sh.K), read_f32(be, db, sh.D)};
+    };
+    const auto want = run(*cpu_);
+    const auto got = run(*gpu_);
+    const auto again = run(*gpu_);
+    expect_close(label("conv1d_silu_forward out " + tag), got[0], want[0], act_tol(kOutTol));
+    expect_close(label("conv1d_silu_backward dx " + tag), columns(got[1], T, ld_x, 0, sh.D),
+                 columns(want[1], T, ld_x, 0, sh.D), act_tol(kGradTol));
+    expect_close(label("conv1d_silu_backward dweight " + tag), got[2], want[2], kGradTol);
+    expect_close(label("conv1d_silu_backward dbias " + tag), got[3], want[3], kGradTol);
+    EXPECT_TRUE(all_nan(columns(got[1], T, ld_x, sh.D, sh.D)))
+        << "conv1d_silu_backward wrote into z's half of dx " << tag;
+    for (int i = 1; i < 4; ++i) expect_same_bits("conv1d_silu_backward " + tag, got[i], again[i]);
+  }
+}
+
+// ---------------------------------------------------------------- the selective scan
+
+// The scan kernels have their own tests (test_scan_cuda.cpp); this checks the backend's wiring:
+// strides, the saved checkpoints between forward and backward, the workspace, last_state.
+TEST_P(CudaVsCpu, SelectiveScan) {
+  constexpr int N = 16;
+  constexpr int R = 4;  // dt_rank: B and C sit at columns [R, R + N) and [R + N, R + 2N)
+  for (const auto [batch, seqlen] : {std::pair<int, int64_t>{2, 37}, {1, 300}}) {
+    const int Dn = 64;
+    const cpu::ScanShape s{batch, seqlen, Dn, N, 2 * Dn, R + 2 * N};
+    const std::string tag = "batch=" + std::to_string(batch) + " seqlen=" + std::to_string(seqlen);
+    const int64_t T = batch * seqlen;
+    const auto u = act_values(T * Dn, 50);
+    const auto delta = act_values(T * Dn, 51, -3.0f, 0.5f);
+    const auto xz = act_values(T * s.ld_z, 52);  // z is the second half
+    const auto bc = act_values(T * s.ld_bc, 53);
+    std::vector<float> A = uniform(static_cast<size_t>(Dn) * N, 54, 0.0f, 2.5f);
+    for (float& a : A) a = -std::exp(a);
+    const auto D = uniform(Dn, 55);
+    const auto delta_bias = uniform(Dn, 56, -2.0f, 0.0f);
+    const auto dout = act_values(T * Dn, 57);
+    const auto dA0 = uniform(static_cast<size_t>(Dn) * N, 58);
+    const auto dD0 = uniform(Dn, 59);
+    const auto dbias0 = uniform(Dn, 60);
+
+    auto run = [&](Backend& be) {
+      Buffer ub = act_buffer(be, u), db = act_buffer(be, delta), xzb = act_buffer(be, xz),
+             bcb = act_buffer(be, bc), Ab = f32_buffer(be, A), Db = f32_buffer(be, D),
+             biasb = f32_buffer(be, delta_bias), g = act_buffer(be, dout);
+      const size_t ab = be.act_bytes();
+      auto at = [&](const Buffer& b, int64_t offset) {
+        return static_cast<char*>(b.get()) + offset * ab;
+      };
+      Buffer out = poisoned_act(be, T * Dn), last = poisoned_f32(be, int64_t{batch} * Dn * N);
+      Buffer saved(be, be.scan_saved_bytes(s));
+      be.selective_scan_forward(out.get(), last.f32(), saved.get(), ub.get(), db.get(), Ab.f32(),
+                                at(bcb, R), at(bcb, R + N), Db.f32(), biasb.f32(), at(xzb, Dn), s);
+      Buffer du = poisoned_act(be, T * Dn), ddelta = poisoned_act(be, T * Dn),
+             dxz = poisoned_act(be, T * s.ld_z), dbc = poisoned_act(be, T * s.ld_bc);
+      Buffer dA = f32_buffer(be, dA0), dD = f32_buffer(be, dD0), dbias = f32_buffer(be, dbias0);
+      be.selective_scan_backward(du.get(), ddelta.get(), dA.f32(), at(dbc, R), at(dbc, R + N),
+                                 dD.f32(), dbias.f32(), at(dxz, Dn), g.get(), saved.get(), ub.get(),
+                                 db.get(), Ab.f32(), at(bcb, R), at(bcb, R + N), Db.f32(),
+                                 biasb.f32(), at(xzb, Dn), s);
+      return std::vector<std::vector<float>>{
+          read_act(be, out, T * Dn),     read_f32(be, last, int64_t{batch} * Dn * N),
+          read_act(be, du, T * Dn),      read_act(be, ddelta, T * Dn),
+          read_act(be, dxz, T * s.ld_z), read_act(be, dbc, T * s.ld_bc),
+          read_f32(be, dA, Dn * N),      read_f32(be, dD, Dn),
+          read_f32(be, dbias, Dn)};
+    };
+    const auto want = run(*cpu_);
+    const auto got = run(*gpu_);
+    const auto again = run(*gpu_);
+    expect_close(label("scan_forward out " + tag), got[0], want[0], act_tol(kOutTol));
+    expect_close(label("scan_forward last_state " + tag), got[1], want[1], kOutTol);
+    expect_close(label("scan_backward du " + tag), got[2], want[2], act_tol(kGradTol));
+    expect_close(label("scan_backward ddelta " + tag), got[3], want[3], act_tol(kGradTol));
+    expect_close(label("scan_backward dz " + tag), columns(got[4], T, s.ld_z, Dn, Dn),
+                 columns(want[4], T, s.ld_z, Dn, Dn), act_tol(kGradTol));
+    expect_close(label("scan_backward dB " + tag), columns(got[5], T, s.ld_bc, R, N),
+                 columns(want[5], T, s.ld_bc, R, N), act_tol(kGradTol));
+    expect_close(label("scan_backward dC " + tag), columns(got[5], T, s.ld_bc, R + N, N),
+                 columns(want[5], T, s.ld_bc, R + N, N), act_tol(kGradTol));
+    expect_close(label("scan_backward dA " + tag), got[6], want[6], kGradTol);
+    expect_close(label("scan_backward dD " + tag), got[7], want[7], kGradTol);
+    expect_close(label("scan_backward ddelta_bias " + tag), got[8], want[8], kGradTol);
+    EXPECT_TRUE(all_nan(columns(got[4], T, s.ld_z, 0, Dn))) << "dz wrote into x's half " << tag;
+    EXPECT_TRUE(all_nan(columns(got[5], T, s.ld_bc, 0, R))) << "dB wrote into dt's columns " << tag;
+    for (int i = 2; i < 9; ++i) expect_same_bits("scan_backward " + tag, got[i], again[i]);
+  }
+}
+
+// ---------------------------------------------------------------- LM head + cross-entropy
+
+TEST_P(CudaVsCpu, LmHeadLoss) {
+  struct Shape {
+    int64_t T;
+    int C, Vp;
+  };
+  // 3000 tokens over a GPT-NeoX-sized vocabulary (one partial chunk), and 9000 tokens over a
+  // small one (two full chunks of 4096 and a partial one).
+  for (const Shape sh : {Shape{3000, 64, 50280}, Shape{9000, 32, 2000}}) {
+    const std::string tag =
+        "T=" + std::to_string(sh.T) + " C=" + std::to_string(sh.C) + " Vp=" + std::to_string(sh.Vp);
+    const auto normed = act_values(sh.T * sh.C, 70, -2.0f, 2.0f);
+    const auto E = act_values(static_cast<size_t>(sh.Vp) * sh.C, 71, -0.5f, 0.5f);
+    std::vector<int32_t> targets(sh.T);
+    std::mt19937 rng(72);
+    for (auto& t : targets) t = static_cast<int32_t>(rng() % (sh.Vp - 3));  // the padding unused
+    const auto dE0 = uniform(static_cast<size_t>(sh.Vp) * sh.C, 73, -1e-3f, 1e-3f);
+    const float grad_scale = 0.5f;
+
+    struct Result {
+      double loss, loss_forward_only;
+      std::vector<float> dnormed, dE;
+    };
+    auto run = [&](Backend& be) {
+      Buffer x = act_buffer(be, normed), e = act_buffer(be, E), t = i32_buffer(be, targets);
+      Buffer dnormed = poisoned_act(be, sh.T * sh.C), dE = f32_buffer(be, dE0);
+      Result r;
+      r.loss_forward_only = be.lm_head_loss(x.get(), e.get(), t.i32(), sh.T, sh.C, sh.Vp,
+                                            grad_scale, nullptr, nullptr, nullptr);
+      r.loss = be.lm_head_loss(x.get(), e.get(), t.i32(), sh.T, sh.C, sh.Vp, grad_scale,
+                               dnormed.get(), dE.f32(), nullptr);
+      r.dnormed = read_act(be, dnormed, sh.T * sh.C);
+      r.dE = read_f32(be, dE, static_cast<size_t>(sh.Vp) * sh.C);
+      return r;
+    };
+    const Result want = run(*cpu_);
+    const Result got = run(*gpu_);
+    const Result again = run(*gpu_);
+    expect_close(label("lm_head_loss loss " + tag), {static_cast<float>(got.loss)},
+                 {static_cast<float>(want.loss)}, kOutTol);
+    EXPECT_EQ(got.loss, got.loss_forward_only) << "forward-only loss differs " << tag;
+    // dlogits are rounded to bf16 in bf16 mode before the two GEMMs.
+    expect_close(label("lm_head_loss dnormed " + tag), got.dnormed, want.dnormed,
+                 act_tol(kGradTol));
+    expect_close(label("lm_head_loss dE " + tag), got.dE, want.dE, act_tol(kGradTol));
+    EXPECT_EQ(got.loss, again.loss) << "two runs give different losses " << tag;
+    expect_same_bits("lm_head_loss dnormed " + tag, got.dnormed, again.dnormed);
+    expect_same_bits("lm_head_loss dE " + tag, got.dE, again.dE);
+  }
+}
+
+TEST_P(CudaVsCpu, LmHeadLogits) {
+  const int64_t T = 37;
+  const int C = 64, Vp = 1000;
+  const auto normed = act_values(T * C, 80, -2.0f, 2.0f);
+  const auto E = act_values(static_cast<size_t>(Vp) * C, 81, -0.5f, 0.5f);
+  std::vector<int32_t> targets(T);
+  for (int64_t t = 0; t < T; ++t) targets[t] = static_cast<int32_t>((t * 7919) % Vp);
+  auto run = [&](Backend& be) {
+    Buffer x = act_buffer(be, normed), e = act_buffer(be, E), t = i32_buffer(be, targets);
+    Buffer logits = poisoned_f32(be, T * Vp);
+    const double loss =
+        be.lm_head_loss(x.get(), e.get(), t.i32(), T, C, Vp, 1.0f, nullptr, nullptr, logits.f32());
+    return std::make_pair(loss, read_f32(be, logits, T * Vp));
+  };
+  const auto want = run(*cpu_);
+  const auto got = run(*gpu_);
+  expect_close(label("lm_head_loss logits_out T=37 Vp=1000"), got.second, want.second, kOutTol);
+  expect_close(label("lm_head_loss loss (with logits_out)"), {static_cast<float>(got.first)},
+               {static_cast<float>(want.first)}, kOutTol);
+}
+
+// ---------------------------------------------------------------- elementwise, optimizer
+
+TEST_P(CudaVsCpu, Elementwise) {
+  const int64_t n = 1000003;
+  const auto a = uniform(n, 90, -3.0f, 3.0f);
+  const auto b = uniform(n, 91);
+  const auto c = uniform(n, 92);
+  auto run = [&](Backend& be) {
+    Buffer ab = f32_buffer(be, a), bb = f32_buffer(be, b), cb = f32_buffer(be, c);
+    Buffer act = poisoned_act(be, n), nexp = poisoned_f32(be, n);
+    be.to_act(act.get(), ab.f32(), n);
+    be.negative_exp(nexp.f32(), ab.f32(), n);
+    be.mul_accumulate(cb.f32(), ab.f32(), bb.f32(), n);
+    be.scale(bb.f32(), n, 0.37f);
+    const double ssq = be.sum_of_squares(ab.f32(), n);
+    const double ssq_again = be.sum_of_squares(ab.f32(), n);
+    EXPECT_EQ(ssq, ssq_again) << be.name() << ": sum_of_squares is not deterministic";
+    return std::make_tuple(read_act(be, act, n), read_f32(be, nexp, n), read_f32(be, cb, n),
+                           read_f32(be, bb, n), ssq);
+  };
+  const auto want = run(*cpu_);
+  const auto got = run(*gpu_);
+  std::vector<float> act_want = std::get<0>(want);
+  if (bf16()) std::transform(act_want.begin(), act_want.end(), act_want.begin(), round_bf16);
+  expect_close(label("to_act"), std::get<0>(got), act_want, 0.0);
+  expect_close(label("negative_exp"), std::get<1>(got), std::get<1>(want), kOutTol);
+  expect_close(label("mul_accumulate"), std::get<2>(got), std::get<2>(want), kOutTol);
+  expect_close(label("scale"), std::get<3>(got), std::get<3>(want), 0.0);
+  const double ssq_err = std::abs(std::get<4>(got) - std::get<4>(want)) / std::get<4>(want);
+  std::printf("[err] %-58s %.2e (tol %.0e)\n", label("sum_of_squares").c_str(), ssq_err, 1e-12);
+  EXPECT_LE(ssq_err, 1e-12);
+}
+
+TEST_P(CudaVsCpu, AdamW) {
+  const int64_t n = 100003;
+  const auto param0 = uniform(n, 100);
+  const auto grad = uniform(n, 101, -0.1f, 0.1f);
+  const auto m0 = uniform(n, 102, -0.01f, 0.01f);
+  const auto v0 = uniform(n, 103, 0.0f, 1e-4f);
+  for (const int64_t step : {1, 7}) {
+    const cpu::AdamWHyper h{3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, step};
+    auto run = [&](Backend& be) {
+      Buffer p = f32_buffer(be, param0), g = f32_buffer(be, grad), m = f32_buffer(be, m0),
+             v = f32_buffer(be, v0);
+      be.adamw_update(p.f32(), g.f32(), m.f32(), v.f32(), n, h);
+      return std::vector<std::vector<float>>{read_f32(be, p, n), read_f32(be, m, n),
+                                             read_f32(be, v, n)};
+    };
+    const auto want = run(*cpu_);
+    const auto got = run(*gpu_);
+    const std::string tag = " step=" + std::to_string(step);
+    // The update itself (param - param0) is what must match; param's own norm would hide it.
+    std::vector<float> dp_got(n), dp_want(n);
+    for (int64_t i = 0; i < n; ++i) {
+      dp_got[i] = got[0][i] - param0[i];
+      dp_want[i] = want[0][i] - param0[i];
+    }
+    expect_close(label("adamw param update" + tag), dp_got, dp_want, kOutTol);
+    expect_close(label("adamw m" + tag), got[1], want[1], kOutTol);
+    expect_close(label("adamw v" + tag), got[2], want[2], kOutTol);
+  }
+}
+
+// ---------------------------------------------------------------- the backend itself
+
+TEST_P(CudaVsCpu, MemoryAndIdentity) {
+  EXPECT_EQ(gpu_->act_bytes(), bf16() ? 2u : 4u);
+  EXPECT_EQ(gpu_->name().rfind("cuda:0 (", 0), 0u) << gpu_->name();
+  std::printf("[info] %s, peak_flops %.3g\n", gpu_->name().c_str(), gpu_->peak_flops());
+  const size_t before = gpu_->peak_memory();
+  const size_t n = size_t{1} << 24;
+  const auto host = uniform(n, 110);
+  {
+    Buffer b = f32_buffer(*gpu_, host);
+    EXPECT_EQ(read_f32(*gpu_, b, n), host);
+    gpu_->fill_zero(b.get(), n * sizeof(float));
+    const auto zeros = read_f32(*gpu_, b, n);
+    EXPECT_TRUE(std::all_of(zeros.begin(), zeros.end(), [](float x) { return x == 0.0f; }));
+  }
+  EXPECT_GE(gpu_->peak_memory(), before + n * sizeof(float));
+}
+
+}  // namespace
+}  // namespace mamba
