@@ -1,7 +1,7 @@
 // Training-step benchmark: forward + backward + clip + AdamW on random tokens held in memory (so
 // data loading cannot stall the step). Prints one JSON line per run with ms/step, tokens/s, peak
 // memory and MFU (6 * params * tokens/s over the device's dense bf16 peak, where known).
-//   bench_train [--model cpu-baseline|130m|370m|790m|1.4b|2.8b] [--batch B] [--seqlen L]
+//   bench_train [--model tiny|cpu-baseline|130m|370m|790m|1.4b|2.8b] [--batch B] [--seqlen L]
 //               [--device cpu|cuda] [--precision fp32|bf16] [--steps N]
 #include <algorithm>
 #include <chrono>
@@ -25,8 +25,9 @@ struct Preset {
 
 // The published sizes use GPT-NeoX's vocab; the CPU baseline of the CPU issue uses GPT-2's.
 const std::map<std::string, Preset> kPresets = {
-    {"cpu-baseline", {256, 4, 50257}}, {"130m", {768, 24, 50277}},  {"370m", {1024, 48, 50277}},
-    {"790m", {1536, 48, 50277}},       {"1.4b", {2048, 48, 50277}}, {"2.8b", {2560, 64, 50277}},
+    {"tiny", {128, 4, 50257}},   {"cpu-baseline", {256, 4, 50257}}, {"130m", {768, 24, 50277}},
+    {"370m", {1024, 48, 50277}}, {"790m", {1536, 48, 50277}},       {"1.4b", {2048, 48, 50277}},
+    {"2.8b", {2560, 64, 50277}},
 };
 
 std::string flag(int argc, char** argv, const char* name, const std::string& fallback) {
