@@ -149,11 +149,12 @@ TrainOutcome run_training(const ExperimentConfig& cfg, Communicator& comm) {
   std::vector<int32_t> rows(int64_t(micro) * accum * (L + 1)), inputs, targets;
   std::vector<float> staging;
   const double flops_per_token = 6.0 * double(layout.total());
-  const auto run_start = Clock::now();
-  auto window_start = Clock::now();
+  // Throughput counts training steps only, not evals, samples or checkpoint writes.
+  double window_seconds = 0.0, train_seconds = 0.0;
   int64_t window_steps = 0;
   const int64_t first_step = state.step;
   while (state.step < total_steps) {
+    const auto step_start = Clock::now();
     model.zero_grads();
     train_data.next(rows.data());
     double loss = 0.0;
@@ -168,6 +169,10 @@ TrainOutcome run_training(const ExperimentConfig& cfg, Communicator& comm) {
     const float lr = learning_rate(cfg.optim, total_steps, state.step);
     optimizer.step(model.params(), model.grads(), lr);
     model.params_updated();
+    backend->synchronize();
+    const double step_seconds = seconds_since(step_start);
+    window_seconds += step_seconds;
+    train_seconds += step_seconds;
     ++state.step;
     ++window_steps;
     state.tokens_seen += tokens_per_step;
@@ -175,27 +180,24 @@ TrainOutcome run_training(const ExperimentConfig& cfg, Communicator& comm) {
 
     const bool last = state.step == total_steps;
     if (leader && (state.step % cfg.log.interval == 0 || last)) {
-      backend->synchronize();
-      const double elapsed = seconds_since(window_start);
       StepStats s;
       s.step = state.step;
       s.total_steps = total_steps;
       s.loss = loss;
       s.lr = lr;
       s.grad_norm = grad_norm;
-      s.tokens_per_s = window_steps * tokens_per_step / elapsed;
+      s.tokens_per_s = window_steps * tokens_per_step / window_seconds;
       if (backend->peak_flops() > 0) {
         s.mfu = flops_per_token * s.tokens_per_s / world / backend->peak_flops();
       }
       s.mem_gib = backend->peak_memory() > 0 ? backend->peak_memory() / double(1ull << 30)
                                              : resident_memory_gib();
-      s.eta_s = seconds_since(run_start) / double(state.step - first_step) *
-                double(total_steps - state.step);
+      s.eta_s = train_seconds / double(state.step - first_step) * double(total_steps - state.step);
       s.tokens_seen = state.tokens_seen;
       std::printf("%s\n", format_step_line(s).c_str());
       std::fflush(stdout);
       metrics.write_train(s);
-      window_start = Clock::now();
+      window_seconds = 0.0;
       window_steps = 0;
     }
     if (cfg.log.eval_interval > 0 && (state.step % cfg.log.eval_interval == 0 || last)) {

@@ -250,7 +250,9 @@ TEST_P(CudaVsCpu, Embedding) {
 // ---------------------------------------------------------------- rmsnorm
 
 TEST_P(CudaVsCpu, ResidualRmsnormForward) {
-  for (const auto [T, C] : {std::pair<int64_t, int>{37, 64}, {1000, 768}, {3001, 100}}) {
+  for (const auto& shape : {std::pair<int64_t, int>{37, 64}, {1000, 768}, {3001, 100}}) {
+    const int64_t T = shape.first;
+    const int C = shape.second;
     for (const bool with_residual : {false, true}) {
       const std::string tag = "T=" + std::to_string(T) + " C=" + std::to_string(C) +
                               (with_residual ? " +residual" : "");
@@ -276,7 +278,9 @@ TEST_P(CudaVsCpu, ResidualRmsnormForward) {
 }
 
 TEST_P(CudaVsCpu, RmsnormBackward) {
-  for (const auto [T, C] : {std::pair<int64_t, int>{37, 64}, {1000, 768}, {3001, 100}}) {
+  for (const auto& shape : {std::pair<int64_t, int>{37, 64}, {1000, 768}, {3001, 100}}) {
+    const int64_t T = shape.first;
+    const int C = shape.second;
     const std::string tag = "T=" + std::to_string(T) + " C=" + std::to_string(C);
     const auto dnormed = act_values(T * C, 20);
     const auto x = uniform(T * C, 21, -2.0f, 2.0f);
@@ -427,7 +431,9 @@ TEST_P(CudaVsCpu, Conv1dSilu) {
 TEST_P(CudaVsCpu, SelectiveScan) {
   constexpr int N = 16;
   constexpr int R = 4;  // dt_rank: B and C sit at columns [R, R + N) and [R + N, R + 2N)
-  for (const auto [batch, seqlen] : {std::pair<int, int64_t>{2, 37}, {1, 300}}) {
+  for (const auto& shape : {std::pair<int, int64_t>{2, 37}, {1, 300}}) {
+    const int batch = shape.first;
+    const int64_t seqlen = shape.second;
     const int Dn = 64;
     const cpu::ScanShape s{batch, seqlen, Dn, N, 2 * Dn, R + 2 * N};
     const std::string tag = "batch=" + std::to_string(batch) + " seqlen=" + std::to_string(seqlen);
