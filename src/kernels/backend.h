@@ -34,6 +34,9 @@ class Backend {
   virtual double peak_flops() const { return 0.0; }  // dense bf16 peak for MFU; 0 if unknown
   // True when device pointers are host pointers (the CPU backend): MPI can reduce them in place.
   virtual bool host_accessible() const { return false; }
+  // The queue the backend orders its work on (a cudaStream_t on CUDA; null on the CPU), so that
+  // collectives can be ordered with it.
+  virtual void* native_stream() const { return nullptr; }
 
   // ---- memory on the backend's device ----
   virtual void* allocate(size_t bytes) = 0;  // throws mamba::Error when out of memory

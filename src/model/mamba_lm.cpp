@@ -193,7 +193,7 @@ double MambaLM::evaluate(const int32_t* inputs, const int32_t* targets, int batc
 }
 
 double MambaLM::forward_backward(const int32_t* inputs, const int32_t* targets, int batch,
-                                 int seqlen, float grad_scale) {
+                                 int seqlen, float grad_scale, GradientReadyHook* hook) {
   Activations& a = activations(batch, seqlen);
   be_.upload(a.inputs, inputs, a.T * sizeof(int32_t));
   be_.upload(a.targets, targets, a.T * sizeof(int32_t));
@@ -205,11 +205,15 @@ double MambaLM::forward_backward(const int32_t* inputs, const int32_t* targets, 
   be_.fill_zero(a.dres, a.T * dm * sizeof(float));
   be_.rmsnorm_backward(a.dres, layout_.norm_f(grads_), a.dnormed, a.residual_f, a.rstd_f,
                        layout_.norm_f(params_), a.T, dm);
-  backward_layers(a);
+  if (hook) {
+    const int64_t norm_f = layout_.norm_f(grads_) - grads_;
+    hook->ready(norm_f, norm_f + dm);
+  }
+  backward_layers(a, hook);
   return loss;
 }
 
-void MambaLM::backward_layers(Activations& a) {
+void MambaLM::backward_layers(Activations& a, GradientReadyHook* hook) {
   const ModelConfig& c = config();
   const int dm = c.d_model, di = c.d_inner(), n = c.d_state, r = c.rank(), xd = c.xproj_dim();
   const int64_t T = a.T;
@@ -243,8 +247,13 @@ void MambaLM::backward_layers(Activations& a) {
     be_.linear_backward(a.dnormed, dm, false, g.in_proj, a.dxz, 2 * di, s.normed, dm,
                         w_act(w.in_proj), T, dm, 2 * di);
     be_.rmsnorm_backward(a.dres, g.norm, a.dnormed, s.residual, s.rstd, w.norm, T, dm);
+    if (hook) hook->ready(layout_.layer_begin(i), layout_.layer_end(i));
   }
   be_.embedding_backward(layout_.embedding(grads_), a.dres, a.inputs, T, dm);
+  if (hook) {
+    const int64_t embedding = layout_.embedding(grads_) - grads_;
+    hook->ready(embedding, embedding + int64_t(config().padded_vocab()) * dm);
+  }
 }
 
 }  // namespace mamba

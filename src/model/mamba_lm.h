@@ -50,6 +50,15 @@ struct Activations {
   size_t bytes = 0;
 };
 
+// Told during backward when a slice of the gradient buffer holds its final value, so that its
+// all-reduce across processes can start while backward goes on. Slices [begin, end) (in floats)
+// arrive in the order backward completes them: norm_f, layer n-1, ..., layer 0, the embedding.
+class GradientReadyHook {
+ public:
+  virtual ~GradientReadyHook() = default;
+  virtual void ready(int64_t begin, int64_t end) = 0;
+};
+
 class MambaLM {
  public:
   // recompute: keep only each layer's residual input from forward and recompute the rest of the
@@ -69,8 +78,9 @@ class MambaLM {
                   float* logits_out = nullptr);
   // Forward and backward: returns the mean loss and ADDS grad_scale * d(loss)/d(params) to grads
   // (so micro-batches of gradient accumulation sum into one buffer; zero_grads between steps).
+  // With gradient accumulation, pass the hook on the last micro-batch only.
   double forward_backward(const int32_t* inputs, const int32_t* targets, int batch, int seqlen,
-                          float grad_scale);
+                          float grad_scale, GradientReadyHook* hook = nullptr);
 
   // Device buffers with the ParamLayout: fp32 master weights and gradients.
   float* params() { return params_; }
@@ -90,7 +100,7 @@ class MambaLM {
   // Layer i's forward. With refill, re-creates its saved activations from its saved residual
   // input for backward (and skips out_proj, whose output backward does not need).
   void forward_layer(Activations& a, int i, bool refill);
-  void backward_layers(Activations& a);
+  void backward_layers(Activations& a, GradientReadyHook* hook);
 
   ParamLayout layout_;
   Backend& be_;

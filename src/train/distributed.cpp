@@ -58,6 +58,11 @@ class MpiCommunicator final : public Communicator {
     return sum;
   }
 
+  void broadcast(void* data, size_t bytes, int root) override {
+    if (world_ == 1) return;
+    check(MPI_Bcast(data, int(bytes), MPI_BYTE, root, MPI_COMM_WORLD));
+  }
+
   [[noreturn]] void abort(int status) override {
     if (world_ > 1) MPI_Abort(MPI_COMM_WORLD, status);
     std::exit(status);
@@ -65,7 +70,7 @@ class MpiCommunicator final : public Communicator {
 
  private:
   static void check(int rc) {
-    if (rc != MPI_SUCCESS) throw_error("distributed error: MPI_Allreduce failed (code ", rc, ")");
+    if (rc != MPI_SUCCESS) throw_error("distributed error: MPI collective failed (code ", rc, ")");
   }
   int rank_ = 0, world_ = 1, local_rank_ = 0;
 };

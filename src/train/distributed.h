@@ -3,6 +3,7 @@
 // CPU processes (and is the interface the NCCL path implements for GPUs); a plain run without
 // mpirun is world 1.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 
@@ -19,6 +20,8 @@ class Communicator {
   virtual void allreduce_mean(float* data, int64_t n) = 0;
   // The sum over ranks of x (losses, counters), identical on every rank.
   virtual double allreduce_sum(double x) = 0;
+  // data[0..bytes) of rank `root` on every rank.
+  virtual void broadcast(void* data, size_t bytes, int root) = 0;
   // Takes the whole job down after a fatal error on one rank, so that no rank waits forever.
   [[noreturn]] virtual void abort(int status) = 0;
 };

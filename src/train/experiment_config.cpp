@@ -88,6 +88,9 @@ void for_each_key(Visit&& key, Config&... c) {
   key("log.sample_tokens", Check::Positive, c.log.sample_tokens...);
   key("log.sample_prompt", Check::Any, c.log.sample_prompt...);
   key("log.metrics", Check::NonEmpty, c.log.metrics...);
+
+  key("dist.bucket_mb", Check::Positive, c.dist.bucket_mb...);
+  key("dist.timeout_s", Check::Positive, c.dist.timeout_s...);
 }
 
 std::vector<std::string> collect_keys() {

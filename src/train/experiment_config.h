@@ -10,6 +10,7 @@
 //   checkpoint: dir, interval, keep_last, resume
 //   log:        interval, eval_interval, eval_batches, sample_interval, sample_tokens,
 //               sample_prompt, metrics
+//   dist:       bucket_mb, timeout_s
 // Every failure is a mamba::Error whose one-line message names the file, the key, the value
 // and what was expected. The key table lives once, in experiment_config.cpp.
 #pragma once
@@ -84,6 +85,13 @@ struct LogConfig {
   std::string metrics;          // JSON-lines metrics file; default: <checkpoint.dir>/metrics.jsonl
 };
 
+// Multi-GPU data parallelism (NCCL): gradients are all-reduced in buckets of about bucket_mb
+// MiB while backward runs; a collective that takes longer than timeout_s means a rank was lost.
+struct DistConfig {
+  double bucket_mb = 25.0;
+  double timeout_s = 600.0;
+};
+
 // A default-constructed ExperimentConfig is not valid (no data, no length): parse or load one.
 struct ExperimentConfig {
   ModelConfig model;
@@ -92,6 +100,7 @@ struct ExperimentConfig {
   OptimConfig optim;
   CheckpointConfig checkpoint;
   LogConfig log;
+  DistConfig dist;
   std::string source;  // where it came from, for messages; not part of the configuration
 
   // Every key, defaults filled in; parse_experiment_config(to_yaml(), ...) gives back *this.

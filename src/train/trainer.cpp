@@ -14,6 +14,7 @@
 #include "train/checkpoint.h"
 #include "train/device.h"
 #include "train/evaluate.h"
+#include "train/gradient_reducer.h"
 #include "train/optimizer.h"
 #include "train/run_log.h"
 #include "train/schedule.h"
@@ -50,21 +51,6 @@ std::string sample_text(MambaLM& model, const Tokenizer& tok, const ExperimentCo
     logits = rec.step(next);
   }
   return cfg.log.sample_prompt + tok.decode(out);
-}
-
-// Averages the gradients over ranks. MPI reduces host memory: device gradients go through a
-// host copy (the NCCL path for GPUs reduces on the device).
-void allreduce_gradients(MambaLM& model, Communicator& comm, std::vector<float>& staging) {
-  if (comm.world() == 1) return;
-  const int64_t n = model.layout().total();
-  if (model.backend().host_accessible()) {
-    comm.allreduce_mean(model.grads(), n);
-    return;
-  }
-  staging.resize(n);
-  model.backend().download(staging.data(), model.grads(), n * sizeof(float));
-  comm.allreduce_mean(staging.data(), n);
-  model.backend().upload(model.grads(), staging.data(), n * sizeof(float));
 }
 
 }  // namespace
@@ -147,7 +133,7 @@ TrainOutcome run_training(const ExperimentConfig& cfg, Communicator& comm) {
 
   TrainOutcome outcome;
   std::vector<int32_t> rows(int64_t(micro) * accum * (L + 1)), inputs, targets;
-  std::vector<float> staging;
+  const std::unique_ptr<GradientReducer> reducer = make_gradient_reducer(cfg, comm, model);
   const double flops_per_token = 6.0 * double(layout.total());
   // Throughput counts training steps only, not evals, samples or checkpoint writes.
   double window_seconds = 0.0, train_seconds = 0.0;
@@ -160,9 +146,11 @@ TrainOutcome run_training(const ExperimentConfig& cfg, Communicator& comm) {
     double loss = 0.0;
     for (int a = 0; a < accum; ++a) {
       split_rows(rows.data() + int64_t(a) * micro * (L + 1), micro, L, inputs, targets);
-      loss += model.forward_backward(inputs.data(), targets.data(), micro, L, 1.0f / accum);
+      // Reductions start during the last micro-batch's backward, as its layers finish.
+      loss += model.forward_backward(inputs.data(), targets.data(), micro, L, 1.0f / accum,
+                                     a == accum - 1 ? reducer.get() : nullptr);
     }
-    allreduce_gradients(model, comm, staging);
+    reducer->finish();
     loss = comm.allreduce_sum(loss / accum) / world;
     const double grad_norm =
         clip_grad_norm(*backend, model.grads(), layout.total(), float(cfg.optim.clip));

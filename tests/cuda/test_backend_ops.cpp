@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -652,6 +653,142 @@ TEST_P(CudaVsCpu, MemoryAndIdentity) {
     EXPECT_TRUE(std::all_of(zeros.begin(), zeros.end(), [](float x) { return x == 0.0f; }));
   }
   EXPECT_GE(gpu_->peak_memory(), before + n * sizeof(float));
+}
+
+// ---------------------------------------------------------------- timings (not a test)
+
+// Times the backend's own ops in bf16 at the 130M model's training shape (16 x 2048 tokens,
+// d_model 768, d_inner 1536, vocab 50280). Disabled: run it with --gtest_also_run_disabled_tests
+// --gtest_filter='CudaBackendTiming.*'. Inputs are random (never zeros); each op is warmed up and
+// the median of 10 synchronized runs is printed.
+TEST(CudaBackendTiming, DISABLED_Ops130M) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device: cuda_device_count() is 0";
+  auto be = make_cuda_backend(0, true);
+  const int64_t T = 16 * 2048;
+  const int C = 768, D = 1536, Vp = 50280, K = 4;
+  const int64_t params = 130'000'000;
+  // One pool of random values; every input is a prefix of it (rounded to bf16 for activations).
+  std::vector<float> pool = uniform(T * 2 * D, 7);
+  auto f32 = [&](int64_t n, float s = 1.0f) {
+    std::vector<float> v(pool.begin(), pool.begin() + n);
+    for (float& x : v) x *= s;
+    return f32_buffer(*be, v);
+  };
+  auto act = [&](int64_t n, float s = 1.0f) {
+    std::vector<float> v(pool.begin(), pool.begin() + n);
+    for (float& x : v) x = round_bf16(x * s);
+    return act_buffer(*be, v);
+  };
+  // Skewed ids (u^2 over the vocabulary), as real text repeats frequent tokens.
+  std::vector<int32_t> ids(T);
+  for (int64_t t = 0; t < T; ++t) {
+    const float u = 0.5f * (pool[t] + 1.0f);
+    ids[t] = std::min(Vp - 4, static_cast<int>(u * u * (Vp - 3)));
+  }
+  Buffer d_ids = i32_buffer(*be, ids);
+  auto median_ms = [&](const auto& op) {
+    op();
+    be->synchronize();
+    std::vector<double> ms;
+    for (int i = 0; i < 10; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      op();
+      be->synchronize();
+      ms.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(ms.begin(), ms.end());
+    return ms[ms.size() / 2];
+  };
+  // bytes: the fewest bytes the op must move (each input read once, each output written once).
+  auto report = [&](const char* what, double ms, double bytes, double flops) {
+    std::printf("[time] %-44s %8.3f ms %7.0f GB/s %6.0f TFLOP/s\n", what, ms, bytes / ms * 1e-6,
+                flops / ms * 1e-9);
+  };
+
+  {
+    Buffer table = f32(int64_t{Vp} * C, 0.02f), out = f32(T * C), dtable = f32(int64_t{Vp} * C);
+    report("embedding_forward",
+           median_ms([&] { be->embedding_forward(out.f32(), d_ids.i32(), table.f32(), T, C); }),
+           2.0 * T * C * 4, 0);
+    report("embedding_backward",
+           median_ms([&] { be->embedding_backward(dtable.f32(), out.f32(), d_ids.i32(), T, C); }),
+           3.0 * T * C * 4, 0);
+  }
+  {
+    Buffer hidden = f32(T * C), res = f32(T * C), w = f32(C), res_out = f32(T * C), rstd = f32(T),
+           normed = act(T * C), dres = f32(T * C), dw = f32(C);
+    report("residual_rmsnorm_forward", median_ms([&] {
+             be->residual_rmsnorm_forward(res_out.f32(), normed.get(), rstd.f32(), hidden.f32(),
+                                          res.f32(), w.f32(), T, C, 1e-5f);
+           }),
+           T * C * (4.0 + 4 + 4 + 2), 0);
+    report("rmsnorm_backward", median_ms([&] {
+             be->rmsnorm_backward(dres.f32(), dw.f32(), normed.get(), res_out.f32(), rstd.f32(),
+                                  w.f32(), T, C);
+           }),
+           T * C * (2.0 + 4 + 4 + 4), 0);
+  }
+  {
+    Buffer x = act(T * C), w = act(int64_t{2} * D * C, 0.03f), out = act(T * 2 * D),
+           dx = act(T * C), dw = f32(int64_t{2} * D * C);
+    const double flops = 2.0 * T * C * 2 * D;
+    report("linear_forward in_proj 768->3072", median_ms([&] {
+             be->linear_forward(out.get(), 2 * D, x.get(), C, w.get(), T, C, 2 * D);
+           }),
+           (T * C + 2.0 * D * C + T * 2.0 * D) * 2, flops);
+    report("linear_backward in_proj (dinp + dweight)", median_ms([&] {
+             be->linear_backward(dx.get(), C, false, dw.f32(), out.get(), 2 * D, x.get(), C,
+                                 w.get(), T, C, 2 * D);
+           }),
+           (T * 2.0 * D + T * C) * 2 * 2, 2 * flops);
+  }
+  {
+    Buffer xz = act(T * 2 * D), w = f32(int64_t{D} * K, 0.5f), b = f32(D, 0.5f), out = act(T * D),
+           dxz = act(T * 2 * D), dw = f32(int64_t{D} * K), db = f32(D);
+    report("conv1d_silu_forward", median_ms([&] {
+             be->conv1d_silu_forward(out.get(), xz.get(), 2 * D, w.f32(), b.f32(), 16, 2048, D, K);
+           }),
+           2.0 * T * D * 2, 0);
+    report("conv1d_silu_backward", median_ms([&] {
+             be->conv1d_silu_backward(dxz.get(), dw.f32(), db.f32(), out.get(), xz.get(), 2 * D,
+                                      w.f32(), b.f32(), 16, 2048, D, K);
+           }),
+           3.0 * T * D * 2, 0);
+  }
+  {
+    Buffer normed = act(T * C, 2.0f), E = act(int64_t{Vp} * C, 0.02f), dnormed = act(T * C),
+           dE = f32(int64_t{Vp} * C);
+    Buffer targets = i32_buffer(*be, ids);
+    const double flops = 2.0 * T * C * Vp;
+    // Fewest bytes of the chunked design: fp32 logits written and read twice, bf16 dlogits
+    // written once and read by both GEMMs.
+    const double logit_bytes = T * double{Vp} * (4 * 3 + 2 * 3);
+    report("lm_head_loss forward", median_ms([&] {
+             be->lm_head_loss(normed.get(), E.get(), targets.i32(), T, C, Vp, 1.0f, nullptr,
+                              nullptr, nullptr);
+           }),
+           T * double{Vp} * 4 * 2, flops);
+    report("lm_head_loss forward + backward", median_ms([&] {
+             be->lm_head_loss(normed.get(), E.get(), targets.i32(), T, C, Vp, 1.0f, dnormed.get(),
+                              dE.f32(), nullptr);
+           }),
+           logit_bytes, 3 * flops);
+  }
+  {
+    std::vector<float> host(params);
+    for (int64_t i = 0; i < params; ++i) host[i] = pool[i % pool.size()] * 1e-2f;
+    Buffer p = f32_buffer(*be, host), g = f32_buffer(*be, host), m = f32_buffer(*be, host),
+           v = f32_buffer(*be, host);
+    be->fill_zero(v.get(), params * sizeof(float));
+    const cpu::AdamWHyper h{3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 10};
+    report("adamw_update 130M",
+           median_ms([&] { be->adamw_update(p.f32(), g.f32(), m.f32(), v.f32(), params, h); }),
+           params * 4.0 * 7, 0);
+    report("sum_of_squares 130M", median_ms([&] { be->sum_of_squares(g.f32(), params); }),
+           params * 4.0, 0);
+  }
+  std::printf("[time] peak memory %.2f GiB\n", be->peak_memory() / double(1 << 30));
 }
 
 }  // namespace

@@ -6,14 +6,16 @@
 // Token-major layouts, rows t = b * seqlen + s: u, delta, out [T, d_inner]; z [T, ld_z];
 // B, C [T, ld_bc]. 64-bit offsets throughout.
 //
-// Why it is fast. The work is 16 exps per (token, channel) per pass, and the exp unit (16 per
-// clock per SM) is the scarcest resource, so the design spends as few exps as it can and keeps the
-// rest off the critical path:
-// - One thread owns one channel and runs the recurrence sequentially, its 16 states in registers
+// Why it is fast. The work is 16 exps per (token, channel) per pass; the exp unit (16 per clock
+// per SM) is the scarcest resource and issue slots the next, so the design spends as few exps and
+// instructions per state as it can and keeps enough warps in flight to hide latencies:
+// - Two threads own one channel, 8 states each in registers, and run the recurrence sequentially
 //   (no parallel scan, which would double the work). A block holds 64 consecutive channels of one
 //   sequence; B and C of each step are loaded once per block into shared memory and broadcast.
 // - Inputs stream through shared memory in chunks of kL = 16 steps with cp.async (several chunks
-//   in flight in the forward), so the recurrence never waits on device memory.
+//   in flight in the forward), so the recurrence never waits on device memory. Per-element work
+//   (softplus, sigmoid, gating) is done once per chunk by all threads together, off the
+//   recurrence's critical path, and shared by the channel's two threads.
 // - The forward writes the state at every chunk start (fp32 checkpoints). The backward walks the
 //   chunks in reverse: pass A recomputes the states forward through the chunk (one exp per state),
 //   emitting dz and the dC partial sums and keeping the state every kGroup = 4 steps in shared
@@ -24,8 +26,9 @@
 //   in parallel: a first pass scans each segment from a zero state (forward) or a zero adjoint
 //   (backward), and each block then composes the exact entry state from those partial results
 //   before its real pass (one more exp per element, only where it is needed).
-// - Reductions are deterministic: dB and dC are summed over a warp's channels with shuffles, over
-//   the block's two warps through shared memory, and over channel blocks by a last kernel, always
+// - Reductions are deterministic: dB and dC are summed over a warp's channels with shuffles (each
+//   thread keeps its states in a lane-dependent order so that the exchanges need no selects),
+//   over the block's warps through shared memory, and over channel blocks by a last kernel, always
 //   in the same order; dA, dD and d(delta_bias) are per-thread sums over time, then summed over
 //   (batch, segment) in order. No atomics.
 // - exp(x) is computed as exp2(x * log2 e) with A pre-scaled by log2 e: one MUFU op per state.
@@ -40,11 +43,14 @@ namespace mamba::cuda {
 namespace {
 
 constexpr int kN = 16;                    // d_state
+constexpr int kS = kN / 2;                // states per thread
 constexpr int kL = kScanCheckpointEvery;  // steps per chunk, between two checkpoints
-constexpr int kCh = 64;                   // channels (threads) per block
-constexpr int kGroup = 4;                 // backward: steps whose states are rebuilt in registers
-constexpr int kFwdStages = 3;             // forward: chunks in flight
-constexpr int kBwdBlocksPerSM = 4;        // the backward's shared memory allows four blocks per SM
+constexpr int kCh = 64;                   // channels per block
+constexpr int kThreads = 2 * kCh;         // two threads per channel
+constexpr int kWarps = kThreads / 32;
+constexpr int kGroup = 4;        // backward: steps whose states are rebuilt in registers
+constexpr int kFwdStages = 3;    // forward: chunks in flight
+constexpr int kBlocksPerSM = 4;  // shared memory and registers allow four blocks per SM
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
@@ -72,7 +78,8 @@ __device__ __forceinline__ void store(__nv_bfloat16* p, float x) {
 // PyTorch's softplus (threshold 20), as the CPU twin. log1pf keeps full relative precision for the
 // tiny values that very negative arguments give; fast-math's log would not.
 __device__ __forceinline__ float softplus(float x) {
-  return x > 20.f ? x : log1pf(__expf(x));
+  const float y = log1pf(__expf(fminf(x, 20.f)));
+  return x > 20.f ? x : y;
 }
 __device__ __forceinline__ float sigmoid(float x) {
   return 1.f / (1.f + __expf(-x));
@@ -89,8 +96,52 @@ struct Args {
   float *part_dA, *part_dD, *part_dbias;  // per (batch, segment, channel)
   int64_t seqlen, ld_z, ld_bc, tokens;
   int d_inner, nchunks, dblocks, segments, chunks_per_seg;
-  bool vec;  // every row is 16-byte aligned: copy with 16-byte cp.async
+  bool vec;  // every row is 16-byte aligned: copy with 16-byte accesses
 };
+
+// Thread threadIdx.x = 2 * channel + half owns states 8 half .. 8 half + 7, in a lane-dependent
+// order: register i holds state 8 half + (i ^ perm), perm = 4 (lane bit 1) + 2 (lane bit 2).
+// warp_sum8 then always sends the upper half of its values (see there). B and C rows are kept in
+// shared memory twice, as they are and with pairs of states swapped, so that every thread loads
+// its order with two float4s.
+struct Lane {
+  int ch, half, perm;
+  __device__ Lane()
+      : ch(threadIdx.x >> 1),
+        half(threadIdx.x & 1),
+        perm((threadIdx.x >> 1 & 1) * 4 + (threadIdx.x >> 2 & 1) * 2) {}
+  __device__ int state(int i) const { return half * kS + (i ^ perm); }
+};
+
+using BcRows = float[kL][2][2][kN];  // [step][B, C][as is, pairs swapped][state]
+
+// This thread's B (q = 0) or C (q = 1) of step s, in its register order.
+__device__ __forceinline__ void load_bc(float (&v)[kS], const BcRows& bc, int s, int q,
+                                        const Lane& l) {
+  const float* row = bc[s][q][l.perm >> 1 & 1] + l.half * kS;
+  const float4 lo = *reinterpret_cast<const float4*>(row + (l.perm & 4));
+  const float4 hi = *reinterpret_cast<const float4*>(row + (~l.perm & 4));
+  v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w;
+  v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
+}
+
+// Sums v over the warp's 16 channels, per state. Each exchange halves the values a lane holds;
+// thanks to the register order, the partner lane (xor 2, then xor 4) always holds the states of
+// this lane's lower registers in its upper ones. Lane l ends with the state sum_state(l), and
+// lanes l and l ^ 16 hold the same sum. The order of the additions is fixed.
+__device__ __forceinline__ float warp_sum8(const float (&v)[kS]) {
+  float a[4], b[2];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) a[i] = v[i] + __shfl_xor_sync(~0u, v[i + 4], 2);
+#pragma unroll
+  for (int i = 0; i < 2; ++i) b[i] = a[i] + __shfl_xor_sync(~0u, a[i + 2], 4);
+  const bool hi = threadIdx.x & 8;
+  const float c = (hi ? b[1] : b[0]) + __shfl_xor_sync(~0u, hi ? b[0] : b[1], 8);
+  return c + __shfl_xor_sync(~0u, c, 16);
+}
+__device__ __forceinline__ int sum_state(int lane) {
+  return (lane & 1) * 8 + (lane >> 1 & 1) * 4 + (lane >> 2 & 1) * 2 + (lane >> 3 & 1);
+}
 
 // The raw inputs of one chunk for a block's channels, as they are in memory.
 template <typename T, int kInputs>
@@ -110,14 +161,14 @@ __device__ void load_tile(Tile<T, kInputs>& tile, const Args<T>& a, int64_t t0, 
     constexpr int kRow = kCh / kV;
 #pragma unroll
     for (int k = 0; k < kInputs; ++k) {
-      for (int i = threadIdx.x; i < kL * kRow; i += kCh) {
+      for (int i = threadIdx.x; i < kL * kRow; i += kThreads) {
         const int s = i / kRow, c = i % kRow * kV;
         if (s < steps && d0 + c < a.d_inner)
           __pipeline_memcpy_async(&tile.x[k][s][c], src[k] + (t0 + s) * ld[k] + d0 + c, 16);
       }
     }
     constexpr int kBc = kN / kV;  // copies per row of B (or of C)
-    for (int i = threadIdx.x; i < kL * 2 * kBc; i += kCh) {
+    for (int i = threadIdx.x; i < kL * 2 * kBc; i += kThreads) {
       const int s = i / (2 * kBc), j = i % (2 * kBc);
       if (s < steps) {
         const T* p = (j < kBc ? a.B : a.C) + (t0 + s) * a.ld_bc + j % kBc * kV;
@@ -125,13 +176,14 @@ __device__ void load_tile(Tile<T, kInputs>& tile, const Args<T>& a, int64_t t0, 
       }
     }
   } else {
-    const int d = d0 + threadIdx.x;
 #pragma unroll
     for (int k = 0; k < kInputs; ++k) {
-      for (int s = 0; s < steps; ++s)
-        if (d < a.d_inner) tile.x[k][s][threadIdx.x] = src[k][(t0 + s) * ld[k] + d];
+      for (int i = threadIdx.x; i < kL * kCh; i += kThreads) {
+        const int s = i / kCh, c = i % kCh;
+        if (s < steps && d0 + c < a.d_inner) tile.x[k][s][c] = src[k][(t0 + s) * ld[k] + d0 + c];
+      }
     }
-    for (int i = threadIdx.x; i < kL * 2 * kN; i += kCh) {
+    for (int i = threadIdx.x; i < kL * 2 * kN; i += kThreads) {
       const int s = i / (2 * kN), j = i % (2 * kN);
       if (s < steps) tile.bc[s][j] = (j < kN ? a.B : a.C)[(t0 + s) * a.ld_bc + j % kN];
     }
@@ -139,14 +191,45 @@ __device__ void load_tile(Tile<T, kInputs>& tile, const Args<T>& a, int64_t t0, 
   __pipeline_commit();
 }
 
-// B and C of the chunk as fp32, zero past the end of the sequence (stale slots could hold NaNs).
+// B and C of the chunk as fp32 in both orders, zero past the end of the sequence (stale slots
+// could hold NaNs).
 template <typename T, int kInputs>
-__device__ void convert_bc(float4 (&bc)[kL][2 * kN / 4], const Tile<T, kInputs>& tile, int steps) {
-  float* dst = &bc[0][0].x;
-  for (int i = threadIdx.x; i < kL * 2 * kN; i += kCh) {
-    const int s = i / (2 * kN);
-    dst[i] = s < steps ? to_float(tile.bc[s][i % (2 * kN)]) : 0.f;
+__device__ void convert_bc(BcRows& bc, const Tile<T, kInputs>& tile, int steps) {
+  for (int i = threadIdx.x; i < kL * 2 * kN; i += kThreads) {
+    const int s = i / (2 * kN), q = i / kN % 2, n = i % kN;
+    const float x = s < steps ? to_float(tile.bc[s][q * kN + n]) : 0.f;
+    bc[s][q][0][n] = x;
+    bc[s][q][1][n ^ 2] = x;
   }
+}
+
+// Rows [0, steps) of a chunk's output tile to dst (row 0 of the chunk, column 0).
+template <typename T>
+__device__ void store_tile(T* dst, int64_t ld, const T (&tile)[kL][kCh], int steps, int d0,
+                           int d_inner, bool vec) {
+  if (vec) {
+    constexpr int kV = 16 / sizeof(T), kRow = kCh / kV;
+    for (int i = threadIdx.x; i < kL * kRow; i += kThreads) {
+      const int s = i / kRow, c = i % kRow * kV;
+      if (s < steps && d0 + c < d_inner)
+        *reinterpret_cast<uint4*>(dst + s * ld + d0 + c) =
+            *reinterpret_cast<const uint4*>(&tile[s][c]);
+    }
+  } else {
+    for (int i = threadIdx.x; i < kL * kCh; i += kThreads) {
+      const int s = i / kCh, c = i % kCh;
+      if (s < steps && d0 + c < d_inner) dst[s * ld + d0 + c] = tile[s][c];
+    }
+  }
+}
+
+// The checkpoint of chunk c, in the threads' register order: two float4 planes (registers 0-3,
+// 4-7), each [d_inner][half].
+template <typename T>
+__device__ __forceinline__ float4* checkpoint(const Args<T>& a, int b, int c, int d, int q) {
+  return reinterpret_cast<float4*>(a.ckpt) +
+         ((static_cast<int64_t>(b) * a.nchunks + c) * 2 + q) * 2 * a.d_inner + 2 * d +
+         (threadIdx.x & 1);
 }
 
 template <typename T>
@@ -154,151 +237,157 @@ __device__ __forceinline__ int steps_in_chunk(const Args<T>& a, int c) {
   return static_cast<int>(min(static_cast<int64_t>(kL), a.seqlen - static_cast<int64_t>(c) * kL));
 }
 
+template <typename T, bool kLocal>
+struct FwdSmem {
+  static constexpr int kInputs = kLocal ? 2 : 3;  // u, delta (, z)
+  Tile<T, kInputs> tiles[kFwdStages];
+  float dt[kL][kCh], dtu[kL][kCh];    // dt and dt * u
+  float gate[kL][kCh], dug[kL][kCh];  // silu(z) and D u silu(z): out = y gate + dug
+  BcRows bc;
+  T out[kL][kCh];
+  float bias[kCh], D[kCh];
+};
+
 // Forward. kLocal: scan each segment but the last from a zero state and store its end state and
 // the sum of its dt (the segment's decay is exp(A * sum)). Otherwise: start from the state that
 // the earlier segments' local results compose to, write out, the checkpoints and last_state.
 template <typename T, bool kLocal>
-__global__ void __launch_bounds__(kCh) scan_fwd_kernel(const Args<T> a) {
-  constexpr int kInputs = kLocal ? 2 : 3;  // u, delta (, z)
-  __shared__ Tile<T, kInputs> tiles[kFwdStages];
-  __shared__ float4 bc[kL][2 * kN / 4];
-  const int tid = threadIdx.x;
+__global__ void __launch_bounds__(kThreads, kBlocksPerSM) scan_fwd_kernel(const Args<T> a) {
+  using Smem = FwdSmem<T, kLocal>;
+  extern __shared__ float4 smem_raw[];
+  Smem& sm = *reinterpret_cast<Smem*>(smem_raw);
+  const Lane l;
   const int b = blockIdx.x / a.dblocks;
-  const int d0 = blockIdx.x % a.dblocks * kCh, d = d0 + tid;
+  const int d0 = blockIdx.x % a.dblocks * kCh, d = d0 + l.ch;
   const bool active = d < a.d_inner;
   const int seg = blockIdx.y;
   const int c_begin = seg * a.chunks_per_seg;
   const int c_end = min(c_begin + a.chunks_per_seg, a.nchunks);
   const int64_t tok0 = static_cast<int64_t>(b) * a.seqlen;
-
-  float A2[kN], h[kN];
-#pragma unroll
-  for (int n = 0; n < kN; ++n) {
-    A2[n] = active ? a.A[static_cast<int64_t>(d) * kN + n] * kLog2e : 0.f;
-    h[n] = 0.f;
+  if (threadIdx.x < kCh) {
+    const bool in = d0 + threadIdx.x < a.d_inner;
+    sm.bias[threadIdx.x] = in ? a.delta_bias[d0 + threadIdx.x] : 0.f;
+    sm.D[threadIdx.x] = in ? a.D[d0 + threadIdx.x] : 0.f;
   }
-  const float Dd = active ? a.D[d] : 0.f, bias = active ? a.delta_bias[d] : 0.f;
+
+  float A2[kS], h[kS];
+#pragma unroll
+  for (int i = 0; i < kS; ++i) {
+    A2[i] = active ? a.A[static_cast<int64_t>(d) * kN + l.state(i)] * kLog2e : 0.f;
+    h[i] = 0.f;
+  }
   if (!kLocal && active) {
     for (int r = 0; r < seg; ++r) {
       const int64_t p = (static_cast<int64_t>(b) * a.segments + r) * a.d_inner + d;
       const float sum = a.seg_sum[p];
 #pragma unroll
-      for (int n = 0; n < kN; ++n) h[n] = fmaf(exp2f(A2[n] * sum), h[n], a.seg_state[p * kN + n]);
+      for (int i = 0; i < kS; ++i)
+        h[i] = fmaf(exp2f(A2[i] * sum), h[i], a.seg_state[p * kN + l.half * kS + i]);
     }
   }
 
   for (int i = 0; i < kFwdStages - 1; ++i) {
     const int c = c_begin + i;
     if (c < c_end)
-      load_tile(tiles[i], a, tok0 + static_cast<int64_t>(c) * kL, steps_in_chunk(a, c), d0);
+      load_tile(sm.tiles[i], a, tok0 + static_cast<int64_t>(c) * kL, steps_in_chunk(a, c), d0);
     else
       __pipeline_commit();
   }
   float dt_sum = 0.f;
   for (int c = c_begin; c < c_end; ++c) {
     const int i = c - c_begin;
-    const Tile<T, kInputs>& tile = tiles[i % kFwdStages];
+    const auto& tile = sm.tiles[i % kFwdStages];
     __pipeline_wait_prior(kFwdStages - 2);
     __syncthreads();  // chunk c has landed; everyone is done with chunk c - 1's buffers
     const int next = c + kFwdStages - 1;
     if (next < c_end)
-      load_tile(tiles[(i + kFwdStages - 1) % kFwdStages], a, tok0 + static_cast<int64_t>(next) * kL,
-                steps_in_chunk(a, next), d0);
+      load_tile(sm.tiles[(i + kFwdStages - 1) % kFwdStages], a,
+                tok0 + static_cast<int64_t>(next) * kL, steps_in_chunk(a, next), d0);
     else
       __pipeline_commit();
     const int steps = steps_in_chunk(a, c);
-    convert_bc(bc, tile, steps);
+    for (int e = threadIdx.x; e < kL * kCh; e += kThreads) {
+      const int s = e / kCh, ch = e % kCh;
+      const bool valid = s < steps && d0 + ch < a.d_inner;
+      const float u = valid ? to_float(tile.x[0][s][ch]) : 0.f;
+      const float dt = valid ? softplus(to_float(tile.x[1][s][ch]) + sm.bias[ch]) : 0.f;
+      sm.dt[s][ch] = dt;
+      sm.dtu[s][ch] = dt * u;
+      if (!kLocal) {
+        const float z = to_float(tile.x[kInputs - 1][s][ch]);
+        const float gate = valid ? z * sigmoid(z) : 0.f;
+        sm.gate[s][ch] = gate;
+        sm.dug[s][ch] = sm.D[ch] * u * gate;
+      }
+    }
+    convert_bc(sm.bc, tile, steps);
     __syncthreads();
 
     const int64_t row = tok0 + static_cast<int64_t>(c) * kL;
     if (!kLocal && a.ckpt && active) {
-      float4* p = reinterpret_cast<float4*>(a.ckpt) +
-                  (static_cast<int64_t>(b) * a.nchunks + c) * (kN / 4) * a.d_inner + d;
-#pragma unroll
-      for (int k = 0; k < kN / 4; ++k)
-        p[k * a.d_inner] = make_float4(h[4 * k], h[4 * k + 1], h[4 * k + 2], h[4 * k + 3]);
+      *checkpoint(a, b, c, d, 0) = make_float4(h[0], h[1], h[2], h[3]);
+      *checkpoint(a, b, c, d, 1) = make_float4(h[4], h[5], h[6], h[7]);
     }
 #pragma unroll
     for (int s = 0; s < kL; ++s) {
-      const bool valid = active && s < steps;
-      const float u = valid ? to_float(tile.x[0][s][tid]) : 0.f;
-      const float dt = valid ? softplus(to_float(tile.x[1][s][tid]) + bias) : 0.f;
-      const float dtu = dt * u;
-      float y[4] = {0.f, 0.f, 0.f, 0.f};  // four partial sums: a shorter dependency chain
+      const float dt = sm.dt[s][l.ch], dtu = sm.dtu[s][l.ch];
+      float Bv[kS], Cv[kS], y[2] = {0.f, 0.f};
+      load_bc(Bv, sm.bc, s, 0, l);
+      if (!kLocal) load_bc(Cv, sm.bc, s, 1, l);
 #pragma unroll
-      for (int k = 0; k < kN / 4; ++k) {
-        const float4 Bk = bc[s][k], Ck = bc[s][kN / 4 + k];
-        const float Bv[4] = {Bk.x, Bk.y, Bk.z, Bk.w}, Cv[4] = {Ck.x, Ck.y, Ck.z, Ck.w};
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const int n = 4 * k + j;
-          h[n] = fmaf(exp2f(dt * A2[n]), h[n], dtu * Bv[j]);
-          y[j] = fmaf(Cv[j], h[n], y[j]);
-        }
+      for (int i = 0; i < kS; ++i) {
+        h[i] = fmaf(exp2f(dt * A2[i]), h[i], dtu * Bv[i]);
+        if (!kLocal) y[i & 1] = fmaf(Cv[i], h[i], y[i & 1]);
       }
       if (kLocal) {
         dt_sum += dt;
-      } else if (valid) {
-        const float zv = to_float(tile.x[2][s][tid]);
-        const float yv = (y[0] + y[1]) + (y[2] + y[3]) + Dd * u;
-        store(a.out + (row + s) * a.d_inner + d, yv * zv * sigmoid(zv));
+      } else {
+        float yv = y[0] + y[1];
+        yv += __shfl_xor_sync(~0u, yv, 1);  // the other half's states
+        sm.out[s][l.ch] = static_cast<T>(fmaf(yv, sm.gate[s][l.ch], sm.dug[s][l.ch]));
       }
+    }
+    if (!kLocal) {
+      __syncthreads();
+      store_tile(a.out + row * a.d_inner, a.d_inner, sm.out, steps, d0, a.d_inner, a.vec);
     }
   }
 
   if (!active) return;
   const int64_t p = (static_cast<int64_t>(b) * a.segments + seg) * a.d_inner + d;
   if (kLocal) {
-    a.seg_sum[p] = dt_sum;
+    if (l.half == 0) a.seg_sum[p] = dt_sum;
 #pragma unroll
-    for (int n = 0; n < kN; ++n) a.seg_state[p * kN + n] = h[n];
+    for (int i = 0; i < kS; ++i) a.seg_state[p * kN + l.half * kS + i] = h[i];
   } else if (seg == a.segments - 1 && a.last_state) {
 #pragma unroll
-    for (int n = 0; n < kN; ++n)
-      a.last_state[(static_cast<int64_t>(b) * a.d_inner + d) * kN + n] = h[n];
+    for (int i = 0; i < kS; ++i)
+      a.last_state[(static_cast<int64_t>(b) * a.d_inner + d) * kN + l.state(i)] = h[i];
   }
 }
 
-// Sums v over the 32 lanes of a warp for each state, halving the values a lane holds at each
-// exchange. Lane l ends with state l / 2 summed over the 16 lanes of its parity (lanes 2n and
-// 2n + 1 hold the two halves of state n). The order of the sums is fixed.
-__device__ __forceinline__ float warp_sum_scatter(const float (&v)[kN]) {
-  const unsigned lane = threadIdx.x & 31;
-  float a[8], b[4], c[2];
-  bool hi = lane & 16;
-#pragma unroll
-  for (int i = 0; i < 8; ++i)
-    a[i] = (hi ? v[i + 8] : v[i]) + __shfl_xor_sync(~0u, hi ? v[i] : v[i + 8], 16);
-  hi = lane & 8;
-#pragma unroll
-  for (int i = 0; i < 4; ++i)
-    b[i] = (hi ? a[i + 4] : a[i]) + __shfl_xor_sync(~0u, hi ? a[i] : a[i + 4], 8);
-  hi = lane & 4;
-#pragma unroll
-  for (int i = 0; i < 2; ++i)
-    c[i] = (hi ? b[i + 2] : b[i]) + __shfl_xor_sync(~0u, hi ? b[i] : b[i + 2], 4);
-  hi = lane & 2;
-  return (hi ? c[1] : c[0]) + __shfl_xor_sync(~0u, hi ? c[0] : c[1], 2);
-}
-
-// Adds the four lane partials of each (step, state) in a fixed order and stores the block's
-// partial sums for the chunk's steps: part[s * kN + n].
-__device__ void store_partials(float* part, const float (&red)[kL][kCh], int steps) {
-  for (int i = threadIdx.x; i < kL * kN; i += kCh) {
+// Adds the warps' sums of each (step, state) in a fixed order and stores the block's partial sums
+// for the chunk's steps: part[s * kN + n].
+__device__ void store_partials(float* part, const float (&red)[kL][kWarps][kN], int steps) {
+  for (int i = threadIdx.x; i < kL * kN; i += kThreads) {
     const int s = i / kN, n = i % kN;
-    if (s < steps)
-      part[i] = (red[s][2 * n] + red[s][2 * n + 1]) + (red[s][32 + 2 * n] + red[s][33 + 2 * n]);
+    float sum = red[s][0][n];
+#pragma unroll
+    for (int w = 1; w < kWarps; ++w) sum += red[s][w][n];
+    if (s < steps) part[i] = sum;
   }
 }
 
 template <typename T>
 struct BwdSmem {
   Tile<T, 4> tile;  // raw inputs of the next chunk, landing while this one is computed
-  // Per (step, channel) values derived once per chunk; each thread reads only its own column.
+  // Per (step, channel) values derived once per chunk: dt, u, dy = dout silu(z),
+  // gz = dout silu'(z), sd = softplus'(delta + bias).
   float dt[kL][kCh], u[kL][kCh], dy[kL][kCh], gz[kL][kCh], sd[kL][kCh];
-  float4 bc[kL][2 * kN / 4];            // B, C as fp32
-  float4 hg[kL / kGroup][kN / 4][kCh];  // the state before each group of kGroup steps
-  float red[kL][kCh];                   // per-lane warp sums of dC, then of dB
+  BcRows bc;
+  float4 hg[kL / kGroup][2][kThreads];  // the state before each group of kGroup steps
+  float red[kL][kWarps][kN];            // warp sums of dC, then of dB
+  float bias[kCh];
 };
 
 // Backward. kLocal: run only the adjoint recurrence through each segment but the first from a
@@ -307,32 +396,36 @@ struct BwdSmem {
 // segments' local results; per-element gradients are written, parameter and dB/dC gradients go to
 // partial sums.
 template <typename T, bool kLocal>
-__global__ void __launch_bounds__(kCh, kBwdBlocksPerSM) scan_bwd_kernel(const Args<T> a) {
+__global__ void __launch_bounds__(kThreads, kBlocksPerSM) scan_bwd_kernel(const Args<T> a) {
   extern __shared__ float4 smem_raw[];
   BwdSmem<T>& sm = *reinterpret_cast<BwdSmem<T>*>(smem_raw);
-  const int tid = threadIdx.x;
+  const Lane l;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int b = blockIdx.x / a.dblocks, dblock = blockIdx.x % a.dblocks;
-  const int d0 = dblock * kCh, d = d0 + tid;
+  const int d0 = dblock * kCh, d = d0 + l.ch;
   const bool active = d < a.d_inner;
   const int seg = kLocal ? blockIdx.y + 1 : blockIdx.y;
   const int c_begin = seg * a.chunks_per_seg;
   const int c_end = min(c_begin + a.chunks_per_seg, a.nchunks);
   const int64_t tok0 = static_cast<int64_t>(b) * a.seqlen;
+  if (threadIdx.x < kCh)
+    sm.bias[threadIdx.x] = d0 + threadIdx.x < a.d_inner ? a.delta_bias[d0 + threadIdx.x] : 0.f;
 
-  float A2[kN], w[kN], dA_acc[kN];  // w: exp(dt A) * dL/dh, flowing back from later steps
+  float A2[kS], w[kS], dA_acc[kS];  // w: exp(dt A) * dL/dh, flowing back from later steps
 #pragma unroll
-  for (int n = 0; n < kN; ++n) {
-    A2[n] = active ? a.A[static_cast<int64_t>(d) * kN + n] * kLog2e : 0.f;
-    w[n] = 0.f;
-    dA_acc[n] = 0.f;
+  for (int i = 0; i < kS; ++i) {
+    A2[i] = active ? a.A[static_cast<int64_t>(d) * kN + l.state(i)] * kLog2e : 0.f;
+    w[i] = 0.f;
+    dA_acc[i] = 0.f;
   }
-  const float Dd = active ? a.D[d] : 0.f, bias = active ? a.delta_bias[d] : 0.f;
+  const float Dd = active ? a.D[d] : 0.f;
   if (!kLocal && active) {
     for (int r = a.segments - 1; r > seg; --r) {
       const int64_t p = (static_cast<int64_t>(b) * a.segments + r) * a.d_inner + d;
       const float sum = a.seg_sum[p];
 #pragma unroll
-      for (int n = 0; n < kN; ++n) w[n] = fmaf(exp2f(A2[n] * sum), w[n], a.seg_state[p * kN + n]);
+      for (int i = 0; i < kS; ++i)
+        w[i] = fmaf(exp2f(A2[i] * sum), w[i], a.seg_state[p * kN + l.half * kS + i]);
     }
   }
   float dD_acc = 0.f, dbias_acc = 0.f, dt_sum = 0.f;
@@ -344,30 +437,28 @@ __global__ void __launch_bounds__(kCh, kBwdBlocksPerSM) scan_bwd_kernel(const Ar
   for (int c = c_end - 1; c >= c_begin; --c) {
     const int steps = steps_in_chunk(a, c);
     const int64_t row = tok0 + static_cast<int64_t>(c) * kL;
-    float h[kN];
+    float h[kS];
     if (!kLocal) {  // the checkpoint, fetched before the wait to hide its latency
-      const float4* p = reinterpret_cast<const float4*>(a.ckpt) +
-                        (static_cast<int64_t>(b) * a.nchunks + c) * (kN / 4) * a.d_inner + d;
-#pragma unroll
-      for (int k = 0; k < kN / 4; ++k) {
-        const float4 v = active ? p[k * a.d_inner] : make_float4(0.f, 0.f, 0.f, 0.f);
-        h[4 * k] = v.x, h[4 * k + 1] = v.y, h[4 * k + 2] = v.z, h[4 * k + 3] = v.w;
-      }
+      const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
+      const float4 lo = active ? *checkpoint(a, b, c, d, 0) : zero;
+      const float4 hi = active ? *checkpoint(a, b, c, d, 1) : zero;
+      h[0] = lo.x, h[1] = lo.y, h[2] = lo.z, h[3] = lo.w;
+      h[4] = hi.x, h[5] = hi.y, h[6] = hi.z, h[7] = hi.w;
     }
     __pipeline_wait_prior(0);
     __syncthreads();  // chunk c has landed; everyone is done with chunk c + 1
-#pragma unroll 4
-    for (int s = 0; s < kL; ++s) {
-      const bool valid = active && s < steps;
-      const float x = to_float(sm.tile.x[1][s][tid]) + bias;
-      const float zv = to_float(sm.tile.x[2][s][tid]);
-      const float g = to_float(sm.tile.x[3][s][tid]);
-      const float sz = sigmoid(zv);
-      sm.dt[s][tid] = valid ? softplus(x) : 0.f;
-      sm.u[s][tid] = valid ? to_float(sm.tile.x[0][s][tid]) : 0.f;
-      sm.dy[s][tid] = valid ? g * zv * sz : 0.f;
-      sm.gz[s][tid] = valid ? g * sz * (1.f + zv * (1.f - sz)) : 0.f;
-      sm.sd[s][tid] = x > 20.f ? 1.f : sigmoid(x);
+    for (int e = threadIdx.x; e < kL * kCh; e += kThreads) {
+      const int s = e / kCh, ch = e % kCh;
+      const bool valid = s < steps && d0 + ch < a.d_inner;
+      const float x = to_float(sm.tile.x[1][s][ch]) + sm.bias[ch];
+      const float z = to_float(sm.tile.x[2][s][ch]);
+      const float g = to_float(sm.tile.x[3][s][ch]);
+      const float sz = sigmoid(z);
+      sm.dt[s][ch] = valid ? softplus(x) : 0.f;
+      sm.u[s][ch] = valid ? to_float(sm.tile.x[0][s][ch]) : 0.f;
+      sm.dy[s][ch] = valid ? g * z * sz : 0.f;
+      sm.gz[s][ch] = valid ? g * sz * (1.f + z * (1.f - sz)) : 0.f;
+      sm.sd[s][ch] = x > 20.f ? 1.f : sigmoid(x);
     }
     convert_bc(sm.bc, sm.tile, steps);
     __syncthreads();
@@ -376,49 +467,40 @@ __global__ void __launch_bounds__(kCh, kBwdBlocksPerSM) scan_bwd_kernel(const Ar
     if constexpr (kLocal) {
 #pragma unroll
       for (int s = kL - 1; s >= 0; --s) {
-        const float dt = sm.dt[s][tid], dy = sm.dy[s][tid];
+        const float dt = sm.dt[s][l.ch], dy = sm.dy[s][l.ch];
+        float Cv[kS];
+        load_bc(Cv, sm.bc, s, 1, l);
         dt_sum += dt;
 #pragma unroll
-        for (int k = 0; k < kN / 4; ++k) {
-          const float4 Ck = sm.bc[s][kN / 4 + k];
-          const float Cv[4] = {Ck.x, Ck.y, Ck.z, Ck.w};
-#pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            const int n = 4 * k + j;
-            w[n] = exp2f(dt * A2[n]) * fmaf(Cv[j], dy, w[n]);
-          }
-        }
+        for (int i = 0; i < kS; ++i) w[i] = exp2f(dt * A2[i]) * fmaf(Cv[i], dy, w[i]);
       }
     } else {
+      const bool writer = active && l.half == 0;
+      T* const dz = a.dz + row * a.ld_z + d;
+      T* const du = a.du + row * a.d_inner + d;
+      T* const ddelta = a.ddelta + row * a.d_inner + d;
       // Pass A: the states forward through the chunk; dz and the dC partial sums on the way.
 #pragma unroll
       for (int s = 0; s < kL; ++s) {
         if (s % kGroup == 0) {
-#pragma unroll
-          for (int k = 0; k < kN / 4; ++k)
-            sm.hg[s / kGroup][k][tid] =
-                make_float4(h[4 * k], h[4 * k + 1], h[4 * k + 2], h[4 * k + 3]);
+          sm.hg[s / kGroup][0][threadIdx.x] = make_float4(h[0], h[1], h[2], h[3]);
+          sm.hg[s / kGroup][1][threadIdx.x] = make_float4(h[4], h[5], h[6], h[7]);
         }
-        const float dt = sm.dt[s][tid], u = sm.u[s][tid], dy = sm.dy[s][tid];
+        const float dt = sm.dt[s][l.ch], u = sm.u[s][l.ch], dy = sm.dy[s][l.ch];
         const float dtu = dt * u;
-        float y[4] = {0.f, 0.f, 0.f, 0.f}, v[kN];
+        float Bv[kS], Cv[kS], v[kS], y[2] = {0.f, 0.f};
+        load_bc(Bv, sm.bc, s, 0, l);
+        load_bc(Cv, sm.bc, s, 1, l);
 #pragma unroll
-        for (int k = 0; k < kN / 4; ++k) {
-          const float4 Bk = sm.bc[s][k], Ck = sm.bc[s][kN / 4 + k];
-          const float Bv[4] = {Bk.x, Bk.y, Bk.z, Bk.w}, Cv[4] = {Ck.x, Ck.y, Ck.z, Ck.w};
-#pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            const int n = 4 * k + j;
-            h[n] = fmaf(exp2f(dt * A2[n]), h[n], dtu * Bv[j]);
-            y[j] = fmaf(Cv[j], h[n], y[j]);
-            v[n] = dy * h[n];
-          }
+        for (int i = 0; i < kS; ++i) {
+          h[i] = fmaf(exp2f(dt * A2[i]), h[i], dtu * Bv[i]);
+          y[i & 1] = fmaf(Cv[i], h[i], y[i & 1]);
+          v[i] = dy * h[i];
         }
-        sm.red[s][tid] = warp_sum_scatter(v);
-        if (active && s < steps) {
-          const float yv = (y[0] + y[1]) + (y[2] + y[3]) + Dd * u;
-          store(a.dz + (row + s) * a.ld_z + d, sm.gz[s][tid] * yv);
-        }
+        sm.red[s][warp][sum_state(lane)] = warp_sum8(v);
+        float yv = y[0] + y[1];
+        yv += __shfl_xor_sync(~0u, yv, 1);
+        if (writer && s < steps) store(dz + s * a.ld_z, sm.gz[s][l.ch] * fmaf(Dd, u, yv));
       }
       __syncthreads();
       store_partials(part_dC + row * kN, sm.red, steps);
@@ -426,58 +508,49 @@ __global__ void __launch_bounds__(kCh, kBwdBlocksPerSM) scan_bwd_kernel(const Ar
 
       // Reverse pass, kGroup steps at a time.
       for (int grp = kL / kGroup - 1; grp >= 0; --grp) {
-        float hs[kGroup][kN], dA[kGroup][kN];  // h before each step of the group, exp(dt A)
-#pragma unroll
-        for (int k = 0; k < kN / 4; ++k) {
-          const float4 v = sm.hg[grp][k][tid];
-          hs[0][4 * k] = v.x, hs[0][4 * k + 1] = v.y, hs[0][4 * k + 2] = v.z,
-                    hs[0][4 * k + 3] = v.w;
-        }
+        float hs[kGroup][kS], dA[kGroup][kS];  // h before each step of the group, exp(dt A)
+        const float4 lo = sm.hg[grp][0][threadIdx.x], hi = sm.hg[grp][1][threadIdx.x];
+        hs[0][0] = lo.x, hs[0][1] = lo.y, hs[0][2] = lo.z, hs[0][3] = lo.w;
+        hs[0][4] = hi.x, hs[0][5] = hi.y, hs[0][6] = hi.z, hs[0][7] = hi.w;
 #pragma unroll
         for (int j = 0; j < kGroup; ++j) {
           const int s = grp * kGroup + j;
-          const float dt = sm.dt[s][tid];
+          const float dt = sm.dt[s][l.ch];
 #pragma unroll
-          for (int n = 0; n < kN; ++n) dA[j][n] = exp2f(dt * A2[n]);
+          for (int i = 0; i < kS; ++i) dA[j][i] = exp2f(dt * A2[i]);
           if (j + 1 < kGroup) {
-            const float dtu = dt * sm.u[s][tid];
+            const float dtu = dt * sm.u[s][l.ch];
+            float Bv[kS];
+            load_bc(Bv, sm.bc, s, 0, l);
 #pragma unroll
-            for (int k = 0; k < kN / 4; ++k) {
-              const float4 Bk = sm.bc[s][k];
-              const float Bv[4] = {Bk.x, Bk.y, Bk.z, Bk.w};
-#pragma unroll
-              for (int i = 0; i < 4; ++i)
-                hs[j + 1][4 * k + i] = fmaf(dA[j][4 * k + i], hs[j][4 * k + i], dtu * Bv[i]);
-            }
+            for (int i = 0; i < kS; ++i) hs[j + 1][i] = fmaf(dA[j][i], hs[j][i], dtu * Bv[i]);
           }
         }
 #pragma unroll
         for (int j = kGroup - 1; j >= 0; --j) {
           const int s = grp * kGroup + j;
-          const float dt = sm.dt[s][tid], u = sm.u[s][tid], dy = sm.dy[s][tid];
+          const float dt = sm.dt[s][l.ch], u = sm.u[s][l.ch], dy = sm.dy[s][l.ch];
           const float dtu = dt * u;
-          float sB = 0.f, sA = 0.f, v[kN];
+          float Bv[kS], Cv[kS], v[kS], sB = 0.f, sA = 0.f;
+          load_bc(Bv, sm.bc, s, 0, l);
+          load_bc(Cv, sm.bc, s, 1, l);
 #pragma unroll
-          for (int k = 0; k < kN / 4; ++k) {
-            const float4 Bk = sm.bc[s][k], Ck = sm.bc[s][kN / 4 + k];
-            const float Bv[4] = {Bk.x, Bk.y, Bk.z, Bk.w}, Cv[4] = {Ck.x, Ck.y, Ck.z, Ck.w};
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-              const int n = 4 * k + i;
-              const float dh = fmaf(Cv[i], dy, w[n]);  // dL/dh[t, n]
-              sB = fmaf(dh, Bv[i], sB);
-              v[n] = dh * dtu;
-              w[n] = dA[j][n] * dh;
-              const float q = w[n] * hs[j][n];  // dL/dh * exp(dt A) * h[t-1]
-              sA = fmaf(A2[n], q, sA);
-              dA_acc[n] = fmaf(dt, q, dA_acc[n]);
-            }
+          for (int i = 0; i < kS; ++i) {
+            const float dh = fmaf(Cv[i], dy, w[i]);  // dL/dh[t, n]
+            sB = fmaf(dh, Bv[i], sB);
+            v[i] = dh * dtu;
+            w[i] = dA[j][i] * dh;
+            const float q = w[i] * hs[j][i];  // dL/dh * exp(dt A) * h[t-1]
+            sA = fmaf(A2[i], q, sA);
+            dA_acc[i] = fmaf(dt, q, dA_acc[i]);
           }
-          sm.red[s][tid] = warp_sum_scatter(v);
-          if (active && s < steps) {
-            const float dx = fmaf(u, sB, kLn2 * sA) * sm.sd[s][tid];
-            store(a.du + (row + s) * a.d_inner + d, fmaf(Dd, dy, dt * sB));
-            store(a.ddelta + (row + s) * a.d_inner + d, dx);
+          sm.red[s][warp][sum_state(lane)] = warp_sum8(v);
+          sB += __shfl_xor_sync(~0u, sB, 1);  // the other half's states
+          sA += __shfl_xor_sync(~0u, sA, 1);
+          if (writer && s < steps) {
+            const float dx = fmaf(u, sB, kLn2 * sA) * sm.sd[s][l.ch];
+            store(du + s * a.d_inner, fmaf(Dd, dy, dt * sB));
+            store(ddelta + s * a.d_inner, dx);
             dD_acc = fmaf(dy, u, dD_acc);
             dbias_acc += dx;
           }
@@ -491,14 +564,13 @@ __global__ void __launch_bounds__(kCh, kBwdBlocksPerSM) scan_bwd_kernel(const Ar
   if (!active) return;
   const int64_t p = (static_cast<int64_t>(b) * a.segments + seg) * a.d_inner + d;
   if constexpr (kLocal) {
-    a.seg_sum[p] = dt_sum;
+    if (l.half == 0) a.seg_sum[p] = dt_sum;
 #pragma unroll
-    for (int n = 0; n < kN; ++n) a.seg_state[p * kN + n] = w[n];
+    for (int i = 0; i < kS; ++i) a.seg_state[p * kN + l.half * kS + i] = w[i];
   } else {
 #pragma unroll
-    for (int n = 0; n < kN; ++n) a.part_dA[p * kN + n] = dA_acc[n];
-    a.part_dD[p] = dD_acc;
-    a.part_dbias[p] = dbias_acc;
+    for (int i = 0; i < kS; ++i) a.part_dA[p * kN + l.state(i)] = dA_acc[i];
+    if (l.half == 0) a.part_dD[p] = dD_acc, a.part_dbias[p] = dbias_acc;
   }
 }
 

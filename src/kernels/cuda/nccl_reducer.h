@@ -1,0 +1,44 @@
+// Gradient all-reduce across GPUs with NCCL, in buckets, overlapped with the backward pass: a
+// bucket is launched on a communication stream as soon as the slices it covers are final,
+// ordered after the compute stream's work with an event, with no host synchronisation. finish()
+// makes the compute stream wait for the last bucket; the averaged gradients are then in place.
+// A peer that fails or stalls ends the job with a clear error after a timeout instead of a hang.
+// This header names no CUDA or NCCL type.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "kernels/backend.h"
+
+namespace mamba {
+
+// The bytes of a fresh ncclUniqueId, made by rank 0 and broadcast to the others (MPI_Bcast).
+std::string nccl_unique_id();
+
+class NcclReducer {
+ public:
+  // backend: the rank's CUDA backend (its compute stream orders the buckets). buffer: the fp32
+  // gradient buffer of n floats, identical layout on every rank. timeout_s: how long finish()
+  // waits for the collective before declaring a peer lost.
+  NcclReducer(const std::string& unique_id, int rank, int world, Backend& backend, float* buffer,
+              int64_t n, size_t bucket_bytes, double timeout_s);
+  ~NcclReducer();
+  NcclReducer(const NcclReducer&) = delete;
+  NcclReducer& operator=(const NcclReducer&) = delete;
+
+  // [begin, end) of the buffer is final. Slices arrive in decreasing address order (backward
+  // runs from the last layer to the first); adjacent ones merge into one bucket.
+  void ready(int64_t begin, int64_t end);
+  // Launches what is left, makes the compute stream wait for all buckets, and checks (with the
+  // timeout) that the collectives completed.
+  void finish();
+  // The whole buffer at once (no overlap): the baseline for the overlap measurement.
+  void reduce_all();
+
+ private:
+  struct State;
+  std::unique_ptr<State> s_;
+};
+
+}  // namespace mamba

@@ -1,0 +1,68 @@
+#include "train/gradient_reducer.h"
+
+#include <vector>
+
+#ifdef MAMBA_HAVE_CUDA
+#include "kernels/cuda/nccl_reducer.h"
+#endif
+
+namespace mamba {
+
+namespace {
+
+class MpiGradientReducer final : public GradientReducer {
+ public:
+  MpiGradientReducer(Communicator& comm, MambaLM& model) : comm_(comm), model_(model) {}
+
+  void finish() override {
+    if (comm_.world() == 1) return;
+    const int64_t n = model_.layout().total();
+    Backend& be = model_.backend();
+    if (be.host_accessible()) {
+      comm_.allreduce_mean(model_.grads(), n);
+      return;
+    }
+    staging_.resize(n);
+    be.download(staging_.data(), model_.grads(), n * sizeof(float));
+    comm_.allreduce_mean(staging_.data(), n);
+    be.upload(model_.grads(), staging_.data(), n * sizeof(float));
+  }
+
+ private:
+  Communicator& comm_;
+  MambaLM& model_;
+  std::vector<float> staging_;
+};
+
+#ifdef MAMBA_HAVE_CUDA
+class NcclGradientReducer final : public GradientReducer {
+ public:
+  NcclGradientReducer(const ExperimentConfig& cfg, Communicator& comm, MambaLM& model) {
+    std::string id = comm.rank() == 0 ? nccl_unique_id() : std::string(128, '\0');
+    comm.broadcast(id.data(), id.size(), 0);
+    reducer_ = std::make_unique<NcclReducer>(
+        id, comm.rank(), comm.world(), model.backend(), model.grads(), model.layout().total(),
+        size_t(cfg.dist.bucket_mb * (1 << 20)), cfg.dist.timeout_s);
+  }
+  void ready(int64_t begin, int64_t end) override { reducer_->ready(begin, end); }
+  void finish() override { reducer_->finish(); }
+
+ private:
+  std::unique_ptr<NcclReducer> reducer_;
+};
+#endif
+
+}  // namespace
+
+std::unique_ptr<GradientReducer> make_gradient_reducer(const ExperimentConfig& cfg,
+                                                       Communicator& comm, MambaLM& model) {
+#ifdef MAMBA_HAVE_CUDA
+  if (comm.world() > 1 && model.backend().native_stream()) {
+    return std::make_unique<NcclGradientReducer>(cfg, comm, model);
+  }
+#endif
+  (void)cfg;
+  return std::make_unique<MpiGradientReducer>(comm, model);
+}
+
+}  // namespace mamba
