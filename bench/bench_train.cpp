@@ -2,7 +2,7 @@
 // data loading cannot stall the step). Prints one JSON line per run with ms/step, tokens/s, peak
 // memory and MFU (6 * params * tokens/s over the device's dense bf16 peak, where known).
 //   bench_train [--model tiny|cpu-baseline|130m|370m|790m|1.4b|2.8b] [--batch B] [--seqlen L]
-//               [--device cpu|cuda] [--precision fp32|bf16] [--steps N]
+//               [--device cpu|cuda] [--precision fp32|bf16] [--steps N] [--recompute 0|1]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -60,7 +60,8 @@ int main(int argc, char** argv) try {
   c.d_model = preset->second.d_model;
   c.n_layer = preset->second.n_layer;
   c.vocab_size = preset->second.vocab;
-  mamba::MambaLM model(c, *backend);
+  const bool recompute = flag(argc, argv, "--recompute", "0") == "1";
+  mamba::MambaLM model(c, *backend, recompute);
   std::vector<float> params(model.layout().total());
   mamba::init_params(model.layout(), params.data(), 0);
   model.upload_params(params);
@@ -90,10 +91,10 @@ int main(int argc, char** argv) try {
   const double mfu = peak > 0 ? 6.0 * double(model.layout().total()) * tokens_per_s / peak : -1.0;
   std::printf(
       "{\"bench\": \"train_step\", \"model\": \"%s\", \"device\": \"%s\", \"act_bytes\": %zu, "
-      "\"params\": %ld, \"batch\": %d, \"seqlen\": %d, \"ms_per_step\": %.2f, "
+      "\"params\": %ld, \"batch\": %d, \"seqlen\": %d, \"recompute\": %d, \"ms_per_step\": %.2f, "
       "\"tokens_per_s\": %.0f, \"peak_gib\": %.2f, \"mfu\": %.4f}\n",
       model_name.c_str(), backend->name().c_str(), backend->act_bytes(),
-      long(model.layout().total()), batch, seqlen, median, tokens_per_s,
+      long(model.layout().total()), batch, seqlen, int(recompute), median, tokens_per_s,
       backend->peak_memory() / double(1ull << 30), mfu);
   return 0;
 } catch (const std::exception& e) {

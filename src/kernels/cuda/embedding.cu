@@ -10,7 +10,6 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/embedding.h"
-#include "kernels/cuda/ops_common.cuh"
 
 namespace mamba::cuda {
 

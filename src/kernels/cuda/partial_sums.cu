@@ -2,7 +2,6 @@
 // groups: group g adds rows g, g + 32, ... (each warp reads 32 consecutive floats of one row), then
 // the groups' sums are added in group order.
 #include "kernels/cuda/cuda_check.h"
-#include "kernels/cuda/ops_common.cuh"
 #include "kernels/cuda/partial_sums.h"
 
 namespace mamba::cuda {

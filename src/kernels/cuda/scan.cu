@@ -254,6 +254,7 @@ struct FwdSmem {
 template <typename T, bool kLocal>
 __global__ void __launch_bounds__(kThreads, kBlocksPerSM) scan_fwd_kernel(const Args<T> a) {
   using Smem = FwdSmem<T, kLocal>;
+  constexpr int kInputs = Smem::kInputs;
   extern __shared__ float4 smem_raw[];
   Smem& sm = *reinterpret_cast<Smem*>(smem_raw);
   const Lane l;
@@ -476,9 +477,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM) scan_bwd_kernel(const 
       }
     } else {
       const bool writer = active && l.half == 0;
-      T* const dz = a.dz + row * a.ld_z + d;
-      T* const du = a.du + row * a.d_inner + d;
-      T* const ddelta = a.ddelta + row * a.d_inner + d;
+      const int64_t at = row * a.d_inner + d, at_z = row * a.ld_z + d;  // step 0 of the chunk
       // Pass A: the states forward through the chunk; dz and the dC partial sums on the way.
 #pragma unroll
       for (int s = 0; s < kL; ++s) {
@@ -500,7 +499,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM) scan_bwd_kernel(const 
         sm.red[s][warp][sum_state(lane)] = warp_sum8(v);
         float yv = y[0] + y[1];
         yv += __shfl_xor_sync(~0u, yv, 1);
-        if (writer && s < steps) store(dz + s * a.ld_z, sm.gz[s][l.ch] * fmaf(Dd, u, yv));
+        if (writer && s < steps) store(a.dz + at_z + s * a.ld_z, sm.gz[s][l.ch] * fmaf(Dd, u, yv));
       }
       __syncthreads();
       store_partials(part_dC + row * kN, sm.red, steps);
@@ -508,22 +507,22 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM) scan_bwd_kernel(const 
 
       // Reverse pass, kGroup steps at a time.
       for (int grp = kL / kGroup - 1; grp >= 0; --grp) {
-        float hs[kGroup][kS], dA[kGroup][kS];  // h before each step of the group, exp(dt A)
+        // h before each step of the group and exp(dt A) of its steps but the last, which is only
+        // needed in the reverse step and computed there.
+        float hs[kGroup][kS], dA[kGroup - 1][kS];
         const float4 lo = sm.hg[grp][0][threadIdx.x], hi = sm.hg[grp][1][threadIdx.x];
         hs[0][0] = lo.x, hs[0][1] = lo.y, hs[0][2] = lo.z, hs[0][3] = lo.w;
         hs[0][4] = hi.x, hs[0][5] = hi.y, hs[0][6] = hi.z, hs[0][7] = hi.w;
 #pragma unroll
-        for (int j = 0; j < kGroup; ++j) {
+        for (int j = 0; j + 1 < kGroup; ++j) {
           const int s = grp * kGroup + j;
-          const float dt = sm.dt[s][l.ch];
+          const float dt = sm.dt[s][l.ch], dtu = dt * sm.u[s][l.ch];
+          float Bv[kS];
+          load_bc(Bv, sm.bc, s, 0, l);
 #pragma unroll
-          for (int i = 0; i < kS; ++i) dA[j][i] = exp2f(dt * A2[i]);
-          if (j + 1 < kGroup) {
-            const float dtu = dt * sm.u[s][l.ch];
-            float Bv[kS];
-            load_bc(Bv, sm.bc, s, 0, l);
-#pragma unroll
-            for (int i = 0; i < kS; ++i) hs[j + 1][i] = fmaf(dA[j][i], hs[j][i], dtu * Bv[i]);
+          for (int i = 0; i < kS; ++i) {
+            dA[j][i] = exp2f(dt * A2[i]);
+            hs[j + 1][i] = fmaf(dA[j][i], hs[j][i], dtu * Bv[i]);
           }
         }
 #pragma unroll
@@ -536,10 +535,11 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM) scan_bwd_kernel(const 
           load_bc(Cv, sm.bc, s, 1, l);
 #pragma unroll
           for (int i = 0; i < kS; ++i) {
+            const float decay = j + 1 < kGroup ? dA[j][i] : exp2f(dt * A2[i]);
             const float dh = fmaf(Cv[i], dy, w[i]);  // dL/dh[t, n]
             sB = fmaf(dh, Bv[i], sB);
             v[i] = dh * dtu;
-            w[i] = dA[j][i] * dh;
+            w[i] = decay * dh;
             const float q = w[i] * hs[j][i];  // dL/dh * exp(dt A) * h[t-1]
             sA = fmaf(A2[i], q, sA);
             dA_acc[i] = fmaf(dt, q, dA_acc[i]);
@@ -549,8 +549,8 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM) scan_bwd_kernel(const 
           sA += __shfl_xor_sync(~0u, sA, 1);
           if (writer && s < steps) {
             const float dx = fmaf(u, sB, kLn2 * sA) * sm.sd[s][l.ch];
-            store(du + s * a.d_inner, fmaf(Dd, dy, dt * sB));
-            store(ddelta + s * a.d_inner, dx);
+            store(a.du + at + s * a.d_inner, fmaf(Dd, dy, dt * sB));
+            store(a.ddelta + at + s * a.d_inner, dx);
             dD_acc = fmaf(dy, u, dD_acc);
             dbias_acc += dx;
           }
@@ -647,7 +647,7 @@ Plan make_plan(const ScanShape& s, const ScanTuning& tuning) {
     check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device),
           "cudaDeviceGetAttribute(multiprocessor count)");
     const int64_t blocks = static_cast<int64_t>(s.batch) * p.dblocks;
-    segments = blocks >= 2 * sms ? 1 : kBwdBlocksPerSM * sms / blocks;
+    segments = blocks >= 2 * sms ? 1 : kBlocksPerSM * sms / blocks;
   }
   segments = std::clamp<int64_t>(segments, 1, std::min(p.nchunks, 65535));
   p.chunks_per_seg = static_cast<int>(ceil_div(p.nchunks, segments));
@@ -705,6 +705,20 @@ bool rows_aligned(const ScanShape& s) {
          (s.ld_bc * sizeof(T)) % 16 == 0;
 }
 
+// Both scan kernels take more shared memory than the default 48 KB.
+template <typename T>
+void launch(void (*kernel)(Args<T>), dim3 grid, size_t smem, const Args<T>& a, cudaStream_t stream,
+            const char* what) {
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(smem)),
+        what);
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                             cudaSharedmemCarveoutMaxShared),
+        what);
+  kernel<<<grid, kThreads, smem, stream>>>(a);
+  check(cudaGetLastError(), what);
+}
+
 template <typename T>
 void forward(T* out, float* last_state, float* ckpt, const T* u, const T* delta, const float* A,
              const T* B, const T* C, const float* D, const float* delta_bias, const T* z,
@@ -727,30 +741,15 @@ void forward(T* out, float* last_state, float* ckpt, const T* u, const T* delta,
   a.u = u, a.delta = delta, a.z = z, a.B = B, a.C = C;
   a.A = A, a.D = D, a.delta_bias = delta_bias;
   a.out = out, a.last_state = last_state, a.ckpt = ckpt;
-  a.vec = rows_aligned<T>(s) && aligned16(u) && aligned16(delta) && aligned16(z) && aligned16(B) &&
-          aligned16(C);
+  a.vec = rows_aligned<T>(s) && aligned16(out) && aligned16(u) && aligned16(delta) &&
+          aligned16(z) && aligned16(B) && aligned16(C);
 
-  const dim3 grid(static_cast<unsigned>(static_cast<int64_t>(s.batch) * p.dblocks), p.segments);
-  if (p.segments > 1) {
-    scan_fwd_kernel<T, true><<<dim3(grid.x, p.segments - 1), kCh, 0, stream>>>(a);
-    check(cudaGetLastError(), "scan forward (segment pass) launch");
-  }
-  scan_fwd_kernel<T, false><<<grid, kCh, 0, stream>>>(a);
-  check(cudaGetLastError(), "scan forward launch");
-}
-
-template <typename T, bool kLocal>
-void launch_bwd(const Args<T>& a, dim3 grid, cudaStream_t stream) {
-  const auto kernel = scan_bwd_kernel<T, kLocal>;
-  const int smem = sizeof(BwdSmem<T>);
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
-        "scan backward: raise the shared memory limit");
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                             cudaSharedmemCarveoutMaxShared),
-        "scan backward: shared memory carveout");
-  kernel<<<grid, kCh, smem, stream>>>(a);
-  check(cudaGetLastError(),
-        kLocal ? "scan backward (segment pass) launch" : "scan backward launch");
+  const unsigned blocks = static_cast<unsigned>(static_cast<int64_t>(s.batch) * p.dblocks);
+  if (p.segments > 1)
+    launch(scan_fwd_kernel<T, true>, dim3(blocks, p.segments - 1), sizeof(FwdSmem<T, true>), a,
+           stream, "scan forward (segment pass)");
+  launch(scan_fwd_kernel<T, false>, dim3(blocks, p.segments), sizeof(FwdSmem<T, false>), a, stream,
+         "scan forward");
 }
 
 template <typename T>
@@ -791,8 +790,11 @@ void backward(T* du, T* ddelta, float* dA, T* dB, T* dC, float* dD, float* ddelt
           aligned16(dout) && aligned16(B) && aligned16(C);
 
   const unsigned blocks = static_cast<unsigned>(static_cast<int64_t>(s.batch) * p.dblocks);
-  if (p.segments > 1) launch_bwd<T, true>(a, dim3(blocks, p.segments - 1), stream);
-  launch_bwd<T, false>(a, dim3(blocks, p.segments), stream);
+  if (p.segments > 1)
+    launch(scan_bwd_kernel<T, true>, dim3(blocks, p.segments - 1), sizeof(BwdSmem<T>), a, stream,
+           "scan backward (segment pass)");
+  launch(scan_bwd_kernel<T, false>, dim3(blocks, p.segments), sizeof(BwdSmem<T>), a, stream,
+         "scan backward");
 
   const int64_t outputs = 2 * p.tokens * kN;
   const unsigned rblocks = static_cast<unsigned>(std::min<int64_t>(ceil_div(outputs, 256), 65536));
