@@ -82,6 +82,7 @@ class CudaBackend final : public Backend {
   std::string name() const override { return name_; }
   size_t act_bytes() const override { return bf16_ ? sizeof(bf16) : sizeof(float); }
   double peak_flops() const override { return peak_flops_; }
+  void* native_stream() const override { return stream_; }
 
   // ---- memory ----
   void* allocate(size_t bytes) override {
