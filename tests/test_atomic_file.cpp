@@ -1,12 +1,13 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
 
+#include "error_of.h"
+#include "scratch.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
 
@@ -14,21 +15,14 @@ namespace mamba {
 namespace {
 
 namespace fs = std::filesystem;
+using test::error_of;
 
-class AtomicFile : public testing::Test {
+class AtomicFile : public test::ScratchDirTest {
  protected:
-  void SetUp() override {
-    std::string pattern = testing::TempDir() + "mamba_atomic_XXXXXX";
-    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
-  }
   void TearDown() override {
     // Restores write permission so that the read-only case can be cleaned up.
     fs::permissions(dir_, fs::perms::owner_all, fs::perm_options::add);
-    fs::remove_all(dir_);
   }
-
-  std::string path(const std::string& name) const { return (fs::path(dir_) / name).string(); }
 
   static std::string slurp(const std::string& p) {
     std::ifstream in(p, std::ios::binary);
@@ -38,21 +32,7 @@ class AtomicFile : public testing::Test {
   static std::string temp_name(const std::string& p) {
     return p + ".tmp." + std::to_string(getpid());
   }
-
-  std::string dir_;
 };
-
-// Runs `write` and returns the mamba::Error message, or fails the test if nothing was thrown.
-template <typename Fn>
-std::string error_of(Fn write) {
-  try {
-    write();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected mamba::Error";
-  return "";
-}
 
 TEST_F(AtomicFile, WritesNewFileWithoutLeavingTempFile) {
   const std::string p = path("out.bin");

@@ -2,27 +2,21 @@
 // its handling of files that are wrong, damaged or of an unknown kind.
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <fstream>
 #include <string>
 
 #include "cli_runner.h"
 #include "io/safetensors.h"
+#include "scratch.h"
 
 namespace mamba {
 namespace {
 
-namespace fs = std::filesystem;
 using test::run_mamba;
+using test::scratch_path;
 
 const std::string kScan = std::string(MAMBA_TEST_DATA) + "/scan_small.safetensors";
 const std::string kModel = std::string(MAMBA_TEST_DATA) + "/mamba_tiny.safetensors";
-
-std::string temp_path(const std::string& name) {
-  const fs::path dir = fs::path(testing::TempDir()) / "check_golden";
-  fs::create_directories(dir);
-  return (dir / name).string();
-}
 
 // Copies a golden file with the named tensor scaled by factor (or dropped), and optionally a new
 // metadata kind.
@@ -50,7 +44,7 @@ std::string rewrite(const std::string& src, const std::string& tensor, float fac
   }
   auto metadata = in.metadata();
   if (!kind.empty()) metadata["kind"] = kind;
-  const std::string path = temp_path(out_name);
+  const std::string path = scratch_path(out_name);
   write_safetensors(path, views, metadata);
   return path;
 }
@@ -87,7 +81,7 @@ TEST(CheckGolden, PerturbedReferenceFails) {
 }
 
 TEST(CheckGolden, MissingFileIsOneLineError) {
-  const std::string path = temp_path("does_not_exist.safetensors");
+  const std::string path = scratch_path("does_not_exist.safetensors");
   const auto r = run_mamba("check-golden " + path);
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.output.find(path), std::string::npos) << r.output;
@@ -97,7 +91,7 @@ TEST(CheckGolden, MissingFileIsOneLineError) {
 TEST(CheckGolden, TruncatedFileIsRejected) {
   std::ifstream in(kModel, std::ios::binary);
   std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const std::string path = temp_path("truncated.safetensors");
+  const std::string path = scratch_path("truncated.safetensors");
   std::ofstream(path, std::ios::binary).write(bytes.data(), bytes.size() / 2);
   const auto r = run_mamba("check-golden " + path);
   EXPECT_EQ(r.status, 2) << r.output;
@@ -105,7 +99,7 @@ TEST(CheckGolden, TruncatedFileIsRejected) {
 }
 
 TEST(CheckGolden, MalformedHeaderIsRejected) {
-  const std::string path = temp_path("malformed.safetensors");
+  const std::string path = scratch_path("malformed.safetensors");
   std::ofstream out(path, std::ios::binary);
   const std::string header = "{\"u\": {\"dtype\": \"F32\", \"shape\": [2,";
   const uint64_t n = header.size();

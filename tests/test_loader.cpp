@@ -3,46 +3,27 @@
 // sequence (on any world size), and bad data stops it with a one-line error.
 #include <gtest/gtest.h>
 #include <hdf5.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <filesystem>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "data/loader.h"
 #include "data/shard.h"
-#include "util/error.h"
+#include "error_of.h"
+#include "scratch.h"
+#include "shard_fixtures.h"
 
 namespace mamba {
 namespace {
 
-namespace fs = std::filesystem;
+using test::error_of;
+using test::scratch_dir;
+using test::write_shard;
 
 constexpr int kVocab = 1000;
 constexpr int kSeqLen = 7;
-
-// This process's own scratch directory, removed at exit: ctest may run tests in parallel.
-const std::filesystem::path& scratch() {
-  struct Scratch {
-    std::filesystem::path path =
-        std::filesystem::temp_directory_path() / ("mamba_test_loader." + std::to_string(getpid()));
-    ~Scratch() {
-      std::error_code ec;
-      std::filesystem::remove_all(path, ec);
-    }
-  };
-  static const Scratch s;
-  return s.path;
-}
-
-std::string temp_dir(const std::string& name) {
-  const fs::path dir = scratch() / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir.string();
-}
 
 // Writes `stream` as shards of the given sizes (train-0000.h5, ...) and returns the glob.
 std::string write_split(const std::string& dir, const std::vector<int32_t>& stream,
@@ -53,13 +34,11 @@ std::string write_split(const std::string& dir, const std::vector<int32_t>& stre
   attrs.tokenizer = "test";
   attrs.tokenizer_sha256 = "sha";
   attrs.split = "train";
-  size_t begin = 0;
+  auto begin = stream.begin();
   for (size_t k = 0; k < sizes.size(); ++k) {
     char name[32];
     std::snprintf(name, sizeof name, "/train-%04zu.h5", k);
-    ShardWriter writer(dir + name, attrs);
-    writer.append(stream.data() + begin, sizes[k]);
-    writer.finish();
+    write_shard(dir + name, attrs, std::vector<int32_t>(begin, begin + sizes[k]), 0);
     begin += sizes[k];
   }
   return dir + "/train-*.h5";
@@ -75,7 +54,7 @@ std::vector<int32_t> counting_stream(size_t n) {
 const std::string& fixture() {
   // 400 tokens in uneven shards: 57 windows of 8 tokens (stride 7); windows cross shard ends.
   static const std::string pattern =
-      write_split(temp_dir("fixture"), counting_stream(400), {123, 5, 200, 72});
+      write_split(scratch_dir("fixture"), counting_stream(400), {123, 5, 200, 72});
   return pattern;
 }
 
@@ -100,16 +79,6 @@ std::vector<std::vector<int32_t>> run_ranks(int world, int global_batch, int bat
     out.push_back(batch);
   }
   return out;
-}
-
-template <typename F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 TEST(Loader, WindowsTileTheStream) {
@@ -206,7 +175,7 @@ TEST(Loader, BadSetupsAreRefused) {
   std::string e = error_of([] { TokenLoader(fixture(), kSeqLen, kVocab, 7, 0, 2, 1, true); });
   EXPECT_NE(e.find("multiple of the number of ranks"), std::string::npos) << e;
 
-  const std::string short_split = write_split(temp_dir("short"), counting_stream(8), {8});
+  const std::string short_split = write_split(scratch_dir("short"), counting_stream(8), {8});
   e = error_of([&] { TokenLoader(short_split, 8, kVocab, 1, 0, 1, 1, true); });
   EXPECT_NE(e.find(short_split), std::string::npos) << e;
   EXPECT_NE(e.find("fewer than one window"), std::string::npos) << e;
@@ -223,7 +192,7 @@ TEST(Loader, BadSetupsAreRefused) {
 TEST(Loader, TokenIdsBeyondTheVocabStopIt) {
   // A damaged (or hand-made) shard: its attributes say vocab 1000 but it holds a 1500. The writer
   // refuses such ids, so the value is planted with HDF5 directly.
-  const std::string dir = temp_dir("bad_ids");
+  const std::string dir = scratch_dir("bad_ids");
   const std::string pattern = write_split(dir, counting_stream(100), {100});
   const std::string path = dir + "/train-0000.h5";
   const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);

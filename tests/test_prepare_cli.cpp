@@ -2,71 +2,29 @@
 // the token stream, the documented split and shard sizes, and one-line errors naming the file
 // for bad input.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <vector>
 
+#include "cli_runner.h"
 #include "data/loader.h"
 #include "data/prepare.h"
 #include "data/shard.h"
 #include "data/text.h"
 #include "data/tokenizer.h"
+#include "scratch.h"
 
 namespace mamba {
 namespace {
 
 namespace fs = std::filesystem;
+using test::run_mamba;
+using test::scratch_dir;
+using test::write_text;
 
 const std::string kTokenizerDir = std::string(MAMBA_TEST_DATA) + "/tokenizer";
-
-struct CliRun {
-  int status;
-  std::string output;  // stdout and stderr together
-};
-
-CliRun run(const std::string& args) {
-  const std::string command = std::string(MAMBA_BINARY) + " " + args + " 2>&1";
-  std::FILE* pipe = popen(command.c_str(), "r");
-  CliRun result{-1, ""};
-  if (!pipe) return result;
-  char buffer[4096];
-  size_t n;
-  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) result.output.append(buffer, n);
-  const int status = pclose(pipe);
-  result.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
-}
-
-// This process's own scratch directory, removed at exit: ctest may run tests in parallel.
-const std::filesystem::path& scratch() {
-  struct Scratch {
-    std::filesystem::path path =
-        std::filesystem::temp_directory_path() / ("mamba_test_prepare." + std::to_string(getpid()));
-    ~Scratch() {
-      std::error_code ec;
-      std::filesystem::remove_all(path, ec);
-    }
-  };
-  static const Scratch s;
-  return s.path;
-}
-
-std::string temp_dir(const std::string& name) {
-  const fs::path dir = scratch() / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir.string();
-}
-
-void write_text(const std::string& path, const std::string& text) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream(path, std::ios::binary) << text;
-}
 
 std::vector<int32_t> read_split(const std::string& pattern, std::vector<ShardInfo>* infos) {
   std::vector<int32_t> tokens;
@@ -88,7 +46,7 @@ struct Corpus {
 };
 
 Corpus make_corpus() {
-  Corpus c{temp_dir("corpus"), {}};
+  Corpus c{scratch_dir("corpus"), {}};
   std::string book;
   for (int i = 0; i < 6000; ++i) {
     book +=
@@ -119,9 +77,9 @@ Corpus make_corpus() {
 
 TEST(PrepareCli, ShardsReadBackIdenticalToTheTokenStream) {
   const Corpus corpus = make_corpus();
-  const std::string out = temp_dir("out");
-  const CliRun r = run("prepare --tokenizer " + kTokenizerDir + " --out " + out +
-                       " --val-fraction 0.25 --shard-tokens 5000 --threads 2 " + corpus.dir);
+  const std::string out = scratch_dir("out");
+  const auto r = run_mamba("prepare --tokenizer " + kTokenizerDir + " --out " + out +
+                           " --val-fraction 0.25 --shard-tokens 5000 --threads 2 " + corpus.dir);
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("MB/s"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("prepare: 100.0%"), std::string::npos) << r.output;  // no terminal
@@ -157,11 +115,12 @@ TEST(PrepareCli, ShardsReadBackIdenticalToTheTokenStream) {
   EXPECT_EQ(loader.total_tokens(), int64_t(train.size()));
 
   // Same corpus, one thread and the byte tokenizer: still exactly the documents' bytes.
-  const std::string bytes_out = temp_dir("bytes");
-  ASSERT_EQ(run("prepare --tokenizer byte --out " + bytes_out + " --val-fraction 0 --threads 1 " +
+  const std::string bytes_out = scratch_dir("bytes");
+  ASSERT_EQ(
+      run_mamba("prepare --tokenizer byte --out " + bytes_out + " --val-fraction 0 --threads 1 " +
                 "--quiet " + corpus.dir + "/b/book.txt '" + corpus.dir + "/*.jsonl'")
-                .status,
-            0);
+          .status,
+      0);
   std::vector<int32_t> expected;
   for (size_t d : {1, 3, 4, 5, 6}) {
     for (unsigned char ch : corpus.documents[d]) expected.push_back(ch);
@@ -172,28 +131,28 @@ TEST(PrepareCli, ShardsReadBackIdenticalToTheTokenStream) {
 }
 
 TEST(PrepareCli, HfTokenizerJsonGivesTheSameShards) {
-  const std::string dir = temp_dir("hf");
+  const std::string dir = scratch_dir("hf");
   write_text(dir + "/in.txt", "Hello world, it's a test.\n");
   const std::string a = dir + "/a", b = dir + "/b";
-  ASSERT_EQ(run("prepare --quiet --val-fraction 0 --tokenizer " + kTokenizerDir +
-                "/tokenizer.json --out " + a + " " + dir + "/in.txt")
+  ASSERT_EQ(run_mamba("prepare --quiet --val-fraction 0 --tokenizer " + kTokenizerDir +
+                      "/tokenizer.json --out " + a + " " + dir + "/in.txt")
                 .status,
             0);
-  ASSERT_EQ(run("prepare --quiet --val-fraction 0 --tokenizer " + kTokenizerDir +
-                "/encoder.json --out " + b + " " + dir + "/in.txt")
+  ASSERT_EQ(run_mamba("prepare --quiet --val-fraction 0 --tokenizer " + kTokenizerDir +
+                      "/encoder.json --out " + b + " " + dir + "/in.txt")
                 .status,
             0);
   EXPECT_EQ(read_split(a + "/train-*.h5", nullptr), read_split(b + "/train-*.h5", nullptr));
 }
 
 TEST(PrepareCli, TokenizeEncodesDecodesAndRoundTrips) {
-  const std::string dir = temp_dir("tokenize");
-  CliRun r = run("tokenize --tokenizer " + kTokenizerDir + " --text 'Hello world'");
+  const std::string dir = scratch_dir("tokenize");
+  auto r = run_mamba("tokenize --tokenizer " + kTokenizerDir + " --text 'Hello world'");
   EXPECT_EQ(r.status, 0);
   EXPECT_EQ(r.output, "15496 995\n");
-  r = run("tokenize --tokenizer " + kTokenizerDir + " --decode --text '[15496, 995]'");
+  r = run_mamba("tokenize --tokenizer " + kTokenizerDir + " --decode --text '[15496, 995]'");
   EXPECT_EQ(r.output, "Hello world");
-  r = run("tokenize --tokenizer " + kTokenizerDir + " --show --text 'Hi\n'");
+  r = run_mamba("tokenize --tokenizer " + kTokenizerDir + " --show --text 'Hi\n'");
   EXPECT_EQ(r.output, "17250\t\"Hi\"\n198\t\"\\n\"\n");
 
   const std::string text = "Caf\u00e9 \U0001F30D\n\n  spaces\tand tabs\nlast line without newline";
@@ -208,24 +167,24 @@ TEST(PrepareCli, TokenizeEncodesDecodesAndRoundTrips) {
     EXPECT_EQ(read_file(dir + "/back"), text) << spec;
   }
 
-  r = run("tokenize --tokenizer " + kTokenizerDir + " --decode --text '15496 99999'");
+  r = run_mamba("tokenize --tokenizer " + kTokenizerDir + " --decode --text '15496 99999'");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("99999"), std::string::npos) << r.output;
-  r = run("tokenize --tokenizer " + kTokenizerDir + " --decode --text '15496 abc'");
+  r = run_mamba("tokenize --tokenizer " + kTokenizerDir + " --decode --text '15496 abc'");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("'abc'"), std::string::npos) << r.output;
 }
 
 // Each bad input: non-zero exit and one line naming the file (or pattern) and what to do.
 void expect_error(const std::string& args, const std::string& names) {
-  const CliRun r = run(args);
+  const auto r = run_mamba(args);
   EXPECT_NE(r.status, 0) << args;
   EXPECT_NE(r.output.find(names), std::string::npos) << args << "\n" << r.output;
   EXPECT_EQ(r.output.find('\n'), r.output.size() - 1) << "one line expected:\n" << r.output;
 }
 
 TEST(PrepareCli, BadInputNamesTheFile) {
-  const std::string dir = temp_dir("bad");
+  const std::string dir = scratch_dir("bad");
   const std::string tok = " --quiet --tokenizer " + kTokenizerDir + " --out " + dir + "/out ";
   write_text(dir + "/ok.txt", "fine\n");
   expect_error("prepare" + tok + dir + "/missing.txt", dir + "/missing.txt");
@@ -249,9 +208,10 @@ TEST(PrepareCli, BadInputNamesTheFile) {
                dir + "/nothing-here.json");
 
   expect_error("prepare" + tok + "--val-fraction 0.5 " + dir + "/ok.txt", "--val-fraction 0.5");
-  ASSERT_EQ(run("prepare" + tok + "--val-fraction 0 " + dir + "/ok.txt").status, 0);
+  ASSERT_EQ(run_mamba("prepare" + tok + "--val-fraction 0 " + dir + "/ok.txt").status, 0);
   expect_error("prepare" + tok + "--val-fraction 0 " + dir + "/ok.txt", "--overwrite");
-  EXPECT_EQ(run("prepare" + tok + "--val-fraction 0 --overwrite " + dir + "/ok.txt").status, 0);
+  EXPECT_EQ(run_mamba("prepare" + tok + "--val-fraction 0 --overwrite " + dir + "/ok.txt").status,
+            0);
   expect_error("prepare" + tok + "--shard-tokens 0 " + dir + "/ok.txt", "--shard-tokens 0");
 }
 

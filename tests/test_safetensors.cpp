@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -10,25 +9,18 @@
 #include <string>
 #include <vector>
 
+#include "error_of.h"
 #include "io/safetensors.h"
-#include "util/error.h"
+#include "scratch.h"
 
 namespace mamba {
 namespace {
 
 namespace fs = std::filesystem;
+using test::error_of;
 
-class Safetensors : public testing::Test {
+class Safetensors : public test::ScratchDirTest {
  protected:
-  void SetUp() override {
-    std::string pattern = testing::TempDir() + "mamba_safetensors_XXXXXX";
-    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  std::string path(const std::string& name) const { return (fs::path(dir_) / name).string(); }
-
   std::string write_bytes(const std::string& name, const std::string& bytes) const {
     const std::string p = path(name);
     std::ofstream(p, std::ios::binary) << bytes;
@@ -39,8 +31,6 @@ class Safetensors : public testing::Test {
     std::ifstream in(p, std::ios::binary);
     return std::string(std::istreambuf_iterator<char>(in), {});
   }
-
-  std::string dir_;
 };
 
 // The 8-byte little-endian length prefix, header text, then `data_size` zero bytes.
@@ -48,18 +38,6 @@ std::string safetensors_bytes(const std::string& header, size_t data_size) {
   std::string out;
   for (int i = 0; i < 8; ++i) out += static_cast<char>((header.size() >> (8 * i)) & 0xff);
   return out + header + std::string(data_size, '\0');
-}
-
-// Runs `fn` and returns the mamba::Error message, or fails the test if nothing was thrown.
-template <typename Fn>
-std::string error_of(Fn fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected mamba::Error";
-  return "";
 }
 
 TEST_F(Safetensors, RoundTripF32I64AndMetadata) {

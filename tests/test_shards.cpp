@@ -2,7 +2,6 @@
 // are not shards, are damaged, or do not belong together.
 #include <gtest/gtest.h>
 #include <hdf5.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -12,33 +11,17 @@
 
 #include "data/shard.h"
 #include "data/text.h"
-#include "util/error.h"
+#include "error_of.h"
+#include "scratch.h"
+#include "shard_fixtures.h"
 
 namespace mamba {
 namespace {
 
 namespace fs = std::filesystem;
-
-// This process's own scratch directory, removed at exit: ctest may run tests in parallel.
-const std::filesystem::path& scratch() {
-  struct Scratch {
-    std::filesystem::path path =
-        std::filesystem::temp_directory_path() / ("mamba_test_shards." + std::to_string(getpid()));
-    ~Scratch() {
-      std::error_code ec;
-      std::filesystem::remove_all(path, ec);
-    }
-  };
-  static const Scratch s;
-  return s.path;
-}
-
-std::string temp_dir(const std::string& name) {
-  const fs::path dir = scratch() / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir.string();
-}
+using test::error_of;
+using test::scratch_dir;
+using test::write_shard;
 
 ShardInfo attributes(int64_t vocab, const std::string& sha = "abc",
                      const std::string& split = "train") {
@@ -49,24 +32,6 @@ ShardInfo attributes(int64_t vocab, const std::string& sha = "abc",
   info.tokenizer_sha256 = sha;
   info.split = split;
   return info;
-}
-
-ShardInfo write_shard(const std::string& path, const ShardInfo& attrs,
-                      const std::vector<int32_t>& tokens, int documents = 1) {
-  ShardWriter writer(path, attrs);
-  writer.append(tokens.data(), tokens.size());
-  for (int d = 0; d < documents; ++d) writer.end_document();
-  return writer.finish();
-}
-
-template <typename F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 size_t stored_type_size(const std::string& path) {
@@ -84,7 +49,7 @@ size_t stored_type_size(const std::string& path) {
 }
 
 TEST(Shard, RoundTripUint16) {
-  const std::string dir = temp_dir("u16");
+  const std::string dir = scratch_dir("u16");
   std::vector<int32_t> tokens(3 * 1000 * 1000 + 7);
   for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t((i * 7919) % 50257);
   const ShardInfo written = write_shard(dir + "/train-0000.h5", attributes(50257), tokens, 3);
@@ -113,7 +78,7 @@ TEST(Shard, RoundTripUint16) {
 }
 
 TEST(Shard, RoundTripUint32WhenTheVocabIsLarge) {
-  const std::string dir = temp_dir("u32");
+  const std::string dir = scratch_dir("u32");
   const std::vector<int32_t> tokens = {0, 65535, 65536, 99999, 12};
   write_shard(dir + "/s.h5", attributes(100000), tokens);
   EXPECT_EQ(stored_type_size(dir + "/s.h5"), 4u);
@@ -127,7 +92,7 @@ TEST(Shard, RoundTripUint32WhenTheVocabIsLarge) {
 }
 
 TEST(Shard, WriterRefusesIdsOutsideItsVocabAndLeavesNoFile) {
-  const std::string dir = temp_dir("refuse");
+  const std::string dir = scratch_dir("refuse");
   {
     ShardWriter writer(dir + "/s.h5", attributes(100));
     const int32_t bad = 100;
@@ -138,7 +103,7 @@ TEST(Shard, WriterRefusesIdsOutsideItsVocabAndLeavesNoFile) {
 }
 
 TEST(Shard, NotHdf5NamesTheFile) {
-  const std::string dir = temp_dir("not_hdf5");
+  const std::string dir = scratch_dir("not_hdf5");
   std::ofstream(dir + "/train-0000.h5") << "just some text, not HDF5\n";
   const std::string e = error_of([&] { read_shard_info(dir + "/train-0000.h5"); });
   EXPECT_NE(e.find(dir + "/train-0000.h5"), std::string::npos) << e;
@@ -146,7 +111,7 @@ TEST(Shard, NotHdf5NamesTheFile) {
 }
 
 TEST(Shard, TruncatedFileNamesTheFile) {
-  const std::string dir = temp_dir("truncated");
+  const std::string dir = scratch_dir("truncated");
   std::vector<int32_t> tokens(200000);
   std::iota(tokens.begin(), tokens.end(), 0);
   for (auto& t : tokens) t %= 1000;
@@ -164,7 +129,7 @@ TEST(Shard, TruncatedFileNamesTheFile) {
 }
 
 TEST(Shard, MissingAttributeNamesIt) {
-  const std::string dir = temp_dir("no_attr");
+  const std::string dir = scratch_dir("no_attr");
   const std::string path = dir + "/bare.h5";
   const hid_t file = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   const hsize_t dims[1] = {4};
@@ -180,7 +145,7 @@ TEST(Shard, MissingAttributeNamesIt) {
 }
 
 TEST(Shard, GlobThatMatchesNothing) {
-  const std::string dir = temp_dir("glob");
+  const std::string dir = scratch_dir("glob");
   const std::string pattern = dir + "/train-*.h5";
   EXPECT_TRUE(glob_sorted(pattern).empty());
   const std::string e = error_of([&] { check_shards(pattern, 100); });
@@ -192,7 +157,7 @@ TEST(Shard, GlobThatMatchesNothing) {
 }
 
 TEST(Shard, ShardsThatDisagreeAreRefused) {
-  const std::string dir = temp_dir("disagree");
+  const std::string dir = scratch_dir("disagree");
   write_shard(dir + "/a-0.h5", attributes(50257, "sha-one"), {1, 2, 3});
   write_shard(dir + "/a-1.h5", attributes(50257, "sha-two"), {1, 2, 3});
   std::string e = error_of([&] { check_shards(dir + "/a-*.h5", 50257); });

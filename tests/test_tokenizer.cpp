@@ -2,12 +2,10 @@
 // through GPT-2's own files and through the Hugging Face tokenizer.json of the same vocab, plus
 // round trips, the byte tokenizer, NFC, and the errors a user sees for bad tokenizer files.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -17,10 +15,16 @@
 #include "data/text.h"
 #include "data/tokenizer.h"
 #include "data/unicode_nfc.h"
-#include "util/error.h"
+#include "error_of.h"
+#include "scratch.h"
 
 namespace mamba {
 namespace {
+
+using test::error_of;
+using test::scratch_dir;
+using test::scratch_path;
+using test::write_text;
 
 const std::string kDir = std::string(MAMBA_TEST_DATA) + "/tokenizer/";
 
@@ -62,41 +66,6 @@ const Tokenizer& gpt2() {
 const Tokenizer& hf() {
   static const std::unique_ptr<Tokenizer> t = load_tokenizer(kDir + "tokenizer.json");
   return *t;
-}
-
-// This process's own scratch directory, removed at exit: ctest may run tests in parallel.
-const std::filesystem::path& scratch() {
-  struct Scratch {
-    std::filesystem::path path = std::filesystem::temp_directory_path() /
-                                 ("mamba_test_tokenizer." + std::to_string(getpid()));
-    ~Scratch() {
-      std::error_code ec;
-      std::filesystem::remove_all(path, ec);
-    }
-  };
-  static const Scratch s;
-  return s.path;
-}
-
-std::string temp_path(const std::string& name) {
-  const auto dir = scratch();
-  std::filesystem::create_directories(dir);
-  return (dir / name).string();
-}
-
-void write_text(const std::string& path, const std::string& text) {
-  std::ofstream(path, std::ios::binary) << text;
-}
-
-// The error message of `f`, or "" when it does not throw mamba::Error.
-template <typename F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 std::vector<std::string> tricky_texts() {
@@ -227,8 +196,8 @@ TEST(Tokenizer, HfJsonVariants) {
   arrays["normalizer"] = {{"type", "NFC"}};
   arrays["added_tokens"].push_back(
       {{"id", 50257}, {"content", "<|sep|>"}, {"special", false}, {"normalized", false}});
-  write_text(temp_path("arrays.json"), arrays.dump());
-  const std::unique_ptr<Tokenizer> t = load_tokenizer(temp_path("arrays.json"));
+  write_text(scratch_path("arrays.json"), arrays.dump());
+  const std::unique_ptr<Tokenizer> t = load_tokenizer(scratch_path("arrays.json"));
   EXPECT_EQ(t->vocab_size(), 50258);
   for (const Case& c : load_r50k_cases()) EXPECT_EQ(t->encode(c.sample), c.ids);
   EXPECT_EQ(t->encode("caf"
@@ -242,40 +211,37 @@ TEST(Tokenizer, HfJsonVariants) {
 
   nlohmann::json prefix = base;
   prefix["pre_tokenizer"]["add_prefix_space"] = true;
-  write_text(temp_path("prefix.json"), prefix.dump());
-  EXPECT_EQ(load_tokenizer(temp_path("prefix.json"))->encode("hello"), gpt2().encode(" hello"));
+  write_text(scratch_path("prefix.json"), prefix.dump());
+  EXPECT_EQ(load_tokenizer(scratch_path("prefix.json"))->encode("hello"), gpt2().encode(" hello"));
 
   nlohmann::json wordpiece = base;
   wordpiece["model"]["type"] = "WordPiece";
-  write_text(temp_path("wordpiece.json"), wordpiece.dump());
-  const std::string e = error_of([&] { load_tokenizer(temp_path("wordpiece.json")); });
+  write_text(scratch_path("wordpiece.json"), wordpiece.dump());
+  const std::string e = error_of([&] { load_tokenizer(scratch_path("wordpiece.json")); });
   EXPECT_NE(e.find("wordpiece.json"), std::string::npos) << e;
   EXPECT_NE(e.find("WordPiece"), std::string::npos) << e;
 }
 
 TEST(Tokenizer, UnreadableTokenizerFilesNameTheFile) {
-  const std::string missing = temp_path("missing/tokenizer.json");
+  const std::string missing = scratch_path("missing/tokenizer.json");
   EXPECT_NE(error_of([&] { load_tokenizer(missing); }).find(missing), std::string::npos);
 
-  const std::string truncated = temp_path("truncated.json");
+  const std::string truncated = scratch_path("truncated.json");
   write_text(truncated, read_file(kDir + "tokenizer.json").substr(0, 5000));
   const std::string e = error_of([&] { load_tokenizer(truncated); });
   EXPECT_NE(e.find(truncated), std::string::npos) << e;
   EXPECT_NE(e.find("not valid JSON"), std::string::npos) << e;
 
-  const std::string empty_dir = temp_path("empty_dir");
-  std::filesystem::create_directories(empty_dir);
+  const std::string empty_dir = scratch_dir("empty_dir");
   EXPECT_NE(error_of([&] { load_tokenizer(empty_dir); }).find(empty_dir), std::string::npos);
 
   // encoder.json without its vocab.bpe.
-  const std::string lone = temp_path("lone");
-  std::filesystem::create_directories(lone);
+  const std::string lone = scratch_dir("lone");
   std::filesystem::copy_file(kDir + "encoder.json", lone + "/encoder.json",
                              std::filesystem::copy_options::overwrite_existing);
   EXPECT_NE(error_of([&] { load_tokenizer(lone); }).find(lone + "/vocab.bpe"), std::string::npos);
 
-  const std::string bad_merges = temp_path("bad_merges");
-  std::filesystem::create_directories(bad_merges);
+  const std::string bad_merges = scratch_dir("bad_merges");
   std::filesystem::copy_file(kDir + "encoder.json", bad_merges + "/encoder.json",
                              std::filesystem::copy_options::overwrite_existing);
   write_text(bad_merges + "/vocab.bpe", "#version: 0.2\nĠ t\nnot-a-merge\n");

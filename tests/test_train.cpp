@@ -16,6 +16,8 @@
 #include "cli_runner.h"
 #include "data/shard.h"
 #include "io/safetensors.h"
+#include "scratch.h"
+#include "shard_fixtures.h"
 #include "util/rng.h"
 
 namespace mamba {
@@ -28,15 +30,11 @@ using test::run_mamba;
 class TrainRun : public testing::Test {
  protected:
   static void SetUpTestSuite() {
-    // ctest runs each test in its own process, possibly in parallel: one directory per process.
-    root_ = fs::path(testing::TempDir()) / ("train_runs_" + std::to_string(getpid()));
-    fs::remove_all(root_);
+    root_ = test::scratch_dir("train_runs");
     fs::create_directories(root_ / "data");
     write_shard((root_ / "data" / "train-0000.h5").string(), "train", 6000, 1);
     write_shard((root_ / "data" / "val-0000.h5").string(), "val", 1500, 2);
   }
-
-  static void TearDownTestSuite() { fs::remove_all(root_); }
 
   // Text-like bytes with structure to learn: words from a small vocabulary, spaces, periods.
   static void write_shard(const std::string& path, const std::string& split, int n, uint64_t seed) {
@@ -45,22 +43,17 @@ class TrainRun : public testing::Test {
     info.eos_id = 256;
     info.tokenizer = "byte";
     info.split = split;
-    ShardWriter w(path, info);
     const char* words[] = {"the ", "cat ", "sat ", "on ", "mat. ", "a ", "dog ", "ran "};
     Rng rng(seed);
     std::vector<int32_t> tokens;
     while (int(tokens.size()) < n) {
       for (const char* c = words[rng.below(8)]; *c; ++c) tokens.push_back(int32_t(*c));
     }
-    w.append(tokens.data(), tokens.size());
-    w.end_document();
-    w.finish();
+    test::write_shard(path, info, tokens, 1);
   }
 
   static std::string config(const std::string& name) {
-    const fs::path dir = root_ / name;
-    fs::remove_all(dir);
-    fs::create_directories(dir);
+    const fs::path dir = test::scratch_dir("train_runs/" + name);
     const std::string path = (dir / "config.yaml").string();
     std::ofstream(path)
         << "model: {d_model: 16, n_layer: 2, vocab_size: 257, d_state: 4}\n"

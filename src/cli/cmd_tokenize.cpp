@@ -30,10 +30,7 @@ reproduces FILE.
 )";
 
 std::string read_stdin() {
-  std::string bytes;
-  char buffer[1 << 16];
-  size_t n;
-  while ((n = std::fread(buffer, 1, sizeof buffer, stdin)) > 0) bytes.append(buffer, n);
+  std::string bytes = read_stream(stdin);
   if (std::ferror(stdin)) throw_error("tokenize error: cannot read stdin");
   return bytes;
 }

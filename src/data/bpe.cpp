@@ -3,6 +3,7 @@
 #include <atomic>
 #include <queue>
 
+#include "data/text.h"
 #include "util/error.h"
 
 namespace mamba {
@@ -24,15 +25,6 @@ std::array<uint32_t, 256> make_byte_to_code_point() {
 const std::array<uint32_t, 256>& byte_to_code_point() {
   static const std::array<uint32_t, 256> table = make_byte_to_code_point();
   return table;
-}
-
-void append_utf8(uint32_t cp, std::string& out) {
-  if (cp < 0x80) {
-    out += char(cp);
-  } else {
-    out += char(0xC0 | cp >> 6);
-    out += char(0x80 | (cp & 0x3F));
-  }
 }
 
 // The thread's cache of piece -> ids. One per thread (no locks) and tagged with the encoder that
