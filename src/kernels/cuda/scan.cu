@@ -8,18 +8,19 @@
 //
 // Why it is fast. The work is 16 exps per (token, channel) per pass; the exp unit (16 per clock
 // per SM) is the scarcest resource and issue slots the next, so the design spends as few exps and
-// instructions per state as it can and keeps enough warps in flight to hide latencies:
-// - Two threads own one channel, 8 states each in registers, and run the recurrence sequentially
-//   (no parallel scan, which would double the work). A block holds 64 consecutive channels of one
-//   sequence; B and C of each step are loaded once per block into shared memory and broadcast.
-// - Inputs stream through shared memory in chunks of kL = 16 steps with cp.async (several chunks
-//   in flight in the forward), so the recurrence never waits on device memory. Per-element work
-//   (softplus, sigmoid, gating) is done once per chunk by all threads together, off the
-//   recurrence's critical path, and shared by the channel's two threads.
+// instructions per state as it can and gives each thread enough independent work to hide latency:
+// - One thread owns one channel and runs the recurrence sequentially, its 16 states in registers
+//   (no parallel scan, which would double the work): 16 independent chains per step. A block
+//   holds 64 consecutive channels of one sequence; B and C of each step are loaded once per block
+//   into shared memory and broadcast.
+// - Inputs stream through shared memory in chunks of kL = 16 steps with cp.async, several chunks
+//   ahead, so the recurrence never waits on device memory. Per-element work (softplus, sigmoid,
+//   gating) is done for the whole chunk before the recurrence, off its critical path, and each
+//   step's operands are read one step ahead. Outputs leave through shared memory in 16-byte rows.
 // - The forward writes the state at every chunk start (fp32 checkpoints). The backward walks the
 //   chunks in reverse: pass A recomputes the states forward through the chunk (one exp per state),
 //   emitting dz and the dC partial sums and keeping the state every kGroup = 4 steps in shared
-//   memory; the reverse pass then, per group, recomputes the 4 decays (second exp), rebuilds the
+//   memory; the reverse pass then, per group, recomputes the decays (second exp), rebuilds the
 //   group's states in registers with FMAs only, and runs the adjoint recurrence backwards. 3 exps
 //   per element for forward + backward, and never a reverse recurrence by division.
 // - When batch * d_inner is too small to fill the GPU, each sequence is cut into segments scanned
@@ -27,10 +28,10 @@
 //   (backward), and each block then composes the exact entry state from those partial results
 //   before its real pass (one more exp per element, only where it is needed).
 // - Reductions are deterministic: dB and dC are summed over a warp's channels with shuffles (each
-//   thread keeps its states in a lane-dependent order so that the exchanges need no selects),
-//   over the block's warps through shared memory, and over channel blocks by a last kernel, always
-//   in the same order; dA, dD and d(delta_bias) are per-thread sums over time, then summed over
-//   (batch, segment) in order. No atomics.
+//   thread keeps its states in a lane-dependent order so that the widest exchanges need no
+//   selects), over the block's warps through shared memory, and over channel blocks by a last
+//   kernel, always in the same order; dA, dD and d(delta_bias) are per-thread sums over time, then
+//   summed over (batch, segment) in order. No atomics.
 // - exp(x) is computed as exp2(x * log2 e) with A pre-scaled by log2 e: one MUFU op per state.
 #include <cuda_pipeline.h>
 
@@ -43,14 +44,12 @@ namespace mamba::cuda {
 namespace {
 
 constexpr int kN = 16;                    // d_state
-constexpr int kS = kN / 2;                // states per thread
 constexpr int kL = kScanCheckpointEvery;  // steps per chunk, between two checkpoints
-constexpr int kCh = 64;                   // channels per block
-constexpr int kThreads = 2 * kCh;         // two threads per channel
-constexpr int kWarps = kThreads / 32;
+constexpr int kCh = 64;                   // channels per block, one thread each
+constexpr int kThreads = kCh;
 constexpr int kGroup = 4;        // backward: steps whose states are rebuilt in registers
 constexpr int kFwdStages = 3;    // forward: chunks in flight
-constexpr int kBlocksPerSM = 4;  // shared memory and registers allow four blocks per SM
+constexpr int kBlocksPerSM = 4;  // the backward's shared memory allows four blocks per SM
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
@@ -75,14 +74,28 @@ __device__ __forceinline__ void store(__nv_bfloat16* p, float x) {
   *p = __float2bfloat16(x);
 }
 
-// PyTorch's softplus (threshold 20), as the CPU twin. log1pf keeps full relative precision for the
-// tiny values that very negative arguments give; fast-math's log would not.
-__device__ __forceinline__ float softplus(float x) {
-  const float y = log1pf(__expf(fminf(x, 20.f)));
-  return x > 20.f ? x : y;
+// softplus(x) = log(1 + e^x), PyTorch's (x above 20 passes through), and its derivative
+// sigmoid(x) = e^x / (1 + e^x). log1p(e) by its series below 1/8 (truncation under 1e-8
+// relative) and by the fast log2 above, whose absolute error 2^-22 is at most 1.4e-6 relative
+// there; fast-math's log alone would lose all relative precision for small e.
+struct Softplus {
+  float value, grad;
+};
+__device__ __forceinline__ Softplus softplus(float x) {
+  const float e = exp2f(fminf(x, 20.f) * kLog2e);
+  const float one_e = 1.f + e;
+  float p = fmaf(e, -1.f / 8, 1.f / 7);
+  p = fmaf(e, p, -1.f / 6);
+  p = fmaf(e, p, 1.f / 5);
+  p = fmaf(e, p, -1.f / 4);
+  p = fmaf(e, p, 1.f / 3);
+  p = fmaf(e, p, -1.f / 2);
+  p = fmaf(e, p, 1.f);
+  const float log1p_e = e < 0.125f ? e * p : __log2f(one_e) * kLn2;
+  return {x > 20.f ? x : log1p_e, x > 20.f ? 1.f : e / one_e};
 }
 __device__ __forceinline__ float sigmoid(float x) {
-  return 1.f / (1.f + __expf(-x));
+  return 1.f / (1.f + exp2f(-x * kLog2e));
 }
 
 template <typename T>
@@ -99,48 +112,44 @@ struct Args {
   bool vec;  // every row is 16-byte aligned: copy with 16-byte accesses
 };
 
-// Thread threadIdx.x = 2 * channel + half owns states 8 half .. 8 half + 7, in a lane-dependent
-// order: register i holds state 8 half + (i ^ perm), perm = 4 (lane bit 1) + 2 (lane bit 2).
-// warp_sum8 then always sends the upper half of its values (see there). B and C rows are kept in
-// shared memory twice, as they are and with pairs of states swapped, so that every thread loads
-// its order with two float4s.
-struct Lane {
-  int ch, half, perm;
-  __device__ Lane()
-      : ch(threadIdx.x >> 1),
-        half(threadIdx.x & 1),
-        perm((threadIdx.x >> 1 & 1) * 4 + (threadIdx.x >> 2 & 1) * 2) {}
-  __device__ int state(int i) const { return half * kS + (i ^ perm); }
-};
-
-using BcRows = float[kL][2][2][kN];  // [step][B, C][as is, pairs swapped][state]
+// Each thread keeps its 16 states in a lane-dependent order: register i holds state i ^ perm,
+// perm = 8 (lane bit 4) + 4 (lane bit 3), i.e. its float4 group k holds the states' group
+// k ^ grp with grp = perm / 4. warp_sum16 then always sends the upper half of its values to a
+// partner that holds the same states there (see there). Loads and stores of per-state data
+// (A, B, C, checkpoints) just permute float4 groups; everything in memory is in natural order.
+__device__ __forceinline__ int state_group(int k) {
+  return k ^ (threadIdx.x >> 3 & 3);
+}
+__device__ __forceinline__ int state_of(int i) {
+  return i ^ (threadIdx.x >> 1 & 12);
+}
 
 // This thread's B (q = 0) or C (q = 1) of step s, in its register order.
-__device__ __forceinline__ void load_bc(float (&v)[kS], const BcRows& bc, int s, int q,
-                                        const Lane& l) {
-  const float* row = bc[s][q][l.perm >> 1 & 1] + l.half * kS;
-  const float4 lo = *reinterpret_cast<const float4*>(row + (l.perm & 4));
-  const float4 hi = *reinterpret_cast<const float4*>(row + (~l.perm & 4));
-  v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w;
-  v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
+__device__ __forceinline__ void load_bc(float (&v)[kN], const float4 (&bc)[kL][2][kN / 4], int s,
+                                        int q) {
+#pragma unroll
+  for (int k = 0; k < kN / 4; ++k) {
+    const float4 x = bc[s][q][state_group(k)];
+    v[4 * k] = x.x, v[4 * k + 1] = x.y, v[4 * k + 2] = x.z, v[4 * k + 3] = x.w;
+  }
 }
 
-// Sums v over the warp's 16 channels, per state. Each exchange halves the values a lane holds;
-// thanks to the register order, the partner lane (xor 2, then xor 4) always holds the states of
-// this lane's lower registers in its upper ones. Lane l ends with the state sum_state(l), and
-// lanes l and l ^ 16 hold the same sum. The order of the additions is fixed.
-__device__ __forceinline__ float warp_sum8(const float (&v)[kS]) {
-  float a[4], b[2];
+// Sums v over the warp's 32 channels, per state. Each exchange halves the values a lane holds;
+// thanks to the register order the partner lane of the first two exchanges (xor 16, xor 8) holds
+// this lane's lower states in its upper registers, so only the last two need selects. Lane l ends
+// with state l / 2 summed over the 16 lanes of its parity; the order of the sums is fixed.
+__device__ __forceinline__ float warp_sum16(const float (&v)[kN]) {
+  float a[8], b[4], c[2];
 #pragma unroll
-  for (int i = 0; i < 4; ++i) a[i] = v[i] + __shfl_xor_sync(~0u, v[i + 4], 2);
+  for (int i = 0; i < 8; ++i) a[i] = v[i] + __shfl_xor_sync(~0u, v[i + 8], 16);
 #pragma unroll
-  for (int i = 0; i < 2; ++i) b[i] = a[i] + __shfl_xor_sync(~0u, a[i + 2], 4);
-  const bool hi = threadIdx.x & 8;
-  const float c = (hi ? b[1] : b[0]) + __shfl_xor_sync(~0u, hi ? b[0] : b[1], 8);
-  return c + __shfl_xor_sync(~0u, c, 16);
-}
-__device__ __forceinline__ int sum_state(int lane) {
-  return (lane & 1) * 8 + (lane >> 1 & 1) * 4 + (lane >> 2 & 1) * 2 + (lane >> 3 & 1);
+  for (int i = 0; i < 4; ++i) b[i] = a[i] + __shfl_xor_sync(~0u, a[i + 4], 8);
+  bool hi = threadIdx.x & 4;
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+    c[i] = (hi ? b[i + 2] : b[i]) + __shfl_xor_sync(~0u, hi ? b[i] : b[i + 2], 4);
+  hi = threadIdx.x & 2;
+  return (hi ? c[1] : c[0]) + __shfl_xor_sync(~0u, hi ? c[0] : c[1], 2);
 }
 
 // The raw inputs of one chunk for a block's channels, as they are in memory.
@@ -176,12 +185,11 @@ __device__ void load_tile(Tile<T, kInputs>& tile, const Args<T>& a, int64_t t0, 
       }
     }
   } else {
+    const int d = d0 + threadIdx.x;
 #pragma unroll
     for (int k = 0; k < kInputs; ++k) {
-      for (int i = threadIdx.x; i < kL * kCh; i += kThreads) {
-        const int s = i / kCh, c = i % kCh;
-        if (s < steps && d0 + c < a.d_inner) tile.x[k][s][c] = src[k][(t0 + s) * ld[k] + d0 + c];
-      }
+      for (int s = 0; s < steps; ++s)
+        if (d < a.d_inner) tile.x[k][s][threadIdx.x] = src[k][(t0 + s) * ld[k] + d];
     }
     for (int i = threadIdx.x; i < kL * 2 * kN; i += kThreads) {
       const int s = i / (2 * kN), j = i % (2 * kN);
@@ -191,15 +199,13 @@ __device__ void load_tile(Tile<T, kInputs>& tile, const Args<T>& a, int64_t t0, 
   __pipeline_commit();
 }
 
-// B and C of the chunk as fp32 in both orders, zero past the end of the sequence (stale slots
-// could hold NaNs).
+// B and C of the chunk as fp32, zero past the end of the sequence (stale slots could hold NaNs).
 template <typename T, int kInputs>
-__device__ void convert_bc(BcRows& bc, const Tile<T, kInputs>& tile, int steps) {
+__device__ void convert_bc(float4 (&bc)[kL][2][kN / 4], const Tile<T, kInputs>& tile, int steps) {
+  float* dst = &bc[0][0][0].x;
   for (int i = threadIdx.x; i < kL * 2 * kN; i += kThreads) {
-    const int s = i / (2 * kN), q = i / kN % 2, n = i % kN;
-    const float x = s < steps ? to_float(tile.bc[s][q * kN + n]) : 0.f;
-    bc[s][q][0][n] = x;
-    bc[s][q][1][n ^ 2] = x;
+    const int s = i / (2 * kN);
+    dst[i] = s < steps ? to_float(tile.bc[s][i % (2 * kN)]) : 0.f;
   }
 }
 
@@ -216,20 +222,16 @@ __device__ void store_tile(T* dst, int64_t ld, const T (&tile)[kL][kCh], int ste
             *reinterpret_cast<const uint4*>(&tile[s][c]);
     }
   } else {
-    for (int i = threadIdx.x; i < kL * kCh; i += kThreads) {
-      const int s = i / kCh, c = i % kCh;
-      if (s < steps && d0 + c < d_inner) dst[s * ld + d0 + c] = tile[s][c];
-    }
+    for (int s = 0; s < steps; ++s)
+      if (d0 + threadIdx.x < d_inner) dst[s * ld + d0 + threadIdx.x] = tile[s][threadIdx.x];
   }
 }
 
-// The checkpoint of chunk c, in the threads' register order: two float4 planes (registers 0-3,
-// 4-7), each [d_inner][half].
+// The state of channel d at the start of chunk c: [batch][chunk][state / 4][d_inner] float4s.
 template <typename T>
-__device__ __forceinline__ float4* checkpoint(const Args<T>& a, int b, int c, int d, int q) {
+__device__ __forceinline__ float4* checkpoint(const Args<T>& a, int b, int c, int d, int group) {
   return reinterpret_cast<float4*>(a.ckpt) +
-         ((static_cast<int64_t>(b) * a.nchunks + c) * 2 + q) * 2 * a.d_inner + 2 * d +
-         (threadIdx.x & 1);
+         ((static_cast<int64_t>(b) * a.nchunks + c) * (kN / 4) + group) * a.d_inner + d;
 }
 
 template <typename T>
@@ -243,9 +245,8 @@ struct FwdSmem {
   Tile<T, kInputs> tiles[kFwdStages];
   float dt[kL][kCh], dtu[kL][kCh];    // dt and dt * u
   float gate[kL][kCh], dug[kL][kCh];  // silu(z) and D u silu(z): out = y gate + dug
-  BcRows bc;
+  float4 bc[kL][2][kN / 4];
   T out[kL][kCh];
-  float bias[kCh], D[kCh];
 };
 
 // Forward. kLocal: scan each segment but the last from a zero state and store its end state and
@@ -257,33 +258,29 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM) scan_fwd_kernel(const 
   constexpr int kInputs = Smem::kInputs;
   extern __shared__ float4 smem_raw[];
   Smem& sm = *reinterpret_cast<Smem*>(smem_raw);
-  const Lane l;
+  const int tid = threadIdx.x;
   const int b = blockIdx.x / a.dblocks;
-  const int d0 = blockIdx.x % a.dblocks * kCh, d = d0 + l.ch;
+  const int d0 = blockIdx.x % a.dblocks * kCh, d = d0 + tid;
   const bool active = d < a.d_inner;
   const int seg = blockIdx.y;
   const int c_begin = seg * a.chunks_per_seg;
   const int c_end = min(c_begin + a.chunks_per_seg, a.nchunks);
   const int64_t tok0 = static_cast<int64_t>(b) * a.seqlen;
-  if (threadIdx.x < kCh) {
-    const bool in = d0 + threadIdx.x < a.d_inner;
-    sm.bias[threadIdx.x] = in ? a.delta_bias[d0 + threadIdx.x] : 0.f;
-    sm.D[threadIdx.x] = in ? a.D[d0 + threadIdx.x] : 0.f;
-  }
 
-  float A2[kS], h[kS];
+  float A2[kN], h[kN];
 #pragma unroll
-  for (int i = 0; i < kS; ++i) {
-    A2[i] = active ? a.A[static_cast<int64_t>(d) * kN + l.state(i)] * kLog2e : 0.f;
+  for (int i = 0; i < kN; ++i) {
+    A2[i] = active ? a.A[static_cast<int64_t>(d) * kN + state_of(i)] * kLog2e : 0.f;
     h[i] = 0.f;
   }
+  const float Dd = active ? a.D[d] : 0.f, bias = active ? a.delta_bias[d] : 0.f;
   if (!kLocal && active) {
     for (int r = 0; r < seg; ++r) {
       const int64_t p = (static_cast<int64_t>(b) * a.segments + r) * a.d_inner + d;
       const float sum = a.seg_sum[p];
 #pragma unroll
-      for (int i = 0; i < kS; ++i)
-        h[i] = fmaf(exp2f(A2[i] * sum), h[i], a.seg_state[p * kN + l.half * kS + i]);
+      for (int i = 0; i < kN; ++i)
+        h[i] = fmaf(exp2f(A2[i] * sum), h[i], a.seg_state[p * kN + state_of(i)]);
     }
   }
 
@@ -307,18 +304,18 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM) scan_fwd_kernel(const 
     else
       __pipeline_commit();
     const int steps = steps_in_chunk(a, c);
-    for (int e = threadIdx.x; e < kL * kCh; e += kThreads) {
-      const int s = e / kCh, ch = e % kCh;
-      const bool valid = s < steps && d0 + ch < a.d_inner;
-      const float u = valid ? to_float(tile.x[0][s][ch]) : 0.f;
-      const float dt = valid ? softplus(to_float(tile.x[1][s][ch]) + sm.bias[ch]) : 0.f;
-      sm.dt[s][ch] = dt;
-      sm.dtu[s][ch] = dt * u;
+#pragma unroll 4
+    for (int s = 0; s < kL; ++s) {  // this channel's per-step values
+      const bool valid = active && s < steps;
+      const float u = valid ? to_float(tile.x[0][s][tid]) : 0.f;
+      const float dt = valid ? softplus(to_float(tile.x[1][s][tid]) + bias).value : 0.f;
+      sm.dt[s][tid] = dt;
+      sm.dtu[s][tid] = dt * u;
       if (!kLocal) {
-        const float z = to_float(tile.x[kInputs - 1][s][ch]);
+        const float z = to_float(tile.x[kInputs - 1][s][tid]);
         const float gate = valid ? z * sigmoid(z) : 0.f;
-        sm.gate[s][ch] = gate;
-        sm.dug[s][ch] = sm.D[ch] * u * gate;
+        sm.gate[s][tid] = gate;
+        sm.dug[s][tid] = Dd * u * gate;
       }
     }
     convert_bc(sm.bc, tile, steps);
@@ -326,27 +323,27 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM) scan_fwd_kernel(const 
 
     const int64_t row = tok0 + static_cast<int64_t>(c) * kL;
     if (!kLocal && a.ckpt && active) {
-      *checkpoint(a, b, c, d, 0) = make_float4(h[0], h[1], h[2], h[3]);
-      *checkpoint(a, b, c, d, 1) = make_float4(h[4], h[5], h[6], h[7]);
+#pragma unroll
+      for (int k = 0; k < kN / 4; ++k)
+        *checkpoint(a, b, c, d, state_group(k)) =
+            make_float4(h[4 * k], h[4 * k + 1], h[4 * k + 2], h[4 * k + 3]);
     }
 #pragma unroll
     for (int s = 0; s < kL; ++s) {
-      const float dt = sm.dt[s][l.ch], dtu = sm.dtu[s][l.ch];
-      float Bv[kS], Cv[kS], y[2] = {0.f, 0.f};
-      load_bc(Bv, sm.bc, s, 0, l);
-      if (!kLocal) load_bc(Cv, sm.bc, s, 1, l);
+      const float dt = sm.dt[s][tid], dtu = sm.dtu[s][tid];
+      float Bv[kN], Cv[kN], y[4] = {0.f, 0.f, 0.f, 0.f};  // four sums: shorter dependency chains
+      load_bc(Bv, sm.bc, s, 0);
+      if (!kLocal) load_bc(Cv, sm.bc, s, 1);
 #pragma unroll
-      for (int i = 0; i < kS; ++i) {
+      for (int i = 0; i < kN; ++i) {
         h[i] = fmaf(exp2f(dt * A2[i]), h[i], dtu * Bv[i]);
-        if (!kLocal) y[i & 1] = fmaf(Cv[i], h[i], y[i & 1]);
+        if (!kLocal) y[i & 3] = fmaf(Cv[i], h[i], y[i & 3]);
       }
-      if (kLocal) {
+      if (kLocal)
         dt_sum += dt;
-      } else {
-        float yv = y[0] + y[1];
-        yv += __shfl_xor_sync(~0u, yv, 1);  // the other half's states
-        sm.out[s][l.ch] = static_cast<T>(fmaf(yv, sm.gate[s][l.ch], sm.dug[s][l.ch]));
-      }
+      else
+        sm.out[s][tid] =
+            static_cast<T>(fmaf((y[0] + y[1]) + (y[2] + y[3]), sm.gate[s][tid], sm.dug[s][tid]));
     }
     if (!kLocal) {
       __syncthreads();
@@ -357,25 +354,24 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM) scan_fwd_kernel(const 
   if (!active) return;
   const int64_t p = (static_cast<int64_t>(b) * a.segments + seg) * a.d_inner + d;
   if (kLocal) {
-    if (l.half == 0) a.seg_sum[p] = dt_sum;
+    a.seg_sum[p] = dt_sum;
 #pragma unroll
-    for (int i = 0; i < kS; ++i) a.seg_state[p * kN + l.half * kS + i] = h[i];
+    for (int i = 0; i < kN; ++i) a.seg_state[p * kN + state_of(i)] = h[i];
   } else if (seg == a.segments - 1 && a.last_state) {
 #pragma unroll
-    for (int i = 0; i < kS; ++i)
-      a.last_state[(static_cast<int64_t>(b) * a.d_inner + d) * kN + l.state(i)] = h[i];
+    for (int i = 0; i < kN; ++i)
+      a.last_state[(static_cast<int64_t>(b) * a.d_inner + d) * kN + state_of(i)] = h[i];
   }
 }
 
-// Adds the warps' sums of each (step, state) in a fixed order and stores the block's partial sums
-// for the chunk's steps: part[s * kN + n].
-__device__ void store_partials(float* part, const float (&red)[kL][kWarps][kN], int steps) {
+// Adds the four lane partials of each (step, state) in a fixed order and stores the block's
+// partial sums for the chunk's steps: part[s * kN + n]. State n is at lanes 2n, 2n + 1 of each
+// warp.
+__device__ void store_partials(float* part, const float (&red)[kL][kCh], int steps) {
   for (int i = threadIdx.x; i < kL * kN; i += kThreads) {
     const int s = i / kN, n = i % kN;
-    float sum = red[s][0][n];
-#pragma unroll
-    for (int w = 1; w < kWarps; ++w) sum += red[s][w][n];
-    if (s < steps) part[i] = sum;
+    if (s < steps)
+      part[i] = (red[s][2 * n] + red[s][2 * n + 1]) + (red[s][32 + 2 * n] + red[s][33 + 2 * n]);
   }
 }
 
@@ -385,10 +381,9 @@ struct BwdSmem {
   // Per (step, channel) values derived once per chunk: dt, u, dy = dout silu(z),
   // gz = dout silu'(z), sd = softplus'(delta + bias).
   float dt[kL][kCh], u[kL][kCh], dy[kL][kCh], gz[kL][kCh], sd[kL][kCh];
-  BcRows bc;
-  float4 hg[kL / kGroup][2][kThreads];  // the state before each group of kGroup steps
-  float red[kL][kWarps][kN];            // warp sums of dC, then of dB
-  float bias[kCh];
+  float4 bc[kL][2][kN / 4];
+  float4 hg[kL / kGroup][kN / 4][kCh];  // the state before each group of kGroup steps
+  float red[kL][kCh];                   // per-lane warp sums of dC, then of dB
 };
 
 // Backward. kLocal: run only the adjoint recurrence through each segment but the first from a
@@ -400,33 +395,30 @@ template <typename T, bool kLocal>
 __global__ void __launch_bounds__(kThreads, kBlocksPerSM) scan_bwd_kernel(const Args<T> a) {
   extern __shared__ float4 smem_raw[];
   BwdSmem<T>& sm = *reinterpret_cast<BwdSmem<T>*>(smem_raw);
-  const Lane l;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int tid = threadIdx.x;
   const int b = blockIdx.x / a.dblocks, dblock = blockIdx.x % a.dblocks;
-  const int d0 = dblock * kCh, d = d0 + l.ch;
+  const int d0 = dblock * kCh, d = d0 + tid;
   const bool active = d < a.d_inner;
   const int seg = kLocal ? blockIdx.y + 1 : blockIdx.y;
   const int c_begin = seg * a.chunks_per_seg;
   const int c_end = min(c_begin + a.chunks_per_seg, a.nchunks);
   const int64_t tok0 = static_cast<int64_t>(b) * a.seqlen;
-  if (threadIdx.x < kCh)
-    sm.bias[threadIdx.x] = d0 + threadIdx.x < a.d_inner ? a.delta_bias[d0 + threadIdx.x] : 0.f;
 
-  float A2[kS], w[kS], dA_acc[kS];  // w: exp(dt A) * dL/dh, flowing back from later steps
+  float A2[kN], w[kN], dA_acc[kN];  // w: exp(dt A) * dL/dh, flowing back from later steps
 #pragma unroll
-  for (int i = 0; i < kS; ++i) {
-    A2[i] = active ? a.A[static_cast<int64_t>(d) * kN + l.state(i)] * kLog2e : 0.f;
+  for (int i = 0; i < kN; ++i) {
+    A2[i] = active ? a.A[static_cast<int64_t>(d) * kN + state_of(i)] * kLog2e : 0.f;
     w[i] = 0.f;
     dA_acc[i] = 0.f;
   }
-  const float Dd = active ? a.D[d] : 0.f;
+  const float Dd = active ? a.D[d] : 0.f, bias = active ? a.delta_bias[d] : 0.f;
   if (!kLocal && active) {
     for (int r = a.segments - 1; r > seg; --r) {
       const int64_t p = (static_cast<int64_t>(b) * a.segments + r) * a.d_inner + d;
       const float sum = a.seg_sum[p];
 #pragma unroll
-      for (int i = 0; i < kS; ++i)
-        w[i] = fmaf(exp2f(A2[i] * sum), w[i], a.seg_state[p * kN + l.half * kS + i]);
+      for (int i = 0; i < kN; ++i)
+        w[i] = fmaf(exp2f(A2[i] * sum), w[i], a.seg_state[p * kN + state_of(i)]);
     }
   }
   float dD_acc = 0.f, dbias_acc = 0.f, dt_sum = 0.f;
@@ -438,28 +430,29 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM) scan_bwd_kernel(const 
   for (int c = c_end - 1; c >= c_begin; --c) {
     const int steps = steps_in_chunk(a, c);
     const int64_t row = tok0 + static_cast<int64_t>(c) * kL;
-    float h[kS];
+    float h[kN];
     if (!kLocal) {  // the checkpoint, fetched before the wait to hide its latency
-      const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
-      const float4 lo = active ? *checkpoint(a, b, c, d, 0) : zero;
-      const float4 hi = active ? *checkpoint(a, b, c, d, 1) : zero;
-      h[0] = lo.x, h[1] = lo.y, h[2] = lo.z, h[3] = lo.w;
-      h[4] = hi.x, h[5] = hi.y, h[6] = hi.z, h[7] = hi.w;
+#pragma unroll
+      for (int k = 0; k < kN / 4; ++k) {
+        const float4 v =
+            active ? *checkpoint(a, b, c, d, state_group(k)) : make_float4(0.f, 0.f, 0.f, 0.f);
+        h[4 * k] = v.x, h[4 * k + 1] = v.y, h[4 * k + 2] = v.z, h[4 * k + 3] = v.w;
+      }
     }
     __pipeline_wait_prior(0);
     __syncthreads();  // chunk c has landed; everyone is done with chunk c + 1
-    for (int e = threadIdx.x; e < kL * kCh; e += kThreads) {
-      const int s = e / kCh, ch = e % kCh;
-      const bool valid = s < steps && d0 + ch < a.d_inner;
-      const float x = to_float(sm.tile.x[1][s][ch]) + sm.bias[ch];
-      const float z = to_float(sm.tile.x[2][s][ch]);
-      const float g = to_float(sm.tile.x[3][s][ch]);
+#pragma unroll 4
+    for (int s = 0; s < kL; ++s) {  // this channel's per-step values
+      const bool valid = active && s < steps;
+      const float z = to_float(sm.tile.x[2][s][tid]);
+      const float g = to_float(sm.tile.x[3][s][tid]);
       const float sz = sigmoid(z);
-      sm.dt[s][ch] = valid ? softplus(x) : 0.f;
-      sm.u[s][ch] = valid ? to_float(sm.tile.x[0][s][ch]) : 0.f;
-      sm.dy[s][ch] = valid ? g * z * sz : 0.f;
-      sm.gz[s][ch] = valid ? g * sz * (1.f + z * (1.f - sz)) : 0.f;
-      sm.sd[s][ch] = x > 20.f ? 1.f : sigmoid(x);
+      const Softplus sp = softplus(to_float(sm.tile.x[1][s][tid]) + bias);
+      sm.dt[s][tid] = valid ? sp.value : 0.f;
+      sm.u[s][tid] = valid ? to_float(sm.tile.x[0][s][tid]) : 0.f;
+      sm.dy[s][tid] = valid ? g * z * sz : 0.f;
+      sm.gz[s][tid] = valid ? g * sz * fmaf(z, 1.f - sz, 1.f) : 0.f;
+      sm.sd[s][tid] = sp.grad;
     }
     convert_bc(sm.bc, sm.tile, steps);
     __syncthreads();
@@ -468,38 +461,38 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM) scan_bwd_kernel(const 
     if constexpr (kLocal) {
 #pragma unroll
       for (int s = kL - 1; s >= 0; --s) {
-        const float dt = sm.dt[s][l.ch], dy = sm.dy[s][l.ch];
-        float Cv[kS];
-        load_bc(Cv, sm.bc, s, 1, l);
+        const float dt = sm.dt[s][tid], dy = sm.dy[s][tid];
+        float Cv[kN];
+        load_bc(Cv, sm.bc, s, 1);
         dt_sum += dt;
 #pragma unroll
-        for (int i = 0; i < kS; ++i) w[i] = exp2f(dt * A2[i]) * fmaf(Cv[i], dy, w[i]);
+        for (int i = 0; i < kN; ++i) w[i] = exp2f(dt * A2[i]) * fmaf(Cv[i], dy, w[i]);
       }
     } else {
-      const bool writer = active && l.half == 0;
       const int64_t at = row * a.d_inner + d, at_z = row * a.ld_z + d;  // step 0 of the chunk
       // Pass A: the states forward through the chunk; dz and the dC partial sums on the way.
 #pragma unroll
       for (int s = 0; s < kL; ++s) {
         if (s % kGroup == 0) {
-          sm.hg[s / kGroup][0][threadIdx.x] = make_float4(h[0], h[1], h[2], h[3]);
-          sm.hg[s / kGroup][1][threadIdx.x] = make_float4(h[4], h[5], h[6], h[7]);
-        }
-        const float dt = sm.dt[s][l.ch], u = sm.u[s][l.ch], dy = sm.dy[s][l.ch];
-        const float dtu = dt * u;
-        float Bv[kS], Cv[kS], v[kS], y[2] = {0.f, 0.f};
-        load_bc(Bv, sm.bc, s, 0, l);
-        load_bc(Cv, sm.bc, s, 1, l);
 #pragma unroll
-        for (int i = 0; i < kS; ++i) {
+          for (int k = 0; k < kN / 4; ++k)
+            sm.hg[s / kGroup][k][tid] =
+                make_float4(h[4 * k], h[4 * k + 1], h[4 * k + 2], h[4 * k + 3]);
+        }
+        const float dt = sm.dt[s][tid], u = sm.u[s][tid], dy = sm.dy[s][tid];
+        const float dtu = dt * u;
+        float Bv[kN], Cv[kN], v[kN], y[4] = {0.f, 0.f, 0.f, 0.f};
+        load_bc(Bv, sm.bc, s, 0);
+        load_bc(Cv, sm.bc, s, 1);
+#pragma unroll
+        for (int i = 0; i < kN; ++i) {
           h[i] = fmaf(exp2f(dt * A2[i]), h[i], dtu * Bv[i]);
-          y[i & 1] = fmaf(Cv[i], h[i], y[i & 1]);
+          y[i & 3] = fmaf(Cv[i], h[i], y[i & 3]);
           v[i] = dy * h[i];
         }
-        sm.red[s][warp][sum_state(lane)] = warp_sum8(v);
-        float yv = y[0] + y[1];
-        yv += __shfl_xor_sync(~0u, yv, 1);
-        if (writer && s < steps) store(a.dz + at_z + s * a.ld_z, sm.gz[s][l.ch] * fmaf(Dd, u, yv));
+        sm.red[s][tid] = warp_sum16(v);
+        if (active && s < steps)
+          store(a.dz + at_z + s * a.ld_z, sm.gz[s][tid] * ((y[0] + y[1]) + (y[2] + y[3]) + Dd * u));
       }
       __syncthreads();
       store_partials(part_dC + row * kN, sm.red, steps);
@@ -509,18 +502,21 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM) scan_bwd_kernel(const 
       for (int grp = kL / kGroup - 1; grp >= 0; --grp) {
         // h before each step of the group and exp(dt A) of its steps but the last, which is only
         // needed in the reverse step and computed there.
-        float hs[kGroup][kS], dA[kGroup - 1][kS];
-        const float4 lo = sm.hg[grp][0][threadIdx.x], hi = sm.hg[grp][1][threadIdx.x];
-        hs[0][0] = lo.x, hs[0][1] = lo.y, hs[0][2] = lo.z, hs[0][3] = lo.w;
-        hs[0][4] = hi.x, hs[0][5] = hi.y, hs[0][6] = hi.z, hs[0][7] = hi.w;
+        float hs[kGroup][kN], dA[kGroup - 1][kN];
+#pragma unroll
+        for (int k = 0; k < kN / 4; ++k) {
+          const float4 v = sm.hg[grp][k][tid];
+          hs[0][4 * k] = v.x, hs[0][4 * k + 1] = v.y, hs[0][4 * k + 2] = v.z;
+          hs[0][4 * k + 3] = v.w;
+        }
 #pragma unroll
         for (int j = 0; j + 1 < kGroup; ++j) {
           const int s = grp * kGroup + j;
-          const float dt = sm.dt[s][l.ch], dtu = dt * sm.u[s][l.ch];
-          float Bv[kS];
-          load_bc(Bv, sm.bc, s, 0, l);
+          const float dt = sm.dt[s][tid], dtu = dt * sm.u[s][tid];
+          float Bv[kN];
+          load_bc(Bv, sm.bc, s, 0);
 #pragma unroll
-          for (int i = 0; i < kS; ++i) {
+          for (int i = 0; i < kN; ++i) {
             dA[j][i] = exp2f(dt * A2[i]);
             hs[j + 1][i] = fmaf(dA[j][i], hs[j][i], dtu * Bv[i]);
           }
@@ -528,13 +524,13 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM) scan_bwd_kernel(const 
 #pragma unroll
         for (int j = kGroup - 1; j >= 0; --j) {
           const int s = grp * kGroup + j;
-          const float dt = sm.dt[s][l.ch], u = sm.u[s][l.ch], dy = sm.dy[s][l.ch];
+          const float dt = sm.dt[s][tid], u = sm.u[s][tid], dy = sm.dy[s][tid];
           const float dtu = dt * u;
-          float Bv[kS], Cv[kS], v[kS], sB = 0.f, sA = 0.f;
-          load_bc(Bv, sm.bc, s, 0, l);
-          load_bc(Cv, sm.bc, s, 1, l);
+          float Bv[kN], Cv[kN], v[kN], sB = 0.f, sA = 0.f;
+          load_bc(Bv, sm.bc, s, 0);
+          load_bc(Cv, sm.bc, s, 1);
 #pragma unroll
-          for (int i = 0; i < kS; ++i) {
+          for (int i = 0; i < kN; ++i) {
             const float decay = j + 1 < kGroup ? dA[j][i] : exp2f(dt * A2[i]);
             const float dh = fmaf(Cv[i], dy, w[i]);  // dL/dh[t, n]
             sB = fmaf(dh, Bv[i], sB);
@@ -544,11 +540,9 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM) scan_bwd_kernel(const 
             sA = fmaf(A2[i], q, sA);
             dA_acc[i] = fmaf(dt, q, dA_acc[i]);
           }
-          sm.red[s][warp][sum_state(lane)] = warp_sum8(v);
-          sB += __shfl_xor_sync(~0u, sB, 1);  // the other half's states
-          sA += __shfl_xor_sync(~0u, sA, 1);
-          if (writer && s < steps) {
-            const float dx = fmaf(u, sB, kLn2 * sA) * sm.sd[s][l.ch];
+          sm.red[s][tid] = warp_sum16(v);
+          if (active && s < steps) {
+            const float dx = fmaf(u, sB, kLn2 * sA) * sm.sd[s][tid];
             store(a.du + at + s * a.d_inner, fmaf(Dd, dy, dt * sB));
             store(a.ddelta + at + s * a.d_inner, dx);
             dD_acc = fmaf(dy, u, dD_acc);
@@ -564,13 +558,14 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM) scan_bwd_kernel(const 
   if (!active) return;
   const int64_t p = (static_cast<int64_t>(b) * a.segments + seg) * a.d_inner + d;
   if constexpr (kLocal) {
-    if (l.half == 0) a.seg_sum[p] = dt_sum;
+    a.seg_sum[p] = dt_sum;
 #pragma unroll
-    for (int i = 0; i < kS; ++i) a.seg_state[p * kN + l.half * kS + i] = w[i];
+    for (int i = 0; i < kN; ++i) a.seg_state[p * kN + state_of(i)] = w[i];
   } else {
 #pragma unroll
-    for (int i = 0; i < kS; ++i) a.part_dA[p * kN + l.state(i)] = dA_acc[i];
-    if (l.half == 0) a.part_dD[p] = dD_acc, a.part_dbias[p] = dbias_acc;
+    for (int i = 0; i < kN; ++i) a.part_dA[p * kN + state_of(i)] = dA_acc[i];
+    a.part_dD[p] = dD_acc;
+    a.part_dbias[p] = dbias_acc;
   }
 }
 
