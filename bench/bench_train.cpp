@@ -3,6 +3,10 @@
 // memory and MFU (6 * params * tokens/s over the device's dense bf16 peak, where known).
 //   bench_train [--model tiny|cpu-baseline|130m|370m|790m|1.4b|2.8b] [--batch B] [--seqlen L]
 //               [--device cpu|cuda] [--precision fp32|bf16] [--steps N] [--recompute 0|1]
+//               [--comm 1|0]
+// Under mpirun every rank runs the step on its own batch and gradients are averaged as in
+// training (NCCL buckets overlapped with backward on GPUs); --comm 0 skips the reduction, to
+// measure how much of it the overlap hides. tokens_per_s counts all ranks.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -13,6 +17,8 @@
 
 #include "model/mamba_lm.h"
 #include "train/device.h"
+#include "train/distributed.h"
+#include "train/gradient_reducer.h"
 #include "train/optimizer.h"
 #include "util/error.h"
 #include "util/rng.h"
@@ -54,7 +60,9 @@ int main(int argc, char** argv) try {
       flag(argc, argv, "--precision", device == "cuda" ? "bf16" : "fp32") == "bf16"
           ? mamba::Precision::Bf16
           : mamba::Precision::Fp32;
-  const auto backend = mamba::make_backend(run, 0);
+  mamba::Communicator& comm = mamba::mpi_world();
+  const auto backend = mamba::make_backend(run, comm.local_rank());
+  const bool communicate = flag(argc, argv, "--comm", "1") == "1";
 
   mamba::ModelConfig c;
   c.d_model = preset->second.d_model;
@@ -66,7 +74,8 @@ int main(int argc, char** argv) try {
   mamba::init_params(model.layout(), params.data(), 0);
   model.upload_params(params);
   mamba::AdamW opt(model.layout(), *backend, mamba::AdamWSettings{});
-  mamba::Rng rng(1);
+  const auto reducer = mamba::make_gradient_reducer(run, comm, model);
+  mamba::Rng rng(1 + comm.rank());
   std::vector<int32_t> inputs(int64_t(batch) * seqlen), targets(inputs.size());
   for (auto& t : inputs) t = int32_t(rng.below(c.vocab_size));
   for (auto& t : targets) t = int32_t(rng.below(c.vocab_size));
@@ -76,7 +85,9 @@ int main(int argc, char** argv) try {
     backend->synchronize();
     const auto t0 = std::chrono::steady_clock::now();
     model.zero_grads();
-    model.forward_backward(inputs.data(), targets.data(), batch, seqlen, 1.0f);
+    model.forward_backward(inputs.data(), targets.data(), batch, seqlen, 1.0f,
+                           communicate ? reducer.get() : nullptr);
+    if (communicate) reducer->finish();
     mamba::clip_grad_norm(*backend, model.grads(), model.layout().total(), 1.0f);
     opt.step(model.params(), model.grads(), 1e-4f);
     model.params_updated();
@@ -86,16 +97,19 @@ int main(int argc, char** argv) try {
   }
   std::sort(ms.begin(), ms.end());
   const double median = ms[ms.size() / 2];
-  const double tokens_per_s = double(batch) * seqlen / (median / 1000.0);
+  const double tokens_per_s = double(batch) * seqlen * comm.world() / (median / 1000.0);
+  if (comm.rank() != 0) return 0;
   const double peak = backend->peak_flops();
-  const double mfu = peak > 0 ? 6.0 * double(model.layout().total()) * tokens_per_s / peak : -1.0;
+  const double mfu =
+      peak > 0 ? 6.0 * double(model.layout().total()) * tokens_per_s / comm.world() / peak : -1.0;
   std::printf(
-      "{\"bench\": \"train_step\", \"model\": \"%s\", \"device\": \"%s\", \"act_bytes\": %zu, "
+      "{\"bench\": \"train_step\", \"model\": \"%s\", \"device\": \"%s\", \"world\": %d, "
+      "\"comm\": %d, \"act_bytes\": %zu, "
       "\"params\": %ld, \"batch\": %d, \"seqlen\": %d, \"recompute\": %d, \"ms_per_step\": %.2f, "
       "\"tokens_per_s\": %.0f, \"peak_gib\": %.2f, \"mfu\": %.4f}\n",
-      model_name.c_str(), backend->name().c_str(), backend->act_bytes(),
-      long(model.layout().total()), batch, seqlen, int(recompute), median, tokens_per_s,
-      backend->peak_memory() / double(1ull << 30), mfu);
+      model_name.c_str(), backend->name().c_str(), comm.world(), int(communicate),
+      backend->act_bytes(), long(model.layout().total()), batch, seqlen, int(recompute), median,
+      tokens_per_s, backend->peak_memory() / double(1ull << 30), mfu);
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "%s\n", e.what());
