@@ -637,12 +637,13 @@ Plan make_plan(const ScanShape& s, const ScanTuning& tuning) {
   int64_t segments = tuning.segments;
   if (segments <= 0) {
     // Segments cost an extra pass of exps: only worth it while the blocks cannot fill the GPU.
+    // Then aim at two full waves of the backward (the forward fits more blocks per SM).
     int device = 0, sms = 0;
     check(cudaGetDevice(&device), "cudaGetDevice");
     check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device),
           "cudaDeviceGetAttribute(multiprocessor count)");
     const int64_t blocks = static_cast<int64_t>(s.batch) * p.dblocks;
-    segments = blocks >= 2 * sms ? 1 : kBlocksPerSM * sms / blocks;
+    segments = blocks >= 2 * sms ? 1 : 2 * kBlocksPerSM * sms / blocks;
   }
   segments = std::clamp<int64_t>(segments, 1, std::min(p.nchunks, 65535));
   p.chunks_per_seg = static_cast<int>(ceil_div(p.nchunks, segments));
