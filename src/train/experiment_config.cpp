@@ -91,6 +91,7 @@ void for_each_key(Visit&& key, Config&... c) {
 
   key("dist.bucket_mb", Check::Positive, c.dist.bucket_mb...);
   key("dist.timeout_s", Check::Positive, c.dist.timeout_s...);
+  key("dist.bf16_grads", Check::Any, c.dist.bf16_grads...);
 }
 
 std::vector<std::string> collect_keys() {

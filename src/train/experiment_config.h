@@ -10,7 +10,7 @@
 //   checkpoint: dir, interval, keep_last, resume
 //   log:        interval, eval_interval, eval_batches, sample_interval, sample_tokens,
 //               sample_prompt, metrics
-//   dist:       bucket_mb, timeout_s
+//   dist:       bucket_mb, timeout_s, bf16_grads
 // Every failure is a mamba::Error whose one-line message names the file, the key, the value
 // and what was expected. The key table lives once, in experiment_config.cpp.
 #pragma once
@@ -87,9 +87,11 @@ struct LogConfig {
 
 // Multi-GPU data parallelism (NCCL): gradients are all-reduced in buckets of about bucket_mb
 // MiB while backward runs; a collective that takes longer than timeout_s means a rank was lost.
+// bf16_grads halves the bytes on the wire (gradients rounded to bf16 for the sum).
 struct DistConfig {
   double bucket_mb = 25.0;
   double timeout_s = 600.0;
+  bool bf16_grads = false;
 };
 
 // A default-constructed ExperimentConfig is not valid (no data, no length): parse or load one.

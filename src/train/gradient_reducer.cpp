@@ -42,7 +42,7 @@ class NcclGradientReducer final : public GradientReducer {
     comm.broadcast(id.data(), id.size(), 0);
     reducer_ = std::make_unique<NcclReducer>(
         id, comm.rank(), comm.world(), model.backend(), model.grads(), model.layout().total(),
-        size_t(cfg.dist.bucket_mb * (1 << 20)), cfg.dist.timeout_s);
+        size_t(cfg.dist.bucket_mb * (1 << 20)), cfg.dist.timeout_s, cfg.dist.bf16_grads);
   }
   void ready(int64_t begin, int64_t end) override { reducer_->ready(begin, end); }
   void finish() override { reducer_->finish(); }

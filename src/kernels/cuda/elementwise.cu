@@ -25,6 +25,10 @@ __global__ void to_bf16_kernel(bf16* dst, const float* src, int64_t n) {
   for (int64_t i = first_index(); i < n; i += grid_stride()) dst[i] = __float2bfloat16(src[i]);
 }
 
+__global__ void from_bf16_kernel(float* dst, const bf16* src, int64_t n) {
+  for (int64_t i = first_index(); i < n; i += grid_stride()) dst[i] = __bfloat162float(src[i]);
+}
+
 __global__ void negative_exp_kernel(float* out, const float* in, int64_t n) {
   for (int64_t i = first_index(); i < n; i += grid_stride()) out[i] = -expf(in[i]);
 }
@@ -61,6 +65,12 @@ void to_bf16(bf16* dst, const float* src, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
   to_bf16_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(dst, src, n);
   check_launch("to_bf16_kernel");
+}
+
+void from_bf16(float* dst, const bf16* src, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  from_bf16_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(dst, src, n);
+  check_launch("from_bf16_kernel");
 }
 
 void negative_exp(float* out, const float* in, int64_t n, cudaStream_t stream) {

@@ -12,6 +12,8 @@ namespace mamba::cuda {
 
 // dst[i] = bf16(src[i]), rounded to nearest even.
 void to_bf16(__nv_bfloat16* dst, const float* src, int64_t n, cudaStream_t stream);
+// dst[i] = float(src[i]).
+void from_bf16(float* dst, const __nv_bfloat16* src, int64_t n, cudaStream_t stream);
 // out[i] = -exp(in[i]) (A = -exp(A_log)).
 void negative_exp(float* out, const float* in, int64_t n, cudaStream_t stream);
 // dst[i] += a[i] * b[i].

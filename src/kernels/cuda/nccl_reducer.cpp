@@ -1,5 +1,6 @@
 #include "kernels/cuda/nccl_reducer.h"
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <nccl.h>
 
@@ -8,6 +9,7 @@
 #include <thread>
 
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/elementwise.h"
 #include "util/error.h"
 
 namespace mamba {
@@ -34,6 +36,7 @@ struct NcclReducer::State {
   cudaStream_t compute = nullptr, comm_stream = nullptr;
   cudaEvent_t produced = nullptr, reduced = nullptr;
   float* buffer = nullptr;
+  __nv_bfloat16* wire = nullptr;  // bf16 copy of the buffer when communicating in bf16
   int64_t n = 0, bucket_floats = 0;
   int64_t pending_begin = -1, pending_end = -1;  // the bucket being gathered, [begin, end)
   double timeout_s = 600.0;
@@ -80,7 +83,7 @@ struct NcclReducer::State {
 };
 
 NcclReducer::NcclReducer(const std::string& unique_id, int rank, int world, Backend& backend,
-                         float* buffer, int64_t n, size_t bucket_bytes, double timeout_s)
+                         float* buffer, int64_t n, size_t bucket_bytes, double timeout_s, bool bf16)
     : s_(std::make_unique<State>()) {
   ncclUniqueId id;
   if (unique_id.size() != sizeof id.internal) {
@@ -95,6 +98,10 @@ NcclReducer::NcclReducer(const std::string& unique_id, int rank, int world, Back
   s_->bucket_floats = int64_t(bucket_bytes / sizeof(float));
   s_->timeout_s = timeout_s;
   check_nccl(ncclCommInitRank(&s_->comm, world, id, rank), "ncclCommInitRank");
+  if (bf16) {
+    cuda::check_cuda(cudaMalloc(&s_->wire, size_t(n) * sizeof(__nv_bfloat16)),
+                     "cudaMalloc (bf16 gradient copy for communication)");
+  }
   cuda::check_cuda(cudaStreamCreateWithFlags(&s_->comm_stream, cudaStreamNonBlocking),
                    "cudaStreamCreate");
   cuda::check_cuda(cudaEventCreateWithFlags(&s_->produced, cudaEventDisableTiming),
@@ -105,6 +112,7 @@ NcclReducer::NcclReducer(const std::string& unique_id, int rank, int world, Back
 
 NcclReducer::~NcclReducer() {
   if (s_->comm) ncclCommDestroy(s_->comm);
+  cudaFree(s_->wire);
   cudaEventDestroy(s_->produced);
   cudaEventDestroy(s_->reduced);
   cudaStreamDestroy(s_->comm_stream);

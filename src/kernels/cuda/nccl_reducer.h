@@ -20,9 +20,10 @@ class NcclReducer {
  public:
   // backend: the rank's CUDA backend (its compute stream orders the buckets). buffer: the fp32
   // gradient buffer of n floats, identical layout on every rank. timeout_s: how long finish()
-  // waits for the collective before declaring a peer lost.
+  // waits for the collective before declaring a peer lost. bf16: communicate in bf16 (half the
+  // bytes; each bucket is rounded before the sum and widened after).
   NcclReducer(const std::string& unique_id, int rank, int world, Backend& backend, float* buffer,
-              int64_t n, size_t bucket_bytes, double timeout_s);
+              int64_t n, size_t bucket_bytes, double timeout_s, bool bf16);
   ~NcclReducer();
   NcclReducer(const NcclReducer&) = delete;
   NcclReducer& operator=(const NcclReducer&) = delete;
