@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Launches data-parallel training with Open MPI: one process per GPU (or per CPU socket).
+#   scripts/launch.sh NPROC CONFIG [key=value ...]                   one node
+#   HOSTFILE=hosts scripts/launch.sh NPROC CONFIG [key=value ...]    several nodes
+# hosts lists one node per line with its GPU count: "node1 slots=8". Each process takes the GPU
+# of its rank on its node. NCCL_* and MAMBA_* variables of this shell reach every rank.
+# See docs/distributed.md for the network variables and for Slurm.
+set -euo pipefail
+if [ $# -lt 2 ]; then
+  sed -n '2,8p' "$0"
+  exit 2
+fi
+nproc=$1
+shift
+cd "$(dirname "$0")/.."
+# NVLink multicast (NVLS) needs exclusive use of the GPUs' fabric; keep it off unless asked for.
+export NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE:-0}
+args=(-np "$nproc" --bind-to none)
+[ "$(id -u)" -eq 0 ] && args+=(--allow-run-as-root)
+[ -n "${HOSTFILE:-}" ] && args+=(--hostfile "$HOSTFILE")
+for var in $(compgen -e | grep -E '^(NCCL_|MAMBA_|OMP_|CUDA_VISIBLE_DEVICES$)' || true); do
+  args+=(-x "$var")
+done
+exec mpirun "${args[@]}" build/mamba train "$@"
