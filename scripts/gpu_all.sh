@@ -13,13 +13,7 @@ parts=("$@")
 want() { [[ " ${parts[*]} " == *" $1 "* ]]; }
 
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,memory.used,memory.total --format=csv
-generator=()
-command -v ninja >/dev/null && generator=(-G Ninja)
-cmake -S . -B build-gpu "${generator[@]}" -DMAMBA_CUDA=ON -DCMAKE_BUILD_TYPE=Release \
-  >"$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
-cmake --build build-gpu -j16 >"$out/build.log" 2>&1 ||
-  { grep -E "error" "$out/build.log" | head -30; exit 1; }
-echo "built"
+source scripts/gpu_build.sh "$out"
 b=build-gpu
 
 if want tests; then

@@ -11,12 +11,7 @@ export NCCL_NVLS_ENABLE=0
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/gpu-multi}
 mkdir -p "$out"
-generator=()
-command -v ninja >/dev/null && generator=(-G Ninja)
-cmake -S . -B build-gpu "${generator[@]}" -DMAMBA_CUDA=ON -DCMAKE_BUILD_TYPE=Release \
-  >"$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
-cmake --build build-gpu -j32 --target mamba bench_train >"$out/build.log" 2>&1 ||
-  { grep -E "error" "$out/build.log" | head -30; exit 1; }
+source scripts/gpu_build.sh "$out" mamba bench_train
 nvidia-smi -L
 mpi="mpirun --allow-run-as-root -np 2 -x NCCL_NVLS_ENABLE -x OMP_NUM_THREADS=4"
 m=build-gpu/mamba
