@@ -19,13 +19,7 @@ for arg in "$@"; do
 done
 
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv
-generator=()
-command -v ninja > /dev/null && generator=(-G Ninja)
-cmake -S . -B build-gpu "${generator[@]}" -DMAMBA_CUDA=ON -DCMAKE_BUILD_TYPE=Release \
-  > "$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
-cmake --build build-gpu -j16 --target mamba_cuda_tests bench_scan > "$out/build.log" 2>&1 ||
-  { grep -E "error|Error" "$out/build.log" | head -30; exit 1; }
-echo "built"
+source scripts/gpu_build.sh "$out" mamba_cuda_tests bench_scan
 
 ./build-gpu/mamba_cuda_tests 2>&1 | tee "$out/tests.log" | grep -vE "^\[ +(RUN|OK) +\]"
 ./build-gpu/bench_scan "${sweep[@]}" | tee "$out/bench.jsonl"

@@ -5,6 +5,9 @@ gpu_build_out=$1
 shift
 gpu_build_targets=()
 for t in "$@"; do gpu_build_targets+=(--target "$t"); done
+# A warm machine keeps build-gpu/ between calls, and the copied tree can carry older timestamps
+# than the objects built there: touch the sources so that nothing stale is reused.
+find src tests bench -type f -exec touch {} +
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
 cmake -S . -B build-gpu "${generator[@]}" -DMAMBA_CUDA=ON -DCMAKE_BUILD_TYPE=Release \
