@@ -7,7 +7,6 @@
 #include "cli/commands.h"
 #include "data/tokenizer.h"
 #include "model/recurrent.h"
-#include "model/sampler.h"
 #include "train/checkpoint.h"
 #include "train/experiment_config.h"
 #include "util/error.h"
@@ -42,19 +41,10 @@ int generate(int argc, char** argv) {
   std::vector<int32_t> ids;
   tok->encode(prompt, ids);
   if (ids.empty()) ids.push_back(tok->eot_id());
-  RecurrentLM rec(layout, params.data());
-  const float* logits = nullptr;
-  for (int32_t t : ids) logits = rec.step(t);
   const SamplerSettings sampling{float(a.get_double("temperature", 0.8)), a.get_int("top-k", 40)};
   Rng rng(uint64_t(a.get_int("seed", 0)));
-  std::vector<int32_t> out;
-  const int n = a.get_int("tokens", 200);
-  for (int i = 0; i < n; ++i) {
-    const int32_t next = sample_token(logits, cfg.model.vocab_size, sampling, rng);
-    if (next == tok->eot_id()) break;
-    out.push_back(next);
-    logits = rec.step(next);
-  }
+  const std::vector<int32_t> out =
+      generate(layout, params.data(), ids, a.get_int("tokens", 200), tok->eot_id(), sampling, rng);
   std::printf("%s%s\n", prompt.c_str(), tok->decode(out).c_str());
   return 0;
 }

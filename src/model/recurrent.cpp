@@ -64,4 +64,20 @@ const float* RecurrentLM::step(int32_t token) {
   return logits_.data();
 }
 
+std::vector<int32_t> generate(const ParamLayout& layout, const float* params,
+                              const std::vector<int32_t>& prompt, int max_tokens,
+                              int32_t stop_token, const SamplerSettings& sampling, Rng& rng) {
+  RecurrentLM rec(layout, params);
+  const float* logits = nullptr;
+  for (int32_t t : prompt) logits = rec.step(t);
+  std::vector<int32_t> out;
+  for (int i = 0; i < max_tokens; ++i) {
+    const int32_t next = sample_token(logits, layout.config().vocab_size, sampling, rng);
+    if (next == stop_token) break;
+    out.push_back(next);
+    logits = rec.step(next);
+  }
+  return out;
+}
+
 }  // namespace mamba

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "model/params.h"
+#include "model/sampler.h"
 
 namespace mamba {
 
@@ -27,5 +28,11 @@ class RecurrentLM {
   std::vector<float> hidden_, residual_, normed_, xz_, xc_, xdbl_, delta_, y_, logits_;
   float rstd_ = 0.0f;
 };
+
+// Continues prompt (at least one token) with up to max_tokens sampled tokens, stopping early at
+// stop_token (not included); returns the new tokens only.
+std::vector<int32_t> generate(const ParamLayout& layout, const float* params,
+                              const std::vector<int32_t>& prompt, int max_tokens,
+                              int32_t stop_token, const SamplerSettings& sampling, Rng& rng);
 
 }  // namespace mamba

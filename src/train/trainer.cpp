@@ -10,7 +10,6 @@
 #include "data/tokenizer.h"
 #include "model/mamba_lm.h"
 #include "model/recurrent.h"
-#include "model/sampler.h"
 #include "train/checkpoint.h"
 #include "train/device.h"
 #include "train/evaluate.h"
@@ -39,17 +38,8 @@ std::string sample_text(MambaLM& model, const Tokenizer& tok, const ExperimentCo
   if (prompt.empty()) prompt.push_back(tok.eot_id());
   // Generation runs on the CPU from a host copy of the weights.
   const std::vector<float> params = model.download(model.params());
-  RecurrentLM rec(model.layout(), params.data());
-  const float* logits = nullptr;
-  for (int32_t t : prompt) logits = rec.step(t);
-  std::vector<int32_t> out;
-  const SamplerSettings sampling{0.8f, 40};
-  for (int i = 0; i < cfg.log.sample_tokens; ++i) {
-    const int32_t next = sample_token(logits, model.config().vocab_size, sampling, rng);
-    if (next == tok.eot_id()) break;
-    out.push_back(next);
-    logits = rec.step(next);
-  }
+  const std::vector<int32_t> out = generate(model.layout(), params.data(), prompt,
+                                            cfg.log.sample_tokens, tok.eot_id(), {0.8f, 40}, rng);
   return cfg.log.sample_prompt + tok.decode(out);
 }
 
