@@ -28,7 +28,10 @@ int eval(int argc, char** argv) {
     return a.help ? 0 : 2;
   }
   const std::string ckpt = resolve_checkpoint(a.positional[0]);
-  const ExperimentConfig cfg = checkpoint_experiment_config(ckpt);
+  ExperimentConfig cfg = checkpoint_experiment_config(ckpt);
+  // Evaluate where this machine can, not where the checkpoint was trained.
+  cfg.train.device = Device::Auto;
+  if (!cuda_available()) cfg.train.precision = Precision::Fp32;
   const int micro = a.get_int("micro-batch", cfg.train.micro_batch);
   const int L = a.get_int("seq-len", cfg.data.seq_len);
   const int batches = a.get_int("batches", cfg.log.eval_batches);
