@@ -17,4 +17,4 @@ cmake --build build -j"$(nproc)" --target mamba
 build/mamba train configs/tiny.yaml "$@"
 build/mamba eval runs/tiny
 echo "--- sample ---"
-build/mamba generate runs/tiny --prompt "It is a truth universally acknowledged" --tokens 80
+build/mamba generate runs/tiny --prompt "The " --tokens 60

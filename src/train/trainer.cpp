@@ -121,7 +121,20 @@ TrainOutcome run_training(const ExperimentConfig& cfg, Communicator& comm) {
     return path;
   };
 
+  auto evaluate_and_log = [&]() {
+    const double local = mean_loss(model, val_data, micro, L, cfg.log.eval_batches);
+    const double val_loss = comm.allreduce_sum(local) / world;
+    if (leader) {
+      std::printf("eval step %lld | val loss %.4f | val ppl %.2f\n", (long long)state.step,
+                  val_loss, std::exp(val_loss));
+      metrics.write_eval(state.step, val_loss);
+    }
+    return val_loss;
+  };
+
   TrainOutcome outcome;
+  // The starting point, so the log shows how far training has brought the validation loss.
+  if (cfg.log.eval_interval > 0 && state.step == 0) outcome.val_loss = evaluate_and_log();
   std::vector<int32_t> rows(int64_t(micro) * accum * (L + 1)), inputs, targets;
   const std::unique_ptr<GradientReducer> reducer = make_gradient_reducer(cfg, comm, model);
   const double flops_per_token = 6.0 * double(layout.total());
@@ -179,13 +192,7 @@ TrainOutcome run_training(const ExperimentConfig& cfg, Communicator& comm) {
       window_steps = 0;
     }
     if (cfg.log.eval_interval > 0 && (state.step % cfg.log.eval_interval == 0 || last)) {
-      const double local = mean_loss(model, val_data, micro, L, cfg.log.eval_batches);
-      outcome.val_loss = comm.allreduce_sum(local) / world;
-      if (leader) {
-        std::printf("eval step %lld | val loss %.4f | val ppl %.2f\n", (long long)state.step,
-                    outcome.val_loss, std::exp(outcome.val_loss));
-        metrics.write_eval(state.step, outcome.val_loss);
-      }
+      outcome.val_loss = evaluate_and_log();
     }
     if (tokenizer && (state.step % cfg.log.sample_interval == 0 || last)) {
       std::printf("sample step %lld | %s\n", (long long)state.step,
