@@ -33,7 +33,8 @@ if want scan; then
 fi
 if want train; then
   : >"$out/bench_train.jsonl"
-  for shape in "130m 16 2048 0" "370m 8 2048 0" "1.4b 4 2048 0" "130m 1 65536 1" "1.4b 1 16384 1"; do
+  for shape in "130m 16 2048 0" "370m 8 2048 0" "1.4b 4 2048 0" "130m 1 65536 1" "1.4b 1 16384 1" \
+    "130m 1 65536 0" "1.4b 1 16384 0" "130m 16 2048 1"; do
     read -r model batch seqlen recompute <<<"$shape"
     timeout 300 $b/bench_train --device cuda --model "$model" --batch "$batch" --seqlen "$seqlen" \
       --recompute "$recompute" --steps 5 2>&1 | tee -a "$out/bench_train.jsonl"
