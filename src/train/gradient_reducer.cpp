@@ -2,7 +2,7 @@
 
 #include <vector>
 
-#ifdef MAMBA_HAVE_CUDA
+#ifdef MAMBA_HAVE_NCCL
 #include "kernels/cuda/nccl_reducer.h"
 #endif
 
@@ -34,7 +34,7 @@ class MpiGradientReducer final : public GradientReducer {
   std::vector<float> staging_;
 };
 
-#ifdef MAMBA_HAVE_CUDA
+#ifdef MAMBA_HAVE_NCCL
 class NcclGradientReducer final : public GradientReducer {
  public:
   NcclGradientReducer(const ExperimentConfig& cfg, Communicator& comm, MambaLM& model) {
@@ -56,7 +56,7 @@ class NcclGradientReducer final : public GradientReducer {
 
 std::unique_ptr<GradientReducer> make_gradient_reducer(const ExperimentConfig& cfg,
                                                        Communicator& comm, MambaLM& model) {
-#ifdef MAMBA_HAVE_CUDA
+#ifdef MAMBA_HAVE_NCCL
   if (comm.world() > 1 && model.backend().native_stream()) {
     return std::make_unique<NcclGradientReducer>(cfg, comm, model);
   }
