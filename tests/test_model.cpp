@@ -2,6 +2,7 @@
 // hand-written backward of the full network against finite differences.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -172,6 +173,48 @@ TEST(ModelGrad, RecomputeGivesIdenticalGradients) {
   EXPECT_EQ(a, b);
   EXPECT_EQ(plain.download(plain.grads()), recomputed.download(recomputed.grads()));
   EXPECT_LT(recomputed.activation_bytes(), plain.activation_bytes());
+}
+
+// The overlap contract of GradientReadyHook: every slice is reported once, the slices tile the
+// whole buffer, and a slice's gradients are final when reported (a reduction may start then).
+TEST(ModelGrad, ReadyHookReportsEachSliceOnceWhenFinal) {
+  ModelConfig c;
+  c.d_model = 24;
+  c.n_layer = 3;
+  c.vocab_size = 40;
+  const auto backend = make_cpu_backend();
+  MambaLM model(c, *backend);
+  std::vector<float> params(model.layout().total());
+  init_params(model.layout(), params.data(), 4);
+  model.upload_params(params);
+  struct Recorder : GradientReadyHook {
+    MambaLM* model;
+    std::vector<std::pair<int64_t, int64_t>> slices;
+    std::vector<std::vector<float>> seen;
+    void ready(int64_t begin, int64_t end) override {
+      slices.emplace_back(begin, end);
+      seen.emplace_back(model->grads() + begin, model->grads() + end);
+    }
+  } hook;
+  hook.model = &model;
+  Rng rng(8);
+  std::vector<int32_t> inputs(2 * 13), targets(2 * 13);
+  for (auto& t : inputs) t = int32_t(rng.below(c.vocab_size));
+  for (auto& t : targets) t = int32_t(rng.below(c.vocab_size));
+  model.forward_backward(inputs.data(), targets.data(), 2, 13, 1.0f, &hook);
+
+  const std::vector<float> final_grads = model.download(model.grads());
+  std::vector<int> covered(final_grads.size(), 0);
+  ASSERT_EQ(hook.slices.size(), size_t(c.n_layer + 2));  // norm_f, each layer, the embedding
+  for (size_t k = 0; k < hook.slices.size(); ++k) {
+    const auto [begin, end] = hook.slices[k];
+    if (k > 0) EXPECT_LE(end, hook.slices[k - 1].first) << "slices arrive in decreasing order";
+    for (int64_t i = begin; i < end; ++i) {
+      ++covered[i];
+      ASSERT_EQ(hook.seen[k][i - begin], final_grads[i]) << "slice " << k << " changed after ready";
+    }
+  }
+  EXPECT_EQ(std::count(covered.begin(), covered.end(), 1), int64_t(covered.size()));
 }
 
 }  // namespace
