@@ -22,7 +22,7 @@ const Command kCommands[] = {
     {"prepare", mamba::cli::prepare, "tokenize text/JSONL into HDF5 shards"},
     {"tokenize", mamba::cli::tokenize, "encode or decode text with a tokenizer (debugging aid)"},
     {"check-golden", mamba::cli::check_golden,
-     "compare the CPU backend against a golden safetensors file"},
+     "recompute a golden safetensors file and compare (CPU or GPU)"},
 };
 
 void print_help() {

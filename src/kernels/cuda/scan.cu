@@ -8,15 +8,19 @@
 //
 // Why it is fast. The work is 16 exps per (token, channel) per pass; the exp unit (16 per clock
 // per SM) is the scarcest resource and issue slots the next, so the design spends as few exps and
-// instructions per state as it can and gives each thread enough independent work to hide latency:
-// - One thread owns one channel and runs the recurrence sequentially, its 16 states in registers
-//   (no parallel scan, which would double the work): 16 independent chains per step. A block
-//   holds 64 consecutive channels of one sequence; B and C of each step are loaded once per block
-//   into shared memory and broadcast.
-// - Inputs stream through shared memory in chunks of kL = 16 steps with cp.async, several chunks
-//   ahead, so the recurrence never waits on device memory. Per-element work (softplus, sigmoid,
-//   gating) is done for the whole chunk before the recurrence, off its critical path, and each
-//   step's operands are read one step ahead. Outputs leave through shared memory in 16-byte rows.
+// instructions per state as it can, and keeps enough warps on each SM to hide the latency of the
+// rest (the earlier one-thread-per-channel versions had 6-8 warps per SM and issued an
+// instruction every 4 cycles per warp):
+// - Four threads own one channel, four of its 16 states each, in registers, and run the
+//   recurrence sequentially (no parallel scan, which would double the work). A block holds 64
+//   consecutive channels of one sequence (256 threads); B and C of each step are loaded once per
+//   block into shared memory and broadcast. A warp holds 8 channels: lane = 8 * group + channel,
+//   so the sums over a channel's four threads and over the warp's channels are lane exchanges.
+// - Inputs stream through shared memory in chunks of kL = 16 steps with cp.async, one chunk
+//   ahead. Per-element work (softplus, sigmoid, gating) is done for the whole chunk before the
+//   recurrence, each thread taking 4 elements, so it is spread over all threads and stays off the
+//   recurrence's critical path; per-element outputs are formed after it the same way (forward) or
+//   by one of the channel's four threads (backward).
 // - The forward writes the state at every chunk start (fp32 checkpoints). The backward walks the
 //   chunks in reverse: pass A recomputes the states forward through the chunk (one exp per state),
 //   emitting dz and the dC partial sums and keeping the state every kGroup = 4 steps in shared
@@ -27,11 +31,11 @@
 //   in parallel: a first pass scans each segment from a zero state (forward) or a zero adjoint
 //   (backward), and each block then composes the exact entry state from those partial results
 //   before its real pass (one more exp per element, only where it is needed).
-// - Reductions are deterministic: dB and dC are summed over a warp's channels with shuffles (each
-//   thread keeps its states in a lane-dependent order so that the widest exchanges need no
-//   selects), over the block's warps through shared memory, and over channel blocks by a last
-//   kernel, always in the same order; dA, dD and d(delta_bias) are per-thread sums over time, then
-//   summed over (batch, segment) in order. No atomics.
+// - Reductions are deterministic: dB and dC are summed over a warp's channels with shuffles (in
+//   the backward each thread keeps its states in a lane-dependent order so that the exchanges
+//   need no selects), over the block's warps through shared memory, and over channel blocks by a
+//   last kernel, always in the same order; dA, dD and d(delta_bias) are per-thread sums over time,
+//   then summed over (batch, segment) in order. No atomics.
 // - exp(x) is computed as exp2(x * log2 e) with A pre-scaled by log2 e: one MUFU op per state.
 #include <cuda_pipeline.h>
 
@@ -45,11 +49,16 @@ namespace {
 
 constexpr int kN = 16;                    // d_state
 constexpr int kL = kScanCheckpointEvery;  // steps per chunk, between two checkpoints
-constexpr int kCh = 64;                   // channels per block, one thread each
-constexpr int kThreads = kCh;
-constexpr int kGroup = 4;        // backward: steps whose states are rebuilt in registers
-constexpr int kFwdStages = 3;    // forward: chunks in flight
-constexpr int kBlocksPerSM = 4;  // the backward's shared memory allows four blocks per SM
+constexpr int kCh = 64;                   // channels per block
+constexpr int kSplit = 4;                 // threads per channel
+constexpr int kS = kN / kSplit;           // states per thread: one float4 group
+constexpr int kThreads = kCh * kSplit;
+constexpr int kWarps = kThreads / 32;
+constexpr int kRowsPerPass = kThreads / kCh;  // steps covered when every thread takes an element
+constexpr int kGroup = 4;                     // backward: steps whose states are rebuilt in registers
+constexpr int kFwdStages = 2;                 // forward: chunks in flight
+constexpr int kFwdBlocksPerSM = 4;            // 64 registers, 48 KB of shared memory
+constexpr int kBwdBlocksPerSM = 3;            // 80 registers, 61 KB of shared memory
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
@@ -112,44 +121,55 @@ struct Args {
   bool vec;  // every row is 16-byte aligned: copy with 16-byte accesses
 };
 
-// Each thread keeps its 16 states in a lane-dependent order: register i holds state i ^ perm,
-// perm = 8 (lane bit 4) + 4 (lane bit 3), i.e. its float4 group k holds the states' group
-// k ^ grp with grp = perm / 4. warp_sum16 then always sends the upper half of its values to a
-// partner that holds the same states there (see there). Loads and stores of per-state data
-// (A, B, C, checkpoints) just permute float4 groups; everything in memory is in natural order.
-__device__ __forceinline__ int state_group(int k) {
-  return k ^ (threadIdx.x >> 3 & 3);
+// Where a thread works. In the recurrences: channel `channel()` of the block, states
+// kS * group() .. + kS - 1. In the per-element work before and after them: elements
+// (step element_step(k), channel element_channel()) for k < kL / kRowsPerPass.
+__device__ __forceinline__ int group() {
+  return threadIdx.x >> 3 & (kSplit - 1);
 }
-__device__ __forceinline__ int state_of(int i) {
-  return i ^ (threadIdx.x >> 1 & 12);
+__device__ __forceinline__ int channel() {
+  return (threadIdx.x >> 5) * 8 + (threadIdx.x & 7);
 }
-
-// This thread's B (q = 0) or C (q = 1) of step s, in its register order.
-__device__ __forceinline__ void load_bc(float (&v)[kN], const float4 (&bc)[kL][2][kN / 4], int s,
-                                        int q) {
-#pragma unroll
-  for (int k = 0; k < kN / 4; ++k) {
-    const float4 x = bc[s][q][state_group(k)];
-    v[4 * k] = x.x, v[4 * k + 1] = x.y, v[4 * k + 2] = x.z, v[4 * k + 3] = x.w;
-  }
+__device__ __forceinline__ int element_channel() {
+  return threadIdx.x % kCh;
+}
+__device__ __forceinline__ int element_step(int k) {
+  return threadIdx.x / kCh + k * kRowsPerPass;
 }
 
-// Sums v over the warp's 32 channels, per state. Each exchange halves the values a lane holds;
-// thanks to the register order the partner lane of the first two exchanges (xor 16, xor 8) holds
-// this lane's lower states in its upper registers, so only the last two need selects. Lane l ends
-// with state l / 2 summed over the 16 lanes of its parity; the order of the sums is fixed.
-__device__ __forceinline__ float warp_sum16(const float (&v)[kN]) {
-  float a[8], b[4], c[2];
-#pragma unroll
-  for (int i = 0; i < 8; ++i) a[i] = v[i] + __shfl_xor_sync(~0u, v[i + 8], 16);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) b[i] = a[i] + __shfl_xor_sync(~0u, a[i + 4], 8);
-  bool hi = threadIdx.x & 4;
-#pragma unroll
-  for (int i = 0; i < 2; ++i)
-    c[i] = (hi ? b[i + 2] : b[i]) + __shfl_xor_sync(~0u, hi ? b[i] : b[i + 2], 4);
-  hi = threadIdx.x & 2;
-  return (hi ? c[1] : c[0]) + __shfl_xor_sync(~0u, hi ? c[0] : c[1], 2);
+// The backward keeps a thread's states in a lane-dependent order: register k holds state
+// k ^ perm() of its group, perm = lane bits 2..1. channel_sum then always finds the state it
+// keeps in the partner's other half (see there). Loads and stores of per-state data permute the
+// same way (xor is its own inverse); everything in memory is in natural order.
+__device__ __forceinline__ int perm() {
+  return threadIdx.x >> 1 & 3;
+}
+__device__ __forceinline__ void permute(float (&r)[kS], float4 v, int p) {
+  const bool hi = p & 2, odd = p & 1;
+  const float a0 = hi ? v.z : v.x, a1 = hi ? v.w : v.y, a2 = hi ? v.x : v.z, a3 = hi ? v.y : v.w;
+  r[0] = odd ? a1 : a0, r[1] = odd ? a0 : a1, r[2] = odd ? a3 : a2, r[3] = odd ? a2 : a3;
+}
+
+// Sums v over the warp's 8 channels for each of this thread's states (lanes that differ in bits
+// 2..0 hold the same group of other channels). Each of the first two exchanges halves the values
+// a lane holds; thanks to the register order the partner holds this lane's kept states in its
+// other half, so no selects. Lane l ends with state perm() of its group, as do l ^ 1; the order of
+// the sums is fixed.
+__device__ __forceinline__ float channel_sum(const float (&v)[kS]) {
+  const float a0 = v[0] + __shfl_xor_sync(~0u, v[2], 4);
+  const float a1 = v[1] + __shfl_xor_sync(~0u, v[3], 4);
+  const float b = a0 + __shfl_xor_sync(~0u, a1, 2);
+  return b + __shfl_xor_sync(~0u, b, 1);
+}
+
+// Sum over the four threads of a channel; all four get the same bits.
+__device__ __forceinline__ float group_sum(float x) {
+  x += __shfl_xor_sync(~0u, x, 8);
+  return x + __shfl_xor_sync(~0u, x, 16);
+}
+
+__device__ __forceinline__ void unpack(float (&r)[kS], float4 v) {
+  r[0] = v.x, r[1] = v.y, r[2] = v.z, r[3] = v.w;
 }
 
 // The raw inputs of one chunk for a block's channels, as they are in memory.
@@ -158,6 +178,17 @@ struct alignas(16) Tile {
   T x[kInputs][kL][kCh];  // u, delta, z, dout (the first kInputs of them)
   T bc[kL][2 * kN];       // B then C of each step
 };
+
+// Calls f(i) for each i < kCount that falls to this thread (i = threadIdx.x + j * kThreads): a
+// trip count known at compile time, so no loop and no per-thread address state to carry.
+template <int kCount, typename F>
+__device__ __forceinline__ void for_my_indices(F f) {
+#pragma unroll
+  for (int j = 0; j < (kCount + kThreads - 1) / kThreads; ++j) {
+    const int i = threadIdx.x + j * kThreads;
+    if (kCount % kThreads == 0 || i < kCount) f(i);
+  }
+}
 
 // Queues the copy of chunk rows [t0, t0 + steps) into `tile` as one cp.async group. Slots past the
 // sequence or past d_inner are left as they were: readers mask them.
@@ -170,61 +201,34 @@ __device__ void load_tile(Tile<T, kInputs>& tile, const Args<T>& a, int64_t t0, 
     constexpr int kRow = kCh / kV;
 #pragma unroll
     for (int k = 0; k < kInputs; ++k) {
-      for (int i = threadIdx.x; i < kL * kRow; i += kThreads) {
+      for_my_indices<kL * kRow>([&](int i) {
         const int s = i / kRow, c = i % kRow * kV;
         if (s < steps && d0 + c < a.d_inner)
           __pipeline_memcpy_async(&tile.x[k][s][c], src[k] + (t0 + s) * ld[k] + d0 + c, 16);
-      }
+      });
     }
     constexpr int kBc = kN / kV;  // copies per row of B (or of C)
-    for (int i = threadIdx.x; i < kL * 2 * kBc; i += kThreads) {
+    for_my_indices<kL * 2 * kBc>([&](int i) {
       const int s = i / (2 * kBc), j = i % (2 * kBc);
       if (s < steps) {
         const T* p = (j < kBc ? a.B : a.C) + (t0 + s) * a.ld_bc + j % kBc * kV;
         __pipeline_memcpy_async(&tile.bc[s][j * kV], p, 16);
       }
-    }
+    });
   } else {
-    const int d = d0 + threadIdx.x;
 #pragma unroll
     for (int k = 0; k < kInputs; ++k) {
-      for (int s = 0; s < steps; ++s)
-        if (d < a.d_inner) tile.x[k][s][threadIdx.x] = src[k][(t0 + s) * ld[k] + d];
+      for_my_indices<kL * kCh>([&](int i) {
+        const int s = i / kCh, c = i % kCh;
+        if (s < steps && d0 + c < a.d_inner) tile.x[k][s][c] = src[k][(t0 + s) * ld[k] + d0 + c];
+      });
     }
-    for (int i = threadIdx.x; i < kL * 2 * kN; i += kThreads) {
+    for_my_indices<kL * 2 * kN>([&](int i) {
       const int s = i / (2 * kN), j = i % (2 * kN);
       if (s < steps) tile.bc[s][j] = (j < kN ? a.B : a.C)[(t0 + s) * a.ld_bc + j % kN];
-    }
+    });
   }
   __pipeline_commit();
-}
-
-// B and C of the chunk as fp32, zero past the end of the sequence (stale slots could hold NaNs).
-template <typename T, int kInputs>
-__device__ void convert_bc(float4 (&bc)[kL][2][kN / 4], const Tile<T, kInputs>& tile, int steps) {
-  float* dst = &bc[0][0][0].x;
-  for (int i = threadIdx.x; i < kL * 2 * kN; i += kThreads) {
-    const int s = i / (2 * kN);
-    dst[i] = s < steps ? to_float(tile.bc[s][i % (2 * kN)]) : 0.f;
-  }
-}
-
-// Rows [0, steps) of a chunk's output tile to dst (row 0 of the chunk, column 0).
-template <typename T>
-__device__ void store_tile(T* dst, int64_t ld, const T (&tile)[kL][kCh], int steps, int d0,
-                           int d_inner, bool vec) {
-  if (vec) {
-    constexpr int kV = 16 / sizeof(T), kRow = kCh / kV;
-    for (int i = threadIdx.x; i < kL * kRow; i += kThreads) {
-      const int s = i / kRow, c = i % kRow * kV;
-      if (s < steps && d0 + c < d_inner)
-        *reinterpret_cast<uint4*>(dst + s * ld + d0 + c) =
-            *reinterpret_cast<const uint4*>(&tile[s][c]);
-    }
-  } else {
-    for (int s = 0; s < steps; ++s)
-      if (d0 + threadIdx.x < d_inner) dst[s * ld + d0 + threadIdx.x] = tile[s][threadIdx.x];
-  }
 }
 
 // The state of channel d at the start of chunk c: [batch][chunk][state / 4][d_inner] float4s.
@@ -242,45 +246,45 @@ __device__ __forceinline__ int steps_in_chunk(const Args<T>& a, int c) {
 template <typename T, bool kLocal>
 struct FwdSmem {
   static constexpr int kInputs = kLocal ? 2 : 3;  // u, delta (, z)
+  static constexpr int kOut = kLocal ? 1 : kL;    // the local pass forms no output
   Tile<T, kInputs> tiles[kFwdStages];
-  float dt[kL][kCh], dtu[kL][kCh];    // dt and dt * u
-  float gate[kL][kCh], dug[kL][kCh];  // silu(z) and D u silu(z): out = y gate + dug
-  float4 bc[kL][2][kN / 4];
-  T out[kL][kCh];
+  float4 bc[kL][2][kN / kS];  // B, C as fp32, by state group
+  float2 dt[kL][kCh];         // dt and dt * u
+  float4 y[kOut][kCh];        // C h summed over each of the channel's four threads
+  float gate[kOut][kCh];      // silu(z): out = y gate + dug
+  float dug[kOut][kCh];       // D u silu(z)
 };
 
 // Forward. kLocal: scan each segment but the last from a zero state and store its end state and
 // the sum of its dt (the segment's decay is exp(A * sum)). Otherwise: start from the state that
 // the earlier segments' local results compose to, write out, the checkpoints and last_state.
 template <typename T, bool kLocal>
-__global__ void __launch_bounds__(kThreads, kBlocksPerSM) scan_fwd_kernel(const Args<T> a) {
+__global__ void __launch_bounds__(kThreads, kFwdBlocksPerSM) scan_fwd_kernel(const Args<T> a) {
   using Smem = FwdSmem<T, kLocal>;
-  constexpr int kInputs = Smem::kInputs;
   extern __shared__ float4 smem_raw[];
   Smem& sm = *reinterpret_cast<Smem*>(smem_raw);
-  const int tid = threadIdx.x;
+  const int g = group(), ch = channel(), ec = element_channel();
   const int b = blockIdx.x / a.dblocks;
-  const int d0 = blockIdx.x % a.dblocks * kCh, d = d0 + tid;
-  const bool active = d < a.d_inner;
+  const int d0 = blockIdx.x % a.dblocks * kCh, d = d0 + ch, ed = d0 + ec;
+  const bool active = d < a.d_inner, e_active = ed < a.d_inner;
   const int seg = blockIdx.y;
   const int c_begin = seg * a.chunks_per_seg;
   const int c_end = min(c_begin + a.chunks_per_seg, a.nchunks);
   const int64_t tok0 = static_cast<int64_t>(b) * a.seqlen;
 
-  float A2[kN], h[kN];
+  float A2[kS], h[kS] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
-  for (int i = 0; i < kN; ++i) {
-    A2[i] = active ? a.A[static_cast<int64_t>(d) * kN + state_of(i)] * kLog2e : 0.f;
-    h[i] = 0.f;
-  }
-  const float Dd = active ? a.D[d] : 0.f, bias = active ? a.delta_bias[d] : 0.f;
+  for (int i = 0; i < kS; ++i)
+    A2[i] = active ? a.A[static_cast<int64_t>(d) * kN + g * kS + i] * kLog2e : 0.f;
+  const float eD = e_active ? a.D[ed] : 0.f, ebias = e_active ? a.delta_bias[ed] : 0.f;
   if (!kLocal && active) {
     for (int r = 0; r < seg; ++r) {
       const int64_t p = (static_cast<int64_t>(b) * a.segments + r) * a.d_inner + d;
       const float sum = a.seg_sum[p];
+      float s0[kS];
+      unpack(s0, reinterpret_cast<const float4*>(a.seg_state)[p * (kN / kS) + g]);
 #pragma unroll
-      for (int i = 0; i < kN; ++i)
-        h[i] = fmaf(exp2f(A2[i] * sum), h[i], a.seg_state[p * kN + state_of(i)]);
+      for (int i = 0; i < kS; ++i) h[i] = fmaf(exp2f(A2[i] * sum), h[i], s0[i]);
     }
   }
 
@@ -304,87 +308,100 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM) scan_fwd_kernel(const 
     else
       __pipeline_commit();
     const int steps = steps_in_chunk(a, c);
-#pragma unroll 4
-    for (int s = 0; s < kL; ++s) {  // this channel's per-step values
-      const bool valid = active && s < steps;
-      const float u = valid ? to_float(tile.x[0][s][tid]) : 0.f;
-      const float dt = valid ? softplus(to_float(tile.x[1][s][tid]) + bias).value : 0.f;
-      sm.dt[s][tid] = dt;
-      sm.dtu[s][tid] = dt * u;
-      if (!kLocal) {
-        const float z = to_float(tile.x[kInputs - 1][s][tid]);
+#pragma unroll
+    for (int k = 0; k < kL / kRowsPerPass; ++k) {
+      const int s = element_step(k);
+      const bool valid = e_active && s < steps;
+      const float u = valid ? to_float(tile.x[0][s][ec]) : 0.f;
+      const float dt = valid ? softplus(to_float(tile.x[1][s][ec]) + ebias).value : 0.f;
+      sm.dt[s][ec] = make_float2(dt, dt * u);
+      if constexpr (!kLocal) {
+        const float z = to_float(tile.x[2][s][ec]);
         const float gate = valid ? z * sigmoid(z) : 0.f;
-        sm.gate[s][tid] = gate;
-        sm.dug[s][tid] = Dd * u * gate;
+        sm.gate[s][ec] = gate;
+        sm.dug[s][ec] = eD * u * gate;
       }
     }
-    convert_bc(sm.bc, tile, steps);
+    // B and C as fp32, zero past the end of the sequence (stale slots could hold NaNs).
+    for_my_indices<kL * 2 * kN>([&](int j) {
+      const int s = j / (2 * kN);
+      (&sm.bc[0][0][0].x)[j] = s < steps ? to_float(tile.bc[s][j % (2 * kN)]) : 0.f;
+    });
     __syncthreads();
 
-    const int64_t row = tok0 + static_cast<int64_t>(c) * kL;
-    if (!kLocal && a.ckpt && active) {
-#pragma unroll
-      for (int k = 0; k < kN / 4; ++k)
-        *checkpoint(a, b, c, d, state_group(k)) =
-            make_float4(h[4 * k], h[4 * k + 1], h[4 * k + 2], h[4 * k + 3]);
-    }
+    if (!kLocal && a.ckpt && active) *checkpoint(a, b, c, d, g) = make_float4(h[0], h[1], h[2], h[3]);
 #pragma unroll
     for (int s = 0; s < kL; ++s) {
-      const float dt = sm.dt[s][tid], dtu = sm.dtu[s][tid];
-      float Bv[kN], Cv[kN], y[4] = {0.f, 0.f, 0.f, 0.f};  // four sums: shorter dependency chains
-      load_bc(Bv, sm.bc, s, 0);
-      if (!kLocal) load_bc(Cv, sm.bc, s, 1);
+      const float2 t = sm.dt[s][ch];
+      float Bv[kS], Cv[kS];
+      unpack(Bv, sm.bc[s][0][g]);
+      if constexpr (!kLocal) unpack(Cv, sm.bc[s][1][g]);
+      float y = 0.f;
 #pragma unroll
-      for (int i = 0; i < kN; ++i) {
-        h[i] = fmaf(exp2f(dt * A2[i]), h[i], dtu * Bv[i]);
-        if (!kLocal) y[i & 3] = fmaf(Cv[i], h[i], y[i & 3]);
+      for (int j = 0; j < kS; ++j) {
+        h[j] = fmaf(exp2f(t.x * A2[j]), h[j], t.y * Bv[j]);
+        if constexpr (!kLocal) y = fmaf(Cv[j], h[j], y);
       }
-      if (kLocal)
-        dt_sum += dt;
+      if constexpr (kLocal)
+        dt_sum += t.x;
       else
-        sm.out[s][tid] =
-            static_cast<T>(fmaf((y[0] + y[1]) + (y[2] + y[3]), sm.gate[s][tid], sm.dug[s][tid]));
+        reinterpret_cast<float*>(&sm.y[s][ch])[g] = y;
     }
-    if (!kLocal) {
+    if constexpr (!kLocal) {
       __syncthreads();
-      store_tile(a.out + row * a.d_inner, a.d_inner, sm.out, steps, d0, a.d_inner, a.vec);
+      const int64_t row = tok0 + static_cast<int64_t>(c) * kL;
+#pragma unroll
+      for (int k = 0; k < kL / kRowsPerPass; ++k) {
+        const int s = element_step(k);
+        if (e_active && s < steps) {
+          const float4 y = sm.y[s][ec];
+          const float out = fmaf((y.x + y.y) + (y.z + y.w), sm.gate[s][ec], sm.dug[s][ec]);
+          store(a.out + (row + s) * a.d_inner + ed, out);
+        }
+      }
     }
   }
 
   if (!active) return;
   const int64_t p = (static_cast<int64_t>(b) * a.segments + seg) * a.d_inner + d;
   if (kLocal) {
-    a.seg_sum[p] = dt_sum;
-#pragma unroll
-    for (int i = 0; i < kN; ++i) a.seg_state[p * kN + state_of(i)] = h[i];
+    if (g == 0) a.seg_sum[p] = dt_sum;
+    reinterpret_cast<float4*>(a.seg_state)[p * (kN / kS) + g] = make_float4(h[0], h[1], h[2], h[3]);
   } else if (seg == a.segments - 1 && a.last_state) {
-#pragma unroll
-    for (int i = 0; i < kN; ++i)
-      a.last_state[(static_cast<int64_t>(b) * a.d_inner + d) * kN + state_of(i)] = h[i];
-  }
-}
-
-// Adds the four lane partials of each (step, state) in a fixed order and stores the block's
-// partial sums for the chunk's steps: part[s * kN + n]. State n is at lanes 2n, 2n + 1 of each
-// warp.
-__device__ void store_partials(float* part, const float (&red)[kL][kCh], int steps) {
-  for (int i = threadIdx.x; i < kL * kN; i += kThreads) {
-    const int s = i / kN, n = i % kN;
-    if (s < steps)
-      part[i] = (red[s][2 * n] + red[s][2 * n + 1]) + (red[s][32 + 2 * n] + red[s][33 + 2 * n]);
+    reinterpret_cast<float4*>(a.last_state)[(static_cast<int64_t>(b) * a.d_inner + d) * (kN / kS) +
+                                            g] = make_float4(h[0], h[1], h[2], h[3]);
   }
 }
 
 template <typename T>
 struct BwdSmem {
   Tile<T, 4> tile;  // raw inputs of the next chunk, landing while this one is computed
-  // Per (step, channel) values derived once per chunk: dt, u, dy = dout silu(z),
-  // gz = dout silu'(z), sd = softplus'(delta + bias).
-  float dt[kL][kCh], u[kL][kCh], dy[kL][kCh], gz[kL][kCh], sd[kL][kCh];
-  float4 bc[kL][2][kN / 4];
-  float4 hg[kL / kGroup][kN / 4][kCh];  // the state before each group of kGroup steps
-  float red[kL][kCh];                   // per-lane warp sums of dC, then of dB
+  // Per (step, channel) values derived once per chunk: {dt, u, dy = dout silu(z),
+  // sd = softplus'(delta + bias)}, one 16-byte load for the four threads of a channel, and
+  // gz = dout silu'(z).
+  float4 e[kL][kCh];
+  float gz[kL][kCh];
+  // Sums over a channel's four threads, per (step, channel): sum_n C h in pass A (x only), then
+  // sum_n dL/dh B and sum_n A dL/dh exp(dt A) h[t-1] in the reverse pass. The per-element outputs
+  // are formed from them after each pass, by all threads.
+  float2 acc[kL][kCh];
+  // B and C as fp32 by step and state group, in each of the four register orders.
+  float4 bc[kL][2][kN / kS][4];
+  float4 hg[kL / kGroup][kThreads];  // each thread's states before each group of kGroup steps
+  float red[kL][kWarps][kN];         // per-warp sums of dC, then of dB
 };
+
+// Adds the warps' partial sums of each (step, state) in a fixed order and stores the block's
+// partial sums for the chunk's steps: part[s * kN + n].
+__device__ void store_partials(float* part, const float (&red)[kL][kWarps][kN], int steps) {
+  static_assert(kThreads == kL * kN && kWarps == 8, "one (step, state) per thread");
+  const int s = threadIdx.x / kN, n = threadIdx.x % kN;
+  if (s < steps) {
+    const float(&r)[kWarps][kN] = red[s];
+    part[threadIdx.x] = ((r[0][n] + r[1][n]) + (r[2][n] + r[3][n])) +
+                        ((r[4][n] + r[5][n]) + (r[6][n] + r[7][n]));
+  }
+}
 
 // Backward. kLocal: run only the adjoint recurrence through each segment but the first from a
 // zero adjoint and store what it carries out of the segment's start (plus the segment's dt sum).
@@ -392,36 +409,38 @@ struct BwdSmem {
 // segments' local results; per-element gradients are written, parameter and dB/dC gradients go to
 // partial sums.
 template <typename T, bool kLocal>
-__global__ void __launch_bounds__(kThreads, kBlocksPerSM) scan_bwd_kernel(const Args<T> a) {
+__global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(const Args<T> a) {
   extern __shared__ float4 smem_raw[];
   BwdSmem<T>& sm = *reinterpret_cast<BwdSmem<T>*>(smem_raw);
-  const int tid = threadIdx.x;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int g = group(), ch = channel(), ec = element_channel(), pm = perm();
   const int b = blockIdx.x / a.dblocks, dblock = blockIdx.x % a.dblocks;
-  const int d0 = dblock * kCh, d = d0 + tid;
-  const bool active = d < a.d_inner;
+  const int d0 = dblock * kCh, d = d0 + ch, ed = d0 + ec;
+  const bool active = d < a.d_inner, e_active = ed < a.d_inner;
   const int seg = kLocal ? blockIdx.y + 1 : blockIdx.y;
   const int c_begin = seg * a.chunks_per_seg;
   const int c_end = min(c_begin + a.chunks_per_seg, a.nchunks);
   const int64_t tok0 = static_cast<int64_t>(b) * a.seqlen;
 
-  float A2[kN], w[kN], dA_acc[kN];  // w: exp(dt A) * dL/dh, flowing back from later steps
+  float A2[kS], w[kS], dA_acc[kS];  // w: exp(dt A) * dL/dh, flowing back from later steps
 #pragma unroll
-  for (int i = 0; i < kN; ++i) {
-    A2[i] = active ? a.A[static_cast<int64_t>(d) * kN + state_of(i)] * kLog2e : 0.f;
+  for (int i = 0; i < kS; ++i) {
+    A2[i] = active ? a.A[static_cast<int64_t>(d) * kN + g * kS + (i ^ pm)] * kLog2e : 0.f;
     w[i] = 0.f;
     dA_acc[i] = 0.f;
   }
-  const float Dd = active ? a.D[d] : 0.f, bias = active ? a.delta_bias[d] : 0.f;
+  const float eD = e_active ? a.D[ed] : 0.f, ebias = e_active ? a.delta_bias[ed] : 0.f;
   if (!kLocal && active) {
     for (int r = a.segments - 1; r > seg; --r) {
       const int64_t p = (static_cast<int64_t>(b) * a.segments + r) * a.d_inner + d;
       const float sum = a.seg_sum[p];
 #pragma unroll
-      for (int i = 0; i < kN; ++i)
-        w[i] = fmaf(exp2f(A2[i] * sum), w[i], a.seg_state[p * kN + state_of(i)]);
+      for (int i = 0; i < kS; ++i)
+        w[i] = fmaf(exp2f(A2[i] * sum), w[i], a.seg_state[p * kN + g * kS + (i ^ pm)]);
     }
   }
-  float dD_acc = 0.f, dbias_acc = 0.f, dt_sum = 0.f;
+  float e_dD = 0.f, e_dbias = 0.f;  // this thread's elements' share of dD, d(delta_bias)
+  float dt_sum = 0.f;
   float* part_dB = a.part_dbc + dblock * a.tokens * kN;
   float* part_dC = part_dB + a.dblocks * a.tokens * kN;
 
@@ -430,93 +449,93 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM) scan_bwd_kernel(const 
   for (int c = c_end - 1; c >= c_begin; --c) {
     const int steps = steps_in_chunk(a, c);
     const int64_t row = tok0 + static_cast<int64_t>(c) * kL;
-    float h[kN];
-    if (!kLocal) {  // the checkpoint, fetched before the wait to hide its latency
-#pragma unroll
-      for (int k = 0; k < kN / 4; ++k) {
-        const float4 v =
-            active ? *checkpoint(a, b, c, d, state_group(k)) : make_float4(0.f, 0.f, 0.f, 0.f);
-        h[4 * k] = v.x, h[4 * k + 1] = v.y, h[4 * k + 2] = v.z, h[4 * k + 3] = v.w;
-      }
-    }
+    float h[kS];
+    if (!kLocal)  // the checkpoint, fetched before the wait to hide its latency
+      permute(h, active ? *checkpoint(a, b, c, d, g) : make_float4(0.f, 0.f, 0.f, 0.f), pm);
     __pipeline_wait_prior(0);
     __syncthreads();  // chunk c has landed; everyone is done with chunk c + 1
-#pragma unroll 4
-    for (int s = 0; s < kL; ++s) {  // this channel's per-step values
-      const bool valid = active && s < steps;
-      const float z = to_float(sm.tile.x[2][s][tid]);
-      const float g = to_float(sm.tile.x[3][s][tid]);
+#pragma unroll
+    for (int k = 0; k < kL / kRowsPerPass; ++k) {  // per-element values
+      const int s = element_step(k);
+      const bool valid = e_active && s < steps;
+      const float z = to_float(sm.tile.x[2][s][ec]);
+      const float go = to_float(sm.tile.x[3][s][ec]);
       const float sz = sigmoid(z);
-      const Softplus sp = softplus(to_float(sm.tile.x[1][s][tid]) + bias);
-      sm.dt[s][tid] = valid ? sp.value : 0.f;
-      sm.u[s][tid] = valid ? to_float(sm.tile.x[0][s][tid]) : 0.f;
-      sm.dy[s][tid] = valid ? g * z * sz : 0.f;
-      sm.gz[s][tid] = valid ? g * sz * fmaf(z, 1.f - sz, 1.f) : 0.f;
-      sm.sd[s][tid] = sp.grad;
+      const Softplus sp = softplus(to_float(sm.tile.x[1][s][ec]) + ebias);
+      sm.e[s][ec] = make_float4(valid ? sp.value : 0.f, valid ? to_float(sm.tile.x[0][s][ec]) : 0.f,
+                                valid ? go * z * sz : 0.f, sp.grad);
+      sm.gz[s][ec] = valid ? go * sz * fmaf(z, 1.f - sz, 1.f) : 0.f;
     }
-    convert_bc(sm.bc, sm.tile, steps);
+    // B and C in the four register orders, zero past the end of the sequence (stale slots could
+    // hold NaNs): entry (s, q, grp, p) holds states kS * grp + (i ^ p), i < kS.
+    for_my_indices<kL * 2 * (kN / kS) * 4>([&](int j) {
+      const int p = j & 3, grp = j >> 2 & 3, q = j >> 4 & 1, s = j >> 5;
+      float v[kS];
+#pragma unroll
+      for (int i = 0; i < kS; ++i)
+        v[i] = s < steps ? to_float(sm.tile.bc[s][q * kN + grp * kS + (i ^ p)]) : 0.f;
+      sm.bc[s][q][grp][p] = make_float4(v[0], v[1], v[2], v[3]);
+    });
     __syncthreads();
     if (c > c_begin) load_tile(sm.tile, a, row - kL, steps_in_chunk(a, c - 1), d0);
 
     if constexpr (kLocal) {
 #pragma unroll
       for (int s = kL - 1; s >= 0; --s) {
-        const float dt = sm.dt[s][tid], dy = sm.dy[s][tid];
-        float Cv[kN];
-        load_bc(Cv, sm.bc, s, 1);
+        const float4 e = sm.e[s][ch];
+        const float dt = e.x, dy = e.z;
+        float Cv[kS];
+        unpack(Cv, sm.bc[s][1][g][pm]);
         dt_sum += dt;
 #pragma unroll
-        for (int i = 0; i < kN; ++i) w[i] = exp2f(dt * A2[i]) * fmaf(Cv[i], dy, w[i]);
+        for (int i = 0; i < kS; ++i) w[i] = exp2f(dt * A2[i]) * fmaf(Cv[i], dy, w[i]);
       }
     } else {
-      const int64_t at = row * a.d_inner + d, at_z = row * a.ld_z + d;  // step 0 of the chunk
-      // Pass A: the states forward through the chunk; dz and the dC partial sums on the way.
+      // Pass A: the states forward through the chunk; C h and the dC partial sums on the way.
 #pragma unroll
       for (int s = 0; s < kL; ++s) {
-        if (s % kGroup == 0) {
+        if (s % kGroup == 0) sm.hg[s / kGroup][tid] = make_float4(h[0], h[1], h[2], h[3]);
+        const float4 e = sm.e[s][ch];
+        const float dt = e.x, dy = e.z, dtu = dt * e.y;
+        float Bv[kS], Cv[kS], v[kS], y = 0.f;
+        unpack(Bv, sm.bc[s][0][g][pm]);
+        unpack(Cv, sm.bc[s][1][g][pm]);
 #pragma unroll
-          for (int k = 0; k < kN / 4; ++k)
-            sm.hg[s / kGroup][k][tid] =
-                make_float4(h[4 * k], h[4 * k + 1], h[4 * k + 2], h[4 * k + 3]);
-        }
-        const float dt = sm.dt[s][tid], u = sm.u[s][tid], dy = sm.dy[s][tid];
-        const float dtu = dt * u;
-        float Bv[kN], Cv[kN], v[kN], y[4] = {0.f, 0.f, 0.f, 0.f};
-        load_bc(Bv, sm.bc, s, 0);
-        load_bc(Cv, sm.bc, s, 1);
-#pragma unroll
-        for (int i = 0; i < kN; ++i) {
+        for (int i = 0; i < kS; ++i) {
           h[i] = fmaf(exp2f(dt * A2[i]), h[i], dtu * Bv[i]);
-          y[i & 3] = fmaf(Cv[i], h[i], y[i & 3]);
+          y = fmaf(Cv[i], h[i], y);
           v[i] = dy * h[i];
         }
-        sm.red[s][tid] = warp_sum16(v);
-        if (active && s < steps)
-          store(a.dz + at_z + s * a.ld_z, sm.gz[s][tid] * ((y[0] + y[1]) + (y[2] + y[3]) + Dd * u));
+        const float r = channel_sum(v);
+        if (!(lane & 1)) sm.red[s][warp][g * kS + pm] = r;
+        y = group_sum(y);
+        if (g == 0) sm.acc[s][ch].x = y;
       }
       __syncthreads();
       store_partials(part_dC + row * kN, sm.red, steps);
+#pragma unroll
+      for (int k = 0; k < kL / kRowsPerPass; ++k) {  // dz = dout silu'(z) (C h + D u)
+        const int s = element_step(k);
+        if (e_active && s < steps)
+          store(a.dz + (row + s) * a.ld_z + ed, sm.gz[s][ec] * fmaf(eD, sm.e[s][ec].y, sm.acc[s][ec].x));
+      }
       __syncthreads();
 
       // Reverse pass, kGroup steps at a time.
       for (int grp = kL / kGroup - 1; grp >= 0; --grp) {
         // h before each step of the group and exp(dt A) of its steps but the last, which is only
         // needed in the reverse step and computed there.
-        float hs[kGroup][kN], dA[kGroup - 1][kN];
-#pragma unroll
-        for (int k = 0; k < kN / 4; ++k) {
-          const float4 v = sm.hg[grp][k][tid];
-          hs[0][4 * k] = v.x, hs[0][4 * k + 1] = v.y, hs[0][4 * k + 2] = v.z;
-          hs[0][4 * k + 3] = v.w;
-        }
+        float hs[kGroup][kS], dA[kGroup - 1][kS];
+        unpack(hs[0], sm.hg[grp][tid]);
 #pragma unroll
         for (int j = 0; j + 1 < kGroup; ++j) {
           const int s = grp * kGroup + j;
-          const float dt = sm.dt[s][tid], dtu = dt * sm.u[s][tid];
-          float Bv[kN];
-          load_bc(Bv, sm.bc, s, 0);
+          const float4 e = sm.e[s][ch];
+          const float dt = e.x, dtu = dt * e.y;
+          float Bv[kS];
+          unpack(Bv, sm.bc[s][0][g][pm]);
 #pragma unroll
-          for (int i = 0; i < kN; ++i) {
+          for (int i = 0; i < kS; ++i) {
             dA[j][i] = exp2f(dt * A2[i]);
             hs[j + 1][i] = fmaf(dA[j][i], hs[j][i], dtu * Bv[i]);
           }
@@ -524,13 +543,13 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM) scan_bwd_kernel(const 
 #pragma unroll
         for (int j = kGroup - 1; j >= 0; --j) {
           const int s = grp * kGroup + j;
-          const float dt = sm.dt[s][tid], u = sm.u[s][tid], dy = sm.dy[s][tid];
-          const float dtu = dt * u;
-          float Bv[kN], Cv[kN], v[kN], sB = 0.f, sA = 0.f;
-          load_bc(Bv, sm.bc, s, 0);
-          load_bc(Cv, sm.bc, s, 1);
+          const float4 e = sm.e[s][ch];
+          const float dt = e.x, dy = e.z, dtu = dt * e.y;
+          float Bv[kS], Cv[kS], v[kS], sB = 0.f, sA = 0.f;
+          unpack(Bv, sm.bc[s][0][g][pm]);
+          unpack(Cv, sm.bc[s][1][g][pm]);
 #pragma unroll
-          for (int i = 0; i < kN; ++i) {
+          for (int i = 0; i < kS; ++i) {
             const float decay = j + 1 < kGroup ? dA[j][i] : exp2f(dt * A2[i]);
             const float dh = fmaf(Cv[i], dy, w[i]);  // dL/dh[t, n]
             sB = fmaf(dh, Bv[i], sB);
@@ -540,32 +559,54 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM) scan_bwd_kernel(const 
             sA = fmaf(A2[i], q, sA);
             dA_acc[i] = fmaf(dt, q, dA_acc[i]);
           }
-          sm.red[s][tid] = warp_sum16(v);
-          if (active && s < steps) {
-            const float dx = fmaf(u, sB, kLn2 * sA) * sm.sd[s][tid];
-            store(a.du + at + s * a.d_inner, fmaf(Dd, dy, dt * sB));
-            store(a.ddelta + at + s * a.d_inner, dx);
-            dD_acc = fmaf(dy, u, dD_acc);
-            dbias_acc += dx;
-          }
+          const float r = channel_sum(v);
+          if (!(lane & 1)) sm.red[s][warp][g * kS + pm] = r;
+          sB = group_sum(sB);
+          sA = group_sum(sA);
+          if (g == 0) sm.acc[s][ch] = make_float2(sB, sA);
         }
       }
       __syncthreads();
       store_partials(part_dB + row * kN, sm.red, steps);
+#pragma unroll
+      for (int k = 0; k < kL / kRowsPerPass; ++k) {  // du, ddelta
+        const int s = element_step(k);
+        if (e_active && s < steps) {
+          const float2 t = sm.acc[s][ec];
+          const float4 e = sm.e[s][ec];  // dt, u, dy, sd
+          const float dx = fmaf(e.y, t.x, kLn2 * t.y) * e.w;
+          store(a.du + (row + s) * a.d_inner + ed, fmaf(eD, e.z, e.x * t.x));
+          store(a.ddelta + (row + s) * a.d_inner + ed, dx);
+          e_dD = fmaf(e.z, e.y, e_dD);
+          e_dbias += dx;
+        }
+      }
     }
   }
 
+  const int64_t p0 = (static_cast<int64_t>(b) * a.segments + seg) * a.d_inner + d0;
+  if constexpr (!kLocal) {  // dD, d(delta_bias): the four threads that took each channel's elements
+    __syncthreads();
+    float* part = &sm.red[0][0][0];
+    part[tid] = e_dD;
+    part[kThreads + tid] = e_dbias;
+    __syncthreads();
+    if (tid < kCh && d0 + tid < a.d_inner) {
+      const float* x = part + tid;
+      a.part_dD[p0 + tid] = (x[0] + x[kCh]) + (x[2 * kCh] + x[3 * kCh]);
+      x += kThreads;
+      a.part_dbias[p0 + tid] = (x[0] + x[kCh]) + (x[2 * kCh] + x[3 * kCh]);
+    }
+  }
   if (!active) return;
-  const int64_t p = (static_cast<int64_t>(b) * a.segments + seg) * a.d_inner + d;
+  const int64_t p = p0 + ch;
   if constexpr (kLocal) {
-    a.seg_sum[p] = dt_sum;
+    if (g == 0) a.seg_sum[p] = dt_sum;
 #pragma unroll
-    for (int i = 0; i < kN; ++i) a.seg_state[p * kN + state_of(i)] = w[i];
+    for (int i = 0; i < kS; ++i) a.seg_state[p * kN + g * kS + (i ^ pm)] = w[i];
   } else {
 #pragma unroll
-    for (int i = 0; i < kN; ++i) a.part_dA[p * kN + state_of(i)] = dA_acc[i];
-    a.part_dD[p] = dD_acc;
-    a.part_dbias[p] = dbias_acc;
+    for (int i = 0; i < kS; ++i) a.part_dA[p * kN + g * kS + (i ^ pm)] = dA_acc[i];
   }
 }
 
@@ -637,13 +678,13 @@ Plan make_plan(const ScanShape& s, const ScanTuning& tuning) {
   int64_t segments = tuning.segments;
   if (segments <= 0) {
     // Segments cost an extra pass of exps: only worth it while the blocks cannot fill the GPU.
-    // Then aim at two full waves of the backward (the forward fits more blocks per SM).
+    // Then aim at one full wave of the backward (the forward fits more blocks per SM).
     int device = 0, sms = 0;
     check(cudaGetDevice(&device), "cudaGetDevice");
     check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device),
           "cudaDeviceGetAttribute(multiprocessor count)");
     const int64_t blocks = static_cast<int64_t>(s.batch) * p.dblocks;
-    segments = blocks >= 2 * sms ? 1 : 2 * kBlocksPerSM * sms / blocks;
+    segments = blocks >= 2 * sms ? 1 : kBwdBlocksPerSM * sms / blocks;
   }
   segments = std::clamp<int64_t>(segments, 1, std::min(p.nchunks, 65535));
   p.chunks_per_seg = static_cast<int>(ceil_div(p.nchunks, segments));
