@@ -7,6 +7,7 @@
 #include "model/mamba_lm.h"
 #include "model/recurrent.h"
 #include "model/sampler.h"
+#include "model_fixtures.h"
 #include "util/rng.h"
 
 namespace mamba {
@@ -22,12 +23,8 @@ TEST(Generation, RecurrentStepMatchesFullForward) {
   const int seqlen = 29;
   const auto backend = make_cpu_backend();
   MambaLM model(c, *backend);
-  std::vector<float> params(model.layout().total());
-  init_params(model.layout(), params.data(), 21);
-  model.upload_params(params);
-  Rng rng(4);
-  std::vector<int32_t> tokens(seqlen);
-  for (auto& t : tokens) t = int32_t(rng.below(c.vocab_size));
+  const std::vector<float> params = test::init_model(model, 21);
+  const std::vector<int32_t> tokens = test::random_tokens(seqlen, c.vocab_size, 4);
   const int vp = c.padded_vocab();
   std::vector<float> full(int64_t(seqlen) * vp);
   model.evaluate(tokens.data(), tokens.data(), 1, seqlen, full.data());

@@ -9,6 +9,7 @@
 
 #include "io/safetensors.h"
 #include "model/mamba_lm.h"
+#include "model_fixtures.h"
 #include "util/rng.h"
 
 namespace mamba {
@@ -119,13 +120,10 @@ TEST(ModelGrad, WholeModelMatchesFiniteDifferences) {
   const int batch = 2, seqlen = 11;
   const auto backend = make_cpu_backend();
   MambaLM model(c, *backend);
-  std::vector<float> p0(model.layout().total());
-  init_params(model.layout(), p0.data(), 11);
-  model.upload_params(p0);
+  const std::vector<float> p0 = test::init_model(model, 11);
+  const std::vector<int32_t> inputs = test::random_tokens(batch * seqlen, c.vocab_size, 3);
+  const std::vector<int32_t> targets = test::random_tokens(batch * seqlen, c.vocab_size, 33);
   Rng rng(3);
-  std::vector<int32_t> inputs(batch * seqlen), targets(batch * seqlen);
-  for (auto& t : inputs) t = int32_t(rng.below(c.vocab_size));
-  for (auto& t : targets) t = int32_t(rng.below(c.vocab_size));
 
   model.forward_backward(inputs.data(), targets.data(), batch, seqlen, 1.0f);
   const std::vector<float> grads = model.download(model.grads());
@@ -154,20 +152,12 @@ TEST(ModelGrad, WholeModelMatchesFiniteDifferences) {
 
 // Activation recomputation trades memory for compute and must not change a single bit.
 TEST(ModelGrad, RecomputeGivesIdenticalGradients) {
-  ModelConfig c;
-  c.d_model = 32;
-  c.n_layer = 3;
-  c.vocab_size = 50;
+  const ModelConfig c = test::small_config(32, 3, 50);
   const auto backend = make_cpu_backend();
   MambaLM plain(c, *backend), recomputed(c, *backend, true);
-  std::vector<float> params(plain.layout().total());
-  init_params(plain.layout(), params.data(), 9);
-  plain.upload_params(params);
-  recomputed.upload_params(params);
-  Rng rng(5);
-  std::vector<int32_t> inputs(2 * 19), targets(2 * 19);
-  for (auto& t : inputs) t = int32_t(rng.below(c.vocab_size));
-  for (auto& t : targets) t = int32_t(rng.below(c.vocab_size));
+  recomputed.upload_params(test::init_model(plain, 9));
+  const std::vector<int32_t> inputs = test::random_tokens(2 * 19, c.vocab_size, 5);
+  const std::vector<int32_t> targets = test::random_tokens(2 * 19, c.vocab_size, 55);
   const double a = plain.forward_backward(inputs.data(), targets.data(), 2, 19, 1.0f);
   const double b = recomputed.forward_backward(inputs.data(), targets.data(), 2, 19, 1.0f);
   EXPECT_EQ(a, b);
@@ -178,15 +168,10 @@ TEST(ModelGrad, RecomputeGivesIdenticalGradients) {
 // The overlap contract of GradientReadyHook: every slice is reported once, the slices tile the
 // whole buffer, and a slice's gradients are final when reported (a reduction may start then).
 TEST(ModelGrad, ReadyHookReportsEachSliceOnceWhenFinal) {
-  ModelConfig c;
-  c.d_model = 24;
-  c.n_layer = 3;
-  c.vocab_size = 40;
+  const ModelConfig c = test::small_config(24, 3, 40);
   const auto backend = make_cpu_backend();
   MambaLM model(c, *backend);
-  std::vector<float> params(model.layout().total());
-  init_params(model.layout(), params.data(), 4);
-  model.upload_params(params);
+  test::init_model(model, 4);
   struct Recorder : GradientReadyHook {
     MambaLM* model;
     std::vector<std::pair<int64_t, int64_t>> slices;
@@ -197,10 +182,8 @@ TEST(ModelGrad, ReadyHookReportsEachSliceOnceWhenFinal) {
     }
   } hook;
   hook.model = &model;
-  Rng rng(8);
-  std::vector<int32_t> inputs(2 * 13), targets(2 * 13);
-  for (auto& t : inputs) t = int32_t(rng.below(c.vocab_size));
-  for (auto& t : targets) t = int32_t(rng.below(c.vocab_size));
+  const std::vector<int32_t> inputs = test::random_tokens(2 * 13, c.vocab_size, 8);
+  const std::vector<int32_t> targets = test::random_tokens(2 * 13, c.vocab_size, 88);
   model.forward_backward(inputs.data(), targets.data(), 2, 13, 1.0f, &hook);
 
   const std::vector<float> final_grads = model.download(model.grads());
