@@ -41,12 +41,6 @@ Act DeviceTensors::act_zeros(int64_t n) {
   return p;
 }
 
-int32_t* DeviceTensors::ints(const std::vector<int32_t>& host) {
-  int32_t* p = static_cast<int32_t*>(bytes(host.size() * sizeof(int32_t)));
-  be_.upload(p, host.data(), host.size() * sizeof(int32_t));
-  return p;
-}
-
 std::vector<float> DeviceTensors::read_f32(const float* device, int64_t n) const {
   std::vector<float> host(n);
   be_.download(host.data(), device, n * sizeof(float));

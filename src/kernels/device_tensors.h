@@ -21,7 +21,6 @@ class DeviceTensors {
   Act act(const std::vector<float>& host);  // rounded to the activation type on the device
   Act act_zeros(int64_t n);
   void* bytes(size_t n);
-  int32_t* ints(const std::vector<int32_t>& host);
 
   std::vector<float> read_f32(const float* device, int64_t n) const;
   std::vector<float> read_act(ConstAct device, int64_t n) const;
