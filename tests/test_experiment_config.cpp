@@ -201,7 +201,7 @@ TEST(ExperimentConfig, WrongTypeNamesKeyAndValue) {
   text.replace(text.find("micro_batch: 4"), 14, "micro_batch: abc");
   EXPECT_EQ(error_from([&] { parse(text); }),
             "config error: train.micro_batch = abc in configs/test.yaml: expected a positive "
-            "integer");
+            "integer up to 1048576");
   expect_mentions(error_from([] { parse(kMinimal, {"train.recompute=yes"}); }),
                   {"train.recompute = yes", "expected true or false"});
   expect_mentions(error_from([] { parse(kMinimal, {"train.device=gpu"}); }),

@@ -1,6 +1,7 @@
 #include "cli/args.h"
 
 #include <algorithm>
+#include <charconv>
 
 #include "util/error.h"
 
@@ -34,28 +35,30 @@ std::string Args::get(const std::string& name, const std::string& fallback) cons
   return it == flags.end() ? fallback : it->second;
 }
 
-int Args::get_int(const std::string& name, int fallback) const {
+int Args::get_int(const std::string& name, int fallback, int lo, int hi) const {
   auto it = flags.find(name);
   if (it == flags.end()) return fallback;
-  try {
-    size_t used = 0;
-    const int v = std::stoi(it->second, &used);
-    if (used == it->second.size()) return v;
-  } catch (const std::exception&) {
+  int v = 0;
+  const std::string& text = it->second;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || v < lo || v > hi) {
+    throw_error("mamba ", command, ": --", name, " = '", text, "': expected an integer from ", lo,
+                " to ", hi);
   }
-  throw_error("mamba ", command, ": --", name, " = '", it->second, "': expected an integer");
+  return v;
 }
 
-double Args::get_double(const std::string& name, double fallback) const {
+double Args::get_double(const std::string& name, double fallback, double lo, double hi) const {
   auto it = flags.find(name);
   if (it == flags.end()) return fallback;
-  try {
-    size_t used = 0;
-    const double v = std::stod(it->second, &used);
-    if (used == it->second.size()) return v;
-  } catch (const std::exception&) {
+  double v = 0;
+  const std::string& text = it->second;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || !(v >= lo && v <= hi)) {
+    throw_error("mamba ", command, ": --", name, " = '", text, "': expected a number from ", lo,
+                " to ", hi);
   }
-  throw_error("mamba ", command, ": --", name, " = '", it->second, "': expected a number");
+  return v;
 }
 
 }  // namespace mamba::cli

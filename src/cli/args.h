@@ -12,8 +12,9 @@ struct Args {
   std::map<std::string, std::string> flags;
 
   std::string get(const std::string& name, const std::string& fallback) const;
-  int get_int(const std::string& name, int fallback) const;
-  double get_double(const std::string& name, double fallback) const;
+  // Numbers outside [lo, hi] (and NaN) are one-line errors naming the flag and the range.
+  int get_int(const std::string& name, int fallback, int lo, int hi) const;
+  double get_double(const std::string& name, double fallback, double lo, double hi) const;
   bool help = false;
   std::string command;
 };

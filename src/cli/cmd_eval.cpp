@@ -2,6 +2,7 @@
 #include <cmath>
 #include <cstdio>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -32,18 +33,22 @@ int eval(int argc, char** argv) {
   // Evaluate where this machine can, not where the checkpoint was trained.
   cfg.train.device = Device::Auto;
   if (!cuda_available()) cfg.train.precision = Precision::Fp32;
-  const int micro = a.get_int("micro-batch", cfg.train.micro_batch);
-  const int L = a.get_int("seq-len", cfg.data.seq_len);
-  const int batches = a.get_int("batches", cfg.log.eval_batches);
+  const int micro = a.get_int("micro-batch", cfg.train.micro_batch, 1, 1 << 20);
+  const int L = a.get_int("seq-len", cfg.data.seq_len, 1, 1 << 24);
+  const int batches = a.get_int("batches", cfg.log.eval_batches, 1, 1 << 30);
   const std::unique_ptr<Backend> backend = make_backend(cfg, 0);
   MambaLM model(cfg.model, *backend);
   std::vector<float> params(model.layout().total());
   load_checkpoint_weights(ckpt, model.layout(), params.data());
   model.upload_params(params);
   TokenLoader val(a.get("data", cfg.data.val), L, cfg.model.vocab_size, micro, 0, 1, 0, false);
-  const double loss = mean_loss(model, val, micro, L, batches);
-  std::printf("{\"checkpoint\": \"%s\", \"val_loss\": %.6f, \"val_ppl\": %.4f, \"tokens\": %lld}\n",
-              ckpt.c_str(), loss, std::exp(loss), (long long)batches * micro * L);
+  const double loss = mean_loss(model, val, micro, L, batches).value();
+  // JSON has no NaN: a non-finite loss prints as null.
+  const nlohmann::json result{{"checkpoint", ckpt},
+                              {"val_loss", loss},
+                              {"val_ppl", std::exp(loss)},
+                              {"tokens", int64_t(batches) * micro * L}};
+  std::printf("%s\n", result.dump().c_str());
   return 0;
 }
 

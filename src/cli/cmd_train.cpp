@@ -27,12 +27,16 @@ int train(int argc, char** argv) {
   try {
     const std::vector<std::string> overrides(argv + 1, argv + argc);
     const ExperimentConfig config = load_experiment_config(argv[0], overrides);
+    comm.set_timeout(config.dist.timeout_s);
     run_training(config, comm);
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {
     if (comm.world() == 1) throw;
-    // One rank's failure must end the job, not leave the others waiting in an all-reduce.
-    std::fprintf(stderr, "rank %d: %s\n", comm.rank(), e.what());
-    comm.abort(2);
+    // One rank's failure, of whatever kind, must end the job, not leave the others waiting in a
+    // collective.
+    const bool ours = dynamic_cast<const Error*>(&e) != nullptr;
+    std::fprintf(stderr, "rank %d: %s%s\n", comm.rank(), ours ? "" : "internal error: ", e.what());
+    std::fflush(stderr);
+    comm.abort(ours ? 2 : 3);
   }
   return 0;
 }

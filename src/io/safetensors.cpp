@@ -333,8 +333,14 @@ std::vector<int64_t> SafetensorsReader::read_i64(const std::string& name,
   return out;
 }
 
-void write_safetensors(const std::string& path, const std::vector<TensorView>& tensors,
-                       const std::map<std::string, std::string>& metadata) {
+FileDigest SafetensorsReader::digest() const {
+  DigestBuilder digest;
+  digest.add(bytes_.data(), bytes_.size());
+  return digest.digest();
+}
+
+FileDigest write_safetensors(const std::string& path, const std::vector<TensorView>& tensors,
+                             const std::map<std::string, std::string>& metadata) {
   json header = json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::vector<uint64_t> sizes;
@@ -375,15 +381,21 @@ void write_safetensors(const std::string& path, const std::vector<TensorView>& t
   // Padding keeps the data section 8-byte aligned for readers that map the file.
   text.append((8 - text.size() % 8) % 8, ' ');
 
+  DigestBuilder digest;
   write_file_atomic(path, [&](std::FILE* f) {
+    auto put = [&](const void* data, size_t size) {
+      std::fwrite(data, 1, size, f);
+      digest.add(data, size);
+    };
     uint8_t len[8];
     for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(text.size() >> (8 * i));
-    std::fwrite(len, 1, sizeof len, f);
-    std::fwrite(text.data(), 1, text.size(), f);
+    put(len, sizeof len);
+    put(text.data(), text.size());
     for (size_t i = 0; i < tensors.size(); ++i) {
-      if (sizes[i] > 0) std::fwrite(tensors[i].data, 1, sizes[i], f);
+      if (sizes[i] > 0) put(tensors[i].data, sizes[i]);
     }
   });
+  return digest.digest();
 }
 
 }  // namespace mamba

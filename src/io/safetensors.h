@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "util/checksum.h"
+
 namespace mamba {
 
 enum class DType { F64, F32, F16, BF16, I64, I32, I16, I8, U64, U32, U16, U8, BOOL };
@@ -45,6 +47,8 @@ class SafetensorsReader {
                                 const std::vector<int64_t>& shape = {}) const;
   // For filling preallocated parameter buffers; `numel` must equal the tensor's element count.
   void read_f32_into(const std::string& name, float* dst, int64_t numel) const;
+  // The digest of the whole file as it was read.
+  FileDigest digest() const;
 
  private:
   const uint8_t* data(const TensorInfo& info) const {
@@ -69,7 +73,8 @@ struct TensorView {
 // Writes atomically (write_file_atomic), tensors in the given order, the header padded with spaces
 // to a multiple of 8 bytes so that the data section stays aligned. Throws mamba::Error naming the
 // file on invalid input (duplicate or reserved name, negative dimension) or on I/O failure.
-void write_safetensors(const std::string& path, const std::vector<TensorView>& tensors,
-                       const std::map<std::string, std::string>& metadata = {});
+// Returns the digest of the bytes written, for integrity records.
+FileDigest write_safetensors(const std::string& path, const std::vector<TensorView>& tensors,
+                             const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace mamba

@@ -38,6 +38,13 @@ class Backend {
   // collectives can be ordered with it.
   virtual void* native_stream() const { return nullptr; }
 
+  // Throws mamba::Error, naming the config key to change, when the layer ops cannot run this
+  // state size or convolution width.
+  virtual void check_layer_shape(int d_state, int d_conv) const {
+    (void)d_state;
+    (void)d_conv;
+  }
+
   // ---- memory on the backend's device ----
   virtual void* allocate(size_t bytes) = 0;  // throws mamba::Error when out of memory
   virtual void release(void* p) = 0;

@@ -32,6 +32,7 @@ class ArenaPlan {
 
 MambaLM::MambaLM(const ModelConfig& config, Backend& backend, bool recompute)
     : layout_(config), be_(backend), recompute_(recompute) {
+  be_.check_layer_shape(config.d_state, config.d_conv);
   const size_t n = layout_.total();
   params_ = static_cast<float*>(be_.allocate(n * sizeof(float)));
   grads_ = static_cast<float*>(be_.allocate(n * sizeof(float)));

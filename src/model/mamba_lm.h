@@ -93,6 +93,9 @@ class MambaLM {
   void upload_params(const std::vector<float>& host);
   // Bytes of the activation arena for the largest shape planned so far.
   size_t activation_bytes() const;
+  // Allocates the activations of this shape now, so that a shape too large for the device
+  // fails before any work (and not at the first step).
+  void plan(int batch, int seqlen) { activations(batch, seqlen); }
 
  private:
   Activations& activations(int batch, int seqlen);

@@ -1,16 +1,22 @@
 #include "train/checkpoint.h"
 
+#include <fcntl.h>
+
 #include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <vector>
 
 #include "io/safetensors.h"
 #include "train/weights_io.h"
 #include "util/atomic_file.h"
-#include "util/error.h"
+#include "util/checksum.h"
 
 namespace mamba {
 
@@ -20,6 +26,11 @@ using nlohmann::json;
 namespace {
 
 constexpr const char* kPrefix = "step_";
+constexpr const char* kModelFile = "model.safetensors";
+constexpr const char* kOptimizerFile = "optimizer.safetensors";
+constexpr const char* kTrainerFile = "trainer.json";
+// Far beyond any run; keeps step arithmetic and directory names sane.
+constexpr int64_t kMaxStep = int64_t{1} << 40;
 
 std::string step_name(int64_t step) {
   char buf[32];
@@ -31,8 +42,12 @@ std::string step_name(int64_t step) {
 int64_t parse_step(const std::string& name) {
   if (name.rfind(kPrefix, 0) != 0) return -1;
   const std::string digits = name.substr(std::string(kPrefix).size());
-  if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) return -1;
-  return std::stoll(digits);
+  int64_t step = -1;
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), step);
+  if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size() || step < 0) {
+    return -1;
+  }
+  return step;
 }
 
 std::vector<std::pair<int64_t, fs::path>> complete_checkpoints(const std::string& dir) {
@@ -40,11 +55,15 @@ std::vector<std::pair<int64_t, fs::path>> complete_checkpoints(const std::string
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     const int64_t step = parse_step(entry.path().filename().string());
-    if (step >= 0 && fs::exists(entry.path() / "trainer.json"))
-      found.emplace_back(step, entry.path());
+    if (step >= 0 && fs::exists(entry.path() / kTrainerFile)) found.emplace_back(step, entry.path());
   }
   std::sort(found.begin(), found.end());
   return found;
+}
+
+[[noreturn]] void damaged(const fs::path& file, const std::string& what) {
+  throw CheckpointDamaged("checkpoint error: " + file.string() + " " + what +
+                          ": the checkpoint is damaged; resume from an older one");
 }
 
 // The model section of ModelConfig, as stored in model.safetensors metadata.
@@ -61,31 +80,208 @@ std::map<std::string, std::string> model_metadata(const ModelConfig& c) {
           {"format", "mamba-cpp checkpoint 1"}};
 }
 
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path);
-  if (!in)
-    throw_error("checkpoint error: cannot read ", path.string(),
-                ": the checkpoint is incomplete or unreadable");
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+// What trainer.json says: the state, and the digest of each file it vouches for (none in
+// checkpoints written before checksums existed).
+struct TrainerRecord {
+  TrainerState state;
+  std::map<std::string, FileDigest> files;
+};
+
+json digest_json(const FileDigest& d) {
+  return {{"bytes", d.bytes}, {"crc32", crc32_hex(d.crc32)}};
 }
 
-TrainerState read_trainer_state(const std::string& path) {
-  const fs::path trainer = fs::path(path) / "trainer.json";
-  TrainerState state;
+std::string trainer_json(const TrainerState& state, const std::map<std::string, FileDigest>& files) {
+  json j;
+  j["step"] = state.step;
+  j["tokens_seen"] = state.tokens_seen;
+  j["skipped_steps"] = state.skipped_steps;
+  j["loader"] = {{"epoch", state.loader_epoch}, {"sample", state.loader_sample}};
+  j["rng"] = state.rng;
+  j["world"] = state.world;
+  j["config"] = state.config_yaml;
+  for (const auto& [name, digest] : files) j["files"][name] = digest_json(digest);
+  // The CRC covers the compact dump of everything else, which parsing and dumping reproduce.
+  const std::string body = j.dump();
+  j["crc32"] = crc32_hex(crc32_update(0, body.data(), body.size()));
+  return j.dump(2) + "\n";
+}
+
+template <typename T>
+T field(const json& j, const char* key, T lo, T hi, const fs::path& file) {
+  const T value = j.at(key).get<T>();
+  if (value < lo || value > hi) {
+    damaged(file, std::string("holds ") + key + " = " + std::to_string(value) + ", out of range");
+  }
+  return value;
+}
+
+FileDigest parse_digest(const json& j, const fs::path& file) {
+  FileDigest d;
+  d.bytes = j.at("bytes").get<uint64_t>();
+  const std::string hex = j.at("crc32").get<std::string>();
+  const auto [end, ec] = std::from_chars(hex.data(), hex.data() + hex.size(), d.crc32, 16);
+  if (hex.size() != 8 || ec != std::errc() || end != hex.data() + hex.size()) {
+    damaged(file, "holds a malformed crc32 '" + hex + "'");
+  }
+  return d;
+}
+
+TrainerRecord read_trainer_record(const std::string& path) {
+  const fs::path file = fs::path(path) / kTrainerFile;
+  std::ifstream in(file);
+  if (!in) damaged(file, "cannot be read");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  TrainerRecord record;
+  TrainerState& state = record.state;
   try {
-    const json j = json::parse(read_text(trainer));
-    state.step = j.at("step").get<int64_t>();
-    state.tokens_seen = j.at("tokens_seen").get<int64_t>();
+    json j = json::parse(text);
+    if (j.contains("crc32")) {
+      const std::string stored = j.at("crc32").get<std::string>();
+      j.erase("crc32");
+      const std::string body = j.dump();
+      if (stored != crc32_hex(crc32_update(0, body.data(), body.size()))) {
+        damaged(file, "fails its checksum");
+      }
+    } else {
+      std::fprintf(stderr, "warning: %s has no checksums (written by an older version); loading it "
+                   "unverified\n", file.c_str());
+    }
+    state.step = field<int64_t>(j, "step", 0, kMaxStep, file);
+    state.tokens_seen = field<int64_t>(j, "tokens_seen", 0, INT64_MAX, file);
+    if (j.contains("skipped_steps")) {
+      state.skipped_steps = field<int64_t>(j, "skipped_steps", 0, state.step, file);
+    }
     state.loader_epoch = j.at("loader").at("epoch").get<uint64_t>();
     state.loader_sample = j.at("loader").at("sample").get<uint64_t>();
     state.rng = j.at("rng").get<std::array<uint64_t, 4>>();
-    state.world = j.at("world").get<int>();
+    state.world = field<int>(j, "world", 1, 1 << 24, file);
     state.config_yaml = j.at("config").get<std::string>();
+    if (j.contains("files")) {
+      for (const auto& [name, digest] : j.at("files").items()) {
+        record.files[name] = parse_digest(digest, file);
+      }
+    }
   } catch (const json::exception& e) {
-    throw_error("checkpoint error: ", trainer.string(), " is malformed (", e.what(),
-                "): the checkpoint is damaged; resume from an older one");
+    damaged(file, std::string("is malformed (") + e.what() + ")");
   }
-  return state;
+  const int64_t named = parse_step(fs::path(path).filename().string());
+  if (named >= 0 && named != state.step) {
+    damaged(file, "says step " + std::to_string(state.step) + " in a directory of step " +
+                      std::to_string(named));
+  }
+  return record;
+}
+
+// Opens one of the checkpoint's safetensors files and checks it against trainer.json's record.
+SafetensorsReader open_verified(const std::string& path, const char* name,
+                                const TrainerRecord& record) {
+  const fs::path file = fs::path(path) / name;
+  std::optional<SafetensorsReader> reader;
+  try {
+    reader.emplace(file.string());
+  } catch (const Error& e) {
+    throw CheckpointDamaged(std::string(e.what()) + ": the checkpoint is damaged");
+  }
+  const auto expected = record.files.find(name);
+  if (expected == record.files.end()) {
+    if (!record.files.empty()) damaged(file, "is not listed in trainer.json");
+  } else if (reader->digest() != expected->second) {
+    const FileDigest actual = reader->digest();
+    damaged(file, "fails its checksum (" + std::to_string(actual.bytes) + " bytes, crc32 " +
+                      crc32_hex(actual.crc32) + "; trainer.json says " +
+                      std::to_string(expected->second.bytes) + " bytes, crc32 " +
+                      crc32_hex(expected->second.crc32) + ")");
+  }
+  return std::move(*reader);
+}
+
+int metadata_int(const SafetensorsReader& f, const char* key) {
+  const auto it = f.metadata().find(key);
+  if (it == f.metadata().end()) damaged(f.path(), std::string("has no metadata '") + key + "'");
+  int value = 0;
+  const std::string& text = it->second;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size()) {
+    damaged(f.path(), std::string("has metadata ") + key + " = '" + text + "', not an integer");
+  }
+  return value;
+}
+
+ModelConfig model_config_of(const SafetensorsReader& f) {
+  ModelConfig c;
+  c.d_model = metadata_int(f, "d_model");
+  c.n_layer = metadata_int(f, "n_layer");
+  c.vocab_size = metadata_int(f, "vocab_size");
+  c.pad_vocab_multiple = metadata_int(f, "pad_vocab_multiple");
+  c.d_state = metadata_int(f, "d_state");
+  c.d_conv = metadata_int(f, "d_conv");
+  c.expand = metadata_int(f, "expand");
+  c.dt_rank = metadata_int(f, "dt_rank");
+  const auto eps = f.metadata().find("norm_eps");
+  if (eps == f.metadata().end()) damaged(f.path(), "has no metadata 'norm_eps'");
+  const auto [end, ec] = std::from_chars(eps->second.data(),
+                                         eps->second.data() + eps->second.size(), c.norm_eps);
+  if (ec != std::errc() || end != eps->second.data() + eps->second.size()) {
+    damaged(f.path(), "has metadata norm_eps = '" + eps->second + "', not a number");
+  }
+  try {
+    c.validate();
+  } catch (const Error& e) {
+    damaged(f.path(), std::string("holds model metadata ") + e.what());
+  }
+  return c;
+}
+
+void check_same_model(const std::string& path, const ModelConfig& saved, const ParamLayout& layout) {
+  if (saved.describe() != layout.config().describe()) {
+    throw_error("checkpoint error: ", path, " was saved for a model with ", saved.describe(),
+                " but this run's model has ", layout.config().describe(),
+                ": use the checkpoint's model section, or set checkpoint.resume=none");
+  }
+}
+
+bool all_finite(const std::vector<float>& values) {
+  return std::all_of(values.begin(), values.end(), [](float x) { return std::isfinite(x); });
+}
+
+// Moves tmp to final_path; an existing final_path (a re-run of the same step) is exchanged
+// atomically with tmp and then removed, so that one complete checkpoint exists at every moment.
+void install(const fs::path& tmp, const fs::path& final_path) {
+  std::error_code ec;
+  if (!fs::exists(final_path)) {
+    fs::rename(tmp, final_path, ec);
+  } else if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, final_path.c_str(), RENAME_EXCHANGE) ==
+             0) {
+    fs::remove_all(tmp, ec);
+    ec.clear();
+  } else {
+    // Filesystems without the exchange: the old copy stays complete under another name until
+    // the new one is in place.
+    const fs::path old = final_path.string() + ".replaced";
+    fs::remove_all(old, ec);
+    fs::rename(final_path, old, ec);
+    if (!ec) fs::rename(tmp, final_path, ec);
+    if (!ec) fs::remove_all(old, ec);
+  }
+  if (ec) {
+    throw_error("checkpoint error: cannot rename ", tmp.string(), " to ", final_path.string(), " (",
+                ec.message(), ")");
+  }
+}
+
+// <path>.corrupt, or .corrupt.2, ... when that name is taken.
+void set_aside(const fs::path& path) {
+  fs::path target = path.string() + ".corrupt";
+  for (int n = 2; fs::exists(target); ++n) target = path.string() + ".corrupt." + std::to_string(n);
+  std::error_code ec;
+  fs::rename(path, target, ec);
+  if (ec) {
+    throw_error("checkpoint error: cannot rename the damaged checkpoint ", path.string(), " to ",
+                target.string(), " (", ec.message(), "): move it away by hand");
+  }
+  std::fprintf(stderr, "warning: renamed the damaged checkpoint to %s (kept for inspection)\n",
+               target.c_str());
 }
 
 }  // namespace
@@ -110,6 +306,12 @@ void check_checkpoint_dir_writable(const std::string& dir) {
 std::string save_checkpoint(const std::string& dir, const ParamLayout& layout,
                             const TrainingTensors& tensors, const TrainerState& state,
                             int keep_last) {
+  if (!all_finite(tensors.params) || !all_finite(tensors.exp_avg) ||
+      !all_finite(tensors.exp_avg_sq)) {
+    throw_error("checkpoint error: the weights or optimizer moments of step ", state.step,
+                " hold NaN or infinity; no checkpoint was written (the newest one in ", dir,
+                " is the last good state)");
+  }
   const fs::path final_path = fs::path(dir) / step_name(state.step);
   const fs::path tmp = fs::path(dir) / (step_name(state.step) + ".tmp");
   std::error_code ec;
@@ -117,31 +319,20 @@ std::string save_checkpoint(const std::string& dir, const ParamLayout& layout,
   fs::create_directories(tmp, ec);
   if (ec) throw_error("checkpoint error: cannot create ", tmp.string(), " (", ec.message(), ")");
 
-  write_safetensors((tmp / "model.safetensors").string(),
-                    weight_views(layout, tensors.params.data()), model_metadata(layout.config()));
+  std::map<std::string, FileDigest> files;
+  files[kModelFile] =
+      write_safetensors((tmp / kModelFile).string(), weight_views(layout, tensors.params.data()),
+                        model_metadata(layout.config()));
   std::vector<TensorView> moments = weight_views(layout, tensors.exp_avg.data(), "exp_avg.");
   for (const TensorView& v : weight_views(layout, tensors.exp_avg_sq.data(), "exp_avg_sq.")) {
     moments.push_back(v);
   }
-  write_safetensors((tmp / "optimizer.safetensors").string(), moments,
-                    {{"steps_taken", std::to_string(tensors.optimizer_steps)}});
+  files[kOptimizerFile] = write_safetensors((tmp / kOptimizerFile).string(), moments,
+                                            {{"steps_taken", std::to_string(tensors.optimizer_steps)}});
+  const std::string text = trainer_json(state, files);
+  write_file_atomic((tmp / kTrainerFile).string(), text.data(), text.size());
 
-  json j;
-  j["step"] = state.step;
-  j["tokens_seen"] = state.tokens_seen;
-  j["loader"] = {{"epoch", state.loader_epoch}, {"sample", state.loader_sample}};
-  j["rng"] = state.rng;
-  j["world"] = state.world;
-  j["config"] = state.config_yaml;
-  const std::string text = j.dump(2) + "\n";
-  write_file_atomic((tmp / "trainer.json").string(), text.data(), text.size());
-
-  // Replacing an existing checkpoint of the same step (a re-run): move the old one aside first.
-  if (fs::exists(final_path)) fs::remove_all(final_path, ec);
-  fs::rename(tmp, final_path, ec);
-  if (ec)
-    throw_error("checkpoint error: cannot rename ", tmp.string(), " to ", final_path.string(), " (",
-                ec.message(), ")");
+  install(tmp, final_path);
   fsync_directory(dir);
 
   if (keep_last > 0) {
@@ -157,59 +348,63 @@ std::string latest_checkpoint(const std::string& dir) {
 }
 
 ModelConfig checkpoint_model_config(const std::string& path) {
-  const SafetensorsReader f((fs::path(path) / "model.safetensors").string());
-  auto get = [&](const char* key) {
-    auto it = f.metadata().find(key);
-    if (it == f.metadata().end()) {
-      throw_error("checkpoint error: ", f.path(), " has no metadata '", key,
-                  "': not a checkpoint of this framework");
-    }
-    return it->second;
-  };
-  ModelConfig c;
-  c.d_model = std::stoi(get("d_model"));
-  c.n_layer = std::stoi(get("n_layer"));
-  c.vocab_size = std::stoi(get("vocab_size"));
-  c.pad_vocab_multiple = std::stoi(get("pad_vocab_multiple"));
-  c.d_state = std::stoi(get("d_state"));
-  c.d_conv = std::stoi(get("d_conv"));
-  c.expand = std::stoi(get("expand"));
-  c.dt_rank = std::stoi(get("dt_rank"));
-  c.norm_eps = std::stof(get("norm_eps"));
-  return c;
+  return model_config_of(open_verified(path, kModelFile, read_trainer_record(path)));
 }
 
 void load_checkpoint_weights(const std::string& path, const ParamLayout& layout, float* params) {
-  const ModelConfig saved = checkpoint_model_config(path);
-  if (saved.describe() != layout.config().describe()) {
-    throw_error("checkpoint error: ", path, " was saved for a model with ", saved.describe(),
-                " but this run's model has ", layout.config().describe(),
-                ": use the checkpoint's model section, or set checkpoint.resume=none");
-  }
-  const SafetensorsReader f((fs::path(path) / "model.safetensors").string());
+  const SafetensorsReader f = open_verified(path, kModelFile, read_trainer_record(path));
+  check_same_model(path, model_config_of(f), layout);
   load_weights(f, layout, params);
 }
 
 void load_checkpoint(const std::string& path, const ParamLayout& layout, TrainingTensors& tensors,
                      TrainerState& state) {
+  const TrainerRecord record = read_trainer_record(path);
   tensors.params.resize(layout.total());
   tensors.exp_avg.resize(layout.total());
   tensors.exp_avg_sq.resize(layout.total());
-  load_checkpoint_weights(path, layout, tensors.params.data());
-  const SafetensorsReader opt((fs::path(path) / "optimizer.safetensors").string());
+  {
+    const SafetensorsReader model = open_verified(path, kModelFile, record);
+    check_same_model(path, model_config_of(model), layout);
+    load_weights(model, layout, tensors.params.data());
+  }
+  const SafetensorsReader opt = open_verified(path, kOptimizerFile, record);
   load_weights(opt, layout, tensors.exp_avg.data(), "exp_avg.");
   load_weights(opt, layout, tensors.exp_avg_sq.data(), "exp_avg_sq.");
-  auto steps = opt.metadata().find("steps_taken");
-  if (steps == opt.metadata().end()) {
-    throw_error("checkpoint error: ", opt.path(), " has no steps_taken: the checkpoint is damaged");
+  const auto steps = opt.metadata().find("steps_taken");
+  if (steps == opt.metadata().end()) damaged(opt.path(), "has no steps_taken");
+  const std::string& text = steps->second;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(),
+                                         tensors.optimizer_steps);
+  if (ec != std::errc() || end != text.data() + text.size() || tensors.optimizer_steps < 0 ||
+      tensors.optimizer_steps > record.state.step) {
+    damaged(opt.path(), "has steps_taken = '" + text + "'");
   }
-  tensors.optimizer_steps = std::stoll(steps->second);
+  if (!all_finite(tensors.params) || !all_finite(tensors.exp_avg) ||
+      !all_finite(tensors.exp_avg_sq)) {
+    damaged(path, "holds NaN or infinity");
+  }
+  state = record.state;
+}
 
-  state = read_trainer_state(path);
+std::string load_newest_intact_checkpoint(const std::string& dir, const ParamLayout& layout,
+                                          TrainingTensors& tensors, TrainerState& state) {
+  auto all = complete_checkpoints(dir);
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    try {
+      load_checkpoint(it->second.string(), layout, tensors, state);
+      return it->second.string();
+    } catch (const CheckpointDamaged& e) {
+      std::fprintf(stderr, "warning: skipping the damaged checkpoint %s: %s\n", it->second.c_str(),
+                   e.what());
+      set_aside(it->second);
+    }
+  }
+  return "";
 }
 
 std::string resolve_checkpoint(const std::string& path) {
-  if (fs::exists(fs::path(path) / "trainer.json")) return path;
+  if (fs::exists(fs::path(path) / kTrainerFile)) return path;
   const std::string latest = latest_checkpoint(path);
   if (latest.empty()) {
     throw_error("checkpoint error: ", path,
@@ -219,8 +414,13 @@ std::string resolve_checkpoint(const std::string& path) {
 }
 
 ExperimentConfig checkpoint_experiment_config(const std::string& path) {
-  return parse_experiment_config(read_trainer_state(path).config_yaml,
-                                 (fs::path(path) / "trainer.json").string());
+  const fs::path file = fs::path(path) / kTrainerFile;
+  const std::string yaml = read_trainer_record(path).state.config_yaml;
+  try {
+    return parse_experiment_config(yaml, file.string());
+  } catch (const Error& e) {
+    damaged(file, std::string("holds a config that does not parse (") + e.what() + ")");
+  }
 }
 
 }  // namespace mamba

@@ -1,11 +1,14 @@
 // Checkpoints: one directory per step, <dir>/step_00001200/, holding
 //   model.safetensors      the weights under the reference names (loadable in PyTorch/mamba_ssm)
 //   optimizer.safetensors  AdamW moments (exp_avg.<name>, exp_avg_sq.<name>) and its step count
-//   trainer.json           step, tokens seen, data-loader position, RNG state, world size and the
-//                          resolved config
+//   trainer.json           step, tokens seen, data-loader position, RNG state, world size, the
+//                          resolved config, and the size and CRC-32 of both safetensors files;
+//                          its own CRC-32 (over the rest of it) makes it self-checking
 // A checkpoint is built in <dir>/step_XXXXXXXX.tmp, every file fsynced, then the directory is
-// renamed into place: a directory without the .tmp suffix is complete by construction, so a run
-// killed while writing leaves only a .tmp that resume ignores and the next save clears.
+// renamed into place (exchanged atomically with an existing one of the same step): a directory
+// without the .tmp suffix is complete by construction, so a run killed while writing leaves only a
+// .tmp that resume ignores and the next save clears. Loading verifies every checksum; a damaged
+// checkpoint is never trained from.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -14,8 +17,16 @@
 
 #include "model/params.h"
 #include "train/experiment_config.h"
+#include "util/error.h"
 
 namespace mamba {
+
+// A checkpoint whose files are missing, truncated, malformed or fail their checksums (as opposed
+// to an intact checkpoint that does not fit this run, which is a plain Error).
+class CheckpointDamaged : public Error {
+ public:
+  using Error::Error;
+};
 
 // Host copies of the tensors a checkpoint holds (parameter layout each).
 struct TrainingTensors {
@@ -24,8 +35,9 @@ struct TrainingTensors {
 };
 
 struct TrainerState {
-  int64_t step = 0;         // optimizer steps taken
-  int64_t tokens_seen = 0;  // training tokens consumed, all ranks
+  int64_t step = 0;           // optimizer steps taken, skipped updates included
+  int64_t tokens_seen = 0;    // training tokens consumed, all ranks
+  int64_t skipped_steps = 0;  // steps whose update was dropped for a non-finite loss or norm
   uint64_t loader_epoch = 0, loader_sample = 0;
   std::array<uint64_t, 4> rng{};  // the sampling RNG
   int world = 1;                  // processes of the run that wrote it (informational)
@@ -36,25 +48,31 @@ struct TrainerState {
 void check_checkpoint_dir_writable(const std::string& dir);
 
 // Writes the checkpoint for state.step and deletes all but the newest keep_last (0 keeps all).
-// Returns the checkpoint's path.
+// Refuses (mamba::Error) tensors that hold a NaN or an infinity. Returns the checkpoint's path.
 std::string save_checkpoint(const std::string& dir, const ParamLayout& layout,
                             const TrainingTensors& tensors, const TrainerState& state,
                             int keep_last);
 
-// The newest complete checkpoint in dir, or "" when there is none.
+// The newest complete checkpoint in dir, or "" when there is none (not verified).
 std::string latest_checkpoint(const std::string& dir);
 
-// Reads params, optimizer moments and trainer state. A checkpoint written for another model
-// shape is refused with a message naming both shapes.
+// Reads and verifies params, optimizer moments and trainer state: CheckpointDamaged when a file
+// is damaged, Error naming both shapes when it was written for another model.
 void load_checkpoint(const std::string& path, const ParamLayout& layout, TrainingTensors& tensors,
                      TrainerState& state);
+
+// Loads the newest intact checkpoint of dir. Damaged ones are renamed aside to <name>.corrupt
+// (never deleted), with a warning on stderr naming each. Returns its path, or "" when none is
+// left.
+std::string load_newest_intact_checkpoint(const std::string& dir, const ParamLayout& layout,
+                                          TrainingTensors& tensors, TrainerState& state);
 
 // A checkpoint directory as it is, or a run directory's newest checkpoint; errors otherwise.
 std::string resolve_checkpoint(const std::string& path);
 // The resolved config a checkpoint was written with (from its trainer.json).
 ExperimentConfig checkpoint_experiment_config(const std::string& path);
 
-// Only the weights (for eval / generate); the model config comes from the checkpoint.
+// Only the weights (for eval / generate), verified; the model config comes from the checkpoint.
 ModelConfig checkpoint_model_config(const std::string& path);
 void load_checkpoint_weights(const std::string& path, const ParamLayout& layout, float* params);
 

@@ -3,6 +3,8 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <climits>
 #include <cstdlib>
 
@@ -45,7 +47,10 @@ class MpiCommunicator final : public Communicator {
     // MPI counts are int: reduce in pieces below INT_MAX elements.
     for (int64_t begin = 0; begin < n; begin += INT_MAX / 2) {
       const int count = int(std::min<int64_t>(INT_MAX / 2, n - begin));
-      check(MPI_Allreduce(MPI_IN_PLACE, data + begin, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
+      MPI_Request request;
+      check(MPI_Iallreduce(MPI_IN_PLACE, data + begin, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+                           &request));
+      wait(request, "gradient all-reduce");
     }
     const float inv = 1.0f / float(world_);
     for (int64_t i = 0; i < n; ++i) data[i] *= inv;
@@ -54,14 +59,20 @@ class MpiCommunicator final : public Communicator {
   double allreduce_sum(double x) override {
     if (world_ == 1) return x;
     double sum = 0.0;
-    check(MPI_Allreduce(&x, &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
+    MPI_Request request;
+    check(MPI_Iallreduce(&x, &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, &request));
+    wait(request, "all-reduce");
     return sum;
   }
 
   void broadcast(void* data, size_t bytes, int root) override {
     if (world_ == 1) return;
-    check(MPI_Bcast(data, int(bytes), MPI_BYTE, root, MPI_COMM_WORLD));
+    MPI_Request request;
+    check(MPI_Ibcast(data, int(bytes), MPI_BYTE, root, MPI_COMM_WORLD, &request));
+    wait(request, "broadcast");
   }
+
+  void set_timeout(double seconds) override { timeout_s_ = seconds; }
 
   [[noreturn]] void abort(int status) override {
     if (world_ > 1) MPI_Abort(MPI_COMM_WORLD, status);
@@ -72,10 +83,41 @@ class MpiCommunicator final : public Communicator {
   static void check(int rc) {
     if (rc != MPI_SUCCESS) throw_error("distributed error: MPI collective failed (code ", rc, ")");
   }
+
+  // Polls, sleeping briefly between tests, so that a stalled peer costs no CPU and surfaces as
+  // an error after the timeout.
+  void wait(MPI_Request& request, const char* what) const {
+    const auto start = std::chrono::steady_clock::now();
+    auto pause = std::chrono::microseconds(1);
+    while (true) {
+      int done = 0;
+      check(MPI_Test(&request, &done, MPI_STATUS_IGNORE));
+      if (done) return;
+      const double waited =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (waited > timeout_s_) {
+        throw_error("distributed error: rank ", rank_, ": the ", what, " did not finish within ",
+                    timeout_s_, " s (dist.timeout_s): another rank has stalled or died; see its "
+                    "log. The job stops.");
+      }
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::microseconds(1000));
+    }
+  }
+
   int rank_ = 0, world_ = 1, local_rank_ = 0;
+  double timeout_s_ = 600.0;
 };
 
 }  // namespace
+
+std::string broadcast_string(Communicator& comm, std::string text, int root) {
+  uint64_t size = text.size();
+  comm.broadcast(&size, sizeof size, root);
+  text.resize(size);
+  comm.broadcast(text.data(), size, root);
+  return text;
+}
 
 Communicator& mpi_world() {
   static MpiCommunicator world;

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 namespace mamba {
 
@@ -22,9 +23,15 @@ class Communicator {
   virtual double allreduce_sum(double x) = 0;
   // data[0..bytes) of rank `root` on every rank.
   virtual void broadcast(void* data, size_t bytes, int root) = 0;
+  // A collective that has not completed after this long means a rank has stalled or died: it
+  // throws mamba::Error saying so (the caller then ends the job) instead of waiting forever.
+  virtual void set_timeout(double seconds) = 0;
   // Takes the whole job down after a fatal error on one rank, so that no rank waits forever.
   [[noreturn]] virtual void abort(int status) = 0;
 };
+
+// `text` of rank `root` on every rank.
+std::string broadcast_string(Communicator& comm, std::string text, int root);
 
 // Initialises MPI once per process (MPI_Init_thread) and returns its world communicator.
 // MPI is finalised at process exit.

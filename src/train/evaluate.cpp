@@ -15,11 +15,13 @@ void split_rows(const int32_t* rows, int count, int seq_len, std::vector<int32_t
   }
 }
 
-double mean_loss(MambaLM& model, TokenLoader& loader, int micro, int seq_len, int batches) {
+std::optional<double> mean_loss(MambaLM& model, TokenLoader& loader, int micro, int seq_len,
+                                int batches, const std::function<bool()>& interrupted) {
   std::vector<int32_t> rows(int64_t(micro) * (seq_len + 1)), inputs, targets;
   loader.restore(LoaderPosition{});
   double sum = 0.0;
   for (int i = 0; i < batches; ++i) {
+    if (interrupted && interrupted()) return std::nullopt;
     loader.next(rows.data());
     split_rows(rows.data(), micro, seq_len, inputs, targets);
     sum += model.evaluate(inputs.data(), targets.data(), micro, seq_len);

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -21,6 +22,7 @@
 #include <sstream>
 #include <type_traits>
 
+#include "data/text.h"
 #include "util/error.h"
 
 namespace mamba {
@@ -34,6 +36,15 @@ enum class Check {
   PositiveOrAuto,  // > 0, or the word auto (stored as 0)
   Fraction,        // in [0, 1): Adam's betas
   NonEmpty,        // a non-empty string
+};
+
+// A key's check and, for numbers, its largest sensible value: limits keep every product of sizes
+// (batch x length x width) far from overflow, and catch values that are typos (1e9 for 1e3).
+struct Range {
+  Check check;
+  double max = std::numeric_limits<double>::infinity();
+  Range(Check c) : check(c) {}  // NOLINT(google-explicit-constructor): most keys need no limit
+  Range(Check c, double upper) : check(c), max(upper) {}
 };
 
 // The one list of keys. Each visit passes the dotted path, the check and the member of every
@@ -53,18 +64,20 @@ void for_each_key(Visit&& key, Config&... c) {
 
   key("data.train", Check::NonEmpty, c.data.train...);
   key("data.val", Check::NonEmpty, c.data.val...);
-  key("data.seq_len", Check::Positive, c.data.seq_len...);
+  key("data.seq_len", {Check::Positive, 1 << 24}, c.data.seq_len...);
   key("data.tokenizer", Check::Any, c.data.tokenizer...);
 
-  key("train.micro_batch", Check::Positive, c.train.micro_batch...);
-  key("train.global_batch", Check::Positive, c.train.global_batch...);
-  key("train.grad_accum", Check::Positive, c.train.grad_accum...);
+  key("train.micro_batch", {Check::Positive, 1 << 20}, c.train.micro_batch...);
+  key("train.global_batch", {Check::Positive, kMaxGlobalBatch}, c.train.global_batch...);
+  key("train.grad_accum", {Check::Positive, 1 << 20}, c.train.grad_accum...);
   key("train.steps", Check::Positive, c.train.steps...);
   key("train.tokens", Check::Positive, c.train.tokens...);
   key("train.device", Check::Any, c.train.device...);
   key("train.precision", Check::Any, c.train.precision...);
   key("train.seed", Check::NonNegative, c.train.seed...);
   key("train.recompute", Check::Any, c.train.recompute...);
+  key("train.on_nonfinite", Check::Any, c.train.on_nonfinite...);
+  key("train.max_skipped_steps", {Check::Positive, 1 << 20}, c.train.max_skipped_steps...);
 
   key("optim.lr", Check::Positive, c.optim.lr...);
   key("optim.min_lr", Check::NonNegative, c.optim.min_lr...);
@@ -72,8 +85,8 @@ void for_each_key(Visit&& key, Config&... c) {
   key("optim.schedule", Check::Any, c.optim.schedule...);
   key("optim.beta1", Check::Fraction, c.optim.beta1...);
   key("optim.beta2", Check::Fraction, c.optim.beta2...);
-  key("optim.eps", Check::Positive, c.optim.eps...);
-  key("optim.weight_decay", Check::NonNegative, c.optim.weight_decay...);
+  key("optim.eps", {Check::Positive, 1}, c.optim.eps...);
+  key("optim.weight_decay", {Check::NonNegative, 1}, c.optim.weight_decay...);
   key("optim.clip", Check::NonNegative, c.optim.clip...);
 
   key("checkpoint.dir", Check::NonEmpty, c.checkpoint.dir...);
@@ -83,20 +96,20 @@ void for_each_key(Visit&& key, Config&... c) {
 
   key("log.interval", Check::Positive, c.log.interval...);
   key("log.eval_interval", Check::NonNegative, c.log.eval_interval...);
-  key("log.eval_batches", Check::Positive, c.log.eval_batches...);
+  key("log.eval_batches", {Check::Positive, 1 << 30}, c.log.eval_batches...);
   key("log.sample_interval", Check::NonNegative, c.log.sample_interval...);
-  key("log.sample_tokens", Check::Positive, c.log.sample_tokens...);
+  key("log.sample_tokens", {Check::Positive, 1 << 20}, c.log.sample_tokens...);
   key("log.sample_prompt", Check::Any, c.log.sample_prompt...);
   key("log.metrics", Check::NonEmpty, c.log.metrics...);
 
-  key("dist.bucket_mb", Check::Positive, c.dist.bucket_mb...);
-  key("dist.timeout_s", Check::Positive, c.dist.timeout_s...);
+  key("dist.bucket_mb", {Check::Positive, 1 << 16}, c.dist.bucket_mb...);
+  key("dist.timeout_s", {Check::Positive, 1e6}, c.dist.timeout_s...);
   key("dist.bf16_grads", Check::Any, c.dist.bf16_grads...);
 }
 
 std::vector<std::string> collect_keys() {
   std::vector<std::string> keys;
-  for_each_key([&](const char* path, Check) { keys.push_back(path); });
+  for_each_key([&](const char* path, const Range&) { keys.push_back(path); });
   return keys;
 }
 
@@ -180,6 +193,11 @@ struct Choices<Schedule> {
   static constexpr std::array<const char*, 3> names{"cosine", "linear", "constant"};
 };
 
+template <>
+struct Choices<OnNonFinite> {
+  static constexpr std::array<const char*, 2> names{"skip", "stop"};
+};
+
 template <typename E>
 const char* choice_name(E value) {
   return Choices<E>::names[static_cast<size_t>(value)];
@@ -189,8 +207,9 @@ template <typename T>
 constexpr bool is_int_v = std::is_integral_v<T> && !std::is_same_v<T, bool>;
 
 template <typename Number>
-bool in_range(Number value, Check check) {
-  switch (check) {
+bool in_range(Number value, const Range& range) {
+  if (double(value) > range.max) return false;
+  switch (range.check) {
     case Check::Positive:
     case Check::PositiveOrAuto:
       return value > 0;
@@ -219,13 +238,13 @@ bool parse_int64(const std::string& text, int64_t& out) {
 }
 
 template <typename Int, std::enable_if_t<is_int_v<Int>, int> = 0>
-bool parse(const std::string& text, Check check, Int& out) {
-  if (check == Check::PositiveOrAuto && text == "auto") {
+bool parse(const std::string& text, const Range& range, Int& out) {
+  if (range.check == Check::PositiveOrAuto && text == "auto") {
     out = 0;
     return true;
   }
   int64_t wide = 0;
-  if (!parse_int64(text, wide) || !in_range(wide, check)) return false;
+  if (!parse_int64(text, wide) || !in_range(wide, range)) return false;
   if (wide < std::numeric_limits<Int>::min() || wide > std::numeric_limits<Int>::max())
     return false;
   out = static_cast<Int>(wide);
@@ -233,31 +252,34 @@ bool parse(const std::string& text, Check check, Int& out) {
 }
 
 template <typename Real, std::enable_if_t<std::is_floating_point_v<Real>, int> = 0>
-bool parse(const std::string& text, Check check, Real& out) {
+bool parse(const std::string& text, const Range& range, Real& out) {
   const char* end = text.data() + text.size();
   Real value = 0;
   auto [ptr, ec] = std::from_chars(text.data(), end, value);
-  if (ec != std::errc() || ptr != end || !std::isfinite(value) || !in_range(value, check)) {
+  if (ec != std::errc() || ptr != end || !std::isfinite(value) || !in_range(value, range)) {
     return false;
   }
   out = value;
   return true;
 }
 
-bool parse(const std::string& text, Check, bool& out) {
+bool parse(const std::string& text, const Range&, bool& out) {
   if (text != "true" && text != "false") return false;
   out = text == "true";
   return true;
 }
 
-bool parse(const std::string& text, Check check, std::string& out) {
-  if (check == Check::NonEmpty && text.empty()) return false;
+// Strings end up in JSON (checkpoints, metrics), which holds only valid UTF-8.
+bool parse(const std::string& text, const Range& range, std::string& out) {
+  if (range.check == Check::NonEmpty && text.empty()) return false;
+  std::string sanitized;
+  if (sanitize_utf8(text, sanitized) != 0) return false;
   out = text;
   return true;
 }
 
 template <typename E, std::enable_if_t<std::is_enum_v<E>, int> = 0>
-bool parse(const std::string& text, Check, E& out) {
+bool parse(const std::string& text, const Range&, E& out) {
   const auto& names = Choices<E>::names;
   for (size_t i = 0; i < names.size(); i++) {
     if (text == names[i]) {
@@ -271,64 +293,63 @@ bool parse(const std::string& text, Check, E& out) {
 // A null node (`key:` or `key: null`) unsets an optional key; for any other key it reads as the
 // empty text, which only free-text keys accept.
 template <typename T>
-bool read(const YAML::Node& node, Check check, T& out) {
-  return parse(node.IsNull() ? std::string() : node.Scalar(), check, out);
+bool read(const YAML::Node& node, const Range& range, T& out) {
+  return parse(node.IsNull() ? std::string() : node.Scalar(), range, out);
 }
 
 template <typename T>
-bool read(const YAML::Node& node, Check check, std::optional<T>& out) {
+bool read(const YAML::Node& node, const Range& range, std::optional<T>& out) {
   if (node.IsNull()) {
     out.reset();
     return true;
   }
   T value{};
-  if (!read(node, check, value)) return false;
+  if (!read(node, range, value)) return false;
   out = value;
   return true;
 }
 
 // The shortest text that reads back as the same value.
 template <typename Real, std::enable_if_t<std::is_floating_point_v<Real>, int> = 0>
-std::string format(Real value, Check) {
+std::string format(Real value, const Range&) {
   char buffer[64];
   auto [end, ec] = std::to_chars(buffer, buffer + sizeof(buffer), value);
   return std::string(buffer, ec == std::errc() ? end : buffer);
 }
 
 template <typename Int, std::enable_if_t<is_int_v<Int>, int> = 0>
-std::string format(Int value, Check check) {
-  return check == Check::PositiveOrAuto && value == 0 ? "auto" : std::to_string(value);
+std::string format(Int value, const Range& range) {
+  return range.check == Check::PositiveOrAuto && value == 0 ? "auto" : std::to_string(value);
 }
 
-std::string format(bool value, Check) {
+std::string format(bool value, const Range&) {
   return value ? "true" : "false";
 }
-std::string format(const std::string& value, Check) {
+std::string format(const std::string& value, const Range&) {
   return value;
 }
 
 template <typename E, std::enable_if_t<std::is_enum_v<E>, int> = 0>
-std::string format(E value, Check) {
+std::string format(E value, const Range&) {
   return choice_name(value);
 }
 
 template <typename T>
-void emit(YAML::Emitter& out, const T& value, Check check) {
-  out << format(value, check);
+void emit(YAML::Emitter& out, const T& value, const Range& range) {
+  out << format(value, range);
 }
 
 template <typename T>
-void emit(YAML::Emitter& out, const std::optional<T>& value, Check check) {
+void emit(YAML::Emitter& out, const std::optional<T>& value, const Range& range) {
   if (value) {
-    emit(out, *value, check);
+    emit(out, *value, range);
   } else {
     out << YAML::Null;
   }
 }
 
 // What a key expects, for messages.
-template <typename Int, std::enable_if_t<is_int_v<Int>, int> = 0>
-std::string expected(Check check, const Int&) {
+std::string kind_of_int(Check check) {
   switch (check) {
     case Check::Positive:
       return "a positive integer";
@@ -341,8 +362,7 @@ std::string expected(Check check, const Int&) {
   }
 }
 
-template <typename Real, std::enable_if_t<std::is_floating_point_v<Real>, int> = 0>
-std::string expected(Check check, const Real&) {
+std::string kind_of_real(Check check) {
   switch (check) {
     case Check::Positive:
       return "a positive number";
@@ -355,16 +375,34 @@ std::string expected(Check check, const Real&) {
   }
 }
 
-std::string expected(Check, const bool&) {
+std::string up_to(const Range& range) {
+  if (!std::isfinite(range.max)) return "";
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, " up to %.17g", range.max);
+  return buffer;
+}
+
+template <typename Int, std::enable_if_t<is_int_v<Int>, int> = 0>
+std::string expected(const Range& range, const Int&) {
+  return kind_of_int(range.check) + up_to(range);
+}
+
+template <typename Real, std::enable_if_t<std::is_floating_point_v<Real>, int> = 0>
+std::string expected(const Range& range, const Real&) {
+  return kind_of_real(range.check) + up_to(range);
+}
+
+std::string expected(const Range&, const bool&) {
   return "true or false";
 }
 
-std::string expected(Check check, const std::string&) {
-  return check == Check::NonEmpty ? "a non-empty string" : "a string";
+std::string expected(const Range& range, const std::string&) {
+  return range.check == Check::NonEmpty ? "a non-empty string of valid UTF-8"
+                                        : "a string of valid UTF-8";
 }
 
 template <typename E, std::enable_if_t<std::is_enum_v<E>, int> = 0>
-std::string expected(Check, const E&) {
+std::string expected(const Range&, const E&) {
   const auto& names = Choices<E>::names;
   std::string list = "one of ";
   for (size_t i = 0; i < names.size(); i++) list += (i ? ", " : "") + std::string(names[i]);
@@ -372,8 +410,8 @@ std::string expected(Check, const E&) {
 }
 
 template <typename T>
-std::string expected(Check check, const std::optional<T>&) {
-  return expected(check, T{}) + " or null";
+std::string expected(const Range& range, const std::optional<T>&) {
+  return expected(range, T{}) + " or null";
 }
 
 // ---- YAML tree ----
@@ -494,6 +532,11 @@ void fill_derived(ExperimentConfig& c) {
 
 // Rules that involve more than one key. Ranges of single keys were checked as they were read.
 void check_consistency(const ExperimentConfig& c, const Origins& origins) {
+  try {
+    c.model.validate();
+  } catch (const Error& e) {
+    throw_error("config error: ", e.what(), " in ", origins.source);
+  }
   if (c.data.train.empty()) {
     throw_error("config error: missing key data.train in ", origins.source,
                 ": expected a glob of training shards, e.g. data/demo/train-*.h5");
@@ -555,6 +598,9 @@ const char* to_string(Precision precision) {
 const char* to_string(Schedule schedule) {
   return choice_name(schedule);
 }
+const char* to_string(OnNonFinite action) {
+  return choice_name(action);
+}
 
 std::string ExperimentConfig::to_yaml() const {
   YAML::Emitter out;
@@ -565,14 +611,14 @@ std::string ExperimentConfig::to_yaml() const {
   out << YAML::BeginMap;
   std::string open_section;
   for_each_key(
-      [&](const char* path, Check check, const auto& member) {
+      [&](const char* path, const Range& range, const auto& member) {
         if (section_of(path) != open_section) {
           if (!open_section.empty()) out << YAML::EndMap;
           open_section = section_of(path);
           out << YAML::Key << open_section << YAML::Value << YAML::BeginMap;
         }
         out << YAML::Key << name_of(path) << YAML::Value;
-        emit(out, member, check);
+        emit(out, member, range);
       },
       *this);
   out << YAML::EndMap << YAML::EndMap;
@@ -593,7 +639,14 @@ int ExperimentConfig::grad_accum(int world) const {
 }
 
 int64_t ExperimentConfig::global_batch(int world) const {
-  return int64_t{train.micro_batch} * grad_accum(world) * world;
+  const int64_t sequences = int64_t{train.micro_batch} * grad_accum(world) * world;
+  if (sequences > kMaxGlobalBatch) {
+    throw_error("config error: train.micro_batch x train.grad_accum x world = ", train.micro_batch,
+                " x ", grad_accum(world), " x ", world, " = ", sequences, " sequences per step in ",
+                source, ": expected at most ", kMaxGlobalBatch,
+                "; lower train.grad_accum or train.micro_batch");
+  }
+  return sequences;
 }
 
 int64_t ExperimentConfig::total_steps(int world) const {
@@ -612,7 +665,7 @@ int64_t ExperimentConfig::total_steps(int world) const {
 
 bool operator==(const ExperimentConfig& a, const ExperimentConfig& b) {
   bool equal = true;
-  for_each_key([&](const char*, Check, const auto& x, const auto& y) { equal = equal && x == y; },
+  for_each_key([&](const char*, const Range&, const auto& x, const auto& y) { equal = equal && x == y; },
                a, b);
   return equal;
 }
@@ -630,12 +683,12 @@ ExperimentConfig parse_experiment_config(const std::string& yaml_text, const std
   ExperimentConfig c;
   c.source = source;
   for_each_key(
-      [&](const char* path, Check check, auto& member) {
+      [&](const char* path, const Range& range, auto& member) {
         const YAML::Node node = lookup(root, path);
         if (!node.IsDefined()) return;
-        if (node.IsMap() || node.IsSequence() || !read(node, check, member)) {
+        if (node.IsMap() || node.IsSequence() || !read(node, range, member)) {
           throw_error("config error: ", path, " = ", shown(node), " in ", origins.of(path),
-                      ": expected ", expected(check, member));
+                      ": expected ", expected(range, member));
         }
       },
       c);

@@ -5,7 +5,7 @@
 //   model:      the ModelConfig fields (dt_rank: an integer or auto)
 //   data:       train, val (required globs of HDF5 token shards), seq_len, tokenizer
 //   train:      micro_batch, global_batch | grad_accum, steps | tokens (exactly one), device,
-//               precision, seed, recompute
+//               precision, seed, recompute, on_nonfinite, max_skipped_steps
 //   optim:      lr, min_lr, warmup, schedule, beta1, beta2, eps, weight_decay, clip
 //   checkpoint: dir, interval, keep_last, resume
 //   log:        interval, eval_interval, eval_batches, sample_interval, sample_tokens,
@@ -26,11 +26,14 @@ namespace mamba {
 enum class Device { Auto, Cpu, Cuda };
 enum class Precision { Fp32, Bf16 };
 enum class Schedule { Cosine, Linear, Constant };
+enum class OnNonFinite { Skip, Stop };
 
-// The names used in the YAML file: auto, cpu, cuda; fp32, bf16; cosine, linear, constant.
+// The names used in the YAML file: auto, cpu, cuda; fp32, bf16; cosine, linear, constant;
+// skip, stop.
 const char* to_string(Device device);
 const char* to_string(Precision precision);
 const char* to_string(Schedule schedule);
+const char* to_string(OnNonFinite action);
 
 struct DataConfig {
   std::string train;   // required: glob of training shards, e.g. data/demo/train-*.h5
@@ -54,6 +57,10 @@ struct TrainConfig {
   Precision precision = Precision::Fp32;  // bf16 needs CUDA: the CPU backend computes in fp32
   int64_t seed = 1337;
   bool recompute = false;  // recompute layer activations in backward: less memory, more time
+  // A step whose loss or gradient norm is not finite never updates the weights. skip: drop that
+  // update and go on; after max_skipped_steps such steps in a row, stop. stop: stop at once.
+  OnNonFinite on_nonfinite = OnNonFinite::Skip;
+  int max_skipped_steps = 10;
 };
 
 struct OptimConfig {
@@ -85,14 +92,18 @@ struct LogConfig {
   std::string metrics;          // JSON-lines metrics file; default: <checkpoint.dir>/metrics.jsonl
 };
 
-// Multi-GPU data parallelism (NCCL): gradients are all-reduced in buckets of about bucket_mb
-// MiB while backward runs; a collective that takes longer than timeout_s means a rank was lost.
-// bf16_grads halves the bytes on the wire (gradients rounded to bf16 for the sum).
+// Data parallelism: on GPUs, gradients are all-reduced with NCCL in buckets of about bucket_mb
+// MiB while backward runs. A collective (NCCL or MPI) that takes longer than timeout_s means a
+// rank was lost: the job ends with a message. bf16_grads (NCCL only) halves the bytes on the wire:
+// each bucket is rounded to bf16 for the sum and widened back into the fp32 gradients.
 struct DistConfig {
   double bucket_mb = 25.0;
   double timeout_s = 600.0;
   bool bf16_grads = false;
 };
+
+// Sequences per optimizer step, all processes together; keeps batch x length products in range.
+constexpr int64_t kMaxGlobalBatch = int64_t{1} << 30;
 
 // A default-constructed ExperimentConfig is not valid (no data, no length): parse or load one.
 struct ExperimentConfig {

@@ -2,6 +2,8 @@
 
 #include <vector>
 
+#include "util/error.h"
+
 #ifdef MAMBA_HAVE_NCCL
 #include "kernels/cuda/nccl_reducer.h"
 #endif
@@ -61,7 +63,11 @@ std::unique_ptr<GradientReducer> make_gradient_reducer(const ExperimentConfig& c
     return std::make_unique<NcclGradientReducer>(cfg, comm, model);
   }
 #endif
-  (void)cfg;
+  if (cfg.dist.bf16_grads && comm.world() > 1) {
+    throw_error("config error: dist.bf16_grads = true in ", cfg.source,
+                " needs GPUs with NCCL, and this run reduces gradients through MPI: set "
+                "dist.bf16_grads=false");
+  }
   return std::make_unique<MpiGradientReducer>(comm, model);
 }
 

@@ -3,10 +3,14 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "data/progress.h"
+#include "util/atomic_file.h"
 #include "util/error.h"
 
 namespace mamba {
@@ -39,11 +43,36 @@ double resident_memory_gib() {
   return double(resident) * double(sysconf(_SC_PAGESIZE)) / double(1ull << 30);
 }
 
-MetricsFile::MetricsFile(const std::string& path) {
+namespace {
+
+// The records of steps up to `last_step` of an existing metrics file, as they are.
+std::string records_through(const std::string& path, int64_t last_step) {
+  std::ifstream in(path);
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    // A torn last line (a killed run) does not parse and is dropped with the rest.
+    if (j.is_discarded() || !j.contains("step") || !j["step"].is_number_integer()) break;
+    if (j["step"].get<int64_t>() > last_step) break;
+    kept += line + "\n";
+  }
+  return kept;
+}
+
+}  // namespace
+
+MetricsFile::MetricsFile(const std::string& path, int64_t resumed_step) : path_(path) {
   if (path.empty()) return;
   std::error_code ec;
   const auto parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+  const std::string kept = resumed_step > 0 ? records_through(path, resumed_step) : "";
+  try {
+    write_file_atomic(path, kept.data(), kept.size());
+  } catch (const Error& e) {
+    throw_error("log error: cannot write log.metrics = ", path, " (", e.what(),
+                "): choose a writable path");
+  }
   file_ = std::fopen(path.c_str(), "a");
   if (!file_) {
     throw_error("log error: cannot open log.metrics = ", path,
@@ -55,22 +84,40 @@ MetricsFile::~MetricsFile() {
   if (file_) std::fclose(file_);
 }
 
-void MetricsFile::write_train(const StepStats& s) {
+void MetricsFile::write(const std::string& line) {
   if (!file_) return;
-  nlohmann::json j{
-      {"step", s.step},           {"loss", s.loss},          {"lr", s.lr},
-      {"grad_norm", s.grad_norm}, {"tokens", s.tokens_seen}, {"tokens_per_s", s.tokens_per_s},
-      {"mem_gib", s.mem_gib}};
+  if (std::fprintf(file_, "%s\n", line.c_str()) < 0 || std::fflush(file_) != 0) {
+    throw_error("log error: cannot write to log.metrics = ", path_, " (", std::strerror(errno),
+                "): check free space; the run stops so that no metrics are lost silently");
+  }
+}
+
+void MetricsFile::write_train(const StepStats& s) {
+  nlohmann::json j{{"step", s.step},
+                   {"loss", s.loss},
+                   {"lr", s.lr},
+                   {"grad_norm", s.grad_norm},
+                   {"tokens", s.tokens_seen},
+                   {"tokens_per_s", s.tokens_per_s},
+                   {"mem_gib", s.mem_gib},
+                   {"skipped_steps", s.skipped_steps}};
   if (s.mfu >= 0.0) j["mfu"] = s.mfu;
-  std::fprintf(file_, "%s\n", j.dump().c_str());
-  std::fflush(file_);
+  write(j.dump());
 }
 
 void MetricsFile::write_eval(int64_t step, double val_loss) {
-  if (!file_) return;
-  const nlohmann::json j{{"step", step}, {"val_loss", val_loss}, {"val_ppl", std::exp(val_loss)}};
-  std::fprintf(file_, "%s\n", j.dump().c_str());
-  std::fflush(file_);
+  write(nlohmann::json{{"step", step}, {"val_loss", val_loss}, {"val_ppl", std::exp(val_loss)}}
+            .dump());
+}
+
+void MetricsFile::write_skipped(int64_t step, double loss, double grad_norm,
+                                int64_t skipped_steps) {
+  write(nlohmann::json{{"step", step},
+                       {"skipped", true},
+                       {"loss", loss},
+                       {"grad_norm", grad_norm},
+                       {"skipped_steps", skipped_steps}}
+            .dump());
 }
 
 }  // namespace mamba

@@ -15,6 +15,7 @@ struct StepStats {
   double mem_gib = 0.0;
   double eta_s = 0.0;
   int64_t tokens_seen = 0;
+  int64_t skipped_steps = 0;  // updates dropped so far for a non-finite loss or gradient norm
 };
 
 // "step 120/5000 | loss 3.412 | lr 1.20e-03 | gnorm 0.83 | 412.3k tok/s | MFU 41.2% | mem 21.3 GiB
@@ -24,16 +25,24 @@ std::string format_step_line(const StepStats& s);
 double resident_memory_gib();
 
 // Appends JSON lines; opened once, flushed after every record so a killed run loses nothing.
+// A value that is not finite is written as null. A failed write is an error naming the file.
 class MetricsFile {
  public:
-  explicit MetricsFile(const std::string& path);  // "" disables it
+  // "" disables it. A run resumed at step `resumed_step` keeps the records of steps up to it and
+  // drops the later ones (which the resumed run writes again), so each step appears once; a run
+  // that starts from scratch (resumed_step 0) starts an empty file.
+  MetricsFile(const std::string& path, int64_t resumed_step);
   ~MetricsFile();
   MetricsFile(const MetricsFile&) = delete;
   MetricsFile& operator=(const MetricsFile&) = delete;
   void write_train(const StepStats& s);
   void write_eval(int64_t step, double val_loss);
+  // A step whose update was dropped: its loss and norm, and the count so far.
+  void write_skipped(int64_t step, double loss, double grad_norm, int64_t skipped_steps);
 
  private:
+  void write(const std::string& line);
+  std::string path_;
   std::FILE* file_ = nullptr;
 };
 

@@ -14,6 +14,7 @@
 #include "kernels/cpu/rmsnorm.h"
 #include "kernels/cpu/scan.h"
 #include "util/error.h"
+#include "util/host_memory.h"
 
 namespace mamba {
 
@@ -36,6 +37,12 @@ class CpuBackend final : public Backend {
   bool host_accessible() const override { return true; }
 
   void* allocate(size_t bytes) override {
+    const size_t available = available_host_memory();
+    if (bytes > available) {
+      throw_error("out of memory: cannot allocate ", bytes / double(1 << 30),
+                  " GiB on the CPU, which has ", available / double(1 << 30),
+                  " GiB available; reduce train.micro_batch, data.seq_len or the model size");
+    }
     // 64-byte alignment for vector loads; aligned_alloc wants a multiple of the alignment.
     void* p = std::aligned_alloc(64, std::max<size_t>(64, (bytes + 63) / 64 * 64));
     if (!p)

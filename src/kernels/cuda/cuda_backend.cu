@@ -84,6 +84,20 @@ class CudaBackend final : public Backend {
   double peak_flops() const override { return peak_flops_; }
   void* native_stream() const override { return stream_; }
 
+  // The kernels are compiled for these shapes (scan.cu's kN, conv1d.cu's widths).
+  void check_layer_shape(int d_state, int d_conv) const override {
+    if (d_state != 16) {
+      throw_error("config error: model.d_state = ", d_state,
+                  ": the CUDA backend supports d_state = 16 only; set model.d_state=16 or "
+                  "train.device=cpu");
+    }
+    if (d_conv < 2 || d_conv > 4) {
+      throw_error("config error: model.d_conv = ", d_conv,
+                  ": the CUDA backend supports d_conv 2, 3 or 4; change model.d_conv or set "
+                  "train.device=cpu");
+    }
+  }
+
   // ---- memory ----
   void* allocate(size_t bytes) override {
     if (bytes == 0) return nullptr;

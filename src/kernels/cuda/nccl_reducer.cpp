@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -35,8 +36,12 @@ struct NcclReducer::State {
   ncclComm_t comm = nullptr;
   cudaStream_t compute = nullptr, comm_stream = nullptr;
   cudaEvent_t produced = nullptr, reduced = nullptr;
+  Backend* backend = nullptr;
   float* buffer = nullptr;
-  __nv_bfloat16* wire = nullptr;  // bf16 copy of the buffer when communicating in bf16
+  // bf16 communication: each bucket goes through this buffer in pieces of bucket_floats, rounded
+  // before the sum and widened back into the fp32 buffer after it. One buffer serves all buckets
+  // because the communication stream runs them one after another.
+  __nv_bfloat16* wire = nullptr;
   int64_t n = 0, bucket_floats = 0;
   int64_t pending_begin = -1, pending_end = -1;  // the bucket being gathered, [begin, end)
   double timeout_s = 600.0;
@@ -46,10 +51,21 @@ struct NcclReducer::State {
     // The bucket's gradients were written by work queued on the compute stream up to now.
     cuda::check_cuda(cudaEventRecord(produced, compute), "cudaEventRecord");
     cuda::check_cuda(cudaStreamWaitEvent(comm_stream, produced, 0), "cudaStreamWaitEvent");
-    check_nccl(
-        ncclAllReduce(buffer + pending_begin, buffer + pending_begin,
-                      size_t(pending_end - pending_begin), ncclFloat, ncclAvg, comm, comm_stream),
-        "ncclAllReduce");
+    if (wire) {
+      for (int64_t begin = pending_begin; begin < pending_end; begin += bucket_floats) {
+        const int64_t count = std::min(bucket_floats, pending_end - begin);
+        cuda::to_bf16(wire, buffer + begin, count, comm_stream);
+        check_nccl(ncclAllReduce(wire, wire, size_t(count), ncclBfloat16, ncclAvg, comm,
+                                 comm_stream),
+                   "ncclAllReduce (bf16)");
+        cuda::from_bf16(buffer + begin, wire, count, comm_stream);
+      }
+    } else {
+      check_nccl(ncclAllReduce(buffer + pending_begin, buffer + pending_begin,
+                               size_t(pending_end - pending_begin), ncclFloat, ncclAvg, comm,
+                               comm_stream),
+                 "ncclAllReduce");
+    }
     pending_begin = pending_end = -1;
   }
 
@@ -93,14 +109,16 @@ NcclReducer::NcclReducer(const std::string& unique_id, int rank, int world, Back
   std::memcpy(id.internal, unique_id.data(), sizeof id.internal);
   s_->compute = static_cast<cudaStream_t>(backend.native_stream());
   if (!s_->compute) throw_error("nccl error: backend ", backend.name(), " is not a CUDA backend");
+  s_->backend = &backend;
   s_->buffer = buffer;
   s_->n = n;
-  s_->bucket_floats = int64_t(bucket_bytes / sizeof(float));
+  s_->bucket_floats = std::max<int64_t>(1, int64_t(bucket_bytes / sizeof(float)));
   s_->timeout_s = timeout_s;
   check_nccl(ncclCommInitRank(&s_->comm, world, id, rank), "ncclCommInitRank");
   if (bf16) {
-    cuda::check_cuda(cudaMalloc(&s_->wire, size_t(n) * sizeof(__nv_bfloat16)),
-                     "cudaMalloc (bf16 gradient copy for communication)");
+    // Through the backend, so that it counts in the peak-memory figure.
+    s_->wire = static_cast<__nv_bfloat16*>(
+        backend.allocate(size_t(s_->bucket_floats) * sizeof(__nv_bfloat16)));
   }
   cuda::check_cuda(cudaStreamCreateWithFlags(&s_->comm_stream, cudaStreamNonBlocking),
                    "cudaStreamCreate");
@@ -112,7 +130,8 @@ NcclReducer::NcclReducer(const std::string& unique_id, int rank, int world, Back
 
 NcclReducer::~NcclReducer() {
   if (s_->comm) ncclCommDestroy(s_->comm);
-  cudaFree(s_->wire);
+  cudaStreamSynchronize(s_->comm_stream);
+  if (s_->wire) s_->backend->release(s_->wire);
   cudaEventDestroy(s_->produced);
   cudaEventDestroy(s_->reduced);
   cudaStreamDestroy(s_->comm_stream);

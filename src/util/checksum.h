@@ -1,0 +1,40 @@
+// CRC-32 (zlib's) of files and buffers, for the integrity records of checkpoints: fast enough to
+// run over every byte written and read, and strong enough to catch bit flips and torn files.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace mamba {
+
+struct FileDigest {
+  uint64_t bytes = 0;
+  uint32_t crc32 = 0;
+
+  bool operator==(const FileDigest& o) const { return bytes == o.bytes && crc32 == o.crc32; }
+  bool operator!=(const FileDigest& o) const { return !(*this == o); }
+};
+
+// Continues `crc` (0 to start) over data[0..size).
+uint32_t crc32_update(uint32_t crc, const void* data, size_t size);
+
+// Accumulates the digest of bytes as they are written, piece by piece.
+class DigestBuilder {
+ public:
+  void add(const void* data, size_t size) {
+    digest_.crc32 = crc32_update(digest_.crc32, data, size);
+    digest_.bytes += size;
+  }
+  const FileDigest& digest() const { return digest_; }
+
+ private:
+  FileDigest digest_;
+};
+
+// The digest of a file's whole content. Throws mamba::Error naming the file when unreadable.
+FileDigest digest_file(const std::string& path);
+
+// "1a2b3c4d": how digests are stored in JSON.
+std::string crc32_hex(uint32_t crc);
+
+}  // namespace mamba
