@@ -6,11 +6,9 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "data/progress.h"
-#include "util/atomic_file.h"
 #include "util/error.h"
 
 namespace mamba {
@@ -45,16 +43,24 @@ double resident_memory_gib() {
 
 namespace {
 
-// The records of steps up to `last_step` of an existing metrics file, as they are.
-std::string records_through(const std::string& path, int64_t last_step) {
-  std::ifstream in(path);
-  std::string kept, line;
-  while (std::getline(in, line)) {
+// Bytes at the start of an existing metrics file that hold the records of steps up to
+// `last_step` (records are in step order; a torn last line of a killed run ends them too).
+long bytes_through(std::FILE* f, int64_t last_step) {
+  std::rewind(f);
+  long kept = 0;
+  std::string line;
+  for (int c = std::fgetc(f); c != EOF; c = std::fgetc(f)) {
+    if (c != '\n') {
+      line += char(c);
+      continue;
+    }
     const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-    // A torn last line (a killed run) does not parse and is dropped with the rest.
-    if (j.is_discarded() || !j.contains("step") || !j["step"].is_number_integer()) break;
-    if (j["step"].get<int64_t>() > last_step) break;
-    kept += line + "\n";
+    if (j.is_discarded() || !j.contains("step") || !j["step"].is_number_integer() ||
+        j["step"].get<int64_t>() > last_step) {
+      break;
+    }
+    kept = std::ftell(f);
+    line.clear();
   }
   return kept;
 }
@@ -66,17 +72,18 @@ MetricsFile::MetricsFile(const std::string& path, int64_t resumed_step) : path_(
   std::error_code ec;
   const auto parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent, ec);
-  const std::string kept = resumed_step > 0 ? records_through(path, resumed_step) : "";
-  try {
-    write_file_atomic(path, kept.data(), kept.size());
-  } catch (const Error& e) {
-    throw_error("log error: cannot write log.metrics = ", path, " (", e.what(),
+  file_ = std::fopen(path.c_str(), "a+");
+  if (!file_) {
+    throw_error("log error: cannot open log.metrics = ", path, " (", std::strerror(errno),
                 "): choose a writable path");
   }
-  file_ = std::fopen(path.c_str(), "a");
-  if (!file_) {
-    throw_error("log error: cannot open log.metrics = ", path,
-                " for appending: choose a writable path");
+  // Cut in place rather than rewrite and rename: the path may be a device or a pipe.
+  if (std::filesystem::is_regular_file(path, ec)) {
+    const long keep = resumed_step > 0 ? bytes_through(file_, resumed_step) : 0;
+    if (::ftruncate(::fileno(file_), keep) != 0) {
+      throw_error("log error: cannot truncate log.metrics = ", path, " (", std::strerror(errno),
+                  "): choose a writable path");
+    }
   }
 }
 

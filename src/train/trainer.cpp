@@ -86,6 +86,8 @@ TrainOutcome run_training(const ExperimentConfig& cfg, Communicator& comm) {
   const int64_t total_steps = cfg.total_steps(world);
   const int64_t tokens_per_step = int64_t(global_batch) * L;
   check_batch_fits(cfg, micro, accum);
+  // From the start: a signal during set-up or the first eval still ends in a clean checkpoint.
+  install_stop_handlers();
 
   // One run per checkpoint directory, decided before anything in it is read or changed.
   std::optional<DirectoryLock> lock;
@@ -154,7 +156,6 @@ TrainOutcome run_training(const ExperimentConfig& cfg, Communicator& comm) {
     std::fflush(stdout);
   }
   MetricsFile metrics(leader ? cfg.log.metrics : "", state.step);
-  install_stop_handlers();
 
   std::string last_checkpoint = resume_path;
   auto save = [&]() {
