@@ -3,7 +3,7 @@
 // memory and MFU (6 * params * tokens/s over the device's dense bf16 peak, where known).
 //   bench_train [--model tiny|cpu-baseline|130m|370m|790m|1.4b|2.8b] [--batch B] [--seqlen L]
 //               [--device cpu|cuda] [--precision fp32|bf16] [--steps N] [--recompute 0|1]
-//               [--comm 1|0]
+//               [--comm 1|0] [--bf16-grads 0|1]
 // Under mpirun every rank runs the step on its own batch and gradients are averaged as in
 // training (NCCL buckets overlapped with backward on GPUs); --comm 0 skips the reduction, to
 // measure how much of it the overlap hides. tokens_per_s counts all ranks.
@@ -60,6 +60,7 @@ int main(int argc, char** argv) try {
       flag(argc, argv, "--precision", device == "cuda" ? "bf16" : "fp32") == "bf16"
           ? mamba::Precision::Bf16
           : mamba::Precision::Fp32;
+  run.dist.bf16_grads = flag(argc, argv, "--bf16-grads", "0") == "1";
   mamba::Communicator& comm = mamba::mpi_world();
   const auto backend = mamba::make_backend(run, comm.local_rank());
   const bool communicate = flag(argc, argv, "--comm", "1") == "1";
@@ -104,12 +105,12 @@ int main(int argc, char** argv) try {
       peak > 0 ? 6.0 * double(model.layout().total()) * tokens_per_s / comm.world() / peak : -1.0;
   std::printf(
       "{\"bench\": \"train_step\", \"model\": \"%s\", \"device\": \"%s\", \"world\": %d, "
-      "\"comm\": %d, \"act_bytes\": %zu, "
+      "\"comm\": %d, \"bf16_grads\": %d, \"act_bytes\": %zu, "
       "\"params\": %ld, \"batch\": %d, \"seqlen\": %d, \"recompute\": %d, \"ms_per_step\": %.2f, "
       "\"tokens_per_s\": %.0f, \"peak_gib\": %.2f, \"mfu\": %.4f}\n",
       model_name.c_str(), backend->name().c_str(), comm.world(), int(communicate),
-      backend->act_bytes(), long(model.layout().total()), batch, seqlen, int(recompute), median,
-      tokens_per_s, backend->peak_memory() / double(1ull << 30), mfu);
+      int(run.dist.bf16_grads), backend->act_bytes(), long(model.layout().total()), batch, seqlen,
+      int(recompute), median, tokens_per_s, backend->peak_memory() / double(1ull << 30), mfu);
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "%s\n", e.what());
