@@ -1,40 +1,30 @@
-// Training-step benchmark: forward + backward + clip + AdamW on random tokens held in memory (so
-// data loading cannot stall the step). Prints one JSON line per run with ms/step, tokens/s, peak
-// memory and MFU (6 * params * tokens/s over the device's dense bf16 peak, where known).
-//   bench_train [--model tiny|cpu-baseline|130m|370m|790m|1.4b|2.8b] [--batch B] [--seqlen L]
-//               [--device cpu|cuda] [--precision fp32|bf16] [--steps N] [--recompute 0|1]
-//               [--comm 1|0] [--bf16-grads 0|1]
-// Under mpirun every rank runs the step on its own batch and gradients are averaged as in
-// training (NCCL buckets overlapped with backward on GPUs); --comm 0 skips the reduction, to
-// measure how much of it the overlap hides. tokens_per_s counts all ranks.
+// Training-step benchmark: Trainer::train_step() (forward + backward + all-reduce + clip + AdamW),
+// the step a training run takes, on a model from configs/, fed by a shard of random tokens
+// written to a temporary folder. Prints one JSON line with ms/step, tokens/s, peak memory and MFU
+// (6 * params * tokens/s over the device's dense bf16 peak, where known).
+//   bench_train [--model tiny|130m|370m|790m|1.4b|2.8b | --config FILE] [key=value ...]
+//               [--batch B] [--seqlen L] [--device cpu|cuda] [--precision fp32|bf16]
+//               [--steps N] [--recompute 0|1] [--comm 1|0] [--bf16-grads 0|1]
+// --model NAME reads configs/mamba-NAME.yaml (or configs/NAME.yaml); key=value overrides any key
+// (e.g. model.d_model=256 for the CPU baseline: --model tiny model.d_model=256). Under mpirun
+// every rank runs the step on its own rows; --comm 0 skips the reduction, to measure how much of
+// it the overlap hides. tokens_per_s counts all ranks.
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <map>
+#include <filesystem>
 #include <string>
 #include <vector>
 
-#include "model/mamba_lm.h"
-#include "train/device.h"
-#include "train/distributed.h"
-#include "train/gradient_reducer.h"
-#include "train/optimizer.h"
+#include "data/shard.h"
+#include "dist/communicator.h"
+#include "train/trainer.h"
 #include "util/error.h"
 #include "util/rng.h"
 
 namespace {
 
-struct Preset {
-  int d_model, n_layer, vocab;
-};
-
-// The published sizes use GPT-NeoX's vocab; the CPU baseline of the CPU issue uses GPT-2's.
-const std::map<std::string, Preset> kPresets = {
-    {"tiny", {128, 4, 50257}},   {"cpu-baseline", {256, 4, 50257}}, {"130m", {768, 24, 50277}},
-    {"370m", {1024, 48, 50277}}, {"790m", {1536, 48, 50277}},       {"1.4b", {2048, 48, 50277}},
-    {"2.8b", {2560, 64, 50277}},
-};
+namespace fs = std::filesystem;
 
 std::string flag(int argc, char** argv, const char* name, const std::string& fallback) {
   for (int i = 1; i + 1 < argc; ++i) {
@@ -43,74 +33,99 @@ std::string flag(int argc, char** argv, const char* name, const std::string& fal
   return fallback;
 }
 
+std::string config_path(int argc, char** argv) {
+  const std::string given = flag(argc, argv, "--config", "");
+  if (!given.empty()) return given;
+  const std::string model = flag(argc, argv, "--model", "tiny");
+  for (const std::string& name : {"mamba-" + model + ".yaml", model + ".yaml"}) {
+    const fs::path path = fs::path(MAMBA_CONFIG_DIR) / name;
+    if (fs::exists(path)) return path.string();
+  }
+  mamba::throw_error("bench_train: no config for --model ", model, " in ", MAMBA_CONFIG_DIR);
+}
+
+// Random tokens below `vocab`, enough for every step of every rank.
+void write_random_shard(const std::string& path, int vocab, int64_t tokens) {
+  mamba::ShardInfo info;
+  info.vocab_size = vocab;
+  info.eos_id = vocab - 1;
+  info.tokenizer = "random";
+  info.split = "train";
+  mamba::ShardWriter writer(path, info);
+  mamba::Rng rng(1);
+  std::vector<int32_t> chunk(1 << 16);
+  for (int64_t done = 0; done < tokens; done += int64_t(chunk.size())) {
+    for (int32_t& t : chunk) t = int32_t(rng.below(uint64_t(vocab)));
+    writer.append(chunk.data(), chunk.size());
+  }
+  writer.end_document();
+  writer.finish();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) try {
-  const std::string model_name = flag(argc, argv, "--model", "cpu-baseline");
-  const auto preset = kPresets.find(model_name);
-  if (preset == kPresets.end()) mamba::throw_error("bench_train: unknown --model ", model_name);
-  const int batch = std::stoi(flag(argc, argv, "--batch", "4"));
-  const int seqlen = std::stoi(flag(argc, argv, "--seqlen", "256"));
-  const int steps = std::stoi(flag(argc, argv, "--steps", "5"));
-  mamba::ExperimentConfig run;
-  run.source = "bench_train";
-  const std::string device = flag(argc, argv, "--device", "cpu");
-  run.train.device = device == "cuda" ? mamba::Device::Cuda : mamba::Device::Cpu;
-  run.train.precision =
-      flag(argc, argv, "--precision", device == "cuda" ? "bf16" : "fp32") == "bf16"
-          ? mamba::Precision::Bf16
-          : mamba::Precision::Fp32;
-  run.dist.bf16_grads = flag(argc, argv, "--bf16-grads", "0") == "1";
   mamba::Communicator& comm = mamba::mpi_world();
-  const auto backend = mamba::make_backend(run, comm.local_rank());
-  const bool communicate = flag(argc, argv, "--comm", "1") == "1";
+  const int steps = std::stoi(flag(argc, argv, "--steps", "5"));
+  std::vector<std::string> overrides;
+  for (int i = 1; i < argc; ++i) {
+    if (argv[i][0] == '-' && argv[i][1] == '-') {
+      ++i;
+    } else {
+      overrides.push_back(argv[i]);
+    }
+  }
+  const std::string device = flag(argc, argv, "--device", "cpu");
+  const fs::path scratch = fs::temp_directory_path() / "mamba_bench_train";
+  const std::string shard = (scratch / "random-0000.h5").string();
+  overrides.insert(
+      overrides.begin(),
+      {"train.micro_batch=" + flag(argc, argv, "--batch", "4"),
+       "data.seq_len=" + flag(argc, argv, "--seqlen", "256"), "train.device=" + device,
+       "train.precision=" + flag(argc, argv, "--precision", device == "cuda" ? "bf16" : "fp32"),
+       std::string("train.recompute=") +
+           (flag(argc, argv, "--recompute", "0") == "1" ? "true" : "false"),
+       std::string("dist.bf16_grads=") +
+           (flag(argc, argv, "--bf16-grads", "0") == "1" ? "true" : "false"),
+       "train.global_batch=null", "train.grad_accum=1", "train.tokens=null",
+       "train.steps=" + std::to_string(steps + 2), "optim.warmup=0", "data.train=" + shard,
+       "data.val=" + shard, "data.tokenizer=", "log.eval_interval=0", "log.sample_interval=0",
+       "checkpoint.interval=0", "checkpoint.resume=none",
+       "checkpoint.dir=" + (scratch / ("run" + std::to_string(comm.rank()))).string()});
+  const mamba::ExperimentConfig cfg =
+      mamba::load_experiment_config(config_path(argc, argv), overrides);
+  if (comm.rank() == 0) {
+    fs::create_directories(scratch);
+    const int64_t rows = cfg.global_batch(comm.world()) * int64_t(steps + 3);
+    write_random_shard(shard, cfg.model.vocab_size, rows * (cfg.data.seq_len + 1));
+  }
+  double ready = 0;
+  comm.allreduce_sum(ready);  // the shard exists before any rank opens it
 
-  mamba::ModelConfig c;
-  c.d_model = preset->second.d_model;
-  c.n_layer = preset->second.n_layer;
-  c.vocab_size = preset->second.vocab;
-  const bool recompute = flag(argc, argv, "--recompute", "0") == "1";
-  mamba::MambaLM model(c, *backend, recompute);
-  std::vector<float> params(model.layout().total());
-  mamba::init_params(model.layout(), params.data(), 0);
-  model.upload_params(params);
-  mamba::AdamW opt(model.layout(), *backend, mamba::AdamWSettings{});
-  const auto reducer = mamba::make_gradient_reducer(run, comm, model);
-  mamba::Rng rng(1 + comm.rank());
-  std::vector<int32_t> inputs(int64_t(batch) * seqlen), targets(inputs.size());
-  for (auto& t : inputs) t = int32_t(rng.below(c.vocab_size));
-  for (auto& t : targets) t = int32_t(rng.below(c.vocab_size));
-
+  mamba::Trainer trainer(cfg, comm);
+  trainer.set_communication(flag(argc, argv, "--comm", "1") == "1");
   std::vector<double> ms;
   for (int s = 0; s < steps + 2; ++s) {
-    backend->synchronize();
-    const auto t0 = std::chrono::steady_clock::now();
-    model.zero_grads();
-    model.forward_backward(inputs.data(), targets.data(), batch, seqlen, 1.0f,
-                           communicate ? reducer.get() : nullptr);
-    if (communicate) reducer->finish();
-    mamba::clip_grad_norm(*backend, model.grads(), model.layout().total(), 1.0f);
-    opt.step(model.params(), model.grads(), 1e-4f);
-    model.params_updated();
-    backend->synchronize();
-    const auto t1 = std::chrono::steady_clock::now();
-    if (s >= 2) ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+    const mamba::StepResult r = trainer.train_step();
+    if (s >= 2) ms.push_back(1000.0 * r.seconds);  // the first two warm up
   }
   std::sort(ms.begin(), ms.end());
   const double median = ms[ms.size() / 2];
-  const double tokens_per_s = double(batch) * seqlen * comm.world() / (median / 1000.0);
+  const double tokens_per_s = double(trainer.tokens_per_step()) / (median / 1000.0);
   if (comm.rank() != 0) return 0;
-  const double peak = backend->peak_flops();
-  const double mfu =
-      peak > 0 ? 6.0 * double(model.layout().total()) * tokens_per_s / comm.world() / peak : -1.0;
+  mamba::Backend& backend = trainer.backend();
+  const double params = double(trainer.model().layout().total());
+  const double peak = backend.peak_flops();
+  const double mfu = peak > 0 ? 6.0 * params * tokens_per_s / comm.world() / peak : -1.0;
   std::printf(
-      "{\"bench\": \"train_step\", \"model\": \"%s\", \"device\": \"%s\", \"world\": %d, "
-      "\"comm\": %d, \"bf16_grads\": %d, \"act_bytes\": %zu, "
-      "\"params\": %ld, \"batch\": %d, \"seqlen\": %d, \"recompute\": %d, \"ms_per_step\": %.2f, "
-      "\"tokens_per_s\": %.0f, \"peak_gib\": %.2f, \"mfu\": %.4f}\n",
-      model_name.c_str(), backend->name().c_str(), comm.world(), int(communicate),
-      int(run.dist.bf16_grads), backend->act_bytes(), long(model.layout().total()), batch, seqlen,
-      int(recompute), median, tokens_per_s, backend->peak_memory() / double(1ull << 30), mfu);
+      "{\"bench\": \"train_step\", \"config\": \"%s\", \"device\": \"%s\", \"world\": %d, "
+      "\"comm\": %d, \"bf16_grads\": %d, \"act_bytes\": %zu, \"params\": %.0f, \"batch\": %d, "
+      "\"seqlen\": %d, \"recompute\": %d, \"ms_per_step\": %.2f, \"tokens_per_s\": %.0f, "
+      "\"peak_gib\": %.2f, \"mfu\": %.4f}\n",
+      fs::path(cfg.source).stem().c_str(), backend.name().c_str(), comm.world(),
+      flag(argc, argv, "--comm", "1") == "1", int(cfg.dist.bf16_grads), backend.act_bytes(), params,
+      cfg.train.micro_batch, cfg.data.seq_len, int(cfg.train.recompute), median, tokens_per_s,
+      backend.peak_memory() / double(1ull << 30), mfu);
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "%s\n", e.what());

@@ -20,9 +20,8 @@ namespace mamba::test {
 class RunFixture : public testing::Test {
  protected:
   static void SetUpTestSuite() {
-    root_ = scratch_dir("runs_" + std::string(testing::UnitTest::GetInstance()
-                                                  ->current_test_suite()
-                                                  ->name()));
+    root_ = scratch_dir(
+        "runs_" + std::string(testing::UnitTest::GetInstance()->current_test_suite()->name()));
     std::filesystem::create_directories(root_ / "data");
     write_corpus((root_ / "data" / "train-0000.h5").string(), "train", 6000, 1);
     write_corpus((root_ / "data" / "val-0000.h5").string(), "val", 1500, 2);

@@ -169,10 +169,10 @@ TEST_F(Reliability, OnNonFiniteStopEndsTheRunAtThatStep) {
 TEST_F(Reliability, RanksAgreeToSkip) {
   const std::string cfg = config("skip_mpi");
   // Only rank 0's gradients are poisoned; the all-reduce carries the NaN to rank 1.
-  const int rc = std::system(("MAMBA_TEST_NAN_STEPS=3 " + kMpirun + "-x MAMBA_TEST_NAN_STEPS " +
-                              MAMBA_BINARY + " train " +
-                              cfg + " train.micro_batch=2 > " + dir("skip_mpi") + ".log 2>&1")
-                                 .c_str());
+  const int rc =
+      std::system(("MAMBA_TEST_NAN_STEPS=3 " + kMpirun + "-x MAMBA_TEST_NAN_STEPS " + MAMBA_BINARY +
+                   " train " + cfg + " train.micro_batch=2 > " + dir("skip_mpi") + ".log 2>&1")
+                      .c_str());
   const std::string log = bytes_of(dir("skip_mpi") + ".log");
   ASSERT_EQ(rc, 0) << log;
   EXPECT_TRUE(contains(log, "step 3: loss")) << log;
@@ -189,8 +189,8 @@ TEST_F(Reliability, DamagedNewestCheckpointFallsBackAndIsSetAside) {
   flip_byte(dir("damaged") + "/step_00000008/model.safetensors");
   const auto r = run_mamba("train " + cfg + " train.steps=12");
   ASSERT_EQ(r.status, 0) << r.output;
-  EXPECT_TRUE(contains(r.output, "warning: skipping the damaged checkpoint " + dir("damaged") +
-                                     "/step_00000008"))
+  EXPECT_TRUE(contains(
+      r.output, "warning: skipping the damaged checkpoint " + dir("damaged") + "/step_00000008"))
       << r.output;
   EXPECT_TRUE(contains(r.output, "fails its checksum")) << r.output;
   EXPECT_TRUE(contains(r.output, "resumed from " + dir("damaged") + "/step_00000004")) << r.output;
@@ -313,8 +313,8 @@ std::vector<std::pair<int, pid_t>> ranks_with(const std::string& marker) {
 TEST_F(Reliability, StoppedRankEndsTheJobWithinTheTimeout) {
   const std::string cfg = config("sigstop");
   const std::string marker = "MAMBA_TEST_MARK=sigstop" + std::to_string(getpid());
-  Background job("env " + marker + " " + kMpirun + "-x MAMBA_TEST_MARK " + MAMBA_BINARY + " train " + cfg +
-                     " train.micro_batch=2 train.steps=100000 dist.timeout_s=3",
+  Background job("env " + marker + " " + kMpirun + "-x MAMBA_TEST_MARK " + MAMBA_BINARY +
+                     " train " + cfg + " train.micro_batch=2 train.steps=100000 dist.timeout_s=3",
                  dir("sigstop") + ".log");
   ASSERT_TRUE(wait_for([&] { return lines(dir("sigstop") + "/metrics.jsonl").size() > 3; }, 60));
   pid_t rank1 = -1;
@@ -336,10 +336,10 @@ TEST_F(Reliability, StoppedRankEndsTheJobWithinTheTimeout) {
 
 TEST_F(Reliability, Bf16GradientsWithoutNcclAreRefused) {
   const std::string cfg = config("bf16_mpi");
-  const int rc = std::system((kMpirun + MAMBA_BINARY + " train " + cfg +
-                              " train.micro_batch=2 dist.bf16_grads=true > " + dir("bf16_mpi") +
-                              ".log 2>&1")
-                                 .c_str());
+  const int rc =
+      std::system((kMpirun + MAMBA_BINARY + " train " + cfg +
+                   " train.micro_batch=2 dist.bf16_grads=true > " + dir("bf16_mpi") + ".log 2>&1")
+                      .c_str());
   const std::string log = bytes_of(dir("bf16_mpi") + ".log");
   EXPECT_NE(rc, 0) << log;
   EXPECT_TRUE(contains(log, "dist.bf16_grads = true")) << log;
@@ -430,8 +430,8 @@ TEST_F(Reliability, SigtermDuringALongEvaluationIsHonoured) {
   const std::string cfg = config("long_eval");
   Background run(std::string(MAMBA_BINARY) + " train " + cfg + " log.eval_batches=1000000000",
                  dir("long_eval") + ".log");
-  ASSERT_TRUE(wait_for([&] { return contains(bytes_of(dir("long_eval") + ".log"), "model:"); },
-                       60));
+  ASSERT_TRUE(
+      wait_for([&] { return contains(bytes_of(dir("long_eval") + ".log"), "model:"); }, 60));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   run.signal(SIGTERM);
   const int status = run.wait(30);

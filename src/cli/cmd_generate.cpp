@@ -45,9 +45,9 @@ int generate(int argc, char** argv) {
   const SamplerSettings sampling{float(a.get_double("temperature", 0.8, 0.0, 100.0)),
                                  a.get_int("top-k", 40, 0, layout.config().padded_vocab())};
   Rng rng(uint64_t(a.get_int("seed", 0, 0, INT32_MAX)));
-  const std::vector<int32_t> out = generate(layout, params.data(), ids,
-                                            a.get_int("tokens", 200, 1, 1 << 20), tok->eot_id(),
-                                            sampling, rng);
+  const std::vector<int32_t> out =
+      generate(layout, params.data(), ids, a.get_int("tokens", 200, 1, 1 << 20), tok->eot_id(),
+               sampling, rng);
   std::printf("%s%s\n", prompt.c_str(), tok->decode(out).c_str());
   return 0;
 }

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "cli/commands.h"
-#include "train/distributed.h"
+#include "dist/communicator.h"
 #include "train/experiment_config.h"
 #include "train/trainer.h"
 #include "util/error.h"
@@ -28,7 +28,7 @@ int train(int argc, char** argv) {
     const std::vector<std::string> overrides(argv + 1, argv + argc);
     const ExperimentConfig config = load_experiment_config(argv[0], overrides);
     comm.set_timeout(config.dist.timeout_s);
-    run_training(config, comm);
+    Trainer(config, comm).run();
   } catch (const std::exception& e) {
     if (comm.world() == 1) throw;
     // One rank's failure, of whatever kind, must end the job, not leave the others waiting in a

@@ -9,8 +9,8 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <vector>
 
 #include "io/safetensors.h"
@@ -55,7 +55,8 @@ std::vector<std::pair<int64_t, fs::path>> complete_checkpoints(const std::string
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     const int64_t step = parse_step(entry.path().filename().string());
-    if (step >= 0 && fs::exists(entry.path() / kTrainerFile)) found.emplace_back(step, entry.path());
+    if (step >= 0 && fs::exists(entry.path() / kTrainerFile))
+      found.emplace_back(step, entry.path());
   }
   std::sort(found.begin(), found.end());
   return found;
@@ -91,7 +92,8 @@ json digest_json(const FileDigest& d) {
   return {{"bytes", d.bytes}, {"crc32", crc32_hex(d.crc32)}};
 }
 
-std::string trainer_json(const TrainerState& state, const std::map<std::string, FileDigest>& files) {
+std::string trainer_json(const TrainerState& state,
+                         const std::map<std::string, FileDigest>& files) {
   json j;
   j["step"] = state.step;
   j["tokens_seen"] = state.tokens_seen;
@@ -144,8 +146,10 @@ TrainerRecord read_trainer_record(const std::string& path) {
         damaged(file, "fails its checksum");
       }
     } else {
-      std::fprintf(stderr, "warning: %s has no checksums (written by an older version); loading it "
-                   "unverified\n", file.c_str());
+      std::fprintf(stderr,
+                   "warning: %s has no checksums (written by an older version); loading it "
+                   "unverified\n",
+                   file.c_str());
     }
     state.step = field<int64_t>(j, "step", 0, kMaxStep, file);
     state.tokens_seen = field<int64_t>(j, "tokens_seen", 0, INT64_MAX, file);
@@ -220,8 +224,8 @@ ModelConfig model_config_of(const SafetensorsReader& f) {
   c.dt_rank = metadata_int(f, "dt_rank");
   const auto eps = f.metadata().find("norm_eps");
   if (eps == f.metadata().end()) damaged(f.path(), "has no metadata 'norm_eps'");
-  const auto [end, ec] = std::from_chars(eps->second.data(),
-                                         eps->second.data() + eps->second.size(), c.norm_eps);
+  const auto [end, ec] =
+      std::from_chars(eps->second.data(), eps->second.data() + eps->second.size(), c.norm_eps);
   if (ec != std::errc() || end != eps->second.data() + eps->second.size()) {
     damaged(f.path(), "has metadata norm_eps = '" + eps->second + "', not a number");
   }
@@ -233,7 +237,8 @@ ModelConfig model_config_of(const SafetensorsReader& f) {
   return c;
 }
 
-void check_same_model(const std::string& path, const ModelConfig& saved, const ParamLayout& layout) {
+void check_same_model(const std::string& path, const ModelConfig& saved,
+                      const ParamLayout& layout) {
   if (saved.describe() != layout.config().describe()) {
     throw_error("checkpoint error: ", path, " was saved for a model with ", saved.describe(),
                 " but this run's model has ", layout.config().describe(),
@@ -327,8 +332,9 @@ std::string save_checkpoint(const std::string& dir, const ParamLayout& layout,
   for (const TensorView& v : weight_views(layout, tensors.exp_avg_sq.data(), "exp_avg_sq.")) {
     moments.push_back(v);
   }
-  files[kOptimizerFile] = write_safetensors((tmp / kOptimizerFile).string(), moments,
-                                            {{"steps_taken", std::to_string(tensors.optimizer_steps)}});
+  files[kOptimizerFile] =
+      write_safetensors((tmp / kOptimizerFile).string(), moments,
+                        {{"steps_taken", std::to_string(tensors.optimizer_steps)}});
   const std::string text = trainer_json(state, files);
   write_file_atomic((tmp / kTrainerFile).string(), text.data(), text.size());
 
@@ -374,8 +380,8 @@ void load_checkpoint(const std::string& path, const ParamLayout& layout, Trainin
   const auto steps = opt.metadata().find("steps_taken");
   if (steps == opt.metadata().end()) damaged(opt.path(), "has no steps_taken");
   const std::string& text = steps->second;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(),
-                                         tensors.optimizer_steps);
+  const auto [end, ec] =
+      std::from_chars(text.data(), text.data() + text.size(), tensors.optimizer_steps);
   if (ec != std::errc() || end != text.data() + text.size() || tensors.optimizer_steps < 0 ||
       tensors.optimizer_steps > record.state.step) {
     damaged(opt.path(), "has steps_taken = '" + text + "'");

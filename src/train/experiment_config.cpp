@@ -665,8 +665,9 @@ int64_t ExperimentConfig::total_steps(int world) const {
 
 bool operator==(const ExperimentConfig& a, const ExperimentConfig& b) {
   bool equal = true;
-  for_each_key([&](const char*, const Range&, const auto& x, const auto& y) { equal = equal && x == y; },
-               a, b);
+  for_each_key(
+      [&](const char*, const Range&, const auto& x, const auto& y) { equal = equal && x == y; }, a,
+      b);
   return equal;
 }
 

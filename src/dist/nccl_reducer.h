@@ -34,8 +34,6 @@ class NcclReducer {
   // Launches what is left, makes the compute stream wait for all buckets, and checks (with the
   // timeout) that the collectives completed.
   void finish();
-  // The whole buffer at once (no overlap): the baseline for the overlap measurement.
-  void reduce_all();
 
  private:
   struct State;

@@ -1,18 +1,24 @@
 // Averaging gradients over the processes of a data-parallel run, behind one interface:
 //   world 1          nothing to do;
 //   CPU backend      one MPI_Allreduce over the gradient buffer, in place, after backward;
-//   CUDA backend     NCCL, bucket by bucket while backward runs (kernels/cuda/nccl_reducer.h);
+//   CUDA backend     NCCL, bucket by bucket while backward runs (nccl_reducer.h);
 //                    without NCCL, through a host copy and MPI.
 // The trainer passes the reducer as the model's GradientReadyHook on the last micro-batch and
 // calls finish() after it; the gradients are then the mean over ranks.
 #pragma once
 #include <memory>
 
+#include "dist/communicator.h"
 #include "model/mamba_lm.h"
-#include "train/distributed.h"
-#include "train/experiment_config.h"
 
 namespace mamba {
+
+// The dist section of the experiment config.
+struct ReducerSettings {
+  double bucket_mb = 25.0;   // NCCL bucket size
+  double timeout_s = 600.0;  // a collective taking longer means a rank was lost
+  bool bf16_grads = false;   // communicate in bf16 (NCCL only)
+};
 
 class GradientReducer : public GradientReadyHook {
  public:
@@ -20,7 +26,8 @@ class GradientReducer : public GradientReadyHook {
   virtual void finish() = 0;
 };
 
-std::unique_ptr<GradientReducer> make_gradient_reducer(const ExperimentConfig& config,
+// Throws mamba::Error when bf16_grads is asked of a run that reduces through MPI.
+std::unique_ptr<GradientReducer> make_gradient_reducer(const ReducerSettings& settings,
                                                        Communicator& comm, MambaLM& model);
 
 }  // namespace mamba

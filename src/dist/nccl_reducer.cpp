@@ -1,4 +1,4 @@
-#include "kernels/cuda/nccl_reducer.h"
+#include "dist/nccl_reducer.h"
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -55,16 +55,16 @@ struct NcclReducer::State {
       for (int64_t begin = pending_begin; begin < pending_end; begin += bucket_floats) {
         const int64_t count = std::min(bucket_floats, pending_end - begin);
         cuda::to_bf16(wire, buffer + begin, count, comm_stream);
-        check_nccl(ncclAllReduce(wire, wire, size_t(count), ncclBfloat16, ncclAvg, comm,
-                                 comm_stream),
-                   "ncclAllReduce (bf16)");
+        check_nccl(
+            ncclAllReduce(wire, wire, size_t(count), ncclBfloat16, ncclAvg, comm, comm_stream),
+            "ncclAllReduce (bf16)");
         cuda::from_bf16(buffer + begin, wire, count, comm_stream);
       }
     } else {
-      check_nccl(ncclAllReduce(buffer + pending_begin, buffer + pending_begin,
-                               size_t(pending_end - pending_begin), ncclFloat, ncclAvg, comm,
-                               comm_stream),
-                 "ncclAllReduce");
+      check_nccl(
+          ncclAllReduce(buffer + pending_begin, buffer + pending_begin,
+                        size_t(pending_end - pending_begin), ncclFloat, ncclAvg, comm, comm_stream),
+          "ncclAllReduce");
     }
     pending_begin = pending_end = -1;
   }
@@ -151,11 +151,6 @@ void NcclReducer::finish() {
   cuda::check_cuda(cudaEventRecord(s.reduced, s.comm_stream), "cudaEventRecord");
   cuda::check_cuda(cudaStreamWaitEvent(s.compute, s.reduced, 0), "cudaStreamWaitEvent");
   s.wait_reduced();
-}
-
-void NcclReducer::reduce_all() {
-  ready(0, s_->n);
-  finish();
 }
 
 }  // namespace mamba

@@ -1,11 +1,11 @@
-#include "train/gradient_reducer.h"
+#include "dist/gradient_reducer.h"
 
 #include <vector>
 
 #include "util/error.h"
 
 #ifdef MAMBA_HAVE_NCCL
-#include "kernels/cuda/nccl_reducer.h"
+#include "dist/nccl_reducer.h"
 #endif
 
 namespace mamba {
@@ -39,12 +39,12 @@ class MpiGradientReducer final : public GradientReducer {
 #ifdef MAMBA_HAVE_NCCL
 class NcclGradientReducer final : public GradientReducer {
  public:
-  NcclGradientReducer(const ExperimentConfig& cfg, Communicator& comm, MambaLM& model) {
+  NcclGradientReducer(const ReducerSettings& settings, Communicator& comm, MambaLM& model) {
     std::string id = comm.rank() == 0 ? nccl_unique_id() : std::string(128, '\0');
     comm.broadcast(id.data(), id.size(), 0);
     reducer_ = std::make_unique<NcclReducer>(
         id, comm.rank(), comm.world(), model.backend(), model.grads(), model.layout().total(),
-        size_t(cfg.dist.bucket_mb * (1 << 20)), cfg.dist.timeout_s, cfg.dist.bf16_grads);
+        size_t(settings.bucket_mb * (1 << 20)), settings.timeout_s, settings.bf16_grads);
   }
   void ready(int64_t begin, int64_t end) override { reducer_->ready(begin, end); }
   void finish() override { reducer_->finish(); }
@@ -56,17 +56,17 @@ class NcclGradientReducer final : public GradientReducer {
 
 }  // namespace
 
-std::unique_ptr<GradientReducer> make_gradient_reducer(const ExperimentConfig& cfg,
+std::unique_ptr<GradientReducer> make_gradient_reducer(const ReducerSettings& settings,
                                                        Communicator& comm, MambaLM& model) {
 #ifdef MAMBA_HAVE_NCCL
   if (comm.world() > 1 && model.backend().native_stream()) {
-    return std::make_unique<NcclGradientReducer>(cfg, comm, model);
+    return std::make_unique<NcclGradientReducer>(settings, comm, model);
   }
 #endif
-  if (cfg.dist.bf16_grads && comm.world() > 1) {
-    throw_error("config error: dist.bf16_grads = true in ", cfg.source,
-                " needs GPUs with NCCL, and this run reduces gradients through MPI: set "
-                "dist.bf16_grads=false");
+  if (settings.bf16_grads && comm.world() > 1) {
+    throw_error(
+        "config error: dist.bf16_grads = true needs GPUs with NCCL, and this run "
+        "reduces gradients through MPI: set dist.bf16_grads=false");
   }
   return std::make_unique<MpiGradientReducer>(comm, model);
 }

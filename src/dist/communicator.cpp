@@ -1,12 +1,12 @@
-#include "train/distributed.h"
+#include "dist/communicator.h"
 
 #include <mpi.h>
 
 #include <algorithm>
 #include <chrono>
-#include <thread>
 #include <climits>
 #include <cstdlib>
+#include <thread>
 
 #include "util/error.h"
 
@@ -97,7 +97,8 @@ class MpiCommunicator final : public Communicator {
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (waited > timeout_s_) {
         throw_error("distributed error: rank ", rank_, ": the ", what, " did not finish within ",
-                    timeout_s_, " s (dist.timeout_s): another rank has stalled or died; see its "
+                    timeout_s_,
+                    " s (dist.timeout_s): another rank has stalled or died; see its "
                     "log. The job stops.");
       }
       std::this_thread::sleep_for(pause);
