@@ -236,7 +236,10 @@ TEST(Tokenizer, HfJsonVariants) {
   nlohmann::json prefix = base;
   prefix["pre_tokenizer"]["add_prefix_space"] = true;
   write_text(scratch_path("prefix.json"), prefix.dump());
-  EXPECT_EQ(load_tokenizer(scratch_path("prefix.json"))->encode("hello"), gpt2().encode(" hello"));
+  // As Hugging Face's ByteLevel pre-tokenizer: a space is added only where none starts the text.
+  const std::unique_ptr<Tokenizer> prefixed = load_tokenizer(scratch_path("prefix.json"));
+  EXPECT_EQ(prefixed->encode("hello"), gpt2().encode(" hello"));
+  EXPECT_EQ(prefixed->encode(" hello"), gpt2().encode(" hello"));
 
   nlohmann::json wordpiece = base;
   wordpiece["model"]["type"] = "WordPiece";
