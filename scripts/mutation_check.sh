@@ -60,7 +60,19 @@ fi
 mkdir -p "$work"
 rm -rf "$src"
 mkdir -p "$src"
-git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -xf - -C "$src"
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  # (files deleted but not yet committed are listed too; tar skips them)
+  git ls-files -co --exclude-standard -z |
+    tar --null --ignore-failed-read -T - -cf - 2>/dev/null | tar -xf - -C "$src"
+else
+  tar --exclude='./build*' --exclude=./.git -cf - . | tar -xf - -C "$src"
+fi
+# A run stopped while a mutation was in place left its object compiled from the mutated file, and
+# the restored source is older than that object: touch it so that it compiles again.
+if [ -f "$work/mutating" ]; then
+  touch "$src/$(cat "$work/mutating")"
+  rm "$work/mutating"
+fi
 launcher=()
 if command -v ccache >/dev/null; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
 echo "mutation_check: building the scratch copy in $build"
@@ -118,6 +130,7 @@ for i in "${selected[@]}"; do
   object=$(find "$build/CMakeFiles" -path "*.dir/$rel.o" | head -1)
   cp -p "$target" "$work/original"
   [ -n "$object" ] && cp -p "$object" "$work/original.o"
+  printf '%s' "$rel" >"$work/mutating"
   printf '%s' "${text/"$old"/"$new"}" >"$target"
   if ! cmake --build "$build" -j"$jobs" --target mamba_tests >"$work/build.log" 2>&1; then
     broken+=("$name")
@@ -125,6 +138,7 @@ for i in "${selected[@]}"; do
     printf 'BROKEN    %-44s does not compile (see %s)\n' "$name" "$work/logs/$name.build.log"
     cp -p "$work/original" "$target"
     touch "$target"
+    rm "$work/mutating"
     continue
   fi
   outcome=0
@@ -149,6 +163,7 @@ for i in "${selected[@]}"; do
   else
     touch "$target"  # a header: whatever includes it recompiles
   fi
+  rm "$work/mutating"
 done
 
 # Leave the scratch build matching the source, so that a rerun starts from a clean state.
