@@ -5,6 +5,7 @@
 # exactly once) or is broken (does not compile, or its tests regex selects nothing). Each
 # mutation's test output is kept in $MUTATION_DIR/logs/. See docs/testing.md.
 #   scripts/mutation_check.sh [NAME...]      (default: every mutation in the list)
+#   scripts/mutation_check.sh --check-list   (only whether each old text still occurs once)
 # Environment: MUTATIONS (the list), MUTATION_DIR (scratch, default /tmp/mamba-mutation-$USER),
 # MUTATION_JOBS (build and test parallelism, default nproc).
 set -euo pipefail
@@ -25,6 +26,9 @@ flush() {
       echo "mutation_check: $list: block '$name' needs file, tests, old and new" >&2
       exit 2
     fi
+    for n in "${names[@]}"; do
+      [ "$n" != "$name" ] || { echo "mutation_check: $list: two blocks named '$name'" >&2; exit 2; }
+    done
     names+=("$name") files+=("$file") tests+=("$test_re") olds+=("$old") news+=("$new")
   fi
   unset name file test_re old new
@@ -42,6 +46,37 @@ while IFS= read -r line || [ -n "$line" ]; do
   esac
 done <"$list"
 flush
+
+# Fails, printing why, unless the text $2 occurs exactly once in the file $1.
+stale_reason() {
+  if [ ! -f "$1" ]; then
+    echo "the file does not exist"
+    return 1
+  fi
+  local rest count=0
+  rest=$(cat "$1"; printf x)
+  while [[ $rest == *"$2"* ]]; do
+    count=$((count + 1))
+    rest=${rest#*"$2"}
+  done
+  if [ "$count" -ne 1 ]; then
+    echo "the old text occurs $count times"
+    return 1
+  fi
+}
+
+# --check-list: only whether every mutation still applies to this tree (seconds, no build).
+if [ "${1:-}" = --check-list ]; then
+  bad=0
+  for i in "${!names[@]}"; do
+    if ! why=$(stale_reason "${files[$i]}" "${olds[$i]}"); then
+      printf 'stale     %-44s %s in %s\n' "${names[$i]}" "$why" "${files[$i]}"
+      bad=1
+    fi
+  done
+  [ "$bad" = 0 ] && echo "mutation_check: all ${#names[@]} mutations apply"
+  exit "$bad"
+fi
 
 selected=()
 if [ $# -eq 0 ]; then
@@ -110,27 +145,17 @@ for i in "${selected[@]}"; do
   name=${names[$i]} rel=${files[$i]} old=${olds[$i]} new=${news[$i]}
   target=$src/$rel
   t0=$SECONDS
-  if [ ! -f "$target" ]; then
+  if ! why=$(stale_reason "$target" "$old"); then
     stale+=("$name")
-    printf 'stale     %-44s %s does not exist\n' "$name" "$rel"
-    continue
-  fi
-  text=$(cat "$target"; printf x)
-  text=${text%x}
-  count=0 rest=$text
-  while [[ $rest == *"$old"* ]]; do
-    count=$((count + 1))
-    rest=${rest#*"$old"}
-  done
-  if [ "$count" -ne 1 ]; then
-    stale+=("$name")
-    printf 'stale     %-44s old text occurs %d times in %s\n' "$name" "$count" "$rel"
+    printf 'stale     %-44s %s in %s\n' "$name" "$why" "$rel"
     continue
   fi
   object=$(find "$build/CMakeFiles" -path "*.dir/$rel.o" | head -1)
   cp -p "$target" "$work/original"
   [ -n "$object" ] && cp -p "$object" "$work/original.o"
   printf '%s' "$rel" >"$work/mutating"
+  text=$(cat "$target"; printf x)
+  text=${text%x}
   printf '%s' "${text/"$old"/"$new"}" >"$target"
   if ! cmake --build "$build" -j"$jobs" --target mamba_tests >"$work/build.log" 2>&1; then
     broken+=("$name")
