@@ -11,13 +11,14 @@ mkdir -p "$out"
 parts=("$@")
 [ ${#parts[@]} -eq 0 ] && parts=(tests golden scan train run)
 want() { [[ " ${parts[*]} " == *" $1 "* ]]; }
+status=0  # non-zero when the CUDA tests fail or skip
 
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,memory.used,memory.total --format=csv
 source scripts/gpu_build.sh "$out"
 b=build-gpu
 
 if want tests; then
-  $b/mamba_cuda_tests --gtest_brief=1 2>&1 | tee "$out/cuda_tests.log" | tail -25
+  scripts/gpu/cuda_tests.sh $b/mamba_cuda_tests "$out/cuda_tests.log" || status=1
 fi
 if want golden; then
   for f in tests/data/*.safetensors; do
@@ -45,3 +46,4 @@ if want run; then
     checkpoint.resume=none log.sample_interval=300 2>&1 | grep -vE "^  |^[a-z_]+:$|^#" |
     tee "$out/tiny_run.log" | tail -12
 fi
+exit $status

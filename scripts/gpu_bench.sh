@@ -21,7 +21,7 @@ done
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv
 source scripts/gpu_build.sh "$out" mamba_cuda_tests bench_scan
 
-./build-gpu/mamba_cuda_tests 2>&1 | tee "$out/tests.log" | grep -vE "^\[ +(RUN|OK) +\]"
+scripts/gpu/cuda_tests.sh ./build-gpu/mamba_cuda_tests "$out/tests.log" || exit 1
 ./build-gpu/bench_scan "${sweep[@]}" | tee "$out/bench.jsonl"
 if [ "$profile" = 1 ]; then
   ncu --clock-control none -k regex:"scan_(fwd|bwd)_kernel" -c 2 \

@@ -1,4 +1,5 @@
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -71,14 +72,42 @@ TEST_F(AtomicFile, UnwritableLocationThrowsNamingPath) {
   EXPECT_FALSE(fs::exists(temp_name(p)));
 }
 
+// Root ignores directory permissions, so as root the write is made by a child process that has
+// given up root for the unprivileged "nobody" account (uid and gid 65534).
 TEST_F(AtomicFile, ReadOnlyDirectoryThrowsNamingPath) {
-  if (geteuid() == 0) GTEST_SKIP() << "root ignores directory permissions";
   fs::permissions(dir_, fs::perms::owner_read | fs::perms::owner_exec);
   const std::string p = path("out.bin");
-  const std::string msg = error_of([&] { write_file_atomic(p, "x", 1); });
+  int channel[2];
+  ASSERT_EQ(pipe(channel), 0);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    close(channel[0]);
+    if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0)) _exit(2);
+    const std::string msg = error_of([&] { write_file_atomic(p, "x", 1); });
+    if (write(channel[1], msg.data(), msg.size()) != ssize_t(msg.size())) _exit(3);
+    _exit(0);
+  }
+  close(channel[1]);
+  std::string msg;
+  char buf[512];
+  for (ssize_t n; (n = read(channel[0], buf, sizeof buf)) > 0;) msg.append(buf, size_t(n));
+  close(channel[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
   EXPECT_NE(msg.find(p), std::string::npos) << msg;
   EXPECT_NE(msg.find("Permission denied"), std::string::npos) << msg;
   EXPECT_FALSE(fs::exists(temp_name(p)));
+}
+
+// A regular file where a directory is expected: refused whoever runs it.
+TEST_F(AtomicFile, FileInPlaceOfDirectoryThrowsNamingPath) {
+  std::ofstream(path("plain")) << "not a directory";
+  const std::string p = path("plain/out.bin");
+  const std::string msg = error_of([&] { write_file_atomic(p, "x", 1); });
+  EXPECT_NE(msg.find(p), std::string::npos) << msg;
+  EXPECT_NE(msg.find("Not a directory"), std::string::npos) << msg;
+  EXPECT_EQ(slurp(path("plain")), "not a directory");
 }
 
 TEST_F(AtomicFile, FailedRenameRemovesTempFileAndKeepsTarget) {

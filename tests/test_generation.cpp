@@ -1,7 +1,9 @@
 // Recurrent mode and sampling.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <vector>
 
 #include "model/mamba_lm.h"
@@ -63,13 +65,43 @@ TEST(Generation, TopKNeverSamplesOutsideTheTopK) {
   EXPECT_GT(counts[3], 700);
 }
 
-TEST(Generation, TemperatureFollowsSoftmax) {
-  std::vector<float> logits{0.0f, std::log(3.0f)};  // probabilities 1/4, 3/4
+// Frequencies of sample_token over many draws against softmax(logits / T) over the top k, for
+// temperatures on both sides of 1. 40000 draws: a probability's standard error is below 0.0025.
+void expect_softmax_frequencies(const std::vector<float>& logits, float temperature, int top_k) {
+  std::vector<int> order(logits.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](int a, int b) { return logits[a] > logits[b]; });
+  const size_t keep = top_k > 0 ? size_t(top_k) : logits.size();
+  std::vector<double> expected(logits.size(), 0.0);
+  double total = 0.0;
+  for (size_t i = 0; i < keep; ++i) total += std::exp(double(logits[order[i]]) / temperature);
+  for (size_t i = 0; i < keep; ++i) {
+    expected[order[i]] = std::exp(double(logits[order[i]]) / temperature) / total;
+  }
   Rng rng(3);
-  int ones = 0;
-  const int n = 20000;
-  for (int i = 0; i < n; ++i) ones += sample_token(logits.data(), 2, {1.0f, 0}, rng);
-  EXPECT_NEAR(double(ones) / n, 0.75, 0.02);
+  std::vector<int> counts(logits.size(), 0);
+  const int n = 40000;
+  for (int i = 0; i < n; ++i) {
+    ++counts[sample_token(logits.data(), int(logits.size()), {temperature, top_k}, rng)];
+  }
+  for (size_t v = 0; v < logits.size(); ++v) {
+    EXPECT_NEAR(double(counts[v]) / n, expected[v], 0.012)
+        << "token " << v << " at temperature " << temperature << ", top-k " << top_k;
+  }
+}
+
+TEST(Generation, TemperatureFollowsSoftmax) {
+  const std::vector<float> two{0.0f, std::log(3.0f)};  // probabilities 1/4, 3/4 at T = 1
+  for (float t : {1.0f, 0.5f, 2.0f, 0.25f}) expect_softmax_frequencies(two, t, 0);
+  const std::vector<float> five{1.0f, 0.5f, 3.0f, 2.2f, -2.0f};
+  for (float t : {0.7f, 1.0f, 1.6f}) expect_softmax_frequencies(five, t, 0);
+}
+
+TEST(Generation, TopKFollowsSoftmaxOverTheKept) {
+  const std::vector<float> logits{1.0f, 0.5f, 3.0f, 2.2f, -2.0f, 2.6f};
+  for (int k : {1, 2, 3, 5}) {
+    for (float t : {0.6f, 1.0f, 1.8f}) expect_softmax_frequencies(logits, t, k);
+  }
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -130,19 +131,29 @@ TEST(PrepareCli, ShardsReadBackIdenticalToTheTokenStream) {
   EXPECT_FALSE(fs::exists(bytes_out + "/val-0000.h5"));
 }
 
-TEST(PrepareCli, HfTokenizerJsonGivesTheSameShards) {
+// Shards from either form of the GPT-2 tokenizer hold the ids another encoder gave for the same
+// documents (tests/data/tokenizer/gpt3_encoder_ids.json), each followed by end-of-text.
+TEST(PrepareCli, BothTokenizerFormsGiveTheOutsideIds) {
+  const nlohmann::json outside =
+      nlohmann::json::parse(read_file(kTokenizerDir + "/gpt3_encoder_ids.json")).at("cases");
   const std::string dir = scratch_dir("hf");
-  write_text(dir + "/in.txt", "Hello world, it's a test.\n");
-  const std::string a = dir + "/a", b = dir + "/b";
-  ASSERT_EQ(run_mamba("prepare --quiet --val-fraction 0 --tokenizer " + kTokenizerDir +
-                      "/tokenizer.json --out " + a + " " + dir + "/in.txt")
-                .status,
-            0);
-  ASSERT_EQ(run_mamba("prepare --quiet --val-fraction 0 --tokenizer " + kTokenizerDir +
-                      "/encoder.json --out " + b + " " + dir + "/in.txt")
-                .status,
-            0);
-  EXPECT_EQ(read_split(a + "/train-*.h5", nullptr), read_split(b + "/train-*.h5", nullptr));
+  std::string jsonl;
+  std::vector<int32_t> expected;
+  for (const auto& c : outside) {
+    const std::string text = c.at("text").get<std::string>();
+    if (text.size() > 200) continue;
+    jsonl += nlohmann::json{{"text", text}}.dump() + "\n";
+    for (int32_t id : c.at("ids").get<std::vector<int32_t>>()) expected.push_back(id);
+    expected.push_back(50256);
+  }
+  write_text(dir + "/in.jsonl", jsonl);
+  for (const char* file : {"/tokenizer.json", "/encoder.json"}) {
+    const std::string out = dir + "/out_" + std::string(file + 1);
+    const auto r = run_mamba("prepare --quiet --val-fraction 0 --tokenizer " + kTokenizerDir +
+                             file + " --out " + out + " " + dir + "/in.jsonl");
+    ASSERT_EQ(r.status, 0) << r.output;
+    EXPECT_EQ(read_split(out + "/train-*.h5", nullptr), expected) << file;
+  }
 }
 
 TEST(PrepareCli, TokenizeEncodesDecodesAndRoundTrips) {

@@ -5,10 +5,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -16,8 +20,11 @@
 #include "cli_runner.h"
 #include "data/shard.h"
 #include "io/safetensors.h"
+#include "kernels/backend.h"
+#include "model/mamba_lm.h"
 #include "scratch.h"
 #include "shard_fixtures.h"
+#include "train/checkpoint.h"
 #include "util/rng.h"
 
 namespace mamba {
@@ -34,6 +41,9 @@ class TrainRun : public testing::Test {
     fs::create_directories(root_ / "data");
     write_shard((root_ / "data" / "train-0000.h5").string(), "train", 6000, 1);
     write_shard((root_ / "data" / "val-0000.h5").string(), "val", 1500, 2);
+    // 24 windows of 16 tokens: an epoch is 6 steps of 4 samples.
+    fs::create_directories(root_ / "small");
+    write_shard((root_ / "small" / "train-0000.h5").string(), "train", 24 * 16 + 1, 4);
   }
 
   // Text-like bytes with structure to learn: words from a small vocabulary, spaces, periods.
@@ -49,6 +59,7 @@ class TrainRun : public testing::Test {
     while (int(tokens.size()) < n) {
       for (const char* c = words[rng.below(8)]; *c; ++c) tokens.push_back(int32_t(*c));
     }
+    tokens.resize(size_t(n));
     test::write_shard(path, info, tokens, 1);
   }
 
@@ -81,6 +92,39 @@ class TrainRun : public testing::Test {
   static std::string bytes_of(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }
+
+  // The values of one key in the lines of a metrics file that have it, in order.
+  static std::vector<double> metric(const std::string& metrics, const std::string& key) {
+    std::vector<double> values;
+    std::ifstream in(metrics);
+    for (std::string line; std::getline(in, line);) {
+      const nlohmann::json j = nlohmann::json::parse(line);
+      if (j.contains(key)) values.push_back(j.at(key).get<double>());
+    }
+    return values;
+  }
+
+  // Lines "sample step N | TEXT" of a run's output, by step.
+  static std::map<int, std::string> samples(const std::string& output) {
+    std::map<int, std::string> found;
+    std::istringstream in(output);
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind("sample step ", 0) == 0) found[std::stoi(line.substr(12))] = line;
+    }
+    return found;
+  }
+
+  // Two runs' training logs agree step by step: loss and pre-clip gradient norm.
+  static void expect_same_steps(const std::string& a, const std::string& b, double tolerance) {
+    for (const char* key : {"loss", "grad_norm"}) {
+      const std::vector<double> x = metric(a + "/metrics.jsonl", key);
+      const std::vector<double> y = metric(b + "/metrics.jsonl", key);
+      ASSERT_EQ(x.size(), y.size()) << key;
+      for (size_t i = 0; i < x.size(); ++i) {
+        EXPECT_NEAR(x[i], y[i], tolerance * std::abs(x[i])) << key << " of step " << i + 1;
+      }
+    }
   }
 
   // "loss" of each training step in a metrics file, by step.
@@ -120,26 +164,49 @@ TEST_F(TrainRun, LossFallsAndValidationIsLogged) {
   EXPECT_LT(std::stod(losses.back().substr(7)), std::stod(losses.front().substr(7)) - 1.0);
 }
 
-// N steps straight == N/2 steps, a stop, N/2 resumed steps: bit-identical weights and losses.
+// N steps straight == N/2 steps, a stop, N/2 resumed steps: bit-identical weights, optimizer
+// state, losses and text samples. Two micro-batches per step, and a small data set whose epochs
+// end at steps 6 and 12, so the resume lands inside the second epoch and the run crosses a third.
 TEST_F(TrainRun, ResumeIsBitExact) {
-  ASSERT_EQ(run_mamba("train " + config("straight")).status, 0);
+  const std::string args = " data.train=" + (root_ / "small" / "train-*.h5").string() +
+                           " train.steps=16 train.micro_batch=2 data.tokenizer=byte"
+                           " log.sample_interval=2 log.sample_tokens=24";
+  const auto straight = run_mamba("train " + config("straight") + args);
+  ASSERT_EQ(straight.status, 0) << straight.output;
   const std::string half = config("resumed");
-  ASSERT_EQ(run_mamba("train " + half + " train.steps=8 checkpoint.interval=4").status, 0);
-  // Keep only the step-4 checkpoint: the run "stopped" there.
-  fs::remove_all(dir("resumed") + "/step_00000008");
-  const auto r = run_mamba("train " + half);
+  ASSERT_EQ(run_mamba("train " + half + args + " train.steps=16 checkpoint.interval=8").status, 0);
+  // Keep only the step-8 checkpoint: the run "stopped" there.
+  fs::remove_all(dir("resumed") + "/step_00000016");
+  const auto r = run_mamba("train " + half + args);
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("resumed from"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("micro batch 2 x 2 accum"), std::string::npos) << r.output;
   for (const char* file : {"/model.safetensors", "/optimizer.safetensors"}) {
-    EXPECT_EQ(bytes_of(dir("straight") + "/step_00000008" + file),
-              bytes_of(dir("resumed") + "/step_00000008" + file))
+    EXPECT_EQ(bytes_of(dir("straight") + "/step_00000016" + file),
+              bytes_of(dir("resumed") + "/step_00000016" + file))
         << file;
   }
-  const auto straight = train_losses(dir("straight") + "/metrics.jsonl");
-  const auto resumed = train_losses(dir("resumed") + "/metrics.jsonl");
-  // The resumed run dropped the first run's records of steps 5..8 and wrote its own: each step
+  // Loader position, sampling RNG, step, tokens and the files' checksums; the config differs in
+  // its paths, and with it trainer.json's own checksum.
+  nlohmann::json state[2];
+  for (int k = 0; k < 2; ++k) {
+    state[k] = nlohmann::json::parse(
+        bytes_of(dir(k == 0 ? "straight" : "resumed") + "/step_00000016/trainer.json"));
+    state[k].erase("config");
+    state[k].erase("crc32");
+  }
+  EXPECT_EQ(state[0], state[1]);
+  EXPECT_EQ(state[0].at("loader").at("epoch"), 2);
+  // The resumed run dropped the first run's records of steps 9..16 and wrote its own: each step
   // appears once, with the loss of the straight run.
-  EXPECT_EQ(resumed, straight);
+  const auto a = train_losses(dir("straight") + "/metrics.jsonl");
+  const auto b = train_losses(dir("resumed") + "/metrics.jsonl");
+  ASSERT_EQ(a.size(), 16u);
+  EXPECT_EQ(a, b);
+  const auto expected = samples(straight.output), resumed = samples(r.output);
+  ASSERT_EQ(expected.size(), 8u) << straight.output;
+  ASSERT_EQ(resumed.size(), 4u) << r.output;
+  for (int step : {10, 12, 14, 16}) EXPECT_EQ(expected.at(step), resumed.at(step));
 }
 
 // SIGTERM: the run finishes its step, writes a checkpoint, exits 0; resuming reaches the same
@@ -184,21 +251,30 @@ TEST_F(TrainRun, HalfWrittenCheckpointIsIgnored) {
   EXPECT_TRUE(fs::exists(dir("torn") + "/step_00000008/trainer.json"));
 }
 
-// mpirun -np 2 with micro batch 2 == one process with micro batch 4.
-TEST_F(TrainRun, TwoRanksMatchOneRankWithDoubleMicroBatch) {
+// Gradient accumulation: micro batch 2 x 2 accumulation steps == micro batch 4 in one pass, the
+// loss and the pre-clip gradient norm of every step and the final weights. Clipping is off so
+// that the gradient's scale reaches the weights.
+TEST_F(TrainRun, AccumulationMatchesOneBigMicroBatch) {
+  ASSERT_EQ(run_mamba("train " + config("big_micro") + " optim.clip=0").status, 0);
+  const auto r = run_mamba("train " + config("accumulated") + " optim.clip=0 train.micro_batch=2");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("micro batch 2 x 2 accum"), std::string::npos) << r.output;
+  expect_same_steps(dir("big_micro"), dir("accumulated"), 1e-5);
+  EXPECT_LT(relative_difference(weights(dir("accumulated") + "/step_00000008"),
+                                weights(dir("big_micro") + "/step_00000008")),
+            1e-5);
+}
+
+// mpirun -np 2 with micro batch 1 and 2 accumulation steps == one process with micro batch 4.
+TEST_F(TrainRun, TwoRanksWithAccumulationMatchOneRank) {
   ASSERT_EQ(run_mamba("train " + config("one_rank")).status, 0);
   const std::string cmd =
-      kMpirun + std::string(" train ") + config("two_ranks") + " train.micro_batch=2 2>&1";
+      kMpirun + std::string(" train ") + config("two_ranks") + " train.micro_batch=1 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0);
-  const auto a = train_losses(dir("one_rank") + "/metrics.jsonl");
-  const auto b = train_losses(dir("two_ranks") + "/metrics.jsonl");
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_NEAR(std::stod(a[i].substr(7)), std::stod(b[i].substr(7)), 1e-5) << "step " << i + 1;
-  }
+  expect_same_steps(dir("one_rank"), dir("two_ranks"), 1e-5);
   EXPECT_LT(relative_difference(weights(dir("two_ranks") + "/step_00000008"),
                                 weights(dir("one_rank") + "/step_00000008")),
-            1e-6);
+            1e-5);
 }
 
 // A run checkpointed with 2 ranks resumes on 1 and sees the same data as a 1-rank run.
@@ -251,16 +327,45 @@ TEST_F(TrainRun, CheckpointOfAnotherShapeIsRefused) {
   EXPECT_NE(r.output.find("d_model=32"), std::string::npos) << r.output;
 }
 
+// eval reproduces the validation loss the run logged at its last step (same windows, weights read
+// back from the checkpoint); greedy generate equals greedy decoding by the full forward pass.
 TEST_F(TrainRun, EvalAndGenerateFromCheckpoint) {
   const std::string cfg = config("infer");
   ASSERT_EQ(run_mamba("train " + cfg + " train.steps=8 data.tokenizer=byte").status, 0);
   const auto e = run_mamba("eval " + dir("infer"));
   ASSERT_EQ(e.status, 0) << e.output;
-  EXPECT_NE(e.output.find("\"val_loss\""), std::string::npos) << e.output;
-  const auto g = run_mamba("generate " + dir("infer") + " --prompt 'the ' --tokens 12 --seed 1");
+  const nlohmann::json result = nlohmann::json::parse(e.output);
+  const std::vector<double> logged = metric(dir("infer") + "/metrics.jsonl", "val_loss");
+  ASSERT_EQ(logged.size(), 3u);  // steps 0, 4 and 8
+  EXPECT_NEAR(result.at("val_loss").get<double>(), logged.back(), 1e-5);
+  EXPECT_LT(logged.back(), logged.front() - 0.5);  // the checkpoint holds trained weights
+  EXPECT_EQ(result.at("tokens").get<int>(), 2 * 4 * 16);
+
+  const auto g = run_mamba("generate " + dir("infer") +
+                           " --prompt 'the ' --tokens 12 --temperature 0 --seed 1");
   ASSERT_EQ(g.status, 0) << g.output;
-  EXPECT_EQ(g.output.rfind("the ", 0), 0u) << g.output;
-  EXPECT_GT(g.output.size(), 5u);
+  const std::string ckpt = dir("infer") + "/step_00000008";
+  const ModelConfig model_config = checkpoint_model_config(ckpt);
+  const auto backend = make_cpu_backend();
+  MambaLM model(model_config, *backend);
+  std::vector<float> params(model.layout().total());
+  load_checkpoint_weights(ckpt, model.layout(), params.data());
+  model.upload_params(params);
+  std::vector<int32_t> tokens{'t', 'h', 'e', ' '};
+  std::string expected = "the ";
+  const int vp = model_config.padded_vocab();
+  for (int i = 0; i < 12; ++i) {
+    const int n = int(tokens.size());
+    std::vector<float> logits(size_t(n) * vp);
+    model.evaluate(tokens.data(), tokens.data(), 1, n, logits.data());
+    const float* last = logits.data() + size_t(n - 1) * vp;
+    const int32_t next = int32_t(std::max_element(last, last + 257) - last);
+    if (next == 256) break;
+    tokens.push_back(next);
+    expected += char(next);
+  }
+  EXPECT_EQ(g.output, expected + "\n");
+  EXPECT_GT(expected.size(), 4u);
 }
 
 }  // namespace

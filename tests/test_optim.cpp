@@ -1,0 +1,162 @@
+// The optimizer step's parts against closed forms: the learning-rate schedule at warmup, middle
+// and end for each shape; gradient clipping below, at and above the threshold with the pre-clip
+// norm returned; AdamW against its textbook update in double; weight decay only where the
+// layout asks for it.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "kernels/backend.h"
+#include "kernels/cpu/adamw.h"
+#include "model/params.h"
+#include "model_fixtures.h"
+#include "train/optimizer.h"
+#include "train/schedule.h"
+
+namespace mamba {
+namespace {
+
+OptimConfig schedule(Schedule shape) {
+  OptimConfig o;
+  o.lr = 1.0;
+  o.min_lr = 0.1;
+  o.warmup = 10;
+  o.schedule = shape;
+  return o;
+}
+
+constexpr int64_t kTotal = 100;  // 10 warmup steps, then 90 of decay
+
+TEST(Schedule, WarmupIsLinearFromLrOverWarmup) {
+  for (Schedule shape : {Schedule::Cosine, Schedule::Linear, Schedule::Constant}) {
+    const OptimConfig o = schedule(shape);
+    EXPECT_NEAR(learning_rate(o, kTotal, 0), 0.1, 1e-7);
+    EXPECT_NEAR(learning_rate(o, kTotal, 4), 0.5, 1e-7);
+    EXPECT_NEAR(learning_rate(o, kTotal, 9), 1.0, 1e-7);
+    EXPECT_NEAR(learning_rate(o, kTotal, 10), 1.0, 1e-7);  // decay starts at the peak
+  }
+}
+
+TEST(Schedule, CosineMiddleAndEnd) {
+  const OptimConfig o = schedule(Schedule::Cosine);
+  const auto cosine = [](double progress) {
+    return 0.1 + 0.9 * 0.5 * (1.0 + std::cos(M_PI * progress));
+  };
+  EXPECT_NEAR(learning_rate(o, kTotal, 40), cosine(1.0 / 3.0), 1e-6);  // 0.775
+  EXPECT_NEAR(learning_rate(o, kTotal, 55), 0.55, 1e-6);
+  EXPECT_NEAR(learning_rate(o, kTotal, 99), cosine(89.0 / 90.0), 1e-6);
+  EXPECT_NEAR(learning_rate(o, kTotal, kTotal), 0.1, 1e-7);  // ends exactly at min_lr
+  EXPECT_NEAR(learning_rate(o, kTotal, kTotal + 50), 0.1, 1e-7);
+}
+
+TEST(Schedule, LinearMiddleAndEnd) {
+  const OptimConfig o = schedule(Schedule::Linear);
+  EXPECT_NEAR(learning_rate(o, kTotal, 40), 0.7, 1e-6);
+  EXPECT_NEAR(learning_rate(o, kTotal, 55), 0.55, 1e-6);
+  EXPECT_NEAR(learning_rate(o, kTotal, 99), 0.11, 1e-6);
+  EXPECT_NEAR(learning_rate(o, kTotal, kTotal), 0.1, 1e-7);
+  EXPECT_NEAR(learning_rate(o, kTotal, kTotal + 50), 0.1, 1e-7);
+}
+
+TEST(Schedule, ConstantStaysAtLr) {
+  const OptimConfig o = schedule(Schedule::Constant);
+  for (int64_t step : {10, 40, 99, 100}) EXPECT_NEAR(learning_rate(o, kTotal, step), 1.0, 1e-7);
+}
+
+TEST(Schedule, NoWarmupStartsAtLr) {
+  OptimConfig o = schedule(Schedule::Cosine);
+  o.warmup = 0;
+  EXPECT_NEAR(learning_rate(o, kTotal, 0), 1.0, 1e-7);
+  EXPECT_NEAR(learning_rate(o, kTotal, 50), 0.55, 1e-6);
+  EXPECT_NEAR(learning_rate(o, kTotal, kTotal), 0.1, 1e-7);
+}
+
+// More elements than one chunk of the norm's partial sums, with a known norm.
+std::vector<float> gradients(double* norm) {
+  std::vector<float> g(200003);
+  double ss = 0.0;
+  for (size_t i = 0; i < g.size(); ++i) {
+    g[i] = 0.01f * float(int(i % 7) - 3);
+    ss += double(g[i]) * g[i];
+  }
+  *norm = std::sqrt(ss);
+  return g;
+}
+
+TEST(Clipping, BelowTheThresholdLeavesGradientsAlone) {
+  const auto be = make_cpu_backend();
+  double norm = 0.0;
+  std::vector<float> g = gradients(&norm);
+  const std::vector<float> before = g;
+  EXPECT_NEAR(clip_grad_norm(*be, g.data(), int64_t(g.size()), float(norm * 1.5)), norm,
+              1e-9 * norm);
+  EXPECT_EQ(g, before);
+  EXPECT_NEAR(clip_grad_norm(*be, g.data(), int64_t(g.size()), 0.0f), norm, 1e-9 * norm);
+  EXPECT_EQ(g, before);  // 0 turns clipping off
+}
+
+TEST(Clipping, AboveTheThresholdScalesToItAndReturnsThePreClipNorm) {
+  const auto be = make_cpu_backend();
+  double norm = 0.0;
+  std::vector<float> g = gradients(&norm);
+  const std::vector<float> before = g;
+  const float max_norm = float(norm / 4.0);
+  EXPECT_NEAR(clip_grad_norm(*be, g.data(), int64_t(g.size()), max_norm), norm, 1e-9 * norm);
+  const double coef = double(max_norm) / (norm + 1e-6);  // torch's clip_grad_norm_
+  for (size_t i = 0; i < g.size(); i += 1001) EXPECT_NEAR(g[i], before[i] * coef, 1e-7);
+  double after = 0.0;
+  for (float x : g) after += double(x) * x;
+  EXPECT_NEAR(std::sqrt(after), max_norm, 1e-5 * max_norm);
+}
+
+TEST(Clipping, AtTheThresholdScalesByTorchsCoefficient) {
+  const auto be = make_cpu_backend();
+  std::vector<float> g{3.0f, 0.0f, -4.0f};
+  EXPECT_DOUBLE_EQ(clip_grad_norm(*be, g.data(), 3, 5.0f), 5.0);
+  EXPECT_FLOAT_EQ(g[0], float(3.0 * 5.0 / (5.0 + 1e-6)));
+  EXPECT_FLOAT_EQ(g[2], float(-4.0 * 5.0 / (5.0 + 1e-6)));
+}
+
+// Three AdamW steps against the textbook update computed in double.
+TEST(AdamWUpdate, MatchesTheTextbookUpdate) {
+  const int n = 5;
+  std::vector<float> p{0.5f, -1.0f, 2.0f, 0.0f, 3.0f}, m(n, 0.0f), v(n, 0.0f);
+  std::vector<double> rp(p.begin(), p.end()), rm(n, 0.0), rv(n, 0.0);
+  const double lr = 0.01, b1 = 0.9, b2 = 0.95, eps = 1e-8, wd = 0.1;
+  const float grads[3][n] = {{0.1f, -0.2f, 0.0f, 1.5f, -3.0f},
+                             {0.3f, 0.1f, -0.4f, 1.0f, 2.0f},
+                             {-0.2f, 0.05f, 0.2f, -0.5f, 0.7f}};
+  for (int step = 1; step <= 3; ++step) {
+    cpu::adamw_update(p.data(), grads[step - 1], m.data(), v.data(), n,
+                      {float(lr), float(b1), float(b2), float(eps), float(wd), step});
+    for (int i = 0; i < n; ++i) {
+      const double g = grads[step - 1][i];
+      rm[i] = b1 * rm[i] + (1 - b1) * g;
+      rv[i] = b2 * rv[i] + (1 - b2) * g * g;
+      const double mhat = rm[i] / (1 - std::pow(b1, step)), vhat = rv[i] / (1 - std::pow(b2, step));
+      rp[i] = rp[i] * (1 - lr * wd) - lr * mhat / (std::sqrt(vhat) + eps);
+    }
+  }
+  for (int i = 0; i < n; ++i) EXPECT_NEAR(p[i], rp[i], 1e-6) << i;
+}
+
+// With zero gradients AdamW only decays: by (1 - lr * wd) exactly where the layout says so.
+TEST(AdamWUpdate, WeightDecayOnlyOnDecayingTensors) {
+  const auto be = make_cpu_backend();
+  const ParamLayout layout(test::small_config(16, 2, 33));
+  AdamW adamw(layout, *be, AdamWSettings{0.9f, 0.95f, 1e-8f, 0.1f});
+  std::vector<float> params(layout.total(), 1.0f), grads(layout.total(), 0.0f);
+  adamw.step(params.data(), grads.data(), 0.5f);
+  int decaying = 0;
+  for (const ParamTensor& t : layout.tensors()) {
+    const float expected = t.weight_decay ? 1.0f - 0.5f * 0.1f : 1.0f;
+    for (int64_t i = 0; i < t.numel; ++i) ASSERT_FLOAT_EQ(params[t.offset + i], expected) << t.name;
+    decaying += t.weight_decay;
+  }
+  EXPECT_EQ(decaying, 2 * 5);  // in_proj, conv1d, x_proj, dt_proj and out_proj weights per layer
+  EXPECT_EQ(adamw.steps_taken, 1);
+}
+
+}  // namespace
+}  // namespace mamba
