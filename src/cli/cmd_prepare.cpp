@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "data/manifest.h"
 #include "data/prepare.h"
 #include "data/progress.h"
 #include "util/error.h"
@@ -16,12 +17,16 @@ namespace mamba::cli {
 namespace {
 
 const char* const kUsage = R"(usage: mamba prepare --tokenizer SPEC --out DIR [options] INPUT...
+       mamba prepare --verify DIR
 
-Tokenizes documents into HDF5 shards DIR/train-0000.h5, ... and DIR/val-0000.h5, ...
+Tokenizes documents into HDF5 shards DIR/train-0000.h5, ... and DIR/val-0000.h5, ..., listed in
+DIR/manifest.json, which is written last: training takes only shards a manifest lists.
 A plain-text file is one document, a .jsonl file holds one document per line ({"text": ...});
-each document is followed by the end-of-text token.
+each document is followed by the end-of-text token. Files ending in .gz or .zst are
+decompressed as they are read.
 
-  INPUT               a text or .jsonl file, a directory (searched recursively), or a quoted glob
+  INPUT               a text or .jsonl file (optionally .gz or .zst), a directory (searched
+                      recursively), or a quoted glob
   --tokenizer SPEC    byte | path/tokenizer.json | path/encoder.json (vocab.bpe beside it) |
                       a directory holding either
   --out DIR           where the shards go (created if missing)
@@ -32,6 +37,7 @@ each document is followed by the end-of-text token.
   --ext LIST          extensions taken from directories (default txt,text,md,rst,jsonl)
   --overwrite         replace shards already in DIR
   --quiet             no progress display
+  --verify DIR        check every shard DIR/manifest.json lists (size, tokens, crc32) and exit
 )";
 
 int64_t parse_count(const std::string& option, const std::string& value) {
@@ -97,6 +103,7 @@ void print_split(const char* name, const SplitSummary& s) {
 
 int prepare(int argc, char** argv) {
   PrepareOptions options;
+  std::string verify_dir;
   for (int i = 0; i < argc; ++i) {
     std::string arg = argv[i], value;
     if (arg == "--help" || arg == "-h") {
@@ -138,8 +145,16 @@ int prepare(int argc, char** argv) {
       options.text_key = value;
     else if (arg == "--ext")
       options.extensions = split_list(value);
+    else if (arg == "--verify")
+      verify_dir = value;
     else
       throw_error("prepare error: unknown option ", arg, " (mamba prepare --help)");
+  }
+  if (!verify_dir.empty()) {
+    const VerifySummary v = verify_manifest(verify_dir);
+    std::printf("verified %zu shards (%s) against %s: sizes, token counts and crc32 match\n",
+                v.shards, format_bytes(double(v.bytes)).c_str(), manifest_path(verify_dir).c_str());
+    return 0;
   }
   if (options.tokenizer.empty() || options.out_dir.empty() || options.inputs.empty()) {
     std::fprintf(stderr, "prepare error: --tokenizer, --out and at least one INPUT are needed\n%s",

@@ -1,5 +1,6 @@
 #include "data/prepare.h"
 
+#include <fcntl.h>
 #include <omp.h>
 #include <unistd.h>
 
@@ -11,10 +12,13 @@
 #include <nlohmann/json.hpp>
 
 #include "data/corpus.h"
+#include "data/manifest.h"
+#include "data/pretokenize.h"
 #include "data/progress.h"
 #include "data/sha256.h"
 #include "data/shard.h"
 #include "data/tokenizer.h"
+#include "util/atomic_file.h"
 #include "util/error.h"
 
 namespace mamba {
@@ -24,6 +28,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr size_t kSegmentBytes = 1 << 20;         // a long document is cut into pieces this size
+constexpr size_t kMaxSegmentBytes = 2 << 20;      // ... or at most this (see first_segment_end)
 constexpr size_t kBatchBytesPerThread = 4 << 20;  // text tokenized between two writes
 constexpr int64_t kVerifyBlock = 1 << 20;
 
@@ -80,6 +85,7 @@ class SplitWriter {
   }
 
   const std::vector<std::string>& shards() const { return summary_.shards; }
+  const std::vector<ShardInfo>& infos() const { return infos_; }
 
  private:
   void open() {
@@ -88,7 +94,8 @@ class SplitWriter {
     shard_ = std::make_unique<ShardWriter>(dir_ + "/" + attributes_.split + name, attributes_);
   }
   void close() {
-    summary_.shards.push_back(shard_->finish().path);
+    infos_.push_back(shard_->finish());
+    summary_.shards.push_back(infos_.back().path);
     shard_.reset();
   }
 
@@ -97,6 +104,7 @@ class SplitWriter {
   int64_t shard_tokens_;
   std::unique_ptr<ShardWriter> shard_;
   SplitSummary summary_;
+  std::vector<ShardInfo> infos_;
   Sha256 hash_;
 };
 
@@ -107,7 +115,7 @@ struct Encoded {
 
 std::vector<int32_t> encode_unit(const Tokenizer& tokenizer, const TextUnit& unit,
                                  const InputFile& input, const std::string& text_key) {
-  if (!unit.json) return tokenizer.encode(unit.text);
+  if (!unit.json) return tokenizer.encode(unit.text);  // already a segment
   const std::string where = input.path + " line " + std::to_string(unit.line);
   nlohmann::json doc;
   try {
@@ -120,7 +128,21 @@ std::vector<int32_t> encode_unit(const Tokenizer& tokenizer, const TextUnit& uni
     throw_error("prepare error: ", where, " has no string field \"", text_key,
                 "\": give every line one, or name the field with --text-key");
   }
-  return tokenizer.encode(doc[text_key].get_ref<const std::string&>());
+  // A long document is encoded segment by segment, so its pre-tokenized pieces are never all
+  // in memory at once.
+  std::vector<int32_t> ids;
+  const std::string& text = doc[text_key].get_ref<const std::string&>();
+  for (std::string_view segment : split_into_segments(text, kSegmentBytes, kMaxSegmentBytes)) {
+    tokenizer.encode(segment, ids);
+  }
+  return ids;
+}
+
+void sync_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  const bool ok = fd >= 0 && ::fsync(fd) == 0;
+  if (fd >= 0) ::close(fd);
+  if (!ok) throw_error("prepare error: cannot sync ", path, ": check the disk and free space");
 }
 
 void prepare_output_dir(const std::string& dir, bool overwrite) {
@@ -128,6 +150,8 @@ void prepare_output_dir(const std::string& dir, bool overwrite) {
   fs::create_directories(dir, ec);
   if (ec) throw_error("prepare error: cannot create ", dir, ": ", ec.message());
   std::vector<fs::path> old;
+  const fs::path manifest = manifest_path(dir);
+  if (fs::exists(manifest, ec)) old.push_back(manifest);
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     const std::string name = entry.path().filename().string();
     const bool split_prefix = name.rfind("train-", 0) == 0 || name.rfind("val-", 0) == 0;
@@ -137,10 +161,36 @@ void prepare_output_dir(const std::string& dir, bool overwrite) {
   }
   if (ec) throw_error("prepare error: cannot list ", dir, ": ", ec.message());
   if (!old.empty() && !overwrite) {
-    throw_error("prepare error: ", dir, " already holds shards such as ", old.front().string(),
-                ": pass --overwrite to replace them, or choose another --out");
+    throw_error("prepare error: ", dir, " already holds the output of a prepare run (",
+                old.front().string(), "): pass --overwrite to replace it, or choose another --out");
   }
-  for (const fs::path& p : old) fs::remove(p, ec);
+  // The manifest goes first and for good: should this run die, none of the old shards and none
+  // of its own pass for a corpus.
+  for (const fs::path& p : old) {
+    fs::remove(p, ec);
+    if (ec) throw_error("prepare error: cannot remove ", p.string(), ": ", ec.message());
+    if (p == manifest) fsync_directory(dir);
+  }
+}
+
+// Makes the shards durable, then lists them in the manifest, written last and atomically: from
+// this moment, and only if everything before succeeded, the loader accepts the shards.
+void write_run_manifest(const std::string& dir, const std::vector<const SplitWriter*>& splits,
+                        const PrepareSummary& summary) {
+  Manifest manifest;
+  for (const SplitWriter* split : splits) {
+    for (const ShardInfo& info : split->infos()) {
+      sync_file(info.path);
+      manifest.shards.push_back(describe_shard(info));
+    }
+  }
+  const auto add_split = [&](const char* name, const SplitSummary& s) {
+    if (!s.shards.empty()) manifest.splits[name] = {s.documents, s.tokens, s.tokens_sha256};
+  };
+  add_split("train", summary.train);
+  add_split("val", summary.val);
+  fsync_directory(dir);
+  write_manifest(dir, manifest);
 }
 
 // Reads the shards back and checks they hold exactly the tokens that were written.
@@ -205,7 +255,7 @@ PrepareSummary prepare_corpus(const PrepareOptions& options) {
   for (const InputFile& f : inputs) summary.input_bytes += f.bytes;
   Progress progress("prepare", summary.input_bytes, stderr, options.verbose && isatty(2));
   try {
-    CorpusReader reader(inputs, kSegmentBytes);
+    CorpusReader reader(inputs, kSegmentBytes, kMaxSegmentBytes);
     std::vector<TextUnit> batch;
     std::vector<Encoded> encoded;
     uint64_t done_bytes = 0, document = 0;  // done_bytes: for progress only
@@ -267,6 +317,7 @@ PrepareSummary prepare_corpus(const PrepareOptions& options) {
     }
     verify_split(summary.train, "train");
     verify_split(summary.val, "val");
+    write_run_manifest(options.out_dir, {&train, &val}, summary);
   } catch (...) {
     // Shards of a failed run must not pass for a corpus.
     remove_files(train.shards());

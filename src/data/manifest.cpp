@@ -1,0 +1,224 @@
+#include "data/manifest.h"
+
+#include <zlib.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "data/text.h"
+#include "util/atomic_file.h"
+#include "util/error.h"
+
+namespace mamba {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* const kRerun = "re-run mamba prepare";
+
+std::string hex32(uint32_t v) {
+  char s[9];
+  std::snprintf(s, sizeof s, "%08x", v);
+  return s;
+}
+
+uint32_t file_crc32(const std::string& path, uint64_t& bytes) {
+  const std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"),
+                                                          std::fclose);
+  if (!f) throw_error("data error: cannot read ", path, ": ", std::strerror(errno));
+  std::vector<unsigned char> buffer(1 << 20);
+  uLong crc = crc32_z(0, nullptr, 0);
+  bytes = 0;
+  size_t n;
+  while ((n = std::fread(buffer.data(), 1, buffer.size(), f.get())) > 0) {
+    crc = crc32_z(crc, buffer.data(), n);
+    bytes += n;
+  }
+  if (std::ferror(f.get())) throw_error("data error: cannot read ", path, ": I/O error");
+  return uint32_t(crc);
+}
+
+uint64_t file_size_or_throw(const std::string& path, const std::string& manifest,
+                            const std::string& listed_as) {
+  std::error_code ec;
+  const uintmax_t size = fs::file_size(path, ec);
+  if (ec) {
+    throw_error("data error: ", manifest, " lists ", listed_as, ", which is missing (",
+                ec.message(), "): the corpus is incomplete; ", kRerun);
+  }
+  return uint64_t(size);
+}
+
+Manifest parse_manifest(const std::string& path, const std::string& text) {
+  const auto bad = [&](const std::string& why) {
+    throw_error("data error: ", path, " is not a valid shard manifest (", why, "): ", kRerun);
+  };
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception&) {
+    bad("not JSON");
+  }
+  Manifest m;
+  try {
+    if (j.at("format").get<std::string>() != kManifestFormat) bad("format is not mamba-manifest");
+    if (j.at("format_version").get<int64_t>() != kManifestVersion) {
+      throw_error("data error: ", path, " has format_version ", j.at("format_version").dump(),
+                  " but this mamba reads version ", kManifestVersion,
+                  ": use the matching mamba or ", kRerun);
+    }
+    for (const auto& s : j.at("shards")) {
+      ManifestShard e;
+      e.file = s.at("file").get<std::string>();
+      e.split = s.at("split").get<std::string>();
+      e.tokens = s.at("tokens").get<int64_t>();
+      e.documents = s.at("documents").get<int64_t>();
+      e.bytes = s.at("bytes").get<uint64_t>();
+      const std::string crc = s.at("crc32").get<std::string>();
+      char* end = nullptr;
+      e.crc32 = uint32_t(std::strtoul(crc.c_str(), &end, 16));
+      if (crc.size() != 8 || *end != '\0') bad("crc32 '" + crc + "' is not 8 hex digits");
+      if (e.file.empty() || e.file.find('/') != std::string::npos) {
+        bad("shard file '" + e.file + "' is not a plain file name");
+      }
+      m.shards.push_back(std::move(e));
+    }
+    if (j.contains("splits")) {
+      for (const auto& [name, s] : j.at("splits").items()) {
+        m.splits[name] = {s.at("documents").get<int64_t>(), s.at("tokens").get<int64_t>(),
+                          s.at("tokens_sha256").get<std::string>()};
+      }
+    }
+  } catch (const nlohmann::json::exception& e) {
+    bad(e.what());
+  }
+  return m;
+}
+
+}  // namespace
+
+std::string directory_of(const std::string& path) {
+  const std::string dir = fs::path(path).parent_path().string();
+  return dir.empty() ? "." : dir;
+}
+
+std::string manifest_path(const std::string& dir) {
+  return (fs::path(dir) / kManifestFile).string();
+}
+
+ManifestShard describe_shard(const ShardInfo& info) {
+  ManifestShard e;
+  e.file = fs::path(info.path).filename().string();
+  e.split = info.split;
+  e.tokens = info.num_tokens;
+  e.documents = info.documents;
+  e.crc32 = file_crc32(info.path, e.bytes);
+  return e;
+}
+
+void write_manifest(const std::string& dir, const Manifest& manifest) {
+  nlohmann::json shards = nlohmann::json::array();
+  for (const ManifestShard& e : manifest.shards) {
+    shards.push_back({{"file", e.file},
+                      {"split", e.split},
+                      {"tokens", e.tokens},
+                      {"documents", e.documents},
+                      {"bytes", e.bytes},
+                      {"crc32", hex32(e.crc32)}});
+  }
+  nlohmann::json splits = nlohmann::json::object();
+  for (const auto& [name, s] : manifest.splits) {
+    splits[name] = {
+        {"documents", s.documents}, {"tokens", s.tokens}, {"tokens_sha256", s.tokens_sha256}};
+  }
+  const nlohmann::json j = {{"format", kManifestFormat},
+                            {"format_version", kManifestVersion},
+                            {"splits", splits},
+                            {"shards", shards}};
+  const std::string text = j.dump(1) + "\n";
+  write_file_atomic(manifest_path(dir), text.data(), text.size());
+}
+
+Manifest read_manifest(const std::string& dir) {
+  const std::string path = manifest_path(dir);
+  std::error_code ec;
+  if (!fs::exists(path, ec)) {
+    throw_error("data error: ", path, " does not exist: ", kRerun);
+  }
+  return parse_manifest(path, read_file(path));
+}
+
+const ManifestShard& ManifestCatalog::entry(const std::string& shard_path) {
+  const std::string dir = directory_of(shard_path);
+  const std::string manifest = manifest_path(dir);
+  auto it = by_dir_.find(dir);
+  if (it == by_dir_.end()) {
+    std::error_code ec;
+    if (!fs::exists(manifest, ec)) {
+      throw_error("data error: shard ", shard_path, " is not covered by a manifest (", manifest,
+                  " does not exist): the mamba prepare run that wrote it did not finish, or it "
+                  "was not made by mamba prepare; ",
+                  kRerun);
+    }
+    Manifest m = read_manifest(dir);
+    // A lost shard would silently shorten the split; stat each listed file once (cheap even for
+    // thousands of shards).
+    for (const ManifestShard& e : m.shards) {
+      file_size_or_throw((fs::path(dir) / e.file).string(), manifest, e.file);
+    }
+    it = by_dir_.emplace(dir, std::move(m)).first;
+  }
+  const std::string name = fs::path(shard_path).filename().string();
+  for (const ManifestShard& e : it->second.shards) {
+    if (e.file != name) continue;
+    const uint64_t size = file_size_or_throw(shard_path, manifest, e.file);
+    if (size != e.bytes) {
+      throw_error("data error: shard ", shard_path, " has ", size, " bytes but ", manifest,
+                  " lists ", e.bytes,
+                  ": it was truncated or changed after mamba prepare wrote it; ", kRerun);
+    }
+    return e;
+  }
+  throw_error("data error: shard ", shard_path, " is not listed in ", manifest,
+              ": it is left over from an unfinished or different run; remove it, narrow the "
+              "pattern, or ",
+              kRerun, " into a fresh directory");
+}
+
+void ManifestCatalog::check_header(const ShardInfo& info) {
+  const ManifestShard& e = entry(info.path);
+  const std::string manifest = manifest_path(directory_of(info.path));
+  if (info.num_tokens != e.tokens || info.split != e.split) {
+    throw_error("data error: shard ", info.path, " holds ", info.num_tokens, " ", info.split,
+                " tokens but ", manifest, " lists ", e.tokens, " ", e.split,
+                " tokens: it was changed after mamba prepare wrote it; ", kRerun);
+  }
+}
+
+VerifySummary verify_manifest(const std::string& dir) {
+  const Manifest manifest = read_manifest(dir);
+  const std::string path = manifest_path(dir);
+  if (manifest.shards.empty()) throw_error("data error: ", path, " lists no shards: ", kRerun);
+  ManifestCatalog catalog;
+  VerifySummary summary;
+  for (const ManifestShard& e : manifest.shards) {
+    const std::string shard = (fs::path(dir) / e.file).string();
+    catalog.check_header(read_shard_info(shard));
+    uint64_t bytes = 0;
+    const uint32_t crc = file_crc32(shard, bytes);
+    if (crc != e.crc32 || bytes != e.bytes) {
+      throw_error("data error: shard ", shard, " has crc32 ", hex32(crc), " but ", path, " lists ",
+                  hex32(e.crc32), ": its contents changed after mamba prepare wrote it; ", kRerun);
+    }
+    ++summary.shards;
+    summary.bytes += bytes;
+  }
+  return summary;
+}
+
+}  // namespace mamba
