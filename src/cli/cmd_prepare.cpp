@@ -152,8 +152,9 @@ int prepare(int argc, char** argv) {
   }
   if (!verify_dir.empty()) {
     const VerifySummary v = verify_manifest(verify_dir);
-    std::printf("verified %zu shards (%s) against %s: sizes, token counts and crc32 match\n",
-                v.shards, format_bytes(double(v.bytes)).c_str(), manifest_path(verify_dir).c_str());
+    std::printf("verified %zu shard%s (%s) against %s: sizes, token counts and crc32 match\n",
+                v.shards, v.shards == 1 ? "" : "s", format_bytes(double(v.bytes)).c_str(),
+                manifest_path(verify_dir).c_str());
     return 0;
   }
   if (options.tokenizer.empty() || options.out_dir.empty() || options.inputs.empty()) {

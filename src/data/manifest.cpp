@@ -165,29 +165,31 @@ const ManifestShard& ManifestCatalog::entry(const std::string& shard_path) {
                   "was not made by mamba prepare; ",
                   kRerun);
     }
-    Manifest m = read_manifest(dir);
+    Listing listing{read_manifest(dir), {}};
     // A lost shard would silently shorten the split; stat each listed file once (cheap even for
     // thousands of shards).
-    for (const ManifestShard& e : m.shards) {
+    for (size_t k = 0; k < listing.manifest.shards.size(); ++k) {
+      const ManifestShard& e = listing.manifest.shards[k];
       file_size_or_throw((fs::path(dir) / e.file).string(), manifest, e.file);
+      listing.index.emplace(e.file, k);
     }
-    it = by_dir_.emplace(dir, std::move(m)).first;
+    it = by_dir_.emplace(dir, std::move(listing)).first;
   }
   const std::string name = fs::path(shard_path).filename().string();
-  for (const ManifestShard& e : it->second.shards) {
-    if (e.file != name) continue;
-    const uint64_t size = file_size_or_throw(shard_path, manifest, e.file);
-    if (size != e.bytes) {
-      throw_error("data error: shard ", shard_path, " has ", size, " bytes but ", manifest,
-                  " lists ", e.bytes,
-                  ": it was truncated or changed after mamba prepare wrote it; ", kRerun);
-    }
-    return e;
+  const auto found = it->second.index.find(name);
+  if (found == it->second.index.end()) {
+    throw_error("data error: shard ", shard_path, " is not listed in ", manifest,
+                ": it is left over from an unfinished or different run; remove it, narrow the "
+                "pattern, or ",
+                kRerun, " into a fresh directory");
   }
-  throw_error("data error: shard ", shard_path, " is not listed in ", manifest,
-              ": it is left over from an unfinished or different run; remove it, narrow the "
-              "pattern, or ",
-              kRerun, " into a fresh directory");
+  const ManifestShard& e = it->second.manifest.shards[found->second];
+  const uint64_t size = file_size_or_throw(shard_path, manifest, e.file);
+  if (size != e.bytes) {
+    throw_error("data error: shard ", shard_path, " has ", size, " bytes but ", manifest, " lists ",
+                e.bytes, ": it was truncated or changed after mamba prepare wrote it; ", kRerun);
+  }
+  return e;
 }
 
 void ManifestCatalog::check_header(const ShardInfo& info) {

@@ -59,7 +59,11 @@ class ManifestCatalog {
   void check_header(const ShardInfo& info);
 
  private:
-  std::map<std::string, Manifest> by_dir_;
+  struct Listing {
+    Manifest manifest;
+    std::map<std::string, size_t> index;  // file name -> shards position: fast for 10,000s
+  };
+  std::map<std::string, Listing> by_dir_;
 };
 
 struct VerifySummary {
