@@ -27,8 +27,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr size_t kSegmentBytes = 1 << 20;         // a long document is cut into pieces this size
-constexpr size_t kMaxSegmentBytes = 2 << 20;      // ... or at most this (see first_segment_end)
+constexpr size_t kSegmentBytes = 1 << 19;         // a long document is cut into pieces this size
+constexpr size_t kMaxSegmentBytes = 1 << 20;      // ... or at most this (see first_segment_end)
 constexpr size_t kBatchBytesPerThread = 4 << 20;  // text tokenized between two writes
 constexpr int64_t kVerifyBlock = 1 << 20;
 
