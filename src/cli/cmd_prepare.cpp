@@ -4,12 +4,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "cli/commands.h"
 #include "data/manifest.h"
 #include "data/prepare.h"
 #include "data/progress.h"
+#include "train/distributed.h"
 #include "util/error.h"
 
 namespace mamba::cli {
@@ -18,6 +21,7 @@ namespace {
 
 const char* const kUsage = R"(usage: mamba prepare --tokenizer SPEC --out DIR [options] INPUT...
        mamba prepare --verify DIR
+       mpirun -np N mamba prepare ...   (N processes share the inputs; the same shards)
 
 Tokenizes documents into HDF5 shards DIR/train-0000.h5, ... and DIR/val-0000.h5, ..., listed in
 DIR/manifest.json, which is written last: training takes only shards a manifest lists.
@@ -79,6 +83,35 @@ std::vector<std::string> split_list(const std::string& list) {
     begin = end + 1;
   }
   return items;
+}
+
+// The ranks of `mpirun -np N mamba prepare` as the data layer's PrepareGroup.
+class MpiGroup final : public PrepareGroup {
+ public:
+  explicit MpiGroup(Communicator& comm) : comm_(comm) {}
+  int rank() const override { return comm_.rank(); }
+  int size() const override { return comm_.world(); }
+  std::vector<int64_t> allgather(int64_t value) override {
+    std::vector<int64_t> all(static_cast<size_t>(size()));
+    for (int r = 0; r < size(); ++r) {
+      int64_t v = value;
+      comm_.broadcast(&v, sizeof v, r);
+      all[size_t(r)] = v;
+    }
+    return all;
+  }
+  void barrier() override { comm_.allreduce_sum(0); }
+
+ private:
+  Communicator& comm_;
+};
+
+// Only a run under mpirun starts MPI: a plain `mamba prepare` stays a plain process.
+bool launched_by_mpirun() {
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"}) {
+    if (std::getenv(name)) return true;
+  }
+  return false;
 }
 
 std::string thousands(int64_t n) {
@@ -163,12 +196,28 @@ int prepare(int argc, char** argv) {
     return 2;
   }
 
-  const PrepareSummary s = prepare_corpus(options);
+  std::unique_ptr<MpiGroup> group;
+  if (launched_by_mpirun() && mpi_world().world() > 1) {
+    group = std::make_unique<MpiGroup>(mpi_world());
+    options.group = group.get();
+  }
+  PrepareSummary s;
+  try {
+    s = prepare_corpus(options);
+  } catch (const Error& e) {
+    if (!group) throw;
+    // The other ranks may be waiting for this one: take the whole job down.
+    std::fprintf(stderr, "%s\n", e.what());
+    mpi_world().abort(1);
+  }
+  if (group && group->rank() != 0) return 0;
   print_split("train", s.train);
   print_split("val", s.val);
-  std::printf("throughput: %s in %.2f s = %.2f MB/s on %d thread%s\n",
+  const std::string processes =
+      s.processes > 1 ? std::to_string(s.processes) + " processes x " : std::string();
+  std::printf("throughput: %s in %.2f s = %.2f MB/s on %s%d thread%s\n",
               format_bytes(double(s.input_bytes)).c_str(), s.seconds,
-              s.input_bytes / 1e6 / std::max(s.seconds, 1e-9), s.threads,
+              s.input_bytes / 1e6 / std::max(s.seconds, 1e-9), processes.c_str(), s.threads,
               s.threads == 1 ? "" : "s");
   std::printf("read back: shards identical to the token stream (train sha256 %.16s...)\n",
               s.train.tokens_sha256.c_str());
