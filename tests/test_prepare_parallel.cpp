@@ -70,8 +70,8 @@ TEST(PrepareParallel, RanksWriteTheShardsOneProcessWrites) {
 
   for (const int ranks : {2, 3}) {
     const std::string out = dir + "/ranks" + std::to_string(ranks);
-    const std::string command =
-        kMpirun + std::to_string(ranks) + " " + MAMBA_BINARY + args + out + " " + in + " 2>&1";
+    const std::string command = kMpirun + std::to_string(ranks) + " " + MAMBA_BINARY + args + out +
+                                " " + in + " > " + out + ".log 2>&1";
     ASSERT_EQ(std::system(command.c_str()), 0) << command;
     const std::vector<Shard> got = read_shards(out);
     ASSERT_EQ(got.size(), expected.size()) << ranks;
