@@ -203,6 +203,27 @@ TEST_F(DamagedShard, UnlistedAndMissingShardsAreRefused) {
   EXPECT_TRUE(contains(e, "train-0001.h5, which is missing")) << e;
 }
 
+TEST_F(DamagedShard, AdoptListsShardsOfAnOlderPrepare) {
+  const int64_t tokens =
+      TokenLoader(out_ + "/train-*.h5", 16, 257, 1, 0, 1, 1, true).total_tokens();
+  fs::remove(out_ + "/" + kManifestFile);  // as an older prepare left them
+  EXPECT_TRUE(contains(loader_error(out_ + "/train-*.h5"), "not covered by a manifest"));
+  const auto adopted = run_mamba("prepare --adopt " + out_);
+  ASSERT_EQ(adopted.status, 0) << adopted.output;
+  EXPECT_TRUE(contains(adopted.output, "listed 4 shards")) << adopted.output;
+  EXPECT_EQ(TokenLoader(out_ + "/train-*.h5", 16, 257, 1, 0, 1, 1, true).total_tokens(), tokens);
+  EXPECT_EQ(run_mamba("prepare --verify " + out_).status, 0);
+  EXPECT_NE(run_mamba("prepare --adopt " + out_).status, 0);  // it has a manifest now
+
+  // A lost shard leaves a gap in the numbers, which adopt refuses.
+  fs::remove(out_ + "/" + kManifestFile);
+  fs::remove(shard_);
+  const auto gap = run_mamba("prepare --adopt " + out_);
+  EXPECT_NE(gap.status, 0);
+  EXPECT_TRUE(contains(gap.output, out_ + "/train-0002.h5 is not train-0001.h5")) << gap.output;
+  EXPECT_FALSE(fs::exists(out_ + "/" + kManifestFile));
+}
+
 TEST_F(DamagedShard, DamagedManifestIsNamed) {
   write_text(out_ + "/" + kManifestFile, "{\"format\": \"mamba-manifest\"");
   const std::string e = loader_error(out_ + "/train-*.h5");

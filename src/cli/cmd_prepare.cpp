@@ -21,6 +21,7 @@ namespace {
 
 const char* const kUsage = R"(usage: mamba prepare --tokenizer SPEC --out DIR [options] INPUT...
        mamba prepare --verify DIR
+       mamba prepare --adopt DIR
        mpirun -np N mamba prepare ...   (N processes share the inputs; the same shards)
 
 Tokenizes documents into HDF5 shards DIR/train-0000.h5, ... and DIR/val-0000.h5, ..., listed in
@@ -42,6 +43,8 @@ decompressed as they are read.
   --overwrite         replace shards already in DIR
   --quiet             no progress display
   --verify DIR        check every shard DIR/manifest.json lists (size, tokens, crc32) and exit
+  --adopt DIR         write DIR/manifest.json for shards made before prepare wrote manifests
+                      (only for shards of a run that finished) and exit
 )";
 
 int64_t parse_count(const std::string& option, const std::string& value) {
@@ -136,7 +139,7 @@ void print_split(const char* name, const SplitSummary& s) {
 
 int prepare(int argc, char** argv) {
   PrepareOptions options;
-  std::string verify_dir;
+  std::string verify_dir, adopt_dir;
   for (int i = 0; i < argc; ++i) {
     std::string arg = argv[i], value;
     if (arg == "--help" || arg == "-h") {
@@ -180,8 +183,16 @@ int prepare(int argc, char** argv) {
       options.extensions = split_list(value);
     else if (arg == "--verify")
       verify_dir = value;
+    else if (arg == "--adopt")
+      adopt_dir = value;
     else
       throw_error("prepare error: unknown option ", arg, " (mamba prepare --help)");
+  }
+  if (!adopt_dir.empty()) {
+    const size_t n = adopt_shards(adopt_dir);
+    std::printf("listed %zu shard%s in %s\n", n, n == 1 ? "" : "s",
+                manifest_path(adopt_dir).c_str());
+    return 0;
   }
   if (!verify_dir.empty()) {
     const VerifySummary v = verify_manifest(verify_dir);

@@ -202,6 +202,48 @@ void ManifestCatalog::check_header(const ShardInfo& info) {
   }
 }
 
+size_t adopt_shards(const std::string& dir) {
+  const std::string path = manifest_path(dir);
+  std::error_code ec;
+  if (fs::exists(path, ec)) {
+    throw_error("data error: ", path, " exists already: these shards have a manifest (check them ",
+                "with mamba prepare --verify ", dir, ")");
+  }
+  std::vector<ShardInfo> infos;
+  for (const char* split : {"train", "val"}) {
+    const std::vector<std::string> paths = glob_sorted((fs::path(dir) / split).string() + "-*.h5");
+    const size_t split_begin = infos.size();
+    for (size_t k = 0; k < paths.size(); ++k) {
+      char expected[32];
+      std::snprintf(expected, sizeof expected, "%s-%04zu.h5", split, k);
+      if (fs::path(paths[k]).filename() != expected) {
+        throw_error("data error: ", paths[k], " is not ", expected, ": the ", split, " shards of ",
+                    dir, " have a gap or a stray file; ", kRerun);
+      }
+      infos.push_back(read_shard_info(paths[k]));
+      const ShardInfo &info = infos.back(), &first = infos.front();
+      if (info.split != split) {
+        throw_error("data error: shard ", paths[k], " holds the split '", info.split,
+                    "': ", kRerun);
+      }
+      if (k + 1 < paths.size() && info.num_tokens != infos[split_begin].num_tokens) {
+        throw_error("data error: shard ", paths[k], " holds ", info.num_tokens,
+                    " tokens, unlike the shards before it: not one prepare run; ", kRerun);
+      }
+      if (info.tokenizer_sha256 != first.tokenizer_sha256 || info.vocab_size != first.vocab_size ||
+          info.eos_id != first.eos_id) {
+        throw_error("data error: shard ", paths[k], " was made with another tokenizer than ",
+                    first.path, ": not one prepare run; ", kRerun);
+      }
+    }
+  }
+  if (infos.empty()) throw_error("data error: ", dir, " holds no train-*.h5 or val-*.h5 shards");
+  Manifest manifest;
+  for (const ShardInfo& info : infos) manifest.shards.push_back(describe_shard(info));
+  write_manifest(dir, manifest);
+  return infos.size();
+}
+
 VerifySummary verify_manifest(const std::string& dir) {
   const Manifest manifest = read_manifest(dir);
   const std::string path = manifest_path(dir);

@@ -66,6 +66,13 @@ class ManifestCatalog {
   std::map<std::string, Listing> by_dir_;
 };
 
+// Lists the train-*.h5 and val-*.h5 shards already in `dir` in a new manifest, for shards made
+// before prepare wrote manifests. Checks what it can (each opens as a shard of its split, they
+// agree on the tokenizer, their numbers run 0000, 0001, ... without a gap, every shard but a
+// split's last is as long as the first) but cannot tell a finished run from a killed one: only
+// for shards of a run known to have finished. Returns the number of shards listed.
+size_t adopt_shards(const std::string& dir);
+
 struct VerifySummary {
   size_t shards = 0;
   uint64_t bytes = 0;
