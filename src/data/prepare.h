@@ -1,6 +1,7 @@
 // `mamba prepare`: text -> token shards. Documents (a text file, or a JSONL line) are tokenized on
 // all cores, each followed by the end-of-text token, and written in input order to train or
-// validation shards; the shards are then read back and checked against the token stream.
+// validation shards; the shards are then read back and checked against the token stream, and
+// listed in DIR/manifest.json, written last, without which the loader takes none of them.
 #pragma once
 #include <cstdint>
 #include <string>
