@@ -229,8 +229,8 @@ PrepareSummary prepare_corpus_parallel(const PrepareOptions& options) {
         written.push_back(writer.finish().path);
       }
     }
-    summary.seconds = progress.seconds();
     group.barrier();
+    summary.seconds = progress.seconds();  // every rank's tokens are in shards now
 
     // Rank 0 checks the shards against the ranks' files and writes the manifest.
     if (rank == 0) {
