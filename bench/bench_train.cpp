@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "data/manifest.h"
 #include "data/shard.h"
 #include "dist/communicator.h"
 #include "train/trainer.h"
@@ -44,7 +45,8 @@ std::string config_path(int argc, char** argv) {
   mamba::throw_error("bench_train: no config for --model ", model, " in ", MAMBA_CONFIG_DIR);
 }
 
-// Random tokens below `vocab`, enough for every step of every rank.
+// Random tokens below `vocab`, enough for every step of every rank, listed in a manifest as
+// mamba prepare would.
 void write_random_shard(const std::string& path, int vocab, int64_t tokens) {
   mamba::ShardInfo info;
   info.vocab_size = vocab;
@@ -59,7 +61,9 @@ void write_random_shard(const std::string& path, int vocab, int64_t tokens) {
     writer.append(chunk.data(), chunk.size());
   }
   writer.end_document();
-  writer.finish();
+  mamba::Manifest manifest;
+  manifest.shards.push_back(mamba::describe_shard(writer.finish()));
+  mamba::write_manifest(mamba::directory_of(path), manifest);
 }
 
 }  // namespace

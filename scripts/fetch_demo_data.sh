@@ -12,8 +12,9 @@
 # data/sources: nothing is installed on the system.
 #
 # Usage: scripts/fetch_demo_data.sh      (MAMBA=path/to/mamba to pick the binary)
-# Result: data/demo/train-0000.h5, data/demo/val-0000.h5 (GPT-2 tokens) and data/demo/tokenizer/
-# (encoder.json + vocab.bpe, what configs/tiny.yaml names to print samples).
+# Result: data/demo/train-0000.h5, data/demo/val-0000.h5 (GPT-2 tokens), data/demo/manifest.json
+# and data/demo/tokenizer/ (encoder.json + vocab.bpe, what configs/tiny.yaml names to print
+# samples).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD

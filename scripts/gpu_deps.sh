@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Run here, not on the GPU machine: unpacks the build dependencies that the GPU machine's image
-# lacks (PCRE2's headers, which the top-level configure requires) into .deps/ (git-ignored).
+# lacks (the headers of PCRE2 and zstd, which the top-level configure requires) into .deps/
+# (git-ignored).
 # The device tool then takes them along: run(..., carry: [".deps"]). CMakeLists.txt looks for
-# PCRE2 in .deps/usr/include and .deps/usr/lib/x86_64-linux-gnu.
+# PCRE2 and zstd in .deps/usr/include and .deps/usr/lib/x86_64-linux-gnu.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-packages=(libpcre2-dev)
+packages=(libpcre2-dev libzstd-dev)
 mkdir -p .deps/debs
 cd .deps/debs
 if ! apt-get download "${packages[@]}"; then

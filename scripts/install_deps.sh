@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages the build needs (skips what is already there).
 set -euo pipefail
-packages=(build-essential cmake pkg-config zlib1g-dev libopenblas-dev libopenblas-openmp-dev nlohmann-json3-dev libhdf5-dev
-          libyaml-cpp-dev libopenmpi-dev openmpi-bin libpcre2-dev libgtest-dev libgmock-dev)
+packages=(build-essential cmake pkg-config libopenblas-dev libopenblas-openmp-dev nlohmann-json3-dev libhdf5-dev
+          libyaml-cpp-dev libopenmpi-dev openmpi-bin libpcre2-dev libgtest-dev libgmock-dev
+          zlib1g-dev libzstd-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

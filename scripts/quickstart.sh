@@ -13,7 +13,7 @@ if ! command -v npm >/dev/null; then
 fi
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" --target mamba
-[ -f data/demo/train-0000.h5 ] || MAMBA=build/mamba scripts/fetch_demo_data.sh
+[ -f data/demo/manifest.json ] || MAMBA=build/mamba scripts/fetch_demo_data.sh
 build/mamba train configs/tiny.yaml "$@"
 build/mamba eval runs/tiny
 echo "--- sample ---"

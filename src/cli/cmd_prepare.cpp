@@ -4,11 +4,16 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <limits>
 #include <string>
+#include <vector>
 
 #include "cli/commands.h"
+#include "data/manifest.h"
 #include "data/prepare.h"
 #include "data/progress.h"
+#include "dist/communicator.h"
 #include "util/error.h"
 
 namespace mamba::cli {
@@ -16,12 +21,18 @@ namespace mamba::cli {
 namespace {
 
 const char* const kUsage = R"(usage: mamba prepare --tokenizer SPEC --out DIR [options] INPUT...
+       mamba prepare --verify DIR
+       mamba prepare --adopt DIR
+       mpirun -np N mamba prepare ...   (N processes share the inputs; the same shards)
 
-Tokenizes documents into HDF5 shards DIR/train-0000.h5, ... and DIR/val-0000.h5, ...
+Tokenizes documents into HDF5 shards DIR/train-0000.h5, ... and DIR/val-0000.h5, ..., listed in
+DIR/manifest.json, which is written last: training takes only shards a manifest lists.
 A plain-text file is one document, a .jsonl file holds one document per line ({"text": ...});
-each document is followed by the end-of-text token.
+each document is followed by the end-of-text token. Files ending in .gz or .zst are
+decompressed as they are read.
 
-  INPUT               a text or .jsonl file, a directory (searched recursively), or a quoted glob
+  INPUT               a text or .jsonl file (optionally .gz or .zst), a directory (searched
+                      recursively), or a quoted glob
   --tokenizer SPEC    byte | path/tokenizer.json | path/encoder.json (vocab.bpe beside it) |
                       a directory holding either
   --out DIR           where the shards go (created if missing)
@@ -32,6 +43,9 @@ each document is followed by the end-of-text token.
   --ext LIST          extensions taken from directories (default txt,text,md,rst,jsonl)
   --overwrite         replace shards already in DIR
   --quiet             no progress display
+  --verify DIR        check every shard DIR/manifest.json lists (size, tokens, crc32) and exit
+  --adopt DIR         write DIR/manifest.json for shards made before prepare wrote manifests
+                      (only for shards of a run that finished) and exit
 )";
 
 int64_t parse_count(const std::string& option, const std::string& value) {
@@ -75,6 +89,39 @@ std::vector<std::string> split_list(const std::string& list) {
   return items;
 }
 
+// The ranks of `mpirun -np N mamba prepare` as the data layer's PrepareGroup.
+class MpiGroup final : public PrepareGroup {
+ public:
+  // A rank waits at a barrier while the others tokenize their whole share of the corpus, which
+  // may take hours: no collective timeout here.
+  explicit MpiGroup(Communicator& comm) : comm_(comm) {
+    comm_.set_timeout(std::numeric_limits<double>::infinity());
+  }
+  int rank() const override { return comm_.rank(); }
+  int size() const override { return comm_.world(); }
+  std::vector<int64_t> allgather(int64_t value) override {
+    std::vector<int64_t> all(static_cast<size_t>(size()));
+    for (int r = 0; r < size(); ++r) {
+      int64_t v = value;
+      comm_.broadcast(&v, sizeof v, r);
+      all[size_t(r)] = v;
+    }
+    return all;
+  }
+  void barrier() override { comm_.allreduce_sum(0); }
+
+ private:
+  Communicator& comm_;
+};
+
+// Only a run under mpirun starts MPI: a plain `mamba prepare` stays a plain process.
+bool launched_by_mpirun() {
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"}) {
+    if (std::getenv(name)) return true;
+  }
+  return false;
+}
+
 std::string thousands(int64_t n) {
   std::string digits = std::to_string(n), out;
   for (size_t i = 0; i < digits.size(); ++i) {
@@ -97,6 +144,7 @@ void print_split(const char* name, const SplitSummary& s) {
 
 int prepare(int argc, char** argv) {
   PrepareOptions options;
+  std::string verify_dir, adopt_dir;
   for (int i = 0; i < argc; ++i) {
     std::string arg = argv[i], value;
     if (arg == "--help" || arg == "-h") {
@@ -138,8 +186,25 @@ int prepare(int argc, char** argv) {
       options.text_key = value;
     else if (arg == "--ext")
       options.extensions = split_list(value);
+    else if (arg == "--verify")
+      verify_dir = value;
+    else if (arg == "--adopt")
+      adopt_dir = value;
     else
       throw_error("prepare error: unknown option ", arg, " (mamba prepare --help)");
+  }
+  if (!adopt_dir.empty()) {
+    const size_t n = adopt_shards(adopt_dir);
+    std::printf("listed %zu shard%s in %s\n", n, n == 1 ? "" : "s",
+                manifest_path(adopt_dir).c_str());
+    return 0;
+  }
+  if (!verify_dir.empty()) {
+    const VerifySummary v = verify_manifest(verify_dir);
+    std::printf("verified %zu shard%s (%s) against %s: sizes, token counts and crc32 match\n",
+                v.shards, v.shards == 1 ? "" : "s", format_bytes(double(v.bytes)).c_str(),
+                manifest_path(verify_dir).c_str());
+    return 0;
   }
   if (options.tokenizer.empty() || options.out_dir.empty() || options.inputs.empty()) {
     std::fprintf(stderr, "prepare error: --tokenizer, --out and at least one INPUT are needed\n%s",
@@ -147,12 +212,28 @@ int prepare(int argc, char** argv) {
     return 2;
   }
 
-  const PrepareSummary s = prepare_corpus(options);
+  std::unique_ptr<MpiGroup> group;
+  if (launched_by_mpirun() && mpi_world().world() > 1) {
+    group = std::make_unique<MpiGroup>(mpi_world());
+    options.group = group.get();
+  }
+  PrepareSummary s;
+  try {
+    s = prepare_corpus(options);
+  } catch (const Error& e) {
+    if (!group) throw;
+    // The other ranks may be waiting for this one: take the whole job down.
+    std::fprintf(stderr, "%s\n", e.what());
+    mpi_world().abort(1);
+  }
+  if (group && group->rank() != 0) return 0;
   print_split("train", s.train);
   print_split("val", s.val);
-  std::printf("throughput: %s in %.2f s = %.2f MB/s on %d thread%s\n",
+  const std::string processes =
+      s.processes > 1 ? std::to_string(s.processes) + " processes x " : std::string();
+  std::printf("throughput: %s in %.2f s = %.2f MB/s on %s%d thread%s\n",
               format_bytes(double(s.input_bytes)).c_str(), s.seconds,
-              s.input_bytes / 1e6 / std::max(s.seconds, 1e-9), s.threads,
+              s.input_bytes / 1e6 / std::max(s.seconds, 1e-9), processes.c_str(), s.threads,
               s.threads == 1 ? "" : "s");
   std::printf("read back: shards identical to the token stream (train sha256 %.16s...)\n",
               s.train.tokens_sha256.c_str());

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "data/input_stream.h"
 #include "data/pretokenize.h"
 #include "data/shard.h"
 #include "data/text.h"
@@ -23,12 +24,25 @@ bool is_glob(const std::string& s) {
   return s.find_first_of("*?[") != std::string::npos;
 }
 
+// A file, or a named pipe (prepare <(zcat ...)), whose size is then unknown.
 InputFile make_input(const std::string& path) {
   std::error_code ec;
-  const uintmax_t size = fs::file_size(path, ec);
+  const fs::file_status status = fs::status(path, ec);
   if (ec) throw_error("prepare error: cannot read ", path, ": ", ec.message(), ": check the path");
-  return {path, uint64_t(size), has_suffix(path, ".jsonl")};
+  const uintmax_t size = fs::is_regular_file(status) ? fs::file_size(path, ec) : 0;
+  if (ec) throw_error("prepare error: cannot read ", path, ": ", ec.message(), ": check the path");
+  return {path, uint64_t(size), has_suffix(strip_compression_suffix(path), ".jsonl")};
 }
+
+bool has_extension(const std::string& name, const std::vector<std::string>& extensions) {
+  const std::string plain = strip_compression_suffix(name);
+  for (const std::string& ext : extensions) {
+    if (has_suffix(name, "." + ext) || has_suffix(plain, "." + ext)) return true;
+  }
+  return false;
+}
+
+constexpr size_t kReadBlock = 1 << 20;
 
 }  // namespace
 
@@ -49,18 +63,13 @@ std::vector<InputFile> find_inputs(const std::vector<std::string>& args,
           continue;
         }
         if (!it->is_regular_file()) continue;
-        for (const std::string& ext : extensions) {
-          if (has_suffix(name, "." + ext)) {
-            found.push_back(it->path().string());
-            break;
-          }
-        }
+        if (has_extension(name, extensions)) found.push_back(it->path().string());
       }
       if (found.empty()) {
         std::string list;
         for (const std::string& ext : extensions) list += (list.empty() ? "." : ", .") + ext;
         throw_error("prepare error: directory ", arg, " holds no files ending in ", list,
-                    ": check the path or pass --ext");
+                    " (or those followed by .gz or .zst): check the path or pass --ext");
       }
       std::sort(found.begin(), found.end());
       for (const std::string& path : found) inputs.push_back(make_input(path));
@@ -84,61 +93,93 @@ std::vector<InputFile> find_inputs(const std::vector<std::string>& args,
   return inputs;
 }
 
-CorpusReader::CorpusReader(const std::vector<InputFile>& files, size_t segment_bytes)
-    : files_(files), segment_bytes_(segment_bytes) {}
+CorpusReader::CorpusReader(const std::vector<InputFile>& files, size_t segment_bytes,
+                           size_t max_segment_bytes)
+    : files_(files), segment_bytes_(segment_bytes), max_segment_bytes_(max_segment_bytes) {}
 
-bool CorpusReader::open_next_file() {
-  if (file_ >= files_.size()) return false;
-  const InputFile& input = files_[file_];
-  line_ = 0;
-  segment_ = 0;
-  if (input.jsonl) {
-    jsonl_ = std::ifstream(input.path, std::ios::binary);
-    if (!jsonl_) throw_error("prepare error: cannot read ", input.path, ": check the path");
-  } else {
-    text_ = read_file(input.path);
-    cuts_.assign(1, 0);
-    for (std::string_view s : split_into_segments(text_, segment_bytes_)) {
-      cuts_.push_back(cuts_.back() + s.size());
-    }
+CorpusReader::~CorpusReader() = default;
+
+bool CorpusReader::fill() {
+  if (eof_) return false;
+  // Drop what was handed out before growing the buffer, so it holds about one segment or line.
+  if (begin_ > 0) {
+    buffer_.erase(0, begin_);
+    scanned_ -= begin_;
+    begin_ = 0;
   }
-  opened_ = true;
-  return true;
+  const size_t old_size = buffer_.size();
+  buffer_.resize(old_size + kReadBlock);
+  const size_t n = stream_->read(buffer_.data() + old_size, kReadBlock);
+  buffer_.resize(old_size + n);
+  eof_ = n == 0;
+  return !eof_;
+}
+
+void CorpusReader::close_file() {
+  stream_.reset();
+  buffer_.clear();
+  buffer_.shrink_to_fit();  // a long JSONL line must not pin its memory for the rest of the run
+  begin_ = scanned_ = 0;
+  eof_ = document_open_ = false;
+  line_ = reported_ = 0;
+  ++file_;
+}
+
+uint64_t CorpusReader::take_consumed() {
+  const uint64_t consumed = stream_->consumed();
+  const uint64_t delta = consumed - reported_;
+  reported_ = consumed;
+  return delta;
 }
 
 bool CorpusReader::next(TextUnit& unit) {
-  while (true) {
-    if (!opened_ && !open_next_file()) return false;
-    const InputFile& input = files_[file_];
+  while (file_ < files_.size()) {
+    if (!stream_) stream_ = std::make_unique<InputStream>(files_[file_].path);
     unit.file = file_;
-    if (input.jsonl) {
-      std::string line;
-      while (std::getline(jsonl_, line)) {
-        ++line_;
-        if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-        unit.bytes = line.size() + 1;
-        unit.text = std::move(line);
-        unit.json = true;
-        unit.ends_document = true;
-        unit.line = line_;
-        return true;
+    if (files_[file_].jsonl) {
+      size_t newline;
+      while ((newline = buffer_.find('\n', scanned_)) == std::string::npos) {
+        scanned_ = buffer_.size();
+        if (!fill()) break;
       }
-      if (jsonl_.bad()) throw_error("prepare error: cannot read ", input.path, ": I/O error");
-    } else if (!text_.empty() && segment_ + 1 < cuts_.size()) {
-      unit.text.assign(text_, cuts_[segment_], cuts_[segment_ + 1] - cuts_[segment_]);
-      unit.bytes = unit.text.size();
-      unit.json = false;
-      unit.line = 0;
-      ++segment_;
-      unit.ends_document = segment_ + 1 == cuts_.size();
+      if (newline == std::string::npos && begin_ == buffer_.size()) {
+        close_file();
+        continue;
+      }
+      const size_t end = newline == std::string::npos ? buffer_.size() : newline;
+      ++line_;
+      const bool blank = buffer_.find_first_not_of(" \t\r", begin_) >= end;
+      unit.text.assign(buffer_, begin_, end - begin_);
+      begin_ = scanned_ = std::min(end + 1, buffer_.size());
+      if (blank) continue;
+      unit.json = true;
+      unit.ends_document = true;
+      unit.line = line_;
+      unit.bytes = take_consumed();
       return true;
     }
-    // This file is done (an empty text file is no document at all).
-    opened_ = false;
-    jsonl_ = std::ifstream();
-    text_.clear();
-    ++file_;
+    // Plain text: read until a whole segment is sure to be in the buffer, or the file ends.
+    while (buffer_.size() - begin_ <= max_segment_bytes_ && fill()) {
+    }
+    const std::string_view rest(buffer_.data() + begin_, buffer_.size() - begin_);
+    if (rest.empty() && !document_open_) {  // an empty text file is no document at all
+      close_file();
+      continue;
+    }
+    const size_t end = eof_ && rest.size() <= max_segment_bytes_
+                           ? rest.size()
+                           : first_segment_end(rest, segment_bytes_, max_segment_bytes_);
+    unit.text.assign(rest.data(), end);
+    unit.json = false;
+    unit.line = 0;
+    unit.ends_document = eof_ && end == rest.size();
+    unit.bytes = take_consumed();
+    begin_ += end;
+    document_open_ = true;
+    if (unit.ends_document) close_file();
+    return true;
   }
+  return false;
 }
 
 }  // namespace mamba

@@ -1,12 +1,27 @@
 // `mamba prepare`: text -> token shards. Documents (a text file, or a JSONL line) are tokenized on
 // all cores, each followed by the end-of-text token, and written in input order to train or
-// validation shards; the shards are then read back and checked against the token stream.
+// validation shards; the shards are then read back and checked against the token stream, and
+// listed in DIR/manifest.json, written last, without which the loader takes none of them.
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
 
 namespace mamba {
+
+// The processes of a parallel prepare (`mpirun -np N mamba prepare ...`). The data layer knows
+// nothing of MPI: the command passes an implementation.
+class PrepareGroup {
+ public:
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  // Every rank's `value`, in rank order, on every rank.
+  virtual std::vector<int64_t> allgather(int64_t value) = 0;
+  virtual void barrier() = 0;
+
+ protected:
+  ~PrepareGroup() = default;
+};
 
 struct PrepareOptions {
   std::vector<std::string> inputs;  // files, directories, globs (see find_inputs)
@@ -17,8 +32,9 @@ struct PrepareOptions {
   int threads = 0;                     // 0: all cores
   std::string text_key = "text";       // the JSONL field holding a document
   std::vector<std::string> extensions = {"txt", "text", "md", "rst", "jsonl"};
-  bool overwrite = false;  // replace existing train-*.h5 / val-*.h5 in out_dir
-  bool verbose = true;     // progress and summary on stderr
+  bool overwrite = false;         // replace existing train-*.h5 / val-*.h5 in out_dir
+  bool verbose = true;            // progress and summary on stderr
+  PrepareGroup* group = nullptr;  // null or size 1: one process
 };
 
 struct SplitSummary {
@@ -32,9 +48,12 @@ struct PrepareSummary {
   SplitSummary train, val;
   uint64_t input_bytes = 0;
   double seconds = 0;  // tokenizing and writing, without the read-back check
-  int threads = 0;
+  int threads = 0;     // per process
+  int processes = 1;   // > 1: a parallel run (PrepareOptions::group)
 };
 
+// With a group of N > 1 processes each tokenizes a contiguous share of the inputs; the shards are
+// the same (names, tokens, split, attributes) as one process writes. Every rank must call it.
 PrepareSummary prepare_corpus(const PrepareOptions& options);
 
 // True when document `index` (0-based, in input order) goes to validation: every 1/fraction-th

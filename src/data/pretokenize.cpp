@@ -74,28 +74,63 @@ void Pretokenizer::split(std::string_view text, std::vector<std::string_view>& p
   }
 }
 
-std::vector<std::string_view> split_into_segments(std::string_view text, size_t target) {
-  // A cut right after the '\n' of "X\nY", where X and Y are printable ASCII (not whitespace), is
-  // a piece boundary of the GPT-2 pattern whatever surrounds it: no alternative can join X with
-  // the '\n' (only " ?" prefixes cross into a word, and only a space), the lone '\n' is a piece of
-  // its own both with and without Y after it, and matching after the cut never looks back.
-  const auto printable = [](char c) { return c > ' ' && c < 127; };
+namespace {
+
+enum class CharClass { space, letter, digit, other };
+
+CharClass ascii_class(char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return CharClass::letter;
+  if (c >= '0' && c <= '9') return CharClass::digit;
+  if (c > ' ' && c < 127) return CharClass::other;
+  return CharClass::space;  // whitespace, control characters and non-ASCII bytes: never cut here
+}
+
+// Two kinds of cut are piece boundaries of the GPT-2 pattern whatever surrounds them; matching
+// after a cut never looks back (the pattern has no lookbehind), so the pieces after it are those
+// of the text from the cut on, and the pieces before it end exactly at it in both texts.
+// - Right after the '\n' of "X\nY", X and Y printable ASCII: no alternative joins X with the
+//   '\n' (only " ?" prefixes reach into a word, and only a space), the lone '\n' is a piece of its
+//   own with and without Y after it.
+// - Between printable ASCII a and b of different classes (letter, digit, other), a not '\'':
+//   the piece holding a is a run of a's class (or a contraction ending in a letter), which stops
+//   before b with or without b there, and the " ?" prefixes only take a space, which b is not.
+//   a = '\'' is excluded because "'s" and friends are pieces that start with it.
+//   This is what lets long text without whitespace (base64, minified code, tables) be cut.
+bool is_safe_cut(std::string_view text, size_t i) {
+  if (i == 0 || i >= text.size()) return false;
+  const CharClass a = ascii_class(text[i - 1]), b = ascii_class(text[i]);
+  if (text[i - 1] == '\n')
+    return i >= 2 && ascii_class(text[i - 2]) != CharClass::space && b != CharClass::space;
+  return a != CharClass::space && b != CharClass::space && a != b && text[i - 1] != '\'';
+}
+
+}  // namespace
+
+size_t first_segment_end(std::string_view text, size_t target, size_t max_bytes) {
   target = std::max<size_t>(target, 1);
-  std::vector<std::string_view> segments;
-  size_t begin = 0;
-  while (text.size() - begin > target) {
-    size_t cut = std::string_view::npos;
-    for (size_t i = begin + target; i + 1 < text.size(); ++i) {
-      if (text[i] == '\n' && printable(text[i - 1]) && printable(text[i + 1])) {
-        cut = i + 1;
-        break;
-      }
-    }
-    if (cut == std::string_view::npos) break;
-    segments.push_back(text.substr(begin, cut - begin));
-    begin = cut;
+  max_bytes = std::max(max_bytes, target);
+  if (text.size() <= target) return text.size();
+  const size_t limit = std::min(text.size(), max_bytes);
+  for (size_t i = target; i < limit; ++i) {
+    if (is_safe_cut(text, i)) return i;
   }
-  segments.push_back(text.substr(begin));
+  if (text.size() <= max_bytes) return text.size();
+  for (size_t i = target; i-- > 1;) {
+    if (is_safe_cut(text, i)) return i;
+  }
+  size_t cut = max_bytes;
+  while (cut > 1 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return cut;
+}
+
+std::vector<std::string_view> split_into_segments(std::string_view text, size_t target,
+                                                  size_t max_bytes) {
+  std::vector<std::string_view> segments;
+  do {
+    const size_t end = first_segment_end(text, target, max_bytes);
+    segments.push_back(text.substr(0, end));
+    text.remove_prefix(end);
+  } while (!text.empty());
   return segments;
 }
 

@@ -3,6 +3,7 @@
 // letter/number/space classes, so this code never classifies characters itself.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,9 +28,20 @@ class Pretokenizer {
   void* code_;  // pcre2_code_8*, kept opaque so pcre2.h stays out of this header
 };
 
-// Cuts text into segments of about `target` bytes that encode independently: the pieces of the
-// whole text are exactly the pieces of the segments, one after another. Used to spread one long
-// document over threads.
-std::vector<std::string_view> split_into_segments(std::string_view text, size_t target);
+// Long text is cut into segments that encode independently, so one huge document spreads over
+// threads and never has to be pre-tokenized whole. A cut at `i` (between text[i-1] and text[i]) is
+// safe when the pieces of the whole text are exactly the pieces of text[0, i) followed by those of
+// text[i, end): see is_safe_cut in pretokenize.cpp for which cuts are.
+//
+// The end of the first segment of `text`: all of it when at most `target` bytes; else the first
+// safe cut in [target, max_bytes); else all of it when at most `max_bytes`; else the last safe cut
+// before `target`; else, only for a run of more than `max_bytes` letters, digits or punctuation
+// with no safe cut in it, `max_bytes` (moved back to a UTF-8 character boundary). That last kind
+// of cut is the only one after which the ids can differ from encoding the text whole.
+size_t first_segment_end(std::string_view text, size_t target, size_t max_bytes);
+
+// `text` cut into consecutive segments by first_segment_end.
+std::vector<std::string_view> split_into_segments(std::string_view text, size_t target,
+                                                  size_t max_bytes = SIZE_MAX);
 
 }  // namespace mamba

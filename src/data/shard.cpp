@@ -9,6 +9,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "data/manifest.h"
 #include "util/error.h"
 
 namespace mamba {
@@ -338,7 +339,12 @@ std::vector<std::string> glob_sorted(const std::string& pattern) {
 
 std::vector<ShardInfo> check_shards(const std::string& pattern, int64_t model_vocab) {
   std::vector<ShardInfo> shards;
-  for (const std::string& path : glob_sorted(pattern)) shards.push_back(read_shard_info(path));
+  ManifestCatalog manifests;
+  for (const std::string& path : glob_sorted(pattern)) {
+    manifests.entry(path);  // first, so a shard of an unfinished run is named as such
+    shards.push_back(read_shard_info(path));
+    manifests.check_header(shards.back());
+  }
   if (shards.empty()) {
     throw_error("data error: no files match '", pattern,
                 "': check the path, or make shards with mamba prepare");

@@ -73,9 +73,10 @@ class ShardReader {
 // The files matching a glob pattern, sorted by path; empty when nothing matches.
 std::vector<std::string> glob_sorted(const std::string& pattern);
 
-// Opens every shard matching `pattern` (an error when none does) and checks that they agree with
-// each other (format, vocab_size, eos id, tokenizer, split) and fit a model with `model_vocab`
-// tokens.
+// Opens every shard matching `pattern` (an error when none does) and checks that each is listed,
+// at its size and token count, in its directory's manifest (data/manifest.h), that they agree
+// with each other (format, vocab_size, eos id, tokenizer, split) and fit a model with
+// `model_vocab` tokens.
 std::vector<ShardInfo> check_shards(const std::string& pattern, int64_t model_vocab);
 
 }  // namespace mamba
