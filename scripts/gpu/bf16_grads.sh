@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# On a GPU machine with 2 GPUs (with .deps/ and data/demo/ in the tree): dist.bf16_grads against
+# fp32 gradient communication, for speed (bench_train, 130M and 1.4B) and for loss (130M, 200
+# steps on the demo corpus, each run with the same seed and data); also the CUDA tests and the
+# up-front check of the CUDA backend's shape limits. Logs and JSON go to $OUT.
+source "$(dirname "$0")/common.sh"
+mpi="mpirun --allow-run-as-root -np 2 -x NCCL_NVLS_ENABLE -x OMP_NUM_THREADS=4"
+
+limits() {
+  if build-gpu/mamba train configs/tiny.yaml train.device=cuda model.d_state=8 \
+    checkpoint.dir="$out/limits" >"$out/limits.log" 2>&1; then
+    return 1
+  fi
+  tail -1 "$out/limits.log"
+  grep -q "model.d_state = 8" "$out/limits.log"
+}
+
+speed() {
+  for shape in "130m 16 2048" "1.4b 4 2048"; do
+    read -r model batch seqlen <<<"$shape"
+    for bf16 in 0 1; do
+      $mpi build-gpu/bench_train --device cuda --model "$model" --batch "$batch" \
+        --seqlen "$seqlen" --steps 10 --bf16-grads "$bf16" | tee -a "$out/bf16_grads.jsonl"
+    done
+  done
+}
+
+loss() {
+  local run=(configs/mamba-130m.yaml model.vocab_size=50257 "data.train=data/demo/train-*.h5"
+  "data.val=data/demo/val-*.h5" data.tokenizer=data/demo/tokenizer/encoder.json
+  train.micro_batch=8 train.global_batch=16 train.tokens=null train.steps=200 optim.lr=1e-3
+  optim.warmup=20 log.interval=20 log.eval_interval=100 log.sample_interval=0
+  checkpoint.interval=0 checkpoint.resume=none)
+  for bf16 in false true; do
+    echo "-- dist.bf16_grads=$bf16"
+    $mpi build-gpu/mamba train "${run[@]}" dist.bf16_grads=$bf16 \
+      checkpoint.dir="$out/grads_$bf16" | grep -E "^step|^eval"
+  done
+  python3 scripts/compare_runs.py "$out/grads_false/metrics.jsonl" \
+    "$out/grads_true/metrics.jsonl" --loss-tol 5e-2
+}
+
+nvidia-smi -L
+check "build" build_gpu mamba bench_train mamba_cuda_tests
+check "CUDA tests, none skipped" scripts/gpu/cuda_tests.sh build-gpu/mamba_cuda_tests \
+  "$out/cuda_tests.log"
+check "CUDA shape limits checked before any work" limits
+check "speed: fp32 vs bf16 gradient communication" speed
+check "loss: 130M, 200 steps, 2 GPUs, fp32 vs bf16 gradient communication" loss
+exit 0

@@ -1,0 +1,46 @@
+# Sourced by the GPU-machine scripts of this folder. It sets $out (logs and JSON; $OUT or
+# /tmp/gpu-out), builds the CUDA tree in build-gpu/ (`build_gpu [targets...]`, none: everything)
+# and runs checks (`check NAME COMMAND...`): each runs with `set -e`, the script stops at the
+# first that fails, and a summary of the checks is printed however the script ends.
+set -uo pipefail
+export NCCL_NVLS_ENABLE=0
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+out=${OUT:-/tmp/gpu-out}
+mkdir -p "$out"
+summary=()
+
+print_summary() {
+  echo "== summary ($out)"
+  for line in "${summary[@]}"; do echo "  $line"; done
+}
+trap print_summary EXIT
+
+check() {
+  local name=$1
+  shift
+  echo "== $name"
+  (
+    set -e
+    "$@"
+  )
+  local status=$?
+  if [ $status -ne 0 ]; then
+    summary+=("FAILED  $name")
+    exit 1
+  fi
+  summary+=("ok      $name")
+}
+
+build_gpu() {
+  local targets=()
+  for t in "$@"; do targets+=(--target "$t"); done
+  # A machine reused between runs keeps build-gpu/, and the copied tree can have older timestamps
+  # than the objects built there: touch the sources so that nothing stale is reused.
+  find src tests bench -type f -exec touch {} +
+  local generator=()
+  command -v ninja >/dev/null && generator=(-G Ninja)
+  cmake -S . -B build-gpu "${generator[@]}" -DMAMBA_CUDA=ON -DCMAKE_BUILD_TYPE=Release \
+    >"$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; return 1; }
+  cmake --build build-gpu -j"$(nproc)" "${targets[@]}" >"$out/build.log" 2>&1 ||
+    { grep -E "error" "$out/build.log" | head -30; return 1; }
+}
