@@ -25,7 +25,7 @@ inline std::vector<int32_t> random_tokens(int64_t count, int vocab_size, uint64_
   return tokens;
 }
 
-// Initialised (DESIGN §1) weights, uploaded to the model; returns the host copy.
+// Initialised (design.md §1) weights, uploaded to the model; returns the host copy.
 inline std::vector<float> init_model(MambaLM& model, uint64_t seed) {
   std::vector<float> params(model.layout().total());
   init_params(model.layout(), params.data(), seed);

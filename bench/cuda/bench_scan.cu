@@ -1,4 +1,4 @@
-// Times the CUDA selective scan at the shapes of DESIGN.md section 3 and prints one JSON line per
+// Times the CUDA selective scan at the shapes of docs/design.md section 3 and prints one JSON line per
 // (shape, precision, segments): forward, backward and forward + backward milliseconds (CUDA
 // events, medians over repeats after warm-up), the exp bound and the bytes bound, and the
 // reference package's times measured on the same kind of GPU.

@@ -1,4 +1,4 @@
-// Shape of a Mamba-1 language model (DESIGN §1). Derived sizes are functions, not stored copies.
+// Shape of a Mamba-1 language model (design.md §1). Derived sizes are functions, not stored copies.
 #pragma once
 #include <cstdint>
 #include <string>

@@ -1,4 +1,4 @@
-// The Mamba language model (DESIGN §1) with a hand-written backward pass, driving any Backend.
+// The Mamba language model (design.md §1) with a hand-written backward pass, driving any Backend.
 // Data flow of one training step, every saved tensor named in Activations:
 //   residual_0 = embed(inputs)
 //   layer i:  residual_i = hidden_{i-1} + residual_{i-1};  normed = RMSNorm(residual_i) * w

@@ -1,4 +1,4 @@
-// AdamW over the flat parameter buffer, with the DESIGN §1 weight-decay groups, and global
+// AdamW over the flat parameter buffer, with the design.md §1 weight-decay groups, and global
 // gradient-norm clipping with PyTorch's clip_grad_norm_ semantics. Moments are fp32 buffers on
 // the backend's device with the parameter layout, so checkpoints store them as they are.
 #pragma once

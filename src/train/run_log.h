@@ -1,4 +1,4 @@
-// What a training run tells its user: the scannable log line of DESIGN §4 and the metrics file
+// What a training run tells its user: the scannable log line of design.md §4 and the metrics file
 // (one JSON object per line, for scripts/plot_metrics.py and dashboards).
 #pragma once
 #include <cstdint>
