@@ -10,5 +10,6 @@ int tokenize(int argc, char** argv);
 int train(int argc, char** argv);
 int generate(int argc, char** argv);
 int eval(int argc, char** argv);
+int export_model(int argc, char** argv);
 
 }  // namespace mamba::cli

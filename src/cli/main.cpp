@@ -19,6 +19,8 @@ const Command kCommands[] = {
      "train a model from a YAML config (mamba train CONFIG [key=value ...])"},
     {"generate", mamba::cli::generate, "sample text from a checkpoint"},
     {"eval", mamba::cli::eval, "validation loss and perplexity of a checkpoint"},
+    {"export", mamba::cli::export_model,
+     "write a checkpoint as a Hugging Face folder (MambaForCausalLM.from_pretrained)"},
     {"prepare", mamba::cli::prepare, "tokenize text/JSONL into HDF5 shards"},
     {"tokenize", mamba::cli::tokenize, "encode or decode text with a tokenizer (debugging aid)"},
     {"check-golden", mamba::cli::check_golden,

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -329,6 +330,20 @@ std::vector<int64_t> SafetensorsReader::read_i64(const std::string& name,
       throw_error("safetensors file ", path_, ": tensor '", name, "' has dtype ",
                   dtype_name(t.dtype),
                   ", expected an integer dtype (I64, I32, I16, I8, U32, U16, U8, BOOL)");
+  }
+  return out;
+}
+
+std::vector<uint16_t> to_bf16(const float* src, int64_t n) {
+  std::vector<uint16_t> out(size_t(std::max<int64_t>(n, 0)));
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits = 0;
+    std::memcpy(&bits, src + i, sizeof bits);
+    if (std::isnan(src[i])) {
+      out[size_t(i)] = uint16_t((bits >> 16) | 0x40);  // stays a NaN after truncation
+    } else {
+      out[size_t(i)] = uint16_t((bits + 0x7fff + ((bits >> 16) & 1)) >> 16);
+    }
   }
   return out;
 }

@@ -14,6 +14,9 @@ namespace mamba {
 
 enum class DType { F64, F32, F16, BF16, I64, I32, I16, I8, U64, U32, U16, U8, BOOL };
 
+// bf16 (the upper 16 bits of fp32) rounded to nearest even, as PyTorch's .to(torch.bfloat16).
+std::vector<uint16_t> to_bf16(const float* src, int64_t n);
+
 // The header spelling ("F32", "BF16", ...).
 const char* dtype_name(DType dtype);
 std::size_t dtype_size(DType dtype);

@@ -23,6 +23,7 @@
 #include <type_traits>
 
 #include "data/text.h"
+#include "train/hugging_face.h"
 #include "util/error.h"
 
 namespace mamba {
@@ -61,6 +62,7 @@ void for_each_key(Visit&& key, Config&... c) {
   key("model.expand", Check::Positive, c.model.expand...);
   key("model.dt_rank", Check::PositiveOrAuto, c.model.dt_rank...);
   key("model.norm_eps", Check::Positive, c.model.norm_eps...);
+  key("model.init_from", Check::Any, c.init_from...);
 
   key("data.train", Check::NonEmpty, c.data.train...);
   key("data.val", Check::NonEmpty, c.data.val...);
@@ -332,6 +334,11 @@ std::string format(const std::string& value, const Range&) {
 template <typename E, std::enable_if_t<std::is_enum_v<E>, int> = 0>
 std::string format(E value, const Range&) {
   return choice_name(value);
+}
+
+template <typename T>
+std::string format(const std::optional<T>& value, const Range& range) {
+  return value ? format(*value, range) : "null";
 }
 
 template <typename T>
@@ -675,8 +682,48 @@ bool operator!=(const ExperimentConfig& a, const ExperimentConfig& b) {
   return !(a == b);
 }
 
+namespace {
+
+// The model section of model.init_from's source fills the model keys the text left unset; those
+// it set must agree (the vocabulary by its padded size, which is all a Hugging Face config has).
+void apply_init_from(ExperimentConfig& c, const YAML::Node& root, const Origins& origins) {
+  const WeightsSource weights = find_weights(c.init_from);
+  if (!weights.model) return;
+  ExperimentConfig theirs = c;
+  theirs.model = *weights.model;
+  const bool vocab_set = lookup(root, "model.vocab_size").IsDefined();
+  for_each_key(
+      [&](const char* path, const Range& range, auto& mine, const auto& from) {
+        const std::string key = path;
+        if (section_of(key) != "model" || key == "model.init_from" || key == "model.vocab_size" ||
+            key == "model.pad_vocab_multiple") {
+          return;
+        }
+        if (!lookup(root, key).IsDefined()) {
+          mine = from;
+        } else if (!(mine == from)) {
+          throw_error("config error: ", key, " = ", format(mine, range), " in ", origins.of(key),
+                      ", but model.init_from = ", c.init_from, " holds a model with ", name_of(key),
+                      " = ", format(from, range), ": remove ", key, " or make it agree");
+        }
+      },
+      c, theirs);
+  if (!vocab_set) {
+    c.model.vocab_size = weights.model->vocab_size;
+    c.model.pad_vocab_multiple = weights.model->pad_vocab_multiple;
+  } else if (c.model.padded_vocab() != weights.model->padded_vocab()) {
+    throw_error("config error: model.vocab_size = ", c.model.vocab_size, " (padded to ",
+                c.model.padded_vocab(), ") in ", origins.of("model.vocab_size"),
+                ", but model.init_from = ", c.init_from, " holds an embedding of ",
+                weights.model->padded_vocab(), " rows: remove model.vocab_size or make it agree");
+  }
+}
+
+}  // namespace
+
 ExperimentConfig parse_experiment_config(const std::string& yaml_text, const std::string& source,
-                                         const std::vector<std::string>& overrides) {
+                                         const std::vector<std::string>& overrides,
+                                         InitFrom init_from) {
   YAML::Node root = load_yaml(yaml_text, source);
   check_layout(root, source);
   const Origins origins{source, apply_overrides(root, overrides)};
@@ -693,6 +740,7 @@ ExperimentConfig parse_experiment_config(const std::string& yaml_text, const std
         }
       },
       c);
+  if (init_from == InitFrom::Read && !c.init_from.empty()) apply_init_from(c, root, origins);
   fill_derived(c);
   check_consistency(c, origins);
   return c;

@@ -2,7 +2,7 @@
 // ExperimentConfig, printable back as YAML (at start-up and into every checkpoint).
 //
 // File layout (every key optional unless marked required; the defaults are the ones below):
-//   model:      the ModelConfig fields (dt_rank: an integer or auto)
+//   model:      the ModelConfig fields (dt_rank: an integer or auto), init_from
 //   data:       train, val (required globs of HDF5 token shards), seq_len, tokenizer
 //   train:      micro_batch, global_batch | grad_accum, steps | tokens (exactly one), device,
 //               precision, seed, recompute, on_nonfinite, max_skipped_steps
@@ -114,6 +114,10 @@ struct ExperimentConfig {
   CheckpointConfig checkpoint;
   LogConfig log;
   DistConfig dist;
+  // model.init_from: the weights a fresh run starts from (a checkpoint, a Hugging Face folder, a
+  // safetensors file); empty: the initialisation of design.md §1. The model keys the config does
+  // not set are taken from the source's config where it has one; those it sets must agree.
+  std::string init_from;
   std::string source;  // where it came from, for messages; not part of the configuration
 
   // Every key, defaults filled in; parse_experiment_config(to_yaml(), ...) gives back *this.
@@ -135,7 +139,11 @@ bool operator!=(const ExperimentConfig& a, const ExperimentConfig& b);
 ExperimentConfig load_experiment_config(const std::string& path,
                                         const std::vector<std::string>& overrides = {});
 // source names the text in messages; its file name also names the default checkpoint.dir.
+// With InitFrom::Ignore the model section is taken as written, without reading model.init_from
+// (a config stored in a checkpoint, whose model section is already resolved).
+enum class InitFrom { Read, Ignore };
 ExperimentConfig parse_experiment_config(const std::string& yaml_text, const std::string& source,
-                                         const std::vector<std::string>& overrides = {});
+                                         const std::vector<std::string>& overrides = {},
+                                         InitFrom init_from = InitFrom::Read);
 
 }  // namespace mamba

@@ -10,6 +10,7 @@
 #include "model/recurrent.h"
 #include "train/device.h"
 #include "train/evaluate.h"
+#include "train/hugging_face.h"
 #include "train/schedule.h"
 #include "train/stop_signal.h"
 #include "util/error.h"
@@ -114,8 +115,13 @@ void Trainer::resume() {
     load_checkpoint(path, layout, saved, state_);
   }
   if (path.empty()) {
+    // A fresh run: the optimizer and the schedule start from zero either way.
     std::vector<float> params(layout.total());
-    init_params(layout, params.data(), uint64_t(cfg_.train.seed));
+    if (cfg_.init_from.empty()) {
+      init_params(layout, params.data(), uint64_t(cfg_.train.seed));
+    } else {
+      load_initial_weights(find_weights(cfg_.init_from), layout, params.data());
+    }
     model_->upload_params(params);
     return;
   }
@@ -271,6 +277,8 @@ void Trainer::print_banner() const {
       comm_.world(), micro_, accum_, global_batch_, cfg_.data.seq_len, (long long)total_steps_);
   if (!last_checkpoint_.empty()) {
     std::printf("resumed from %s at step %lld\n", last_checkpoint_.c_str(), (long long)state_.step);
+  } else if (!cfg_.init_from.empty()) {
+    std::printf("initialised from the weights of %s\n", cfg_.init_from.c_str());
   }
   std::fflush(stdout);
 }
