@@ -19,7 +19,8 @@ const char* const kUsage = R"(usage: mamba prepare --tokenizer SPEC --out DIR [o
 
 Tokenizes documents into HDF5 shards DIR/train-0000.h5, ... and DIR/val-0000.h5, ...
 A plain-text file is one document, a .jsonl file holds one document per line ({"text": ...});
-each document is followed by the end-of-text token.
+each document is followed by the end-of-text token, and preceded by a BOS token where the
+tokenizer's post-processor puts one (Llama-2's <s>, Gemma's <bos>).
 
   INPUT               a text or .jsonl file, a directory (searched recursively), or a quoted glob
   --tokenizer SPEC    byte | path/tokenizer.json | path/encoder.json (vocab.bpe beside it) |
@@ -29,6 +30,9 @@ each document is followed by the end-of-text token.
   --shard-tokens N    tokens per shard, e.g. 50M or 1G (default 100M)
   --threads N         tokenizer threads (default: all cores, or OMP_NUM_THREADS)
   --text-key NAME     JSONL field that holds the text (default text)
+  --eos TOKEN         token after each document, by its text (default: the tokenizer's
+                      end-of-text token, e.g. <|endoftext|>, </s>, <eos>)
+  --bos TOKEN         token before each document, or none (default: the post-processor's)
   --ext LIST          extensions taken from directories (default txt,text,md,rst,jsonl)
   --overwrite         replace shards already in DIR
   --quiet             no progress display
@@ -136,6 +140,10 @@ int prepare(int argc, char** argv) {
       options.threads = int(parse_count(arg, value));
     else if (arg == "--text-key")
       options.text_key = value;
+    else if (arg == "--eos")
+      options.eos_token = value;
+    else if (arg == "--bos")
+      options.bos_token = value;
     else if (arg == "--ext")
       options.extensions = split_list(value);
     else
@@ -150,6 +158,9 @@ int prepare(int argc, char** argv) {
   const PrepareSummary s = prepare_corpus(options);
   print_split("train", s.train);
   print_split("val", s.val);
+  std::printf("documents: %send with token %d\n",
+              s.bos_id < 0 ? "" : ("start with token " + std::to_string(s.bos_id) + ", ").c_str(),
+              s.eos_id);
   std::printf("throughput: %s in %.2f s = %.2f MB/s on %d thread%s\n",
               format_bytes(double(s.input_bytes)).c_str(), s.seconds,
               s.input_bytes / 1e6 / std::max(s.seconds, 1e-9), s.threads,

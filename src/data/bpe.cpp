@@ -1,9 +1,11 @@
 #include "data/bpe.h"
 
 #include <atomic>
+#include <cstdio>
 #include <queue>
 
 #include "data/text.h"
+#include "data/utf8.h"
 #include "util/error.h"
 
 namespace mamba {
@@ -68,31 +70,56 @@ bool from_byte_level(std::string_view text, std::string& bytes) {
 
 std::string to_byte_level(std::string_view bytes) {
   std::string out;
-  for (char c : bytes) append_utf8(byte_to_code_point()[static_cast<unsigned char>(c)], out);
+  append_byte_level(bytes, out);
   return out;
+}
+
+void append_byte_level(std::string_view bytes, std::string& out) {
+  for (char c : bytes) append_utf8(byte_to_code_point()[static_cast<unsigned char>(c)], out);
 }
 
 BytePairEncoder::BytePairEncoder(const std::vector<std::string>& tokens,
                                  const std::vector<std::pair<std::string, std::string>>& merges,
-                                 const std::string& source)
-    : instance_(next_instance++) {
+                                 const BpeOptions& options, const std::string& source)
+    : options_(options), instance_(next_instance++) {
+  byte_fallback_ids_.fill(-1);
+  ascii_ids_.fill(-1);
   for (size_t id = 0; id < tokens.size(); ++id) {
-    if (!tokens[id].empty()) ids_.emplace(tokens[id], int32_t(id));
-  }
-  for (int b = 0; b < 256; ++b) {
-    byte_ids_[b] = find(std::string(1, char(b)));
-    if (byte_ids_[b] < 0) {
-      throw_error("tokenizer error: ", source, " has no token for byte ", b,
-                  ": a byte-level BPE vocab needs all 256 bytes; use the tokenizer's own files");
+    const std::string& t = tokens[id];
+    if (t.empty()) continue;
+    ids_.emplace(t, int32_t(id));
+    size_t end = 0;
+    const uint32_t cp = next_code_point(t, end);
+    if (end == t.size()) {
+      if (cp < 128)
+        ascii_ids_[cp] = int32_t(id);
+      else
+        char_ids_.emplace(cp, int32_t(id));
     }
   }
+  char name[8];
+  for (int b = 0; b < 256; ++b) {
+    std::snprintf(name, sizeof name, "<0x%02X>", b);
+    byte_fallback_ids_[b] = find(name);
+  }
+  if (!options_.unk_token.empty()) {
+    unk_id_ = find(options_.unk_token);
+    if (unk_id_ < 0) {
+      throw_error("tokenizer error: ", source, " names unk_token '", options_.unk_token,
+                  "', which is not in the vocab: the file is corrupt");
+    }
+  }
+  const std::string& prefix = options_.continuing_subword_prefix;
   merges_.reserve(merges.size());
   for (size_t rank = 0; rank < merges.size(); ++rank) {
     const auto& [left, right] = merges[rank];
-    const int32_t l = find(left), r = find(right), result = find(left + right);
+    // With a continuing-subword prefix, "a" + "##b" makes "ab##"-less "ab" (HF's rule).
+    const bool prefixed = !prefix.empty() && right.compare(0, prefix.size(), prefix) == 0;
+    const int32_t l = find(left), r = find(right),
+                  result = find(left + right.substr(prefixed ? prefix.size() : 0));
     if (l < 0 || r < 0 || result < 0) {
-      throw_error("tokenizer error: merge ", rank + 1, " ('", to_byte_level(left), "' + '",
-                  to_byte_level(right), "') in ", source,
+      throw_error("tokenizer error: merge ", rank + 1, " ('", left, "' + '", right, "') in ",
+                  source,
                   " uses or makes a token missing from the vocab: the files do not belong "
                   "together; use the vocab and merges of one tokenizer");
     }
@@ -101,14 +128,27 @@ BytePairEncoder::BytePairEncoder(const std::vector<std::string>& tokens,
   }
 }
 
-int32_t BytePairEncoder::find(std::string_view bytes) const {
-  const auto it = ids_.find(std::string(bytes));
+int32_t BytePairEncoder::find(std::string_view token) const {
+  const auto it = ids_.find(std::string(token));
   return it == ids_.end() ? -1 : it->second;
 }
 
-void BytePairEncoder::encode(std::string_view piece, std::vector<int32_t>& out) const {
-  if (piece.size() > kMaxCachedPieceBytes) {
-    merge_piece(piece, out);
+void BytePairEncoder::encode(std::string_view word, std::vector<int32_t>& out) const {
+  if (word.empty()) return;
+  if (options_.ignore_merges) {
+    const int32_t whole = find(word);
+    if (whole >= 0) {
+      out.push_back(whole);
+      return;
+    }
+  }
+  if (word.size() > kMaxCachedPieceBytes) {
+    const size_t first = out.size();
+    initial_symbols(word, out);
+    std::vector<int32_t> ids(out.begin() + first, out.end());
+    merge(ids);
+    out.resize(first);
+    out.insert(out.end(), ids.begin(), ids.end());
     return;
   }
   thread_local PieceCache cache;
@@ -116,19 +156,60 @@ void BytePairEncoder::encode(std::string_view piece, std::vector<int32_t>& out) 
     cache.ids.clear();
     cache.owner = instance_;
   }
-  std::string key(piece);
+  std::string key(word);
   const auto it = cache.ids.find(key);
   if (it != cache.ids.end()) {
     out.insert(out.end(), it->second.begin(), it->second.end());
     return;
   }
   std::vector<int32_t> ids;
-  merge_piece(piece, ids);
+  initial_symbols(word, ids);
+  merge(ids);
   out.insert(out.end(), ids.begin(), ids.end());
   cache.ids.emplace(std::move(key), std::move(ids));
 }
 
-void BytePairEncoder::merge_piece(std::string_view piece, std::vector<int32_t>& out) const {
+void BytePairEncoder::initial_symbols(std::string_view word, std::vector<int32_t>& ids) const {
+  const bool affixes =
+      !options_.continuing_subword_prefix.empty() || !options_.end_of_word_suffix.empty();
+  std::string key;
+  for (size_t i = 0; i < word.size();) {
+    const size_t begin = i;
+    int32_t id = -1;
+    const auto lead = static_cast<unsigned char>(word[i]);
+    if (affixes) {
+      i += utf8_length(lead);
+      key.clear();
+      if (begin > 0) key += options_.continuing_subword_prefix;
+      key.append(word.substr(begin, i - begin));
+      if (i == word.size()) key += options_.end_of_word_suffix;
+      id = find(key);
+    } else if (lead < 0x80) {
+      id = ascii_ids_[lead];
+      ++i;
+    } else {
+      const auto it = char_ids_.find(next_code_point(word, i));
+      if (it != char_ids_.end()) id = it->second;
+    }
+    if (id >= 0) {
+      ids.push_back(id);
+      continue;
+    }
+    if (options_.byte_fallback) {
+      bool all = true;
+      for (size_t k = begin; k < i; ++k) all = all && byte_fallback_ids_[uint8_t(word[k])] >= 0;
+      if (all) {
+        for (size_t k = begin; k < i; ++k) ids.push_back(byte_fallback_ids_[uint8_t(word[k])]);
+        continue;
+      }
+    }
+    if (unk_id_ < 0) continue;  // no token for it at all: Hugging Face drops the character
+    if (options_.fuse_unk && !ids.empty() && ids.back() == unk_id_) continue;
+    ids.push_back(unk_id_);
+  }
+}
+
+void BytePairEncoder::merge(std::vector<int32_t>& ids) const {
   // Symbols form a linked list; a min-heap holds candidate merges ordered by (rank, position), so
   // the lowest-rank pair is merged first and equal ranks go left to right, as GPT-2 does. This is
   // O(n log n), which matters for long runs such as a page of spaces. Candidates made stale by an
@@ -143,11 +224,10 @@ void BytePairEncoder::merge_piece(std::string_view piece, std::vector<int32_t>& 
       return rank != o.rank ? rank > o.rank : pos > o.pos;
     }
   };
-  const int32_t n = int32_t(piece.size());
+  const int32_t n = int32_t(ids.size());
+  if (n < 2) return;
   std::vector<Symbol> symbols(n);
-  for (int32_t i = 0; i < n; ++i) {
-    symbols[i] = {byte_ids_[static_cast<unsigned char>(piece[i])], i - 1, i + 1 < n ? i + 1 : -1};
-  }
+  for (int32_t i = 0; i < n; ++i) symbols[i] = {ids[i], i - 1, i + 1 < n ? i + 1 : -1};
   std::priority_queue<Candidate, std::vector<Candidate>, std::greater<Candidate>> heap;
   const auto push = [&](int32_t pos) {
     if (pos < 0 || symbols[pos].next < 0) return;
@@ -169,7 +249,8 @@ void BytePairEncoder::merge_piece(std::string_view piece, std::vector<int32_t>& 
     push(s.prev);
     push(c.pos);
   }
-  for (int32_t i = n > 0 ? 0 : -1; i >= 0; i = symbols[i].next) out.push_back(symbols[i].id);
+  ids.clear();
+  for (int32_t i = 0; i >= 0; i = symbols[i].next) ids.push_back(symbols[i].id);
 }
 
 }  // namespace mamba

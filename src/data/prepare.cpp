@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
@@ -165,6 +166,17 @@ void verify_split(const SplitSummary& split, const std::string& name) {
   }
 }
 
+// The id of a token named by --eos or --bos.
+int32_t named_token(const Tokenizer& tokenizer, const std::string& text, const char* option) {
+  const int32_t id = tokenizer.token_id(text);
+  if (id < 0) {
+    throw_error("prepare error: ", option, " ", text, " is not a token of the ", tokenizer.name(),
+                " tokenizer: give a token's text as its vocab or added_tokens write it, e.g. ",
+                tokenizer.token_bytes(tokenizer.eot_id()));
+  }
+  return id;
+}
+
 void remove_files(const std::vector<std::string>& paths) {
   for (const std::string& p : paths) std::remove(p.c_str());
 }
@@ -189,10 +201,17 @@ PrepareSummary prepare_corpus(const PrepareOptions& options) {
   const std::vector<InputFile> inputs = find_inputs(options.inputs, options.extensions);
   prepare_output_dir(options.out_dir, options.overwrite);
   const int threads = options.threads > 0 ? options.threads : omp_get_max_threads();
+  const int32_t eos = options.eos_token.empty()
+                          ? tokenizer->eot_id()
+                          : named_token(*tokenizer, options.eos_token, "--eos");
+  const int32_t bos = options.bos_token.empty() ? tokenizer->bos_id()
+                      : options.bos_token == "none"
+                          ? -1
+                          : named_token(*tokenizer, options.bos_token, "--bos");
 
   ShardInfo attributes;
   attributes.vocab_size = tokenizer->vocab_size();
-  attributes.eos_id = tokenizer->eot_id();
+  attributes.eos_id = eos;
   attributes.tokenizer = tokenizer->name();
   attributes.tokenizer_sha256 = tokenizer->sha256();
   attributes.split = "train";
@@ -202,10 +221,13 @@ PrepareSummary prepare_corpus(const PrepareOptions& options) {
 
   PrepareSummary summary;
   summary.threads = threads;
+  summary.eos_id = eos;
+  summary.bos_id = bos;
   for (const InputFile& f : inputs) summary.input_bytes += f.bytes;
   Progress progress("prepare", summary.input_bytes, stderr, options.verbose && isatty(2));
   try {
-    CorpusReader reader(inputs, kSegmentBytes);
+    // Tokenizers whose words can span a line break (Llama-2's, Gemma's) get whole documents.
+    CorpusReader reader(inputs, tokenizer->encodes_segments() ? kSegmentBytes : SIZE_MAX);
     std::vector<TextUnit> batch;
     std::vector<Encoded> encoded;
     uint64_t done_bytes = 0, document = 0;  // done_bytes: for progress only
@@ -241,11 +263,12 @@ PrepareSummary prepare_corpus(const PrepareOptions& options) {
           if (ids.empty() && u.ends_document) continue;  // an empty document is no document
           document_is_val = is_validation_document(document++, options.val_fraction);
           in_document = true;
+          if (bos >= 0) (document_is_val ? val : train).append(&bos, 1);
         }
         SplitWriter& split = document_is_val ? val : train;
         split.append(ids.data(), ids.size());
         if (u.ends_document) {
-          split.end_document(tokenizer->eot_id());
+          split.end_document(eos);
           in_document = false;
         }
       }
