@@ -70,7 +70,7 @@ void BpeTokenizer::encode(std::string_view text, std::vector<int32_t>& ids) cons
   const std::string_view all(clean);
   size_t start = 0;
   AddedTokenMatcher::Match m;
-  while (raw_added_.find(all, start, m)) {
+  while (!raw_added_.empty() && raw_added_.find(all, start, m)) {
     encode_section(all.substr(start, m.begin - start), start == 0, ids);
     ids.push_back(m.id);
     start = m.end;
@@ -81,6 +81,10 @@ void BpeTokenizer::encode(std::string_view text, std::vector<int32_t>& ids) cons
 void BpeTokenizer::encode_section(std::string_view text, bool first,
                                   std::vector<int32_t>& ids) const {
   if (text.empty()) return;
+  if (parts_.normalizer.empty() && normalized_added_.empty()) {
+    encode_normalized(text, first, ids);
+    return;
+  }
   const std::string normalized = parts_.normalizer.apply(std::string(text));
   const std::string_view all(normalized);
   size_t start = 0;
@@ -96,9 +100,7 @@ void BpeTokenizer::encode_section(std::string_view text, bool first,
 void BpeTokenizer::encode_normalized(std::string_view text, bool first,
                                      std::vector<int32_t>& ids) const {
   if (text.empty()) return;
-  std::vector<std::string> words;
-  parts_.pre_tokenizer.apply(text, first, words);
-  for (const std::string& w : words) bpe_.encode(w, ids);
+  parts_.pre_tokenizer.apply(text, first, [&](std::string_view word) { bpe_.encode(word, ids); });
 }
 
 }  // namespace mamba

@@ -57,7 +57,8 @@ Decoder Decoder::from_json(const nlohmann::json& j, const std::string& path, boo
       step.text = hf::text(path, s, "content", " ");
       for (const char* key : {"start", "stop"}) {
         const hf::json& v = hf::member(s, key);
-        if (!v.is_number_unsigned()) hf::corrupt(path, std::string("Strip.") + key, v, "a count");
+        if (!v.is_number_integer() || v.get<int64_t>() < 0)
+          hf::corrupt(path, std::string("Strip.") + key, v, "a count");
         (key[2] == 'a' ? step.start : step.stop) = v.get<size_t>();
       }
     } else if (type == "Replace") {

@@ -25,6 +25,7 @@ class Normalizer {
   // only per-character steps (NFC, NFKC, Lowercase), so a text may be cut anywhere between two
   // ASCII characters.
   bool per_character() const;
+  bool empty() const { return steps_.empty(); }
 
  private:
   enum class Kind { kNfc, kNfkc, kLowercase, kStrip, kPrepend, kReplace };

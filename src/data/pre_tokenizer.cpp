@@ -38,7 +38,7 @@ SplitBehavior behavior_of(const std::string& path, const hf::json& step) {
 }  // namespace
 
 void split_spans(std::string_view text, const std::vector<Regex::Span>& spans,
-                 SplitBehavior behavior, std::vector<std::string>& pieces) {
+                 SplitBehavior behavior, const PieceSink& pieces) {
   // Hugging Face's rules: a match joins the piece before (or after) it unless that piece is a
   // match too; Contiguous joins runs of matches.
   std::vector<std::pair<size_t, size_t>> out;
@@ -53,7 +53,7 @@ void split_spans(std::string_view text, const std::vector<Regex::Span>& spans,
       previous_match = s.match;
     }
     for (size_t k = out.size(); k-- > 0;) {
-      pieces.emplace_back(text.substr(out[k].first, out[k].second - out[k].first));
+      pieces(text.substr(out[k].first, out[k].second - out[k].first));
     }
     return;
   }
@@ -68,7 +68,7 @@ void split_spans(std::string_view text, const std::vector<Regex::Span>& spans,
     else
       out.emplace_back(s.begin, s.end);
   }
-  for (const auto& [begin, end] : out) pieces.emplace_back(text.substr(begin, end - begin));
+  for (const auto& [begin, end] : out) pieces(text.substr(begin, end - begin));
 }
 
 PreTokenizer PreTokenizer::byte_level() {
@@ -147,24 +147,39 @@ PreTokenizer PreTokenizer::from_json(const nlohmann::json& j, const std::string&
   return p;
 }
 
-void PreTokenizer::apply(std::string_view text, bool first, std::vector<std::string>& words) const {
+void PreTokenizer::apply(std::string_view text, bool first, const PieceSink& word) const {
+  const PieceSink non_empty = [&](std::string_view w) {
+    if (!w.empty()) word(w);
+  };
   if (steps_.empty()) {
-    if (!text.empty()) words.emplace_back(text);
+    non_empty(text);
     return;
   }
-  std::vector<std::string> pieces{std::string(text)}, next;
-  for (const Step& step : steps_) {
+  // Every step but the last collects its pieces for the next; the last passes words straight on.
+  std::vector<std::string> pieces, next;
+  const PieceSink collect = [&](std::string_view p) { next.emplace_back(p); };
+  for (size_t s = 0; s < steps_.size(); ++s) {
+    const bool last = s + 1 == steps_.size();
     next.clear();
-    for (size_t k = 0; k < pieces.size(); ++k) apply_step(step, pieces[k], first && k == 0, next);
+    if (s == 0) {
+      apply_step(steps_[s], text, first, last ? non_empty : collect);
+    } else {
+      for (size_t k = 0; k < pieces.size(); ++k) {
+        apply_step(steps_[s], pieces[k], first && k == 0, last ? non_empty : collect);
+      }
+    }
     pieces.swap(next);
-  }
-  for (std::string& p : pieces) {
-    if (!p.empty()) words.push_back(std::move(p));
   }
 }
 
+std::vector<std::string> PreTokenizer::words(std::string_view text, bool first) const {
+  std::vector<std::string> words;
+  apply(text, first, [&](std::string_view w) { words.emplace_back(w); });
+  return words;
+}
+
 void PreTokenizer::apply_step(const Step& step, std::string_view piece, bool first,
-                              std::vector<std::string>& out) const {
+                              const PieceSink& out) const {
   std::vector<Regex::Span> spans;
   switch (step.kind) {
     case Kind::kSplit:
@@ -181,12 +196,15 @@ void PreTokenizer::apply_step(const Step& step, std::string_view piece, bool fir
         piece = prefixed;
       }
       if (!step.regex) {
-        out.push_back(to_byte_level(piece));
+        out(to_byte_level(piece));
         return;
       }
       step.regex->spans(piece, spans);
+      std::string word;
       for (const Regex::Span& s : spans) {
-        out.push_back(to_byte_level(piece.substr(s.begin, s.end - s.begin)));
+        word.clear();
+        append_byte_level(piece.substr(s.begin, s.end - s.begin), word);
+        out(word);
       }
       return;
     }
@@ -204,7 +222,7 @@ void PreTokenizer::apply_step(const Step& step, std::string_view piece, bool fir
         text.insert(0, step.replacement);
       }
       if (!step.split) {
-        out.push_back(std::move(text));
+        out(text);
         return;
       }
       step.regex->spans(text, spans);

@@ -3,6 +3,7 @@
 // Supported, with Hugging Face's meaning: ByteLevel, Split, Metaspace, Digits, Punctuation,
 // Whitespace, WhitespaceSplit and Sequence.
 #pragma once
+#include <functional>
 #include <memory>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
@@ -19,10 +20,13 @@ namespace mamba {
 //   MergedWithNext: the -final - -countdown   Contiguous: the - final -- countdown
 enum class SplitBehavior { kRemoved, kIsolated, kMergedWithPrevious, kMergedWithNext, kContiguous };
 
-// Cuts `text` at the spans' bounds (matches have match set) as `behavior` says; appends the
-// non-empty pieces.
+// Receives pieces of text one at a time; the view is valid during the call only.
+using PieceSink = std::function<void(std::string_view)>;
+
+// Cuts `text` at the spans' bounds (matches have match set) as `behavior` says and passes on the
+// pieces.
 void split_spans(std::string_view text, const std::vector<Regex::Span>& spans,
-                 SplitBehavior behavior, std::vector<std::string>& pieces);
+                 SplitBehavior behavior, const PieceSink& out);
 
 class PreTokenizer {
  public:
@@ -33,9 +37,10 @@ class PreTokenizer {
   // GPT-2's: its regex, then the byte-level alphabet.
   static PreTokenizer byte_level();
 
-  // Appends the words of `text` (valid UTF-8). `first`: the text starts the input, for Metaspace's
-  // prepend_scheme "first". Thread-safe.
-  void apply(std::string_view text, bool first, std::vector<std::string>& words) const;
+  // Passes on the non-empty words of `text` (valid UTF-8) in order. `first`: the text starts the
+  // input, for Metaspace's prepend_scheme "first". Thread-safe.
+  void apply(std::string_view text, bool first, const PieceSink& word) const;
+  std::vector<std::string> words(std::string_view text, bool first) const;
 
   // Whether a ByteLevel step turns the words into the byte-level alphabet.
   bool byte_level_alphabet() const;
@@ -59,8 +64,7 @@ class PreTokenizer {
     bool split = true;         // Metaspace: cut before each replacement character
     std::string pattern_text;  // Split: the pattern as written, for breaks_after_newlines
   };
-  void apply_step(const Step& step, std::string_view piece, bool first,
-                  std::vector<std::string>& out) const;
+  void apply_step(const Step& step, std::string_view piece, bool first, const PieceSink& out) const;
 
   std::vector<Step> steps_;
 };

@@ -183,9 +183,16 @@ std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& path) {
   }
   parts.bos_id = before.empty() ? -1 : before[0];
   // The end-of-text marker: what the post-processor appends, else a token by one of the names
-  // BPE tokenizers give it.
+  // BPE tokenizers give it, special tokens first (Gemma's "</s>" is ordinary text, its "<eos>"
+  // the marker).
   parts.eot_id = after.empty() ? -1 : after[0];
-  for (const char* name : {"<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>"}) {
+  const char* const names[] = {"<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>"};
+  for (const char* name : names) {
+    for (const AddedToken& t : parts.added) {
+      if (parts.eot_id < 0 && t.special && t.content == name) parts.eot_id = t.id;
+    }
+  }
+  for (const char* name : names) {
     if (parts.eot_id < 0) parts.eot_id = named_id(parts, name);
   }
   if (parts.eot_id < 0) {
