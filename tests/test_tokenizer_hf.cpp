@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_runner.h"
 #include "data/bpe.h"
 #include "data/decoder.h"
 #include "data/normalizer.h"
@@ -375,6 +376,10 @@ const Reference kReferences[] = {
     {"gemma3", 262145, "<eos>", false},
 };
 
+void PrintTo(const Reference& r, std::ostream* os) {
+  *os << r.name;
+}
+
 const json& cases() {
   static const json j = json::parse(read_file(kCases + "hf_cases.json"));
   return j;
@@ -513,6 +518,15 @@ TEST(TokenizerHf, PrepareAddsBosAndEosAndTakesOverrides) {
   o.eos_token = "<nope>";
   const std::string e = error_of([&] { prepare_corpus(o); });
   EXPECT_NE(e.find("--eos <nope>"), std::string::npos) << e;
+
+  // The same through the command line.
+  const test::CliResult r =
+      test::run_mamba("prepare --quiet --overwrite --val-fraction 0 --tokenizer " + o.tokenizer +
+                      " --out " + o.out_dir + " --eos '<sep>' --bos none " + dir + "/in");
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("documents: end with token 265"), std::string::npos) << r.output;
+  EXPECT_EQ(read_shard(dir + "/out/train-0000.h5"),
+            (std::vector<int32_t>{8, 3, 5, 265, 3, 9 + 0xC3, 9 + 0xA9, 265}));
 }
 
 TEST(TokenizerHf, LargeVocabsGoToUint32Shards) {
