@@ -1,8 +1,9 @@
 #include "data/bpe.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
-#include <queue>
+#include <functional>
 
 #include "data/text.h"
 #include "data/utf8.h"
@@ -109,6 +110,21 @@ BytePairEncoder::BytePairEncoder(const std::vector<std::string>& tokens,
                   "', which is not in the vocab: the file is corrupt");
     }
   }
+  // Pairs of characters that stand side by side in some token (see encode); with affixes a
+  // token's text is not the characters of the word, so long words are not cut.
+  if (options_.continuing_subword_prefix.empty() && options_.end_of_word_suffix.empty()) {
+    for (const std::string& t : tokens) {
+      size_t i = 0;
+      uint32_t previous = t.empty() ? 0 : next_code_point(t, i);
+      while (i < t.size()) {
+        const uint32_t cp = next_code_point(t, i);
+        token_pairs_.push_back(uint64_t(previous) << 32 | cp);
+        previous = cp;
+      }
+    }
+    std::sort(token_pairs_.begin(), token_pairs_.end());
+    token_pairs_.erase(std::unique(token_pairs_.begin(), token_pairs_.end()), token_pairs_.end());
+  }
   const std::string& prefix = options_.continuing_subword_prefix;
   merges_.reserve(merges.size());
   for (size_t rank = 0; rank < merges.size(); ++rank) {
@@ -142,6 +158,31 @@ void BytePairEncoder::encode(std::string_view word, std::vector<int32_t>& out) c
       return;
     }
   }
+  if (word.size() <= kMaxCachedPieceBytes || token_pairs_.empty()) {
+    encode_part(word, out);
+    return;
+  }
+  // A long word (Llama-2 and Gemma-3 make one of each line) is cut between two characters that
+  // no token holds side by side: no merge can join them, so the parts encode alone to the same
+  // ids, and their cache entries serve other words. The character before a cut must be a token,
+  // so that fuse_unk has nothing to join across it.
+  size_t begin = 0, i = 0;
+  uint32_t previous = next_code_point(word, i);
+  while (i < word.size()) {
+    const size_t at = i;
+    const uint32_t cp = next_code_point(word, i);
+    const bool known = previous < 128 ? ascii_ids_[previous] >= 0 : char_ids_.count(previous) > 0;
+    if (known && !std::binary_search(token_pairs_.begin(), token_pairs_.end(),
+                                     uint64_t(previous) << 32 | cp)) {
+      encode_part(word.substr(begin, at - begin), out);
+      begin = at;
+    }
+    previous = cp;
+  }
+  encode_part(word.substr(begin), out);
+}
+
+void BytePairEncoder::encode_part(std::string_view word, std::vector<int32_t>& out) const {
   if (word.size() > kMaxCachedPieceBytes) {
     const size_t first = out.size();
     initial_symbols(word, out);
@@ -210,44 +251,56 @@ void BytePairEncoder::initial_symbols(std::string_view word, std::vector<int32_t
 }
 
 void BytePairEncoder::merge(std::vector<int32_t>& ids) const {
-  // Symbols form a linked list; a min-heap holds candidate merges ordered by (rank, position), so
+  // Symbols form a linked list; a min-heap holds candidate merges as rank << 32 | position, so
   // the lowest-rank pair is merged first and equal ranks go left to right, as GPT-2 does. This is
-  // O(n log n), which matters for long runs such as a page of spaces. Candidates made stale by an
-  // earlier merge are recognised by their ids no longer matching and skipped.
+  // O(n log n), which matters for long words (Llama-2 and Gemma-3 encode whole lines as one).
+  // A candidate is still good when the pair now at its position has its rank: a rank names one
+  // pair. Eight-byte candidates keep the heap of a long word small enough for the caches.
   struct Symbol {
     int32_t id;
     int32_t prev, next;
-  };
-  struct Candidate {
-    int32_t rank, pos, left, right, result;
-    bool operator>(const Candidate& o) const {
-      return rank != o.rank ? rank > o.rank : pos > o.pos;
-    }
   };
   const int32_t n = int32_t(ids.size());
   if (n < 2) return;
   std::vector<Symbol> symbols(n);
   for (int32_t i = 0; i < n; ++i) symbols[i] = {ids[i], i - 1, i + 1 < n ? i + 1 : -1};
-  std::priority_queue<Candidate, std::vector<Candidate>, std::greater<Candidate>> heap;
-  const auto push = [&](int32_t pos) {
-    if (pos < 0 || symbols[pos].next < 0) return;
-    const int32_t left = symbols[pos].id, right = symbols[symbols[pos].next].id;
-    const auto it = merges_.find(uint64_t(uint32_t(left)) << 32 | uint32_t(right));
-    if (it != merges_.end()) heap.push({it->second.rank, pos, left, right, it->second.result});
+  // The merge of the pair at `pos`, or nullptr.
+  const auto merge_at = [&](int32_t pos) -> const Merge* {
+    if (pos < 0 || symbols[pos].id < 0 || symbols[pos].next < 0) return nullptr;
+    const uint32_t left = uint32_t(symbols[pos].id),
+                   right = uint32_t(symbols[symbols[pos].next].id);
+    const auto it = merges_.find(uint64_t(left) << 32 | right);
+    return it == merges_.end() ? nullptr : &it->second;
   };
-  for (int32_t i = 0; i + 1 < n; ++i) push(i);
+  std::vector<uint64_t> heap;
+  const auto candidate = [](const Merge* m, int32_t pos) {
+    return uint64_t(uint32_t(m->rank)) << 32 | uint32_t(pos);
+  };
+  for (int32_t i = 0; i + 1 < n; ++i) {
+    if (const Merge* m = merge_at(i)) heap.push_back(candidate(m, i));
+  }
+  std::make_heap(heap.begin(), heap.end(), std::greater<uint64_t>());
+  const auto push = [&](int32_t pos) {
+    if (const Merge* m = merge_at(pos)) {
+      heap.push_back(candidate(m, pos));
+      std::push_heap(heap.begin(), heap.end(), std::greater<uint64_t>());
+    }
+  };
   while (!heap.empty()) {
-    const Candidate c = heap.top();
-    heap.pop();
-    Symbol& s = symbols[c.pos];
-    if (s.id != c.left || s.next < 0 || symbols[s.next].id != c.right) continue;
+    std::pop_heap(heap.begin(), heap.end(), std::greater<uint64_t>());
+    const uint64_t c = heap.back();
+    heap.pop_back();
+    const int32_t pos = int32_t(uint32_t(c));
+    const Merge* m = merge_at(pos);
+    if (!m || m->rank != int32_t(c >> 32)) continue;
+    Symbol& s = symbols[pos];
     Symbol& absorbed = symbols[s.next];
-    s.id = c.result;
+    s.id = m->result;
     s.next = absorbed.next;
-    absorbed.id = -1;  // so candidates that start at the absorbed symbol read as stale
-    if (s.next >= 0) symbols[s.next].prev = c.pos;
+    absorbed.id = -1;
+    if (s.next >= 0) symbols[s.next].prev = pos;
     push(s.prev);
-    push(c.pos);
+    push(pos);
   }
   ids.clear();
   for (int32_t i = 0; i >= 0; i = symbols[i].next) ids.push_back(symbols[i].id);

@@ -49,6 +49,7 @@ class BytePairEncoder {
     int32_t rank;
     int32_t result;
   };
+  void encode_part(std::string_view word, std::vector<int32_t>& out) const;
   void initial_symbols(std::string_view word, std::vector<int32_t>& ids) const;
   void merge(std::vector<int32_t>& ids) const;
 
@@ -59,6 +60,7 @@ class BytePairEncoder {
   std::unordered_map<uint32_t, int32_t> char_ids_;  // one-character tokens by code point
   std::unordered_map<std::string, int32_t> ids_;
   std::unordered_map<uint64_t, Merge> merges_;  // key: left id << 32 | right id
+  std::vector<uint64_t> token_pairs_;           // sorted code point pairs: first << 32 | second
   uint64_t instance_;                           // tells thread-local caches apart
 };
 
