@@ -226,6 +226,13 @@ TEST(TokenizerHf, BpeModelOptions) {
   prefix.continuing_subword_prefix = "##";
   EXPECT_EQ(bpe(tokens, {}, prefix, "ab"), (std::vector<int32_t>{0, 9}));
   EXPECT_EQ(bpe({"a", "##b", "ab"}, {{"a", "##b"}}, prefix, "ab"), (std::vector<int32_t>{2}));
+  // Long words (cut internally where no token joins two characters) give the same.
+  std::string word;
+  std::vector<int32_t> expected;
+  for (int k = 0; k < 200; ++k) word += "abab", expected.push_back(7);
+  EXPECT_EQ(bpe(tokens, merges, plain, word), expected);
+  EXPECT_EQ(bpe(tokens, merges, unk, "a" + std::string(300, 'x') + "b"),
+            (std::vector<int32_t>{0, 3, 1}));
   const std::string e = error_of([&] { bpe(tokens, {{"a", "zz"}}, plain, "a"); });
   EXPECT_NE(e.find("merge 1"), std::string::npos) << e;
 }
