@@ -66,6 +66,11 @@ TEST(TokenizerHf, NfkcAndLowercaseMatchUnicodeData) {
   EXPECT_EQ(nfkc_normalize("e\u0301 \u212b \u00a0"), "\u00e9 \u00c5  ");
   EXPECT_EQ(nfkc_normalize("\u1100\u1161\u11a8 \u3200"), "\uac01 (\u1100)");
   EXPECT_EQ(nfkc_normalize("plain ASCII"), "plain ASCII");
+  // Only the non-ASCII runs are normalized, each with the ASCII letter before it.
+  EXPECT_EQ(nfc_normalize("cafe\u0301 na\u0131\u0308ve A\u030a! \u1100\u1161x"),
+            "caf\u00e9 na\u0131\u0308ve \u00c5! \uac00x");
+  EXPECT_EQ(nfc_normalize("x\ufb01\u0301 y\u00b2"), "x\ufb01\u0301 y\u00b2");
+  EXPECT_EQ(nfkc_normalize("x\ufb01\u0301 y\u00b2"), "xf\u00ed y2");
   EXPECT_EQ(unicode_lowercase("ABC \u0130 \u03a3\u039f\u03a3 \u1e9e \u00c9 \u0410"),
             "abc i\u0307 \u03c3\u03bf\u03c3 \u00df \u00e9 \u0430");
 }

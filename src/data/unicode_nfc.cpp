@@ -141,24 +141,49 @@ std::string normalize(std::string_view text, bool compat) {
   return result;
 }
 
+// Normalizes only the runs of non-ASCII text, each with the ASCII character before it (which may
+// compose with what follows). A cut before an ASCII character is safe: it is a starter that blocks
+// reordering, and no composition has it as its second character. `skip` says a run needs no work.
+template <typename Skip>
+std::string normalize_runs(std::string_view text, bool compat, Skip skip) {
+  std::string out;
+  out.reserve(text.size());
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t j = i;
+    while (j < text.size() && static_cast<unsigned char>(text[j]) < 0x80) ++j;
+    if (j == text.size()) {
+      out.append(text.substr(i));
+      break;
+    }
+    const size_t run = j > i ? j - 1 : j;
+    out.append(text.substr(i, run - i));
+    size_t k = j;
+    while (k < text.size() && static_cast<unsigned char>(text[k]) >= 0x80) ++k;
+    const std::string_view part = text.substr(run, k - run);
+    if (skip(part))
+      out.append(part);
+    else
+      out += normalize(part, compat);
+    i = k;
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string nfc_normalize(std::string_view text) {
-  // Every byte of a code point below U+0300 is below 0xCC (U+0300 is CC 80 in UTF-8).
-  if (std::none_of(text.begin(), text.end(),
-                   [](char c) { return static_cast<unsigned char>(c) >= 0xCC; })) {
-    return std::string(text);
-  }
-  return normalize(text, false);
+  // Every byte of a code point below U+0300 is below 0xCC (U+0300 is CC 80 in UTF-8), and text
+  // of such code points is already in NFC.
+  return normalize_runs(text, false, [](std::string_view part) {
+    return std::none_of(part.begin(), part.end(),
+                        [](char c) { return static_cast<unsigned char>(c) >= 0xCC; });
+  });
 }
 
 std::string nfkc_normalize(std::string_view text) {
   // Latin-1 already has compatibility mappings (U+00A0, U+00B2, ...), so only ASCII is skipped.
-  if (std::none_of(text.begin(), text.end(),
-                   [](char c) { return static_cast<unsigned char>(c) >= 0x80; })) {
-    return std::string(text);
-  }
-  return normalize(text, true);
+  return normalize_runs(text, true, [](std::string_view) { return false; });
 }
 
 }  // namespace mamba
