@@ -40,6 +40,13 @@ constexpr size_t kMaxCachedPieces = 1 << 18;
 constexpr size_t kMaxCachedPieceBytes = 256;  // longer pieces (runs of spaces, ...) rarely repeat
 std::atomic<uint64_t> next_instance{1};
 
+constexpr uint64_t kNoPair = ~uint64_t(0);  // ids are below 2^31, so no pair of them is this
+
+// Fibonacci hashing of a pair into a table of `size` (a power of two) slots.
+size_t slot_of(uint64_t pair, size_t size) {
+  return size_t((pair * 0x9E3779B97F4A7C15ull) >> 32) & (size - 1);
+}
+
 }  // namespace
 
 bool from_byte_level(std::string_view text, std::string& bytes) {
@@ -126,7 +133,9 @@ BytePairEncoder::BytePairEncoder(const std::vector<std::string>& tokens,
     token_pairs_.erase(std::unique(token_pairs_.begin(), token_pairs_.end()), token_pairs_.end());
   }
   const std::string& prefix = options_.continuing_subword_prefix;
-  merges_.reserve(merges.size());
+  size_t capacity = 16;
+  while (capacity < 2 * merges.size()) capacity *= 2;
+  merges_.assign(capacity, MergeSlot{kNoPair, Merge{0, 0}});
   for (size_t rank = 0; rank < merges.size(); ++rank) {
     const auto& [left, right] = merges[rank];
     // With a continuing-subword prefix, "a" + "##b" makes "ab##"-less "ab" (HF's rule).
@@ -140,7 +149,21 @@ BytePairEncoder::BytePairEncoder(const std::vector<std::string>& tokens,
                   "together; use the vocab and merges of one tokenizer");
     }
     // The first (lowest-rank) rule for a pair wins, as in GPT-2's bpe().
-    merges_.emplace(uint64_t(uint32_t(l)) << 32 | uint32_t(r), Merge{int32_t(rank), result});
+    const uint64_t pair = uint64_t(uint32_t(l)) << 32 | uint32_t(r);
+    for (size_t i = slot_of(pair, merges_.size());; i = (i + 1) & (merges_.size() - 1)) {
+      if (merges_[i].pair == pair) break;
+      if (merges_[i].pair == kNoPair) {
+        merges_[i] = {pair, Merge{int32_t(rank), result}};
+        break;
+      }
+    }
+  }
+}
+
+const BytePairEncoder::Merge* BytePairEncoder::find_merge(uint64_t pair) const {
+  for (size_t i = slot_of(pair, merges_.size());; i = (i + 1) & (merges_.size() - 1)) {
+    if (merges_[i].pair == pair) return &merges_[i].merge;
+    if (merges_[i].pair == kNoPair) return nullptr;
   }
 }
 
@@ -269,8 +292,7 @@ void BytePairEncoder::merge(std::vector<int32_t>& ids) const {
     if (pos < 0 || symbols[pos].id < 0 || symbols[pos].next < 0) return nullptr;
     const uint32_t left = uint32_t(symbols[pos].id),
                    right = uint32_t(symbols[symbols[pos].next].id);
-    const auto it = merges_.find(uint64_t(left) << 32 | right);
-    return it == merges_.end() ? nullptr : &it->second;
+    return find_merge(uint64_t(left) << 32 | right);
   };
   std::vector<uint64_t> heap;
   const auto candidate = [](const Merge* m, int32_t pos) {
