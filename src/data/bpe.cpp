@@ -220,7 +220,8 @@ void BytePairEncoder::encode_part(std::string_view word, std::vector<int32_t>& o
     cache.ids.clear();
     cache.owner = instance_;
   }
-  std::string key(word);
+  thread_local std::string key;  // reused, so a lookup allocates nothing
+  key.assign(word);
   const auto it = cache.ids.find(key);
   if (it != cache.ids.end()) {
     out.insert(out.end(), it->second.begin(), it->second.end());
@@ -230,7 +231,7 @@ void BytePairEncoder::encode_part(std::string_view word, std::vector<int32_t>& o
   initial_symbols(word, ids);
   merge(ids);
   out.insert(out.end(), ids.begin(), ids.end());
-  cache.ids.emplace(std::move(key), std::move(ids));
+  cache.ids.emplace(key, std::move(ids));
 }
 
 void BytePairEncoder::initial_symbols(std::string_view word, std::vector<int32_t>& ids) const {

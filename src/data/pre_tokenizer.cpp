@@ -148,25 +148,23 @@ PreTokenizer PreTokenizer::from_json(const nlohmann::json& j, const std::string&
 }
 
 void PreTokenizer::apply(std::string_view text, bool first, const PieceSink& word) const {
-  const PieceSink non_empty = [&](std::string_view w) {
-    if (!w.empty()) word(w);
-  };
+  if (text.empty()) return;
   if (steps_.empty()) {
-    non_empty(text);
+    word(text);
     return;
   }
   // Every step but the last collects its pieces for the next; the last passes words straight on.
+  // Steps make no empty pieces: regex spans are never empty, and neither is what joins them.
   std::vector<std::string> pieces, next;
   const PieceSink collect = [&](std::string_view p) { next.emplace_back(p); };
   for (size_t s = 0; s < steps_.size(); ++s) {
-    const bool last = s + 1 == steps_.size();
+    const PieceSink& out = s + 1 == steps_.size() ? word : collect;
     next.clear();
     if (s == 0) {
-      apply_step(steps_[s], text, first, last ? non_empty : collect);
+      apply_step(steps_[s], text, first, out);
     } else {
-      for (size_t k = 0; k < pieces.size(); ++k) {
-        apply_step(steps_[s], pieces[k], first && k == 0, last ? non_empty : collect);
-      }
+      for (size_t k = 0; k < pieces.size(); ++k)
+        apply_step(steps_[s], pieces[k], first && k == 0, out);
     }
     pieces.swap(next);
   }
