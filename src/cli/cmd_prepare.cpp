@@ -28,8 +28,9 @@ const char* const kUsage = R"(usage: mamba prepare --tokenizer SPEC --out DIR [o
 Tokenizes documents into HDF5 shards DIR/train-0000.h5, ... and DIR/val-0000.h5, ..., listed in
 DIR/manifest.json, which is written last: training takes only shards a manifest lists.
 A plain-text file is one document, a .jsonl file holds one document per line ({"text": ...});
-each document is followed by the end-of-text token. Files ending in .gz or .zst are
-decompressed as they are read.
+each document is followed by the end-of-text token, and preceded by a BOS token where the
+tokenizer's post-processor puts one (Llama-2's <s>, Gemma's <bos>). Files ending in .gz or .zst
+are decompressed as they are read.
 
   INPUT               a text or .jsonl file (optionally .gz or .zst), a directory (searched
                       recursively), or a quoted glob
@@ -40,6 +41,9 @@ decompressed as they are read.
   --shard-tokens N    tokens per shard, e.g. 50M or 1G (default 100M)
   --threads N         tokenizer threads (default: all cores, or OMP_NUM_THREADS)
   --text-key NAME     JSONL field that holds the text (default text)
+  --eos TOKEN         token after each document, by its text (default: the tokenizer's
+                      end-of-text token, e.g. <|endoftext|>, </s>, <eos>)
+  --bos TOKEN         token before each document, or none (default: the post-processor's)
   --ext LIST          extensions taken from directories (default txt,text,md,rst,jsonl)
   --overwrite         replace shards already in DIR
   --quiet             no progress display
@@ -184,6 +188,10 @@ int prepare(int argc, char** argv) {
       options.threads = int(parse_count(arg, value));
     else if (arg == "--text-key")
       options.text_key = value;
+    else if (arg == "--eos")
+      options.eos_token = value;
+    else if (arg == "--bos")
+      options.bos_token = value;
     else if (arg == "--ext")
       options.extensions = split_list(value);
     else if (arg == "--verify")
@@ -229,6 +237,9 @@ int prepare(int argc, char** argv) {
   if (group && group->rank() != 0) return 0;
   print_split("train", s.train);
   print_split("val", s.val);
+  std::printf("documents: %send with token %d\n",
+              s.bos_id < 0 ? "" : ("start with token " + std::to_string(s.bos_id) + ", ").c_str(),
+              s.eos_id);
   const std::string processes =
       s.processes > 1 ? std::to_string(s.processes) + " processes x " : std::string();
   std::printf("throughput: %s in %.2f s = %.2f MB/s on %s%d thread%s\n",

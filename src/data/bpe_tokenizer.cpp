@@ -3,31 +3,43 @@
 #include <algorithm>
 
 #include "data/text.h"
-#include "data/unicode_nfc.h"
 #include "util/error.h"
 
 namespace mamba {
 
-int bpe_vocab_size(const BpeModel& model) {
-  int size = int(model.tokens.size());
-  for (const AddedToken& t : model.added) size = std::max(size, t.id + 1);
+int bpe_vocab_size(const BpeParts& parts) {
+  int size = int(parts.tokens.size());
+  for (const AddedToken& t : parts.added) size = std::max(size, t.id + 1);
   return size;
 }
 
-BpeTokenizer::BpeTokenizer(BpeModel model)
-    : Tokenizer(model.name, model.sha256, bpe_vocab_size(model), model.eot_id),
-      model_(std::move(model)),
-      bpe_(model_.tokens, model_.merges, model_.source) {
-  id_to_bytes_ = model_.tokens;
-  id_to_bytes_.resize(vocab_size());
-  for (const AddedToken& t : model_.added) {
-    id_to_bytes_[t.id] = t.content;
-    if (!t.special && !t.content.empty()) matched_.push_back(&t);
+BpeTokenizer::BpeTokenizer(BpeParts parts)
+    : Tokenizer(parts.name, parts.sha256, bpe_vocab_size(parts), parts.eot_id, parts.bos_id,
+                parts.encodes_segments),
+      parts_(std::move(parts)),
+      bpe_(parts_.tokens, parts_.merges, parts_.options, parts_.source) {
+  if (parts_.pre_tokenizer.byte_level_alphabet()) {
+    for (int b = 0; b < 256; ++b) {
+      if (bpe_.find(to_byte_level(std::string(1, char(b)))) < 0) {
+        throw_error("tokenizer error: ", parts_.source, " has no token for byte ", b,
+                    ": a byte-level BPE vocab needs all 256 bytes; use the tokenizer's own files");
+      }
+    }
   }
-  // Longest first, so that at one position the longest added token wins (as Hugging Face does).
-  std::stable_sort(matched_.begin(), matched_.end(), [](const AddedToken* a, const AddedToken* b) {
-    return a->content.size() > b->content.size();
-  });
+  token_text_ = parts_.tokens;
+  token_text_.resize(vocab_size());
+  for (const AddedToken& t : parts_.added) {
+    token_text_[t.id] = t.content;
+    if (t.special) continue;
+    if (t.normalized)
+      normalized_added_.add(parts_.normalizer.apply(t.content), t);
+    else
+      raw_added_.add(t.content, t);
+  }
+  id_to_bytes_.resize(token_text_.size());
+  for (size_t id = 0; id < token_text_.size(); ++id) {
+    id_to_bytes_[id] = parts_.decoder.decode({token_text_[id]}, false);
+  }
 }
 
 std::string BpeTokenizer::token_bytes(int32_t id) const {
@@ -35,55 +47,60 @@ std::string BpeTokenizer::token_bytes(int32_t id) const {
   return id_to_bytes_[id];
 }
 
+std::string BpeTokenizer::decode(const std::vector<int32_t>& ids) const {
+  std::vector<std::string> tokens;
+  tokens.reserve(ids.size());
+  for (int32_t id : ids) {
+    check_id(id);
+    tokens.push_back(token_text_[id]);
+  }
+  return parts_.decoder.decode(std::move(tokens), true);
+}
+
+int32_t BpeTokenizer::token_id(std::string_view token) const {
+  for (const AddedToken& t : parts_.added) {
+    if (t.content == token) return t.id;
+  }
+  return bpe_.find(token);
+}
+
 void BpeTokenizer::encode(std::string_view text, std::vector<int32_t>& ids) const {
   std::string clean;
   sanitize_utf8(text, clean);
-  if (model_.nfc) clean = nfc_normalize(clean);
-  if (matched_.empty()) {
-    encode_segment(clean, ids);
-    return;
-  }
-  // Cut out the leftmost (then longest) added token again and again. next[k] caches where token
-  // k next occurs, so the text is scanned once per token rather than once per match.
   const std::string_view all(clean);
-  std::vector<size_t> next(matched_.size());
-  for (size_t k = 0; k < matched_.size(); ++k) next[k] = all.find(matched_[k]->content);
   size_t start = 0;
-  while (true) {
-    size_t best = std::string_view::npos, best_k = 0;
-    for (size_t k = 0; k < matched_.size(); ++k) {
-      if (next[k] != std::string_view::npos && next[k] < start) {
-        next[k] = all.find(matched_[k]->content, start);
-      }
-      if (next[k] < best) best = next[k], best_k = k;
-    }
-    if (best == std::string_view::npos) break;
-    encode_segment(all.substr(start, best - start), ids);
-    ids.push_back(matched_[best_k]->id);
-    start = best + matched_[best_k]->content.size();
+  AddedTokenMatcher::Match m;
+  while (!raw_added_.empty() && raw_added_.find(all, start, m)) {
+    encode_section(all.substr(start, m.begin - start), start == 0, ids);
+    ids.push_back(m.id);
+    start = m.end;
   }
-  encode_segment(all.substr(start), ids);
+  encode_section(all.substr(start), start == 0, ids);
 }
 
-void BpeTokenizer::encode_segment(std::string_view text, std::vector<int32_t>& ids) const {
+void BpeTokenizer::encode_section(std::string_view text, bool first,
+                                  std::vector<int32_t>& ids) const {
   if (text.empty()) return;
-  std::string prefixed;
-  if (model_.add_prefix_space && text[0] != ' ') {
-    prefixed = " " + std::string(text);
-    text = prefixed;
+  if (parts_.normalizer.empty() && normalized_added_.empty()) {
+    encode_normalized(text, first, ids);
+    return;
   }
-  std::vector<std::string_view> pieces;
-  pretokenizer_.split(text, pieces);
-  for (std::string_view piece : pieces) {
-    if (model_.ignore_merges) {
-      const int32_t whole = bpe_.find(piece);
-      if (whole >= 0) {
-        ids.push_back(whole);
-        continue;
-      }
-    }
-    bpe_.encode(piece, ids);
+  const std::string normalized = parts_.normalizer.apply(std::string(text));
+  const std::string_view all(normalized);
+  size_t start = 0;
+  AddedTokenMatcher::Match m;
+  while (normalized_added_.find(all, start, m)) {
+    encode_normalized(all.substr(start, m.begin - start), first && start == 0, ids);
+    ids.push_back(m.id);
+    start = m.end;
   }
+  encode_normalized(all.substr(start), first && start == 0, ids);
+}
+
+void BpeTokenizer::encode_normalized(std::string_view text, bool first,
+                                     std::vector<int32_t>& ids) const {
+  if (text.empty()) return;
+  parts_.pre_tokenizer.apply(text, first, [&](std::string_view word) { bpe_.encode(word, ids); });
 }
 
 }  // namespace mamba

@@ -99,7 +99,8 @@ struct Encoded {
 };
 
 std::vector<int32_t> encode_unit(const Tokenizer& tokenizer, const TextUnit& unit,
-                                 const InputFile& input, const std::string& text_key) {
+                                 const InputFile& input, const std::string& text_key,
+                                 size_t segment_bytes, size_t max_segment_bytes) {
   if (!unit.json) return tokenizer.encode(unit.text);  // already a segment
   const std::string where = input.path + " line " + std::to_string(unit.line);
   nlohmann::json doc;
@@ -117,7 +118,7 @@ std::vector<int32_t> encode_unit(const Tokenizer& tokenizer, const TextUnit& uni
   // in memory at once.
   std::vector<int32_t> ids;
   const std::string& text = doc[text_key].get_ref<const std::string&>();
-  for (std::string_view segment : split_into_segments(text, kSegmentBytes, kMaxSegmentBytes)) {
+  for (std::string_view segment : split_into_segments(text, segment_bytes, max_segment_bytes)) {
     tokenizer.encode(segment, ids);
   }
   return ids;
@@ -137,10 +138,11 @@ void remove_files(const std::vector<std::string>& paths) {
 // The one-process run's sink: each document goes whole to the train or the validation shards.
 class SplitSink final : public DocumentSink {
  public:
-  SplitSink(SplitWriter& train, SplitWriter& val, double val_fraction, int32_t eot)
-      : train_(train), val_(val), val_fraction_(val_fraction), eot_(eot) {}
+  SplitSink(SplitWriter& train, SplitWriter& val, double val_fraction, DocumentTokens tokens)
+      : train_(train), val_(val), val_fraction_(val_fraction), eot_(tokens.eos), bos_(tokens.bos) {}
   void begin_document(uint64_t index) override {
     split_ = is_validation_document(index, val_fraction_) ? &val_ : &train_;
+    if (bos_ >= 0) split_->append(&bos_, 1);
   }
   void append(const int32_t* ids, size_t count) override { split_->append(ids, count); }
   void end_document() override { split_->end_document(eot_); }
@@ -148,7 +150,7 @@ class SplitSink final : public DocumentSink {
  private:
   SplitWriter &train_, &val_;
   double val_fraction_;
-  int32_t eot_;
+  int32_t eot_, bos_;
   SplitWriter* split_ = nullptr;
 };
 
@@ -172,7 +174,12 @@ void hash_tokens(Sha256& hash, const int32_t* tokens, size_t count) {
 uint64_t tokenize_inputs(const std::vector<InputFile>& inputs, const Tokenizer& tokenizer,
                          const std::string& text_key, int threads, DocumentSink& sink,
                          Progress* progress) {
-  CorpusReader reader(inputs, kSegmentBytes, kMaxSegmentBytes);
+  // Tokenizers whose words can span the cuts (Llama-3's, Llama-2's, Gemma's) get whole
+  // documents.
+  const bool cut = tokenizer.encodes_segments();
+  const size_t segment_bytes = cut ? kSegmentBytes : SIZE_MAX;
+  const size_t max_segment_bytes = cut ? kMaxSegmentBytes : SIZE_MAX;
+  CorpusReader reader(inputs, segment_bytes, max_segment_bytes);
   std::vector<TextUnit> batch;
   std::vector<Encoded> encoded;
   uint64_t done_bytes = 0, document = 0;  // done_bytes: for progress only
@@ -192,7 +199,8 @@ uint64_t tokenize_inputs(const std::vector<InputFile>& inputs, const Tokenizer& 
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (size_t i = 0; i < batch.size(); ++i) {
       try {
-        encoded[i].ids = encode_unit(tokenizer, batch[i], inputs[batch[i].file], text_key);
+        encoded[i].ids = encode_unit(tokenizer, batch[i], inputs[batch[i].file], text_key,
+                                     segment_bytes, max_segment_bytes);
         encoded[i].error = nullptr;
       } catch (...) {
         encoded[i].error = std::current_exception();
@@ -277,10 +285,35 @@ void write_run_manifest(const std::string& dir, const std::vector<ShardInfo>& sh
   write_manifest(dir, manifest);
 }
 
-ShardInfo shard_attributes(const Tokenizer& tokenizer) {
+namespace {
+
+// The id of a token named by --eos or --bos.
+int32_t named_token(const Tokenizer& tokenizer, const std::string& text, const char* option) {
+  const int32_t id = tokenizer.token_id(text);
+  if (id < 0) {
+    throw_error("prepare error: ", option, " ", text, " is not a token of the ", tokenizer.name(),
+                " tokenizer: give a token's text as its vocab or added_tokens write it, e.g. ",
+                tokenizer.token_bytes(tokenizer.eot_id()));
+  }
+  return id;
+}
+
+}  // namespace
+
+DocumentTokens document_tokens(const Tokenizer& tokenizer, const PrepareOptions& options) {
+  DocumentTokens t;
+  t.eos = options.eos_token.empty() ? tokenizer.eot_id()
+                                    : named_token(tokenizer, options.eos_token, "--eos");
+  t.bos = options.bos_token.empty()    ? tokenizer.bos_id()
+          : options.bos_token == "none" ? -1
+                                        : named_token(tokenizer, options.bos_token, "--bos");
+  return t;
+}
+
+ShardInfo shard_attributes(const Tokenizer& tokenizer, int32_t eos) {
   ShardInfo attributes;
   attributes.vocab_size = tokenizer.vocab_size();
-  attributes.eos_id = tokenizer.eot_id();
+  attributes.eos_id = eos;
   attributes.tokenizer = tokenizer.name();
   attributes.tokenizer_sha256 = tokenizer.sha256();
   return attributes;
@@ -339,7 +372,8 @@ PrepareSummary prepare_corpus(const PrepareOptions& options) {
   prepare_output_dir(options.out_dir, options.overwrite);
   const int threads = options.threads > 0 ? options.threads : omp_get_max_threads();
 
-  ShardInfo attributes = shard_attributes(*tokenizer);
+  const DocumentTokens tokens = document_tokens(*tokenizer, options);
+  ShardInfo attributes = shard_attributes(*tokenizer, tokens.eos);
   attributes.split = "train";
   SplitWriter train(options.out_dir, attributes, options.shard_tokens);
   attributes.split = "val";
@@ -350,12 +384,14 @@ PrepareSummary prepare_corpus(const PrepareOptions& options) {
   for (const InputFile& f : inputs) summary.input_bytes += f.bytes;
   Progress progress("prepare", summary.input_bytes, stderr, options.verbose && isatty(2));
   try {
-    SplitSink sink(train, val, options.val_fraction, tokenizer->eot_id());
+    SplitSink sink(train, val, options.val_fraction, tokens);
     tokenize_inputs(inputs, *tokenizer, options.text_key, threads, sink,
                     options.verbose ? &progress : nullptr);
     summary.train = train.finish();
     summary.val = val.finish();
     summary.seconds = progress.seconds();
+    summary.eos_id = tokens.eos;
+    summary.bos_id = tokens.bos;
     if (options.verbose) progress.finish(summary.input_bytes);
     check_split_sizes(summary, options, inputs.size());
     verify_split(summary.train, "train");

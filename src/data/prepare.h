@@ -1,7 +1,8 @@
 // `mamba prepare`: text -> token shards. Documents (a text file, or a JSONL line) are tokenized on
-// all cores, each followed by the end-of-text token, and written in input order to train or
-// validation shards; the shards are then read back and checked against the token stream, and
-// listed in DIR/manifest.json, written last, without which the loader takes none of them.
+// all cores, each followed by the end-of-text token (and preceded by a BOS token where the
+// tokenizer's post-processor puts one), and written in input order to train or validation
+// shards; the shards are then read back and checked against the token stream, and listed in
+// DIR/manifest.json, written last, without which the loader takes none of them.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -31,6 +32,9 @@ struct PrepareOptions {
   int64_t shard_tokens = 100'000'000;  // every shard but the last of a split holds exactly this
   int threads = 0;                     // 0: all cores
   std::string text_key = "text";       // the JSONL field holding a document
+  // Tokens around each document, by their text: "" takes the tokenizer's end-of-text token and
+  // the token its post-processor puts first (none for most); bos_token "none" puts none.
+  std::string eos_token, bos_token;
   std::vector<std::string> extensions = {"txt", "text", "md", "rst", "jsonl"};
   bool overwrite = false;         // replace existing train-*.h5 / val-*.h5 in out_dir
   bool verbose = true;            // progress and summary on stderr
@@ -46,6 +50,7 @@ struct SplitSummary {
 
 struct PrepareSummary {
   SplitSummary train, val;
+  int32_t eos_id = -1, bos_id = -1;  // bos_id -1: none
   uint64_t input_bytes = 0;
   double seconds = 0;  // tokenizing and writing, without the read-back check
   int threads = 0;     // per process

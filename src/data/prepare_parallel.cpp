@@ -77,13 +77,17 @@ std::pair<size_t, size_t> share_of(const std::vector<InputFile>& inputs, int ran
 // Step 1's sink: the tokens of this rank's documents, and each document's length.
 class RawSink final : public DocumentSink {
  public:
-  RawSink(const std::string& tokens, const std::string& lengths, int32_t eot)
+  RawSink(const std::string& tokens, const std::string& lengths, DocumentTokens around)
       : tokens_path_(tokens),
         lengths_path_(lengths),
         tokens_(open_file(tokens, "wb")),
         lengths_(open_file(lengths, "wb")),
-        eot_(eot) {}
-  void begin_document(uint64_t) override { length_ = 0; }
+        eot_(around.eos),
+        bos_(around.bos) {}
+  void begin_document(uint64_t) override {
+    length_ = 0;
+    if (bos_ >= 0) append(&bos_, 1);
+  }
   void append(const int32_t* ids, size_t count) override {
     write_all(tokens_.get(), ids, count * sizeof(int32_t), tokens_path_);
     length_ += count;
@@ -103,7 +107,7 @@ class RawSink final : public DocumentSink {
  private:
   std::string tokens_path_, lengths_path_;
   File tokens_, lengths_;
-  int32_t eot_;
+  int32_t eot_, bos_;
   uint64_t length_ = 0;
 };
 
@@ -145,9 +149,12 @@ PrepareSummary prepare_corpus_parallel(const PrepareOptions& options) {
   Progress progress("prepare (rank 0 of " + std::to_string(ranks) + ")", share_bytes, stderr,
                     options.verbose && rank == 0 && isatty(2));
   const bool show = options.verbose && rank == 0;
+  const DocumentTokens around = document_tokens(*tokenizer, options);
+  summary.eos_id = around.eos;
+  summary.bos_id = around.bos;
   int64_t documents = 0;
   {
-    RawSink sink(mine + ".tokens", mine + ".lengths", tokenizer->eot_id());
+    RawSink sink(mine + ".tokens", mine + ".lengths", around);
     if (!share.empty()) {
       documents = int64_t(tokenize_inputs(share, *tokenizer, options.text_key, threads, sink,
                                           show ? &progress : nullptr));
@@ -199,7 +206,7 @@ PrepareSummary prepare_corpus_parallel(const PrepareOptions& options) {
     for (int s = 0; s < 2; ++s) {
       const int64_t total = token_starts[s].back();
       const int64_t count = (total + options.shard_tokens - 1) / options.shard_tokens;
-      ShardInfo attributes = shard_attributes(*tokenizer);
+      ShardInfo attributes = shard_attributes(*tokenizer, around.eos);
       attributes.split = kSplits[s];
       std::vector<int32_t> block;
       for (int64_t k = rank; k < count; k += ranks) {
@@ -222,7 +229,7 @@ PrepareSummary prepare_corpus_parallel(const PrepareOptions& options) {
             writer.append(block.data(), block.size());
             // The end-of-text id ends a document and appears nowhere else (rank 0 checks).
             for (int32_t t : block) {
-              if (t == tokenizer->eot_id()) writer.end_document();
+              if (t == around.eos) writer.end_document();
             }
           }
         }

@@ -39,8 +39,15 @@ void check_prepare_options(const PrepareOptions& options);
 // which then removes its manifest first, then its shards.
 void prepare_output_dir(const std::string& dir, bool overwrite);
 
+// The tokens around each document: --eos / --bos, else the tokenizer's end-of-text token and the
+// token its post-processor puts first (bos -1: none).
+struct DocumentTokens {
+  int32_t eos = -1, bos = -1;
+};
+DocumentTokens document_tokens(const Tokenizer& tokenizer, const PrepareOptions& options);
+
 // The attributes every shard of this tokenizer gets (split left empty).
-ShardInfo shard_attributes(const Tokenizer& tokenizer);
+ShardInfo shard_attributes(const Tokenizer& tokenizer, int32_t eos);
 
 // Hashes tokens as little-endian uint32, the same bytes whichever way they are stored.
 void hash_tokens(Sha256& hash, const int32_t* tokens, size_t count);

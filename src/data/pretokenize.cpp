@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <new>
 
+#include "data/utf8.h"
 #include "util/error.h"
 
 namespace mamba {
@@ -27,14 +28,15 @@ std::string pcre2_message(int code) {
 
 }  // namespace
 
-Pretokenizer::Pretokenizer(const std::string& pattern) {
+Regex::Regex(const std::string& pattern, bool literal, const std::string& source) {
   int error = 0;
   PCRE2_SIZE offset = 0;
-  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.c_str()), pattern.size(),
-                                   PCRE2_UTF | PCRE2_UCP, &error, &offset, nullptr);
+  const uint32_t options = literal ? PCRE2_UTF | PCRE2_LITERAL : PCRE2_UTF | PCRE2_UCP;
+  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+                                   options, &error, &offset, nullptr);
   if (!code) {
-    throw_error("tokenizer error: cannot compile the pre-tokenizer pattern at offset ", offset,
-                ": ", pcre2_message(error));
+    throw_error("tokenizer error: cannot compile ", source, " '", pattern, "' at offset ", offset,
+                ": ", pcre2_message(error), ": fix the pattern");
   }
   // JIT makes matching several times faster; without it (an unusual PCRE2 build) the
   // interpreter gives the same pieces, so a failure here is not an error.
@@ -42,15 +44,16 @@ Pretokenizer::Pretokenizer(const std::string& pattern) {
   code_ = code;
 }
 
-Pretokenizer::~Pretokenizer() {
+Regex::~Regex() {
   pcre2_code_free(as_code(code_));
 }
 
-void Pretokenizer::split(std::string_view text, std::vector<std::string_view>& pieces) const {
+void Regex::spans(std::string_view text, std::vector<Span>& spans) const {
+  spans.clear();
   pcre2_match_data* match = pcre2_match_data_create_from_pattern(as_code(code_), nullptr);
   if (!match) throw std::bad_alloc();
   const auto subject = reinterpret_cast<PCRE2_SPTR>(text.data());
-  size_t start = 0;
+  size_t start = 0, covered = 0;
   int rc = 0;
   while (start < text.size()) {
     // The caller guarantees valid UTF-8; skipping PCRE2's check matters because it would
@@ -59,19 +62,28 @@ void Pretokenizer::split(std::string_view text, std::vector<std::string_view>& p
                      nullptr);
     if (rc < 0) break;
     const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(match);
-    if (ovector[0] > start) pieces.push_back(text.substr(start, ovector[0] - start));
-    if (ovector[1] == ovector[0]) break;  // an empty match would never advance
-    pieces.push_back(text.substr(ovector[0], ovector[1] - ovector[0]));
-    start = ovector[1];
+    if (ovector[1] == ovector[0]) {
+      // An empty match is no piece; look again from the next character.
+      if (ovector[0] >= text.size()) break;
+      start = ovector[0] + utf8_length(static_cast<unsigned char>(text[ovector[0]]));
+      continue;
+    }
+    if (ovector[0] > covered) spans.push_back({covered, ovector[0], false});
+    spans.push_back({ovector[0], ovector[1], true});
+    start = covered = ovector[1];
   }
   pcre2_match_data_free(match);
   if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {
     throw_error("tokenizer error: pre-tokenizer regex failed: ", pcre2_message(rc));
   }
   // Text the pattern does not cover stays one piece, so nothing is ever dropped.
-  if (start < text.size() && (rc == PCRE2_ERROR_NOMATCH || rc >= 0)) {
-    pieces.push_back(text.substr(start));
-  }
+  if (covered < text.size()) spans.push_back({covered, text.size(), false});
+}
+
+void Regex::split(std::string_view text, std::vector<std::string_view>& pieces) const {
+  std::vector<Span> found;
+  spans(text, found);
+  for (const Span& s : found) pieces.push_back(text.substr(s.begin, s.end - s.begin));
 }
 
 namespace {

@@ -1,6 +1,7 @@
-// GPT-2's pre-tokenizer: a regex splits text into pieces (words with their leading space, numbers,
-// punctuation runs, whitespace) and BPE then runs on each piece alone. PCRE2 supplies the Unicode
-// letter/number/space classes, so this code never classifies characters itself.
+// Regexes for pre-tokenizers: a pattern splits text into pieces (for GPT-2: words with their
+// leading space, numbers, punctuation runs, whitespace) and BPE then runs on each piece alone.
+// PCRE2 supplies the Unicode letter/number/space classes, so this code never classifies characters
+// itself.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -13,15 +14,25 @@ namespace mamba {
 // The pattern of GPT-2's encoder.py, also used by Hugging Face's ByteLevel pre-tokenizer.
 extern const char* const kGpt2Pattern;
 
-class Pretokenizer {
+class Regex {
  public:
-  explicit Pretokenizer(const std::string& pattern = kGpt2Pattern);
-  ~Pretokenizer();
-  Pretokenizer(const Pretokenizer&) = delete;
-  Pretokenizer& operator=(const Pretokenizer&) = delete;
+  // `literal`: the pattern is plain text to find, not a regex. Throws mamba::Error naming
+  // `source` (the file and key it came from) when the pattern does not compile.
+  explicit Regex(const std::string& pattern = kGpt2Pattern, bool literal = false,
+                 const std::string& source = "the pre-tokenizer pattern");
+  ~Regex();
+  Regex(const Regex&) = delete;
+  Regex& operator=(const Regex&) = delete;
 
-  // Appends the pieces of `text` (valid UTF-8) to `pieces`; they cover the text in order.
-  // Thread-safe.
+  struct Span {
+    size_t begin, end;
+    bool match;
+  };
+  // Replaces `spans` with the non-empty matches of the pattern in `text` (valid UTF-8) and the
+  // text between them, in order, covering the text. Thread-safe.
+  void spans(std::string_view text, std::vector<Span>& spans) const;
+
+  // Appends the pieces of `text`: the matches and the text between them. Thread-safe.
   void split(std::string_view text, std::vector<std::string_view>& pieces) const;
 
  private:

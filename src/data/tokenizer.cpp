@@ -27,6 +27,11 @@ class ByteTokenizer : public Tokenizer {
     check_id(id);
     return id == kByteEot ? std::string(kEotText) : std::string(1, char(id));
   }
+
+  int32_t token_id(std::string_view token) const override {
+    if (token == kEotText) return kByteEot;
+    return token.size() == 1 ? static_cast<unsigned char>(token[0]) : -1;
+  }
 };
 
 bool is_directory(const std::string& path) {

@@ -1,6 +1,6 @@
 // Text <-> token ids. Three kinds share one small interface: bytes (no files), GPT-2's
-// encoder.json + vocab.bpe, and a Hugging Face tokenizer.json with a byte-level BPE model (the
-// format of GPT-NeoX's tokenizer, which the published Mamba models use).
+// encoder.json + vocab.bpe, and a Hugging Face tokenizer.json with a BPE model (GPT-2, GPT-NeoX,
+// Llama-2/3, Qwen2/3, Gemma-3 and the like; docs/data.md lists the supported parts).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -23,13 +23,24 @@ class Tokenizer {
     encode(text, ids);
     return ids;
   }
-  // The bytes of one token. Throws mamba::Error for an id outside [0, vocab_size).
+  // The bytes one token adds inside a text. Throws mamba::Error for an id outside
+  // [0, vocab_size).
   virtual std::string token_bytes(int32_t id) const = 0;
-  // decode(encode(text)) == text for valid UTF-8 text.
-  std::string decode(const std::vector<int32_t>& ids) const;
+  // The text of `ids`, as the tokenizer's decoder makes it (a tokenizer.json's decoder may also
+  // drop the space its normalizer put at the start). decode(encode(text)) == text for valid UTF-8
+  // text (for tokenizers that map a character such as U+2581 to a space: text without it).
+  virtual std::string decode(const std::vector<int32_t>& ids) const;
+  // The id of a token given by its text as the vocab or added_tokens write it, or -1.
+  virtual int32_t token_id(std::string_view token) const = 0;
 
   int vocab_size() const { return vocab_size_; }
+  // The end-of-text token that separates documents.
   int32_t eot_id() const { return eot_id_; }
+  // The token a tokenizer.json's post-processor puts before a text (Llama's <s>, Gemma's <bos>),
+  // or -1.
+  int32_t bos_id() const { return bos_id_; }
+  // True when a text cut by split_into_segments encodes, piece by piece, to the ids of the whole.
+  bool encodes_segments() const { return encodes_segments_; }
   // "byte", "gpt2-bpe" or "hf-bpe": the kind, for logs and shard attributes.
   const std::string& name() const { return name_; }
   // Fingerprint of what defines the ids: the tokenizer.json bytes, encoder.json then vocab.bpe
@@ -37,11 +48,14 @@ class Tokenizer {
   const std::string& sha256() const { return sha256_; }
 
  protected:
-  Tokenizer(std::string name, std::string sha256, int vocab_size, int32_t eot_id)
+  Tokenizer(std::string name, std::string sha256, int vocab_size, int32_t eot_id,
+            int32_t bos_id = -1, bool encodes_segments = true)
       : name_(std::move(name)),
         sha256_(std::move(sha256)),
         vocab_size_(vocab_size),
-        eot_id_(eot_id) {}
+        eot_id_(eot_id),
+        bos_id_(bos_id),
+        encodes_segments_(encodes_segments) {}
   void check_id(int32_t id) const;
 
  private:
@@ -49,6 +63,8 @@ class Tokenizer {
   std::string sha256_;
   int vocab_size_;
   int32_t eot_id_;
+  int32_t bos_id_;
+  bool encodes_segments_;
 };
 
 // `spec` is "byte", a tokenizer.json file, GPT-2's encoder.json (vocab.bpe next to it), or a

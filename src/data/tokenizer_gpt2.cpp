@@ -24,7 +24,6 @@ std::vector<std::string> read_encoder_json(const std::string& path, const std::s
                 "encoder.json");
   }
   std::vector<std::string> tokens;
-  std::string raw;
   for (const auto& [text, id_json] : json.items()) {
     if (!id_json.is_number_integer() || id_json.get<int64_t>() < 0 ||
         id_json.get<int64_t>() > 10'000'000) {
@@ -32,10 +31,8 @@ std::vector<std::string> read_encoder_json(const std::string& path, const std::s
                   ", not a token id: use GPT-2's encoder.json");
     }
     const size_t id = id_json.get<size_t>();
-    // Tokens outside the byte-level alphabet (none in GPT-2's file) are taken as plain text.
-    if (!from_byte_level(text, raw)) raw = text;
     if (tokens.size() <= id) tokens.resize(id + 1);
-    tokens[id] = raw;
+    tokens[id] = text;
   }
   return tokens;
 }
@@ -44,7 +41,7 @@ std::vector<std::pair<std::string, std::string>> read_vocab_bpe(const std::strin
                                                                 const std::string& bytes) {
   std::vector<std::pair<std::string, std::string>> merges;
   size_t line_no = 0, begin = 0;
-  std::string left, right;
+  std::string raw;
   while (begin < bytes.size()) {
     size_t end = bytes.find('\n', begin);
     if (end == std::string::npos) end = bytes.size();
@@ -56,12 +53,12 @@ std::vector<std::pair<std::string, std::string>> read_vocab_bpe(const std::strin
     const size_t space = line.find(' ');
     if (space == std::string_view::npos || space == 0 || space + 1 == line.size() ||
         line.find(' ', space + 1) != std::string_view::npos ||
-        !from_byte_level(line.substr(0, space), left) ||
-        !from_byte_level(line.substr(space + 1), right)) {
+        !from_byte_level(line.substr(0, space), raw) ||
+        !from_byte_level(line.substr(space + 1), raw)) {
       throw_error("tokenizer error: ", path, " line ", line_no,
                   " is not a merge 'left right': ", "use GPT-2's vocab.bpe");
     }
-    merges.emplace_back(left, right);
+    merges.emplace_back(line.substr(0, space), line.substr(space + 1));
   }
   return merges;
 }
@@ -72,7 +69,7 @@ std::unique_ptr<Tokenizer> load_gpt2_tokenizer(const std::string& encoder_json,
                                                const std::string& vocab_bpe) {
   const std::string encoder_bytes = read_file(encoder_json);
   const std::string merges_bytes = read_file(vocab_bpe);
-  BpeModel model;
+  BpeParts model;
   model.name = "gpt2-bpe";
   model.source = encoder_json + " + " + vocab_bpe;
   Sha256 hash;
@@ -81,6 +78,8 @@ std::unique_ptr<Tokenizer> load_gpt2_tokenizer(const std::string& encoder_json,
   model.sha256 = hash.hex();
   model.tokens = read_encoder_json(encoder_json, encoder_bytes);
   model.merges = read_vocab_bpe(vocab_bpe, merges_bytes);
+  model.pre_tokenizer = PreTokenizer::byte_level();
+  model.decoder = Decoder::byte_level();
   for (size_t id = 0; id < model.tokens.size(); ++id) {
     if (model.tokens[id] == "<|endoftext|>") model.eot_id = int32_t(id);
   }

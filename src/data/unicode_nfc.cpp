@@ -9,6 +9,7 @@
 
 #include "data/text.h"
 #include "data/unicode_nfc_data.h"
+#include "data/utf8.h"
 
 namespace mamba {
 
@@ -70,37 +71,29 @@ uint32_t compose(uint32_t first, uint32_t second) {
 std::vector<uint32_t> decode_utf8(std::string_view s) {
   std::vector<uint32_t> cps;
   cps.reserve(s.size());
-  for (size_t i = 0; i < s.size();) {
-    const auto b = [&](size_t k) { return uint32_t(static_cast<unsigned char>(s[i + k])); };
-    if (b(0) < 0x80) {
-      cps.push_back(b(0));
-      i += 1;
-    } else if (b(0) < 0xE0) {
-      cps.push_back((b(0) & 0x1F) << 6 | (b(1) & 0x3F));
-      i += 2;
-    } else if (b(0) < 0xF0) {
-      cps.push_back((b(0) & 0x0F) << 12 | (b(1) & 0x3F) << 6 | (b(2) & 0x3F));
-      i += 3;
-    } else {
-      cps.push_back((b(0) & 0x07) << 18 | (b(1) & 0x3F) << 12 | (b(2) & 0x3F) << 6 | (b(3) & 0x3F));
-      i += 4;
-    }
-  }
+  for (size_t i = 0; i < s.size();) cps.push_back(next_code_point(s, i));
   return cps;
 }
 
-}  // namespace
+// Appends the full compatibility decomposition of `cp` when it has one; returns false otherwise.
+bool compat_decompose(uint32_t cp, std::vector<uint32_t>& out) {
+  const auto& table = nfc_data::kCompatDecompositions;
+  const auto it = std::lower_bound(std::begin(table), std::end(table), cp,
+                                   [](const auto& d, uint32_t c) { return d.code_point < c; });
+  if (it == std::end(table) || it->code_point != cp) return false;
+  out.insert(out.end(), nfc_data::kCompatParts + it->offset,
+             nfc_data::kCompatParts + it->offset + it->length);
+  return true;
+}
 
-std::string nfc_normalize(std::string_view text) {
-  // Every byte of a code point below U+0300 is below 0xCC (U+0300 is CC 80 in UTF-8).
-  if (std::none_of(text.begin(), text.end(),
-                   [](char c) { return static_cast<unsigned char>(c) >= 0xCC; })) {
-    return std::string(text);
-  }
-  // 1. Full canonical decomposition.
+// NFC, or NFKC when `compat`: decomposition, canonical ordering, canonical composition.
+std::string normalize(std::string_view text, bool compat) {
+  // 1. Full canonical (or compatibility) decomposition.
   std::vector<uint32_t> d;
   d.reserve(text.size());
-  for (uint32_t cp : decode_utf8(text)) decompose(cp, d);
+  for (uint32_t cp : decode_utf8(text)) {
+    if (!compat || !compat_decompose(cp, d)) decompose(cp, d);
+  }
   // 2. Canonical ordering: each run of combining marks sorted (stably) by combining class.
   std::vector<int> ccc(d.size());
   for (size_t i = 0; i < d.size(); ++i) ccc[i] = combining_class(d[i]);
@@ -146,6 +139,51 @@ std::string nfc_normalize(std::string_view text) {
   result.reserve(text.size());
   for (uint32_t cp : out) append_utf8(cp, result);
   return result;
+}
+
+// Normalizes only the runs of non-ASCII text, each with the ASCII character before it (which may
+// compose with what follows). A cut before an ASCII character is safe: it is a starter that blocks
+// reordering, and no composition has it as its second character. `skip` says a run needs no work.
+template <typename Skip>
+std::string normalize_runs(std::string_view text, bool compat, Skip skip) {
+  std::string out;
+  out.reserve(text.size());
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t j = i;
+    while (j < text.size() && static_cast<unsigned char>(text[j]) < 0x80) ++j;
+    if (j == text.size()) {
+      out.append(text.substr(i));
+      break;
+    }
+    const size_t run = j > i ? j - 1 : j;
+    out.append(text.substr(i, run - i));
+    size_t k = j;
+    while (k < text.size() && static_cast<unsigned char>(text[k]) >= 0x80) ++k;
+    const std::string_view part = text.substr(run, k - run);
+    if (skip(part))
+      out.append(part);
+    else
+      out += normalize(part, compat);
+    i = k;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string nfc_normalize(std::string_view text) {
+  // Every byte of a code point below U+0300 is below 0xCC (U+0300 is CC 80 in UTF-8), and text
+  // of such code points is already in NFC.
+  return normalize_runs(text, false, [](std::string_view part) {
+    return std::none_of(part.begin(), part.end(),
+                        [](char c) { return static_cast<unsigned char>(c) >= 0xCC; });
+  });
+}
+
+std::string nfkc_normalize(std::string_view text) {
+  // Latin-1 already has compatibility mappings (U+00A0, U+00B2, ...), so only ASCII is skipped.
+  return normalize_runs(text, true, [](std::string_view) { return false; });
 }
 
 }  // namespace mamba

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes unicode_nfc_data.h, the tables behind nfc_normalize(), from Python's unicodedata.
+"""Writes unicode_nfc_data.h, the tables behind nfc_normalize() and nfkc_normalize(), from Python's
+unicodedata.
 
 Run it with the Python whose Unicode version should match PCRE2's (Debian 12: both 14.0.0):
     python3 src/data/unicode_nfc_gen.py > src/data/unicode_nfc_data.h
@@ -25,7 +26,7 @@ def full_decomposition(cp):
 
 
 def main():
-    ccc_ranges, decompositions, compositions = [], [], []
+    ccc_ranges, decompositions, compositions, compat = [], [], [], []
     for cp in range(0x110000):
         if HANGUL_FIRST <= cp <= HANGUL_LAST:
             continue  # decomposed and composed arithmetically
@@ -35,6 +36,10 @@ def main():
                 ccc_ranges[-1][1] = cp
             else:
                 ccc_ranges.append([cp, cp, ccc])
+        d = unicodedata.decomposition(chr(cp))
+        if d.startswith("<"):
+            # NFKC only: the full compatibility decomposition, which NFKD gives for one character.
+            compat.append((cp, [ord(c) for c in unicodedata.normalize("NFKD", chr(cp))]))
         parts = canonical_parts(cp)
         if parts is None:
             continue
@@ -52,7 +57,9 @@ def main():
     out.write("#pragma once\n#include <cstdint>\n\n// clang-format off\nnamespace mamba::nfc_data {\n\n")
     out.write("struct CombiningRange {\n  uint32_t first, last;\n  uint8_t ccc;\n};\n")
     out.write("struct Decomposition {\n  uint32_t code_point;\n  uint32_t parts[4];  // 0 = unused\n};\n")
-    out.write("struct Composition {\n  uint32_t first, second, composite;\n};\n\n")
+    out.write("struct Composition {\n  uint32_t first, second, composite;\n};\n")
+    out.write("struct CompatDecomposition {\n  uint32_t code_point;\n  uint16_t offset, length;  "
+              "// into kCompatParts\n};\n\n")
 
     def table(decl, rows, per_line):
         out.write(decl + " = {\n")
@@ -67,6 +74,13 @@ def main():
            for cp, full in decompositions], 2)
     table("inline constexpr Composition kCompositions[]",
           [f"{{0x{a:X}, 0x{b:X}, 0x{c:X}}}" for a, b, c in compositions], 3)
+    rows, parts = [], []
+    for cp, full in compat:
+        rows.append(f"{{0x{cp:X}, {len(parts)}, {len(full)}}}")
+        parts.extend(full)
+    assert len(parts) < 65536
+    table("inline constexpr CompatDecomposition kCompatDecompositions[]", rows, 3)
+    table("inline constexpr uint32_t kCompatParts[]", [f"0x{p:X}" for p in parts], 8)
     out.write("}  // namespace mamba::nfc_data\n// clang-format on\n")
 
 
