@@ -12,7 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 list=${MUTATIONS:-$root/scripts/mutations.txt}
-work=${MUTATION_DIR:-/tmp/mamba-mutation-${USER:-$(id -un)}}
+# One scratch folder per user and checkout, so that two checkouts never share one.
+work=${MUTATION_DIR:-/tmp/mamba-mutation-${USER:-$(id -un)}-$(printf '%s' "$root" | cksum | cut -d" " -f1)}
 jobs=${MUTATION_JOBS:-$(nproc)}
 src=$work/src
 build=$work/build
