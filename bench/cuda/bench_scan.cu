@@ -104,11 +104,13 @@ Timing time_scan(const ScanShape& s, int R, const ScanTuning& tuning, int repeat
   const mamba::ScanGrads grads{
       {du.p, dt}, {ddelta.p, dt}, {dxbc.p + R, dt}, {dxbc.p + R + kN, dt}, {dxz.p + s.d_inner, dt},
       dA.p,       dD.p,           dbias.p};
+  const mamba::Act out_act{out.p, dt};
+  const mamba::ConstAct dout_act{dout.p, dt};
   auto forward = [&] {
-    mamba::cuda::selective_scan_forward(s, in, {out.p, dt}, last.p, ckpt.p, ws.p, nullptr, tuning);
+    mamba::cuda::selective_scan_forward(s, in, out_act, last.p, ckpt.p, ws.p, nullptr, tuning);
   };
   auto backward = [&] {
-    mamba::cuda::selective_scan_backward(s, in, {dout.p, dt}, ckpt.p, grads, ws.p, nullptr, tuning);
+    mamba::cuda::selective_scan_backward(s, in, dout_act, ckpt.p, grads, ws.p, nullptr, tuning);
   };
   cudaEvent_t e0, e1, e2;
   ck(cudaEventCreate(&e0), "event"), ck(cudaEventCreate(&e1), "event");

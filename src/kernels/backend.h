@@ -17,7 +17,7 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;  // "cpu", "cuda:0 (NVIDIA H200)"
-  virtual ActType act_type() const = 0;   // fp32, or bf16
+  virtual ActType act_type() const = 0;  // fp32, or bf16
   size_t act_bytes() const { return type_bytes(act_type()); }
   virtual double peak_flops() const { return 0.0; }  // dense bf16 peak for MFU; 0 if unknown
   // True when device pointers are host pointers (the CPU backend): MPI can reduce them in place.
