@@ -183,6 +183,19 @@ std::vector<float> read_act(Backend& be, const Buffer& b, size_t n) {
   return host;
 }
 
+// The LM head's loss of normed [T, C] against the targets, without gradients or logits.
+LmHeadLoss lm_head_loss_only(const Buffer& normed, const Buffer& E, const Buffer& targets,
+                             int64_t T, int C, int Vp) {
+  LmHeadLoss op;
+  op.normed = normed.act();
+  op.E = E.act();
+  op.targets = targets.i32();
+  op.T = T;
+  op.C = C;
+  op.Vp = Vp;
+  return op;
+}
+
 // ---------------------------------------------------------------- the fixture
 
 // Parameter: the CUDA backend's mode (false: fp32 activations, true: bf16).
@@ -569,13 +582,7 @@ TEST_P(CudaVsCpu, LmHeadLoss) {
       Buffer x = act_buffer(be, normed), e = act_buffer(be, E), t = i32_buffer(be, targets);
       Buffer dnormed = poisoned_act(be, sh.T * sh.C), dE = f32_buffer(be, dE0);
       Result r;
-      LmHeadLoss op;
-      op.normed = x.act();
-      op.E = e.act();
-      op.targets = t.i32();
-      op.T = sh.T;
-      op.C = sh.C;
-      op.Vp = sh.Vp;
+      LmHeadLoss op = lm_head_loss_only(x, e, t, sh.T, sh.C, sh.Vp);
       op.grad_scale = grad_scale;
       r.loss_forward_only = be.lm_head_loss(op);
       op.dnormed = dnormed.act();
@@ -611,15 +618,8 @@ TEST_P(CudaVsCpu, LmHeadLogits) {
   auto run = [&](Backend& be) {
     Buffer x = act_buffer(be, normed), e = act_buffer(be, E), t = i32_buffer(be, targets);
     Buffer logits = poisoned_f32(be, T * Vp);
-    LmHeadLoss op;
-    op.normed = x.act();
-    op.E = e.act();
-    op.targets = t.i32();
+    LmHeadLoss op = lm_head_loss_only(x, e, t, T, C, Vp);
     op.logits_out = logits.f32();
-    op.T = T;
-    op.C = C;
-    op.Vp = Vp;
-    op.grad_scale = 1.0f;
     const double loss = be.lm_head_loss(op);
     return std::make_pair(loss, read_f32(be, logits, T * Vp));
   };
@@ -875,14 +875,7 @@ TEST(CudaBackendTiming, DISABLED_Ops130M) {
     // Fewest bytes of the chunked design: fp32 logits written and read twice, bf16 dlogits
     // written once and read by both GEMMs.
     const double logit_bytes = T * double{Vp} * (4 * 3 + 2 * 3);
-    LmHeadLoss op;
-    op.normed = normed.act();
-    op.E = E.act();
-    op.targets = targets.i32();
-    op.T = T;
-    op.C = C;
-    op.Vp = Vp;
-    op.grad_scale = 1.0f;
+    LmHeadLoss op = lm_head_loss_only(normed, E, targets, T, C, Vp);
     report("lm_head_loss forward", median_ms([&] { be->lm_head_loss(op); }), T * double{Vp} * 4 * 2,
            flops);
     op.dnormed = dnormed.act();

@@ -205,19 +205,20 @@ class CudaBackend final : public Backend {
     });
   }
 
-  // ---- the selective scan (kernels/cuda/scan.h, which checks the activations' types) ----
+  // ---- the selective scan (kernels/cuda/scan.h) ----
+  // The scan reads every activation in in.u's type (and checks them); that one is checked here.
   size_t scan_saved_bytes(const ScanShape& s) const override {
     return cuda::scan_checkpoint_bytes(s);
   }
   void selective_scan_forward(const ScanShape& s, const ScanInputs& in, Act out, float* last_state,
                               void* saved) override {
-    check_act(in.u, "selective_scan_forward", "u");
+    with_act("selective_scan_forward", [&](auto act) { act(in.u, "u"); });
     void* ws = scratch(cuda::scan_workspace_bytes(s));
     cuda::selective_scan_forward(s, in, out, last_state, static_cast<float*>(saved), ws, stream_);
   }
   void selective_scan_backward(const ScanShape& s, const ScanInputs& in, ConstAct dout,
                                const void* saved, const ScanGrads& grads) override {
-    check_act(in.u, "selective_scan_backward", "u");
+    with_act("selective_scan_backward", [&](auto act) { act(in.u, "u"); });
     void* ws = scratch(cuda::scan_workspace_bytes(s));
     cuda::selective_scan_backward(s, in, dout, static_cast<const float*>(saved), grads, ws,
                                   stream_);
@@ -268,13 +269,6 @@ class CudaBackend final : public Backend {
       f(ActCast<bf16>{op});
     } else {
       f(ActCast<float>{op});
-    }
-  }
-  // The scan reads every activation as in.u's type: that one must be the backend's.
-  void check_act(ConstAct a, const char* op, const char* arg) const {
-    if (a.type != act_type()) {
-      throw_error("op error: ", op, ": ", arg, " holds ", type_name(a.type),
-                  " but this backend's activations are ", type_name(act_type()));
     }
   }
 
