@@ -32,6 +32,30 @@ class ArenaPlan {
   size_t total_ = 0;
 };
 
+// The scan's inputs in layer i: u = xc, B and C from x_proj's [dt | B | C], z the second half of
+// in_proj's output.
+ScanInputs scan_inputs(const Activations::Layer& s, const LayerView& w, const float* A,
+                       const ModelConfig& c) {
+  ScanInputs in;
+  in.u = s.xc;
+  in.delta = s.delta;
+  in.B = s.xdbl.at(c.rank());
+  in.C = s.xdbl.at(c.rank() + c.d_state);
+  in.z = s.xz.at(c.d_inner());
+  in.A = A;
+  in.D = w.D;
+  in.delta_bias = w.dt_proj_b;
+  return in;
+}
+
+ScanShape scan_shape(const Activations& a, const ModelConfig& c) {
+  return {a.batch, a.seqlen, c.d_inner(), c.d_state, 2 * int64_t(c.d_inner()), c.xproj_dim()};
+}
+
+Conv1dShape conv_shape(const Activations& a, const ModelConfig& c) {
+  return {a.batch, a.seqlen, c.d_inner(), c.d_conv, 2 * int64_t(c.d_inner())};
+}
+
 }  // namespace
 
 MambaLM::MambaLM(const ModelConfig& config, Backend& backend, bool recompute)
@@ -92,7 +116,6 @@ Activations& MambaLM::activations(int batch, int seqlen) {
   const size_t f32 = sizeof(float);
   const ActType act = be_.act_type();
   const int64_t dm = c.d_model, di = c.d_inner(), xd = c.xproj_dim();
-  const ScanShape shape{batch, seqlen, int(di), c.d_state, 2 * di, xd};
   ArenaPlan plan;
   a->layers.resize(c.n_layer);
   for (int i = 0; i < c.n_layer; ++i) {
@@ -106,7 +129,7 @@ Activations& MambaLM::activations(int batch, int seqlen) {
     plan.add(l.xdbl, T * xd, act);
     plan.add(l.delta, T * di, act);
     plan.add(l.y, T * di, act);
-    plan.add(l.scan_saved, be_.scan_saved_bytes(shape));
+    plan.add(l.scan_saved, be_.scan_saved_bytes(scan_shape(*a, c)));
   }
   plan.add(a->residual_f, T * dm * f32);
   plan.add(a->normed_f, T * dm, act);
@@ -137,34 +160,6 @@ Activations& MambaLM::activations(int batch, int seqlen) {
   acts_.push_back(std::move(a));
   return *acts_.back();
 }
-
-namespace {
-
-// The scan's inputs in layer i: u = xc, B and C from x_proj's [dt | B | C], z the second half of
-// in_proj's output.
-ScanInputs scan_inputs(const Activations::Layer& s, const LayerView& w, const float* A,
-                       const ModelConfig& c) {
-  ScanInputs in;
-  in.u = s.xc;
-  in.delta = s.delta;
-  in.B = s.xdbl.at(c.rank());
-  in.C = s.xdbl.at(c.rank() + c.d_state);
-  in.z = s.xz.at(c.d_inner());
-  in.A = A;
-  in.D = w.D;
-  in.delta_bias = w.dt_proj_b;
-  return in;
-}
-
-ScanShape scan_shape(const Activations& a, const ModelConfig& c) {
-  return {a.batch, a.seqlen, c.d_inner(), c.d_state, 2 * int64_t(c.d_inner()), c.xproj_dim()};
-}
-
-Conv1dShape conv_shape(const Activations& a, const ModelConfig& c) {
-  return {a.batch, a.seqlen, c.d_inner(), c.d_conv, 2 * int64_t(c.d_inner())};
-}
-
-}  // namespace
 
 ConstAct MambaLM::compute_weight(const float* master) const {
   // The compute copy of a weight sits at the same element offset as its fp32 master.
