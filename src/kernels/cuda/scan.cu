@@ -46,6 +46,8 @@
 #include <algorithm>
 
 #include "kernels/cuda/act_type.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/ops_common.cuh"
 #include "kernels/cuda/scan.h"
 #include "util/error.h"
 
@@ -69,25 +71,13 @@ constexpr int kBwd16BlocksPerSM = 4;  // its shared memory allows four blocks pe
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw_error("cuda error: ", what, ": ", cudaGetErrorString(e));
-}
-
 int64_t ceil_div(int64_t a, int64_t b) {
   return (a + b - 1) / b;
 }
 
-__device__ __forceinline__ float to_float(float x) {
-  return x;
-}
-__device__ __forceinline__ float to_float(__nv_bfloat16 x) {
-  return __bfloat162float(x);
-}
-__device__ __forceinline__ void store(float* p, float x) {
-  *p = x;
-}
-__device__ __forceinline__ void store(__nv_bfloat16* p, float x) {
-  *p = __float2bfloat16(x);
+template <typename T>
+__device__ __forceinline__ void store(T* p, float x) {
+  *p = from_f32<T>(x);
 }
 
 // softplus(x) = log(1 + e^x), PyTorch's (x above 20 passes through), and its derivative
@@ -354,11 +344,11 @@ __global__ void __launch_bounds__(kThreads, kFwdBlocksPerSM) scan_fwd_kernel(con
     for (int k = 0; k < kL / kRowsPerPass; ++k) {
       const int s = element_step(k);
       const bool valid = e_active && s < steps;
-      const float u = valid ? to_float(tile.x[0][s][ec]) : 0.f;
-      const float dt = valid ? softplus(to_float(tile.x[1][s][ec]) + ebias).value : 0.f;
+      const float u = valid ? to_f32(tile.x[0][s][ec]) : 0.f;
+      const float dt = valid ? softplus(to_f32(tile.x[1][s][ec]) + ebias).value : 0.f;
       sm.dt[s][ec] = make_float2(dt, dt * u);
       if constexpr (!kLocal) {
-        const float z = to_float(tile.x[2][s][ec]);
+        const float z = to_f32(tile.x[2][s][ec]);
         const float gate = valid ? z * sigmoid(z) : 0.f;
         sm.gate[s][ec] = gate;
         sm.dug[s][ec] = eD * u * gate;
@@ -367,7 +357,7 @@ __global__ void __launch_bounds__(kThreads, kFwdBlocksPerSM) scan_fwd_kernel(con
     // B and C as fp32, zero past the end of the sequence (stale slots could hold NaNs).
     for_my_indices<kThreads, kL * 2 * kN>([&](int j) {
       const int s = j / (2 * kN);
-      (&sm.bc[0][0][0].x)[j] = s < steps ? to_float(tile.bc[s][j % (2 * kN)]) : 0.f;
+      (&sm.bc[0][0][0].x)[j] = s < steps ? to_f32(tile.bc[s][j % (2 * kN)]) : 0.f;
     });
     __syncthreads();
 
@@ -567,11 +557,11 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
     for (int k = 0; k < kL / kRowsPerPass; ++k) {  // per-element values
       const int s = element_step(k);
       const bool valid = e_active && s < steps;
-      const float z = to_float(sm.tile.x[2][s][ec]);
-      const float go = to_float(sm.tile.x[3][s][ec]);
+      const float z = to_f32(sm.tile.x[2][s][ec]);
+      const float go = to_f32(sm.tile.x[3][s][ec]);
       const float sz = sigmoid(z);
-      const Softplus sp = softplus(to_float(sm.tile.x[1][s][ec]) + ebias);
-      sm.e[s][ec] = make_float4(valid ? sp.value : 0.f, valid ? to_float(sm.tile.x[0][s][ec]) : 0.f,
+      const Softplus sp = softplus(to_f32(sm.tile.x[1][s][ec]) + ebias);
+      sm.e[s][ec] = make_float4(valid ? sp.value : 0.f, valid ? to_f32(sm.tile.x[0][s][ec]) : 0.f,
                                 valid ? go * z * sz : 0.f, sp.grad);
       sm.gz[s][ec] = valid ? go * sz * fmaf(z, 1.f - sz, 1.f) : 0.f;
     }
@@ -582,7 +572,7 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
       float v[kS];
 #pragma unroll
       for (int i = 0; i < kS; ++i)
-        v[i] = s < steps ? to_float(sm.tile.bc[s][q * kN + grp * kS + (i ^ p)]) : 0.f;
+        v[i] = s < steps ? to_f32(sm.tile.bc[s][q * kN + grp * kS + (i ^ p)]) : 0.f;
       sm.bc[s][q][grp][p] = make_float4(v[0], v[1], v[2], v[3]);
     });
     __syncthreads();
@@ -745,7 +735,7 @@ __device__ void convert_bc(float4 (&bc)[kL][2][kN / 4], const Tile<T, kInputs>& 
   float* dst = &bc[0][0][0].x;
   for (int i = threadIdx.x; i < kL * 2 * kN; i += kThreads16) {
     const int s = i / (2 * kN);
-    dst[i] = s < steps ? to_float(tile.bc[s][i % (2 * kN)]) : 0.f;
+    dst[i] = s < steps ? to_f32(tile.bc[s][i % (2 * kN)]) : 0.f;
   }
 }
 
@@ -813,12 +803,12 @@ __global__ void __launch_bounds__(kThreads16, kBwd16BlocksPerSM)
 #pragma unroll 4
     for (int s = 0; s < kL; ++s) {  // this channel's per-step values
       const bool valid = active && s < steps;
-      const float z = to_float(sm.tile.x[2][s][tid]);
-      const float g = to_float(sm.tile.x[3][s][tid]);
+      const float z = to_f32(sm.tile.x[2][s][tid]);
+      const float g = to_f32(sm.tile.x[3][s][tid]);
       const float sz = sigmoid(z);
-      const Softplus sp = softplus(to_float(sm.tile.x[1][s][tid]) + bias);
+      const Softplus sp = softplus(to_f32(sm.tile.x[1][s][tid]) + bias);
       sm.dt[s][tid] = valid ? sp.value : 0.f;
-      sm.u[s][tid] = valid ? to_float(sm.tile.x[0][s][tid]) : 0.f;
+      sm.u[s][tid] = valid ? to_f32(sm.tile.x[0][s][tid]) : 0.f;
       sm.dy[s][tid] = valid ? g * z * sz : 0.f;
       sm.gz[s][tid] = valid ? g * sz * fmaf(z, 1.f - sz, 1.f) : 0.f;
       sm.sd[s][tid] = sp.grad;
@@ -985,9 +975,9 @@ Plan make_plan(const ScanShape& s, const ScanTuning& tuning) {
   p.nchunks = static_cast<int>(ceil_div(s.seqlen, kL));
   p.dblocks = static_cast<int>(ceil_div(s.d_inner, kCh));
   int device = 0, sms = 0;
-  check(cudaGetDevice(&device), "cudaGetDevice");
-  check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device),
-        "cudaDeviceGetAttribute(multiprocessor count)");
+  check_cuda(cudaGetDevice(&device), "cudaGetDevice");
+  check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device),
+             "cudaDeviceGetAttribute(multiprocessor count)");
   const int64_t blocks = static_cast<int64_t>(s.batch) * p.dblocks;
   int64_t segments = tuning.segments;
   if (segments <= 0) {
@@ -1057,14 +1047,14 @@ bool rows_aligned(const ScanShape& s) {
 template <typename T>
 void launch(void (*kernel)(Args<T>), dim3 grid, int threads, size_t smem, const Args<T>& a,
             cudaStream_t stream, const char* what) {
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             static_cast<int>(smem)),
-        what);
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                             cudaSharedmemCarveoutMaxShared),
-        what);
+  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  static_cast<int>(smem)),
+             what);
+  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                  cudaSharedmemCarveoutMaxShared),
+             what);
   kernel<<<grid, threads, smem, stream>>>(a);
-  check(cudaGetLastError(), what);
+  check_launch(what);
 }
 
 // Points a at the scan's inputs, each checked for its type and for null.
@@ -1153,12 +1143,12 @@ void backward(const ScanShape& s, const ScanInputs& in, ConstAct dout, const flo
   const unsigned rblocks = static_cast<unsigned>(std::min<int64_t>(ceil_div(outputs, 256), 65536));
   reduce_dbc_kernel<T>
       <<<rblocks, 256, 0, stream>>>(dB, dC, w.part_dbc, p.dblocks, p.tokens, s.ld_bc);
-  check(cudaGetLastError(), "scan backward dB/dC reduction launch");
+  check_launch("scan backward dB/dC reduction launch");
   const int parts = s.batch * p.segments;
   reduce_params_kernel<<<static_cast<unsigned>(ceil_div(s.d_inner * (kN + 1), 256)), 256, 0,
                          stream>>>(g.dA, g.dD, g.ddelta_bias, w.part_dA, w.part_dD, w.part_dbias,
                                    parts, s.d_inner);
-  check(cudaGetLastError(), "scan backward parameter reduction launch");
+  check_launch("scan backward parameter reduction launch");
 }
 
 }  // namespace
