@@ -274,6 +274,12 @@ __device__ __forceinline__ void load_chunk(Tile<T, kInputs>& tile, const Args<T>
   load_tile<kBlock>(tile, a, chunk_row(pos, c), steps_in_chunk(a, c), pos.d0);
 }
 
+// The block's partial sums of dB (q = 0) or dC (q = 1), [tokens][kN] each.
+template <typename T>
+__device__ __forceinline__ float* dbc_partials(const Args<T>& a, const BlockPos& pos, int q) {
+  return a.part_dbc + (static_cast<int64_t>(q) * a.dblocks + pos.dblock) * a.tokens * kN;
+}
+
 // Index of (batch b, segment r, channel d) in the per-segment buffers.
 template <typename T>
 __device__ __forceinline__ int64_t seg_index(const Args<T>& a, int b, int r, int d) {
@@ -541,8 +547,7 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
   const float eD = e_active ? a.D[ed] : 0.f, ebias = e_active ? a.delta_bias[ed] : 0.f;
   float e_dD = 0.f, e_dbias = 0.f;  // this thread's elements' share of dD, d(delta_bias)
   float dt_sum = 0.f;
-  float* part_dB = a.part_dbc + pos.dblock * a.tokens * kN;
-  float* part_dC = part_dB + a.dblocks * a.tokens * kN;
+  float *part_dB = dbc_partials(a, pos, 0), *part_dC = dbc_partials(a, pos, 1);
 
   load_chunk<kThreads>(sm.tile, a, pos, pos.c_end - 1);
   for (int c = pos.c_end - 1; c >= pos.c_begin; --c) {
@@ -782,8 +787,7 @@ __global__ void __launch_bounds__(kThreads16, kBwd16BlocksPerSM)
   adj.start<kLocal>(a, pos, d, active, state);
   const float Dd = active ? a.D[d] : 0.f, bias = active ? a.delta_bias[d] : 0.f;
   float dD_acc = 0.f, dbias_acc = 0.f, dt_sum = 0.f;
-  float* part_dB = a.part_dbc + pos.dblock * a.tokens * kN;
-  float* part_dC = part_dB + a.dblocks * a.tokens * kN;
+  float *part_dB = dbc_partials(a, pos, 0), *part_dC = dbc_partials(a, pos, 1);
 
   load_chunk<kThreads16>(sm.tile, a, pos, pos.c_end - 1);
   for (int c = pos.c_end - 1; c >= pos.c_begin; --c) {
