@@ -48,11 +48,8 @@ class Backend {
   virtual void to_act(Act dst, const float* src, int64_t n) = 0;
 
   // ---- layer ops ----
-  // out[t] = table[ids[t]] over T tokens of C features; backward: dtable[ids[t]] += dout[t].
-  virtual void embedding_forward(float* out, const int32_t* ids, const float* table, int64_t T,
-                                 int C) = 0;
-  virtual void embedding_backward(float* dtable, const float* dout, const int32_t* ids, int64_t T,
-                                  int C) = 0;
+  virtual void embedding_forward(const EmbeddingForward& op) = 0;
+  virtual void embedding_backward(const EmbeddingBackward& op) = 0;
   virtual void residual_rmsnorm_forward(const RmsNormForward& op) = 0;
   virtual void rmsnorm_backward(const RmsNormBackward& op) = 0;
   virtual void linear_forward(const LinearForward& op) = 0;
@@ -77,8 +74,7 @@ class Backend {
   virtual void mul_accumulate(float* dst, const float* a, const float* b, int64_t n) = 0;
   virtual double sum_of_squares(const float* x, int64_t n) = 0;  // accumulated in double
   virtual void scale(float* x, int64_t n, float s) = 0;
-  virtual void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n,
-                            const AdamWHyper& h) = 0;
+  virtual void adamw_update(const AdamWTensors& t, const AdamWHyper& h) = 0;
 };
 
 // The fp32 CPU backend (OpenMP + OpenBLAS), the correctness oracle.

@@ -88,6 +88,24 @@ struct ActCast {
   }
 };
 
+// ---- token embedding (kernels/cpu/embedding.h) ----
+// out[t] = table[ids[t]]. 3 tensors.
+struct EmbeddingForward {
+  const int32_t* ids = nullptr;  // [T]
+  const float* table = nullptr;  // [vocab, C]
+  float* out = nullptr;          // [T, C]
+  int64_t T = 0;
+  int C = 0;
+};
+// dtable[ids[t]] += dout[t]. 3 tensors.
+struct EmbeddingBackward {
+  const int32_t* ids = nullptr;  // [T]
+  const float* dout = nullptr;   // [T, C]
+  float* dtable = nullptr;       // [vocab, C] +=
+  int64_t T = 0;
+  int C = 0;
+};
+
 // ---- RMSNorm with the residual add (kernels/cpu/rmsnorm.h) ----
 // residual_out = hidden + residual_in; normed = residual_out * rstd * weight. 6 tensors.
 struct RmsNormForward {
@@ -211,6 +229,14 @@ struct LmHeadLoss {
 struct AdamWHyper {
   float lr, beta1, beta2, eps, weight_decay;
   int64_t step;
+};
+// One tensor's step: param, m and v updated in place from grad. 4 tensors of n floats.
+struct AdamWTensors {
+  float* param = nullptr;
+  const float* grad = nullptr;
+  float* m = nullptr;
+  float* v = nullptr;
+  int64_t n = 0;
 };
 
 }  // namespace mamba

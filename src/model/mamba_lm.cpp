@@ -215,7 +215,7 @@ void MambaLM::forward_layer(Activations& a, int i, bool refill) {
 
 void MambaLM::forward_layers(Activations& a) {
   const ModelConfig& c = config();
-  be_.embedding_forward(a.hidden, a.inputs, layout_.embedding(params_), a.T, c.d_model);
+  be_.embedding_forward({a.inputs, layout_.embedding(params_), a.hidden, a.T, c.d_model});
   for (int i = 0; i < c.n_layer; ++i) forward_layer(a, i, false);
   RmsNormForward norm;
   norm.hidden = a.hidden;
@@ -363,7 +363,7 @@ void MambaLM::backward_layers(Activations& a, GradientReadyHook* hook) {
     be_.rmsnorm_backward(norm);
     if (hook) hook->ready(layout_.layer_begin(i), layout_.layer_end(i));
   }
-  be_.embedding_backward(layout_.embedding(grads_), a.dres, a.inputs, T, dm);
+  be_.embedding_backward({a.inputs, a.dres, layout_.embedding(grads_), T, dm});
   if (hook) {
     const int64_t embedding = layout_.embedding(grads_) - grads_;
     hook->ready(embedding, embedding + int64_t(config().padded_vocab()) * dm);

@@ -28,7 +28,8 @@ void AdamW::step(float* params, const float* grads, float lr) {
                        settings_.eps,
                        t.weight_decay ? settings_.weight_decay : 0.0f,
                        steps_taken};
-    be_.adamw_update(params + t.offset, grads + t.offset, m_ + t.offset, v_ + t.offset, t.numel, h);
+    be_.adamw_update({params + t.offset, grads + t.offset, m_ + t.offset, v_ + t.offset, t.numel},
+                     h);
   }
 }
 

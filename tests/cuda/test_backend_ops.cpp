@@ -251,9 +251,9 @@ TEST_P(CudaVsCpu, Embedding) {
     auto run = [&](Backend& be) {
       Buffer d_ids = i32_buffer(be, ids), d_table = f32_buffer(be, table);
       Buffer out = poisoned_f32(be, sh.T * sh.C);
-      be.embedding_forward(out.f32(), d_ids.i32(), d_table.f32(), sh.T, sh.C);
+      be.embedding_forward({d_ids.i32(), d_table.f32(), out.f32(), sh.T, sh.C});
       Buffer d_dout = f32_buffer(be, dout), dtable = f32_buffer(be, dtable0);
-      be.embedding_backward(dtable.f32(), d_dout.f32(), d_ids.i32(), sh.T, sh.C);
+      be.embedding_backward({d_ids.i32(), d_dout.f32(), dtable.f32(), sh.T, sh.C});
       return std::make_pair(read_f32(be, out, sh.T * sh.C),
                             read_f32(be, dtable, static_cast<size_t>(sh.vocab) * sh.C));
     };
@@ -674,7 +674,7 @@ TEST_P(CudaVsCpu, AdamW) {
     auto run = [&](Backend& be) {
       Buffer p = f32_buffer(be, param0), g = f32_buffer(be, grad), m = f32_buffer(be, m0),
              v = f32_buffer(be, v0);
-      be.adamw_update(p.f32(), g.f32(), m.f32(), v.f32(), n, h);
+      be.adamw_update({p.f32(), g.f32(), m.f32(), v.f32(), n}, h);
       return std::vector<std::vector<float>>{read_f32(be, p, n), read_f32(be, m, n),
                                              read_f32(be, v, n)};
     };
@@ -788,11 +788,13 @@ TEST(CudaBackendTiming, DISABLED_Ops130M) {
 
   {
     Buffer table = f32(int64_t{Vp} * C, 0.02f), out = f32(T * C), dtable = f32(int64_t{Vp} * C);
-    report("embedding_forward",
-           median_ms([&] { be->embedding_forward(out.f32(), d_ids.i32(), table.f32(), T, C); }),
+    report("embedding_forward", median_ms([&] {
+             be->embedding_forward({d_ids.i32(), table.f32(), out.f32(), T, C});
+           }),
            2.0 * T * C * 4, 0);
-    report("embedding_backward",
-           median_ms([&] { be->embedding_backward(dtable.f32(), out.f32(), d_ids.i32(), T, C); }),
+    report("embedding_backward", median_ms([&] {
+             be->embedding_backward({d_ids.i32(), out.f32(), dtable.f32(), T, C});
+           }),
            3.0 * T * C * 4, 0);
   }
   {
@@ -890,8 +892,9 @@ TEST(CudaBackendTiming, DISABLED_Ops130M) {
            v = f32_buffer(*be, host);
     be->fill_zero(v.get(), params * sizeof(float));
     const AdamWHyper h{3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 10};
-    report("adamw_update 130M",
-           median_ms([&] { be->adamw_update(p.f32(), g.f32(), m.f32(), v.f32(), params, h); }),
+    report("adamw_update 130M", median_ms([&] {
+             be->adamw_update({p.f32(), g.f32(), m.f32(), v.f32(), params}, h);
+           }),
            params * 4.0 * 7, 0);
     report("sum_of_squares 130M", median_ms([&] { be->sum_of_squares(g.f32(), params); }),
            params * 4.0, 0);

@@ -54,13 +54,11 @@ class CpuBackend final : public Backend {
     if (out != src) std::memcpy(out, src, n * sizeof(float));
   }
 
-  void embedding_forward(float* out, const int32_t* ids, const float* table, int64_t T,
-                         int C) override {
-    cpu::embedding_forward(out, ids, table, T, C);
+  void embedding_forward(const EmbeddingForward& op) override {
+    cpu::embedding_forward(op.out, op.ids, op.table, op.T, op.C);
   }
-  void embedding_backward(float* dtable, const float* dout, const int32_t* ids, int64_t T,
-                          int C) override {
-    cpu::embedding_backward(dtable, dout, ids, T, C);
+  void embedding_backward(const EmbeddingBackward& op) override {
+    cpu::embedding_backward(op.dtable, op.dout, op.ids, op.T, op.C);
   }
   void residual_rmsnorm_forward(const RmsNormForward& op) override {
     const ActCast<float> f32{"residual_rmsnorm_forward"};
@@ -144,9 +142,8 @@ class CpuBackend final : public Backend {
   }
   double sum_of_squares(const float* x, int64_t n) override { return cpu::sum_of_squares(x, n); }
   void scale(float* x, int64_t n, float s) override { cpu::scale_inplace(x, n, s); }
-  void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n,
-                    const AdamWHyper& h) override {
-    cpu::adamw_update(param, grad, m, v, n, h);
+  void adamw_update(const AdamWTensors& t, const AdamWHyper& h) override {
+    cpu::adamw_update(t.param, t.grad, t.m, t.v, t.n, h);
   }
 
  private:

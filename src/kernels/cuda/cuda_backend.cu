@@ -147,14 +147,12 @@ class CudaBackend final : public Backend {
   }
 
   // ---- layer ops ----
-  void embedding_forward(float* out, const int32_t* ids, const float* table, int64_t T,
-                         int C) override {
-    cuda::embedding_forward(out, ids, table, T, C, stream_);
+  void embedding_forward(const EmbeddingForward& op) override {
+    cuda::embedding_forward(op.out, op.ids, op.table, op.T, op.C, stream_);
   }
-  void embedding_backward(float* dtable, const float* dout, const int32_t* ids, int64_t T,
-                          int C) override {
-    void* ws = scratch(cuda::embedding_backward_workspace_bytes(T));
-    cuda::embedding_backward(dtable, dout, ids, T, C, ws, stream_);
+  void embedding_backward(const EmbeddingBackward& op) override {
+    void* ws = scratch(cuda::embedding_backward_workspace_bytes(op.T));
+    cuda::embedding_backward(op.dtable, op.dout, op.ids, op.T, op.C, ws, stream_);
   }
   void residual_rmsnorm_forward(const RmsNormForward& op) override {
     with_act("residual_rmsnorm_forward", [&](auto act) {
@@ -253,9 +251,8 @@ class CudaBackend final : public Backend {
     return total;
   }
   void scale(float* x, int64_t n, float s) override { cuda::scale(x, n, s, stream_); }
-  void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n,
-                    const AdamWHyper& h) override {
-    cuda::adamw_update(param, grad, m, v, n, h, stream_);
+  void adamw_update(const AdamWTensors& t, const AdamWHyper& h) override {
+    cuda::adamw_update(t.param, t.grad, t.m, t.v, t.n, h, stream_);
   }
 
  private:
