@@ -16,7 +16,9 @@
 #include <string>
 #include <vector>
 
+#include "error_of.h"
 #include "gradcheck.h"
+#include "kernels/backend.h"
 #include "kernels/cpu/adamw.h"
 #include "kernels/cpu/conv1d.h"
 #include "kernels/cpu/cross_entropy.h"
@@ -374,24 +376,28 @@ struct ScanCase {
   const float* z() const { return xz.data() + s.d_inner; }
   const float* B() const { return xbc.data() + dt_rank; }
   const float* C() const { return xbc.data() + dt_rank + s.d_state; }
+  ScanInputs inputs() const {
+    return {f32_act(u.data()), f32_act(delta.data()), f32_act(B()),
+            f32_act(C()),      f32_act(z()),          A.data(),
+            D.data(),          delta_bias.data()};
+  }
 
   void forward(std::vector<float>& out, std::vector<float>& last_state) const {
     out.assign(T() * s.d_inner, 0.0f);
     last_state.assign(static_cast<size_t>(s.batch) * s.d_inner * s.d_state, 0.0f);
-    selective_scan_forward(out.data(), last_state.data(), u.data(), delta.data(), A.data(), B(),
-                           C(), D.data(), delta_bias.data(), z(), s);
+    selective_scan_forward(s, inputs(), f32_act(out.data()), last_state.data());
   }
 };
 
-struct ScanGrads {
+struct ScanGradVectors {
   std::vector<float> du, ddelta, dA, dD, ddelta_bias, dxz, dxbc;
 };
 
 // dA, dD and ddelta_bias start from `initial` values so that accumulation shows; the strided
 // buffers start as sentinels.
-ScanGrads scan_backward(const ScanCase& sc, const std::vector<float>& dout, float initial) {
+ScanGradVectors scan_backward(const ScanCase& sc, const std::vector<float>& dout, float initial) {
   const ScanShape& s = sc.s;
-  ScanGrads g;
+  ScanGradVectors g;
   g.du.assign(sc.T() * s.d_inner, 0.0f);
   g.ddelta.assign(sc.T() * s.d_inner, 0.0f);
   g.dA.assign(s.d_inner * s.d_state, initial);
@@ -399,12 +405,42 @@ ScanGrads scan_backward(const ScanCase& sc, const std::vector<float>& dout, floa
   g.ddelta_bias.assign(s.d_inner, initial);
   g.dxz.assign(sc.T() * s.ld_z, kSentinel);
   g.dxbc.assign(sc.T() * s.ld_bc, kSentinel);
-  selective_scan_backward(g.du.data(), g.ddelta.data(), g.dA.data(), g.dxbc.data() + sc.dt_rank,
-                          g.dxbc.data() + sc.dt_rank + s.d_state, g.dD.data(), g.ddelta_bias.data(),
-                          g.dxz.data() + s.d_inner, dout.data(), sc.u.data(), sc.delta.data(),
-                          sc.A.data(), sc.B(), sc.C(), sc.D.data(), sc.delta_bias.data(), sc.z(),
-                          s);
+  const ScanGrads grads{f32_act(g.du.data()),
+                        f32_act(g.ddelta.data()),
+                        f32_act(g.dxbc.data() + sc.dt_rank),
+                        f32_act(g.dxbc.data() + sc.dt_rank + s.d_state),
+                        f32_act(g.dxz.data() + s.d_inner),
+                        g.dA.data(),
+                        g.dD.data(),
+                        g.ddelta_bias.data()};
+  selective_scan_backward(s, sc.inputs(), f32_act(dout.data()), grads);
   return g;
+}
+
+TEST(KernelsCpu, ScanRejectsActivationsOfAnotherType) {
+  const ScanCase sc(1, 4, 3, 2, 80);
+  ScanInputs in = sc.inputs();
+  in.delta.type = ActType::BF16;
+  std::vector<float> out(sc.T() * sc.s.d_inner), last_state(sc.s.d_inner * sc.s.d_state);
+  const std::string message = test::error_of(
+      [&] { selective_scan_forward(sc.s, in, f32_act(out.data()), last_state.data()); });
+  EXPECT_NE(message.find("selective_scan_forward: delta holds bf16"), std::string::npos) << message;
+}
+
+TEST(KernelsCpu, BackendRejectsActivationsOfAnotherType) {
+  const auto be = make_cpu_backend();
+  std::vector<float> x(4 * 3), w(2 * 3), out(4 * 2);
+  LinearForward op;
+  op.inp = {x.data(), ActType::BF16};
+  op.ld_inp = 3;
+  op.weight = f32_act(w.data());
+  op.out = f32_act(out.data());
+  op.ld_out = 2;
+  op.T = 4;
+  op.in_dim = 3;
+  op.out_dim = 2;
+  const std::string message = test::error_of([&] { be->linear_forward(op); });
+  EXPECT_NE(message.find("linear_forward: inp holds bf16"), std::string::npos) << message;
 }
 
 std::vector<float> minus(std::vector<float> a, float b) {
@@ -454,7 +490,7 @@ TEST(KernelsCpu, ScanBackwardMatchesFiniteDifferences) {
     return weighted_sum(out, w);
   };
   const float initial = 0.25f;
-  const ScanGrads g = scan_backward(sc, w, initial);
+  const ScanGradVectors g = scan_backward(sc, w, initial);
   expect_padding_untouched(g.dxz, s.ld_z, s.d_inner, s.d_inner, "dz");
   expect_padding_untouched(g.dxbc, s.ld_bc, sc.dt_rank, 2 * s.d_state, "dB, dC");
 
@@ -481,7 +517,7 @@ TEST(KernelsCpu, ScanIsIndependentOfThreadCount) {
   const ScanCase sc(3, 41, 37, 16, 70);
   const auto dout = random_vector(sc.T() * sc.s.d_inner, 71);
   std::vector<float> out1, last1, out2, last2;
-  ScanGrads g1, g2;
+  ScanGradVectors g1, g2;
   with_threads(1, [&] {
     sc.forward(out1, last1);
     g1 = scan_backward(sc, dout, 0.0f);
@@ -569,18 +605,20 @@ TEST(KernelsCpu, ScanMatchesGolden) {
   }
 
   std::vector<float> out(batch * L * Dn), last_state(batch * Dn * N);
-  selective_scan_forward(out.data(), last_state.data(), u.data(), delta.data(), g["A"].data(),
-                         bc.data(), bc.data() + N, g["D"].data(), g["delta_bias"].data(), z.data(),
-                         s);
+  const ScanInputs in{f32_act(u.data()),      f32_act(delta.data()), f32_act(bc.data()),
+                      f32_act(bc.data() + N), f32_act(z.data()),     g["A"].data(),
+                      g["D"].data(),          g["delta_bias"].data()};
+  selective_scan_forward(s, in, f32_act(out.data()), last_state.data());
   EXPECT_LT(norm_rel_error(out, to_token_major(g["out"], batch, Dn, L, Dn)), 1e-5);
   EXPECT_LT(norm_rel_error(last_state, g["last_state"]), 1e-5);
 
   std::vector<float> du(out.size()), ddelta(out.size()), dz(out.size()), dbc(bc.size());
   std::vector<float> dA(Dn * N, 0.0f), dD(Dn, 0.0f), ddelta_bias(Dn, 0.0f);
-  selective_scan_backward(du.data(), ddelta.data(), dA.data(), dbc.data(), dbc.data() + N,
-                          dD.data(), ddelta_bias.data(), dz.data(), dout.data(), u.data(),
-                          delta.data(), g["A"].data(), bc.data(), bc.data() + N, g["D"].data(),
-                          g["delta_bias"].data(), z.data(), s);
+  const ScanGrads grads{f32_act(du.data()),  f32_act(ddelta.data()),
+                        f32_act(dbc.data()), f32_act(dbc.data() + N),
+                        f32_act(dz.data()),  dA.data(),
+                        dD.data(),           ddelta_bias.data()};
+  selective_scan_backward(s, in, f32_act(dout.data()), grads);
   std::vector<float> dB(batch * L * N), dC(batch * L * N);
   for (int64_t t = 0; t < batch * L; ++t) {
     for (int n = 0; n < N; ++n) {

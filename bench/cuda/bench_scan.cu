@@ -19,11 +19,12 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cuda/act_type.h"
 #include "kernels/cuda/scan.h"
 
 namespace {
 
-using mamba::cuda::ScanShape;
+using mamba::ScanShape;
 using mamba::cuda::ScanTuning;
 
 constexpr int kN = 16;
@@ -96,17 +97,20 @@ Timing time_scan(const ScanShape& s, int R, const ScanTuning& tuning, int repeat
   fill(dA.p, s.d_inner * kN, 0.f, 0.f, 9), fill(dD.p, s.d_inner, 0.f, 0.f, 9);
   fill(dbias.p, s.d_inner, 0.f, 0.f, 9);
 
-  const T* z = xz.p + s.d_inner;
-  const T* B = xbc.p + R;
-  const T* C = B + kN;
+  constexpr mamba::ActType dt = mamba::ActTypeOf<T>::value;
+  const mamba::ScanInputs in{
+      {u.p, dt}, {delta.p, dt}, {xbc.p + R, dt}, {xbc.p + R + kN, dt}, {xz.p + s.d_inner, dt},
+      A.p,       D.p,           bias.p};
+  const mamba::ScanGrads grads{
+      {du.p, dt}, {ddelta.p, dt}, {dxbc.p + R, dt}, {dxbc.p + R + kN, dt}, {dxz.p + s.d_inner, dt},
+      dA.p,       dD.p,           dbias.p};
+  const mamba::Act out_act{out.p, dt};
+  const mamba::ConstAct dout_act{dout.p, dt};
   auto forward = [&] {
-    mamba::cuda::selective_scan_forward(out.p, last.p, ckpt.p, u.p, delta.p, A.p, B, C, D.p, bias.p,
-                                        z, s, ws.p, nullptr, tuning);
+    mamba::cuda::selective_scan_forward(s, in, out_act, last.p, ckpt.p, ws.p, nullptr, tuning);
   };
   auto backward = [&] {
-    mamba::cuda::selective_scan_backward(du.p, ddelta.p, dA.p, dxbc.p + R, dxbc.p + R + kN, dD.p,
-                                         dbias.p, dxz.p + s.d_inner, dout.p, u.p, delta.p, A.p, B,
-                                         C, D.p, bias.p, z, ckpt.p, s, ws.p, nullptr, tuning);
+    mamba::cuda::selective_scan_backward(s, in, dout_act, ckpt.p, grads, ws.p, nullptr, tuning);
   };
   cudaEvent_t e0, e1, e2;
   ck(cudaEventCreate(&e0), "event"), ck(cudaEventCreate(&e1), "event");

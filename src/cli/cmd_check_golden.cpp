@@ -95,28 +95,39 @@ int check_scan(const SafetensorsReader& f, Backend& be, const Tolerances& tol) {
                            C = token_major("C", bnl), dout = token_major("dout", bdl);
   const std::vector<float> A = f.read_f32("A", dn), D = f.read_f32("D", d),
                            delta_bias = f.read_f32("delta_bias", d);
-  const cpu::ScanShape shape{int(batch), L, int(di), int(n), di, n};
+  const ScanShape shape{int(batch), L, int(di), int(n), di, n};
   // Inputs go to the device in the activation type; fp32 ones (A, D, bias, states) as they are.
   DeviceTensors dev(be);
-  const void *du_ = dev.act(u), *ddelta_ = dev.act(delta), *dz_ = dev.act(z), *dB_ = dev.act(B),
-             *dC_ = dev.act(C), *ddout = dev.act(dout);
-  const float *dA_ = dev.f32(A), *dD_ = dev.f32(D), *dbias = dev.f32(delta_bias);
-  void* out_ = dev.act_zeros(u.size());
+  ScanInputs in;
+  in.u = dev.act(u);
+  in.delta = dev.act(delta);
+  in.B = dev.act(B);
+  in.C = dev.act(C);
+  in.z = dev.act(z);
+  in.A = dev.f32(A);
+  in.D = dev.f32(D);
+  in.delta_bias = dev.f32(delta_bias);
+  const Act out_ = dev.act_zeros(u.size());
   float* state_ = dev.f32_zeros(batch * di * n);
   void* saved = dev.bytes(be.scan_saved_bytes(shape));
-  be.selective_scan_forward(out_, state_, saved, du_, ddelta_, dA_, dB_, dC_, dD_, dbias, dz_,
-                            shape);
-  void *gu = dev.act_zeros(u.size()), *gdelta = dev.act_zeros(u.size()),
-       *gz = dev.act_zeros(u.size()), *gB = dev.act_zeros(B.size()), *gC = dev.act_zeros(C.size());
-  float *gA = dev.f32_zeros(A.size()), *gD = dev.f32_zeros(di), *gbias = dev.f32_zeros(di);
-  be.selective_scan_backward(gu, gdelta, gA, gB, gC, gD, gbias, gz, ddout, saved, du_, ddelta_, dA_,
-                             dB_, dC_, dD_, dbias, dz_, shape);
-  const std::vector<float> out = dev.read_act(out_, u.size()), du = dev.read_act(gu, u.size()),
-                           ddelta = dev.read_act(gdelta, u.size()), dz = dev.read_act(gz, u.size()),
-                           dB = dev.read_act(gB, B.size()), dC = dev.read_act(gC, C.size()),
+  be.selective_scan_forward(shape, in, out_, state_, saved);
+  ScanGrads g;
+  g.du = dev.act_zeros(u.size());
+  g.ddelta = dev.act_zeros(u.size());
+  g.dB = dev.act_zeros(B.size());
+  g.dC = dev.act_zeros(C.size());
+  g.dz = dev.act_zeros(u.size());
+  g.dA = dev.f32_zeros(A.size());
+  g.dD = dev.f32_zeros(di);
+  g.ddelta_bias = dev.f32_zeros(di);
+  be.selective_scan_backward(shape, in, dev.act(dout), saved, g);
+  const std::vector<float> out = dev.read_act(out_, u.size()), du = dev.read_act(g.du, u.size()),
+                           ddelta = dev.read_act(g.ddelta, u.size()),
+                           dz = dev.read_act(g.dz, u.size()), dB = dev.read_act(g.dB, B.size()),
+                           dC = dev.read_act(g.dC, C.size()),
                            last_state = dev.read_f32(state_, batch * di * n),
-                           dA = dev.read_f32(gA, A.size()), dD = dev.read_f32(gD, di),
-                           ddelta_bias = dev.read_f32(gbias, di);
+                           dA = dev.read_f32(g.dA, A.size()), dD = dev.read_f32(g.dD, di),
+                           ddelta_bias = dev.read_f32(g.ddelta_bias, di);
 
   std::printf("selective scan on %s: batch %ld, d_inner %ld, seqlen %ld, d_state %ld\n",
               be.name().c_str(), long(batch), long(di), long(L), long(n));

@@ -1,36 +1,24 @@
 // One op interface, two backends: the model drives every kernel through this class, and the CPU
 // backend (fp32, the oracle) and the CUDA backend (bf16 activations, fp32 accumulation) implement
 // it. Each CUDA op has its CPU twin behind the same signature, so one test can run an op on both.
-//
-// Types of the tensors an op touches:
-//   float*        fp32 on the backend's device: the residual stream and its gradient, norms'
-//                 rstd, parameters (master weights), gradients, optimizer moments, scan states.
-//   void* (Act)   activations in the backend's activation type: fp32 on the CPU, bf16 on CUDA
-//                 (fp32 too when the CUDA backend runs in fp32, the debugging path). GEMM
-//                 inputs and outputs, the scan's inputs and outputs, and their gradients.
-//   weights       GEMM weights are the compute copy (compute_weights): activation type, same
-//                 layout as the parameters; refreshed from the fp32 master after each update.
-// Layouts are token-major ([tokens, features]) with explicit row strides, as in kernels/cpu/*.h,
-// whose comments define the math of each op.
+// The ops' arguments, their types and layouts are in kernels/ops.h; the math of each op is in
+// kernels/cpu/<name>.h.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
 
-#include "kernels/cpu/adamw.h"
-#include "kernels/cpu/scan.h"
+#include "kernels/ops.h"
 
 namespace mamba {
-
-using Act = void*;
-using ConstAct = const void*;
 
 class Backend {
  public:
   virtual ~Backend() = default;
-  virtual std::string name() const = 0;              // "cpu", "cuda:0 (NVIDIA H200)"
-  virtual size_t act_bytes() const = 0;              // 4 (fp32) or 2 (bf16)
+  virtual std::string name() const = 0;  // "cpu", "cuda:0 (NVIDIA H200)"
+  virtual ActType act_type() const = 0;  // fp32, or bf16
+  size_t act_bytes() const { return type_bytes(act_type()); }
   virtual double peak_flops() const { return 0.0; }  // dense bf16 peak for MFU; 0 if unknown
   // True when device pointers are host pointers (the CPU backend): MPI can reduce them in place.
   virtual bool host_accessible() const { return false; }
@@ -59,62 +47,34 @@ class Backend {
   // dst[i] = src[i] in the activation type (rounded to bf16 on CUDA; a copy on the CPU).
   virtual void to_act(Act dst, const float* src, int64_t n) = 0;
 
-  // ---- layer ops (math in kernels/cpu/<name>.h) ----
-  virtual void embedding_forward(float* out, const int32_t* ids, const float* table, int64_t T,
-                                 int C) = 0;
-  virtual void embedding_backward(float* dtable, const float* dout, const int32_t* ids, int64_t T,
-                                  int C) = 0;
-  virtual void residual_rmsnorm_forward(float* residual_out, Act normed, float* rstd,
-                                        const float* hidden, const float* residual_in,
-                                        const float* weight, int64_t T, int C, float eps) = 0;
-  virtual void rmsnorm_backward(float* dresidual, float* dweight, ConstAct dnormed,
-                                const float* residual_out, const float* rstd, const float* weight,
-                                int64_t T, int C) = 0;
-  // out = inp @ weight^T, out in the activation type (linear_forward_f32: fp32 out).
-  virtual void linear_forward(Act out, int64_t ld_out, ConstAct inp, int64_t ld_inp,
-                              ConstAct weight, int64_t T, int in_dim, int out_dim) = 0;
-  virtual void linear_forward_f32(float* out, int64_t ld_out, ConstAct inp, int64_t ld_inp,
-                                  ConstAct weight, int64_t T, int in_dim, int out_dim) = 0;
-  // dinp (=, or += when accumulate_dinp) dout @ weight; dweight (fp32) += dout^T @ inp.
-  virtual void linear_backward(Act dinp, int64_t ld_dinp, bool accumulate_dinp, float* dweight,
-                               ConstAct dout, int64_t ld_dout, ConstAct inp, int64_t ld_inp,
-                               ConstAct weight, int64_t T, int in_dim, int out_dim) = 0;
-  virtual void conv1d_silu_forward(Act out, ConstAct x, int64_t ld_x, const float* weight,
-                                   const float* bias, int batch, int64_t seqlen, int D, int K) = 0;
-  virtual void conv1d_silu_backward(Act dx, float* dweight, float* dbias, ConstAct dout, ConstAct x,
-                                    int64_t ld_x, const float* weight, const float* bias, int batch,
-                                    int64_t seqlen, int D, int K) = 0;
+  // ---- layer ops ----
+  virtual void embedding_forward(const EmbeddingForward& op) = 0;
+  virtual void embedding_backward(const EmbeddingBackward& op) = 0;
+  virtual void residual_rmsnorm_forward(const RmsNormForward& op) = 0;
+  virtual void rmsnorm_backward(const RmsNormBackward& op) = 0;
+  virtual void linear_forward(const LinearForward& op) = 0;
+  virtual void linear_backward(const LinearBackward& op) = 0;
+  virtual void conv1d_silu_forward(const Conv1dShape& s, const Conv1dForward& op) = 0;
+  virtual void conv1d_silu_backward(const Conv1dShape& s, const Conv1dBackward& op) = 0;
 
-  // The selective scan. Forward stores in `saved` (scan_saved_bytes, may be 0) what backward
-  // needs beyond the inputs (chunk-boundary states on CUDA; nothing on the CPU, which
-  // recomputes). last_state may be null.
-  virtual size_t scan_saved_bytes(const cpu::ScanShape& s) const = 0;
-  virtual void selective_scan_forward(Act out, float* last_state, void* saved, ConstAct u,
-                                      ConstAct delta, const float* A, ConstAct B, ConstAct C,
-                                      const float* D, const float* delta_bias, ConstAct z,
-                                      const cpu::ScanShape& s) = 0;
-  virtual void selective_scan_backward(Act du, Act ddelta, float* dA, Act dB, Act dC, float* dD,
-                                       float* ddelta_bias, Act dz, ConstAct dout, const void* saved,
-                                       ConstAct u, ConstAct delta, const float* A, ConstAct B,
-                                       ConstAct C, const float* D, const float* delta_bias,
-                                       ConstAct z, const cpu::ScanShape& s) = 0;
+  // The selective scan. Forward writes out and stores in `saved` (scan_saved_bytes, may be 0)
+  // what backward needs beyond the inputs (chunk-boundary states on CUDA; nothing on the CPU,
+  // which recomputes). last_state ([batch, d_inner, d_state]) may be null.
+  virtual size_t scan_saved_bytes(const ScanShape& s) const = 0;
+  virtual void selective_scan_forward(const ScanShape& s, const ScanInputs& in, Act out,
+                                      float* last_state, void* saved) = 0;
+  virtual void selective_scan_backward(const ScanShape& s, const ScanInputs& in, ConstAct dout,
+                                       const void* saved, const ScanGrads& grads) = 0;
 
-  // LM head + mean cross-entropy over T tokens, chunked over tokens so that the logits of the
-  // whole batch never exist: logits = normed @ E^T over the padded vocab Vp. Returns the mean
-  // loss. When dnormed is non-null it also writes dnormed (= grad_scale * dloss/dnormed) and adds
-  // grad_scale * dloss/dE to dE (fp32). logits_out (fp32 [T, Vp], device) receives all logits
-  // when non-null (golden checks; forward only).
-  virtual double lm_head_loss(ConstAct normed, ConstAct E, const int32_t* targets, int64_t T, int C,
-                              int Vp, float grad_scale, Act dnormed, float* dE,
-                              float* logits_out) = 0;
+  // Chunked over tokens so that the logits of the whole batch never exist. Returns the mean loss.
+  virtual double lm_head_loss(const LmHeadLoss& op) = 0;
 
   // ---- small elementwise ops and the optimizer ----
   virtual void negative_exp(float* out, const float* in, int64_t n) = 0;  // out = -exp(in)
   virtual void mul_accumulate(float* dst, const float* a, const float* b, int64_t n) = 0;
   virtual double sum_of_squares(const float* x, int64_t n) = 0;  // accumulated in double
   virtual void scale(float* x, int64_t n, float s) = 0;
-  virtual void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n,
-                            const cpu::AdamWHyper& h) = 0;
+  virtual void adamw_update(const AdamWTensors& t, const AdamWHyper& h) = 0;
 };
 
 // The fp32 CPU backend (OpenMP + OpenBLAS), the correctness oracle.

@@ -30,15 +30,15 @@ float* DeviceTensors::f32_zeros(int64_t n) {
 }
 
 Act DeviceTensors::act(const std::vector<float>& host) {
-  Act p = bytes(host.size() * be_.act_bytes());
-  be_.to_act(p, f32(host), int64_t(host.size()));
-  return p;
+  const Act a{bytes(host.size() * be_.act_bytes()), be_.act_type()};
+  be_.to_act(a, f32(host), int64_t(host.size()));
+  return a;
 }
 
 Act DeviceTensors::act_zeros(int64_t n) {
-  Act p = bytes(n * be_.act_bytes());
-  be_.fill_zero(p, n * be_.act_bytes());
-  return p;
+  const Act a{bytes(n * be_.act_bytes()), be_.act_type()};
+  be_.fill_zero(a.data, n * be_.act_bytes());
+  return a;
 }
 
 std::vector<float> DeviceTensors::read_f32(const float* device, int64_t n) const {
@@ -48,9 +48,9 @@ std::vector<float> DeviceTensors::read_f32(const float* device, int64_t n) const
 }
 
 std::vector<float> DeviceTensors::read_act(ConstAct device, int64_t n) const {
-  if (be_.act_bytes() == sizeof(float)) return read_f32(static_cast<const float*>(device), n);
+  if (device.type == ActType::F32) return read_f32(static_cast<const float*>(device.data), n);
   std::vector<uint16_t> raw(n);
-  be_.download(raw.data(), device, n * sizeof(uint16_t));
+  be_.download(raw.data(), device.data, n * sizeof(uint16_t));
   std::vector<float> host(n);
   for (int64_t i = 0; i < n; ++i) {
     const uint32_t bits = uint32_t(raw[i]) << 16;

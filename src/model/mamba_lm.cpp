@@ -14,6 +14,10 @@ class ArenaPlan {
     requests_.push_back({reinterpret_cast<void**>(&ptr), total_});
     total_ += (bytes + 255) / 256 * 256;
   }
+  void add(Act& a, int64_t elements, ActType type) {
+    a.type = type;
+    add(a.data, elements * type_bytes(type));
+  }
   void place(void* base) const {
     for (const auto& r : requests_) *r.ptr = static_cast<char*>(base) + r.offset;
   }
@@ -28,6 +32,30 @@ class ArenaPlan {
   size_t total_ = 0;
 };
 
+// The scan's inputs in layer i: u = xc, B and C from x_proj's [dt | B | C], z the second half of
+// in_proj's output.
+ScanInputs scan_inputs(const Activations::Layer& s, const LayerView& w, const float* A,
+                       const ModelConfig& c) {
+  ScanInputs in;
+  in.u = s.xc;
+  in.delta = s.delta;
+  in.B = s.xdbl.at(c.rank());
+  in.C = s.xdbl.at(c.rank() + c.d_state);
+  in.z = s.xz.at(c.d_inner());
+  in.A = A;
+  in.D = w.D;
+  in.delta_bias = w.dt_proj_b;
+  return in;
+}
+
+ScanShape scan_shape(const Activations& a, const ModelConfig& c) {
+  return {a.batch, a.seqlen, c.d_inner(), c.d_state, 2 * int64_t(c.d_inner()), c.xproj_dim()};
+}
+
+Conv1dShape conv_shape(const Activations& a, const ModelConfig& c) {
+  return {a.batch, a.seqlen, c.d_inner(), c.d_conv, 2 * int64_t(c.d_inner())};
+}
+
 }  // namespace
 
 MambaLM::MambaLM(const ModelConfig& config, Backend& backend, bool recompute)
@@ -38,14 +66,15 @@ MambaLM::MambaLM(const ModelConfig& config, Backend& backend, bool recompute)
   grads_ = static_cast<float*>(be_.allocate(n * sizeof(float)));
   be_.fill_zero(params_, n * sizeof(float));
   be_.fill_zero(grads_, n * sizeof(float));
-  weights_ = be_.act_bytes() == sizeof(float) ? static_cast<Act>(params_)
-                                              : be_.allocate(n * be_.act_bytes());
+  weights_ = be_.act_type() == ActType::F32
+                 ? f32_act(params_)
+                 : Act{be_.allocate(n * be_.act_bytes()), be_.act_type()};
   params_updated();
 }
 
 MambaLM::~MambaLM() {
   for (auto& a : acts_) be_.release(a->memory);
-  if (weights_ != params_) be_.release(weights_);
+  if (weights_.data != params_) be_.release(weights_.data);
   be_.release(grads_);
   be_.release(params_);
 }
@@ -55,7 +84,7 @@ void MambaLM::zero_grads() {
 }
 
 void MambaLM::params_updated() {
-  if (weights_ != params_) be_.to_act(weights_, params_, layout_.total());
+  if (weights_.data != params_) be_.to_act(weights_, params_, layout_.total());
 }
 
 std::vector<float> MambaLM::download(const float* device_buffer) const {
@@ -84,26 +113,26 @@ Activations& MambaLM::activations(int batch, int seqlen) {
   a->batch = batch;
   a->seqlen = seqlen;
   const int64_t T = a->T = int64_t(batch) * seqlen;
-  const size_t f32 = sizeof(float), act = be_.act_bytes();
+  const size_t f32 = sizeof(float);
+  const ActType act = be_.act_type();
   const int64_t dm = c.d_model, di = c.d_inner(), xd = c.xproj_dim();
-  const cpu::ScanShape shape{batch, seqlen, int(di), c.d_state, 2 * di, xd};
   ArenaPlan plan;
   a->layers.resize(c.n_layer);
   for (int i = 0; i < c.n_layer; ++i) {
     Activations::Layer& l = a->layers[i];
     plan.add(l.residual, T * dm * f32);
     if (recompute_ && i > 0) continue;
-    plan.add(l.normed, T * dm * act);
+    plan.add(l.normed, T * dm, act);
     plan.add(l.rstd, T * f32);
-    plan.add(l.xz, T * 2 * di * act);
-    plan.add(l.xc, T * di * act);
-    plan.add(l.xdbl, T * xd * act);
-    plan.add(l.delta, T * di * act);
-    plan.add(l.y, T * di * act);
-    plan.add(l.scan_saved, be_.scan_saved_bytes(shape));
+    plan.add(l.xz, T * 2 * di, act);
+    plan.add(l.xc, T * di, act);
+    plan.add(l.xdbl, T * xd, act);
+    plan.add(l.delta, T * di, act);
+    plan.add(l.y, T * di, act);
+    plan.add(l.scan_saved, be_.scan_saved_bytes(scan_shape(*a, c)));
   }
   plan.add(a->residual_f, T * dm * f32);
-  plan.add(a->normed_f, T * dm * act);
+  plan.add(a->normed_f, T * dm, act);
   plan.add(a->rstd_f, T * f32);
   plan.add(a->hidden, T * dm * f32);
   plan.add(a->inputs, T * sizeof(int32_t));
@@ -111,13 +140,13 @@ Activations& MambaLM::activations(int batch, int seqlen) {
   plan.add(a->dres, T * dm * f32);
   plan.add(a->A, di * c.d_state * f32);
   plan.add(a->dA, di * c.d_state * f32);
-  plan.add(a->dres_act, T * dm * act);
-  plan.add(a->dnormed, T * dm * act);
-  plan.add(a->dxz, T * 2 * di * act);
-  plan.add(a->dxc, T * di * act);
-  plan.add(a->dxdbl, T * xd * act);
-  plan.add(a->ddelta, T * di * act);
-  plan.add(a->dy, T * di * act);
+  plan.add(a->dres_act, T * dm, act);
+  plan.add(a->dnormed, T * dm, act);
+  plan.add(a->dxz, T * 2 * di, act);
+  plan.add(a->dxc, T * di, act);
+  plan.add(a->dxdbl, T * xd, act);
+  plan.add(a->ddelta, T * di, act);
+  plan.add(a->dy, T * di, act);
   a->bytes = plan.total();
   a->memory = be_.allocate(a->bytes);
   plan.place(a->memory);
@@ -132,47 +161,86 @@ Activations& MambaLM::activations(int batch, int seqlen) {
   return *acts_.back();
 }
 
-// Pointer arithmetic on activation-type buffers: element offsets scaled by the type's size.
-static Act at(Act base, int64_t elements, size_t act_bytes) {
-  return static_cast<char*>(base) + elements * act_bytes;
+ConstAct MambaLM::compute_weight(const float* master) const {
+  // The compute copy of a weight sits at the same element offset as its fp32 master.
+  return weights_.at(master - params_);
 }
 
 void MambaLM::forward_layer(Activations& a, int i, bool refill) {
   const ModelConfig& c = config();
-  const int dm = c.d_model, di = c.d_inner(), n = c.d_state, r = c.rank(), xd = c.xproj_dim();
+  const int dm = c.d_model, di = c.d_inner(), r = c.rank(), xd = c.xproj_dim();
   const int64_t T = a.T;
-  const size_t ab = be_.act_bytes();
-  // The compute copy of a weight sits at the same element offset as its fp32 master.
-  auto w_act = [&](const float* master) { return at(weights_, master - params_, ab); };
   Activations::Layer& s = a.layers[i];
   const LayerView w = layout_.layer(params_, i);
-  if (refill) {
-    // The norm of the saved residual; its copy lands in hidden, free during backward.
-    be_.residual_rmsnorm_forward(a.hidden, s.normed, s.rstd, s.residual, nullptr, w.norm, T, dm,
-                                 c.norm_eps);
-  } else {
-    const float* residual_in = i == 0 ? nullptr : a.layers[i - 1].residual;
-    be_.residual_rmsnorm_forward(s.residual, s.normed, s.rstd, a.hidden, residual_in, w.norm, T, dm,
-                                 c.norm_eps);
-  }
-  be_.linear_forward(s.xz, 2 * di, s.normed, dm, w_act(w.in_proj), T, dm, 2 * di);
-  be_.conv1d_silu_forward(s.xc, s.xz, 2 * di, w.conv_w, w.conv_b, a.batch, a.seqlen, di, c.d_conv);
-  be_.linear_forward(s.xdbl, xd, s.xc, di, w_act(w.x_proj), T, di, xd);
-  be_.linear_forward(s.delta, di, s.xdbl, xd, w_act(w.dt_proj_w), T, r, di);
-  be_.negative_exp(a.A, w.A_log, int64_t(di) * n);
-  const cpu::ScanShape shape{a.batch, a.seqlen, di, n, 2 * int64_t(di), xd};
-  be_.selective_scan_forward(s.y, nullptr, s.scan_saved, s.xc, s.delta, a.A, at(s.xdbl, r, ab),
-                             at(s.xdbl, r + n, ab), w.D, w.dt_proj_b, at(s.xz, di, ab), shape);
-  if (!refill) be_.linear_forward_f32(a.hidden, dm, s.y, di, w_act(w.out_proj), T, di, dm);
+  // out = inp @ weight^T.
+  auto linear_forward = [&](Act out, int64_t ld_out, ConstAct inp, int64_t ld_inp,
+                            const float* weight, int in_dim, int out_dim) {
+    LinearForward op;
+    op.inp = inp;
+    op.ld_inp = ld_inp;
+    op.weight = compute_weight(weight);
+    op.out = out;
+    op.ld_out = ld_out;
+    op.T = T;
+    op.in_dim = in_dim;
+    op.out_dim = out_dim;
+    be_.linear_forward(op);
+  };
+  RmsNormForward norm;
+  // With refill: the norm of the saved residual; its copy lands in hidden, free during backward.
+  norm.hidden = refill ? s.residual : a.hidden;
+  norm.residual_in = refill || i == 0 ? nullptr : a.layers[i - 1].residual;
+  norm.weight = w.norm;
+  norm.residual_out = refill ? a.hidden : s.residual;
+  norm.normed = s.normed;
+  norm.rstd = s.rstd;
+  norm.T = T;
+  norm.C = dm;
+  norm.eps = c.norm_eps;
+  be_.residual_rmsnorm_forward(norm);
+  linear_forward(s.xz, 2 * di, s.normed, dm, w.in_proj, dm, 2 * di);
+  Conv1dForward conv;
+  conv.x = s.xz;
+  conv.weight = w.conv_w;
+  conv.bias = w.conv_b;
+  conv.out = s.xc;
+  be_.conv1d_silu_forward(conv_shape(a, c), conv);
+  linear_forward(s.xdbl, xd, s.xc, di, w.x_proj, di, xd);
+  linear_forward(s.delta, di, s.xdbl, xd, w.dt_proj_w, r, di);
+  be_.negative_exp(a.A, w.A_log, int64_t(di) * c.d_state);
+  be_.selective_scan_forward(scan_shape(a, c), scan_inputs(s, w, a.A, c), s.y, nullptr,
+                             s.scan_saved);
+  if (!refill) linear_forward(f32_act(a.hidden), dm, s.y, di, w.out_proj, di, dm);
 }
 
 void MambaLM::forward_layers(Activations& a) {
   const ModelConfig& c = config();
-  be_.embedding_forward(a.hidden, a.inputs, layout_.embedding(params_), a.T, c.d_model);
+  be_.embedding_forward({a.inputs, layout_.embedding(params_), a.hidden, a.T, c.d_model});
   for (int i = 0; i < c.n_layer; ++i) forward_layer(a, i, false);
-  be_.residual_rmsnorm_forward(a.residual_f, a.normed_f, a.rstd_f, a.hidden,
-                               a.layers.back().residual, layout_.norm_f(params_), a.T, c.d_model,
-                               c.norm_eps);
+  RmsNormForward norm;
+  norm.hidden = a.hidden;
+  norm.residual_in = a.layers.back().residual;
+  norm.weight = layout_.norm_f(params_);
+  norm.residual_out = a.residual_f;
+  norm.normed = a.normed_f;
+  norm.rstd = a.rstd_f;
+  norm.T = a.T;
+  norm.C = c.d_model;
+  norm.eps = c.norm_eps;
+  be_.residual_rmsnorm_forward(norm);
+}
+
+LmHeadLoss MambaLM::lm_head(const Activations& a) const {
+  // The embedding is tied to the LM head: its compute copy is the head's weight.
+  LmHeadLoss head;
+  head.normed = a.normed_f;
+  head.E = weights_;
+  head.targets = a.targets;
+  head.T = a.T;
+  head.C = config().d_model;
+  head.Vp = config().padded_vocab();
+  head.grad_scale = 1.0f;
+  return head;
 }
 
 double MambaLM::evaluate(const int32_t* inputs, const int32_t* targets, int batch, int seqlen,
@@ -181,14 +249,13 @@ double MambaLM::evaluate(const int32_t* inputs, const int32_t* targets, int batc
   be_.upload(a.inputs, inputs, a.T * sizeof(int32_t));
   be_.upload(a.targets, targets, a.T * sizeof(int32_t));
   forward_layers(a);
-  const int dm = config().d_model, vp = config().padded_vocab();
-  float* logits = nullptr;
-  if (logits_out) logits = static_cast<float*>(be_.allocate(a.T * vp * sizeof(float)));
-  const double loss = be_.lm_head_loss(a.normed_f, weights_, a.targets, a.T, dm, vp, 1.0f, nullptr,
-                                       nullptr, logits);
-  if (logits) {
-    be_.download(logits_out, logits, a.T * vp * sizeof(float));
-    be_.release(logits);
+  LmHeadLoss head = lm_head(a);
+  const size_t logits_bytes = a.T * head.Vp * sizeof(float);
+  if (logits_out) head.logits_out = static_cast<float*>(be_.allocate(logits_bytes));
+  const double loss = be_.lm_head_loss(head);
+  if (logits_out) {
+    be_.download(logits_out, head.logits_out, logits_bytes);
+    be_.release(head.logits_out);
   }
   return loss;
 }
@@ -199,13 +266,23 @@ double MambaLM::forward_backward(const int32_t* inputs, const int32_t* targets, 
   be_.upload(a.inputs, inputs, a.T * sizeof(int32_t));
   be_.upload(a.targets, targets, a.T * sizeof(int32_t));
   forward_layers(a);
-  const int dm = config().d_model, vp = config().padded_vocab();
-  // The embedding is tied to the LM head: its compute copy is the head's weight.
-  const double loss = be_.lm_head_loss(a.normed_f, weights_, a.targets, a.T, dm, vp, grad_scale,
-                                       a.dnormed, layout_.embedding(grads_), nullptr);
+  const int dm = config().d_model;
+  LmHeadLoss head = lm_head(a);
+  head.grad_scale = grad_scale;
+  head.dnormed = a.dnormed;
+  head.dE = layout_.embedding(grads_);
+  const double loss = be_.lm_head_loss(head);
   be_.fill_zero(a.dres, a.T * dm * sizeof(float));
-  be_.rmsnorm_backward(a.dres, layout_.norm_f(grads_), a.dnormed, a.residual_f, a.rstd_f,
-                       layout_.norm_f(params_), a.T, dm);
+  RmsNormBackward norm;
+  norm.dnormed = a.dnormed;
+  norm.residual_out = a.residual_f;
+  norm.rstd = a.rstd_f;
+  norm.weight = layout_.norm_f(params_);
+  norm.dresidual = a.dres;
+  norm.dweight = layout_.norm_f(grads_);
+  norm.T = a.T;
+  norm.C = dm;
+  be_.rmsnorm_backward(norm);
   if (hook) {
     const int64_t norm_f = layout_.norm_f(grads_) - grads_;
     hook->ready(norm_f, norm_f + dm);
@@ -218,8 +295,25 @@ void MambaLM::backward_layers(Activations& a, GradientReadyHook* hook) {
   const ModelConfig& c = config();
   const int dm = c.d_model, di = c.d_inner(), n = c.d_state, r = c.rank(), xd = c.xproj_dim();
   const int64_t T = a.T;
-  const size_t ab = be_.act_bytes();
-  auto w_act = [&](const float* master) { return at(weights_, master - params_, ab); };
+  // dinp (=, or += when accumulate) dout @ weight; dweight += dout^T @ inp.
+  auto linear_backward = [&](Act dinp, int64_t ld_dinp, bool accumulate, float* dweight,
+                             ConstAct dout, int64_t ld_dout, ConstAct inp, int64_t ld_inp,
+                             const float* weight, int in_dim, int out_dim) {
+    LinearBackward op;
+    op.dout = dout;
+    op.ld_dout = ld_dout;
+    op.inp = inp;
+    op.ld_inp = ld_inp;
+    op.weight = compute_weight(weight);
+    op.dinp = dinp;
+    op.ld_dinp = ld_dinp;
+    op.accumulate_dinp = accumulate;
+    op.dweight = dweight;
+    op.T = T;
+    op.in_dim = in_dim;
+    op.out_dim = out_dim;
+    be_.linear_backward(op);
+  };
 
   for (int i = c.n_layer - 1; i >= 0; --i) {
     if (recompute_) forward_layer(a, i, true);
@@ -228,29 +322,48 @@ void MambaLM::backward_layers(Activations& a, GradientReadyHook* hook) {
     const LayerView g = layout_.layer(grads_, i);
     // dres is d(hidden_i) as well as d(residual_{i+1}): see the header.
     be_.to_act(a.dres_act, a.dres, T * dm);
-    be_.linear_backward(a.dy, di, false, g.out_proj, a.dres_act, dm, s.y, di, w_act(w.out_proj), T,
-                        di, dm);
+    linear_backward(a.dy, di, false, g.out_proj, a.dres_act, dm, s.y, di, w.out_proj, di, dm);
     be_.negative_exp(a.A, w.A_log, int64_t(di) * n);
     be_.fill_zero(a.dA, int64_t(di) * n * sizeof(float));
-    const cpu::ScanShape shape{a.batch, a.seqlen, di, n, 2 * int64_t(di), xd};
-    be_.selective_scan_backward(a.dxc, a.ddelta, a.dA, at(a.dxdbl, r, ab), at(a.dxdbl, r + n, ab),
-                                g.D, g.dt_proj_b, at(a.dxz, di, ab), a.dy, s.scan_saved, s.xc,
-                                s.delta, a.A, at(s.xdbl, r, ab), at(s.xdbl, r + n, ab), w.D,
-                                w.dt_proj_b, at(s.xz, di, ab), shape);
+    ScanGrads scan;
+    scan.du = a.dxc;
+    scan.ddelta = a.ddelta;
+    scan.dB = a.dxdbl.at(r);
+    scan.dC = a.dxdbl.at(r + n);
+    scan.dz = a.dxz.at(di);
+    scan.dA = a.dA;
+    scan.dD = g.D;
+    scan.ddelta_bias = g.dt_proj_b;
+    be_.selective_scan_backward(scan_shape(a, c), scan_inputs(s, w, a.A, c), a.dy, s.scan_saved,
+                                scan);
     // A = -exp(A_log), so dA_log = dA * A.
     be_.mul_accumulate(g.A_log, a.dA, a.A, int64_t(di) * n);
-    be_.linear_backward(a.dxdbl, xd, false, g.dt_proj_w, a.ddelta, di, s.xdbl, xd,
-                        w_act(w.dt_proj_w), T, r, di);
-    be_.linear_backward(a.dxc, di, true, g.x_proj, a.dxdbl, xd, s.xc, di, w_act(w.x_proj), T, di,
-                        xd);
-    be_.conv1d_silu_backward(a.dxz, g.conv_w, g.conv_b, a.dxc, s.xz, 2 * di, w.conv_w, w.conv_b,
-                             a.batch, a.seqlen, di, c.d_conv);
-    be_.linear_backward(a.dnormed, dm, false, g.in_proj, a.dxz, 2 * di, s.normed, dm,
-                        w_act(w.in_proj), T, dm, 2 * di);
-    be_.rmsnorm_backward(a.dres, g.norm, a.dnormed, s.residual, s.rstd, w.norm, T, dm);
+    linear_backward(a.dxdbl, xd, false, g.dt_proj_w, a.ddelta, di, s.xdbl, xd, w.dt_proj_w, r, di);
+    linear_backward(a.dxc, di, true, g.x_proj, a.dxdbl, xd, s.xc, di, w.x_proj, di, xd);
+    Conv1dBackward conv;
+    conv.dout = a.dxc;
+    conv.x = s.xz;
+    conv.weight = w.conv_w;
+    conv.bias = w.conv_b;
+    conv.dx = a.dxz;
+    conv.dweight = g.conv_w;
+    conv.dbias = g.conv_b;
+    be_.conv1d_silu_backward(conv_shape(a, c), conv);
+    linear_backward(a.dnormed, dm, false, g.in_proj, a.dxz, 2 * di, s.normed, dm, w.in_proj, dm,
+                    2 * di);
+    RmsNormBackward norm;
+    norm.dnormed = a.dnormed;
+    norm.residual_out = s.residual;
+    norm.rstd = s.rstd;
+    norm.weight = w.norm;
+    norm.dresidual = a.dres;
+    norm.dweight = g.norm;
+    norm.T = T;
+    norm.C = dm;
+    be_.rmsnorm_backward(norm);
     if (hook) hook->ready(layout_.layer_begin(i), layout_.layer_end(i));
   }
-  be_.embedding_backward(layout_.embedding(grads_), a.dres, a.inputs, T, dm);
+  be_.embedding_backward({a.inputs, a.dres, layout_.embedding(grads_), T, dm});
   if (hook) {
     const int64_t embedding = layout_.embedding(grads_) - grads_;
     hook->ready(embedding, embedding + int64_t(config().padded_vocab()) * dm);

@@ -104,13 +104,16 @@ class MambaLM {
   // input for backward (and skips out_proj, whose output backward does not need).
   void forward_layer(Activations& a, int i, bool refill);
   void backward_layers(Activations& a, GradientReadyHook* hook);
+  ConstAct compute_weight(const float* master) const;
+  LmHeadLoss lm_head(const Activations& a)
+      const;  // forward only, grad_scale 1  // the activation-type copy of a weight
 
   ParamLayout layout_;
   Backend& be_;
   bool recompute_;
   float* params_ = nullptr;
   float* grads_ = nullptr;
-  Act weights_ = nullptr;  // compute copy; aliases params_ when activations are fp32
+  Act weights_;  // compute copy; aliases params_ when activations are fp32
   std::vector<std::unique_ptr<Activations>> acts_;  // one per (batch, seqlen) seen
 };
 

@@ -22,13 +22,14 @@ AdamW::~AdamW() {
 void AdamW::step(float* params, const float* grads, float lr) {
   ++steps_taken;
   for (const ParamTensor& t : layout_.tensors()) {
-    const cpu::AdamWHyper h{lr,
-                            settings_.beta1,
-                            settings_.beta2,
-                            settings_.eps,
-                            t.weight_decay ? settings_.weight_decay : 0.0f,
-                            steps_taken};
-    be_.adamw_update(params + t.offset, grads + t.offset, m_ + t.offset, v_ + t.offset, t.numel, h);
+    const AdamWHyper h{lr,
+                       settings_.beta1,
+                       settings_.beta2,
+                       settings_.eps,
+                       t.weight_decay ? settings_.weight_decay : 0.0f,
+                       steps_taken};
+    be_.adamw_update({params + t.offset, grads + t.offset, m_ + t.offset, v_ + t.offset, t.numel},
+                     h);
   }
 }
 

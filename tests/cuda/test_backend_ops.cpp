@@ -27,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include "../error_of.h"
 #include "kernels/backend.h"
 #include "kernels/cuda/cuda_backend.h"
 
@@ -109,11 +110,12 @@ void expect_same_bits(const std::string& what, const std::vector<float>& a,
 // Device memory of one backend, released with the object.
 class Buffer {
  public:
-  Buffer(Backend& be, size_t bytes) : be_(&be), p_(be.allocate(bytes)) {}
+  Buffer(Backend& be, size_t bytes, ActType type = ActType::F32)
+      : be_(&be), p_(be.allocate(bytes)), type_(type) {}
   ~Buffer() {
     if (p_) be_->release(p_);
   }
-  Buffer(Buffer&& o) noexcept : be_(o.be_), p_(std::exchange(o.p_, nullptr)) {}
+  Buffer(Buffer&& o) noexcept : be_(o.be_), p_(std::exchange(o.p_, nullptr)), type_(o.type_) {}
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
   Buffer& operator=(Buffer&&) = delete;
@@ -121,10 +123,13 @@ class Buffer {
   void* get() const { return p_; }
   float* f32() const { return static_cast<float*>(p_); }
   int32_t* i32() const { return static_cast<int32_t*>(p_); }
+  Act act(int64_t offset = 0) const { return Act{p_, type_}.at(offset); }  // from element offset
+  ActType type() const { return type_; }
 
  private:
   Backend* be_;
   void* p_;
+  ActType type_;
 };
 
 Buffer f32_buffer(Backend& be, const std::vector<float>& host) {
@@ -141,26 +146,26 @@ Buffer i32_buffer(Backend& be, const std::vector<int32_t>& host) {
 
 // Activations in the backend's type (host values already rounded where it is bf16).
 Buffer act_buffer(Backend& be, const std::vector<float>& host) {
-  if (be.act_bytes() == sizeof(float)) return f32_buffer(be, host);
+  if (be.act_type() == ActType::F32) return f32_buffer(be, host);
   std::vector<uint16_t> bits(host.size());
   std::transform(host.begin(), host.end(), bits.begin(), bf16_bits);
-  Buffer b(be, bits.size() * sizeof(uint16_t));
+  Buffer b(be, bits.size() * sizeof(uint16_t), ActType::BF16);
   be.upload(b.get(), bits.data(), bits.size() * sizeof(uint16_t));
   return b;
 }
 
-// n elements of `elem_bytes` each, all bits set: NaN in fp32 and in bf16.
-Buffer poisoned(Backend& be, size_t n, size_t elem_bytes) {
-  const std::vector<unsigned char> ones(n * elem_bytes, 0xFF);
-  Buffer b(be, ones.size());
+// n elements of `type`, all bits set: NaN in fp32 and in bf16.
+Buffer poisoned(Backend& be, size_t n, ActType type) {
+  const std::vector<unsigned char> ones(n * type_bytes(type), 0xFF);
+  Buffer b(be, ones.size(), type);
   be.upload(b.get(), ones.data(), ones.size());
   return b;
 }
 Buffer poisoned_f32(Backend& be, size_t n) {
-  return poisoned(be, n, sizeof(float));
+  return poisoned(be, n, ActType::F32);
 }
 Buffer poisoned_act(Backend& be, size_t n) {
-  return poisoned(be, n, be.act_bytes());
+  return poisoned(be, n, be.act_type());
 }
 
 std::vector<float> read_f32(Backend& be, const Buffer& b, size_t n) {
@@ -170,12 +175,25 @@ std::vector<float> read_f32(Backend& be, const Buffer& b, size_t n) {
 }
 
 std::vector<float> read_act(Backend& be, const Buffer& b, size_t n) {
-  if (be.act_bytes() == sizeof(float)) return read_f32(be, b, n);
+  if (b.type() == ActType::F32) return read_f32(be, b, n);
   std::vector<uint16_t> bits(n);
   be.download(bits.data(), b.get(), n * sizeof(uint16_t));
   std::vector<float> host(n);
   std::transform(bits.begin(), bits.end(), host.begin(), from_bf16_bits);
   return host;
+}
+
+// The LM head's loss of normed [T, C] against the targets, without gradients or logits.
+LmHeadLoss lm_head_loss_only(const Buffer& normed, const Buffer& E, const Buffer& targets,
+                             int64_t T, int C, int Vp) {
+  LmHeadLoss op;
+  op.normed = normed.act();
+  op.E = E.act();
+  op.targets = targets.i32();
+  op.T = T;
+  op.C = C;
+  op.Vp = Vp;
+  return op;
 }
 
 // ---------------------------------------------------------------- the fixture
@@ -233,9 +251,9 @@ TEST_P(CudaVsCpu, Embedding) {
     auto run = [&](Backend& be) {
       Buffer d_ids = i32_buffer(be, ids), d_table = f32_buffer(be, table);
       Buffer out = poisoned_f32(be, sh.T * sh.C);
-      be.embedding_forward(out.f32(), d_ids.i32(), d_table.f32(), sh.T, sh.C);
+      be.embedding_forward({d_ids.i32(), d_table.f32(), out.f32(), sh.T, sh.C});
       Buffer d_dout = f32_buffer(be, dout), dtable = f32_buffer(be, dtable0);
-      be.embedding_backward(dtable.f32(), d_dout.f32(), d_ids.i32(), sh.T, sh.C);
+      be.embedding_backward({d_ids.i32(), d_dout.f32(), dtable.f32(), sh.T, sh.C});
       return std::make_pair(read_f32(be, out, sh.T * sh.C),
                             read_f32(be, dtable, static_cast<size_t>(sh.vocab) * sh.C));
     };
@@ -264,8 +282,17 @@ TEST_P(CudaVsCpu, ResidualRmsnormForward) {
         Buffer h = f32_buffer(be, hidden), r = f32_buffer(be, residual), w = f32_buffer(be, weight);
         Buffer r_out = poisoned_f32(be, T * C), normed = poisoned_act(be, T * C),
                rstd = poisoned_f32(be, T);
-        be.residual_rmsnorm_forward(r_out.f32(), normed.get(), rstd.f32(), h.f32(),
-                                    with_residual ? r.f32() : nullptr, w.f32(), T, C, 1e-5f);
+        RmsNormForward op;
+        op.hidden = h.f32();
+        op.residual_in = with_residual ? r.f32() : nullptr;
+        op.weight = w.f32();
+        op.residual_out = r_out.f32();
+        op.normed = normed.act();
+        op.rstd = rstd.f32();
+        op.T = T;
+        op.C = C;
+        op.eps = 1e-5f;
+        be.residual_rmsnorm_forward(op);
         return std::vector<std::vector<float>>{read_f32(be, r_out, T * C),
                                                read_act(be, normed, T * C), read_f32(be, rstd, T)};
       };
@@ -293,7 +320,16 @@ TEST_P(CudaVsCpu, RmsnormBackward) {
       Buffer g = act_buffer(be, dnormed), xb = f32_buffer(be, x), r = f32_buffer(be, rstd),
              w = f32_buffer(be, weight);
       Buffer dres = f32_buffer(be, dresidual0), dw = f32_buffer(be, dweight0);
-      be.rmsnorm_backward(dres.f32(), dw.f32(), g.get(), xb.f32(), r.f32(), w.f32(), T, C);
+      RmsNormBackward op;
+      op.dnormed = g.act();
+      op.residual_out = xb.f32();
+      op.rstd = r.f32();
+      op.weight = w.f32();
+      op.dresidual = dres.f32();
+      op.dweight = dw.f32();
+      op.T = T;
+      op.C = C;
+      be.rmsnorm_backward(op);
       return std::make_pair(read_f32(be, dres, T * C), read_f32(be, dw, C));
     };
     const auto want = run(*cpu_);
@@ -333,15 +369,37 @@ TEST_P(CudaVsCpu, Linear) {
     auto run = [&](Backend& be) {
       Buffer x = act_buffer(be, inp), w = act_buffer(be, weight), g = act_buffer(be, dout);
       Buffer out = poisoned_act(be, n_out), out_f32 = poisoned_f32(be, n_out);
-      be.linear_forward(out.get(), sh.ld_out, x.get(), sh.ld_inp, w.get(), sh.T, sh.in, sh.out);
-      be.linear_forward_f32(out_f32.f32(), sh.ld_out, x.get(), sh.ld_inp, w.get(), sh.T, sh.in,
-                            sh.out);
+      LinearForward fwd;
+      fwd.inp = x.act();
+      fwd.ld_inp = sh.ld_inp;
+      fwd.weight = w.act();
+      fwd.out = out.act();
+      fwd.ld_out = sh.ld_out;
+      fwd.T = sh.T;
+      fwd.in_dim = sh.in;
+      fwd.out_dim = sh.out;
+      be.linear_forward(fwd);
+      fwd.out = out_f32.act();
+      be.linear_forward(fwd);
       Buffer dinp_set = poisoned_act(be, n_in), dinp_acc = act_buffer(be, dinp0);
       Buffer dweight = f32_buffer(be, dweight0);
-      be.linear_backward(dinp_set.get(), sh.ld_inp, false, dweight.f32(), g.get(), sh.ld_out,
-                         x.get(), sh.ld_inp, w.get(), sh.T, sh.in, sh.out);
-      be.linear_backward(dinp_acc.get(), sh.ld_inp, true, dweight.f32(), g.get(), sh.ld_out,
-                         x.get(), sh.ld_inp, w.get(), sh.T, sh.in, sh.out);
+      LinearBackward bwd;
+      bwd.dout = g.act();
+      bwd.ld_dout = sh.ld_out;
+      bwd.inp = x.act();
+      bwd.ld_inp = sh.ld_inp;
+      bwd.weight = w.act();
+      bwd.dinp = dinp_set.act();
+      bwd.ld_dinp = sh.ld_inp;
+      bwd.accumulate_dinp = false;
+      bwd.dweight = dweight.f32();
+      bwd.T = sh.T;
+      bwd.in_dim = sh.in;
+      bwd.out_dim = sh.out;
+      be.linear_backward(bwd);
+      bwd.dinp = dinp_acc.act();
+      bwd.accumulate_dinp = true;
+      be.linear_backward(bwd);
       return Result{read_act(be, out, n_out), read_f32(be, out_f32, n_out),
                     read_act(be, dinp_set, n_in), read_act(be, dinp_acc, n_in),
                     read_f32(be, dweight, static_cast<size_t>(sh.out) * sh.in)};
@@ -357,7 +415,7 @@ TEST_P(CudaVsCpu, Linear) {
     };
     expect_close(label("linear_forward out " + tag), rows_out(got.out), rows_out(want.out),
                  act_tol(kOutTol));
-    expect_close(label("linear_forward_f32 out " + tag), rows_out(got.out_f32),
+    expect_close(label("linear_forward fp32 out " + tag), rows_out(got.out_f32),
                  rows_out(want.out_f32), kOutTol);
     expect_close(label("linear_backward dinp (=) " + tag), rows_in(got.dinp_set),
                  rows_in(want.dinp_set), act_tol(kGradTol));
@@ -403,10 +461,10 @@ TEST_P(CudaVsCpu, Conv1dSilu) {
              g = act_buffer(be, dout);
       Buffer out = poisoned_act(be, T * sh.D), dx = poisoned_act(be, T * ld_x);
       Buffer dw = f32_buffer(be, dweight0), db = f32_buffer(be, dbias0);
-      be.conv1d_silu_forward(out.get(), xb.get(), ld_x, w.f32(), b.f32(), sh.batch, sh.seqlen, sh.D,
-                             sh.K);
-      be.conv1d_silu_backward(dx.get(), dw.f32(), db.f32(), g.get(), xb.get(), ld_x, w.f32(),
-                              b.f32(), sh.batch, sh.seqlen, sh.D, sh.K);
+      const Conv1dShape s{sh.batch, sh.seqlen, sh.D, sh.K, ld_x};
+      be.conv1d_silu_forward(s, {xb.act(), w.f32(), b.f32(), out.act()});
+      be.conv1d_silu_backward(s,
+                              {g.act(), xb.act(), w.f32(), b.f32(), dx.act(), dw.f32(), db.f32()});
       return std::vector<std::vector<float>>{
           read_act(be, out, T * sh.D), read_act(be, dx, T * ld_x),
           read_f32(be, dw, static_cast<size_t>(sh.D) * sh.K), read_f32(be, db, sh.D)};
@@ -436,7 +494,7 @@ TEST_P(CudaVsCpu, SelectiveScan) {
     const int batch = shape.first;
     const int64_t seqlen = shape.second;
     const int Dn = 64;
-    const cpu::ScanShape s{batch, seqlen, Dn, N, 2 * Dn, R + 2 * N};
+    const ScanShape s{batch, seqlen, Dn, N, 2 * Dn, R + 2 * N};
     const std::string tag = "batch=" + std::to_string(batch) + " seqlen=" + std::to_string(seqlen);
     const int64_t T = batch * seqlen;
     const auto u = act_values(T * Dn, 50);
@@ -456,21 +514,17 @@ TEST_P(CudaVsCpu, SelectiveScan) {
       Buffer ub = act_buffer(be, u), db = act_buffer(be, delta), xzb = act_buffer(be, xz),
              bcb = act_buffer(be, bc), Ab = f32_buffer(be, A), Db = f32_buffer(be, D),
              biasb = f32_buffer(be, delta_bias), g = act_buffer(be, dout);
-      const size_t ab = be.act_bytes();
-      auto at = [&](const Buffer& b, int64_t offset) {
-        return static_cast<char*>(b.get()) + offset * ab;
-      };
       Buffer out = poisoned_act(be, T * Dn), last = poisoned_f32(be, int64_t{batch} * Dn * N);
       Buffer saved(be, be.scan_saved_bytes(s));
-      be.selective_scan_forward(out.get(), last.f32(), saved.get(), ub.get(), db.get(), Ab.f32(),
-                                at(bcb, R), at(bcb, R + N), Db.f32(), biasb.f32(), at(xzb, Dn), s);
+      const ScanInputs in{ub.act(),    db.act(), bcb.act(R), bcb.act(R + N),
+                          xzb.act(Dn), Ab.f32(), Db.f32(),   biasb.f32()};
+      be.selective_scan_forward(s, in, out.act(), last.f32(), saved.get());
       Buffer du = poisoned_act(be, T * Dn), ddelta = poisoned_act(be, T * Dn),
              dxz = poisoned_act(be, T * s.ld_z), dbc = poisoned_act(be, T * s.ld_bc);
       Buffer dA = f32_buffer(be, dA0), dD = f32_buffer(be, dD0), dbias = f32_buffer(be, dbias0);
-      be.selective_scan_backward(du.get(), ddelta.get(), dA.f32(), at(dbc, R), at(dbc, R + N),
-                                 dD.f32(), dbias.f32(), at(dxz, Dn), g.get(), saved.get(), ub.get(),
-                                 db.get(), Ab.f32(), at(bcb, R), at(bcb, R + N), Db.f32(),
-                                 biasb.f32(), at(xzb, Dn), s);
+      const ScanGrads grads{du.act(),    ddelta.act(), dbc.act(R), dbc.act(R + N),
+                            dxz.act(Dn), dA.f32(),     dD.f32(),   dbias.f32()};
+      be.selective_scan_backward(s, in, g.act(), saved.get(), grads);
       return std::vector<std::vector<float>>{
           read_act(be, out, T * Dn),     read_f32(be, last, int64_t{batch} * Dn * N),
           read_act(be, du, T * Dn),      read_act(be, ddelta, T * Dn),
@@ -528,10 +582,12 @@ TEST_P(CudaVsCpu, LmHeadLoss) {
       Buffer x = act_buffer(be, normed), e = act_buffer(be, E), t = i32_buffer(be, targets);
       Buffer dnormed = poisoned_act(be, sh.T * sh.C), dE = f32_buffer(be, dE0);
       Result r;
-      r.loss_forward_only = be.lm_head_loss(x.get(), e.get(), t.i32(), sh.T, sh.C, sh.Vp,
-                                            grad_scale, nullptr, nullptr, nullptr);
-      r.loss = be.lm_head_loss(x.get(), e.get(), t.i32(), sh.T, sh.C, sh.Vp, grad_scale,
-                               dnormed.get(), dE.f32(), nullptr);
+      LmHeadLoss op = lm_head_loss_only(x, e, t, sh.T, sh.C, sh.Vp);
+      op.grad_scale = grad_scale;
+      r.loss_forward_only = be.lm_head_loss(op);
+      op.dnormed = dnormed.act();
+      op.dE = dE.f32();
+      r.loss = be.lm_head_loss(op);
       r.dnormed = read_act(be, dnormed, sh.T * sh.C);
       r.dE = read_f32(be, dE, static_cast<size_t>(sh.Vp) * sh.C);
       return r;
@@ -562,8 +618,9 @@ TEST_P(CudaVsCpu, LmHeadLogits) {
   auto run = [&](Backend& be) {
     Buffer x = act_buffer(be, normed), e = act_buffer(be, E), t = i32_buffer(be, targets);
     Buffer logits = poisoned_f32(be, T * Vp);
-    const double loss =
-        be.lm_head_loss(x.get(), e.get(), t.i32(), T, C, Vp, 1.0f, nullptr, nullptr, logits.f32());
+    LmHeadLoss op = lm_head_loss_only(x, e, t, T, C, Vp);
+    op.logits_out = logits.f32();
+    const double loss = be.lm_head_loss(op);
     return std::make_pair(loss, read_f32(be, logits, T * Vp));
   };
   const auto want = run(*cpu_);
@@ -583,7 +640,7 @@ TEST_P(CudaVsCpu, Elementwise) {
   auto run = [&](Backend& be) {
     Buffer ab = f32_buffer(be, a), bb = f32_buffer(be, b), cb = f32_buffer(be, c);
     Buffer act = poisoned_act(be, n), nexp = poisoned_f32(be, n);
-    be.to_act(act.get(), ab.f32(), n);
+    be.to_act(act.act(), ab.f32(), n);
     be.negative_exp(nexp.f32(), ab.f32(), n);
     be.mul_accumulate(cb.f32(), ab.f32(), bb.f32(), n);
     be.scale(bb.f32(), n, 0.37f);
@@ -613,11 +670,11 @@ TEST_P(CudaVsCpu, AdamW) {
   const auto m0 = uniform(n, 102, -0.01f, 0.01f);
   const auto v0 = uniform(n, 103, 0.0f, 1e-4f);
   for (const int64_t step : {1, 7}) {
-    const cpu::AdamWHyper h{3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, step};
+    const AdamWHyper h{3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, step};
     auto run = [&](Backend& be) {
       Buffer p = f32_buffer(be, param0), g = f32_buffer(be, grad), m = f32_buffer(be, m0),
              v = f32_buffer(be, v0);
-      be.adamw_update(p.f32(), g.f32(), m.f32(), v.f32(), n, h);
+      be.adamw_update({p.f32(), g.f32(), m.f32(), v.f32(), n}, h);
       return std::vector<std::vector<float>>{read_f32(be, p, n), read_f32(be, m, n),
                                              read_f32(be, v, n)};
     };
@@ -637,6 +694,29 @@ TEST_P(CudaVsCpu, AdamW) {
 }
 
 // ---------------------------------------------------------------- the backend itself
+
+// An activation of the other type is refused where the op reads it, naming the op and argument.
+TEST_P(CudaVsCpu, RejectsActivationsOfAnotherType) {
+  const ActType other = bf16() ? ActType::F32 : ActType::BF16;
+  const int64_t T = 8;
+  const int C = 16;
+  Buffer f = poisoned_f32(*gpu_, T * C), normed = poisoned(*gpu_, T * C, other),
+         rstd = poisoned_f32(*gpu_, T);
+  RmsNormForward op;
+  op.hidden = f.f32();
+  op.residual_in = nullptr;
+  op.weight = f.f32();
+  op.residual_out = f.f32();
+  op.normed = normed.act();
+  op.rstd = rstd.f32();
+  op.T = T;
+  op.C = C;
+  op.eps = 1e-5f;
+  const std::string message = test::error_of([&] { gpu_->residual_rmsnorm_forward(op); });
+  EXPECT_NE(message.find(std::string("residual_rmsnorm_forward: normed holds ") + type_name(other)),
+            std::string::npos)
+      << message;
+}
 
 TEST_P(CudaVsCpu, MemoryAndIdentity) {
   EXPECT_EQ(gpu_->act_bytes(), bf16() ? 2u : 4u);
@@ -708,51 +788,84 @@ TEST(CudaBackendTiming, DISABLED_Ops130M) {
 
   {
     Buffer table = f32(int64_t{Vp} * C, 0.02f), out = f32(T * C), dtable = f32(int64_t{Vp} * C);
-    report("embedding_forward",
-           median_ms([&] { be->embedding_forward(out.f32(), d_ids.i32(), table.f32(), T, C); }),
+    report("embedding_forward", median_ms([&] {
+             be->embedding_forward({d_ids.i32(), table.f32(), out.f32(), T, C});
+           }),
            2.0 * T * C * 4, 0);
-    report("embedding_backward",
-           median_ms([&] { be->embedding_backward(dtable.f32(), out.f32(), d_ids.i32(), T, C); }),
+    report("embedding_backward", median_ms([&] {
+             be->embedding_backward({d_ids.i32(), out.f32(), dtable.f32(), T, C});
+           }),
            3.0 * T * C * 4, 0);
   }
   {
     Buffer hidden = f32(T * C), res = f32(T * C), w = f32(C), res_out = f32(T * C), rstd = f32(T),
            normed = act(T * C), dres = f32(T * C), dw = f32(C);
-    report("residual_rmsnorm_forward", median_ms([&] {
-             be->residual_rmsnorm_forward(res_out.f32(), normed.get(), rstd.f32(), hidden.f32(),
-                                          res.f32(), w.f32(), T, C, 1e-5f);
-           }),
+    RmsNormForward fwd;
+    fwd.hidden = hidden.f32();
+    fwd.residual_in = res.f32();
+    fwd.weight = w.f32();
+    fwd.residual_out = res_out.f32();
+    fwd.normed = normed.act();
+    fwd.rstd = rstd.f32();
+    fwd.T = T;
+    fwd.C = C;
+    fwd.eps = 1e-5f;
+    report("residual_rmsnorm_forward", median_ms([&] { be->residual_rmsnorm_forward(fwd); }),
            T * C * (4.0 + 4 + 4 + 2), 0);
-    report("rmsnorm_backward", median_ms([&] {
-             be->rmsnorm_backward(dres.f32(), dw.f32(), normed.get(), res_out.f32(), rstd.f32(),
-                                  w.f32(), T, C);
-           }),
+    RmsNormBackward bwd;
+    bwd.dnormed = normed.act();
+    bwd.residual_out = res_out.f32();
+    bwd.rstd = rstd.f32();
+    bwd.weight = w.f32();
+    bwd.dresidual = dres.f32();
+    bwd.dweight = dw.f32();
+    bwd.T = T;
+    bwd.C = C;
+    report("rmsnorm_backward", median_ms([&] { be->rmsnorm_backward(bwd); }),
            T * C * (2.0 + 4 + 4 + 4), 0);
   }
   {
     Buffer x = act(T * C), w = act(int64_t{2} * D * C, 0.03f), out = act(T * 2 * D),
            dx = act(T * C), dw = f32(int64_t{2} * D * C);
     const double flops = 2.0 * T * C * 2 * D;
-    report("linear_forward in_proj 768->3072", median_ms([&] {
-             be->linear_forward(out.get(), 2 * D, x.get(), C, w.get(), T, C, 2 * D);
-           }),
+    LinearForward fwd;
+    fwd.inp = x.act();
+    fwd.ld_inp = C;
+    fwd.weight = w.act();
+    fwd.out = out.act();
+    fwd.ld_out = 2 * D;
+    fwd.T = T;
+    fwd.in_dim = C;
+    fwd.out_dim = 2 * D;
+    report("linear_forward in_proj 768->3072", median_ms([&] { be->linear_forward(fwd); }),
            (T * C + 2.0 * D * C + T * 2.0 * D) * 2, flops);
-    report("linear_backward in_proj (dinp + dweight)", median_ms([&] {
-             be->linear_backward(dx.get(), C, false, dw.f32(), out.get(), 2 * D, x.get(), C,
-                                 w.get(), T, C, 2 * D);
-           }),
+    LinearBackward bwd;
+    bwd.dout = out.act();
+    bwd.ld_dout = 2 * D;
+    bwd.inp = x.act();
+    bwd.ld_inp = C;
+    bwd.weight = w.act();
+    bwd.dinp = dx.act();
+    bwd.ld_dinp = C;
+    bwd.accumulate_dinp = false;
+    bwd.dweight = dw.f32();
+    bwd.T = T;
+    bwd.in_dim = C;
+    bwd.out_dim = 2 * D;
+    report("linear_backward in_proj (dinp + dweight)", median_ms([&] { be->linear_backward(bwd); }),
            (T * 2.0 * D + T * C) * 2 * 2, 2 * flops);
   }
   {
     Buffer xz = act(T * 2 * D), w = f32(int64_t{D} * K, 0.5f), b = f32(D, 0.5f), out = act(T * D),
            dxz = act(T * 2 * D), dw = f32(int64_t{D} * K), db = f32(D);
+    const Conv1dShape s{16, 2048, D, K, 2 * D};
     report("conv1d_silu_forward", median_ms([&] {
-             be->conv1d_silu_forward(out.get(), xz.get(), 2 * D, w.f32(), b.f32(), 16, 2048, D, K);
+             be->conv1d_silu_forward(s, {xz.act(), w.f32(), b.f32(), out.act()});
            }),
            2.0 * T * D * 2, 0);
     report("conv1d_silu_backward", median_ms([&] {
-             be->conv1d_silu_backward(dxz.get(), dw.f32(), db.f32(), out.get(), xz.get(), 2 * D,
-                                      w.f32(), b.f32(), 16, 2048, D, K);
+             be->conv1d_silu_backward(
+                 s, {out.act(), xz.act(), w.f32(), b.f32(), dxz.act(), dw.f32(), db.f32()});
            }),
            3.0 * T * D * 2, 0);
   }
@@ -764,16 +877,13 @@ TEST(CudaBackendTiming, DISABLED_Ops130M) {
     // Fewest bytes of the chunked design: fp32 logits written and read twice, bf16 dlogits
     // written once and read by both GEMMs.
     const double logit_bytes = T * double{Vp} * (4 * 3 + 2 * 3);
-    report("lm_head_loss forward", median_ms([&] {
-             be->lm_head_loss(normed.get(), E.get(), targets.i32(), T, C, Vp, 1.0f, nullptr,
-                              nullptr, nullptr);
-           }),
-           T * double{Vp} * 4 * 2, flops);
-    report("lm_head_loss forward + backward", median_ms([&] {
-             be->lm_head_loss(normed.get(), E.get(), targets.i32(), T, C, Vp, 1.0f, dnormed.get(),
-                              dE.f32(), nullptr);
-           }),
-           logit_bytes, 3 * flops);
+    LmHeadLoss op = lm_head_loss_only(normed, E, targets, T, C, Vp);
+    report("lm_head_loss forward", median_ms([&] { be->lm_head_loss(op); }), T * double{Vp} * 4 * 2,
+           flops);
+    op.dnormed = dnormed.act();
+    op.dE = dE.f32();
+    report("lm_head_loss forward + backward", median_ms([&] { be->lm_head_loss(op); }), logit_bytes,
+           3 * flops);
   }
   {
     std::vector<float> host(params);
@@ -781,9 +891,10 @@ TEST(CudaBackendTiming, DISABLED_Ops130M) {
     Buffer p = f32_buffer(*be, host), g = f32_buffer(*be, host), m = f32_buffer(*be, host),
            v = f32_buffer(*be, host);
     be->fill_zero(v.get(), params * sizeof(float));
-    const cpu::AdamWHyper h{3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 10};
-    report("adamw_update 130M",
-           median_ms([&] { be->adamw_update(p.f32(), g.f32(), m.f32(), v.f32(), params, h); }),
+    const AdamWHyper h{3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 10};
+    report("adamw_update 130M", median_ms([&] {
+             be->adamw_update({p.f32(), g.f32(), m.f32(), v.f32(), params}, h);
+           }),
            params * 4.0 * 7, 0);
     report("sum_of_squares 130M", median_ms([&] { be->sum_of_squares(g.f32(), params); }),
            params * 4.0, 0);

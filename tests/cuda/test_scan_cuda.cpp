@@ -25,16 +25,39 @@
 #include <vector>
 
 #include "kernels/cpu/scan.h"
+#include "kernels/cuda/act_type.h"
 #include "kernels/cuda/scan.h"
 #include "util/error.h"
 
 namespace {
 
-using mamba::cuda::ScanShape;
+using mamba::ScanGrads;
+using mamba::ScanInputs;
+using mamba::ScanShape;
 using mamba::cuda::ScanTuning;
 using bf16 = __nv_bfloat16;
 
 constexpr int kN = 16;
+
+// A typed pointer as an activation argument.
+template <typename T>
+mamba::Act act(T* p) {
+  return {p, mamba::ActTypeOf<T>::value};
+}
+template <typename T>
+mamba::ConstAct act(const T* p) {
+  return {p, mamba::ActTypeOf<T>::value};
+}
+
+template <typename T>
+ScanInputs scan_inputs(const T* u, const T* delta, const T* B, const T* C, const T* z,
+                       const float* A, const float* D, const float* bias) {
+  return {act(u), act(delta), act(B), act(C), act(z), A, D, bias};
+}
+template <typename T>
+ScanGrads scan_grads(T* du, T* ddelta, T* dB, T* dC, T* dz, float* dA, float* dD, float* dbias) {
+  return {act(du), act(ddelta), act(dB), act(dC), act(dz), dA, dD, dbias};
+}
 
 // Empty when a CUDA device is usable, else why not.
 std::string no_gpu_reason() {
@@ -194,18 +217,18 @@ Results cpu_reference(const Problem& p) {
   Results r;
   r.out.resize(T * s.d_inner);
   r.last_state.resize(static_cast<size_t>(s.batch) * s.d_inner * kN);
-  mamba::cpu::selective_scan_forward(r.out.data(), r.last_state.data(), p.u.data(), p.delta.data(),
-                                     p.A.data(), p.xbc.data() + p.R, p.xbc.data() + p.R + kN,
-                                     p.D.data(), p.bias.data(), p.xz.data() + s.d_inner, s);
+  const ScanInputs in =
+      scan_inputs(p.u.data(), p.delta.data(), p.xbc.data() + p.R, p.xbc.data() + p.R + kN,
+                  p.xz.data() + s.d_inner, p.A.data(), p.D.data(), p.bias.data());
+  mamba::cpu::selective_scan_forward(s, in, act(r.out.data()), r.last_state.data());
   r.du.resize(T * s.d_inner);
   r.ddelta.resize(T * s.d_inner);
   std::vector<float> dxz(T * s.ld_z), dxbc(T * s.ld_bc);
   r.dA = p.dA0, r.dD = p.dD0, r.dbias = p.dbias0;
   mamba::cpu::selective_scan_backward(
-      r.du.data(), r.ddelta.data(), r.dA.data(), dxbc.data() + p.R, dxbc.data() + p.R + kN,
-      r.dD.data(), r.dbias.data(), dxz.data() + s.d_inner, p.dout.data(), p.u.data(),
-      p.delta.data(), p.A.data(), p.xbc.data() + p.R, p.xbc.data() + p.R + kN, p.D.data(),
-      p.bias.data(), p.xz.data() + s.d_inner, s);
+      s, in, act(p.dout.data()),
+      scan_grads(r.du.data(), r.ddelta.data(), dxbc.data() + p.R, dxbc.data() + p.R + kN,
+                 dxz.data() + s.d_inner, r.dA.data(), r.dD.data(), r.dbias.data()));
   r.dz = columns(dxz, T, s.ld_z, s.d_inner, s.d_inner);
   r.dB = columns(dxbc, T, s.ld_bc, p.R, kN);
   r.dC = columns(dxbc, T, s.ld_bc, p.R + kN, kN);
@@ -235,18 +258,19 @@ Results gpu_run(const Problem& p, const ScanTuning& tuning) {
   const T* z = xz.get() + s.d_inner;
   const T* B = xbc.get() + p.R;
   const T* C = B + kN;
-  mamba::cuda::selective_scan_forward(out.get(), last.get(), ckpt.get(), u.get(), delta.get(),
-                                      A.get(), B, C, D.get(), bias.get(), z, s, ws.get(), nullptr,
-                                      tuning);
+  const ScanInputs in = scan_inputs(u.get(), delta.get(), B, C, z, A.get(), D.get(), bias.get());
+  mamba::cuda::selective_scan_forward(s, in, act(out.get()), last.get(), ckpt.get(), ws.get(),
+                                      nullptr, tuning);
   ck(cudaDeviceSynchronize(), "forward");
   const std::vector<float> ckpt_host = download(ckpt);
   EXPECT_TRUE(std::all_of(ckpt_host.begin(), ckpt_host.end(), [](float x) {
     return std::isfinite(x);
   })) << "the forward left checkpoints unwritten";
   mamba::cuda::selective_scan_backward(
-      du.get(), ddelta.get(), dA.get(), dxbc.get() + p.R, dxbc.get() + p.R + kN, dD.get(),
-      dbias.get(), dxz.get() + s.d_inner, dout.get(), u.get(), delta.get(), A.get(), B, C, D.get(),
-      bias.get(), z, ckpt.get(), s, ws.get(), nullptr, tuning);
+      s, in, act(dout.get()), ckpt.get(),
+      scan_grads(du.get(), ddelta.get(), dxbc.get() + p.R, dxbc.get() + p.R + kN,
+                 dxz.get() + s.d_inner, dA.get(), dD.get(), dbias.get()),
+      ws.get(), nullptr, tuning);
   ck(cudaDeviceSynchronize(), "backward");
 
   Results r;
@@ -354,6 +378,23 @@ TEST(ScanCuda, RejectsUnsupportedShapes) {
   EXPECT_THROW(mamba::cuda::scan_workspace_bytes({1, 0, 64, 16, 64, 32}), mamba::Error);
 }
 
+// Activations of mixed types are refused before anything runs (so this needs no GPU), naming the
+// op and the argument.
+TEST(ScanCuda, RejectsMixedActivationTypes) {
+  const ScanShape s{1, 16, 64, kN, 64, 2 * kN};
+  std::vector<bf16> acts(16 * 64);
+  std::vector<float> f32(64 * kN);
+  const ScanInputs in = scan_inputs<bf16>(acts.data(), acts.data(), acts.data(), acts.data(),
+                                          acts.data(), f32.data(), f32.data(), f32.data());
+  std::string message;
+  try {
+    mamba::cuda::selective_scan_forward(s, in, act(f32.data()), nullptr, nullptr, nullptr, nullptr);
+  } catch (const mamba::Error& e) {
+    message = e.what();
+  }
+  EXPECT_NE(message.find("selective_scan_forward: out holds fp32"), std::string::npos) << message;
+}
+
 // batch * seqlen * d_inner above 2^31 elements, so 32-bit offsets would wrap. Only the last 64
 // channels get random inputs and a nonzero dout (the CPU checks those); every other channel holds
 // constants and dout = 0, so its gradients must come out exactly zero and its dB, dC
@@ -402,13 +443,14 @@ TEST(ScanCuda, Bf16OffsetsPast32Bits) {
   for (auto* b : {&out, &du, &ddelta, &dz, &dbc}) b->poison();
   last.poison(), ckpt.poison(), ws.poison();
 
-  mamba::cuda::selective_scan_forward(out.get(), last.get(), ckpt.get(), u.get(), delta.get(),
-                                      A.get(), bc.get(), bc.get() + kN, D.get(), bias.get(),
-                                      z.get(), s, ws.get(), nullptr);
-  mamba::cuda::selective_scan_backward(du.get(), ddelta.get(), dA.get(), dbc.get(), dbc.get() + kN,
-                                       dD.get(), dbias.get(), dz.get(), dout.get(), u.get(),
-                                       delta.get(), A.get(), bc.get(), bc.get() + kN, D.get(),
-                                       bias.get(), z.get(), ckpt.get(), s, ws.get(), nullptr);
+  const ScanInputs in = scan_inputs(u.get(), delta.get(), bc.get(), bc.get() + kN, z.get(), A.get(),
+                                    D.get(), bias.get());
+  mamba::cuda::selective_scan_forward(s, in, act(out.get()), last.get(), ckpt.get(), ws.get(),
+                                      nullptr);
+  mamba::cuda::selective_scan_backward(s, in, act(dout.get()), ckpt.get(),
+                                       scan_grads(du.get(), ddelta.get(), dbc.get(), dbc.get() + kN,
+                                                  dz.get(), dA.get(), dD.get(), dbias.get()),
+                                       ws.get(), nullptr);
   ck(cudaDeviceSynchronize(), "scan");
 
   // Sampled columns against the CPU.

@@ -6,12 +6,9 @@
 #pragma once
 #include <cstdint>
 
-namespace mamba::cpu {
+#include "kernels/ops.h"
 
-struct AdamWHyper {
-  float lr, beta1, beta2, eps, weight_decay;
-  int64_t step;
-};
+namespace mamba::cpu {
 
 void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n,
                   const AdamWHyper& h);

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/cpu/channel_blocks.h"
+
 namespace mamba::cpu {
 
 namespace {
@@ -64,16 +66,10 @@ void conv1d_silu_backward(float* dx, float* dweight, float* dbias, const float* 
     }
   }
 
-  // dweight and dbias sum over tokens. Each channel block has one owner that adds tokens in
-  // order, so the result does not depend on the thread count.
-  constexpr int kBlock = 16;
-  const int blocks = (D + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static)
-  for (int blk = 0; blk < blocks; ++blk) {
-    const int d0 = blk * kBlock;
-    const int d1 = std::min(D, d0 + kBlock);
-    std::vector<double> acc_w(static_cast<size_t>(kBlock) * K, 0.0);
-    double acc_b[kBlock] = {};
+  // dweight and dbias sum over tokens.
+  for_each_channel_block(D, 1, [&](int64_t, int, int d0, int d1) {
+    std::vector<double> acc_w(static_cast<size_t>(kChannelBlock) * K, 0.0);
+    double acc_b[kChannelBlock] = {};
     for (int64_t t = 0; t < T; ++t) {
       const int64_t s = t % seqlen;
       const float* g = dpre.data() + t * D;
@@ -89,7 +85,7 @@ void conv1d_silu_backward(float* dx, float* dweight, float* dbias, const float* 
       dbias[d] += static_cast<float>(acc_b[d - d0]);
       for (int k = 0; k < K; ++k) dweight[d * K + k] += static_cast<float>(acc_w[(d - d0) * K + k]);
     }
-  }
+  });
 }
 
 }  // namespace mamba::cpu

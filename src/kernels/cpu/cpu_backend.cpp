@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kernels/backend.h"
+#include "kernels/cpu/adamw.h"
 #include "kernels/cpu/conv1d.h"
 #include "kernels/cpu/cross_entropy.h"
 #include "kernels/cpu/embedding.h"
@@ -20,20 +21,13 @@ namespace mamba {
 
 namespace {
 
-float* f(Act p) {
-  return static_cast<float*>(p);
-}
-const float* f(ConstAct p) {
-  return static_cast<const float*>(p);
-}
-
 // Tokens per LM-head chunk: bounds the logits buffer to kHeadChunk x Vp floats.
 constexpr int64_t kHeadChunk = 256;
 
 class CpuBackend final : public Backend {
  public:
   std::string name() const override { return "cpu"; }
-  size_t act_bytes() const override { return sizeof(float); }
+  ActType act_type() const override { return ActType::F32; }
   bool host_accessible() const override { return true; }
 
   void* allocate(size_t bytes) override {
@@ -56,92 +50,86 @@ class CpuBackend final : public Backend {
   void synchronize() override {}
 
   void to_act(Act dst, const float* src, int64_t n) override {
-    if (dst != src) std::memcpy(dst, src, n * sizeof(float));
+    float* out = ActCast<float>{"to_act"}(dst, "dst");
+    if (out != src) std::memcpy(out, src, n * sizeof(float));
   }
 
-  void embedding_forward(float* out, const int32_t* ids, const float* table, int64_t T,
-                         int C) override {
-    cpu::embedding_forward(out, ids, table, T, C);
+  void embedding_forward(const EmbeddingForward& op) override {
+    cpu::embedding_forward(op.out, op.ids, op.table, op.T, op.C);
   }
-  void embedding_backward(float* dtable, const float* dout, const int32_t* ids, int64_t T,
-                          int C) override {
-    cpu::embedding_backward(dtable, dout, ids, T, C);
+  void embedding_backward(const EmbeddingBackward& op) override {
+    cpu::embedding_backward(op.dtable, op.dout, op.ids, op.T, op.C);
   }
-  void residual_rmsnorm_forward(float* residual_out, Act normed, float* rstd, const float* hidden,
-                                const float* residual_in, const float* weight, int64_t T, int C,
-                                float eps) override {
-    cpu::residual_rmsnorm_forward(residual_out, f(normed), rstd, hidden, residual_in, weight, T, C,
-                                  eps);
+  void residual_rmsnorm_forward(const RmsNormForward& op) override {
+    const ActCast<float> f32{"residual_rmsnorm_forward"};
+    cpu::residual_rmsnorm_forward(op.residual_out, f32(op.normed, "normed"), op.rstd, op.hidden,
+                                  op.residual_in, op.weight, op.T, op.C, op.eps);
   }
-  void rmsnorm_backward(float* dresidual, float* dweight, ConstAct dnormed,
-                        const float* residual_out, const float* rstd, const float* weight,
-                        int64_t T, int C) override {
-    cpu::rmsnorm_backward(dresidual, dweight, f(dnormed), residual_out, rstd, weight, T, C);
+  void rmsnorm_backward(const RmsNormBackward& op) override {
+    const ActCast<float> f32{"rmsnorm_backward"};
+    cpu::rmsnorm_backward(op.dresidual, op.dweight, f32(op.dnormed, "dnormed"), op.residual_out,
+                          op.rstd, op.weight, op.T, op.C);
   }
-  void linear_forward(Act out, int64_t ld_out, ConstAct inp, int64_t ld_inp, ConstAct weight,
-                      int64_t T, int in_dim, int out_dim) override {
-    cpu::linear_forward(f(out), ld_out, f(inp), ld_inp, f(weight), T, in_dim, out_dim);
+  void linear_forward(const LinearForward& op) override {
+    const ActCast<float> f32{"linear_forward"};
+    cpu::linear_forward(f32(op.out, "out"), op.ld_out, f32(op.inp, "inp"), op.ld_inp,
+                        f32(op.weight, "weight"), op.T, op.in_dim, op.out_dim);
   }
-  void linear_forward_f32(float* out, int64_t ld_out, ConstAct inp, int64_t ld_inp, ConstAct weight,
-                          int64_t T, int in_dim, int out_dim) override {
-    cpu::linear_forward(out, ld_out, f(inp), ld_inp, f(weight), T, in_dim, out_dim);
+  void linear_backward(const LinearBackward& op) override {
+    const ActCast<float> f32{"linear_backward"};
+    cpu::linear_backward(f32(op.dinp, "dinp"), op.ld_dinp, op.accumulate_dinp, op.dweight,
+                         f32(op.dout, "dout"), op.ld_dout, f32(op.inp, "inp"), op.ld_inp,
+                         f32(op.weight, "weight"), op.T, op.in_dim, op.out_dim);
   }
-  void linear_backward(Act dinp, int64_t ld_dinp, bool accumulate_dinp, float* dweight,
-                       ConstAct dout, int64_t ld_dout, ConstAct inp, int64_t ld_inp,
-                       ConstAct weight, int64_t T, int in_dim, int out_dim) override {
-    cpu::linear_backward(f(dinp), ld_dinp, accumulate_dinp, dweight, f(dout), ld_dout, f(inp),
-                         ld_inp, f(weight), T, in_dim, out_dim);
+  void conv1d_silu_forward(const Conv1dShape& s, const Conv1dForward& op) override {
+    const ActCast<float> f32{"conv1d_silu_forward"};
+    cpu::conv1d_silu_forward(f32(op.out, "out"), f32(op.x, "x"), s.ld_x, op.weight, op.bias,
+                             s.batch, s.seqlen, s.D, s.K);
   }
-  void conv1d_silu_forward(Act out, ConstAct x, int64_t ld_x, const float* weight,
-                           const float* bias, int batch, int64_t seqlen, int D, int K) override {
-    cpu::conv1d_silu_forward(f(out), f(x), ld_x, weight, bias, batch, seqlen, D, K);
-  }
-  void conv1d_silu_backward(Act dx, float* dweight, float* dbias, ConstAct dout, ConstAct x,
-                            int64_t ld_x, const float* weight, const float* bias, int batch,
-                            int64_t seqlen, int D, int K) override {
-    cpu::conv1d_silu_backward(f(dx), dweight, dbias, f(dout), f(x), ld_x, weight, bias, batch,
-                              seqlen, D, K);
+  void conv1d_silu_backward(const Conv1dShape& s, const Conv1dBackward& op) override {
+    const ActCast<float> f32{"conv1d_silu_backward"};
+    cpu::conv1d_silu_backward(f32(op.dx, "dx"), op.dweight, op.dbias, f32(op.dout, "dout"),
+                              f32(op.x, "x"), s.ld_x, op.weight, op.bias, s.batch, s.seqlen, s.D,
+                              s.K);
   }
 
-  size_t scan_saved_bytes(const cpu::ScanShape&) const override { return 0; }
-  void selective_scan_forward(Act out, float* last_state, void*, ConstAct u, ConstAct delta,
-                              const float* A, ConstAct B, ConstAct C, const float* D,
-                              const float* delta_bias, ConstAct z,
-                              const cpu::ScanShape& s) override {
+  size_t scan_saved_bytes(const ScanShape&) const override { return 0; }
+  void selective_scan_forward(const ScanShape& s, const ScanInputs& in, Act out, float* last_state,
+                              void*) override {
     if (!last_state) {
       state_scratch_.resize(int64_t(s.batch) * s.d_inner * s.d_state);
       last_state = state_scratch_.data();
     }
-    cpu::selective_scan_forward(f(out), last_state, f(u), f(delta), A, f(B), f(C), D, delta_bias,
-                                f(z), s);
+    cpu::selective_scan_forward(s, in, out, last_state);
   }
-  void selective_scan_backward(Act du, Act ddelta, float* dA, Act dB, Act dC, float* dD,
-                               float* ddelta_bias, Act dz, ConstAct dout, const void*, ConstAct u,
-                               ConstAct delta, const float* A, ConstAct B, ConstAct C,
-                               const float* D, const float* delta_bias, ConstAct z,
-                               const cpu::ScanShape& s) override {
-    cpu::selective_scan_backward(f(du), f(ddelta), dA, f(dB), f(dC), dD, ddelta_bias, f(dz),
-                                 f(dout), f(u), f(delta), A, f(B), f(C), D, delta_bias, f(z), s);
+  void selective_scan_backward(const ScanShape& s, const ScanInputs& in, ConstAct dout, const void*,
+                               const ScanGrads& grads) override {
+    cpu::selective_scan_backward(s, in, dout, grads);
   }
 
-  double lm_head_loss(ConstAct normed, ConstAct E, const int32_t* targets, int64_t T, int C, int Vp,
-                      float grad_scale, Act dnormed, float* dE, float* logits_out) override {
+  double lm_head_loss(const LmHeadLoss& op) override {
+    const ActCast<float> f32{"lm_head_loss"};
+    const float *normed = f32(op.normed, "normed"), *E = f32(op.E, "E");
+    float* dnormed = f32(op.dnormed, "dnormed");
+    const int64_t T = op.T;
+    const int C = op.C, Vp = op.Vp;
     logits_.resize(std::min(T, kHeadChunk) * Vp);
     double loss_sum = 0.0;
     for (int64_t t0 = 0; t0 < T; t0 += kHeadChunk) {
       const int64_t rows = std::min(kHeadChunk, T - t0);
-      const float* x = f(normed) + t0 * C;
-      float* logits = logits_out && !dnormed ? logits_out + t0 * Vp : logits_.data();
-      cpu::linear_forward(logits, Vp, x, C, f(E), rows, C, Vp);
+      const float* x = normed + t0 * C;
+      float* logits = op.logits_out && !dnormed ? op.logits_out + t0 * Vp : logits_.data();
+      cpu::linear_forward(logits, Vp, x, C, E, rows, C, Vp);
       if (!dnormed) {
-        loss_sum += cpu::cross_entropy_forward(logits, targets + t0, rows, Vp) * rows;
+        loss_sum += cpu::cross_entropy_forward(logits, op.targets + t0, rows, Vp) * rows;
         continue;
       }
       // The kernel's gradient is of its own chunk mean; rescale to the mean over all T tokens.
-      const float chunk_scale = grad_scale * float(rows) / float(T);
+      const float chunk_scale = op.grad_scale * float(rows) / float(T);
       loss_sum +=
-          cpu::cross_entropy_forward_backward(logits, targets + t0, rows, Vp, chunk_scale) * rows;
-      cpu::linear_backward(f(dnormed) + t0 * C, C, false, dE, logits, Vp, x, C, f(E), rows, C, Vp);
+          cpu::cross_entropy_forward_backward(logits, op.targets + t0, rows, Vp, chunk_scale) *
+          rows;
+      cpu::linear_backward(dnormed + t0 * C, C, false, op.dE, logits, Vp, x, C, E, rows, C, Vp);
     }
     return loss_sum / T;
   }
@@ -154,9 +142,8 @@ class CpuBackend final : public Backend {
   }
   double sum_of_squares(const float* x, int64_t n) override { return cpu::sum_of_squares(x, n); }
   void scale(float* x, int64_t n, float s) override { cpu::scale_inplace(x, n, s); }
-  void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n,
-                    const cpu::AdamWHyper& h) override {
-    cpu::adamw_update(param, grad, m, v, n, h);
+  void adamw_update(const AdamWTensors& t, const AdamWHyper& h) override {
+    cpu::adamw_update(t.param, t.grad, t.m, t.v, t.n, h);
   }
 
  private:

@@ -1,7 +1,8 @@
 #include "kernels/cpu/rmsnorm.h"
 
-#include <algorithm>
 #include <cmath>
+
+#include "kernels/cpu/channel_blocks.h"
 
 namespace mamba::cpu {
 
@@ -42,15 +43,9 @@ void rmsnorm_backward(float* dresidual, float* dweight, const float* dnormed,
     for (int c = 0; c < C; ++c) dx[c] += r * weight[c] * g[c] - k * x[c];
   }
 
-  // dweight sums over tokens. Each channel block has one owner that adds tokens in order, so
-  // the result does not depend on the thread count.
-  constexpr int kBlock = 16;
-  const int blocks = (C + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static)
-  for (int blk = 0; blk < blocks; ++blk) {
-    const int c0 = blk * kBlock;
-    const int c1 = std::min(C, c0 + kBlock);
-    double acc[kBlock] = {};
+  // dweight sums over tokens.
+  for_each_channel_block(C, 1, [&](int64_t, int, int c0, int c1) {
+    double acc[kChannelBlock] = {};
     for (int64_t t = 0; t < T; ++t) {
       const float* x = residual_out + t * C;
       const float* g = dnormed + t * C;
@@ -58,7 +53,7 @@ void rmsnorm_backward(float* dresidual, float* dweight, const float* dnormed,
       for (int c = c0; c < c1; ++c) acc[c - c0] += static_cast<double>(g[c]) * x[c] * r;
     }
     for (int c = c0; c < c1; ++c) dweight[c] += static_cast<float>(acc[c - c0]);
-  }
+  });
 }
 
 }  // namespace mamba::cpu

@@ -4,14 +4,11 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/cpu/channel_blocks.h"
+
 namespace mamba::cpu {
 
 namespace {
-
-// Backward reduces dB and dC over channels. Channels are cut into fixed groups of this many: a
-// group's channels add into one partial in channel order, and the partials are summed in group
-// order, so neither the grouping nor the order depends on the thread count.
-constexpr int kChannelGroup = 16;
 
 // PyTorch's F.softplus (threshold 20), which the reference uses.
 float softplus(float x) {
@@ -27,9 +24,13 @@ float sigmoid(float x) {
 
 }  // namespace
 
-void selective_scan_forward(float* out, float* last_state, const float* u, const float* delta,
-                            const float* A, const float* B, const float* C, const float* D,
-                            const float* delta_bias, const float* z, const ScanShape& s) {
+void selective_scan_forward(const ScanShape& s, const ScanInputs& in, Act out_act,
+                            float* last_state) {
+  const ActCast<float> f32{"selective_scan_forward"};
+  const float *u = f32(in.u, "u"), *delta = f32(in.delta, "delta"), *B = f32(in.B, "B"),
+              *C = f32(in.C, "C"), *z = f32(in.z, "z");
+  const float *A = in.A, *D = in.D, *delta_bias = in.delta_bias;
+  float* out = f32(out_act, "out");
   const int64_t L = s.seqlen;
   const int Dn = s.d_inner;
   const int N = s.d_state;
@@ -62,101 +63,99 @@ void selective_scan_forward(float* out, float* last_state, const float* u, const
   }
 }
 
-void selective_scan_backward(float* du, float* ddelta, float* dA, float* dB, float* dC, float* dD,
-                             float* ddelta_bias, float* dz, const float* dout, const float* u,
-                             const float* delta, const float* A, const float* B, const float* C,
-                             const float* D, const float* delta_bias, const float* z,
-                             const ScanShape& s) {
+void selective_scan_backward(const ScanShape& s, const ScanInputs& in, ConstAct dout_act,
+                             const ScanGrads& grads) {
+  const ActCast<float> f32{"selective_scan_backward"};
+  const float *u = f32(in.u, "u"), *delta = f32(in.delta, "delta"), *B = f32(in.B, "B"),
+              *C = f32(in.C, "C"), *z = f32(in.z, "z"), *dout = f32(dout_act, "dout");
+  const float *A = in.A, *D = in.D, *delta_bias = in.delta_bias;
+  float *du = f32(grads.du, "du"), *ddelta = f32(grads.ddelta, "ddelta"), *dB = f32(grads.dB, "dB"),
+        *dC = f32(grads.dC, "dC"), *dz = f32(grads.dz, "dz");
+  float *dA = grads.dA, *dD = grads.dD, *ddelta_bias = grads.ddelta_bias;
   const int64_t L = s.seqlen;
   const int Dn = s.d_inner;
   const int N = s.d_state;
-  const int groups = (Dn + kChannelGroup - 1) / kChannelGroup;
-  const int64_t tasks = static_cast<int64_t>(s.batch) * groups;
+  // dB and dC sum over channels: each (batch, channel block) adds its channels into one partial
+  // in channel order, and the partials are summed in block order.
+  const int groups = channel_blocks(Dn);
 
-  // Per (batch, group): [L, 2N] partial sums of dB (first N) and dC (last N).
-  std::vector<float> part_bc(tasks * L * 2 * N);
+  // Per (batch, block): [L, 2N] partial sums of dB (first N) and dC (last N).
+  std::vector<float> part_bc(static_cast<size_t>(s.batch) * groups * L * 2 * N);
   // Per (batch, channel) partial sums over time, reduced over batch afterwards.
   std::vector<double> part_dA(static_cast<size_t>(s.batch) * Dn * N);
   std::vector<double> part_dD(static_cast<size_t>(s.batch) * Dn);
   std::vector<double> part_dbias(static_cast<size_t>(s.batch) * Dn);
 
-#pragma omp parallel
-  {
+  for_each_channel_block(Dn, s.batch, [&](int64_t b, int grp, int d_begin, int d_end) {
     // The states of one channel over the whole sequence, recomputed for the reverse pass.
     std::vector<float> hs(L * N);
     std::vector<float> g(N);  // dL/dh_t flowing back from later times
     std::vector<double> acc_dA(N);
-#pragma omp for schedule(static)
-    for (int64_t task = 0; task < tasks; ++task) {
-      const int64_t b = task / groups;
-      const int grp = static_cast<int>(task % groups);
-      float* pbc = part_bc.data() + task * L * 2 * N;
-      std::fill(pbc, pbc + L * 2 * N, 0.0f);
-      const int d_end = std::min(Dn, (grp + 1) * kChannelGroup);
-      for (int d = grp * kChannelGroup; d < d_end; ++d) {
-        const float* Ad = A + static_cast<int64_t>(d) * N;
-        for (int64_t i = 0; i < L; ++i) {
-          const int64_t t = b * L + i;
-          const float dt = softplus(delta[t * Dn + d] + delta_bias[d]);
-          const float ut = u[t * Dn + d];
-          const float* Bt = B + t * s.ld_bc;
-          const float* prev = i > 0 ? hs.data() + (i - 1) * N : nullptr;
-          float* cur = hs.data() + i * N;
-          for (int n = 0; n < N; ++n) {
-            cur[n] = std::exp(dt * Ad[n]) * (prev ? prev[n] : 0.0f) + dt * Bt[n] * ut;
-          }
+    float* pbc = part_bc.data() + (b * groups + grp) * L * 2 * N;
+    std::fill(pbc, pbc + L * 2 * N, 0.0f);
+    for (int d = d_begin; d < d_end; ++d) {
+      const float* Ad = A + static_cast<int64_t>(d) * N;
+      for (int64_t i = 0; i < L; ++i) {
+        const int64_t t = b * L + i;
+        const float dt = softplus(delta[t * Dn + d] + delta_bias[d]);
+        const float ut = u[t * Dn + d];
+        const float* Bt = B + t * s.ld_bc;
+        const float* prev = i > 0 ? hs.data() + (i - 1) * N : nullptr;
+        float* cur = hs.data() + i * N;
+        for (int n = 0; n < N; ++n) {
+          cur[n] = std::exp(dt * Ad[n]) * (prev ? prev[n] : 0.0f) + dt * Bt[n] * ut;
         }
-
-        std::fill(g.begin(), g.end(), 0.0f);
-        std::fill(acc_dA.begin(), acc_dA.end(), 0.0);
-        double acc_dD = 0.0;
-        double acc_dbias = 0.0;
-        for (int64_t i = L - 1; i >= 0; --i) {
-          const int64_t t = b * L + i;
-          const float x = delta[t * Dn + d] + delta_bias[d];
-          const float dt = softplus(x);
-          const float ut = u[t * Dn + d];
-          const float zt = z[t * s.ld_z + d];
-          const float* Bt = B + t * s.ld_bc;
-          const float* Ct = C + t * s.ld_bc;
-          const float* cur = hs.data() + i * N;
-          const float* prev = i > 0 ? hs.data() + (i - 1) * N : nullptr;
-
-          float y = D[d] * ut;
-          for (int n = 0; n < N; ++n) y += Ct[n] * cur[n];
-          const float sz = sigmoid(zt);
-          const float go = dout[t * Dn + d];
-          dz[t * s.ld_z + d] = go * y * sz * (1.0f + zt * (1.0f - sz));
-          const float dy = go * zt * sz;
-          acc_dD += static_cast<double>(dy) * ut;
-
-          float du_t = dy * D[d];
-          float ddt = 0.0f;
-          float* pB = pbc + i * 2 * N;
-          float* pC = pB + N;
-          for (int n = 0; n < N; ++n) {
-            const float gn = g[n] + dy * Ct[n];
-            const float e = std::exp(dt * Ad[n]);
-            const float hp = prev ? prev[n] : 0.0f;
-            pC[n] += dy * cur[n];
-            pB[n] += gn * dt * ut;
-            ddt += gn * (hp * e * Ad[n] + Bt[n] * ut);
-            acc_dA[n] += static_cast<double>(gn) * hp * e * dt;
-            du_t += gn * dt * Bt[n];
-            g[n] = gn * e;
-          }
-          du[t * Dn + d] = du_t;
-          const float dx = ddt * softplus_grad(x);
-          ddelta[t * Dn + d] = dx;
-          acc_dbias += dx;
-        }
-        const int64_t bd = b * Dn + d;
-        std::copy(acc_dA.begin(), acc_dA.end(), part_dA.begin() + bd * N);
-        part_dD[bd] = acc_dD;
-        part_dbias[bd] = acc_dbias;
       }
+
+      std::fill(g.begin(), g.end(), 0.0f);
+      std::fill(acc_dA.begin(), acc_dA.end(), 0.0);
+      double acc_dD = 0.0;
+      double acc_dbias = 0.0;
+      for (int64_t i = L - 1; i >= 0; --i) {
+        const int64_t t = b * L + i;
+        const float x = delta[t * Dn + d] + delta_bias[d];
+        const float dt = softplus(x);
+        const float ut = u[t * Dn + d];
+        const float zt = z[t * s.ld_z + d];
+        const float* Bt = B + t * s.ld_bc;
+        const float* Ct = C + t * s.ld_bc;
+        const float* cur = hs.data() + i * N;
+        const float* prev = i > 0 ? hs.data() + (i - 1) * N : nullptr;
+
+        float y = D[d] * ut;
+        for (int n = 0; n < N; ++n) y += Ct[n] * cur[n];
+        const float sz = sigmoid(zt);
+        const float go = dout[t * Dn + d];
+        dz[t * s.ld_z + d] = go * y * sz * (1.0f + zt * (1.0f - sz));
+        const float dy = go * zt * sz;
+        acc_dD += static_cast<double>(dy) * ut;
+
+        float du_t = dy * D[d];
+        float ddt = 0.0f;
+        float* pB = pbc + i * 2 * N;
+        float* pC = pB + N;
+        for (int n = 0; n < N; ++n) {
+          const float gn = g[n] + dy * Ct[n];
+          const float e = std::exp(dt * Ad[n]);
+          const float hp = prev ? prev[n] : 0.0f;
+          pC[n] += dy * cur[n];
+          pB[n] += gn * dt * ut;
+          ddt += gn * (hp * e * Ad[n] + Bt[n] * ut);
+          acc_dA[n] += static_cast<double>(gn) * hp * e * dt;
+          du_t += gn * dt * Bt[n];
+          g[n] = gn * e;
+        }
+        du[t * Dn + d] = du_t;
+        const float dx = ddt * softplus_grad(x);
+        ddelta[t * Dn + d] = dx;
+        acc_dbias += dx;
+      }
+      const int64_t bd = b * Dn + d;
+      std::copy(acc_dA.begin(), acc_dA.end(), part_dA.begin() + bd * N);
+      part_dD[bd] = acc_dD;
+      part_dbias[bd] = acc_dbias;
     }
-  }
+  });
 
   const int64_t T = s.batch * L;
 #pragma omp parallel for schedule(static)

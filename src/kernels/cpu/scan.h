@@ -13,26 +13,13 @@
 // Hidden states are recomputed inside backward; reductions over channels (dB, dC) and over batch
 // (dA, dD, ddelta_bias) use a fixed partition, so results do not depend on the thread count.
 #pragma once
-#include <cstdint>
+#include "kernels/ops.h"
 
 namespace mamba::cpu {
 
-struct ScanShape {
-  int batch;
-  int64_t seqlen;
-  int d_inner;
-  int d_state;
-  int64_t ld_z;   // row stride of z / dz
-  int64_t ld_bc;  // row stride of B, C / dB, dC
-};
-
-void selective_scan_forward(float* out, float* last_state, const float* u, const float* delta,
-                            const float* A, const float* B, const float* C, const float* D,
-                            const float* delta_bias, const float* z, const ScanShape& s);
-void selective_scan_backward(float* du, float* ddelta, float* dA, float* dB, float* dC, float* dD,
-                             float* ddelta_bias, float* dz, const float* dout, const float* u,
-                             const float* delta, const float* A, const float* B, const float* C,
-                             const float* D, const float* delta_bias, const float* z,
-                             const ScanShape& s);
+// in and out: fp32 (ActCast throws mamba::Error naming the argument otherwise).
+void selective_scan_forward(const ScanShape& s, const ScanInputs& in, Act out, float* last_state);
+void selective_scan_backward(const ScanShape& s, const ScanInputs& in, ConstAct dout,
+                             const ScanGrads& grads);
 
 }  // namespace mamba::cpu

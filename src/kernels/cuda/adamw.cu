@@ -36,7 +36,7 @@ __global__ void adamw_kernel(float* param, const float* grad, float* m, float* v
 }  // namespace
 
 void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n,
-                  const cpu::AdamWHyper& h, cudaStream_t stream) {
+                  const AdamWHyper& h, cudaStream_t stream) {
   if (n == 0) return;
   const double lr = h.lr;
   const double bc1 = 1.0 - std::pow(static_cast<double>(h.beta1), static_cast<double>(h.step));

@@ -5,11 +5,11 @@
 
 #include <cstdint>
 
-#include "kernels/cpu/adamw.h"
+#include "kernels/ops.h"
 
 namespace mamba::cuda {
 
 void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n,
-                  const cpu::AdamWHyper& h, cudaStream_t stream);
+                  const AdamWHyper& h, cudaStream_t stream);
 
 }  // namespace mamba::cuda

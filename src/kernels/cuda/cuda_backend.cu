@@ -11,8 +11,10 @@
 #include <cuda_runtime_api.h>
 
 #include <string>
+#include <type_traits>
 #include <unordered_map>
 
+#include "kernels/cuda/act_type.h"
 #include "kernels/cuda/adamw.h"
 #include "kernels/cuda/conv1d.h"
 #include "kernels/cuda/cuda_backend.h"
@@ -31,15 +33,6 @@ namespace {
 using bf16 = __nv_bfloat16;
 
 constexpr size_t kGemmWorkspaceBytes = size_t{32} << 20;
-
-template <typename T>
-T* as(Act p) {
-  return static_cast<T*>(p);
-}
-template <typename T>
-const T* as(ConstAct p) {
-  return static_cast<const T*>(p);
-}
 
 // Dense bf16 tensor-core peak by device name; 0 when unknown.
 double peak_bf16_flops(const std::string& device_name) {
@@ -80,7 +73,7 @@ class CudaBackend final : public Backend {
   }
 
   std::string name() const override { return name_; }
-  size_t act_bytes() const override { return bf16_ ? sizeof(bf16) : sizeof(float); }
+  ActType act_type() const override { return bf16_ ? ActType::BF16 : ActType::F32; }
   double peak_flops() const override { return peak_flops_; }
   void* native_stream() const override { return stream_; }
 
@@ -141,120 +134,102 @@ class CudaBackend final : public Backend {
   size_t peak_memory() const override { return peak_; }
 
   void to_act(Act dst, const float* src, int64_t n) override {
-    if (bf16_) {
-      cuda::to_bf16(as<bf16>(dst), src, n, stream_);
-    } else if (dst != src) {
-      cuda::check_cuda(
-          cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, stream_),
-          "cudaMemcpyAsync (to_act)");
-    }
+    with_act("to_act", [&](auto act) {
+      auto* out = act(dst, "dst");
+      if constexpr (std::is_same_v<decltype(out), bf16*>) {
+        cuda::to_bf16(out, src, n, stream_);
+      } else if (out != src) {
+        cuda::check_cuda(
+            cudaMemcpyAsync(out, src, n * sizeof(float), cudaMemcpyDeviceToDevice, stream_),
+            "cudaMemcpyAsync (to_act)");
+      }
+    });
   }
 
   // ---- layer ops ----
-  void embedding_forward(float* out, const int32_t* ids, const float* table, int64_t T,
-                         int C) override {
-    cuda::embedding_forward(out, ids, table, T, C, stream_);
+  void embedding_forward(const EmbeddingForward& op) override {
+    cuda::embedding_forward(op.out, op.ids, op.table, op.T, op.C, stream_);
   }
-  void embedding_backward(float* dtable, const float* dout, const int32_t* ids, int64_t T,
-                          int C) override {
-    void* ws = scratch(cuda::embedding_backward_workspace_bytes(T));
-    cuda::embedding_backward(dtable, dout, ids, T, C, ws, stream_);
+  void embedding_backward(const EmbeddingBackward& op) override {
+    void* ws = scratch(cuda::embedding_backward_workspace_bytes(op.T));
+    cuda::embedding_backward(op.dtable, op.dout, op.ids, op.T, op.C, ws, stream_);
   }
-  void residual_rmsnorm_forward(float* residual_out, Act normed, float* rstd, const float* hidden,
-                                const float* residual_in, const float* weight, int64_t T, int C,
-                                float eps) override {
-    with_act([&](auto tag) {
-      using A = decltype(tag);
-      cuda::residual_rmsnorm_forward(residual_out, as<A>(normed), rstd, hidden, residual_in, weight,
-                                     T, C, eps, stream_);
+  void residual_rmsnorm_forward(const RmsNormForward& op) override {
+    with_act("residual_rmsnorm_forward", [&](auto act) {
+      cuda::residual_rmsnorm_forward(op.residual_out, act(op.normed, "normed"), op.rstd, op.hidden,
+                                     op.residual_in, op.weight, op.T, op.C, op.eps, stream_);
     });
   }
-  void rmsnorm_backward(float* dresidual, float* dweight, ConstAct dnormed,
-                        const float* residual_out, const float* rstd, const float* weight,
-                        int64_t T, int C) override {
-    void* ws = scratch(cuda::rmsnorm_backward_workspace_bytes(T, C));
-    with_act([&](auto tag) {
-      using A = decltype(tag);
-      cuda::rmsnorm_backward(dresidual, dweight, as<A>(dnormed), residual_out, rstd, weight, T, C,
-                             ws, stream_);
+  void rmsnorm_backward(const RmsNormBackward& op) override {
+    void* ws = scratch(cuda::rmsnorm_backward_workspace_bytes(op.T, op.C));
+    with_act("rmsnorm_backward", [&](auto act) {
+      cuda::rmsnorm_backward(op.dresidual, op.dweight, act(op.dnormed, "dnormed"), op.residual_out,
+                             op.rstd, op.weight, op.T, op.C, ws, stream_);
     });
   }
-  void linear_forward(Act out, int64_t ld_out, ConstAct inp, int64_t ld_inp, ConstAct weight,
-                      int64_t T, int in_dim, int out_dim) override {
-    gemm_->forward(out, act_type(), ld_out, inp, ld_inp, weight, act_type(), T, in_dim, out_dim);
-  }
-  void linear_forward_f32(float* out, int64_t ld_out, ConstAct inp, int64_t ld_inp, ConstAct weight,
-                          int64_t T, int in_dim, int out_dim) override {
-    gemm_->forward(out, CUDA_R_32F, ld_out, inp, ld_inp, weight, act_type(), T, in_dim, out_dim);
-  }
-  void linear_backward(Act dinp, int64_t ld_dinp, bool accumulate_dinp, float* dweight,
-                       ConstAct dout, int64_t ld_dout, ConstAct inp, int64_t ld_inp,
-                       ConstAct weight, int64_t T, int in_dim, int out_dim) override {
-    if (dinp) {
-      gemm_->backward_input(dinp, ld_dinp, accumulate_dinp, dout, ld_dout, weight, act_type(), T,
-                            in_dim, out_dim);
-    }
-    gemm_->backward_weight(dweight, dout, ld_dout, inp, ld_inp, act_type(), T, in_dim, out_dim);
-  }
-  void conv1d_silu_forward(Act out, ConstAct x, int64_t ld_x, const float* weight,
-                           const float* bias, int batch, int64_t seqlen, int D, int K) override {
-    with_act([&](auto tag) {
-      using A = decltype(tag);
-      cuda::conv1d_silu_forward(as<A>(out), as<A>(x), ld_x, weight, bias, batch, seqlen, D, K,
-                                stream_);
+  // out may be fp32 (the residual stream) or in the activation type.
+  void linear_forward(const LinearForward& op) override {
+    with_act("linear_forward", [&](auto act) {
+      const bool f32_out = op.out.type == ActType::F32;
+      void* out = f32_out ? op.out.data : act(op.out, "out");
+      gemm_->forward(out, f32_out ? CUDA_R_32F : cuda_act_type(), op.ld_out, act(op.inp, "inp"),
+                     op.ld_inp, act(op.weight, "weight"), cuda_act_type(), op.T, op.in_dim,
+                     op.out_dim);
     });
   }
-  void conv1d_silu_backward(Act dx, float* dweight, float* dbias, ConstAct dout, ConstAct x,
-                            int64_t ld_x, const float* weight, const float* bias, int batch,
-                            int64_t seqlen, int D, int K) override {
-    void* ws = scratch(cuda::conv1d_backward_workspace_bytes(batch, seqlen, D, K));
-    with_act([&](auto tag) {
-      using A = decltype(tag);
-      cuda::conv1d_silu_backward(as<A>(dx), dweight, dbias, as<A>(dout), as<A>(x), ld_x, weight,
-                                 bias, batch, seqlen, D, K, ws, stream_);
+  void linear_backward(const LinearBackward& op) override {
+    with_act("linear_backward", [&](auto act) {
+      if (op.dinp.data) {
+        gemm_->backward_input(act(op.dinp, "dinp"), op.ld_dinp, op.accumulate_dinp,
+                              act(op.dout, "dout"), op.ld_dout, act(op.weight, "weight"),
+                              cuda_act_type(), op.T, op.in_dim, op.out_dim);
+      }
+      gemm_->backward_weight(op.dweight, act(op.dout, "dout"), op.ld_dout, act(op.inp, "inp"),
+                             op.ld_inp, cuda_act_type(), op.T, op.in_dim, op.out_dim);
+    });
+  }
+  void conv1d_silu_forward(const Conv1dShape& s, const Conv1dForward& op) override {
+    with_act("conv1d_silu_forward", [&](auto act) {
+      cuda::conv1d_silu_forward(act(op.out, "out"), act(op.x, "x"), s.ld_x, op.weight, op.bias,
+                                s.batch, s.seqlen, s.D, s.K, stream_);
+    });
+  }
+  void conv1d_silu_backward(const Conv1dShape& s, const Conv1dBackward& op) override {
+    void* ws = scratch(cuda::conv1d_backward_workspace_bytes(s.batch, s.seqlen, s.D, s.K));
+    with_act("conv1d_silu_backward", [&](auto act) {
+      cuda::conv1d_silu_backward(act(op.dx, "dx"), op.dweight, op.dbias, act(op.dout, "dout"),
+                                 act(op.x, "x"), s.ld_x, op.weight, op.bias, s.batch, s.seqlen, s.D,
+                                 s.K, ws, stream_);
     });
   }
 
   // ---- the selective scan (kernels/cuda/scan.h) ----
-  size_t scan_saved_bytes(const cpu::ScanShape& s) const override {
+  // The scan reads every activation in in.u's type (and checks them); that one is checked here.
+  size_t scan_saved_bytes(const ScanShape& s) const override {
     return cuda::scan_checkpoint_bytes(s);
   }
-  void selective_scan_forward(Act out, float* last_state, void* saved, ConstAct u, ConstAct delta,
-                              const float* A, ConstAct B, ConstAct C, const float* D,
-                              const float* delta_bias, ConstAct z,
-                              const cpu::ScanShape& s) override {
+  void selective_scan_forward(const ScanShape& s, const ScanInputs& in, Act out, float* last_state,
+                              void* saved) override {
+    with_act("selective_scan_forward", [&](auto act) { act(in.u, "u"); });
     void* ws = scratch(cuda::scan_workspace_bytes(s));
-    with_act([&](auto tag) {
-      using E = decltype(tag);
-      cuda::selective_scan_forward(as<E>(out), last_state, static_cast<float*>(saved), as<E>(u),
-                                   as<E>(delta), A, as<E>(B), as<E>(C), D, delta_bias, as<E>(z), s,
-                                   ws, stream_);
-    });
+    cuda::selective_scan_forward(s, in, out, last_state, static_cast<float*>(saved), ws, stream_);
   }
-  void selective_scan_backward(Act du, Act ddelta, float* dA, Act dB, Act dC, float* dD,
-                               float* ddelta_bias, Act dz, ConstAct dout, const void* saved,
-                               ConstAct u, ConstAct delta, const float* A, ConstAct B, ConstAct C,
-                               const float* D, const float* delta_bias, ConstAct z,
-                               const cpu::ScanShape& s) override {
+  void selective_scan_backward(const ScanShape& s, const ScanInputs& in, ConstAct dout,
+                               const void* saved, const ScanGrads& grads) override {
+    with_act("selective_scan_backward", [&](auto act) { act(in.u, "u"); });
     void* ws = scratch(cuda::scan_workspace_bytes(s));
-    with_act([&](auto tag) {
-      using E = decltype(tag);
-      cuda::selective_scan_backward(as<E>(du), as<E>(ddelta), dA, as<E>(dB), as<E>(dC), dD,
-                                    ddelta_bias, as<E>(dz), as<E>(dout), as<E>(u), as<E>(delta), A,
-                                    as<E>(B), as<E>(C), D, delta_bias, as<E>(z),
-                                    static_cast<const float*>(saved), s, ws, stream_);
-    });
+    cuda::selective_scan_backward(s, in, dout, static_cast<const float*>(saved), grads, ws,
+                                  stream_);
   }
 
-  double lm_head_loss(ConstAct normed, ConstAct E, const int32_t* targets, int64_t T, int C, int Vp,
-                      float grad_scale, Act dnormed, float* dE, float* logits_out) override {
-    void* ws = scratch(cuda::lm_head_workspace_bytes(T, Vp, act_bytes(), dnormed != nullptr,
-                                                     logits_out != nullptr));
+  double lm_head_loss(const LmHeadLoss& op) override {
+    void* ws = scratch(cuda::lm_head_workspace_bytes(
+        op.T, op.Vp, act_bytes(), op.dnormed.data != nullptr, op.logits_out != nullptr));
     double loss = 0.0;
-    with_act([&](auto tag) {
-      using A = decltype(tag);
-      loss = cuda::lm_head_loss(*gemm_, as<A>(normed), as<A>(E), targets, T, C, Vp, grad_scale,
-                                as<A>(dnormed), dE, logits_out, ws, stream_);
+    with_act("lm_head_loss", [&](auto act) {
+      loss = cuda::lm_head_loss(*gemm_, act(op.normed, "normed"), act(op.E, "E"), op.targets, op.T,
+                                op.C, op.Vp, op.grad_scale, act(op.dnormed, "dnormed"), op.dE,
+                                op.logits_out, ws, stream_);
     });
     return loss;
   }
@@ -276,21 +251,21 @@ class CudaBackend final : public Backend {
     return total;
   }
   void scale(float* x, int64_t n, float s) override { cuda::scale(x, n, s, stream_); }
-  void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n,
-                    const cpu::AdamWHyper& h) override {
-    cuda::adamw_update(param, grad, m, v, n, h, stream_);
+  void adamw_update(const AdamWTensors& t, const AdamWHyper& h) override {
+    cuda::adamw_update(t.param, t.grad, t.m, t.v, t.n, h, stream_);
   }
 
  private:
-  cudaDataType_t act_type() const { return bf16_ ? CUDA_R_16BF : CUDA_R_32F; }
+  cudaDataType_t cuda_act_type() const { return bf16_ ? CUDA_R_16BF : CUDA_R_32F; }
 
-  // Calls f with a value of the activation type, for the ops whose kernels are templates on it.
+  // Calls f with ActCast<A>{op} for the activation type A, for the ops whose kernels are
+  // templates on it: each activation argument is checked as f reads it.
   template <typename F>
-  void with_act(F&& f) {
+  void with_act(const char* op, F&& f) {
     if (bf16_) {
-      f(bf16{});
+      f(ActCast<bf16>{op});
     } else {
-      f(float{});
+      f(ActCast<float>{op});
     }
   }
 

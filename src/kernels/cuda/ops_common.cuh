@@ -1,4 +1,4 @@
-// Device helpers shared by the backend's kernels (not the scan): the two activation types, warp
+// Device helpers shared by the backend's kernels: the two activation types, warp
 // and block sums with a fixed reduction tree (so results are bit-identical from run to run), and
 // launch sizes. Included by .cu files only.
 #pragma once

@@ -45,6 +45,9 @@
 
 #include <algorithm>
 
+#include "kernels/cuda/act_type.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/ops_common.cuh"
 #include "kernels/cuda/scan.h"
 #include "util/error.h"
 
@@ -68,25 +71,13 @@ constexpr int kBwd16BlocksPerSM = 4;  // its shared memory allows four blocks pe
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw_error("cuda error: ", what, ": ", cudaGetErrorString(e));
-}
-
 int64_t ceil_div(int64_t a, int64_t b) {
   return (a + b - 1) / b;
 }
 
-__device__ __forceinline__ float to_float(float x) {
-  return x;
-}
-__device__ __forceinline__ float to_float(__nv_bfloat16 x) {
-  return __bfloat162float(x);
-}
-__device__ __forceinline__ void store(float* p, float x) {
-  *p = x;
-}
-__device__ __forceinline__ void store(__nv_bfloat16* p, float x) {
-  *p = __float2bfloat16(x);
+template <typename T>
+__device__ __forceinline__ void store(T* p, float x) {
+  *p = from_f32<T>(x);
 }
 
 // softplus(x) = log(1 + e^x), PyTorch's (x above 20 passes through), and its derivative
@@ -251,6 +242,50 @@ __device__ __forceinline__ int steps_in_chunk(const Args<T>& a, int c) {
   return static_cast<int>(min(static_cast<int64_t>(kL), a.seqlen - static_cast<int64_t>(c) * kL));
 }
 
+// Where a block works: batch b, channels d0 .. d0 + kCh - 1 (channel block dblock), segment seg,
+// whose chunks are c_begin .. c_end - 1; row tok0 is the batch's first token.
+struct BlockPos {
+  int b, dblock, d0, seg, c_begin, c_end;
+  int64_t tok0;
+};
+
+template <typename T>
+__device__ __forceinline__ BlockPos block_pos(const Args<T>& a, int seg) {
+  BlockPos p;
+  p.b = blockIdx.x / a.dblocks;
+  p.dblock = blockIdx.x % a.dblocks;
+  p.d0 = p.dblock * kCh;
+  p.seg = seg;
+  p.c_begin = seg * a.chunks_per_seg;
+  p.c_end = min(p.c_begin + a.chunks_per_seg, a.nchunks);
+  p.tok0 = static_cast<int64_t>(p.b) * a.seqlen;
+  return p;
+}
+
+// The first row of chunk c.
+__device__ __forceinline__ int64_t chunk_row(const BlockPos& pos, int c) {
+  return pos.tok0 + static_cast<int64_t>(c) * kL;
+}
+
+// Queues the copy of chunk c into `tile` (load_tile).
+template <int kBlock, typename T, int kInputs>
+__device__ __forceinline__ void load_chunk(Tile<T, kInputs>& tile, const Args<T>& a,
+                                           const BlockPos& pos, int c) {
+  load_tile<kBlock>(tile, a, chunk_row(pos, c), steps_in_chunk(a, c), pos.d0);
+}
+
+// The block's partial sums of dB (q = 0) or dC (q = 1), [tokens][kN] each.
+template <typename T>
+__device__ __forceinline__ float* dbc_partials(const Args<T>& a, const BlockPos& pos, int q) {
+  return a.part_dbc + (static_cast<int64_t>(q) * a.dblocks + pos.dblock) * a.tokens * kN;
+}
+
+// Index of (batch b, segment r, channel d) in the per-segment buffers.
+template <typename T>
+__device__ __forceinline__ int64_t seg_index(const Args<T>& a, int b, int r, int d) {
+  return (static_cast<int64_t>(b) * a.segments + r) * a.d_inner + d;
+}
+
 template <typename T, bool kLocal>
 struct FwdSmem {
   static constexpr int kInputs = kLocal ? 2 : 3;  // u, delta (, z)
@@ -272,13 +307,9 @@ __global__ void __launch_bounds__(kThreads, kFwdBlocksPerSM) scan_fwd_kernel(con
   extern __shared__ float4 smem_raw[];
   Smem& sm = *reinterpret_cast<Smem*>(smem_raw);
   const int g = group(), ch = channel(), ec = element_channel();
-  const int b = blockIdx.x / a.dblocks;
-  const int d0 = blockIdx.x % a.dblocks * kCh, d = d0 + ch, ed = d0 + ec;
+  const BlockPos pos = block_pos(a, blockIdx.y);
+  const int d = pos.d0 + ch, ed = pos.d0 + ec;
   const bool active = d < a.d_inner, e_active = ed < a.d_inner;
-  const int seg = blockIdx.y;
-  const int c_begin = seg * a.chunks_per_seg;
-  const int c_end = min(c_begin + a.chunks_per_seg, a.nchunks);
-  const int64_t tok0 = static_cast<int64_t>(b) * a.seqlen;
 
   float A2[kS], h[kS] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
@@ -286,8 +317,8 @@ __global__ void __launch_bounds__(kThreads, kFwdBlocksPerSM) scan_fwd_kernel(con
     A2[i] = active ? a.A[static_cast<int64_t>(d) * kN + g * kS + i] * kLog2e : 0.f;
   const float eD = e_active ? a.D[ed] : 0.f, ebias = e_active ? a.delta_bias[ed] : 0.f;
   if (!kLocal && active) {
-    for (int r = 0; r < seg; ++r) {
-      const int64_t p = (static_cast<int64_t>(b) * a.segments + r) * a.d_inner + d;
+    for (int r = 0; r < pos.seg; ++r) {
+      const int64_t p = seg_index(a, pos.b, r, d);
       const float sum = a.seg_sum[p];
       float s0[kS];
       unpack(s0, reinterpret_cast<const float4*>(a.seg_state)[p * (kN / kS) + g]);
@@ -297,23 +328,21 @@ __global__ void __launch_bounds__(kThreads, kFwdBlocksPerSM) scan_fwd_kernel(con
   }
 
   for (int i = 0; i < kFwdStages - 1; ++i) {
-    const int c = c_begin + i;
-    if (c < c_end)
-      load_tile<kThreads>(sm.tiles[i], a, tok0 + static_cast<int64_t>(c) * kL, steps_in_chunk(a, c),
-                          d0);
+    const int c = pos.c_begin + i;
+    if (c < pos.c_end)
+      load_chunk<kThreads>(sm.tiles[i], a, pos, c);
     else
       __pipeline_commit();
   }
   float dt_sum = 0.f;
-  for (int c = c_begin; c < c_end; ++c) {
-    const int i = c - c_begin;
+  for (int c = pos.c_begin; c < pos.c_end; ++c) {
+    const int i = c - pos.c_begin;
     const auto& tile = sm.tiles[i % kFwdStages];
     __pipeline_wait_prior(kFwdStages - 2);
     __syncthreads();  // chunk c has landed; everyone is done with chunk c - 1's buffers
     const int next = c + kFwdStages - 1;
-    if (next < c_end)
-      load_tile<kThreads>(sm.tiles[(i + kFwdStages - 1) % kFwdStages], a,
-                          tok0 + static_cast<int64_t>(next) * kL, steps_in_chunk(a, next), d0);
+    if (next < pos.c_end)
+      load_chunk<kThreads>(sm.tiles[(i + kFwdStages - 1) % kFwdStages], a, pos, next);
     else
       __pipeline_commit();
     const int steps = steps_in_chunk(a, c);
@@ -321,11 +350,11 @@ __global__ void __launch_bounds__(kThreads, kFwdBlocksPerSM) scan_fwd_kernel(con
     for (int k = 0; k < kL / kRowsPerPass; ++k) {
       const int s = element_step(k);
       const bool valid = e_active && s < steps;
-      const float u = valid ? to_float(tile.x[0][s][ec]) : 0.f;
-      const float dt = valid ? softplus(to_float(tile.x[1][s][ec]) + ebias).value : 0.f;
+      const float u = valid ? to_f32(tile.x[0][s][ec]) : 0.f;
+      const float dt = valid ? softplus(to_f32(tile.x[1][s][ec]) + ebias).value : 0.f;
       sm.dt[s][ec] = make_float2(dt, dt * u);
       if constexpr (!kLocal) {
-        const float z = to_float(tile.x[2][s][ec]);
+        const float z = to_f32(tile.x[2][s][ec]);
         const float gate = valid ? z * sigmoid(z) : 0.f;
         sm.gate[s][ec] = gate;
         sm.dug[s][ec] = eD * u * gate;
@@ -334,12 +363,12 @@ __global__ void __launch_bounds__(kThreads, kFwdBlocksPerSM) scan_fwd_kernel(con
     // B and C as fp32, zero past the end of the sequence (stale slots could hold NaNs).
     for_my_indices<kThreads, kL * 2 * kN>([&](int j) {
       const int s = j / (2 * kN);
-      (&sm.bc[0][0][0].x)[j] = s < steps ? to_float(tile.bc[s][j % (2 * kN)]) : 0.f;
+      (&sm.bc[0][0][0].x)[j] = s < steps ? to_f32(tile.bc[s][j % (2 * kN)]) : 0.f;
     });
     __syncthreads();
 
     if (!kLocal && a.ckpt && active)
-      *checkpoint(a, b, c, d, g) = make_float4(h[0], h[1], h[2], h[3]);
+      *checkpoint(a, pos.b, c, d, g) = make_float4(h[0], h[1], h[2], h[3]);
 #pragma unroll
     for (int s = 0; s < kL; ++s) {
       const float2 t = sm.dt[s][ch];
@@ -359,7 +388,7 @@ __global__ void __launch_bounds__(kThreads, kFwdBlocksPerSM) scan_fwd_kernel(con
     }
     if constexpr (!kLocal) {
       __syncthreads();
-      const int64_t row = tok0 + static_cast<int64_t>(c) * kL;
+      const int64_t row = chunk_row(pos, c);
 #pragma unroll
       for (int k = 0; k < kL / kRowsPerPass; ++k) {
         const int s = element_step(k);
@@ -373,16 +402,99 @@ __global__ void __launch_bounds__(kThreads, kFwdBlocksPerSM) scan_fwd_kernel(con
   }
 
   if (!active) return;
-  const int64_t p = (static_cast<int64_t>(b) * a.segments + seg) * a.d_inner + d;
+  const int64_t p = seg_index(a, pos.b, pos.seg, d);
   if (kLocal) {
     if (g == 0) a.seg_sum[p] = dt_sum;
     reinterpret_cast<float4*>(a.seg_state)[p * (kN / kS) + g] = make_float4(h[0], h[1], h[2], h[3]);
-  } else if (seg == a.segments - 1 && a.last_state) {
+  } else if (pos.seg == a.segments - 1 && a.last_state) {
 #pragma unroll
     for (int i = 0; i < kS; ++i)
-      a.last_state[(static_cast<int64_t>(b) * a.d_inner + d) * kN + g * kS + i] = h[i];
+      a.last_state[(static_cast<int64_t>(pos.b) * a.d_inner + d) * kN + g * kS + i] = h[i];
   }
 }
+
+// A thread's share of the backward's adjoint recurrence: K states of one channel, register i
+// holding state state(i) (each kernel has its own register order, see there).
+template <int K>
+struct Adjoint {
+  float A2[K];      // A * log2 e
+  float w[K];       // exp(dt A) * dL/dh, flowing back from later steps
+  float dA_acc[K];  // this thread's dA, summed over the steps so far
+
+  // Starts channel d's adjoint at the segment's end: zero, or (kLocal false) composed from the
+  // later segments' local results.
+  template <bool kLocal, typename T, typename State>
+  __device__ __forceinline__ void start(const Args<T>& a, const BlockPos& pos, int d, bool active,
+                                        State state) {
+#pragma unroll
+    for (int i = 0; i < K; ++i) {
+      A2[i] = active ? a.A[static_cast<int64_t>(d) * kN + state(i)] * kLog2e : 0.f;
+      w[i] = 0.f;
+      dA_acc[i] = 0.f;
+    }
+    if (!kLocal && active) {
+      for (int r = a.segments - 1; r > pos.seg; --r) {
+        const int64_t p = seg_index(a, pos.b, r, d);
+        const float sum = a.seg_sum[p];
+#pragma unroll
+        for (int i = 0; i < K; ++i)
+          w[i] = fmaf(exp2f(A2[i] * sum), w[i], a.seg_state[p * kN + state(i)]);
+      }
+    }
+  }
+
+  // The local pass through one step (no states needed): w = exp(dt A) (C dy + w).
+  __device__ __forceinline__ void local_step(const float (&Cv)[K], float dt, float dy) {
+#pragma unroll
+    for (int i = 0; i < K; ++i) w[i] = exp2f(dt * A2[i]) * fmaf(Cv[i], dy, w[i]);
+  }
+
+  // The state after a step from the one before it, keeping the step's decay exp(dt A).
+  __device__ __forceinline__ void advance(float (&decay)[K], float (&h_next)[K],
+                                          const float (&h)[K], const float (&Bv)[K], float dt,
+                                          float dtu) const {
+#pragma unroll
+    for (int i = 0; i < K; ++i) {
+      decay[i] = exp2f(dt * A2[i]);
+      h_next[i] = fmaf(decay[i], h[i], dtu * Bv[i]);
+    }
+  }
+
+  // The adjoint through step j of a group, h_prev being the state before it; decays[j] holds the
+  // step's decay for j < kGroup - 1 (the last one is computed here). Adds sum_n dL/dh B to sB and
+  // sum_n A dL/dh exp(dt A) h[t-1] (in log2 units) to sA, and leaves dL/dh dt u in v.
+  __device__ __forceinline__ void step(float (&v)[K], float& sB, float& sA, const float (&Bv)[K],
+                                       const float (&Cv)[K], const float (&h_prev)[K],
+                                       const float (&decays)[kGroup - 1][K], int j, float dt,
+                                       float dy, float dtu) {
+#pragma unroll
+    for (int i = 0; i < K; ++i) {
+      const float decay = j + 1 < kGroup ? decays[j][i] : exp2f(dt * A2[i]);
+      const float dh = fmaf(Cv[i], dy, w[i]);  // dL/dh[t, n]
+      sB = fmaf(dh, Bv[i], sB);
+      v[i] = dh * dtu;
+      w[i] = decay * dh;
+      const float q = w[i] * h_prev[i];  // dL/dh * exp(dt A) * h[t-1]
+      sA = fmaf(A2[i], q, sA);
+      dA_acc[i] = fmaf(dt, q, dA_acc[i]);
+    }
+  }
+
+  // Stores what the pass leaves at per-segment index p: kLocal: the adjoint carried out of the
+  // segment's start and (when with_sum) its dt sum; else the dA partial sums.
+  template <bool kLocal, typename T, typename State>
+  __device__ __forceinline__ void store(const Args<T>& a, int64_t p, float dt_sum, bool with_sum,
+                                        State state) const {
+    if constexpr (kLocal) {
+      if (with_sum) a.seg_sum[p] = dt_sum;
+#pragma unroll
+      for (int i = 0; i < K; ++i) a.seg_state[p * kN + state(i)] = w[i];
+    } else {
+#pragma unroll
+      for (int i = 0; i < K; ++i) a.part_dA[p * kN + state(i)] = dA_acc[i];
+    }
+  }
+};
 
 template <typename T>
 struct BwdSmem {
@@ -425,55 +537,36 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
   BwdSmem<T>& sm = *reinterpret_cast<BwdSmem<T>*>(smem_raw);
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int g = group(), ch = channel(), ec = element_channel(), pm = perm();
-  const int b = blockIdx.x / a.dblocks, dblock = blockIdx.x % a.dblocks;
-  const int d0 = dblock * kCh, d = d0 + ch, ed = d0 + ec;
+  const BlockPos pos = block_pos(a, kLocal ? blockIdx.y + 1 : blockIdx.y);
+  const int d = pos.d0 + ch, ed = pos.d0 + ec;
   const bool active = d < a.d_inner, e_active = ed < a.d_inner;
-  const int seg = kLocal ? blockIdx.y + 1 : blockIdx.y;
-  const int c_begin = seg * a.chunks_per_seg;
-  const int c_end = min(c_begin + a.chunks_per_seg, a.nchunks);
-  const int64_t tok0 = static_cast<int64_t>(b) * a.seqlen;
+  auto state = [&](int i) { return g * kS + (i ^ pm); };
 
-  float A2[kS], w[kS], dA_acc[kS];  // w: exp(dt A) * dL/dh, flowing back from later steps
-#pragma unroll
-  for (int i = 0; i < kS; ++i) {
-    A2[i] = active ? a.A[static_cast<int64_t>(d) * kN + g * kS + (i ^ pm)] * kLog2e : 0.f;
-    w[i] = 0.f;
-    dA_acc[i] = 0.f;
-  }
+  Adjoint<kS> adj;
+  adj.start<kLocal>(a, pos, d, active, state);
   const float eD = e_active ? a.D[ed] : 0.f, ebias = e_active ? a.delta_bias[ed] : 0.f;
-  if (!kLocal && active) {
-    for (int r = a.segments - 1; r > seg; --r) {
-      const int64_t p = (static_cast<int64_t>(b) * a.segments + r) * a.d_inner + d;
-      const float sum = a.seg_sum[p];
-#pragma unroll
-      for (int i = 0; i < kS; ++i)
-        w[i] = fmaf(exp2f(A2[i] * sum), w[i], a.seg_state[p * kN + g * kS + (i ^ pm)]);
-    }
-  }
   float e_dD = 0.f, e_dbias = 0.f;  // this thread's elements' share of dD, d(delta_bias)
   float dt_sum = 0.f;
-  float* part_dB = a.part_dbc + dblock * a.tokens * kN;
-  float* part_dC = part_dB + a.dblocks * a.tokens * kN;
+  float *part_dB = dbc_partials(a, pos, 0), *part_dC = dbc_partials(a, pos, 1);
 
-  load_tile<kThreads>(sm.tile, a, tok0 + static_cast<int64_t>(c_end - 1) * kL,
-                      steps_in_chunk(a, c_end - 1), d0);
-  for (int c = c_end - 1; c >= c_begin; --c) {
+  load_chunk<kThreads>(sm.tile, a, pos, pos.c_end - 1);
+  for (int c = pos.c_end - 1; c >= pos.c_begin; --c) {
     const int steps = steps_in_chunk(a, c);
-    const int64_t row = tok0 + static_cast<int64_t>(c) * kL;
+    const int64_t row = chunk_row(pos, c);
     float h[kS];
     if (!kLocal)  // the checkpoint, fetched before the wait to hide its latency
-      permute(h, active ? *checkpoint(a, b, c, d, g) : make_float4(0.f, 0.f, 0.f, 0.f), pm);
+      permute(h, active ? *checkpoint(a, pos.b, c, d, g) : make_float4(0.f, 0.f, 0.f, 0.f), pm);
     __pipeline_wait_prior(0);
     __syncthreads();  // chunk c has landed; everyone is done with chunk c + 1
 #pragma unroll
     for (int k = 0; k < kL / kRowsPerPass; ++k) {  // per-element values
       const int s = element_step(k);
       const bool valid = e_active && s < steps;
-      const float z = to_float(sm.tile.x[2][s][ec]);
-      const float go = to_float(sm.tile.x[3][s][ec]);
+      const float z = to_f32(sm.tile.x[2][s][ec]);
+      const float go = to_f32(sm.tile.x[3][s][ec]);
       const float sz = sigmoid(z);
-      const Softplus sp = softplus(to_float(sm.tile.x[1][s][ec]) + ebias);
-      sm.e[s][ec] = make_float4(valid ? sp.value : 0.f, valid ? to_float(sm.tile.x[0][s][ec]) : 0.f,
+      const Softplus sp = softplus(to_f32(sm.tile.x[1][s][ec]) + ebias);
+      sm.e[s][ec] = make_float4(valid ? sp.value : 0.f, valid ? to_f32(sm.tile.x[0][s][ec]) : 0.f,
                                 valid ? go * z * sz : 0.f, sp.grad);
       sm.gz[s][ec] = valid ? go * sz * fmaf(z, 1.f - sz, 1.f) : 0.f;
     }
@@ -484,11 +577,11 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
       float v[kS];
 #pragma unroll
       for (int i = 0; i < kS; ++i)
-        v[i] = s < steps ? to_float(sm.tile.bc[s][q * kN + grp * kS + (i ^ p)]) : 0.f;
+        v[i] = s < steps ? to_f32(sm.tile.bc[s][q * kN + grp * kS + (i ^ p)]) : 0.f;
       sm.bc[s][q][grp][p] = make_float4(v[0], v[1], v[2], v[3]);
     });
     __syncthreads();
-    if (c > c_begin) load_tile<kThreads>(sm.tile, a, row - kL, steps_in_chunk(a, c - 1), d0);
+    if (c > pos.c_begin) load_chunk<kThreads>(sm.tile, a, pos, c - 1);
 
     if constexpr (kLocal) {
 #pragma unroll
@@ -498,8 +591,7 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
         float Cv[kS];
         unpack(Cv, sm.bc[s][1][g][pm]);
         dt_sum += dt;
-#pragma unroll
-        for (int i = 0; i < kS; ++i) w[i] = exp2f(dt * A2[i]) * fmaf(Cv[i], dy, w[i]);
+        adj.local_step(Cv, dt, dy);
       }
     } else {
       // Pass A: the states forward through the chunk; C h and the dC partial sums on the way.
@@ -513,7 +605,7 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
         unpack(Cv, sm.bc[s][1][g][pm]);
 #pragma unroll
         for (int i = 0; i < kS; ++i) {
-          h[i] = fmaf(exp2f(dt * A2[i]), h[i], dtu * Bv[i]);
+          h[i] = fmaf(exp2f(dt * adj.A2[i]), h[i], dtu * Bv[i]);
           y = fmaf(Cv[i], h[i], y);
           v[i] = dy * h[i];
         }
@@ -546,11 +638,7 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
           const float dt = e.x, dtu = dt * e.y;
           float Bv[kS];
           unpack(Bv, sm.bc[s][0][g][pm]);
-#pragma unroll
-          for (int i = 0; i < kS; ++i) {
-            dA[j][i] = exp2f(dt * A2[i]);
-            hs[j + 1][i] = fmaf(dA[j][i], hs[j][i], dtu * Bv[i]);
-          }
+          adj.advance(dA[j], hs[j + 1], hs[j], Bv, dt, dtu);
         }
 #pragma unroll
         for (int j = kGroup - 1; j >= 0; --j) {
@@ -560,17 +648,7 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
           float Bv[kS], Cv[kS], v[kS], sB = 0.f, sA = 0.f;
           unpack(Bv, sm.bc[s][0][g][pm]);
           unpack(Cv, sm.bc[s][1][g][pm]);
-#pragma unroll
-          for (int i = 0; i < kS; ++i) {
-            const float decay = j + 1 < kGroup ? dA[j][i] : exp2f(dt * A2[i]);
-            const float dh = fmaf(Cv[i], dy, w[i]);  // dL/dh[t, n]
-            sB = fmaf(dh, Bv[i], sB);
-            v[i] = dh * dtu;
-            w[i] = decay * dh;
-            const float q = w[i] * hs[j][i];  // dL/dh * exp(dt A) * h[t-1]
-            sA = fmaf(A2[i], q, sA);
-            dA_acc[i] = fmaf(dt, q, dA_acc[i]);
-          }
+          adj.step(v, sB, sA, Bv, Cv, hs[j], dA, j, dt, dy, dtu);
           const float r = channel_sum(v);
           if (!(lane & 1)) sm.red[s][warp][g * kS + pm] = r;
           sB = group_sum(sB);
@@ -596,30 +674,21 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
     }
   }
 
-  const int64_t p0 = (static_cast<int64_t>(b) * a.segments + seg) * a.d_inner + d0;
+  const int64_t p0 = seg_index(a, pos.b, pos.seg, pos.d0);
   if constexpr (!kLocal) {  // dD, d(delta_bias): the four threads that took each channel's elements
     __syncthreads();
     float* part = &sm.red[0][0][0];
     part[tid] = e_dD;
     part[kThreads + tid] = e_dbias;
     __syncthreads();
-    if (tid < kCh && d0 + tid < a.d_inner) {
+    if (tid < kCh && pos.d0 + tid < a.d_inner) {
       const float* x = part + tid;
       a.part_dD[p0 + tid] = (x[0] + x[kCh]) + (x[2 * kCh] + x[3 * kCh]);
       x += kThreads;
       a.part_dbias[p0 + tid] = (x[0] + x[kCh]) + (x[2 * kCh] + x[3 * kCh]);
     }
   }
-  if (!active) return;
-  const int64_t p = p0 + ch;
-  if constexpr (kLocal) {
-    if (g == 0) a.seg_sum[p] = dt_sum;
-#pragma unroll
-    for (int i = 0; i < kS; ++i) a.seg_state[p * kN + g * kS + (i ^ pm)] = w[i];
-  } else {
-#pragma unroll
-    for (int i = 0; i < kS; ++i) a.part_dA[p * kN + g * kS + (i ^ pm)] = dA_acc[i];
-  }
+  if (active) adj.store<kLocal>(a, p0 + ch, dt_sum, g == 0, state);
 }
 
 // The 16-state backward: one thread per channel, all its states in registers, the rest as in the
@@ -671,7 +740,7 @@ __device__ void convert_bc(float4 (&bc)[kL][2][kN / 4], const Tile<T, kInputs>& 
   float* dst = &bc[0][0][0].x;
   for (int i = threadIdx.x; i < kL * 2 * kN; i += kThreads16) {
     const int s = i / (2 * kN);
-    dst[i] = s < steps ? to_float(tile.bc[s][i % (2 * kN)]) : 0.f;
+    dst[i] = s < steps ? to_f32(tile.bc[s][i % (2 * kN)]) : 0.f;
   }
 }
 
@@ -708,46 +777,28 @@ __global__ void __launch_bounds__(kThreads16, kBwd16BlocksPerSM)
   extern __shared__ float4 smem_raw[];
   Bwd16Smem<T>& sm = *reinterpret_cast<Bwd16Smem<T>*>(smem_raw);
   const int tid = threadIdx.x;
-  const int b = blockIdx.x / a.dblocks, dblock = blockIdx.x % a.dblocks;
-  const int d0 = dblock * kCh, d = d0 + tid;
+  const BlockPos pos = block_pos(a, kLocal ? blockIdx.y + 1 : blockIdx.y);
+  const int d = pos.d0 + tid;
   const bool active = d < a.d_inner;
-  const int seg = kLocal ? blockIdx.y + 1 : blockIdx.y;
-  const int c_begin = seg * a.chunks_per_seg;
-  const int c_end = min(c_begin + a.chunks_per_seg, a.nchunks);
-  const int64_t tok0 = static_cast<int64_t>(b) * a.seqlen;
 
-  float A2[kN], w[kN], dA_acc[kN];  // w: exp(dt A) * dL/dh, flowing back from later steps
-#pragma unroll
-  for (int i = 0; i < kN; ++i) {
-    A2[i] = active ? a.A[static_cast<int64_t>(d) * kN + state_of(i)] * kLog2e : 0.f;
-    w[i] = 0.f;
-    dA_acc[i] = 0.f;
-  }
+  auto state = [](int i) { return state_of(i); };
+
+  Adjoint<kN> adj;
+  adj.start<kLocal>(a, pos, d, active, state);
   const float Dd = active ? a.D[d] : 0.f, bias = active ? a.delta_bias[d] : 0.f;
-  if (!kLocal && active) {
-    for (int r = a.segments - 1; r > seg; --r) {
-      const int64_t p = (static_cast<int64_t>(b) * a.segments + r) * a.d_inner + d;
-      const float sum = a.seg_sum[p];
-#pragma unroll
-      for (int i = 0; i < kN; ++i)
-        w[i] = fmaf(exp2f(A2[i] * sum), w[i], a.seg_state[p * kN + state_of(i)]);
-    }
-  }
   float dD_acc = 0.f, dbias_acc = 0.f, dt_sum = 0.f;
-  float* part_dB = a.part_dbc + dblock * a.tokens * kN;
-  float* part_dC = part_dB + a.dblocks * a.tokens * kN;
+  float *part_dB = dbc_partials(a, pos, 0), *part_dC = dbc_partials(a, pos, 1);
 
-  load_tile<kThreads16>(sm.tile, a, tok0 + static_cast<int64_t>(c_end - 1) * kL,
-                        steps_in_chunk(a, c_end - 1), d0);
-  for (int c = c_end - 1; c >= c_begin; --c) {
+  load_chunk<kThreads16>(sm.tile, a, pos, pos.c_end - 1);
+  for (int c = pos.c_end - 1; c >= pos.c_begin; --c) {
     const int steps = steps_in_chunk(a, c);
-    const int64_t row = tok0 + static_cast<int64_t>(c) * kL;
+    const int64_t row = chunk_row(pos, c);
     float h[kN];
     if (!kLocal) {  // the checkpoint, fetched before the wait to hide its latency
 #pragma unroll
       for (int k = 0; k < kN / 4; ++k) {
         const float4 v =
-            active ? *checkpoint(a, b, c, d, state_group(k)) : make_float4(0.f, 0.f, 0.f, 0.f);
+            active ? *checkpoint(a, pos.b, c, d, state_group(k)) : make_float4(0.f, 0.f, 0.f, 0.f);
         h[4 * k] = v.x, h[4 * k + 1] = v.y, h[4 * k + 2] = v.z, h[4 * k + 3] = v.w;
       }
     }
@@ -756,19 +807,19 @@ __global__ void __launch_bounds__(kThreads16, kBwd16BlocksPerSM)
 #pragma unroll 4
     for (int s = 0; s < kL; ++s) {  // this channel's per-step values
       const bool valid = active && s < steps;
-      const float z = to_float(sm.tile.x[2][s][tid]);
-      const float g = to_float(sm.tile.x[3][s][tid]);
+      const float z = to_f32(sm.tile.x[2][s][tid]);
+      const float g = to_f32(sm.tile.x[3][s][tid]);
       const float sz = sigmoid(z);
-      const Softplus sp = softplus(to_float(sm.tile.x[1][s][tid]) + bias);
+      const Softplus sp = softplus(to_f32(sm.tile.x[1][s][tid]) + bias);
       sm.dt[s][tid] = valid ? sp.value : 0.f;
-      sm.u[s][tid] = valid ? to_float(sm.tile.x[0][s][tid]) : 0.f;
+      sm.u[s][tid] = valid ? to_f32(sm.tile.x[0][s][tid]) : 0.f;
       sm.dy[s][tid] = valid ? g * z * sz : 0.f;
       sm.gz[s][tid] = valid ? g * sz * fmaf(z, 1.f - sz, 1.f) : 0.f;
       sm.sd[s][tid] = sp.grad;
     }
     convert_bc(sm.bc, sm.tile, steps);
     __syncthreads();
-    if (c > c_begin) load_tile<kThreads16>(sm.tile, a, row - kL, steps_in_chunk(a, c - 1), d0);
+    if (c > pos.c_begin) load_chunk<kThreads16>(sm.tile, a, pos, c - 1);
 
     if constexpr (kLocal) {
 #pragma unroll
@@ -777,8 +828,7 @@ __global__ void __launch_bounds__(kThreads16, kBwd16BlocksPerSM)
         float Cv[kN];
         load_bc(Cv, sm.bc, s, 1);
         dt_sum += dt;
-#pragma unroll
-        for (int i = 0; i < kN; ++i) w[i] = exp2f(dt * A2[i]) * fmaf(Cv[i], dy, w[i]);
+        adj.local_step(Cv, dt, dy);
       }
     } else {
       const int64_t at = row * a.d_inner + d, at_z = row * a.ld_z + d;  // step 0 of the chunk
@@ -798,7 +848,7 @@ __global__ void __launch_bounds__(kThreads16, kBwd16BlocksPerSM)
         load_bc(Cv, sm.bc, s, 1);
 #pragma unroll
         for (int i = 0; i < kN; ++i) {
-          h[i] = fmaf(exp2f(dt * A2[i]), h[i], dtu * Bv[i]);
+          h[i] = fmaf(exp2f(dt * adj.A2[i]), h[i], dtu * Bv[i]);
           y[i & 3] = fmaf(Cv[i], h[i], y[i & 3]);
           v[i] = dy * h[i];
         }
@@ -827,11 +877,7 @@ __global__ void __launch_bounds__(kThreads16, kBwd16BlocksPerSM)
           const float dt = sm.dt[s][tid], dtu = dt * sm.u[s][tid];
           float Bv[kN];
           load_bc(Bv, sm.bc, s, 0);
-#pragma unroll
-          for (int i = 0; i < kN; ++i) {
-            dA[j][i] = exp2f(dt * A2[i]);
-            hs[j + 1][i] = fmaf(dA[j][i], hs[j][i], dtu * Bv[i]);
-          }
+          adj.advance(dA[j], hs[j + 1], hs[j], Bv, dt, dtu);
         }
 #pragma unroll
         for (int j = kGroup - 1; j >= 0; --j) {
@@ -841,17 +887,7 @@ __global__ void __launch_bounds__(kThreads16, kBwd16BlocksPerSM)
           float Bv[kN], Cv[kN], v[kN], sB = 0.f, sA = 0.f;
           load_bc(Bv, sm.bc, s, 0);
           load_bc(Cv, sm.bc, s, 1);
-#pragma unroll
-          for (int i = 0; i < kN; ++i) {
-            const float decay = j + 1 < kGroup ? dA[j][i] : exp2f(dt * A2[i]);
-            const float dh = fmaf(Cv[i], dy, w[i]);  // dL/dh[t, n]
-            sB = fmaf(dh, Bv[i], sB);
-            v[i] = dh * dtu;
-            w[i] = decay * dh;
-            const float q = w[i] * hs[j][i];  // dL/dh * exp(dt A) * h[t-1]
-            sA = fmaf(A2[i], q, sA);
-            dA_acc[i] = fmaf(dt, q, dA_acc[i]);
-          }
+          adj.step(v, sB, sA, Bv, Cv, hs[j], dA, j, dt, dy, dtu);
           sm.red[s][tid] = warp_sum16(v);
           if (active && s < steps) {
             const float dx = fmaf(u, sB, kLn2 * sA) * sm.sd[s][tid];
@@ -868,14 +904,9 @@ __global__ void __launch_bounds__(kThreads16, kBwd16BlocksPerSM)
   }
 
   if (!active) return;
-  const int64_t p = (static_cast<int64_t>(b) * a.segments + seg) * a.d_inner + d;
-  if constexpr (kLocal) {
-    a.seg_sum[p] = dt_sum;
-#pragma unroll
-    for (int i = 0; i < kN; ++i) a.seg_state[p * kN + state_of(i)] = w[i];
-  } else {
-#pragma unroll
-    for (int i = 0; i < kN; ++i) a.part_dA[p * kN + state_of(i)] = dA_acc[i];
+  const int64_t p = seg_index(a, pos.b, pos.seg, d);
+  adj.store<kLocal>(a, p, dt_sum, true, state);
+  if constexpr (!kLocal) {
     a.part_dD[p] = dD_acc;
     a.part_dbias[p] = dbias_acc;
   }
@@ -948,9 +979,9 @@ Plan make_plan(const ScanShape& s, const ScanTuning& tuning) {
   p.nchunks = static_cast<int>(ceil_div(s.seqlen, kL));
   p.dblocks = static_cast<int>(ceil_div(s.d_inner, kCh));
   int device = 0, sms = 0;
-  check(cudaGetDevice(&device), "cudaGetDevice");
-  check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device),
-        "cudaDeviceGetAttribute(multiprocessor count)");
+  check_cuda(cudaGetDevice(&device), "cudaGetDevice");
+  check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device),
+             "cudaDeviceGetAttribute(multiprocessor count)");
   const int64_t blocks = static_cast<int64_t>(s.batch) * p.dblocks;
   int64_t segments = tuning.segments;
   if (segments <= 0) {
@@ -992,8 +1023,7 @@ Workspace carve(const ScanShape& s, const Plan& p, void* base) {
 }
 
 template <typename T>
-Args<T> make_args(const ScanShape& s, const Plan& p, const Workspace& w) {
-  Args<T> a{};
+void set_plan(Args<T>& a, const ScanShape& s, const Plan& p, const Workspace& w) {
   a.seqlen = s.seqlen;
   a.ld_z = s.ld_z;
   a.ld_bc = s.ld_bc;
@@ -1009,7 +1039,6 @@ Args<T> make_args(const ScanShape& s, const Plan& p, const Workspace& w) {
   a.part_dA = w.part_dA;
   a.part_dD = w.part_dD;
   a.part_dbias = w.part_dbias;
-  return a;
 }
 
 template <typename T>
@@ -1022,40 +1051,43 @@ bool rows_aligned(const ScanShape& s) {
 template <typename T>
 void launch(void (*kernel)(Args<T>), dim3 grid, int threads, size_t smem, const Args<T>& a,
             cudaStream_t stream, const char* what) {
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             static_cast<int>(smem)),
-        what);
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                             cudaSharedmemCarveoutMaxShared),
-        what);
+  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  static_cast<int>(smem)),
+             what);
+  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                  cudaSharedmemCarveoutMaxShared),
+             what);
   kernel<<<grid, threads, smem, stream>>>(a);
-  check(cudaGetLastError(), what);
+  check_launch(what);
+}
+
+// Points a at the scan's inputs, each checked for its type and for null.
+template <typename T>
+void set_inputs(Args<T>& a, const ScanInputs& in, const ActCast<T>& act) {
+  a.u = act(in.u, "u"), a.delta = act(in.delta, "delta"), a.z = act(in.z, "z");
+  a.B = act(in.B, "B"), a.C = act(in.C, "C");
+  a.A = in.A, a.D = in.D, a.delta_bias = in.delta_bias;
+  const std::pair<const void*, const char*> needed[] = {
+      {a.u, "u"}, {a.delta, "delta"},           {a.A, "A"}, {a.B, "B"}, {a.C, "C"},
+      {a.D, "D"}, {a.delta_bias, "delta_bias"}, {a.z, "z"}};
+  for (const auto& [p, name] : needed) require(p, name);
 }
 
 template <typename T>
-void forward(T* out, float* last_state, float* ckpt, const T* u, const T* delta, const float* A,
-             const T* B, const T* C, const float* D, const float* delta_bias, const T* z,
-             const ScanShape& s, void* workspace, cudaStream_t stream, const ScanTuning& tuning) {
+void forward(const ScanShape& s, const ScanInputs& in, Act out_act, float* last_state, float* ckpt,
+             void* workspace, cudaStream_t stream, const ScanTuning& tuning) {
   validate(s);
-  for (auto [p, name] : {std::pair<const void*, const char*>{out, "out"},
-                         {u, "u"},
-                         {delta, "delta"},
-                         {A, "A"},
-                         {B, "B"},
-                         {C, "C"},
-                         {D, "D"},
-                         {delta_bias, "delta_bias"},
-                         {z, "z"}})
-    require(p, name);
+  const ActCast<T> act{"selective_scan_forward"};
+  Args<T> a{};
+  set_inputs(a, in, act);
+  a.out = act(out_act, "out"), a.last_state = last_state, a.ckpt = ckpt;
+  require(a.out, "out");
   if (ckpt && !aligned16(ckpt)) throw_error("scan error: checkpoints must be 16-byte aligned");
   const Plan p = make_plan(s, tuning);
   if (p.segments > 1) require(workspace, "workspace");
-  Args<T> a = make_args<T>(s, p, carve(s, p, workspace));
-  a.u = u, a.delta = delta, a.z = z, a.B = B, a.C = C;
-  a.A = A, a.D = D, a.delta_bias = delta_bias;
-  a.out = out, a.last_state = last_state, a.ckpt = ckpt;
-  a.vec = rows_aligned<T>(s) && aligned16(out) && aligned16(u) && aligned16(delta) &&
-          aligned16(z) && aligned16(B) && aligned16(C);
+  set_plan(a, s, p, carve(s, p, workspace));
+  a.vec = rows_aligned<T>(s) && aligned16(a.out) && aligned16(a.u) && aligned16(a.delta) &&
+          aligned16(a.z) && aligned16(a.B) && aligned16(a.C);
 
   const unsigned blocks = static_cast<unsigned>(static_cast<int64_t>(s.batch) * p.dblocks);
   if (p.segments > 1)
@@ -1066,41 +1098,35 @@ void forward(T* out, float* last_state, float* ckpt, const T* u, const T* delta,
 }
 
 template <typename T>
-void backward(T* du, T* ddelta, float* dA, T* dB, T* dC, float* dD, float* ddelta_bias, T* dz,
-              const T* dout, const T* u, const T* delta, const float* A, const T* B, const T* C,
-              const float* D, const float* delta_bias, const T* z, const float* ckpt,
-              const ScanShape& s, void* workspace, cudaStream_t stream, const ScanTuning& tuning) {
+void backward(const ScanShape& s, const ScanInputs& in, ConstAct dout, const float* ckpt,
+              const ScanGrads& g, void* workspace, cudaStream_t stream, const ScanTuning& tuning) {
   validate(s);
-  for (auto [p, name] : {std::pair<const void*, const char*>{du, "du"},
-                         {ddelta, "ddelta"},
-                         {dA, "dA"},
-                         {dB, "dB"},
-                         {dC, "dC"},
-                         {dD, "dD"},
-                         {ddelta_bias, "ddelta_bias"},
-                         {dz, "dz"},
-                         {dout, "dout"},
-                         {u, "u"},
-                         {delta, "delta"},
-                         {A, "A"},
-                         {B, "B"},
-                         {C, "C"},
-                         {D, "D"},
-                         {delta_bias, "delta_bias"},
-                         {z, "z"},
-                         {ckpt, "checkpoints"},
-                         {workspace, "workspace"}})
-    require(p, name);
+  const ActCast<T> act{"selective_scan_backward"};
+  Args<T> a{};
+  set_inputs(a, in, act);
+  a.dout = act(dout, "dout");
+  a.du = act(g.du, "du"), a.ddelta = act(g.ddelta, "ddelta"), a.dz = act(g.dz, "dz");
+  a.ckpt = const_cast<float*>(ckpt);
+  T* const dB = act(g.dB, "dB");
+  T* const dC = act(g.dC, "dC");
+  const std::pair<const void*, const char*> needed[] = {{a.dout, "dout"},
+                                                        {a.du, "du"},
+                                                        {a.ddelta, "ddelta"},
+                                                        {a.dz, "dz"},
+                                                        {dB, "dB"},
+                                                        {dC, "dC"},
+                                                        {g.dA, "dA"},
+                                                        {g.dD, "dD"},
+                                                        {g.ddelta_bias, "ddelta_bias"},
+                                                        {ckpt, "checkpoints"},
+                                                        {workspace, "workspace"}};
+  for (const auto& [p, name] : needed) require(p, name);
   if (!aligned16(ckpt)) throw_error("scan error: checkpoints must be 16-byte aligned");
   const Plan p = make_plan(s, tuning);
   const Workspace w = carve(s, p, workspace);
-  Args<T> a = make_args<T>(s, p, w);
-  a.u = u, a.delta = delta, a.z = z, a.dout = dout, a.B = B, a.C = C;
-  a.A = A, a.D = D, a.delta_bias = delta_bias;
-  a.du = du, a.ddelta = ddelta, a.dz = dz;
-  a.ckpt = const_cast<float*>(ckpt);
-  a.vec = rows_aligned<T>(s) && aligned16(u) && aligned16(delta) && aligned16(z) &&
-          aligned16(dout) && aligned16(B) && aligned16(C);
+  set_plan(a, s, p, w);
+  a.vec = rows_aligned<T>(s) && aligned16(a.u) && aligned16(a.delta) && aligned16(a.z) &&
+          aligned16(a.dout) && aligned16(a.B) && aligned16(a.C);
 
   const unsigned blocks = static_cast<unsigned>(static_cast<int64_t>(s.batch) * p.dblocks);
   if (p.bwd16) {
@@ -1121,12 +1147,12 @@ void backward(T* du, T* ddelta, float* dA, T* dB, T* dC, float* dD, float* ddelt
   const unsigned rblocks = static_cast<unsigned>(std::min<int64_t>(ceil_div(outputs, 256), 65536));
   reduce_dbc_kernel<T>
       <<<rblocks, 256, 0, stream>>>(dB, dC, w.part_dbc, p.dblocks, p.tokens, s.ld_bc);
-  check(cudaGetLastError(), "scan backward dB/dC reduction launch");
+  check_launch("scan backward dB/dC reduction launch");
   const int parts = s.batch * p.segments;
   reduce_params_kernel<<<static_cast<unsigned>(ceil_div(s.d_inner * (kN + 1), 256)), 256, 0,
-                         stream>>>(dA, dD, ddelta_bias, w.part_dA, w.part_dD, w.part_dbias, parts,
-                                   s.d_inner);
-  check(cudaGetLastError(), "scan backward parameter reduction launch");
+                         stream>>>(g.dA, g.dD, g.ddelta_bias, w.part_dA, w.part_dD, w.part_dbias,
+                                   parts, s.d_inner);
+  check_launch("scan backward parameter reduction launch");
 }
 
 }  // namespace
@@ -1141,43 +1167,22 @@ size_t scan_workspace_bytes(const ScanShape& s, const ScanTuning& tuning) {
   return carve(s, make_plan(s, tuning), nullptr).bytes;
 }
 
-void selective_scan_forward(__nv_bfloat16* out, float* last_state, float* checkpoints,
-                            const __nv_bfloat16* u, const __nv_bfloat16* delta, const float* A,
-                            const __nv_bfloat16* B, const __nv_bfloat16* C, const float* D,
-                            const float* delta_bias, const __nv_bfloat16* z, const ScanShape& s,
-                            void* workspace, cudaStream_t stream, const ScanTuning& tuning) {
-  forward(out, last_state, checkpoints, u, delta, A, B, C, D, delta_bias, z, s, workspace, stream,
-          tuning);
-}
-
-void selective_scan_forward(float* out, float* last_state, float* checkpoints, const float* u,
-                            const float* delta, const float* A, const float* B, const float* C,
-                            const float* D, const float* delta_bias, const float* z,
-                            const ScanShape& s, void* workspace, cudaStream_t stream,
+void selective_scan_forward(const ScanShape& s, const ScanInputs& in, Act out, float* last_state,
+                            float* checkpoints, void* workspace, cudaStream_t stream,
                             const ScanTuning& tuning) {
-  forward(out, last_state, checkpoints, u, delta, A, B, C, D, delta_bias, z, s, workspace, stream,
-          tuning);
+  if (in.u.type == ActType::BF16)
+    forward<__nv_bfloat16>(s, in, out, last_state, checkpoints, workspace, stream, tuning);
+  else
+    forward<float>(s, in, out, last_state, checkpoints, workspace, stream, tuning);
 }
 
-void selective_scan_backward(__nv_bfloat16* du, __nv_bfloat16* ddelta, float* dA, __nv_bfloat16* dB,
-                             __nv_bfloat16* dC, float* dD, float* ddelta_bias, __nv_bfloat16* dz,
-                             const __nv_bfloat16* dout, const __nv_bfloat16* u,
-                             const __nv_bfloat16* delta, const float* A, const __nv_bfloat16* B,
-                             const __nv_bfloat16* C, const float* D, const float* delta_bias,
-                             const __nv_bfloat16* z, const float* checkpoints, const ScanShape& s,
-                             void* workspace, cudaStream_t stream, const ScanTuning& tuning) {
-  backward(du, ddelta, dA, dB, dC, dD, ddelta_bias, dz, dout, u, delta, A, B, C, D, delta_bias, z,
-           checkpoints, s, workspace, stream, tuning);
-}
-
-void selective_scan_backward(float* du, float* ddelta, float* dA, float* dB, float* dC, float* dD,
-                             float* ddelta_bias, float* dz, const float* dout, const float* u,
-                             const float* delta, const float* A, const float* B, const float* C,
-                             const float* D, const float* delta_bias, const float* z,
-                             const float* checkpoints, const ScanShape& s, void* workspace,
+void selective_scan_backward(const ScanShape& s, const ScanInputs& in, ConstAct dout,
+                             const float* checkpoints, const ScanGrads& grads, void* workspace,
                              cudaStream_t stream, const ScanTuning& tuning) {
-  backward(du, ddelta, dA, dB, dC, dD, ddelta_bias, dz, dout, u, delta, A, B, C, D, delta_bias, z,
-           checkpoints, s, workspace, stream, tuning);
+  if (in.u.type == ActType::BF16)
+    backward<__nv_bfloat16>(s, in, dout, checkpoints, grads, workspace, stream, tuning);
+  else
+    backward<float>(s, in, dout, checkpoints, grads, workspace, stream, tuning);
 }
 
 }  // namespace mamba::cuda

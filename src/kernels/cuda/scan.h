@@ -14,17 +14,13 @@
 // run (fixed-order reductions, no atomics). Only d_state = 16 is supported; other shapes are
 // rejected with mamba::Error. All pointers are device pointers; work is queued on `stream`.
 #pragma once
-#include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
-#include <cstdint>
 
-#include "kernels/cpu/scan.h"
+#include "kernels/ops.h"
 
 namespace mamba::cuda {
-
-using ScanShape = cpu::ScanShape;
 
 // Steps between two saved states: 4 bytes of checkpoint per (token, channel).
 inline constexpr int kScanCheckpointEvery = 16;
@@ -38,29 +34,13 @@ struct ScanTuning {
 size_t scan_checkpoint_bytes(const ScanShape& s);
 size_t scan_workspace_bytes(const ScanShape& s, const ScanTuning& tuning = {});
 
-void selective_scan_forward(__nv_bfloat16* out, float* last_state, float* checkpoints,
-                            const __nv_bfloat16* u, const __nv_bfloat16* delta, const float* A,
-                            const __nv_bfloat16* B, const __nv_bfloat16* C, const float* D,
-                            const float* delta_bias, const __nv_bfloat16* z, const ScanShape& s,
-                            void* workspace, cudaStream_t stream, const ScanTuning& tuning = {});
-void selective_scan_forward(float* out, float* last_state, float* checkpoints, const float* u,
-                            const float* delta, const float* A, const float* B, const float* C,
-                            const float* D, const float* delta_bias, const float* z,
-                            const ScanShape& s, void* workspace, cudaStream_t stream,
+// The activations (in, out, dout, the gradients' du, ddelta, dB, dC, dz) are all bf16 or all
+// fp32, as in.u is; another mix throws mamba::Error naming the argument.
+void selective_scan_forward(const ScanShape& s, const ScanInputs& in, Act out, float* last_state,
+                            float* checkpoints, void* workspace, cudaStream_t stream,
                             const ScanTuning& tuning = {});
-
-void selective_scan_backward(__nv_bfloat16* du, __nv_bfloat16* ddelta, float* dA, __nv_bfloat16* dB,
-                             __nv_bfloat16* dC, float* dD, float* ddelta_bias, __nv_bfloat16* dz,
-                             const __nv_bfloat16* dout, const __nv_bfloat16* u,
-                             const __nv_bfloat16* delta, const float* A, const __nv_bfloat16* B,
-                             const __nv_bfloat16* C, const float* D, const float* delta_bias,
-                             const __nv_bfloat16* z, const float* checkpoints, const ScanShape& s,
-                             void* workspace, cudaStream_t stream, const ScanTuning& tuning = {});
-void selective_scan_backward(float* du, float* ddelta, float* dA, float* dB, float* dC, float* dD,
-                             float* ddelta_bias, float* dz, const float* dout, const float* u,
-                             const float* delta, const float* A, const float* B, const float* C,
-                             const float* D, const float* delta_bias, const float* z,
-                             const float* checkpoints, const ScanShape& s, void* workspace,
+void selective_scan_backward(const ScanShape& s, const ScanInputs& in, ConstAct dout,
+                             const float* checkpoints, const ScanGrads& grads, void* workspace,
                              cudaStream_t stream, const ScanTuning& tuning = {});
 
 }  // namespace mamba::cuda
