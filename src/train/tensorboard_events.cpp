@@ -37,8 +37,8 @@ class EventFile final : public TensorBoardWriter {
              ("events.out.tfevents." + std::to_string((long long)std::time(nullptr)) + "." +
               hostname()))
                 .string();
-    // Appending: a second run in the same second on the same host adds to the file, and the
-    // reader takes a version record in the middle in its stride.
+    // Appending, never truncating: a second run started in the same second on the same host
+    // adds its records to the file rather than destroying the first run's.
     file_ = std::fopen(path_.c_str(), "ab");
     if (!file_) {
       throw_error("log error: cannot create the TensorBoard event file ", path_, " (",
