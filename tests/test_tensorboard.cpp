@@ -2,11 +2,13 @@
 // its definition (bit by bit, reflected polynomial 0x82F63B78), the Events are decoded with the
 // generated classes, and a training run's file holds what its metrics file holds.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -184,14 +186,11 @@ TEST_F(TensorBoardFile, WritesVersionStartThenScalarsByStep) {
 }
 
 // Zero is a value like any other: it must be in the file, not left out as proto3 leaves defaults.
-TEST_F(TensorBoardFile, ZeroIsWritten) {
-  std::string file;
-  {
-    const auto tb = TensorBoardWriter::open(path("tb"), "test.yaml", 0);
-    file = tb->path();
-    tb->write(1, {{"zero", 0.0}});
-  }
-  const std::vector<tensorboard::Event> events = read_events(file);
+// The record is in the file as soon as write() returns, so that a killed run loses nothing.
+TEST_F(TensorBoardFile, ZeroIsWrittenAtOnce) {
+  const auto tb = TensorBoardWriter::open(path("tb"), "test.yaml", 0);
+  tb->write(1, {{"zero", 0.0}});
+  const std::vector<tensorboard::Event> events = read_events(tb->path());
   ASSERT_EQ(events.size(), 3u);
   ASSERT_EQ(events[2].summary().value_size(), 1);
   EXPECT_TRUE(events[2].summary().value(0).has_simple_value());
@@ -217,6 +216,24 @@ TEST_F(TensorBoardFile, UnwritableDirectoryIsAnErrorNamingIt) {
       test::error_of([&] { TensorBoardWriter::open(path("file") + "/tb", "test.yaml", 0); });
   EXPECT_NE(message.find(path("file") + "/tb"), std::string::npos) << message;
   EXPECT_NE(message.find("log.tensorboard"), std::string::npos) << message;
+}
+
+// A write that fails (here: past a file-size limit) stops with an error naming the file.
+TEST_F(TensorBoardFile, FailedWriteIsAnErrorNamingTheFile) {
+  const auto tb = TensorBoardWriter::open(path("tb"), "test.yaml", 0);
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &saved), 0);
+  const auto old_handler = std::signal(SIGXFSZ, SIG_IGN);  // EFBIG instead of a signal
+  rlimit small = saved;
+  small.rlim_cur = 4096;
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+  const std::string message = test::error_of([&] {
+    for (int step = 1; step <= 1000; ++step) tb->write(step, {{"train/loss", 1.0}});
+  });
+  setrlimit(RLIMIT_FSIZE, &saved);
+  std::signal(SIGXFSZ, old_handler);
+  EXPECT_NE(message.find(tb->path()), std::string::npos) << message;
+  EXPECT_LE(fs::file_size(tb->path()), 4096u);
 }
 
 // ---- through a training run ----

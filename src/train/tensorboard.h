@@ -19,8 +19,8 @@ class TensorBoardWriter {
  public:
   // Creates `dir` and the file events.out.tfevents.<unix seconds>.<hostname> in it. A run
   // resumed at `resumed_step` (0: from scratch) marks its start at the first step it logs, so
-  // that TensorBoard shows the points a killed run logged after its checkpoint only until the
-  // resumed run logs them again. A build without protobuf throws the config error naming
+  // that TensorBoard drops the points that a killed run logged after its checkpoint and that the
+  // resumed run logs again. A build without protobuf throws the config error naming
   // `config_source` instead.
   static std::unique_ptr<TensorBoardWriter> open(const std::string& dir,
                                                  const std::string& config_source,
