@@ -103,6 +103,7 @@ void for_each_key(Visit&& key, Config&... c) {
   key("log.sample_tokens", {Check::Positive, 1 << 20}, c.log.sample_tokens...);
   key("log.sample_prompt", Check::Any, c.log.sample_prompt...);
   key("log.metrics", Check::NonEmpty, c.log.metrics...);
+  key("log.tensorboard", Check::Any, c.log.tensorboard...);
 
   key("dist.bucket_mb", {Check::Positive, 1 << 16}, c.dist.bucket_mb...);
   key("dist.timeout_s", {Check::Positive, 1e6}, c.dist.timeout_s...);

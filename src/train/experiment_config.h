@@ -9,7 +9,7 @@
 //   optim:      lr, min_lr, warmup, schedule, beta1, beta2, eps, weight_decay, clip
 //   checkpoint: dir, interval, keep_last, resume
 //   log:        interval, eval_interval, eval_batches, sample_interval, sample_tokens,
-//               sample_prompt, metrics
+//               sample_prompt, metrics, tensorboard
 //   dist:       bucket_mb, timeout_s, bf16_grads
 // Every failure is a mamba::Error whose one-line message names the file, the key, the value
 // and what was expected. The key table lives once, in experiment_config.cpp.
@@ -90,6 +90,7 @@ struct LogConfig {
   int sample_tokens = 64;       // tokens per sample
   std::string sample_prompt;    // text the sample continues; empty: start from end-of-text
   std::string metrics;          // JSON-lines metrics file; default: <checkpoint.dir>/metrics.jsonl
+  bool tensorboard = false;     // TensorBoard event files under <checkpoint.dir>/tb/
 };
 
 // Data parallelism: on GPUs, gradients are all-reduced with NCCL in buckets of about bucket_mb

@@ -90,6 +90,9 @@ Trainer::Trainer(const ExperimentConfig& config, Communicator& comm)
   state_.world = world;
   state_.config_yaml = cfg_.to_yaml();
   metrics_ = std::make_unique<MetricsFile>(leader_ ? cfg_.log.metrics : "", state_.step);
+  if (leader_ && cfg_.log.tensorboard) {
+    tensorboard_ = TensorBoardWriter::open(cfg_.checkpoint.dir + "/tb", cfg_.source, state_.step);
+  }
   reducer_ = make_gradient_reducer(
       ReducerSettings{cfg_.dist.bucket_mb, cfg_.dist.timeout_s, cfg_.dist.bf16_grads}, comm,
       *model_);
@@ -190,6 +193,7 @@ std::optional<double> Trainer::evaluate() {
     std::printf("eval step %lld | val loss %.4f | val ppl %.2f\n", (long long)state_.step, val_loss,
                 std::exp(val_loss));
     metrics_->write_eval(state_.step, val_loss);
+    if (tensorboard_) tensorboard_->write_eval(state_.step, val_loss);
   }
   return val_loss;
 }
@@ -241,6 +245,7 @@ void Trainer::log_step(const StepResult& r) {
   std::printf("%s\n", format_step_line(s).c_str());
   std::fflush(stdout);
   metrics_->write_train(s);
+  if (tensorboard_) tensorboard_->write_train(s);
   window_seconds_ = 0.0;
   window_steps_ = 0;
 }
@@ -252,6 +257,7 @@ void Trainer::log_skipped(const StepResult& r) {
                 (long long)state_.step, r.loss, r.grad_norm, (long long)skipped_in_a_row_);
     std::fflush(stdout);
     metrics_->write_skipped(state_.step, r.loss, r.grad_norm, state_.skipped_steps);
+    if (tensorboard_) tensorboard_->write_skipped(state_.step, state_.skipped_steps);
   }
   const std::string newest = last_checkpoint_.empty() ? "none yet" : last_checkpoint_;
   if (cfg_.train.on_nonfinite == OnNonFinite::Stop) {

@@ -22,6 +22,7 @@
 #include "train/experiment_config.h"
 #include "train/optimizer.h"
 #include "train/run_log.h"
+#include "train/tensorboard.h"
 #include "util/dir_lock.h"
 #include "util/rng.h"
 
@@ -92,6 +93,7 @@ class Trainer {
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<GradientReducer> reducer_;
   std::unique_ptr<MetricsFile> metrics_;
+  std::unique_ptr<TensorBoardWriter> tensorboard_;  // rank 0 with log.tensorboard only
   TrainerState state_;
   Rng sample_rng_;
   std::string last_checkpoint_;
