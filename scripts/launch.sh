@@ -4,7 +4,7 @@
 #   HOSTFILE=hosts scripts/launch.sh NPROC CONFIG [key=value ...]    several nodes
 # hosts lists one node per line with its GPU count: "node1 slots=8". Each process takes the GPU
 # of its rank on its node. NCCL_* and MAMBA_* variables of this shell reach every rank.
-# See docs/distributed.md for the network variables and for Slurm.
+# See docs/distributed.md for the network variables and for Slurm. MAMBA=path picks the binary.
 set -euo pipefail
 if [ $# -lt 2 ]; then
   sed -n '2,8p' "$0"
@@ -21,4 +21,10 @@ args=(-np "$nproc" --bind-to none)
 for var in $(compgen -e | grep -E '^(NCCL_|MAMBA_|OMP_|CUDA_VISIBLE_DEVICES$)' || true); do
   args+=(-x "$var")
 done
-exec mpirun "${args[@]}" build/mamba train "$@"
+# The binary of the README's build (build/), else of the GPU scripts' (build-gpu/); MAMBA overrides.
+mamba=${MAMBA:-}
+for candidate in build/mamba build-gpu/mamba; do
+  [ -z "$mamba" ] && [ -x "$candidate" ] && mamba=$candidate
+done
+[ -n "$mamba" ] || { echo "launch.sh: no mamba binary in build/ or build-gpu/: build first" >&2; exit 2; }
+exec mpirun "${args[@]}" "$mamba" train "$@"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, from a fresh clone: install dependencies, build, fetch and prepare the demo corpus,
-# train configs/tiny.yaml (GPU when present, else CPU) and print a sample. Extra arguments go to
-# `mamba train` as overrides, e.g. scripts/quickstart.sh train.steps=100
+# train (configs/demo-gpu.yaml where a GPU is present, else configs/tiny.yaml on the CPU) and print
+# a sample. Extra arguments go to `mamba train` as overrides, e.g. scripts/quickstart.sh
+# train.steps=100
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_deps.sh
@@ -14,7 +15,9 @@ fi
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" --target mamba
 [ -f data/demo/manifest.json ] || MAMBA=build/mamba scripts/fetch_demo_data.sh
-build/mamba train configs/tiny.yaml "$@"
-build/mamba eval runs/tiny
+name=tiny
+command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1 && name=demo-gpu
+build/mamba train configs/$name.yaml "$@"
+build/mamba eval runs/$name
 echo "--- sample ---"
-build/mamba generate runs/tiny --prompt "The " --tokens 60
+build/mamba generate runs/$name --prompt "It is a truth universally acknowledged" --tokens 60
