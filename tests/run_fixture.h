@@ -27,7 +27,7 @@ class RunFixture : public testing::Test {
     write_corpus((root_ / "data" / "val-0000.h5").string(), "val", 1500, 2);
   }
 
-  // Text-like bytes with structure to learn: words from a small vocabulary, spaces, periods.
+  // n text-like bytes with structure to learn: words from a small vocabulary, spaces, periods.
   static void write_corpus(const std::string& path, const std::string& split, int n,
                            uint64_t seed) {
     ShardInfo info;
@@ -41,6 +41,7 @@ class RunFixture : public testing::Test {
     while (int(tokens.size()) < n) {
       for (const char* c = words[rng.below(8)]; *c; ++c) tokens.push_back(int32_t(*c));
     }
+    tokens.resize(size_t(n));
     write_shard(path, info, tokens, 1);
   }
 

@@ -22,6 +22,7 @@
 #include "io/safetensors.h"
 #include "kernels/backend.h"
 #include "model/mamba_lm.h"
+#include "run_fixture.h"
 #include "scratch.h"
 #include "shard_fixtures.h"
 #include "train/checkpoint.h"
@@ -33,65 +34,18 @@ namespace {
 namespace fs = std::filesystem;
 using test::run_mamba;
 
-// A tiny byte-level corpus (shards in a temp dir) and a config that trains on it in a second.
-class TrainRun : public testing::Test {
+// The fixture's corpus and config, plus a small training split whose epochs end every 6 steps.
+class TrainRun : public test::RunFixture {
  protected:
   static void SetUpTestSuite() {
-    root_ = test::scratch_dir("train_runs");
-    fs::create_directories(root_ / "data");
-    write_shard((root_ / "data" / "train-0000.h5").string(), "train", 6000, 1);
-    write_shard((root_ / "data" / "val-0000.h5").string(), "val", 1500, 2);
+    RunFixture::SetUpTestSuite();
     // 24 windows of 16 tokens: an epoch is 6 steps of 4 samples.
     fs::create_directories(root_ / "small");
-    write_shard((root_ / "small" / "train-0000.h5").string(), "train", 24 * 16 + 1, 4);
+    write_corpus((root_ / "small" / "train-0000.h5").string(), "train", 24 * 16 + 1, 4);
   }
-
-  // Text-like bytes with structure to learn: words from a small vocabulary, spaces, periods.
-  static void write_shard(const std::string& path, const std::string& split, int n, uint64_t seed) {
-    ShardInfo info;
-    info.vocab_size = 257;
-    info.eos_id = 256;
-    info.tokenizer = "byte";
-    info.split = split;
-    const char* words[] = {"the ", "cat ", "sat ", "on ", "mat. ", "a ", "dog ", "ran "};
-    Rng rng(seed);
-    std::vector<int32_t> tokens;
-    while (int(tokens.size()) < n) {
-      for (const char* c = words[rng.below(8)]; *c; ++c) tokens.push_back(int32_t(*c));
-    }
-    tokens.resize(size_t(n));
-    test::write_shard(path, info, tokens, 1);
-  }
-
-  static std::string config(const std::string& name) {
-    const fs::path dir = test::scratch_dir("train_runs/" + name);
-    const std::string path = (dir / "config.yaml").string();
-    std::ofstream(path)
-        << "model: {d_model: 16, n_layer: 2, vocab_size: 257, d_state: 4}\n"
-        << "data:\n  train: " << (root_ / "data" / "train-*.h5").string()
-        << "\n  val: " << (root_ / "data" / "val-*.h5").string() << "\n  seq_len: 16\n"
-        << "train: {micro_batch: 4, global_batch: 4, steps: 8, device: cpu, seed: 3}\n"
-        << "optim: {lr: 1.0e-2, min_lr: 1.0e-3, warmup: 2}\n"
-        << "checkpoint: {dir: " << (dir / "ckpt").string() << ", interval: 4, keep_last: 0}\n"
-        << "log: {interval: 1, eval_interval: 4, eval_batches: 2}\n";
-    return path;
-  }
-
-  static std::string dir(const std::string& name) { return (root_ / name / "ckpt").string(); }
 
   static std::vector<float> weights(const std::string& checkpoint) {
-    SafetensorsReader f(checkpoint + "/model.safetensors");
-    std::vector<float> all;
-    for (const std::string& name : f.names()) {
-      const std::vector<float> t = f.read_f32(name);
-      all.insert(all.end(), t.begin(), t.end());
-    }
-    return all;
-  }
-
-  static std::string bytes_of(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return tensors(checkpoint + "/model.safetensors");
   }
 
   // The values of one key in the lines of a metrics file that have it, in order.
@@ -146,11 +100,7 @@ class TrainRun : public testing::Test {
     }
     return std::sqrt(diff / norm);
   }
-
-  static fs::path root_;
 };
-
-fs::path TrainRun::root_;
 
 const std::string kMpirun = "mpirun --allow-run-as-root --oversubscribe -np 2 " MAMBA_BINARY;
 
