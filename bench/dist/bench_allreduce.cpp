@@ -34,10 +34,11 @@ int main(int argc, char** argv) try {
       mamba::make_cuda_backend(comm.local_rank() % mamba::cuda_device_count(), true);
   float* buffer = static_cast<float*>(backend->allocate(size_t(max_floats) * sizeof(float)));
   backend->fill_zero(buffer, size_t(max_floats) * sizeof(float));
-  std::string id = comm.rank() == 0 ? mamba::nccl_unique_id() : std::string(128, '\0');
-  comm.broadcast(id.data(), id.size(), 0);
   for (int64_t n = int64_t(1) << 18; n <= max_floats; n *= 4) {
-    // One bucket of the whole buffer, so that the size is what one collective moves.
+    // A communicator per size (each needs its own id), with one bucket of the whole buffer, so
+    // that the size is what one collective moves.
+    std::string id = comm.rank() == 0 ? mamba::nccl_unique_id() : std::string(128, '\0');
+    comm.broadcast(id.data(), id.size(), 0);
     mamba::NcclReducer reducer(id, comm.rank(), comm.world(), *backend, buffer, n,
                                size_t(n) * sizeof(float), 600.0, bf16);
     std::vector<double> ms;
