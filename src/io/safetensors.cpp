@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -339,8 +340,12 @@ FileDigest SafetensorsReader::digest() const {
   return digest.digest();
 }
 
-FileDigest write_safetensors(const std::string& path, const std::vector<TensorView>& tensors,
-                             const std::map<std::string, std::string>& metadata) {
+namespace {
+
+// fetch null: the tensors' data are host memory, written as they are.
+FileDigest write_tensors(const std::string& path, const std::vector<TensorView>& tensors,
+                         const std::map<std::string, std::string>& metadata,
+                         const FetchBytes* fetch, size_t chunk_bytes) {
   json header = json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::vector<uint64_t> sizes;
@@ -391,11 +396,36 @@ FileDigest write_safetensors(const std::string& path, const std::vector<TensorVi
     for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(text.size() >> (8 * i));
     put(len, sizeof len);
     put(text.data(), text.size());
+    std::vector<uint8_t> chunk(fetch ? chunk_bytes : 0);
     for (size_t i = 0; i < tensors.size(); ++i) {
-      if (sizes[i] > 0) put(tensors[i].data, sizes[i]);
+      if (!fetch) {
+        if (sizes[i] > 0) put(tensors[i].data, sizes[i]);
+        continue;
+      }
+      const auto* src = static_cast<const uint8_t*>(tensors[i].data);
+      for (uint64_t done = 0; done < sizes[i]; done += chunk.size()) {
+        const size_t n = size_t(std::min<uint64_t>(chunk.size(), sizes[i] - done));
+        (*fetch)(chunk.data(), src + done, n);
+        put(chunk.data(), n);
+      }
     }
   });
   return digest.digest();
+}
+
+}  // namespace
+
+FileDigest write_safetensors(const std::string& path, const std::vector<TensorView>& tensors,
+                             const std::map<std::string, std::string>& metadata) {
+  return write_tensors(path, tensors, metadata, nullptr, 0);
+}
+
+FileDigest write_safetensors_fetched(const std::string& path,
+                                     const std::vector<TensorView>& tensors,
+                                     const std::map<std::string, std::string>& metadata,
+                                     const FetchBytes& fetch, size_t chunk_bytes) {
+  if (chunk_bytes == 0) throw_error("internal error: write_safetensors_fetched with no chunk");
+  return write_tensors(path, tensors, metadata, &fetch, chunk_bytes);
 }
 
 }  // namespace mamba

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -76,5 +77,16 @@ struct TensorView {
 // Returns the digest of the bytes written, for integrity records.
 FileDigest write_safetensors(const std::string& path, const std::vector<TensorView>& tensors,
                              const std::map<std::string, std::string>& metadata = {});
+
+// Copies `bytes` from `src` (an address in a TensorView's data, possibly device memory) to `host`.
+using FetchBytes = std::function<void(void* host, const void* src, size_t bytes)>;
+
+// As write_safetensors, for tensors whose data the host cannot read directly (a device snapshot):
+// each tensor is fetched into one host buffer of chunk_bytes and written from there, so host
+// memory stays at one chunk whatever the file's size.
+FileDigest write_safetensors_fetched(const std::string& path,
+                                     const std::vector<TensorView>& tensors,
+                                     const std::map<std::string, std::string>& metadata,
+                                     const FetchBytes& fetch, size_t chunk_bytes);
 
 }  // namespace mamba

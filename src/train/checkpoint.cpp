@@ -289,6 +289,46 @@ void set_aside(const fs::path& path) {
                target.c_str());
 }
 
+// Writes the files into step_XXXXXXXX.tmp, installs it and rotates keep_last. fetch null: the
+// source is host memory.
+std::string write_checkpoint(const std::string& dir, const ParamLayout& layout,
+                             const CheckpointSource& source, const FetchBytes* fetch,
+                             size_t chunk_bytes, const TrainerState& state, int keep_last) {
+  const fs::path final_path = fs::path(dir) / step_name(state.step);
+  const fs::path tmp = fs::path(dir) / (step_name(state.step) + ".tmp");
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  fs::create_directories(tmp, ec);
+  if (ec) throw_error("checkpoint error: cannot create ", tmp.string(), " (", ec.message(), ")");
+
+  auto write = [&](const char* name, const std::vector<TensorView>& views,
+                   const std::map<std::string, std::string>& metadata) {
+    const std::string file = (tmp / name).string();
+    return fetch ? write_safetensors_fetched(file, views, metadata, *fetch, chunk_bytes)
+                 : write_safetensors(file, views, metadata);
+  };
+  std::map<std::string, FileDigest> files;
+  files[kModelFile] =
+      write(kModelFile, weight_views(layout, source.params), model_metadata(layout.config()));
+  std::vector<TensorView> moments = weight_views(layout, source.exp_avg, "exp_avg.");
+  for (const TensorView& v : weight_views(layout, source.exp_avg_sq, "exp_avg_sq.")) {
+    moments.push_back(v);
+  }
+  files[kOptimizerFile] =
+      write(kOptimizerFile, moments, {{"steps_taken", std::to_string(source.optimizer_steps)}});
+  const std::string text = trainer_json(state, files);
+  write_file_atomic((tmp / kTrainerFile).string(), text.data(), text.size());
+
+  install(tmp, final_path);
+  fsync_directory(dir);
+
+  if (keep_last > 0) {
+    auto all = complete_checkpoints(dir);
+    for (size_t i = 0; i + keep_last < all.size(); ++i) fs::remove_all(all[i].second, ec);
+  }
+  return final_path.string();
+}
+
 }  // namespace
 
 void check_checkpoint_dir_writable(const std::string& dir) {
@@ -308,44 +348,28 @@ void check_checkpoint_dir_writable(const std::string& dir) {
   fs::remove(probe, ec);
 }
 
+void throw_nonfinite_checkpoint(const std::string& dir, int64_t step) {
+  throw_error("checkpoint error: the weights or optimizer moments of step ", step,
+              " hold NaN or infinity; no checkpoint was written (the newest one in ", dir,
+              " is the last good state)");
+}
+
 std::string save_checkpoint(const std::string& dir, const ParamLayout& layout,
                             const TrainingTensors& tensors, const TrainerState& state,
                             int keep_last) {
   if (!all_finite(tensors.params) || !all_finite(tensors.exp_avg) ||
       !all_finite(tensors.exp_avg_sq)) {
-    throw_error("checkpoint error: the weights or optimizer moments of step ", state.step,
-                " hold NaN or infinity; no checkpoint was written (the newest one in ", dir,
-                " is the last good state)");
+    throw_nonfinite_checkpoint(dir, state.step);
   }
-  const fs::path final_path = fs::path(dir) / step_name(state.step);
-  const fs::path tmp = fs::path(dir) / (step_name(state.step) + ".tmp");
-  std::error_code ec;
-  fs::remove_all(tmp, ec);
-  fs::create_directories(tmp, ec);
-  if (ec) throw_error("checkpoint error: cannot create ", tmp.string(), " (", ec.message(), ")");
+  const CheckpointSource source{tensors.params.data(), tensors.exp_avg.data(),
+                                tensors.exp_avg_sq.data(), tensors.optimizer_steps};
+  return write_checkpoint(dir, layout, source, nullptr, 0, state, keep_last);
+}
 
-  std::map<std::string, FileDigest> files;
-  files[kModelFile] =
-      write_safetensors((tmp / kModelFile).string(), weight_views(layout, tensors.params.data()),
-                        model_metadata(layout.config()));
-  std::vector<TensorView> moments = weight_views(layout, tensors.exp_avg.data(), "exp_avg.");
-  for (const TensorView& v : weight_views(layout, tensors.exp_avg_sq.data(), "exp_avg_sq.")) {
-    moments.push_back(v);
-  }
-  files[kOptimizerFile] =
-      write_safetensors((tmp / kOptimizerFile).string(), moments,
-                        {{"steps_taken", std::to_string(tensors.optimizer_steps)}});
-  const std::string text = trainer_json(state, files);
-  write_file_atomic((tmp / kTrainerFile).string(), text.data(), text.size());
-
-  install(tmp, final_path);
-  fsync_directory(dir);
-
-  if (keep_last > 0) {
-    auto all = complete_checkpoints(dir);
-    for (size_t i = 0; i + keep_last < all.size(); ++i) fs::remove_all(all[i].second, ec);
-  }
-  return final_path.string();
+std::string save_checkpoint_fetched(const std::string& dir, const ParamLayout& layout,
+                                    const CheckpointSource& source, const FetchBytes& fetch,
+                                    size_t chunk_bytes, const TrainerState& state, int keep_last) {
+  return write_checkpoint(dir, layout, source, &fetch, chunk_bytes, state, keep_last);
 }
 
 std::string latest_checkpoint(const std::string& dir) {

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "io/safetensors.h"
 #include "model/params.h"
 #include "train/experiment_config.h"
 #include "util/error.h"
@@ -52,6 +53,24 @@ void check_checkpoint_dir_writable(const std::string& dir);
 std::string save_checkpoint(const std::string& dir, const ParamLayout& layout,
                             const TrainingTensors& tensors, const TrainerState& state,
                             int keep_last);
+
+// The three tensors of a save where they lie (a device snapshot), each with the parameter layout.
+struct CheckpointSource {
+  const float* params;
+  const float* exp_avg;
+  const float* exp_avg_sq;
+  int64_t optimizer_steps;
+};
+
+// As save_checkpoint, for tensors the host reads through fetch, one chunk of chunk_bytes at a
+// time (the asynchronous writer's path: host memory stays at one chunk). The caller has checked
+// that the tensors are finite (throw_nonfinite_checkpoint otherwise).
+std::string save_checkpoint_fetched(const std::string& dir, const ParamLayout& layout,
+                                    const CheckpointSource& source, const FetchBytes& fetch,
+                                    size_t chunk_bytes, const TrainerState& state, int keep_last);
+
+// The refusal of a save whose weights or moments hold NaN or infinity.
+[[noreturn]] void throw_nonfinite_checkpoint(const std::string& dir, int64_t step);
 
 // The newest complete checkpoint in dir, or "" when there is none (not verified).
 std::string latest_checkpoint(const std::string& dir);
