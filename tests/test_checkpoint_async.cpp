@@ -154,7 +154,7 @@ TEST_F(AsyncCheckpoint, KillNineDuringBackgroundWritesResumesBitExactly) {
   const double run_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   Rng rng(11);
   int during_write = 0;
-  constexpr int kTrials = 5;
+  constexpr int kTrials = 4;
   for (int trial = 0; trial < kTrials; ++trial) {
     const std::string name = "killed" + std::to_string(trial);
     const std::string cfg = config(name);

@@ -12,6 +12,7 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -75,8 +76,18 @@ std::string save_checkpoint_fetched(const std::string& dir, const ParamLayout& l
 // The newest complete checkpoint in dir, or "" when there is none (not verified).
 std::string latest_checkpoint(const std::string& dir);
 
-// Reads and verifies params, optimizer moments and trainer state: CheckpointDamaged when a file
-// is damaged, Error naming both shapes when it was written for another model.
+// Where a load puts the checkpoint's values, piece by piece as they are read: tensor 0 (params),
+// 1 (exp_avg) or 2 (exp_avg_sq), values [at, at + n) of its parameter layout.
+using CheckpointSink = std::function<void(int tensor, int64_t at, const float* values, int64_t n)>;
+
+// Reads and verifies params, optimizer moments and trainer state, streaming the files (several
+// reader threads, 64 MiB chunks: host memory stays bounded) into sink; returns the optimizer's
+// step count. CheckpointDamaged when a file is damaged (checksums are compared once a file has
+// been read, so the sink may have received values of a damaged file: the caller loads another
+// checkpoint or stops), Error naming both shapes when it was written for another model.
+int64_t load_checkpoint(const std::string& path, const ParamLayout& layout,
+                        const CheckpointSink& sink, TrainerState& state);
+// The same into host vectors.
 void load_checkpoint(const std::string& path, const ParamLayout& layout, TrainingTensors& tensors,
                      TrainerState& state);
 
@@ -84,7 +95,8 @@ void load_checkpoint(const std::string& path, const ParamLayout& layout, Trainin
 // (never deleted), with a warning on stderr naming each. Returns its path, or "" when none is
 // left.
 std::string load_newest_intact_checkpoint(const std::string& dir, const ParamLayout& layout,
-                                          TrainingTensors& tensors, TrainerState& state);
+                                          const CheckpointSink& sink, TrainerState& state,
+                                          int64_t& optimizer_steps);
 
 // A checkpoint directory as it is, or a run directory's newest checkpoint; errors otherwise.
 std::string resolve_checkpoint(const std::string& path);

@@ -38,6 +38,12 @@ std::vector<float> AdamW::download(const float* moment) const {
   return host;
 }
 
+void AdamW::zero_moments() {
+  be_.fill_zero(m_, layout_.total() * sizeof(float));
+  be_.fill_zero(v_, layout_.total() * sizeof(float));
+  steps_taken = 0;
+}
+
 void AdamW::upload(const std::vector<float>& m, const std::vector<float>& v) {
   be_.upload(m_, m.data(), layout_.total() * sizeof(float));
   be_.upload(v_, v.data(), layout_.total() * sizeof(float));

@@ -28,9 +28,11 @@ class AdamW {
   std::vector<float> download_m() const { return download(m_); }
   std::vector<float> download_v() const { return download(v_); }
   void upload(const std::vector<float>& m, const std::vector<float>& v);
-  // The moments on the device (the asynchronous checkpoint snapshot copies them there).
-  const float* moment_m() const { return m_; }
-  const float* moment_v() const { return v_; }
+  // The moments on the device: checkpoints snapshot them and load into them.
+  float* moment_m() { return m_; }
+  float* moment_v() { return v_; }
+  // Back to the state of a fresh run (after a failed load wrote into them).
+  void zero_moments();
 
   int64_t steps_taken = 0;
 

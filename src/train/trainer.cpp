@@ -115,29 +115,39 @@ Trainer::Trainer(const ExperimentConfig& config, Communicator& comm)
 Trainer::~Trainer() = default;
 
 // The leader picks the checkpoint (for auto, the newest intact one, setting damaged ones
-// aside); every rank loads it. True when it did (the caller then restores the data position).
+// aside); every rank loads it, streaming it into the device buffers. True when it did (the
+// caller then restores the data position).
 bool Trainer::resume() {
   const ParamLayout& layout = model_->layout();
   const std::string& resume = cfg_.checkpoint.resume;
-  TrainingTensors saved;
+  float* targets[] = {model_->params(), optimizer_->moment_m(), optimizer_->moment_v()};
+  const CheckpointSink upload = [&](int tensor, int64_t at, const float* values, int64_t n) {
+    backend_->upload(targets[tensor] + at, values, size_t(n) * sizeof(float));
+  };
+  int64_t optimizer_steps = 0;
   std::string path;
   if (resume == "auto") {
-    if (leader_) path = load_newest_intact_checkpoint(cfg_.checkpoint.dir, layout, saved, state_);
+    if (leader_) {
+      path = load_newest_intact_checkpoint(cfg_.checkpoint.dir, layout, upload, state_,
+                                           optimizer_steps);
+    }
     path = broadcast_string(comm_, path, 0);
-    if (!leader_ && !path.empty()) load_checkpoint(path, layout, saved, state_);
+    if (!leader_ && !path.empty()) optimizer_steps = load_checkpoint(path, layout, upload, state_);
   } else if (resume != "none") {
     path = resume;
-    load_checkpoint(path, layout, saved, state_);
+    optimizer_steps = load_checkpoint(path, layout, upload, state_);
   }
   if (path.empty()) {
+    // Damaged checkpoints set aside may have left values in the moments.
+    optimizer_->zero_moments();
     std::vector<float> params(layout.total());
     init_params(layout, params.data(), uint64_t(cfg_.train.seed));
     model_->upload_params(params);
     return false;
   }
-  model_->upload_params(saved.params);
-  optimizer_->upload(saved.exp_avg, saved.exp_avg_sq);
-  optimizer_->steps_taken = saved.optimizer_steps;
+  backend_->synchronize();
+  model_->params_updated();
+  optimizer_->steps_taken = optimizer_steps;
   sample_rng_.set_state(state_.rng);
   last_checkpoint_ = path;
   return true;
