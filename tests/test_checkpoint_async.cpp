@@ -178,6 +178,21 @@ TEST_F(AsyncCheckpoint, KillNineDuringBackgroundWritesResumesBitExactly) {
   EXPECT_GT(during_write, 0) << "no kill tested a half-written asynchronous checkpoint";
 }
 
+// A run that stops with an error names the checkpoint being written as the newest good one, and
+// it is complete when the process has exited.
+TEST_F(AsyncCheckpoint, RunStoppedByAnErrorFinishesTheWriteItNames) {
+  setenv("MAMBA_TEST_NAN_STEPS", "5", 1);
+  setenv("MAMBA_TEST_SLOW_SAVE_MS", "20", 1);
+  const auto r = run_mamba("train " + config("nan_stop") + " train.on_nonfinite=stop" + kAsync);
+  unsetenv("MAMBA_TEST_SLOW_SAVE_MS");
+  unsetenv("MAMBA_TEST_NAN_STEPS");
+  EXPECT_EQ(r.status, 2) << r.output;
+  const std::string newest = dir("nan_stop") + "/step_00000004";
+  EXPECT_TRUE(contains(r.output, "the newest good checkpoint is " + newest)) << r.output;
+  EXPECT_TRUE(fs::exists(newest + "/trainer.json"));
+  EXPECT_FALSE(any_tmp("nan_stop"));
+}
+
 TEST_F(AsyncCheckpoint, UnknownValueNamesTheKey) {
   const auto r = run_mamba("train " + config("badkey") + " checkpoint.async=maybe");
   EXPECT_EQ(r.status, 2) << r.output;
@@ -229,7 +244,8 @@ TEST_F(CheckpointWriterTest, BackgroundWriteLoadsBackAndMatchesTheSynchronousSav
   const std::string async_dir = dir() + "/async", sync_dir = dir() + "/sync";
   {
     CheckpointWriter writer(*backend, model.layout, async_dir, 0);
-    writer.save(model.params.data(), model.m.data(), model.v.data(), 6, state);
+    EXPECT_EQ(writer.save(model.params.data(), model.m.data(), model.v.data(), 6, state),
+              async_dir + "/step_00000007");
     // The snapshot is taken: changing the live buffers does not change what is written.
     std::fill(model.params.begin(), model.params.end(), 0.0f);
     writer.wait();

@@ -437,6 +437,10 @@ std::string save_checkpoint_fetched(const std::string& dir, const ParamLayout& l
   return write_checkpoint(dir, layout, source, &fetch, chunk_bytes, state, keep_last);
 }
 
+std::string checkpoint_path(const std::string& dir, int64_t step) {
+  return (fs::path(dir) / step_name(step)).string();
+}
+
 std::string latest_checkpoint(const std::string& dir) {
   const auto all = complete_checkpoints(dir);
   return all.empty() ? "" : all.back().second.string();

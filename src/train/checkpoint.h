@@ -73,6 +73,9 @@ std::string save_checkpoint_fetched(const std::string& dir, const ParamLayout& l
 // The refusal of a save whose weights or moments hold NaN or infinity.
 [[noreturn]] void throw_nonfinite_checkpoint(const std::string& dir, int64_t step);
 
+// Where the checkpoint of `step` goes: <dir>/step_XXXXXXXX.
+std::string checkpoint_path(const std::string& dir, int64_t step);
+
 // The newest complete checkpoint in dir, or "" when there is none (not verified).
 std::string latest_checkpoint(const std::string& dir);
 

@@ -63,8 +63,9 @@ void CheckpointWriter::wait() {
   if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
 }
 
-void CheckpointWriter::save(const float* params, const float* exp_avg, const float* exp_avg_sq,
-                            int64_t optimizer_steps, const TrainerState& state) {
+std::string CheckpointWriter::save(const float* params, const float* exp_avg,
+                                   const float* exp_avg_sq, int64_t optimizer_steps,
+                                   const TrainerState& state) {
   const auto start = Clock::now();
   if (writing_) {
     std::printf("checkpoint step %lld waits for the previous checkpoint, still being written\n",
@@ -84,6 +85,7 @@ void CheckpointWriter::save(const float* params, const float* exp_avg, const flo
   writing_ = true;
   thread_ = std::thread(&CheckpointWriter::write, this, state, optimizer_steps);
   last_stall_s_ = seconds_since(start);
+  return checkpoint_path(dir_, state.step);
 }
 
 void CheckpointWriter::write(TrainerState state, int64_t optimizer_steps) {

@@ -31,9 +31,10 @@ class CheckpointWriter {
   CheckpointWriter& operator=(const CheckpointWriter&) = delete;
 
   // Snapshots the three device buffers (parameter layout each) and starts writing the
-  // checkpoint of state.step. Throws the previous write's error, or the NaN refusal.
-  void save(const float* params, const float* exp_avg, const float* exp_avg_sq,
-            int64_t optimizer_steps, const TrainerState& state);
+  // checkpoint of state.step; returns the path it will have. Throws the previous write's error,
+  // or the NaN refusal.
+  std::string save(const float* params, const float* exp_avg, const float* exp_avg_sq,
+                   int64_t optimizer_steps, const TrainerState& state);
   // Waits for the write in flight; throws its error.
   void wait();
   // The newest checkpoint this writer completed ("" before the first).

@@ -235,9 +235,9 @@ void Trainer::save() {
   state_.rng = sample_rng_.state();
   if (!leader_) return;
   if (writer_) {
-    writer_->save(model_->params(), optimizer_->moment_m(), optimizer_->moment_v(),
-                  optimizer_->steps_taken, state_);
-    if (!writer_->newest().empty()) last_checkpoint_ = writer_->newest();
+    // Named before it is complete: a run that stops now waits for it (~CheckpointWriter).
+    last_checkpoint_ = writer_->save(model_->params(), optimizer_->moment_m(),
+                                     optimizer_->moment_v(), optimizer_->steps_taken, state_);
   } else {
     const TrainingTensors tensors{model_->download(model_->params()), optimizer_->download_m(),
                                   optimizer_->download_v(), optimizer_->steps_taken};
