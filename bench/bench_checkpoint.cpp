@@ -165,8 +165,12 @@ int main(int argc, char** argv) try {
     async = trainer.async_saves();
     reset_peak_rss();
     for (int s = 0; s < saves; ++s) {
-      // The writer of the previous save has had `between` steps; whatever it still needs shows as
-      // stall (the save waits for it).
+      // Each save finds no write in flight, so stall_s is the snapshot alone; a run whose
+      // checkpoint interval is shorter than save_write_s would also wait for the previous write.
+      // One checkpoint on disk at a time (2.8B's is 34 GB).
+      for (const auto& e : fs::directory_iterator(ckpt)) {
+        if (e.path().filename().string().rfind("step_", 0) == 0) fs::remove_all(e.path());
+      }
       trainer.save();
       stall.push_back(trainer.last_save_stall_seconds());
       for (int k = 0; k < between; ++k) step_during_write.push_back(trainer.train_step().seconds);
