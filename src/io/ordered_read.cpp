@@ -36,9 +36,10 @@ class OrderedReader {
         file_size_(file_size),
         chunk_bytes_(chunk_bytes),
         chunks_(int64_t((file_size + chunk_bytes - 1) / chunk_bytes)),
-        slots_(size_t(2 * threads)) {
-    for (Slot& s : slots_) s.bytes.resize(chunk_bytes);
-    for (int t = 0; t < threads; ++t) workers_.emplace_back(&OrderedReader::work, this);
+        slots_(size_t(std::min<int64_t>(2 * threads, chunks_))) {
+    for (Slot& s : slots_) s.bytes.resize(size_t(std::min<uint64_t>(chunk_bytes, file_size)));
+    const int readers = int(std::min<int64_t>(threads, chunks_));
+    for (int t = 0; t < readers; ++t) workers_.emplace_back(&OrderedReader::work, this);
   }
 
   ~OrderedReader() {
