@@ -486,5 +486,22 @@ TEST_F(Reliability, AllCheckpointsDamagedStartsExactlyLikeAFreshRun) {
   }
 }
 
+// A resume judges a file's header before its checksum is known: a damaged header that reads as
+// another model's is still a damaged checkpoint, set aside for the older one.
+TEST_F(Reliability, DamagedHeaderFallsBackInsteadOfStopping) {
+  const std::string cfg = config("header");
+  ASSERT_EQ(run_mamba("train " + cfg).status, 0);
+  const std::string file = dir("header") + "/step_00000008/model.safetensors";
+  std::string bytes = bytes_of(file);
+  const size_t at = bytes.find("\"d_model\":\"16\"");
+  ASSERT_NE(at, std::string::npos);
+  bytes.replace(at, 14, "\"d_model\":\"32\"");
+  std::ofstream(file, std::ios::binary) << bytes;
+  const auto r = run_mamba("train " + cfg + " train.steps=12");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "fails its checksum")) << r.output;
+  EXPECT_TRUE(contains(r.output, "resumed from " + dir("header") + "/step_00000004")) << r.output;
+}
+
 }  // namespace
 }  // namespace mamba

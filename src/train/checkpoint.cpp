@@ -309,6 +309,23 @@ SafetensorsStream open_stream(const std::string& path, const char* name) {
   }
 }
 
+// Runs check, which may refuse the file as written for another model; streaming judges the
+// header before the file's checksum is known, so a refusal first makes sure the header is not
+// merely damaged.
+template <typename Check>
+void check_header(const std::string& path, const char* name, const TrainerRecord& record,
+                  const Check& check) {
+  try {
+    check();
+  } catch (const CheckpointDamaged&) {
+    throw;
+  } catch (const Error&) {
+    const fs::path file = fs::path(path) / name;
+    check_digest(file, name, digest_file(file.string()), record);
+    throw;
+  }
+}
+
 // Streams the tensors (prefix + reference name) -> checkpoint tensor index of a checkpoint file
 // to sink, checks the file's digest, and tells whether every value was finite. Each tensor must
 // be there as F32 with its layout's shape.
@@ -317,21 +334,24 @@ bool stream_tensors(const std::string& path, const char* name, const Safetensors
                     const std::vector<std::pair<std::string, int>>& prefixes,
                     const CheckpointSink& sink) {
   std::map<std::string, std::pair<int, int64_t>> targets;  // name -> (index, layout offset)
-  for (const auto& [prefix, index] : prefixes) {
-    for (const ParamTensor& t : layout.tensors()) {
-      const std::string tensor = prefix + t.name;
-      if (!f.has(tensor)) {
-        throw_error("weights error: ", f.path(), " has no tensor ", tensor,
-                    ": it was not written for a model of shape ", layout.config().describe());
+  check_header(path, name, record, [&] {
+    for (const auto& [prefix, index] : prefixes) {
+      for (const ParamTensor& t : layout.tensors()) {
+        const std::string tensor = prefix + t.name;
+        if (!f.has(tensor)) {
+          throw_error("weights error: ", f.path(), " has no tensor ", tensor,
+                      ": it was not written for a model of shape ", layout.config().describe());
+        }
+        if (f.info(tensor).shape != t.shape || f.info(tensor).dtype != DType::F32) {
+          throw_error("weights error: ", f.path(), ": tensor '", tensor,
+                      "' is not F32 of the shape ",
+                      "this model's layout has: it was not written for a model of shape ",
+                      layout.config().describe());
+        }
+        targets[tensor] = {index, t.offset};
       }
-      if (f.info(tensor).shape != t.shape || f.info(tensor).dtype != DType::F32) {
-        throw_error("weights error: ", f.path(), ": tensor '", tensor, "' is not F32 of the shape ",
-                    "this model's layout has: it was not written for a model of shape ",
-                    layout.config().describe());
-      }
-      targets[tensor] = {index, t.offset};
     }
-  }
+  });
   bool finite = true;
   const FileDigest digest = f.read(
       [&](const std::string& tensor, const TensorInfo&, uint64_t offset, const uint8_t* data,
@@ -460,7 +480,8 @@ int64_t load_checkpoint(const std::string& path, const ParamLayout& layout,
                         const CheckpointSink& sink, TrainerState& state) {
   const TrainerRecord record = read_trainer_record(path);
   const SafetensorsStream model = open_stream(path, kModelFile);
-  check_same_model(path, model_config_of(model), layout);
+  check_header(path, kModelFile, record,
+               [&] { check_same_model(path, model_config_of(model), layout); });
   bool finite = stream_tensors(path, kModelFile, model, record, layout, {{"", 0}}, sink);
   const SafetensorsStream opt = open_stream(path, kOptimizerFile);
   int64_t optimizer_steps = 0;

@@ -44,11 +44,6 @@ void AdamW::zero_moments() {
   steps_taken = 0;
 }
 
-void AdamW::upload(const std::vector<float>& m, const std::vector<float>& v) {
-  be_.upload(m_, m.data(), layout_.total() * sizeof(float));
-  be_.upload(v_, v.data(), layout_.total() * sizeof(float));
-}
-
 double clip_grad_norm(Backend& backend, float* grads, int64_t n, float max_norm) {
   const double norm = std::sqrt(backend.sum_of_squares(grads, n));
   if (max_norm > 0.0f) {
