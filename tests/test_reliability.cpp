@@ -465,5 +465,43 @@ TEST_F(Reliability, CliNumbersAreRangeChecked) {
   EXPECT_TRUE(j["val_loss"].is_number()) << e.output;
 }
 
+// A resume streams each file into the device buffers before its checksum is known: when every
+// checkpoint turns out damaged, nothing they left behind may survive into the fresh start.
+TEST_F(Reliability, AllCheckpointsDamagedStartsExactlyLikeAFreshRun) {
+  ASSERT_EQ(run_mamba("train " + config("fresh_reference")).status, 0);
+  const std::string cfg = config("all_damaged");
+  ASSERT_EQ(run_mamba("train " + cfg).status, 0);
+  for (const char* step : {"/step_00000004", "/step_00000008"}) {
+    flip_byte(dir("all_damaged") + step + "/optimizer.safetensors");
+  }
+  const auto r = run_mamba("train " + cfg);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_FALSE(contains(r.output, "resumed from")) << r.output;
+  EXPECT_TRUE(fs::exists(dir("all_damaged") + "/step_00000004.corrupt"));
+  EXPECT_TRUE(fs::exists(dir("all_damaged") + "/step_00000008.corrupt"));
+  for (const char* file : {"/model.safetensors", "/optimizer.safetensors"}) {
+    EXPECT_EQ(bytes_of(dir("all_damaged") + "/step_00000008" + file),
+              bytes_of(dir("fresh_reference") + "/step_00000008" + file))
+        << file;
+  }
+}
+
+// A resume judges a file's header before its checksum is known: a damaged header that reads as
+// another model's is still a damaged checkpoint, set aside for the older one.
+TEST_F(Reliability, DamagedHeaderFallsBackInsteadOfStopping) {
+  const std::string cfg = config("header");
+  ASSERT_EQ(run_mamba("train " + cfg).status, 0);
+  const std::string file = dir("header") + "/step_00000008/model.safetensors";
+  std::string bytes = bytes_of(file);
+  const size_t at = bytes.find("\"d_model\":\"16\"");
+  ASSERT_NE(at, std::string::npos);
+  bytes.replace(at, 14, "\"d_model\":\"32\"");
+  std::ofstream(file, std::ios::binary) << bytes;
+  const auto r = run_mamba("train " + cfg + " train.steps=12");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "fails its checksum")) << r.output;
+  EXPECT_TRUE(contains(r.output, "resumed from " + dir("header") + "/step_00000004")) << r.output;
+}
+
 }  // namespace
 }  // namespace mamba

@@ -12,6 +12,7 @@
 #include <sstream>
 #include <utility>
 
+#include "io/ordered_read.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
 
@@ -135,26 +136,15 @@ int64_t TensorInfo::numel() const {
   return n;
 }
 
-SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path) {
-  bytes_ = read_whole_file(path);
-  const std::string where = "safetensors file " + path;
-  if (bytes_.size() < 8) {
-    throw_error(where, " is ", bytes_.size(),
-                " bytes, shorter than the 8-byte header length; the file is truncated or not "
-                "safetensors");
-  }
-  uint64_t header_len = 0;
-  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes_[i];
-  if (header_len > bytes_.size() - 8) {
-    throw_error(where, ": header length ", header_len, " exceeds the ", bytes_.size() - 8,
-                " bytes that follow it; the file is truncated or not safetensors");
-  }
-  data_start_ = 8 + static_cast<size_t>(header_len);
-  const uint64_t data_size = bytes_.size() - data_start_;
+namespace {
 
+// Parses and validates the JSON header text of a file whose data section has data_size bytes.
+void parse_header(const std::string& where, const char* text, size_t size, uint64_t data_size,
+                  std::map<std::string, TensorInfo>& tensors,
+                  std::map<std::string, std::string>& metadata) {
   json header;
   try {
-    header = json::parse(bytes_.begin() + 8, bytes_.begin() + data_start_);
+    header = json::parse(text, text + size);
   } catch (const json::exception& e) {
     throw_error(where, ": header is not valid JSON (", e.what(),
                 "); the file is corrupt or not safetensors");
@@ -174,7 +164,7 @@ SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path) {
           throw_error(where, ": __metadata__ value of '", m.key(), "' is a ", m.value().type_name(),
                       ", but safetensors metadata values must be strings");
         }
-        metadata_[m.key()] = m.value().get<std::string>();
+        metadata[m.key()] = m.value().get<std::string>();
       }
       continue;
     }
@@ -235,8 +225,31 @@ SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path) {
                   " elements of ", dtype->size, " bytes) but its data_offsets span ", span,
                   " bytes; the file is truncated or corrupt, copy or export it again");
     }
-    tensors_.emplace(name, std::move(info));
+    tensors.emplace(name, std::move(info));
   }
+}
+
+}  // namespace
+
+SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path) {
+  bytes_ = read_whole_file(path);
+  const std::string where = "safetensors file " + path;
+  if (bytes_.size() < 8) {
+    throw_error(where, " is ", bytes_.size(),
+                " bytes, shorter than the 8-byte header length; the file is truncated or not "
+                "safetensors");
+  }
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes_[i];
+  if (header_len > bytes_.size() - 8) {
+    throw_error(where, ": header length ", header_len, " exceeds the ", bytes_.size() - 8,
+                " bytes that follow it; the file is truncated or not safetensors");
+  }
+  data_start_ = 8 + static_cast<size_t>(header_len);
+  const uint64_t data_size = bytes_.size() - data_start_;
+
+  parse_header(where, reinterpret_cast<const char*>(bytes_.data()) + 8, size_t(header_len),
+               data_size, tensors_, metadata_);
 }
 
 std::vector<std::string> SafetensorsReader::names() const {
@@ -354,8 +367,68 @@ FileDigest SafetensorsReader::digest() const {
   return digest.digest();
 }
 
-FileDigest write_safetensors(const std::string& path, const std::vector<TensorView>& tensors,
-                             const std::map<std::string, std::string>& metadata) {
+SafetensorsStream::SafetensorsStream(const std::string& path) : path_(path) {
+  const std::string where = "safetensors file " + path;
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) {
+    throw_error("cannot open safetensors file ", path, " (", std::strerror(errno),
+                "); check the path and permissions");
+  }
+  struct stat st;
+  uint8_t len[8];
+  std::string header;
+  const bool regular = ::fstat(::fileno(f), &st) == 0 && S_ISREG(st.st_mode);
+  const uint64_t file_size = regular ? uint64_t(st.st_size) : 0;
+  const bool has_len = regular && file_size >= 8 && std::fread(len, 1, 8, f) == 8;
+  uint64_t header_len = 0;
+  for (int i = 7; has_len && i >= 0; --i) header_len = (header_len << 8) | len[i];
+  const bool fits = has_len && header_len <= file_size - 8;
+  if (fits) {
+    header.resize(size_t(header_len));
+    if (std::fread(header.data(), 1, header.size(), f) != header.size()) header.clear();
+  }
+  std::fclose(f);
+  if (!regular) throw_error("cannot read safetensors file ", path, ": not a regular file");
+  if (!has_len) {
+    throw_error(where, " is ", file_size,
+                " bytes, shorter than the 8-byte header length; the file is truncated or not "
+                "safetensors");
+  }
+  if (!fits) {
+    throw_error(where, ": header length ", header_len, " exceeds the ", file_size - 8,
+                " bytes that follow it; the file is truncated or not safetensors");
+  }
+  if (header.size() != header_len) throw_error("cannot read the header of ", where);
+  data_start_ = 8 + header_len;
+  parse_header(where, header.data(), header.size(), file_size - data_start_, tensors_, metadata_);
+}
+
+const TensorInfo& SafetensorsStream::info(const std::string& name) const {
+  const auto it = tensors_.find(name);
+  if (it == tensors_.end()) {
+    throw_error("safetensors file ", path_, " has no tensor '", name,
+                "'; check that the file matches this model");
+  }
+  return it->second;
+}
+
+FileDigest SafetensorsStream::read(const Sink& sink, size_t chunk_bytes, int threads) const {
+  return read_file_in_order(
+      path_, chunk_bytes, threads, [&](uint64_t offset, const uint8_t* data, size_t size) {
+        for (const auto& [name, t] : tensors_) {
+          const uint64_t lo = std::max(offset, data_start_ + t.begin);
+          const uint64_t hi = std::min(offset + size, data_start_ + t.end);
+          if (lo < hi) sink(name, t, lo - data_start_ - t.begin, data + (lo - offset), hi - lo);
+        }
+      });
+}
+
+namespace {
+
+// fetch null: the tensors' data are host memory, written as they are.
+FileDigest write_tensors(const std::string& path, const std::vector<TensorView>& tensors,
+                         const std::map<std::string, std::string>& metadata,
+                         const FetchBytes* fetch, size_t chunk_bytes) {
   json header = json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::vector<uint64_t> sizes;
@@ -406,11 +479,36 @@ FileDigest write_safetensors(const std::string& path, const std::vector<TensorVi
     for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(text.size() >> (8 * i));
     put(len, sizeof len);
     put(text.data(), text.size());
+    std::vector<uint8_t> chunk(fetch ? chunk_bytes : 0);
     for (size_t i = 0; i < tensors.size(); ++i) {
-      if (sizes[i] > 0) put(tensors[i].data, sizes[i]);
+      if (!fetch) {
+        if (sizes[i] > 0) put(tensors[i].data, sizes[i]);
+        continue;
+      }
+      const auto* src = static_cast<const uint8_t*>(tensors[i].data);
+      for (uint64_t done = 0; done < sizes[i]; done += chunk.size()) {
+        const size_t n = size_t(std::min<uint64_t>(chunk.size(), sizes[i] - done));
+        (*fetch)(chunk.data(), src + done, n);
+        put(chunk.data(), n);
+      }
     }
   });
   return digest.digest();
+}
+
+}  // namespace
+
+FileDigest write_safetensors(const std::string& path, const std::vector<TensorView>& tensors,
+                             const std::map<std::string, std::string>& metadata) {
+  return write_tensors(path, tensors, metadata, nullptr, 0);
+}
+
+FileDigest write_safetensors_fetched(const std::string& path,
+                                     const std::vector<TensorView>& tensors,
+                                     const std::map<std::string, std::string>& metadata,
+                                     const FetchBytes& fetch, size_t chunk_bytes) {
+  if (chunk_bytes == 0) throw_error("internal error: write_safetensors_fetched with no chunk");
+  return write_tensors(path, tensors, metadata, &fetch, chunk_bytes);
 }
 
 }  // namespace mamba

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -66,6 +67,32 @@ class SafetensorsReader {
   std::map<std::string, std::string> metadata_;
 };
 
+// A safetensors file read front to back in chunks, for files too large to hold in memory (a
+// checkpoint's optimizer state): the constructor reads and validates only the header, with the
+// checks and errors of SafetensorsReader; read() streams the rest (read_file_in_order).
+class SafetensorsStream {
+ public:
+  explicit SafetensorsStream(const std::string& path);
+
+  const std::string& path() const { return path_; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  bool has(const std::string& name) const { return tensors_.count(name) != 0; }
+  const TensorInfo& info(const std::string& name) const;
+
+  // Receives a piece of a tensor's stored bytes: offset is relative to the tensor's first byte.
+  using Sink = std::function<void(const std::string& name, const TensorInfo& info, uint64_t offset,
+                                  const uint8_t* data, size_t size)>;
+  // Hands every tensor's bytes to sink, in file order, on the calling thread; `threads` threads
+  // read chunk_bytes at a time. Returns the digest of the whole file.
+  FileDigest read(const Sink& sink, size_t chunk_bytes, int threads) const;
+
+ private:
+  std::string path_;
+  uint64_t data_start_ = 0;
+  std::map<std::string, TensorInfo> tensors_;
+  std::map<std::string, std::string> metadata_;
+};
+
 struct TensorView {
   std::string name;
   DType dtype;
@@ -79,5 +106,16 @@ struct TensorView {
 // Returns the digest of the bytes written, for integrity records.
 FileDigest write_safetensors(const std::string& path, const std::vector<TensorView>& tensors,
                              const std::map<std::string, std::string>& metadata = {});
+
+// Copies `bytes` from `src` (an address in a TensorView's data, possibly device memory) to `host`.
+using FetchBytes = std::function<void(void* host, const void* src, size_t bytes)>;
+
+// As write_safetensors, for tensors whose data the host cannot read directly (a device snapshot):
+// each tensor is fetched into one host buffer of chunk_bytes and written from there, so host
+// memory stays at one chunk whatever the file's size.
+FileDigest write_safetensors_fetched(const std::string& path,
+                                     const std::vector<TensorView>& tensors,
+                                     const std::map<std::string, std::string>& metadata,
+                                     const FetchBytes& fetch, size_t chunk_bytes);
 
 }  // namespace mamba

@@ -39,6 +39,12 @@ class Backend {
   virtual void upload(void* dst, const void* host_src, size_t bytes) = 0;
   virtual void download(void* host_dst, const void* src, size_t bytes) = 0;
   virtual void fill_zero(void* dst, size_t bytes) = 0;
+  // Device-to-device, ordered after the work queued so far (checkpoint snapshots).
+  virtual void copy(void* dst, const void* src, size_t bytes) = 0;
+  // A download for a background thread (the checkpoint writer): on a queue of its own, so that
+  // it overlaps the training kernels, and returns when the bytes are on the host. src must not
+  // be written by queued work (synchronize() after filling it). One such caller at a time.
+  virtual void download_concurrent(void* host_dst, const void* src, size_t bytes) = 0;
   virtual void synchronize() = 0;
   // Bytes of device memory at their peak since start (0 where not tracked).
   virtual size_t peak_memory() const { return 0; }

@@ -177,6 +177,20 @@ TrainerRecord read_trainer_record(const std::string& path) {
   return record;
 }
 
+// Checks a file's digest against trainer.json's record of it.
+void check_digest(const fs::path& file, const char* name, const FileDigest& actual,
+                  const TrainerRecord& record) {
+  const auto expected = record.files.find(name);
+  if (expected == record.files.end()) {
+    if (!record.files.empty()) damaged(file, "is not listed in trainer.json");
+  } else if (actual != expected->second) {
+    damaged(file, "fails its checksum (" + std::to_string(actual.bytes) + " bytes, crc32 " +
+                      crc32_hex(actual.crc32) + "; trainer.json says " +
+                      std::to_string(expected->second.bytes) + " bytes, crc32 " +
+                      crc32_hex(expected->second.crc32) + ")");
+  }
+}
+
 // Opens one of the checkpoint's safetensors files and checks it against trainer.json's record.
 SafetensorsReader open_verified(const std::string& path, const char* name,
                                 const TrainerRecord& record) {
@@ -187,20 +201,13 @@ SafetensorsReader open_verified(const std::string& path, const char* name,
   } catch (const Error& e) {
     throw CheckpointDamaged(std::string(e.what()) + ": the checkpoint is damaged");
   }
-  const auto expected = record.files.find(name);
-  if (expected == record.files.end()) {
-    if (!record.files.empty()) damaged(file, "is not listed in trainer.json");
-  } else if (reader->digest() != expected->second) {
-    const FileDigest actual = reader->digest();
-    damaged(file, "fails its checksum (" + std::to_string(actual.bytes) + " bytes, crc32 " +
-                      crc32_hex(actual.crc32) + "; trainer.json says " +
-                      std::to_string(expected->second.bytes) + " bytes, crc32 " +
-                      crc32_hex(expected->second.crc32) + ")");
-  }
+  check_digest(file, name, reader->digest(), record);
   return std::move(*reader);
 }
 
-int metadata_int(const SafetensorsReader& f, const char* key) {
+// File: SafetensorsReader or SafetensorsStream.
+template <typename File>
+int metadata_int(const File& f, const char* key) {
   const auto it = f.metadata().find(key);
   if (it == f.metadata().end()) damaged(f.path(), std::string("has no metadata '") + key + "'");
   int value = 0;
@@ -212,7 +219,8 @@ int metadata_int(const SafetensorsReader& f, const char* key) {
   return value;
 }
 
-ModelConfig model_config_of(const SafetensorsReader& f) {
+template <typename File>
+ModelConfig model_config_of(const File& f) {
   ModelConfig c;
   c.d_model = metadata_int(f, "d_model");
   c.n_layer = metadata_int(f, "n_layer");
@@ -289,6 +297,123 @@ void set_aside(const fs::path& path) {
                target.c_str());
 }
 
+// Loads read large chunks with several threads, ahead of the uploads (bounded host memory).
+constexpr size_t kLoadChunkBytes = size_t{64} << 20;
+constexpr int kLoadThreads = 4;
+
+SafetensorsStream open_stream(const std::string& path, const char* name) {
+  try {
+    return SafetensorsStream((fs::path(path) / name).string());
+  } catch (const Error& e) {
+    throw CheckpointDamaged(std::string(e.what()) + ": the checkpoint is damaged");
+  }
+}
+
+// Runs check, which may refuse the file as written for another model; streaming judges the
+// header before the file's checksum is known, so a refusal first makes sure the header is not
+// merely damaged.
+template <typename Check>
+void check_header(const std::string& path, const char* name, const TrainerRecord& record,
+                  const Check& check) {
+  try {
+    check();
+  } catch (const CheckpointDamaged&) {
+    throw;
+  } catch (const Error&) {
+    const fs::path file = fs::path(path) / name;
+    check_digest(file, name, digest_file(file.string()), record);
+    throw;
+  }
+}
+
+// Streams the tensors (prefix + reference name) -> checkpoint tensor index of a checkpoint file
+// to sink, checks the file's digest, and tells whether every value was finite. Each tensor must
+// be there as F32 with its layout's shape.
+bool stream_tensors(const std::string& path, const char* name, const SafetensorsStream& f,
+                    const TrainerRecord& record, const ParamLayout& layout,
+                    const std::vector<std::pair<std::string, int>>& prefixes,
+                    const CheckpointSink& sink) {
+  std::map<std::string, std::pair<int, int64_t>> targets;  // name -> (index, layout offset)
+  check_header(path, name, record, [&] {
+    for (const auto& [prefix, index] : prefixes) {
+      for (const ParamTensor& t : layout.tensors()) {
+        const std::string tensor = prefix + t.name;
+        if (!f.has(tensor)) {
+          throw_error("weights error: ", f.path(), " has no tensor ", tensor,
+                      ": it was not written for a model of shape ", layout.config().describe());
+        }
+        if (f.info(tensor).shape != t.shape || f.info(tensor).dtype != DType::F32) {
+          throw_error("weights error: ", f.path(), ": tensor '", tensor,
+                      "' is not F32 of the shape ",
+                      "this model's layout has: it was not written for a model of shape ",
+                      layout.config().describe());
+        }
+        targets[tensor] = {index, t.offset};
+      }
+    }
+  });
+  bool finite = true;
+  const FileDigest digest = f.read(
+      [&](const std::string& tensor, const TensorInfo&, uint64_t offset, const uint8_t* data,
+          size_t size) {
+        const auto target = targets.find(tensor);
+        if (target == targets.end()) return;
+        if (offset % sizeof(float) != 0 || size % sizeof(float) != 0 ||
+            reinterpret_cast<uintptr_t>(data) % alignof(float) != 0) {
+          damaged(f.path(), "has tensor data not aligned to 4 bytes");
+        }
+        const auto* values = reinterpret_cast<const float*>(data);
+        const int64_t n = int64_t(size / sizeof(float));
+        finite =
+            finite && std::all_of(values, values + n, [](float x) { return std::isfinite(x); });
+        sink(target->second.first, target->second.second + int64_t(offset / sizeof(float)), values,
+             n);
+      },
+      kLoadChunkBytes, kLoadThreads);
+  check_digest(fs::path(path) / name, name, digest, record);
+  return finite;
+}
+
+// Writes the files into step_XXXXXXXX.tmp, installs it and rotates keep_last. fetch null: the
+// source is host memory.
+std::string write_checkpoint(const std::string& dir, const ParamLayout& layout,
+                             const CheckpointSource& source, const FetchBytes* fetch,
+                             size_t chunk_bytes, const TrainerState& state, int keep_last) {
+  const fs::path final_path = fs::path(dir) / step_name(state.step);
+  const fs::path tmp = fs::path(dir) / (step_name(state.step) + ".tmp");
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  fs::create_directories(tmp, ec);
+  if (ec) throw_error("checkpoint error: cannot create ", tmp.string(), " (", ec.message(), ")");
+
+  auto write = [&](const char* name, const std::vector<TensorView>& views,
+                   const std::map<std::string, std::string>& metadata) {
+    const std::string file = (tmp / name).string();
+    return fetch ? write_safetensors_fetched(file, views, metadata, *fetch, chunk_bytes)
+                 : write_safetensors(file, views, metadata);
+  };
+  std::map<std::string, FileDigest> files;
+  files[kModelFile] =
+      write(kModelFile, weight_views(layout, source.params), model_metadata(layout.config()));
+  std::vector<TensorView> moments = weight_views(layout, source.exp_avg, "exp_avg.");
+  for (const TensorView& v : weight_views(layout, source.exp_avg_sq, "exp_avg_sq.")) {
+    moments.push_back(v);
+  }
+  files[kOptimizerFile] =
+      write(kOptimizerFile, moments, {{"steps_taken", std::to_string(source.optimizer_steps)}});
+  const std::string text = trainer_json(state, files);
+  write_file_atomic((tmp / kTrainerFile).string(), text.data(), text.size());
+
+  install(tmp, final_path);
+  fsync_directory(dir);
+
+  if (keep_last > 0) {
+    auto all = complete_checkpoints(dir);
+    for (size_t i = 0; i + keep_last < all.size(); ++i) fs::remove_all(all[i].second, ec);
+  }
+  return final_path.string();
+}
+
 }  // namespace
 
 void check_checkpoint_dir_writable(const std::string& dir) {
@@ -308,44 +433,32 @@ void check_checkpoint_dir_writable(const std::string& dir) {
   fs::remove(probe, ec);
 }
 
+void throw_nonfinite_checkpoint(const std::string& dir, int64_t step) {
+  throw_error("checkpoint error: the weights or optimizer moments of step ", step,
+              " hold NaN or infinity; no checkpoint was written (the newest one in ", dir,
+              " is the last good state)");
+}
+
 std::string save_checkpoint(const std::string& dir, const ParamLayout& layout,
                             const TrainingTensors& tensors, const TrainerState& state,
                             int keep_last) {
   if (!all_finite(tensors.params) || !all_finite(tensors.exp_avg) ||
       !all_finite(tensors.exp_avg_sq)) {
-    throw_error("checkpoint error: the weights or optimizer moments of step ", state.step,
-                " hold NaN or infinity; no checkpoint was written (the newest one in ", dir,
-                " is the last good state)");
+    throw_nonfinite_checkpoint(dir, state.step);
   }
-  const fs::path final_path = fs::path(dir) / step_name(state.step);
-  const fs::path tmp = fs::path(dir) / (step_name(state.step) + ".tmp");
-  std::error_code ec;
-  fs::remove_all(tmp, ec);
-  fs::create_directories(tmp, ec);
-  if (ec) throw_error("checkpoint error: cannot create ", tmp.string(), " (", ec.message(), ")");
+  const CheckpointSource source{tensors.params.data(), tensors.exp_avg.data(),
+                                tensors.exp_avg_sq.data(), tensors.optimizer_steps};
+  return write_checkpoint(dir, layout, source, nullptr, 0, state, keep_last);
+}
 
-  std::map<std::string, FileDigest> files;
-  files[kModelFile] =
-      write_safetensors((tmp / kModelFile).string(), weight_views(layout, tensors.params.data()),
-                        model_metadata(layout.config()));
-  std::vector<TensorView> moments = weight_views(layout, tensors.exp_avg.data(), "exp_avg.");
-  for (const TensorView& v : weight_views(layout, tensors.exp_avg_sq.data(), "exp_avg_sq.")) {
-    moments.push_back(v);
-  }
-  files[kOptimizerFile] =
-      write_safetensors((tmp / kOptimizerFile).string(), moments,
-                        {{"steps_taken", std::to_string(tensors.optimizer_steps)}});
-  const std::string text = trainer_json(state, files);
-  write_file_atomic((tmp / kTrainerFile).string(), text.data(), text.size());
+std::string save_checkpoint_fetched(const std::string& dir, const ParamLayout& layout,
+                                    const CheckpointSource& source, const FetchBytes& fetch,
+                                    size_t chunk_bytes, const TrainerState& state, int keep_last) {
+  return write_checkpoint(dir, layout, source, &fetch, chunk_bytes, state, keep_last);
+}
 
-  install(tmp, final_path);
-  fsync_directory(dir);
-
-  if (keep_last > 0) {
-    auto all = complete_checkpoints(dir);
-    for (size_t i = 0; i + keep_last < all.size(); ++i) fs::remove_all(all[i].second, ec);
-  }
-  return final_path.string();
+std::string checkpoint_path(const std::string& dir, int64_t step) {
+  return (fs::path(dir) / step_name(step)).string();
 }
 
 std::string latest_checkpoint(const std::string& dir) {
@@ -363,42 +476,50 @@ void load_checkpoint_weights(const std::string& path, const ParamLayout& layout,
   load_weights(f, layout, params);
 }
 
-void load_checkpoint(const std::string& path, const ParamLayout& layout, TrainingTensors& tensors,
-                     TrainerState& state) {
+int64_t load_checkpoint(const std::string& path, const ParamLayout& layout,
+                        const CheckpointSink& sink, TrainerState& state) {
   const TrainerRecord record = read_trainer_record(path);
-  tensors.params.resize(layout.total());
-  tensors.exp_avg.resize(layout.total());
-  tensors.exp_avg_sq.resize(layout.total());
-  {
-    const SafetensorsReader model = open_verified(path, kModelFile, record);
-    check_same_model(path, model_config_of(model), layout);
-    load_weights(model, layout, tensors.params.data());
-  }
-  const SafetensorsReader opt = open_verified(path, kOptimizerFile, record);
-  load_weights(opt, layout, tensors.exp_avg.data(), "exp_avg.");
-  load_weights(opt, layout, tensors.exp_avg_sq.data(), "exp_avg_sq.");
+  const SafetensorsStream model = open_stream(path, kModelFile);
+  check_header(path, kModelFile, record,
+               [&] { check_same_model(path, model_config_of(model), layout); });
+  bool finite = stream_tensors(path, kModelFile, model, record, layout, {{"", 0}}, sink);
+  const SafetensorsStream opt = open_stream(path, kOptimizerFile);
+  int64_t optimizer_steps = 0;
   const auto steps = opt.metadata().find("steps_taken");
   if (steps == opt.metadata().end()) damaged(opt.path(), "has no steps_taken");
   const std::string& text = steps->second;
-  const auto [end, ec] =
-      std::from_chars(text.data(), text.data() + text.size(), tensors.optimizer_steps);
-  if (ec != std::errc() || end != text.data() + text.size() || tensors.optimizer_steps < 0 ||
-      tensors.optimizer_steps > record.state.step) {
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), optimizer_steps);
+  if (ec != std::errc() || end != text.data() + text.size() || optimizer_steps < 0 ||
+      optimizer_steps > record.state.step) {
     damaged(opt.path(), "has steps_taken = '" + text + "'");
   }
-  if (!all_finite(tensors.params) || !all_finite(tensors.exp_avg) ||
-      !all_finite(tensors.exp_avg_sq)) {
-    damaged(path, "holds NaN or infinity");
-  }
+  finite = stream_tensors(path, kOptimizerFile, opt, record, layout,
+                          {{"exp_avg.", 1}, {"exp_avg_sq.", 2}}, sink) &&
+           finite;
+  if (!finite) damaged(path, "holds NaN or infinity");
   state = record.state;
+  return optimizer_steps;
+}
+
+void load_checkpoint(const std::string& path, const ParamLayout& layout, TrainingTensors& tensors,
+                     TrainerState& state) {
+  std::vector<float>* buffers[] = {&tensors.params, &tensors.exp_avg, &tensors.exp_avg_sq};
+  for (std::vector<float>* b : buffers) b->resize(layout.total());
+  tensors.optimizer_steps = load_checkpoint(
+      path, layout,
+      [&](int tensor, int64_t at, const float* values, int64_t n) {
+        std::copy(values, values + n, buffers[tensor]->data() + at);
+      },
+      state);
 }
 
 std::string load_newest_intact_checkpoint(const std::string& dir, const ParamLayout& layout,
-                                          TrainingTensors& tensors, TrainerState& state) {
+                                          const CheckpointSink& sink, TrainerState& state,
+                                          int64_t& optimizer_steps) {
   auto all = complete_checkpoints(dir);
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
     try {
-      load_checkpoint(it->second.string(), layout, tensors, state);
+      optimizer_steps = load_checkpoint(it->second.string(), layout, sink, state);
       return it->second.string();
     } catch (const CheckpointDamaged& e) {
       std::fprintf(stderr, "warning: skipping the damaged checkpoint %s: %s\n", it->second.c_str(),

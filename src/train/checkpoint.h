@@ -12,9 +12,11 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "io/safetensors.h"
 #include "model/params.h"
 #include "train/experiment_config.h"
 #include "util/error.h"
@@ -53,11 +55,42 @@ std::string save_checkpoint(const std::string& dir, const ParamLayout& layout,
                             const TrainingTensors& tensors, const TrainerState& state,
                             int keep_last);
 
+// The three tensors of a save where they lie (a device snapshot), each with the parameter layout.
+struct CheckpointSource {
+  const float* params;
+  const float* exp_avg;
+  const float* exp_avg_sq;
+  int64_t optimizer_steps;
+};
+
+// As save_checkpoint, for tensors the host reads through fetch, one chunk of chunk_bytes at a
+// time (the asynchronous writer's path: host memory stays at one chunk). The caller has checked
+// that the tensors are finite (throw_nonfinite_checkpoint otherwise).
+std::string save_checkpoint_fetched(const std::string& dir, const ParamLayout& layout,
+                                    const CheckpointSource& source, const FetchBytes& fetch,
+                                    size_t chunk_bytes, const TrainerState& state, int keep_last);
+
+// The refusal of a save whose weights or moments hold NaN or infinity.
+[[noreturn]] void throw_nonfinite_checkpoint(const std::string& dir, int64_t step);
+
+// Where the checkpoint of `step` goes: <dir>/step_XXXXXXXX.
+std::string checkpoint_path(const std::string& dir, int64_t step);
+
 // The newest complete checkpoint in dir, or "" when there is none (not verified).
 std::string latest_checkpoint(const std::string& dir);
 
-// Reads and verifies params, optimizer moments and trainer state: CheckpointDamaged when a file
-// is damaged, Error naming both shapes when it was written for another model.
+// Where a load puts the checkpoint's values, piece by piece as they are read: tensor 0 (params),
+// 1 (exp_avg) or 2 (exp_avg_sq), values [at, at + n) of its parameter layout.
+using CheckpointSink = std::function<void(int tensor, int64_t at, const float* values, int64_t n)>;
+
+// Reads and verifies params, optimizer moments and trainer state, streaming the files (several
+// reader threads, 64 MiB chunks: host memory stays bounded) into sink; returns the optimizer's
+// step count. CheckpointDamaged when a file is damaged (checksums are compared once a file has
+// been read, so the sink may have received values of a damaged file: the caller loads another
+// checkpoint or stops), Error naming both shapes when it was written for another model.
+int64_t load_checkpoint(const std::string& path, const ParamLayout& layout,
+                        const CheckpointSink& sink, TrainerState& state);
+// The same into host vectors.
 void load_checkpoint(const std::string& path, const ParamLayout& layout, TrainingTensors& tensors,
                      TrainerState& state);
 
@@ -65,7 +98,8 @@ void load_checkpoint(const std::string& path, const ParamLayout& layout, Trainin
 // (never deleted), with a warning on stderr naming each. Returns its path, or "" when none is
 // left.
 std::string load_newest_intact_checkpoint(const std::string& dir, const ParamLayout& layout,
-                                          TrainingTensors& tensors, TrainerState& state);
+                                          const CheckpointSink& sink, TrainerState& state,
+                                          int64_t& optimizer_steps);
 
 // A checkpoint directory as it is, or a run directory's newest checkpoint; errors otherwise.
 std::string resolve_checkpoint(const std::string& path);

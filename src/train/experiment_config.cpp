@@ -95,6 +95,7 @@ void for_each_key(Visit&& key, Config&... c) {
   key("checkpoint.interval", Check::NonNegative, c.checkpoint.interval...);
   key("checkpoint.keep_last", Check::NonNegative, c.checkpoint.keep_last...);
   key("checkpoint.resume", Check::NonEmpty, c.checkpoint.resume...);
+  key("checkpoint.async", Check::Any, c.checkpoint.async...);
 
   key("log.interval", Check::Positive, c.log.interval...);
   key("log.eval_interval", Check::NonNegative, c.log.eval_interval...);
@@ -199,6 +200,10 @@ struct Choices<Schedule> {
 template <>
 struct Choices<OnNonFinite> {
   static constexpr std::array<const char*, 2> names{"skip", "stop"};
+};
+template <>
+struct Choices<AsyncSave> {
+  static constexpr std::array<const char*, 3> names{"auto", "true", "false"};
 };
 
 template <typename E>
@@ -608,6 +613,9 @@ const char* to_string(Schedule schedule) {
 }
 const char* to_string(OnNonFinite action) {
   return choice_name(action);
+}
+const char* to_string(AsyncSave mode) {
+  return choice_name(mode);
 }
 
 std::string ExperimentConfig::to_yaml() const {

@@ -7,7 +7,7 @@
 //   train:      micro_batch, global_batch | grad_accum, steps | tokens (exactly one), device,
 //               precision, seed, recompute, on_nonfinite, max_skipped_steps
 //   optim:      lr, min_lr, warmup, schedule, beta1, beta2, eps, weight_decay, clip
-//   checkpoint: dir, interval, keep_last, resume
+//   checkpoint: dir, interval, keep_last, resume, async
 //   log:        interval, eval_interval, eval_batches, sample_interval, sample_tokens,
 //               sample_prompt, metrics, tensorboard
 //   dist:       bucket_mb, timeout_s, bf16_grads
@@ -27,13 +27,15 @@ enum class Device { Auto, Cpu, Cuda };
 enum class Precision { Fp32, Bf16 };
 enum class Schedule { Cosine, Linear, Constant };
 enum class OnNonFinite { Skip, Stop };
+enum class AsyncSave { Auto, On, Off };
 
 // The names used in the YAML file: auto, cpu, cuda; fp32, bf16; cosine, linear, constant;
-// skip, stop.
+// skip, stop; auto, true, false.
 const char* to_string(Device device);
 const char* to_string(Precision precision);
 const char* to_string(Schedule schedule);
 const char* to_string(OnNonFinite action);
+const char* to_string(AsyncSave mode);
 
 struct DataConfig {
   std::string train;   // required: glob of training shards, e.g. data/demo/train-*.h5
@@ -80,6 +82,9 @@ struct CheckpointConfig {
   int64_t interval = 1000;      // steps between checkpoints; 0: only the final one
   int keep_last = 3;            // older checkpoints in dir are deleted; 0 keeps them all
   std::string resume = "auto";  // auto: the latest checkpoint in dir, if any; none; or a path
+  // true: written by a background thread while training goes on (docs/reliability.md); auto:
+  // true on a GPU, false on the CPU.
+  AsyncSave async = AsyncSave::Auto;
 };
 
 struct LogConfig {

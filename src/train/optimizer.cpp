@@ -39,9 +39,10 @@ std::vector<float> AdamW::download(const float* moment) const {
   return host;
 }
 
-void AdamW::upload(const std::vector<float>& m, const std::vector<float>& v) {
-  be_.upload(m_, m.data(), layout_.total() * sizeof(float));
-  be_.upload(v_, v.data(), layout_.total() * sizeof(float));
+void AdamW::zero_moments() {
+  be_.fill_zero(m_, layout_.total() * sizeof(float));
+  be_.fill_zero(v_, layout_.total() * sizeof(float));
+  steps_taken = 0;
 }
 
 double clip_grad_norm(Backend& backend, float* grads, int64_t n, float max_norm) {

@@ -24,10 +24,14 @@ class AdamW {
   // One update with learning rate lr; weight decay only on tensors whose layout says so.
   void step(float* params, const float* grads, float lr);
 
-  // Host copies of the moments (checkpoints) and their restore.
+  // Host copies of the moments (synchronous checkpoints).
   std::vector<float> download_m() const { return download(m_); }
   std::vector<float> download_v() const { return download(v_); }
-  void upload(const std::vector<float>& m, const std::vector<float>& v);
+  // The moments on the device: checkpoints snapshot them and load into them.
+  float* moment_m() { return m_; }
+  float* moment_v() { return v_; }
+  // Back to the state of a fresh run (after a failed load wrote into them).
+  void zero_moments();
 
   int64_t steps_taken = 0;
 

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <future>
 #include <sstream>
 
 #include "model/recurrent.h"
@@ -71,6 +72,17 @@ Trainer::Trainer(const ExperimentConfig& config, Communicator& comm)
     lock_.emplace(cfg_.checkpoint.dir);
     check_checkpoint_dir_writable(cfg_.checkpoint.dir);
   }
+  // The loaders check every shard while the backend, model and checkpoint load: independent
+  // work, and opening a large corpus takes seconds. Their errors surface at get(), before any
+  // training.
+  auto train_data = std::async(std::launch::async, [&] {
+    return std::make_unique<TokenLoader>(cfg_.data.train, L, cfg_.model.vocab_size, global_batch_,
+                                         rank, world, uint64_t(cfg_.train.seed), true);
+  });
+  auto val_data = std::async(std::launch::async, [&] {
+    return std::make_unique<TokenLoader>(cfg_.data.val, L, cfg_.model.vocab_size, micro_ * world,
+                                         rank, world, uint64_t(cfg_.train.seed), false);
+  });
   backend_ = make_backend(cfg_, comm.local_rank());
   model_ = std::make_unique<MambaLM>(cfg_.model, *backend_, cfg_.train.recompute);
   model_->plan(micro_, L);  // activations now: a shape too large fails before any data is read
@@ -78,15 +90,19 @@ Trainer::Trainer(const ExperimentConfig& config, Communicator& comm)
       std::make_unique<AdamW>(model_->layout(), *backend_,
                               AdamWSettings{float(cfg_.optim.beta1), float(cfg_.optim.beta2),
                                             float(cfg_.optim.eps), float(cfg_.optim.weight_decay)});
-  train_data_ =
-      std::make_unique<TokenLoader>(cfg_.data.train, L, cfg_.model.vocab_size, global_batch_, rank,
-                                    world, uint64_t(cfg_.train.seed), true);
-  val_data_ = std::make_unique<TokenLoader>(cfg_.data.val, L, cfg_.model.vocab_size, micro_ * world,
-                                            rank, world, uint64_t(cfg_.train.seed), false);
+  const AsyncSave async = cfg_.checkpoint.async;
+  if (leader_ &&
+      (async == AsyncSave::On || (async == AsyncSave::Auto && !backend_->host_accessible()))) {
+    writer_ = std::make_unique<CheckpointWriter>(*backend_, model_->layout(), cfg_.checkpoint.dir,
+                                                 cfg_.checkpoint.keep_last);
+  }
   if (leader_ && cfg_.log.sample_interval > 0 && !cfg_.data.tokenizer.empty()) {
     tokenizer_ = load_tokenizer(cfg_.data.tokenizer);
   }
-  resume();
+  const bool resumed = resume();
+  train_data_ = train_data.get();
+  val_data_ = val_data.get();
+  if (resumed) train_data_->restore(LoaderPosition{state_.loader_epoch, state_.loader_sample});
   state_.world = world;
   state_.config_yaml = cfg_.to_yaml();
   metrics_ = std::make_unique<MetricsFile>(leader_ ? cfg_.log.metrics : "", state_.step);
@@ -103,22 +119,32 @@ Trainer::Trainer(const ExperimentConfig& config, Communicator& comm)
 Trainer::~Trainer() = default;
 
 // The leader picks the checkpoint (for auto, the newest intact one, setting damaged ones
-// aside); every rank loads it.
-void Trainer::resume() {
+// aside); every rank loads it, streaming it into the device buffers. True when it did (the
+// caller then restores the data position).
+bool Trainer::resume() {
   const ParamLayout& layout = model_->layout();
   const std::string& resume = cfg_.checkpoint.resume;
-  TrainingTensors saved;
+  float* targets[] = {model_->params(), optimizer_->moment_m(), optimizer_->moment_v()};
+  const CheckpointSink upload = [&](int tensor, int64_t at, const float* values, int64_t n) {
+    backend_->upload(targets[tensor] + at, values, size_t(n) * sizeof(float));
+  };
+  int64_t optimizer_steps = 0;
   std::string path;
   if (resume == "auto") {
-    if (leader_) path = load_newest_intact_checkpoint(cfg_.checkpoint.dir, layout, saved, state_);
+    if (leader_) {
+      path = load_newest_intact_checkpoint(cfg_.checkpoint.dir, layout, upload, state_,
+                                           optimizer_steps);
+    }
     path = broadcast_string(comm_, path, 0);
-    if (!leader_ && !path.empty()) load_checkpoint(path, layout, saved, state_);
+    if (!leader_ && !path.empty()) optimizer_steps = load_checkpoint(path, layout, upload, state_);
   } else if (resume != "none") {
     path = resume;
-    load_checkpoint(path, layout, saved, state_);
+    optimizer_steps = load_checkpoint(path, layout, upload, state_);
   }
   if (path.empty()) {
-    // A fresh run: the optimizer and the schedule start from zero either way.
+    // A fresh run: the optimizer and the schedule start from zero either way. Damaged checkpoints
+    // set aside may have left values in the moments.
+    optimizer_->zero_moments();
     std::vector<float> params(layout.total());
     if (cfg_.init_from.empty()) {
       init_params(layout, params.data(), uint64_t(cfg_.train.seed));
@@ -126,14 +152,14 @@ void Trainer::resume() {
       load_initial_weights(find_weights(cfg_.init_from), layout, params.data());
     }
     model_->upload_params(params);
-    return;
+    return false;
   }
-  model_->upload_params(saved.params);
-  optimizer_->upload(saved.exp_avg, saved.exp_avg_sq);
-  optimizer_->steps_taken = saved.optimizer_steps;
-  train_data_->restore(LoaderPosition{state_.loader_epoch, state_.loader_sample});
+  backend_->synchronize();
+  model_->params_updated();
+  optimizer_->steps_taken = optimizer_steps;
   sample_rng_.set_state(state_.rng);
   last_checkpoint_ = path;
+  return true;
 }
 
 StepResult Trainer::train_step() {
@@ -212,17 +238,31 @@ std::string Trainer::sample() {
 }
 
 void Trainer::save() {
+  const auto start = Clock::now();
   const LoaderPosition pos = train_data_->position();
   state_.loader_epoch = pos.epoch;
   state_.loader_sample = pos.sample;
   state_.rng = sample_rng_.state();
   if (!leader_) return;
-  const TrainingTensors tensors{model_->download(model_->params()), optimizer_->download_m(),
-                                optimizer_->download_v(), optimizer_->steps_taken};
-  last_checkpoint_ = save_checkpoint(cfg_.checkpoint.dir, model_->layout(), tensors, state_,
-                                     cfg_.checkpoint.keep_last);
-  std::printf("checkpoint %s\n", last_checkpoint_.c_str());
-  std::fflush(stdout);
+  if (writer_) {
+    // Named before it is complete: a run that stops now waits for it (~CheckpointWriter).
+    last_checkpoint_ = writer_->save(model_->params(), optimizer_->moment_m(),
+                                     optimizer_->moment_v(), optimizer_->steps_taken, state_);
+  } else {
+    const TrainingTensors tensors{model_->download(model_->params()), optimizer_->download_m(),
+                                  optimizer_->download_v(), optimizer_->steps_taken};
+    last_checkpoint_ = save_checkpoint(cfg_.checkpoint.dir, model_->layout(), tensors, state_,
+                                       cfg_.checkpoint.keep_last);
+    std::printf("checkpoint %s\n", last_checkpoint_.c_str());
+    std::fflush(stdout);
+  }
+  last_save_stall_s_ = seconds_since(start);
+}
+
+void Trainer::wait_for_saves() {
+  if (!writer_) return;
+  writer_->wait();
+  if (!writer_->newest().empty()) last_checkpoint_ = writer_->newest();
 }
 
 void Trainer::log_step(const StepResult& r) {
@@ -322,6 +362,7 @@ TrainOutcome Trainer::run() {
       break;
     }
   }
+  wait_for_saves();
   outcome.checkpoint = last_checkpoint_;
   outcome.step = state_.step;
   return outcome;

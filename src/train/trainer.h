@@ -19,6 +19,7 @@
 #include "dist/gradient_reducer.h"
 #include "model/mamba_lm.h"
 #include "train/checkpoint.h"
+#include "train/checkpoint_writer.h"
 #include "train/experiment_config.h"
 #include "train/optimizer.h"
 #include "train/run_log.h"
@@ -63,7 +64,17 @@ class Trainer {
   // A text sample from the current weights (rank 0 with a tokenizer only).
   std::string sample();
   // Writes a checkpoint of the current state (rank 0 writes; every rank records the position).
+  // With checkpoint.async it returns once the state is snapshotted; wait_for_saves() waits for
+  // the write.
   void save();
+  void wait_for_saves();
+  bool async_saves() const { return writer_ != nullptr; }
+  // Seconds the last save() held training, and the last complete write took (the same when
+  // synchronous; known after wait_for_saves() when not), for benchmarks.
+  double last_save_stall_seconds() const { return last_save_stall_s_; }
+  double last_save_write_seconds() const {
+    return writer_ ? writer_->last_write_seconds() : last_save_stall_s_;
+  }
 
   // For benchmarks measuring how much of the all-reduce backward hides: false skips it.
   void set_communication(bool on) { communicate_ = on; }
@@ -75,7 +86,7 @@ class Trainer {
   int64_t tokens_per_step() const { return int64_t(global_batch_) * cfg_.data.seq_len; }
 
  private:
-  void resume();
+  bool resume();
   void print_banner() const;
   void log_step(const StepResult& r);
   void log_skipped(const StepResult& r);
@@ -94,9 +105,11 @@ class Trainer {
   std::unique_ptr<GradientReducer> reducer_;
   std::unique_ptr<MetricsFile> metrics_;
   std::unique_ptr<TensorBoardWriter> tensorboard_;  // rank 0 with log.tensorboard only
+  std::unique_ptr<CheckpointWriter> writer_;  // rank 0 with checkpoint.async only
   TrainerState state_;
   Rng sample_rng_;
   std::string last_checkpoint_;
+  double last_save_stall_s_ = 0.0;
   std::vector<int32_t> rows_, inputs_, targets_;
   std::vector<int64_t> poisoned_steps_;  // fault injection for tests (MAMBA_TEST_NAN_STEPS)
   bool communicate_ = true;

@@ -15,6 +15,10 @@ uint32_t crc32_update(uint32_t crc, const void* data, size_t size) {
   return uint32_t(crc32_z(crc, static_cast<const Bytef*>(data), size));
 }
 
+uint32_t crc32_concat(uint32_t crc_a, uint32_t crc_b, uint64_t size_b) {
+  return uint32_t(crc32_combine64(crc_a, crc_b, z_off64_t(size_b)));
+}
+
 FileDigest digest_file(const std::string& path) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) throw_error("cannot read ", path, ": ", std::strerror(errno));

@@ -17,6 +17,8 @@ struct FileDigest {
 
 // Continues `crc` (0 to start) over data[0..size).
 uint32_t crc32_update(uint32_t crc, const void* data, size_t size);
+// The CRC of A followed by B from the CRCs of both and B's length (pieces checksummed apart).
+uint32_t crc32_concat(uint32_t crc_a, uint32_t crc_b, uint64_t size_b);
 
 // Accumulates the digest of bytes as they are written, piece by piece.
 class DigestBuilder {

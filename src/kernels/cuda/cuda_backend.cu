@@ -10,6 +10,8 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
+#include <cstring>
 #include <string>
 #include <type_traits>
 #include <unordered_map>
@@ -49,7 +51,7 @@ double gib(size_t bytes) {
 
 class CudaBackend final : public Backend {
  public:
-  CudaBackend(int device, bool bf16) : bf16_(bf16) {
+  CudaBackend(int device, bool bf16) : bf16_(bf16), device_(device) {
     const int count = cuda_device_count();
     if (device < 0 || device >= count) {
       throw_error("cuda error: device ", device, " requested but ", count,
@@ -61,6 +63,8 @@ class CudaBackend final : public Backend {
     name_ = "cuda:" + std::to_string(device) + " (" + prop.name + ")";
     peak_flops_ = peak_bf16_flops(prop.name);
     cuda::check_cuda(cudaStreamCreate(&stream_), "cudaStreamCreate");
+    cuda::check_cuda(cudaStreamCreateWithFlags(&side_stream_, cudaStreamNonBlocking),
+                     "cudaStreamCreateWithFlags");
     gemm_workspace_ = allocate(kGemmWorkspaceBytes);
     gemm_ = std::make_unique<cuda::Gemm>(stream_, gemm_workspace_, kGemmWorkspaceBytes);
   }
@@ -69,6 +73,8 @@ class CudaBackend final : public Backend {
     cudaStreamSynchronize(stream_);
     gemm_.reset();
     for (const auto& [p, bytes] : sizes_) cudaFree(p);
+    cudaFreeHost(staging_);
+    cudaStreamDestroy(side_stream_);
     cudaStreamDestroy(stream_);
   }
 
@@ -127,6 +133,26 @@ class CudaBackend final : public Backend {
   }
   void fill_zero(void* dst, size_t bytes) override {
     cuda::check_cuda(cudaMemsetAsync(dst, 0, bytes, stream_), "cudaMemsetAsync");
+  }
+  void copy(void* dst, const void* src, size_t bytes) override {
+    cuda::check_cuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_),
+                     "cudaMemcpyAsync (copy)");
+  }
+  // Through a pinned staging buffer, so that the copy is a true DMA on the side stream whatever
+  // memory host_dst is; the runtime's current device is per thread, hence cudaSetDevice.
+  void download_concurrent(void* host_dst, const void* src, size_t bytes) override {
+    cuda::check_cuda(cudaSetDevice(device_), "cudaSetDevice");
+    if (!staging_) {
+      cuda::check_cuda(cudaMallocHost(&staging_, kStagingBytes), "cudaMallocHost (staging)");
+    }
+    for (size_t done = 0; done < bytes; done += kStagingBytes) {
+      const size_t n = std::min(kStagingBytes, bytes - done);
+      cuda::check_cuda(cudaMemcpyAsync(staging_, static_cast<const char*>(src) + done, n,
+                                       cudaMemcpyDeviceToHost, side_stream_),
+                       "cudaMemcpyAsync (concurrent download)");
+      cuda::check_cuda(cudaStreamSynchronize(side_stream_), "cudaStreamSynchronize (side)");
+      std::memcpy(static_cast<char*>(host_dst) + done, staging_, n);
+    }
   }
   void synchronize() override {
     cuda::check_cuda(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
@@ -281,10 +307,15 @@ class CudaBackend final : public Backend {
     return scratch_;
   }
 
+  static constexpr size_t kStagingBytes = size_t{64} << 20;
+
   bool bf16_;
+  int device_;
   std::string name_;
   double peak_flops_ = 0.0;
   cudaStream_t stream_ = nullptr;
+  cudaStream_t side_stream_ = nullptr;  // download_concurrent's
+  void* staging_ = nullptr;             // pinned, kStagingBytes, allocated at first use
   std::unordered_map<void*, size_t> sizes_;
   size_t current_ = 0, peak_ = 0;
   void* scratch_ = nullptr;

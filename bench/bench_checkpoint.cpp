@@ -1,0 +1,237 @@
+// Checkpoint benchmark: what checkpoints cost a run, through the Trainer a run uses. Prints one
+// JSON line with
+//   first_step_fresh_s    construction (backend, model, init, data) to the end of the first step
+//   stall_s               how long each save() held training (median), and save_write_s, the
+//                         time each checkpoint took to be complete on disk (median)
+//   step_s, step_during_write_s  median step time without a write in flight and with one
+//   load_s, load_gb_per_s the checkpoint's verified load into device buffers, as a resume does
+//   first_step_resumed_s  construction resuming from that checkpoint to the end of the first step
+//   peak_rss_gib_*        the host's peak resident memory during start, saves, load and resume
+//                         (the peak is reset between phases through /proc/self/clear_refs)
+//   bench_checkpoint [--model tiny|130m|370m|790m|1.4b|2.8b | --config FILE] [key=value ...]
+//                    [--device cpu|cuda] [--async auto|true|false] [--saves N] [--between K]
+//                    [--dir DIR]
+// The device defaults to the GPU when there is one; --dir holds the checkpoints (default: a
+// folder in the temporary directory, removed at the end). Single process.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "data/manifest.h"
+#include "data/shard.h"
+#include "dist/communicator.h"
+#include "train/device.h"
+#include "train/trainer.h"
+#include "util/error.h"
+#include "util/rng.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+std::string flag(int argc, char** argv, const char* name, const std::string& fallback) {
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (!std::strcmp(argv[i], name)) return argv[i + 1];
+  }
+  return fallback;
+}
+
+std::string config_path(int argc, char** argv) {
+  const std::string given = flag(argc, argv, "--config", "");
+  if (!given.empty()) return given;
+  const std::string model = flag(argc, argv, "--model", "tiny");
+  for (const std::string& name : {"mamba-" + model + ".yaml", model + ".yaml"}) {
+    const fs::path path = fs::path(MAMBA_CONFIG_DIR) / name;
+    if (fs::exists(path)) return path.string();
+  }
+  mamba::throw_error("bench_checkpoint: no config for --model ", model, " in ", MAMBA_CONFIG_DIR);
+}
+
+// Random tokens below vocab in one shard with its manifest, as mamba prepare would leave them.
+void write_random_shard(const std::string& path, int vocab, int64_t tokens) {
+  mamba::ShardInfo info;
+  info.vocab_size = vocab;
+  info.eos_id = vocab - 1;
+  info.tokenizer = "random";
+  info.split = "train";
+  mamba::ShardWriter writer(path, info);
+  mamba::Rng rng(1);
+  std::vector<int32_t> chunk(1 << 16);
+  for (int64_t done = 0; done < tokens; done += int64_t(chunk.size())) {
+    for (int32_t& t : chunk) t = int32_t(rng.below(uint64_t(vocab)));
+    writer.append(chunk.data(), chunk.size());
+  }
+  writer.end_document();
+  mamba::Manifest manifest;
+  manifest.shards.push_back(mamba::describe_shard(writer.finish()));
+  mamba::write_manifest(mamba::directory_of(path), manifest);
+}
+
+// The process's peak resident memory since the last reset_peak_rss(), in GiB (VmHWM).
+double peak_rss_gib() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / double(1 << 20);
+  }
+  return -1.0;
+}
+
+void reset_peak_rss() {
+  std::ofstream("/proc/self/clear_refs") << "5";
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return -1.0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+uint64_t bytes_under(const fs::path& dir) {
+  uint64_t total = 0;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file()) total += e.file_size();
+  }
+  return total;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  mamba::Communicator& comm = mamba::mpi_world();
+  const int saves = std::stoi(flag(argc, argv, "--saves", "3"));
+  const int between = std::stoi(flag(argc, argv, "--between", "3"));
+  if (saves < 1 || between < 1) mamba::throw_error("bench_checkpoint: --saves and --between >= 1");
+  std::vector<std::string> overrides;
+  for (int i = 1; i < argc; ++i) {
+    if (argv[i][0] == '-' && argv[i][1] == '-') {
+      ++i;
+    } else {
+      overrides.push_back(argv[i]);
+    }
+  }
+  const std::string device = flag(argc, argv, "--device", mamba::cuda_available() ? "cuda" : "cpu");
+  const fs::path scratch =
+      flag(argc, argv, "--dir", (fs::temp_directory_path() / "mamba_bench_checkpoint").string());
+  const bool own_scratch = flag(argc, argv, "--dir", "").empty();
+  const std::string shard = (scratch / "data" / "random-0000.h5").string();
+  const fs::path ckpt = scratch / "ckpt";
+  const int steps = 1 + saves * between + 2;
+  overrides.insert(
+      overrides.begin(),
+      {"train.device=" + device,
+       "train.precision=" + std::string(device == "cuda" ? "bf16" : "fp32"),
+       "train.global_batch=null", "train.grad_accum=1", "train.tokens=null",
+       "train.steps=" + std::to_string(steps + 1), "optim.warmup=0", "data.train=" + shard,
+       "data.val=" + shard, "data.tokenizer=", "log.eval_interval=0", "log.sample_interval=0",
+       "checkpoint.interval=0", "checkpoint.keep_last=1",
+       "checkpoint.async=" + flag(argc, argv, "--async", "auto"),
+       "checkpoint.dir=" + ckpt.string()});
+  std::vector<std::string> fresh = overrides, resumed = overrides;
+  fresh.push_back("checkpoint.resume=none");
+  resumed.push_back("checkpoint.resume=auto");
+  const mamba::ExperimentConfig fresh_cfg =
+      mamba::load_experiment_config(config_path(argc, argv), fresh);
+  const mamba::ExperimentConfig resumed_cfg =
+      mamba::load_experiment_config(config_path(argc, argv), resumed);
+  fs::remove_all(ckpt);
+  fs::create_directories(fs::path(shard).parent_path());
+  write_random_shard(shard, fresh_cfg.model.vocab_size,
+                     fresh_cfg.global_batch(1) * int64_t(steps + 2) * (fresh_cfg.data.seq_len + 1));
+
+  reset_peak_rss();
+  auto t0 = Clock::now();
+  std::vector<double> stall, write, step, step_during_write;
+  std::string backend_name;
+  bool async = false;
+  int64_t params = 0;
+  double fresh_s = 0, rss_start = 0, rss_save = 0;
+  {
+    mamba::Trainer trainer(fresh_cfg, comm);
+    trainer.train_step();
+    fresh_s = seconds_since(t0);
+    rss_start = peak_rss_gib();
+    backend_name = trainer.backend().name();
+    params = trainer.model().layout().total();
+    async = trainer.async_saves();
+    reset_peak_rss();
+    for (int s = 0; s < saves; ++s) {
+      // Each save finds no write in flight, so stall_s is the snapshot alone; a run whose
+      // checkpoint interval is shorter than save_write_s would also wait for the previous write.
+      // One checkpoint on disk at a time (2.8B's is 34 GB).
+      for (const auto& e : fs::directory_iterator(ckpt)) {
+        if (e.path().filename().string().rfind("step_", 0) == 0) fs::remove_all(e.path());
+      }
+      trainer.save();
+      stall.push_back(trainer.last_save_stall_seconds());
+      for (int k = 0; k < between; ++k) step_during_write.push_back(trainer.train_step().seconds);
+      trainer.wait_for_saves();
+      write.push_back(trainer.last_save_write_seconds());
+      step.push_back(trainer.train_step().seconds);
+    }
+    rss_save = peak_rss_gib();
+  }
+  const std::string path = mamba::latest_checkpoint(ckpt.string());
+  const double gb = double(bytes_under(path)) / 1e9;
+
+  reset_peak_rss();
+  double load_s = 0;
+  {
+    // As a resume loads: streamed into three device buffers.
+    const auto backend = mamba::make_backend(resumed_cfg, 0);
+    const mamba::ParamLayout layout(resumed_cfg.model);
+    const size_t bytes = size_t(layout.total()) * sizeof(float);
+    float* buffers[] = {static_cast<float*>(backend->allocate(bytes)),
+                        static_cast<float*>(backend->allocate(bytes)),
+                        static_cast<float*>(backend->allocate(bytes))};
+    mamba::TrainerState state;
+    t0 = Clock::now();
+    mamba::load_checkpoint(
+        path, layout,
+        [&](int tensor, int64_t at, const float* values, int64_t n) {
+          backend->upload(buffers[tensor] + at, values, size_t(n) * sizeof(float));
+        },
+        state);
+    backend->synchronize();
+    load_s = seconds_since(t0);
+    for (float* b : buffers) backend->release(b);
+  }
+  const double rss_load = peak_rss_gib();
+
+  reset_peak_rss();
+  t0 = Clock::now();
+  {
+    mamba::Trainer trainer(resumed_cfg, comm);
+    trainer.train_step();
+  }
+  const double resumed_s = seconds_since(t0);
+  const double rss_resume = peak_rss_gib();
+  if (own_scratch) fs::remove_all(scratch);
+
+  std::printf(
+      "{\"bench\": \"checkpoint\", \"config\": \"%s\", \"device\": \"%s\", \"params\": %lld, "
+      "\"async\": %s, \"checkpoint_gb\": %.3f, \"first_step_fresh_s\": %.3f, "
+      "\"stall_s\": %.4f, \"stall_max_s\": %.4f, \"save_write_s\": %.3f, "
+      "\"save_gb_per_s\": %.3f, \"step_s\": %.4f, \"step_during_write_s\": %.4f, "
+      "\"load_s\": %.3f, \"load_gb_per_s\": %.3f, \"first_step_resumed_s\": %.3f, "
+      "\"peak_rss_gib_start\": %.3f, \"peak_rss_gib_saving\": %.3f, \"peak_rss_gib_loading\": "
+      "%.3f, \"peak_rss_gib_resume\": %.3f}\n",
+      fs::path(fresh_cfg.source).stem().c_str(), backend_name.c_str(), (long long)params,
+      async ? "true" : "false", gb, fresh_s, median(stall),
+      *std::max_element(stall.begin(), stall.end()), median(write), gb / median(write),
+      median(step), median(step_during_write), load_s, gb / load_s, resumed_s, rss_start, rss_save,
+      rss_load, rss_resume);
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "%s\n", e.what());
+  return 2;
+}
