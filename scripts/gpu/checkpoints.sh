@@ -8,7 +8,7 @@ m=build-gpu/mamba
 
 bench() {
   for async in true false; do
-    build-gpu/bench_checkpoint --model 1.4b --batch 4 --seqlen 2048 --async $async --saves 3 \
+    build-gpu/bench_checkpoint --model 1.4b train.micro_batch=4 --async $async --saves 3 \
       --dir "$out/bench_ckpt" | tee -a "$out/checkpoints.jsonl"
   done
   build-gpu/bench_train --device cuda --model 1.4b --batch 4 --seqlen 2048 --steps 5 \
