@@ -318,5 +318,20 @@ TEST_F(TrainRun, EvalAndGenerateFromCheckpoint) {
   EXPECT_GT(expected.size(), 4u);
 }
 
+// model.vocab_size: auto takes the training shards' vocabulary, and a checkpoint records the
+// number.
+TEST_F(TrainRun, VocabSizeAutoComesFromTheShards) {
+  const auto r =
+      run_mamba("train " + config("vocab_auto") + " model.vocab_size=auto train.steps=2");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("vocab_size=257 (padded 264)"), std::string::npos) << r.output;
+  EXPECT_EQ(checkpoint_experiment_config(dir("vocab_auto") + "/step_00000002").model.vocab_size,
+            257);
+  const auto none = run_mamba("train " + config("vocab_none") +
+                              " model.vocab_size=auto data.train=/nonexistent/train-*.h5");
+  EXPECT_EQ(none.status, 2) << none.output;
+  EXPECT_NE(none.output.find("model.vocab_size = auto"), std::string::npos) << none.output;
+}
+
 }  // namespace
 }  // namespace mamba

@@ -544,7 +544,7 @@ ExperimentConfig checkpoint_experiment_config(const std::string& path) {
   const fs::path file = fs::path(path) / kTrainerFile;
   const std::string yaml = read_trainer_record(path).state.config_yaml;
   try {
-    return parse_experiment_config(yaml, file.string(), {}, InitFrom::Ignore);
+    return parse_experiment_config(yaml, file.string(), {}, Sources::Ignore);
   } catch (const Error& e) {
     damaged(file, std::string("holds a config that does not parse (") + e.what() + ")");
   }

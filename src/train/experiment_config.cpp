@@ -22,6 +22,7 @@
 #include <sstream>
 #include <type_traits>
 
+#include "data/shard.h"
 #include "data/text.h"
 #include "train/hugging_face.h"
 #include "util/error.h"
@@ -55,7 +56,7 @@ template <typename Visit, typename... Config>
 void for_each_key(Visit&& key, Config&... c) {
   key("model.d_model", Check::Positive, c.model.d_model...);
   key("model.n_layer", Check::Positive, c.model.n_layer...);
-  key("model.vocab_size", Check::Positive, c.model.vocab_size...);
+  key("model.vocab_size", Check::PositiveOrAuto, c.model.vocab_size...);
   key("model.pad_vocab_multiple", Check::Positive, c.model.pad_vocab_multiple...);
   key("model.d_state", Check::Positive, c.model.d_state...);
   key("model.d_conv", Check::Positive, c.model.d_conv...);
@@ -693,6 +694,17 @@ bool operator!=(const ExperimentConfig& a, const ExperimentConfig& b) {
 
 namespace {
 
+// model.vocab_size: auto takes the vocabulary the training shards were made with.
+void resolve_vocab(ExperimentConfig& c, const Origins& origins) {
+  const std::vector<std::string> shards = glob_sorted(c.data.train);
+  if (shards.empty()) {
+    throw_error("config error: model.vocab_size = auto in ", origins.of("model.vocab_size"),
+                " reads the vocabulary of the training shards, but data.train = ", c.data.train,
+                " matches no file: run mamba prepare, or give model.vocab_size");
+  }
+  c.model.vocab_size = read_shard_info(shards.front()).vocab_size;
+}
+
 // The model section of model.init_from's source fills the model keys the text left unset; those
 // it set must agree (the vocabulary by its padded size, which is all a Hugging Face config has).
 void apply_init_from(ExperimentConfig& c, const YAML::Node& root, const Origins& origins) {
@@ -732,7 +744,7 @@ void apply_init_from(ExperimentConfig& c, const YAML::Node& root, const Origins&
 
 ExperimentConfig parse_experiment_config(const std::string& yaml_text, const std::string& source,
                                          const std::vector<std::string>& overrides,
-                                         InitFrom init_from) {
+                                         Sources sources) {
   YAML::Node root = load_yaml(yaml_text, source);
   check_layout(root, source);
   const Origins origins{source, apply_overrides(root, overrides)};
@@ -749,7 +761,8 @@ ExperimentConfig parse_experiment_config(const std::string& yaml_text, const std
         }
       },
       c);
-  if (init_from == InitFrom::Read && !c.init_from.empty()) apply_init_from(c, root, origins);
+  if (sources == Sources::Read && c.model.vocab_size == 0) resolve_vocab(c, origins);
+  if (sources == Sources::Read && !c.init_from.empty()) apply_init_from(c, root, origins);
   fill_derived(c);
   check_consistency(c, origins);
   return c;

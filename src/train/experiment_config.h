@@ -2,7 +2,8 @@
 // ExperimentConfig, printable back as YAML (at start-up and into every checkpoint).
 //
 // File layout (every key optional unless marked required; the defaults are the ones below):
-//   model:      the ModelConfig fields (dt_rank: an integer or auto), init_from
+//   model:      the ModelConfig fields (dt_rank: an integer or auto; vocab_size: an integer or
+//               auto, the training shards' vocab), init_from
 //   data:       train, val (required globs of HDF5 token shards), seq_len, tokenizer
 //   train:      micro_batch, global_batch | grad_accum, steps | tokens (exactly one), device,
 //               precision, seed, recompute, on_nonfinite, max_skipped_steps
@@ -145,11 +146,12 @@ bool operator!=(const ExperimentConfig& a, const ExperimentConfig& b);
 ExperimentConfig load_experiment_config(const std::string& path,
                                         const std::vector<std::string>& overrides = {});
 // source names the text in messages; its file name also names the default checkpoint.dir.
-// With InitFrom::Ignore the model section is taken as written, without reading model.init_from
-// (a config stored in a checkpoint, whose model section is already resolved).
-enum class InitFrom { Read, Ignore };
+// With Sources::Ignore the model section is taken as written, without reading the files it refers
+// to (model.init_from's config, the training shards for vocab_size: auto): a config stored in a
+// checkpoint, whose model section is already resolved.
+enum class Sources { Read, Ignore };
 ExperimentConfig parse_experiment_config(const std::string& yaml_text, const std::string& source,
                                          const std::vector<std::string>& overrides = {},
-                                         InitFrom init_from = InitFrom::Read);
+                                         Sources sources = Sources::Read);
 
 }  // namespace mamba
