@@ -1,5 +1,5 @@
-// Times the CUDA selective scan at the shapes of docs/design.md section 3 and prints one JSON line per
-// (shape, precision, segments): forward, backward and forward + backward milliseconds (CUDA
+// Times the CUDA selective scan at the shapes of docs/design.md section 3 and prints one JSON line
+// per (shape, precision, segments): forward, backward and forward + backward milliseconds (CUDA
 // events, medians over repeats after warm-up), the exp bound and the bytes bound, and the
 // reference package's times measured on the same kind of GPU.
 //   bench_scan           the three shapes, bf16, segments chosen by the plan

@@ -304,7 +304,7 @@ DocumentTokens document_tokens(const Tokenizer& tokenizer, const PrepareOptions&
   DocumentTokens t;
   t.eos = options.eos_token.empty() ? tokenizer.eot_id()
                                     : named_token(tokenizer, options.eos_token, "--eos");
-  t.bos = options.bos_token.empty()    ? tokenizer.bos_id()
+  t.bos = options.bos_token.empty()     ? tokenizer.bos_id()
           : options.bos_token == "none" ? -1
                                         : named_token(tokenizer, options.bos_token, "--bos");
   return t;

@@ -17,7 +17,8 @@ struct ParamTensor {
   std::vector<int64_t> shape;  // PyTorch shape (conv1d.weight is [d_inner, 1, d_conv])
   int64_t offset = 0;          // in floats, from the start of the buffer
   int64_t numel = 0;
-  bool weight_decay = false;  // design.md §1: only in_proj, conv1d, x_proj, dt_proj, out_proj weights
+  bool weight_decay =
+      false;  // design.md §1: only in_proj, conv1d, x_proj, dt_proj, out_proj weights
 };
 
 // Pointers to one layer's tensors inside a buffer with this layout (parameters, gradients, ...).

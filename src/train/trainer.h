@@ -105,7 +105,7 @@ class Trainer {
   std::unique_ptr<GradientReducer> reducer_;
   std::unique_ptr<MetricsFile> metrics_;
   std::unique_ptr<TensorBoardWriter> tensorboard_;  // rank 0 with log.tensorboard only
-  std::unique_ptr<CheckpointWriter> writer_;  // rank 0 with checkpoint.async only
+  std::unique_ptr<CheckpointWriter> writer_;        // rank 0 with checkpoint.async only
   TrainerState state_;
   Rng sample_rng_;
   std::string last_checkpoint_;
