@@ -51,8 +51,6 @@ class TokenLoader {
   int rows() const { return global_batch_ / world_; }
   int64_t samples_per_epoch() const { return windows_; }
   int64_t total_tokens() const { return starts_.back(); }
-  // Attributes of the split's shards (they all agree): vocab_size, eos_id, tokenizer.
-  const ShardInfo& shard_info() const { return shards_.front(); }
 
  private:
   struct Batch {
