@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdio>
 
 #include "util/error.h"
 
@@ -28,6 +29,12 @@ Args parse_args(const std::string& command, int argc, char** argv,
     }
   }
   return a;
+}
+
+std::optional<int> usage_exit(const Args& a, size_t positional, const char* usage) {
+  if (!a.help && a.positional.size() == positional) return std::nullopt;
+  std::printf("%s", usage);
+  return a.help ? 0 : 2;
 }
 
 std::string Args::get(const std::string& name, const std::string& fallback) const {

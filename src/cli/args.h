@@ -2,6 +2,7 @@
 // known list. Unknown flags and missing values are one-line errors naming the command.
 #pragma once
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,5 +23,9 @@ struct Args {
 // known: flag names without the dashes, e.g. {"prompt", "tokens"}.
 Args parse_args(const std::string& command, int argc, char** argv,
                 const std::vector<std::string>& known);
+
+// The exit status when the command should only print its usage: 0 for --help, 2 when the number
+// of positional arguments is not `positional`; nullopt when it should run.
+std::optional<int> usage_exit(const Args& a, size_t positional, const char* usage);
 
 }  // namespace mamba::cli

@@ -17,17 +17,16 @@
 
 namespace mamba::cli {
 
+const char* const kUsage =
+    "usage: mamba eval CHECKPOINT [--data GLOB] [--batches N] [--micro-batch B] "
+    "[--seq-len L]\n"
+    "Mean cross-entropy and perplexity over the first N micro-batches of the validation\n"
+    "split (default: the checkpoint's data.val, log.eval_batches, train.micro_batch and\n"
+    "data.seq_len).\n";
+
 int eval(int argc, char** argv) {
   const Args a = parse_args("eval", argc, argv, {"data", "batches", "micro-batch", "seq-len"});
-  if (a.help || a.positional.size() != 1) {
-    std::printf(
-        "usage: mamba eval CHECKPOINT [--data GLOB] [--batches N] [--micro-batch B] "
-        "[--seq-len L]\n"
-        "Mean cross-entropy and perplexity over the first N micro-batches of the validation\n"
-        "split (default: the checkpoint's data.val, log.eval_batches, train.micro_batch and\n"
-        "data.seq_len).\n");
-    return a.help ? 0 : 2;
-  }
+  if (const auto status = usage_exit(a, 1, kUsage)) return *status;
   const std::string ckpt = resolve_checkpoint(a.positional[0]);
   ExperimentConfig cfg = checkpoint_experiment_config(ckpt);
   // Evaluate where this machine can, not where the checkpoint was trained.

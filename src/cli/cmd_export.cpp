@@ -9,18 +9,17 @@
 
 namespace mamba::cli {
 
+const char* const kUsage =
+    "usage: mamba export CHECKPOINT OUT_DIR [--dtype fp32|bf16]\n"
+    "Writes OUT_DIR/config.json, model.safetensors (Hugging Face names) and the tokenizer\n"
+    "files the checkpoint was trained with, so that\n"
+    "  transformers.MambaForCausalLM.from_pretrained(OUT_DIR)\n"
+    "loads it. CHECKPOINT is a checkpoint directory or a run directory (its newest).\n"
+    "--dtype sets the weights' type in the file (default fp32, the master weights).\n";
+
 int export_model(int argc, char** argv) {
   const Args a = parse_args("export", argc, argv, {"dtype"});
-  if (a.help || a.positional.size() != 2) {
-    std::printf(
-        "usage: mamba export CHECKPOINT OUT_DIR [--dtype fp32|bf16]\n"
-        "Writes OUT_DIR/config.json, model.safetensors (Hugging Face names) and the tokenizer\n"
-        "files the checkpoint was trained with, so that\n"
-        "  transformers.MambaForCausalLM.from_pretrained(OUT_DIR)\n"
-        "loads it. CHECKPOINT is a checkpoint directory or a run directory (its newest).\n"
-        "--dtype sets the weights' type in the file (default fp32, the master weights).\n");
-    return a.help ? 0 : 2;
-  }
+  if (const auto status = usage_exit(a, 2, kUsage)) return *status;
   const std::string dtype = a.get("dtype", "fp32");
   if (dtype != "fp32" && dtype != "bf16") {
     throw_error("mamba export: --dtype = '", dtype, "': expected fp32 or bf16");

@@ -15,18 +15,17 @@
 
 namespace mamba::cli {
 
+const char* const kUsage =
+    "usage: mamba generate CHECKPOINT [--prompt TEXT] [--tokens N] [--temperature T]\n"
+    "                      [--top-k K] [--seed S] [--tokenizer SPEC]\n"
+    "CHECKPOINT is a checkpoint directory or a run directory (its newest checkpoint).\n"
+    "Temperature 0 is greedy; top-k 0 samples from the whole vocabulary. The tokenizer\n"
+    "defaults to the one in the checkpoint's config (data.tokenizer).\n";
+
 int generate(int argc, char** argv) {
   const Args a = parse_args("generate", argc, argv,
                             {"prompt", "tokens", "temperature", "top-k", "seed", "tokenizer"});
-  if (a.help || a.positional.size() != 1) {
-    std::printf(
-        "usage: mamba generate CHECKPOINT [--prompt TEXT] [--tokens N] [--temperature T]\n"
-        "                      [--top-k K] [--seed S] [--tokenizer SPEC]\n"
-        "CHECKPOINT is a checkpoint directory or a run directory (its newest checkpoint).\n"
-        "Temperature 0 is greedy; top-k 0 samples from the whole vocabulary. The tokenizer\n"
-        "defaults to the one in the checkpoint's config (data.tokenizer).\n");
-    return a.help ? 0 : 2;
-  }
+  if (const auto status = usage_exit(a, 1, kUsage)) return *status;
   const std::string ckpt = resolve_checkpoint(a.positional[0]);
   const ExperimentConfig cfg = checkpoint_experiment_config(ckpt);
   const std::string spec = a.get("tokenizer", cfg.data.tokenizer);
