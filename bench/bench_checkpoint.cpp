@@ -22,8 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "data/manifest.h"
-#include "data/shard.h"
+#include "bench_setup.h"
 #include "dist/communicator.h"
 #include "train/device.h"
 #include "train/trainer.h"
@@ -37,44 +36,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-std::string flag(int argc, char** argv, const char* name, const std::string& fallback) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (!std::strcmp(argv[i], name)) return argv[i + 1];
-  }
-  return fallback;
-}
-
-std::string config_path(int argc, char** argv) {
-  const std::string given = flag(argc, argv, "--config", "");
-  if (!given.empty()) return given;
-  const std::string model = flag(argc, argv, "--model", "tiny");
-  for (const std::string& name : {"mamba-" + model + ".yaml", model + ".yaml"}) {
-    const fs::path path = fs::path(MAMBA_CONFIG_DIR) / name;
-    if (fs::exists(path)) return path.string();
-  }
-  mamba::throw_error("bench_checkpoint: no config for --model ", model, " in ", MAMBA_CONFIG_DIR);
-}
-
-// Random tokens below vocab in one shard with its manifest, as mamba prepare would leave them.
-void write_random_shard(const std::string& path, int vocab, int64_t tokens) {
-  mamba::ShardInfo info;
-  info.vocab_size = vocab;
-  info.eos_id = vocab - 1;
-  info.tokenizer = "random";
-  info.split = "train";
-  mamba::ShardWriter writer(path, info);
-  mamba::Rng rng(1);
-  std::vector<int32_t> chunk(1 << 16);
-  for (int64_t done = 0; done < tokens; done += int64_t(chunk.size())) {
-    for (int32_t& t : chunk) t = int32_t(rng.below(uint64_t(vocab)));
-    writer.append(chunk.data(), chunk.size());
-  }
-  writer.end_document();
-  mamba::Manifest manifest;
-  manifest.shards.push_back(mamba::describe_shard(writer.finish()));
-  mamba::write_manifest(mamba::directory_of(path), manifest);
 }
 
 // The process's peak resident memory since the last reset_peak_rss(), in GiB (VmHWM).
@@ -108,21 +69,15 @@ uint64_t bytes_under(const fs::path& dir) {
 
 int main(int argc, char** argv) try {
   mamba::Communicator& comm = mamba::mpi_world();
-  const int saves = std::stoi(flag(argc, argv, "--saves", "3"));
-  const int between = std::stoi(flag(argc, argv, "--between", "3"));
+  const int saves = std::stoi(bench::flag(argc, argv, "--saves", "3"));
+  const int between = std::stoi(bench::flag(argc, argv, "--between", "3"));
   if (saves < 1 || between < 1) mamba::throw_error("bench_checkpoint: --saves and --between >= 1");
-  std::vector<std::string> overrides;
-  for (int i = 1; i < argc; ++i) {
-    if (argv[i][0] == '-' && argv[i][1] == '-') {
-      ++i;
-    } else {
-      overrides.push_back(argv[i]);
-    }
-  }
-  const std::string device = flag(argc, argv, "--device", mamba::cuda_available() ? "cuda" : "cpu");
-  const fs::path scratch =
-      flag(argc, argv, "--dir", (fs::temp_directory_path() / "mamba_bench_checkpoint").string());
-  const bool own_scratch = flag(argc, argv, "--dir", "").empty();
+  std::vector<std::string> overrides = bench::overrides(argc, argv);
+  const std::string device =
+      bench::flag(argc, argv, "--device", mamba::cuda_available() ? "cuda" : "cpu");
+  const fs::path scratch = bench::flag(
+      argc, argv, "--dir", (fs::temp_directory_path() / "mamba_bench_checkpoint").string());
+  const bool own_scratch = bench::flag(argc, argv, "--dir", "").empty();
   const std::string shard = (scratch / "data" / "random-0000.h5").string();
   const fs::path ckpt = scratch / "ckpt";
   const int steps = 1 + saves * between + 2;
@@ -134,19 +89,20 @@ int main(int argc, char** argv) try {
        "train.steps=" + std::to_string(steps + 1), "optim.warmup=0", "data.train=" + shard,
        "data.val=" + shard, "data.tokenizer=", "log.eval_interval=0", "log.sample_interval=0",
        "checkpoint.interval=0", "checkpoint.keep_last=1",
-       "checkpoint.async=" + flag(argc, argv, "--async", "auto"),
+       "checkpoint.async=" + bench::flag(argc, argv, "--async", "auto"),
        "checkpoint.dir=" + ckpt.string()});
   std::vector<std::string> fresh = overrides, resumed = overrides;
   fresh.push_back("checkpoint.resume=none");
   resumed.push_back("checkpoint.resume=auto");
   const mamba::ExperimentConfig fresh_cfg =
-      mamba::load_experiment_config(config_path(argc, argv), fresh);
+      mamba::load_experiment_config(bench::config_path(argc, argv, "bench_checkpoint"), fresh);
   const mamba::ExperimentConfig resumed_cfg =
-      mamba::load_experiment_config(config_path(argc, argv), resumed);
+      mamba::load_experiment_config(bench::config_path(argc, argv, "bench_checkpoint"), resumed);
   fs::remove_all(ckpt);
   fs::create_directories(fs::path(shard).parent_path());
-  write_random_shard(shard, fresh_cfg.model.vocab_size,
-                     fresh_cfg.global_batch(1) * int64_t(steps + 2) * (fresh_cfg.data.seq_len + 1));
+  bench::write_random_shard(
+      shard, fresh_cfg.model.vocab_size,
+      fresh_cfg.global_batch(1) * int64_t(steps + 2) * (fresh_cfg.data.seq_len + 1));
 
   reset_peak_rss();
   auto t0 = Clock::now();

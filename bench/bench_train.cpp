@@ -16,98 +16,47 @@
 #include <string>
 #include <vector>
 
-#include "data/manifest.h"
-#include "data/shard.h"
+#include "bench_setup.h"
 #include "dist/communicator.h"
 #include "train/trainer.h"
 #include "util/error.h"
-#include "util/rng.h"
-
-namespace {
 
 namespace fs = std::filesystem;
 
-std::string flag(int argc, char** argv, const char* name, const std::string& fallback) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (!std::strcmp(argv[i], name)) return argv[i + 1];
-  }
-  return fallback;
-}
-
-std::string config_path(int argc, char** argv) {
-  const std::string given = flag(argc, argv, "--config", "");
-  if (!given.empty()) return given;
-  const std::string model = flag(argc, argv, "--model", "tiny");
-  for (const std::string& name : {"mamba-" + model + ".yaml", model + ".yaml"}) {
-    const fs::path path = fs::path(MAMBA_CONFIG_DIR) / name;
-    if (fs::exists(path)) return path.string();
-  }
-  mamba::throw_error("bench_train: no config for --model ", model, " in ", MAMBA_CONFIG_DIR);
-}
-
-// Random tokens below `vocab`, enough for every step of every rank, listed in a manifest as
-// mamba prepare would.
-void write_random_shard(const std::string& path, int vocab, int64_t tokens) {
-  mamba::ShardInfo info;
-  info.vocab_size = vocab;
-  info.eos_id = vocab - 1;
-  info.tokenizer = "random";
-  info.split = "train";
-  mamba::ShardWriter writer(path, info);
-  mamba::Rng rng(1);
-  std::vector<int32_t> chunk(1 << 16);
-  for (int64_t done = 0; done < tokens; done += int64_t(chunk.size())) {
-    for (int32_t& t : chunk) t = int32_t(rng.below(uint64_t(vocab)));
-    writer.append(chunk.data(), chunk.size());
-  }
-  writer.end_document();
-  mamba::Manifest manifest;
-  manifest.shards.push_back(mamba::describe_shard(writer.finish()));
-  mamba::write_manifest(mamba::directory_of(path), manifest);
-}
-
-}  // namespace
-
 int main(int argc, char** argv) try {
   mamba::Communicator& comm = mamba::mpi_world();
-  const int steps = std::stoi(flag(argc, argv, "--steps", "5"));
-  std::vector<std::string> overrides;
-  for (int i = 1; i < argc; ++i) {
-    if (argv[i][0] == '-' && argv[i][1] == '-') {
-      ++i;
-    } else {
-      overrides.push_back(argv[i]);
-    }
-  }
-  const std::string device = flag(argc, argv, "--device", "cpu");
+  const int steps = std::stoi(bench::flag(argc, argv, "--steps", "5"));
+  std::vector<std::string> overrides = bench::overrides(argc, argv);
+  const std::string device = bench::flag(argc, argv, "--device", "cpu");
   const fs::path scratch = fs::temp_directory_path() / "mamba_bench_train";
   const std::string shard = (scratch / "random-0000.h5").string();
   overrides.insert(
       overrides.begin(),
-      {"train.micro_batch=" + flag(argc, argv, "--batch", "4"),
-       "data.seq_len=" + flag(argc, argv, "--seqlen", "256"), "train.device=" + device,
-       "train.precision=" + flag(argc, argv, "--precision", device == "cuda" ? "bf16" : "fp32"),
+      {"train.micro_batch=" + bench::flag(argc, argv, "--batch", "4"),
+       "data.seq_len=" + bench::flag(argc, argv, "--seqlen", "256"), "train.device=" + device,
+       "train.precision=" +
+           bench::flag(argc, argv, "--precision", device == "cuda" ? "bf16" : "fp32"),
        std::string("train.recompute=") +
-           (flag(argc, argv, "--recompute", "0") == "1" ? "true" : "false"),
+           (bench::flag(argc, argv, "--recompute", "0") == "1" ? "true" : "false"),
        std::string("dist.bf16_grads=") +
-           (flag(argc, argv, "--bf16-grads", "0") == "1" ? "true" : "false"),
+           (bench::flag(argc, argv, "--bf16-grads", "0") == "1" ? "true" : "false"),
        "train.global_batch=null", "train.grad_accum=1", "train.tokens=null",
        "train.steps=" + std::to_string(steps + 2), "optim.warmup=0", "data.train=" + shard,
        "data.val=" + shard, "data.tokenizer=", "log.eval_interval=0", "log.sample_interval=0",
        "checkpoint.interval=0", "checkpoint.resume=none",
        "checkpoint.dir=" + (scratch / ("run" + std::to_string(comm.rank()))).string()});
   const mamba::ExperimentConfig cfg =
-      mamba::load_experiment_config(config_path(argc, argv), overrides);
+      mamba::load_experiment_config(bench::config_path(argc, argv, "bench_train"), overrides);
   if (comm.rank() == 0) {
     fs::create_directories(scratch);
     const int64_t rows = cfg.global_batch(comm.world()) * int64_t(steps + 3);
-    write_random_shard(shard, cfg.model.vocab_size, rows * (cfg.data.seq_len + 1));
+    bench::write_random_shard(shard, cfg.model.vocab_size, rows * (cfg.data.seq_len + 1));
   }
   double ready = 0;
   comm.allreduce_sum(ready);  // the shard exists before any rank opens it
 
   mamba::Trainer trainer(cfg, comm);
-  trainer.set_communication(flag(argc, argv, "--comm", "1") == "1");
+  trainer.set_communication(bench::flag(argc, argv, "--comm", "1") == "1");
   std::vector<double> ms;
   for (int s = 0; s < steps + 2; ++s) {
     const mamba::StepResult r = trainer.train_step();
@@ -127,9 +76,9 @@ int main(int argc, char** argv) try {
       "\"seqlen\": %d, \"recompute\": %d, \"ms_per_step\": %.2f, \"tokens_per_s\": %.0f, "
       "\"peak_gib\": %.2f, \"mfu\": %.4f}\n",
       fs::path(cfg.source).stem().c_str(), backend.name().c_str(), comm.world(),
-      flag(argc, argv, "--comm", "1") == "1", int(cfg.dist.bf16_grads), backend.act_bytes(), params,
-      cfg.train.micro_batch, cfg.data.seq_len, int(cfg.train.recompute), median, tokens_per_s,
-      backend.peak_memory() / double(1ull << 30), mfu);
+      bench::flag(argc, argv, "--comm", "1") == "1", int(cfg.dist.bf16_grads), backend.act_bytes(),
+      params, cfg.train.micro_batch, cfg.data.seq_len, int(cfg.train.recompute), median,
+      tokens_per_s, backend.peak_memory() / double(1ull << 30), mfu);
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "%s\n", e.what());
