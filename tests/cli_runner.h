@@ -13,6 +13,10 @@ struct CliResult {
   std::string output;  // stdout and stderr together
 };
 
+inline bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
 inline CliResult run_mamba(const std::string& args) {
   const std::string command = std::string(MAMBA_BINARY) + " " + args + " 2>&1";
   CliResult r{-1, ""};

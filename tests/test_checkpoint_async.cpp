@@ -29,14 +29,11 @@ namespace mamba {
 namespace {
 
 namespace fs = std::filesystem;
+using test::contains;
 using test::run_mamba;
 using Clock = std::chrono::steady_clock;
 
 const std::string kAsync = " checkpoint.async=true";
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
 
 // A training command started in the background, its output in a file.
 pid_t start(const std::string& command, const std::string& log) {

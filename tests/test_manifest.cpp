@@ -27,14 +27,11 @@ namespace mamba {
 namespace {
 
 namespace fs = std::filesystem;
+using test::contains;
 using test::error_of;
 using test::run_mamba;
 using test::scratch_dir;
 using test::write_text;
-
-bool contains(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
-}
 
 // JSONL documents of about 1 KB each, `bytes` in all.
 std::string jsonl_corpus(size_t bytes) {

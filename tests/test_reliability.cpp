@@ -26,6 +26,7 @@ namespace mamba {
 namespace {
 
 namespace fs = std::filesystem;
+using test::contains;
 using test::run_mamba;
 using Clock = std::chrono::steady_clock;
 
@@ -77,10 +78,6 @@ bool wait_for(const std::function<bool()>& condition, double seconds) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return true;
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
 }
 
 class Reliability : public test::RunFixture {
