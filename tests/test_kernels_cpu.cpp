@@ -351,6 +351,15 @@ TEST(KernelsCpu, Conv1dBackwardMatchesFiniteDifferences) {
 
 // Random scan inputs laid out as the model does: z is the second half of an [x | z] buffer and B,
 // C are slices of an [dt | B | C] buffer, each with one extra padding column.
+double norm_rel_error(const std::vector<float>& got, const std::vector<float>& want) {
+  double diff2 = 0.0, ref2 = 0.0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    diff2 += (static_cast<double>(got[i]) - want[i]) * (static_cast<double>(got[i]) - want[i]);
+    ref2 += static_cast<double>(want[i]) * want[i];
+  }
+  return std::sqrt(diff2 / ref2);
+}
+
 struct ScanCase {
   ScanShape s;
   int dt_rank = 3;
@@ -391,6 +400,7 @@ struct ScanCase {
 
 struct ScanGradVectors {
   std::vector<float> du, ddelta, dA, dD, ddelta_bias, dxz, dxbc;
+  std::vector<float> out;  // the forward's output, re-formed by the backward
 };
 
 // dA, dD and ddelta_bias start from `initial` values so that accumulation shows; the strided
@@ -405,6 +415,7 @@ ScanGradVectors scan_backward(const ScanCase& sc, const std::vector<float>& dout
   g.ddelta_bias.assign(s.d_inner, initial);
   g.dxz.assign(sc.T() * s.ld_z, kSentinel);
   g.dxbc.assign(sc.T() * s.ld_bc, kSentinel);
+  g.out.assign(sc.T() * s.d_inner, kSentinel);
   const ScanGrads grads{f32_act(g.du.data()),
                         f32_act(g.ddelta.data()),
                         f32_act(g.dxbc.data() + sc.dt_rank),
@@ -412,9 +423,20 @@ ScanGradVectors scan_backward(const ScanCase& sc, const std::vector<float>& dout
                         f32_act(g.dxz.data() + s.d_inner),
                         g.dA.data(),
                         g.dD.data(),
-                        g.ddelta_bias.data()};
+                        g.ddelta_bias.data(),
+                        f32_act(g.out.data())};
   selective_scan_backward(s, sc.inputs(), f32_act(dout.data()), grads);
   return g;
+}
+
+// The model keeps no copy of the gated output for out_proj's backward: the scan backward
+// re-forms it from the same math (only the compiler's FMA contraction can differ).
+TEST(KernelsCpu, ScanBackwardReformsTheForwardOutput) {
+  const ScanCase sc(2, 37, 5, 16, 21);
+  std::vector<float> out, last_state;
+  sc.forward(out, last_state);
+  const ScanGradVectors g = scan_backward(sc, random_vector(out.size(), 22), 0.0f);
+  EXPECT_LT(norm_rel_error(g.out, out), 1e-6);
 }
 
 TEST(KernelsCpu, ScanRejectsActivationsOfAnotherType) {
@@ -577,14 +599,6 @@ std::vector<float> to_token_major(const std::vector<float>& x, int batch, int ro
   return out;
 }
 
-double norm_rel_error(const std::vector<float>& got, const std::vector<float>& want) {
-  double diff2 = 0.0, ref2 = 0.0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    diff2 += (static_cast<double>(got[i]) - want[i]) * (static_cast<double>(got[i]) - want[i]);
-    ref2 += static_cast<double>(want[i]) * want[i];
-  }
-  return std::sqrt(diff2 / ref2);
-}
 
 TEST(KernelsCpu, ScanMatchesGolden) {
   auto g = read_safetensors_f32(std::string(MAMBA_TEST_DATA) + "/scan_small.safetensors");
@@ -614,10 +628,15 @@ TEST(KernelsCpu, ScanMatchesGolden) {
 
   std::vector<float> du(out.size()), ddelta(out.size()), dz(out.size()), dbc(bc.size());
   std::vector<float> dA(Dn * N, 0.0f), dD(Dn, 0.0f), ddelta_bias(Dn, 0.0f);
-  const ScanGrads grads{f32_act(du.data()),  f32_act(ddelta.data()),
-                        f32_act(dbc.data()), f32_act(dbc.data() + N),
-                        f32_act(dz.data()),  dA.data(),
-                        dD.data(),           ddelta_bias.data()};
+  const ScanGrads grads{f32_act(du.data()),
+                        f32_act(ddelta.data()),
+                        f32_act(dbc.data()),
+                        f32_act(dbc.data() + N),
+                        f32_act(dz.data()),
+                        dA.data(),
+                        dD.data(),
+                        ddelta_bias.data(),
+                        {}};
   selective_scan_backward(s, in, f32_act(dout.data()), grads);
   std::vector<float> dB(batch * L * N), dC(batch * L * N);
   for (int64_t t = 0; t < batch * L; ++t) {

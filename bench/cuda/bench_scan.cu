@@ -84,10 +84,10 @@ Timing time_scan(const ScanShape& s, int R, const ScanTuning& tuning, int repeat
   const int64_t T_ = static_cast<int64_t>(s.batch) * s.seqlen;
   const int64_t td = T_ * s.d_inner;
   Buffer<T> u(td), delta(td), xz(T_ * s.ld_z), xbc(T_ * s.ld_bc), dout(td);
-  Buffer<T> out(td), du(td), ddelta(td), dxz(T_ * s.ld_z), dxbc(T_ * s.ld_bc);
+  Buffer<T> out(td), du(td), ddelta(td), dxz(T_ * s.ld_z), dxbc(T_ * s.ld_bc), reformed(td);
   Buffer<float> A(s.d_inner * kN), D(s.d_inner), bias(s.d_inner), dA(s.d_inner * kN), dD(s.d_inner),
       dbias(s.d_inner), last(static_cast<int64_t>(s.batch) * s.d_inner * kN);
-  Buffer<float> ckpt(mamba::cuda::scan_checkpoint_bytes(s) / sizeof(float));
+  Buffer<T> ckpt(mamba::cuda::scan_checkpoint_bytes(s, mamba::ActTypeOf<T>::value) / sizeof(T));
   Buffer<char> ws(mamba::cuda::scan_workspace_bytes(s, tuning));
   fill(u.p, td, -2.f, 2.f, 1), fill(delta.p, td, -3.f, 0.f, 2),
       fill(xz.p, T_ * s.ld_z, -2.f, 2.f, 3);
@@ -101,9 +101,10 @@ Timing time_scan(const ScanShape& s, int R, const ScanTuning& tuning, int repeat
   const mamba::ScanInputs in{
       {u.p, dt}, {delta.p, dt}, {xbc.p + R, dt}, {xbc.p + R + kN, dt}, {xz.p + s.d_inner, dt},
       A.p,       D.p,           bias.p};
+  // As in training: the backward also re-forms the output, out_proj's input.
   const mamba::ScanGrads grads{
       {du.p, dt}, {ddelta.p, dt}, {dxbc.p + R, dt}, {dxbc.p + R + kN, dt}, {dxz.p + s.d_inner, dt},
-      dA.p,       dD.p,           dbias.p};
+      dA.p,       dD.p,           dbias.p,          {reformed.p, dt}};
   const mamba::Act out_act{out.p, dt};
   const mamba::ConstAct dout_act{dout.p, dt};
   auto forward = [&] {

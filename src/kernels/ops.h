@@ -148,7 +148,7 @@ struct LinearBackward {
   ConstAct inp;              // [T, in_dim], row stride ld_inp
   ConstAct weight;           // [out_dim, in_dim]
   Act dinp;                  // [T, in_dim], row stride ld_dinp; null: not wanted
-  float* dweight = nullptr;  // [out_dim, in_dim] +=
+  float* dweight = nullptr;  // [out_dim, in_dim] +=; null: not wanted
   int64_t ld_dout = 0, ld_inp = 0, ld_dinp = 0;
   bool accumulate_dinp = false;
   int64_t T = 0;
@@ -207,6 +207,8 @@ struct ScanGrads {
   float* dA = nullptr;           // [d_inner, d_state] +=
   float* dD = nullptr;           // [d_inner] +=
   float* ddelta_bias = nullptr;  // [d_inner] +=
+  Act out;  // [T, d_inner]: the forward's out, re-formed from the recomputed states; null: not
+            // wanted
 };
 
 // ---- LM head + mean cross-entropy (kernels/cpu/cross_entropy.h) ----

@@ -32,28 +32,28 @@ class ArenaPlan {
   size_t total_ = 0;
 };
 
-// The scan's inputs in layer i: u = xc, B and C from x_proj's [dt | B | C], z the second half of
-// in_proj's output.
-ScanInputs scan_inputs(const Activations::Layer& s, const LayerView& w, const float* A,
-                       const ModelConfig& c) {
-  ScanInputs in;
-  in.u = s.xc;
-  in.delta = s.delta;
-  in.B = s.xdbl.at(c.rank());
-  in.C = s.xdbl.at(c.rank() + c.d_state);
-  in.z = s.xz.at(c.d_inner());
-  in.A = A;
-  in.D = w.D;
-  in.delta_bias = w.dt_proj_b;
-  return in;
-}
-
 ScanShape scan_shape(const Activations& a, const ModelConfig& c) {
   return {a.batch, a.seqlen, c.d_inner(), c.d_state, 2 * int64_t(c.d_inner()), c.xproj_dim()};
 }
 
 Conv1dShape conv_shape(const Activations& a, const ModelConfig& c) {
   return {a.batch, a.seqlen, c.d_inner(), c.d_conv, 2 * int64_t(c.d_inner())};
+}
+
+// The scan's inputs in layer i: u = xc, B and C from x_proj's [dt | B | C], z the second half of
+// in_proj's output.
+ScanInputs scan_inputs(const Activations& a, int i, const LayerView& w, const ModelConfig& c) {
+  const Activations::Layer& s = a.layers[i];
+  ScanInputs in;
+  in.u = a.xc;
+  in.delta = a.delta;
+  in.B = s.xdbl.at(c.rank());
+  in.C = s.xdbl.at(c.rank() + c.d_state);
+  in.z = s.xz.at(c.d_inner());
+  in.A = a.A;
+  in.D = w.D;
+  in.delta_bias = w.dt_proj_b;
+  return in;
 }
 
 }  // namespace
@@ -122,15 +122,15 @@ Activations& MambaLM::activations(int batch, int seqlen) {
     Activations::Layer& l = a->layers[i];
     plan.add(l.residual, T * dm * f32);
     if (recompute_ && i > 0) continue;
-    plan.add(l.normed, T * dm, act);
     plan.add(l.rstd, T * f32);
     plan.add(l.xz, T * 2 * di, act);
-    plan.add(l.xc, T * di, act);
     plan.add(l.xdbl, T * xd, act);
-    plan.add(l.delta, T * di, act);
-    plan.add(l.y, T * di, act);
     plan.add(l.scan_saved, be_.scan_saved_bytes(scan_shape(*a, c)));
   }
+  plan.add(a->normed, T * dm, act);
+  plan.add(a->xc, T * di, act);
+  plan.add(a->delta, T * di, act);
+  plan.add(a->y, T * di, act);
   plan.add(a->residual_f, T * dm * f32);
   plan.add(a->normed_f, T * dm, act);
   plan.add(a->rstd_f, T * f32);
@@ -166,51 +166,72 @@ ConstAct MambaLM::compute_weight(const float* master) const {
   return weights_.at(master - params_);
 }
 
-void MambaLM::forward_layer(Activations& a, int i, bool refill) {
+void MambaLM::linear_forward(Act out, int64_t ld_out, ConstAct inp, int64_t ld_inp,
+                             const float* weight, int in_dim, int out_dim, int64_t T) {
+  LinearForward op;
+  op.inp = inp;
+  op.ld_inp = ld_inp;
+  op.weight = compute_weight(weight);
+  op.out = out;
+  op.ld_out = ld_out;
+  op.T = T;
+  op.in_dim = in_dim;
+  op.out_dim = out_dim;
+  be_.linear_forward(op);
+}
+
+void MambaLM::norm_forward(Activations& a, int i, bool refill) {
   const ModelConfig& c = config();
-  const int dm = c.d_model, di = c.d_inner(), r = c.rank(), xd = c.xproj_dim();
-  const int64_t T = a.T;
   Activations::Layer& s = a.layers[i];
-  const LayerView w = layout_.layer(params_, i);
-  // out = inp @ weight^T.
-  auto linear_forward = [&](Act out, int64_t ld_out, ConstAct inp, int64_t ld_inp,
-                            const float* weight, int in_dim, int out_dim) {
-    LinearForward op;
-    op.inp = inp;
-    op.ld_inp = ld_inp;
-    op.weight = compute_weight(weight);
-    op.out = out;
-    op.ld_out = ld_out;
-    op.T = T;
-    op.in_dim = in_dim;
-    op.out_dim = out_dim;
-    be_.linear_forward(op);
-  };
   RmsNormForward norm;
   // With refill: the norm of the saved residual; its copy lands in hidden, free during backward.
   norm.hidden = refill ? s.residual : a.hidden;
   norm.residual_in = refill || i == 0 ? nullptr : a.layers[i - 1].residual;
-  norm.weight = w.norm;
+  norm.weight = layout_.layer(params_, i).norm;
   norm.residual_out = refill ? a.hidden : s.residual;
-  norm.normed = s.normed;
+  norm.normed = a.normed;
   norm.rstd = s.rstd;
-  norm.T = T;
-  norm.C = dm;
+  norm.T = a.T;
+  norm.C = c.d_model;
   norm.eps = c.norm_eps;
   be_.residual_rmsnorm_forward(norm);
-  linear_forward(s.xz, 2 * di, s.normed, dm, w.in_proj, dm, 2 * di);
+}
+
+void MambaLM::conv_forward(Activations& a, int i) {
+  const LayerView w = layout_.layer(params_, i);
   Conv1dForward conv;
-  conv.x = s.xz;
+  conv.x = a.layers[i].xz;
   conv.weight = w.conv_w;
   conv.bias = w.conv_b;
-  conv.out = s.xc;
-  be_.conv1d_silu_forward(conv_shape(a, c), conv);
-  linear_forward(s.xdbl, xd, s.xc, di, w.x_proj, di, xd);
-  linear_forward(s.delta, di, s.xdbl, xd, w.dt_proj_w, r, di);
+  conv.out = a.xc;
+  be_.conv1d_silu_forward(conv_shape(a, config()), conv);
+}
+
+void MambaLM::delta_forward(Activations& a, int i) {
+  const ModelConfig& c = config();
+  linear_forward(a.delta, c.d_inner(), a.layers[i].xdbl, c.xproj_dim(),
+                 layout_.layer(params_, i).dt_proj_w, c.rank(), c.d_inner(), a.T);
+}
+
+void MambaLM::forward_layer(Activations& a, int i, bool refill) {
+  const ModelConfig& c = config();
+  const int dm = c.d_model, di = c.d_inner(), xd = c.xproj_dim();
+  Activations::Layer& s = a.layers[i];
+  const LayerView w = layout_.layer(params_, i);
+  norm_forward(a, i, refill);
+  linear_forward(s.xz, 2 * di, a.normed, dm, w.in_proj, dm, 2 * di, a.T);
+  conv_forward(a, i);
+  linear_forward(s.xdbl, xd, a.xc, di, w.x_proj, di, xd, a.T);
+  delta_forward(a, i);
   be_.negative_exp(a.A, w.A_log, int64_t(di) * c.d_state);
-  be_.selective_scan_forward(scan_shape(a, c), scan_inputs(s, w, a.A, c), s.y, nullptr,
-                             s.scan_saved);
-  if (!refill) linear_forward(f32_act(a.hidden), dm, s.y, di, w.out_proj, di, dm);
+  be_.selective_scan_forward(scan_shape(a, c), scan_inputs(a, i, w, c), a.y, nullptr, s.scan_saved);
+  if (!refill) linear_forward(f32_act(a.hidden), dm, a.y, di, w.out_proj, di, dm, a.T);
+}
+
+void MambaLM::rebuild_layer_inputs(Activations& a, int i) {
+  norm_forward(a, i, true);
+  conv_forward(a, i);
+  delta_forward(a, i);
 }
 
 void MambaLM::forward_layers(Activations& a) {
@@ -295,7 +316,7 @@ void MambaLM::backward_layers(Activations& a, GradientReadyHook* hook) {
   const ModelConfig& c = config();
   const int dm = c.d_model, di = c.d_inner(), n = c.d_state, r = c.rank(), xd = c.xproj_dim();
   const int64_t T = a.T;
-  // dinp (=, or += when accumulate) dout @ weight; dweight += dout^T @ inp.
+  // dinp (=, or += when accumulate) dout @ weight; dweight += dout^T @ inp (each when not null).
   auto linear_backward = [&](Act dinp, int64_t ld_dinp, bool accumulate, float* dweight,
                              ConstAct dout, int64_t ld_dout, ConstAct inp, int64_t ld_inp,
                              const float* weight, int in_dim, int out_dim) {
@@ -316,13 +337,17 @@ void MambaLM::backward_layers(Activations& a, GradientReadyHook* hook) {
   };
 
   for (int i = c.n_layer - 1; i >= 0; --i) {
-    if (recompute_) forward_layer(a, i, true);
+    if (recompute_)
+      forward_layer(a, i, true);
+    else
+      rebuild_layer_inputs(a, i);
     const Activations::Layer& s = a.layers[i];
     const LayerView w = layout_.layer(params_, i);
     const LayerView g = layout_.layer(grads_, i);
     // dres is d(hidden_i) as well as d(residual_{i+1}): see the header.
     be_.to_act(a.dres_act, a.dres, T * dm);
-    linear_backward(a.dy, di, false, g.out_proj, a.dres_act, dm, s.y, di, w.out_proj, di, dm);
+    // dy now; out_proj's weight gradient once the scan backward has re-formed its input y.
+    linear_backward(a.dy, di, false, nullptr, a.dres_act, dm, a.y, di, w.out_proj, di, dm);
     be_.negative_exp(a.A, w.A_log, int64_t(di) * n);
     be_.fill_zero(a.dA, int64_t(di) * n * sizeof(float));
     ScanGrads scan;
@@ -334,12 +359,14 @@ void MambaLM::backward_layers(Activations& a, GradientReadyHook* hook) {
     scan.dA = a.dA;
     scan.dD = g.D;
     scan.ddelta_bias = g.dt_proj_b;
-    be_.selective_scan_backward(scan_shape(a, c), scan_inputs(s, w, a.A, c), a.dy, s.scan_saved,
+    scan.out = a.y;
+    be_.selective_scan_backward(scan_shape(a, c), scan_inputs(a, i, w, c), a.dy, s.scan_saved,
                                 scan);
+    linear_backward({}, 0, false, g.out_proj, a.dres_act, dm, a.y, di, w.out_proj, di, dm);
     // A = -exp(A_log), so dA_log = dA * A.
     be_.mul_accumulate(g.A_log, a.dA, a.A, int64_t(di) * n);
     linear_backward(a.dxdbl, xd, false, g.dt_proj_w, a.ddelta, di, s.xdbl, xd, w.dt_proj_w, r, di);
-    linear_backward(a.dxc, di, true, g.x_proj, a.dxdbl, xd, s.xc, di, w.x_proj, di, xd);
+    linear_backward(a.dxc, di, true, g.x_proj, a.dxdbl, xd, a.xc, di, w.x_proj, di, xd);
     Conv1dBackward conv;
     conv.dout = a.dxc;
     conv.x = s.xz;
@@ -349,7 +376,7 @@ void MambaLM::backward_layers(Activations& a, GradientReadyHook* hook) {
     conv.dweight = g.conv_w;
     conv.dbias = g.conv_b;
     be_.conv1d_silu_backward(conv_shape(a, c), conv);
-    linear_backward(a.dnormed, dm, false, g.in_proj, a.dxz, 2 * di, s.normed, dm, w.in_proj, dm,
+    linear_backward(a.dnormed, dm, false, g.in_proj, a.dxz, 2 * di, a.normed, dm, w.in_proj, dm,
                     2 * di);
     RmsNormBackward norm;
     norm.dnormed = a.dnormed;

@@ -22,24 +22,28 @@
 
 namespace mamba {
 
-// What forward saves for backward (and backward's scratch), for one (batch, seqlen), carved out
-// of one allocation planned up front. With recomputation every layer's buffers except residual
-// are one shared set.
+// What forward saves for backward (and the working buffers both passes share), for one
+// (batch, seqlen), carved out of one allocation planned up front. A layer keeps only what is
+// costly to recompute; its normed input, conv output, delta and gated scan output are rebuilt in
+// backward into the shared working buffers (a norm, a depthwise conv, a rank-r GEMM, and the
+// scan backward, which re-forms the output while it recomputes the states), as the reference
+// does. With recomputation every layer's buffers except residual are one shared set.
 struct Activations {
   struct Layer {
     float* residual;   // [T, d_model] input of this layer's norm (fp32 stream)
-    Act normed;        // [T, d_model]
     float* rstd;       // [T]
     Act xz;            // [T, 2 * d_inner] in_proj output, x then z
-    Act xc;            // [T, d_inner] SiLU(conv(x)), the scan's u
     Act xdbl;          // [T, rank + 2 * d_state] x_proj output: dt | B | C
-    Act delta;         // [T, d_inner] dt_proj output before bias and softplus
-    Act y;             // [T, d_inner] gated scan output, out_proj's input
     void* scan_saved;  // what the backend's scan forward keeps for its backward
   };
   int batch = 0, seqlen = 0;
   int64_t T = 0;
   std::vector<Layer> layers;
+  // The current layer's working buffers, written by its forward and rebuilt by its backward.
+  Act normed;                           // [T, d_model]
+  Act xc;                               // [T, d_inner] SiLU(conv(x)), the scan's u
+  Act delta;                            // [T, d_inner] dt_proj output before bias and softplus
+  Act y;                                // [T, d_inner] gated scan output, out_proj's input
   float *residual_f, *rstd_f, *hidden;  // final norm input, its rstd; latest layer output
   Act normed_f;
   int32_t *inputs, *targets;  // token ids on the device
@@ -101,8 +105,17 @@ class MambaLM {
   Activations& activations(int batch, int seqlen);
   void forward_layers(Activations& a);
   // Layer i's forward. With refill, re-creates its saved activations from its saved residual
-  // input for backward (and skips out_proj, whose output backward does not need).
+  // input for backward (and stops before the scan, which backward runs itself).
   void forward_layer(Activations& a, int i, bool refill);
+  // Rebuilds layer i's working buffers but y (which the scan backward re-forms) from what forward
+  // saved: the norm of its residual, the conv of x, delta from xdbl.
+  void rebuild_layer_inputs(Activations& a, int i);
+  void norm_forward(Activations& a, int i, bool refill);
+  void conv_forward(Activations& a, int i);
+  void delta_forward(Activations& a, int i);
+  // out = inp @ weight^T over T rows, with the compute copy of the fp32 master weight.
+  void linear_forward(Act out, int64_t ld_out, ConstAct inp, int64_t ld_inp, const float* weight,
+                      int in_dim, int out_dim, int64_t T);
   void backward_layers(Activations& a, GradientReadyHook* hook);
   ConstAct compute_weight(const float* master) const;
   LmHeadLoss lm_head(const Activations& a)

@@ -522,15 +522,16 @@ TEST_P(CudaVsCpu, SelectiveScan) {
       Buffer du = poisoned_act(be, T * Dn), ddelta = poisoned_act(be, T * Dn),
              dxz = poisoned_act(be, T * s.ld_z), dbc = poisoned_act(be, T * s.ld_bc);
       Buffer dA = f32_buffer(be, dA0), dD = f32_buffer(be, dD0), dbias = f32_buffer(be, dbias0);
-      const ScanGrads grads{du.act(),    ddelta.act(), dbc.act(R), dbc.act(R + N),
-                            dxz.act(Dn), dA.f32(),     dD.f32(),   dbias.f32()};
+      Buffer reformed = poisoned_act(be, T * Dn);
+      const ScanGrads grads{du.act(), ddelta.act(), dbc.act(R),  dbc.act(R + N), dxz.act(Dn),
+                            dA.f32(), dD.f32(),     dbias.f32(), reformed.act()};
       be.selective_scan_backward(s, in, g.act(), saved.get(), grads);
       return std::vector<std::vector<float>>{
           read_act(be, out, T * Dn),     read_f32(be, last, int64_t{batch} * Dn * N),
           read_act(be, du, T * Dn),      read_act(be, ddelta, T * Dn),
           read_act(be, dxz, T * s.ld_z), read_act(be, dbc, T * s.ld_bc),
           read_f32(be, dA, Dn * N),      read_f32(be, dD, Dn),
-          read_f32(be, dbias, Dn)};
+          read_f32(be, dbias, Dn),       read_act(be, reformed, T * Dn)};
     };
     const auto want = run(*cpu_);
     const auto got = run(*gpu_);
@@ -548,9 +549,10 @@ TEST_P(CudaVsCpu, SelectiveScan) {
     expect_close(label("scan_backward dA " + tag), got[6], want[6], kGradTol);
     expect_close(label("scan_backward dD " + tag), got[7], want[7], kGradTol);
     expect_close(label("scan_backward ddelta_bias " + tag), got[8], want[8], kGradTol);
+    expect_close(label("scan_backward re-formed out " + tag), got[9], want[0], act_tol(kOutTol));
     EXPECT_TRUE(all_nan(columns(got[4], T, s.ld_z, 0, Dn))) << "dz wrote into x's half " << tag;
     EXPECT_TRUE(all_nan(columns(got[5], T, s.ld_bc, 0, R))) << "dB wrote into dt's columns " << tag;
-    for (int i = 2; i < 9; ++i) expect_same_bits("scan_backward " + tag, got[i], again[i]);
+    for (int i = 2; i < 10; ++i) expect_same_bits("scan_backward " + tag, got[i], again[i]);
   }
 }
 

@@ -56,7 +56,7 @@ ScanInputs scan_inputs(const T* u, const T* delta, const T* B, const T* C, const
 }
 template <typename T>
 ScanGrads scan_grads(T* du, T* ddelta, T* dB, T* dC, T* dz, float* dA, float* dD, float* dbias) {
-  return {act(du), act(ddelta), act(dB), act(dC), act(dz), dA, dD, dbias};
+  return {act(du), act(ddelta), act(dB), act(dC), act(dz), dA, dD, dbias, {}};
 }
 
 // Empty when a CUDA device is usable, else why not.
@@ -209,6 +209,7 @@ Problem make_problem(int batch, int64_t seqlen, int d_inner, int R, uint64_t see
 
 struct Results {
   std::vector<float> out, last_state, du, ddelta, dz, dB, dC, dA, dD, dbias;
+  std::vector<float> reformed;  // the output as the backward re-forms it
 };
 
 Results cpu_reference(const Problem& p) {
@@ -243,16 +244,17 @@ Results gpu_run(const Problem& p, const ScanTuning& tuning) {
   const int64_t T_ = p.tokens();
   const size_t td = T_ * s.d_inner;
   DeviceBuffer<T> u(td), delta(td), xz(T_ * s.ld_z), xbc(T_ * s.ld_bc), dout(td);
-  DeviceBuffer<T> out(td), du(td), ddelta(td), dxz(T_ * s.ld_z), dxbc(T_ * s.ld_bc);
+  DeviceBuffer<T> out(td), du(td), ddelta(td), dxz(T_ * s.ld_z), dxbc(T_ * s.ld_bc), reformed(td);
   DeviceBuffer<float> A(p.A.size()), D(p.D.size()), bias(p.bias.size());
   DeviceBuffer<float> dA(p.dA0.size()), dD(p.dD0.size()), dbias(p.dbias0.size());
   DeviceBuffer<float> last(static_cast<size_t>(s.batch) * s.d_inner * kN);
-  DeviceBuffer<float> ckpt(mamba::cuda::scan_checkpoint_bytes(s) / sizeof(float));
+  DeviceBuffer<T> ckpt(mamba::cuda::scan_checkpoint_bytes(s, mamba::ActTypeOf<T>::value) /
+                       sizeof(T));
   DeviceBuffer<char> ws(mamba::cuda::scan_workspace_bytes(s, tuning));
   upload(u, p.u), upload(delta, p.delta), upload(xz, p.xz), upload(xbc, p.xbc);
   upload(dout, p.dout), upload(A, p.A), upload(D, p.D), upload(bias, p.bias);
   upload(dA, p.dA0), upload(dD, p.dD0), upload(dbias, p.dbias0);
-  for (auto* b : {&out, &du, &ddelta, &dxz, &dxbc}) b->poison();
+  for (auto* b : {&out, &du, &ddelta, &dxz, &dxbc, &reformed}) b->poison();
   last.poison(), ckpt.poison(), ws.poison();
 
   const T* z = xz.get() + s.d_inner;
@@ -266,17 +268,17 @@ Results gpu_run(const Problem& p, const ScanTuning& tuning) {
   EXPECT_TRUE(std::all_of(ckpt_host.begin(), ckpt_host.end(), [](float x) {
     return std::isfinite(x);
   })) << "the forward left checkpoints unwritten";
-  mamba::cuda::selective_scan_backward(
-      s, in, act(dout.get()), ckpt.get(),
-      scan_grads(du.get(), ddelta.get(), dxbc.get() + p.R, dxbc.get() + p.R + kN,
-                 dxz.get() + s.d_inner, dA.get(), dD.get(), dbias.get()),
-      ws.get(), nullptr, tuning);
+  ScanGrads grads = scan_grads(du.get(), ddelta.get(), dxbc.get() + p.R, dxbc.get() + p.R + kN,
+                               dxz.get() + s.d_inner, dA.get(), dD.get(), dbias.get());
+  grads.out = act(reformed.get());
+  mamba::cuda::selective_scan_backward(s, in, act(dout.get()), ckpt.get(), grads, ws.get(), nullptr,
+                                       tuning);
   ck(cudaDeviceSynchronize(), "backward");
 
   Results r;
   r.out = download(out), r.last_state = download(last), r.du = download(du);
   r.ddelta = download(ddelta), r.dA = download(dA), r.dD = download(dD);
-  r.dbias = download(dbias);
+  r.dbias = download(dbias), r.reformed = download(reformed);
   const std::vector<float> dxz_h = download(dxz), dxbc_h = download(dxbc);
   r.dz = columns(dxz_h, T_, s.ld_z, s.d_inner, s.d_inner);
   r.dB = columns(dxbc_h, T_, s.ld_bc, p.R, kN);
@@ -302,6 +304,7 @@ void compare_with_cpu(int batch, int64_t seqlen, int d_inner, int R, const ScanT
   const Results got = gpu_run<T>(p, tuning);
   const double fwd_tol = kBf16 ? 4e-3 : 1e-5, bwd_tol = kBf16 ? 4e-3 : 1e-4;
   expect_close("out", got.out, want.out, fwd_tol);
+  expect_close("out re-formed by the backward", got.reformed, want.out, fwd_tol);
   expect_close("last_state", got.last_state, want.last_state, 1e-5);
   expect_close("du", got.du, want.du, bwd_tol);
   expect_close("ddelta", got.ddelta, want.ddelta, bwd_tol);
@@ -412,7 +415,8 @@ TEST(ScanCuda, Bf16OffsetsPast32Bits) {
   DeviceBuffer<bf16> bc(seqlen * 2 * kN), dbc(seqlen * 2 * kN);
   DeviceBuffer<float> A(d_inner * kN), D(d_inner), bias(d_inner), dA(d_inner * kN), dD(d_inner),
       dbias(d_inner), last(d_inner * kN);
-  DeviceBuffer<float> ckpt(mamba::cuda::scan_checkpoint_bytes(s) / sizeof(float));
+  DeviceBuffer<bf16> ckpt(mamba::cuda::scan_checkpoint_bytes(s, mamba::ActType::BF16) /
+                          sizeof(bf16));
   DeviceBuffer<char> ws(mamba::cuda::scan_workspace_bytes(s));
   // Constants everywhere (bf16 0x3F3F = 0.746, 0xBFBF = -1.49), then the sampled columns.
   ck(cudaMemset(u.get(), 0x3F, td * 2), "memset"), ck(cudaMemset(z.get(), 0x3F, td * 2), "memset");

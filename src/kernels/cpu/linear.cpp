@@ -24,6 +24,7 @@ void linear_backward(float* dinp, int64_t ld_dinp, bool accumulate_dinp, float* 
                 1.0f, dout, static_cast<int>(ld_dout), weight, in_dim,
                 accumulate_dinp ? 1.0f : 0.0f, dinp, static_cast<int>(ld_dinp));
   }
+  if (!dweight) return;
   cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out_dim, in_dim, static_cast<int>(T), 1.0f,
               dout, static_cast<int>(ld_dout), inp, static_cast<int>(ld_inp), 1.0f, dweight,
               in_dim);

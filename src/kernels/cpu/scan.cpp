@@ -71,6 +71,7 @@ void selective_scan_backward(const ScanShape& s, const ScanInputs& in, ConstAct 
   const float *A = in.A, *D = in.D, *delta_bias = in.delta_bias;
   float *du = f32(grads.du, "du"), *ddelta = f32(grads.ddelta, "ddelta"), *dB = f32(grads.dB, "dB"),
         *dC = f32(grads.dC, "dC"), *dz = f32(grads.dz, "dz");
+  float* out = f32(grads.out, "out");  // null when not wanted
   float *dA = grads.dA, *dD = grads.dD, *ddelta_bias = grads.ddelta_bias;
   const int64_t L = s.seqlen;
   const int Dn = s.d_inner;
@@ -127,6 +128,7 @@ void selective_scan_backward(const ScanShape& s, const ScanInputs& in, ConstAct 
         const float sz = sigmoid(zt);
         const float go = dout[t * Dn + d];
         dz[t * s.ld_z + d] = go * y * sz * (1.0f + zt * (1.0f - sz));
+        if (out) out[t * Dn + d] = y * zt * sz;
         const float dy = go * zt * sz;
         acc_dD += static_cast<double>(dy) * ut;
 

@@ -210,8 +210,10 @@ class CudaBackend final : public Backend {
                               act(op.dout, "dout"), op.ld_dout, act(op.weight, "weight"),
                               cuda_act_type(), op.T, op.in_dim, op.out_dim);
       }
-      gemm_->backward_weight(op.dweight, act(op.dout, "dout"), op.ld_dout, act(op.inp, "inp"),
-                             op.ld_inp, cuda_act_type(), op.T, op.in_dim, op.out_dim);
+      if (op.dweight) {
+        gemm_->backward_weight(op.dweight, act(op.dout, "dout"), op.ld_dout, act(op.inp, "inp"),
+                               op.ld_inp, cuda_act_type(), op.T, op.in_dim, op.out_dim);
+      }
     });
   }
   void conv1d_silu_forward(const Conv1dShape& s, const Conv1dForward& op) override {
@@ -232,20 +234,19 @@ class CudaBackend final : public Backend {
   // ---- the selective scan (kernels/cuda/scan.h) ----
   // The scan reads every activation in in.u's type (and checks them); that one is checked here.
   size_t scan_saved_bytes(const ScanShape& s) const override {
-    return cuda::scan_checkpoint_bytes(s);
+    return cuda::scan_checkpoint_bytes(s, act_type());
   }
   void selective_scan_forward(const ScanShape& s, const ScanInputs& in, Act out, float* last_state,
                               void* saved) override {
     with_act("selective_scan_forward", [&](auto act) { act(in.u, "u"); });
     void* ws = scratch(cuda::scan_workspace_bytes(s));
-    cuda::selective_scan_forward(s, in, out, last_state, static_cast<float*>(saved), ws, stream_);
+    cuda::selective_scan_forward(s, in, out, last_state, saved, ws, stream_);
   }
   void selective_scan_backward(const ScanShape& s, const ScanInputs& in, ConstAct dout,
                                const void* saved, const ScanGrads& grads) override {
     with_act("selective_scan_backward", [&](auto act) { act(in.u, "u"); });
     void* ws = scratch(cuda::scan_workspace_bytes(s));
-    cuda::selective_scan_backward(s, in, dout, static_cast<const float*>(saved), grads, ws,
-                                  stream_);
+    cuda::selective_scan_backward(s, in, dout, saved, grads, ws, stream_);
   }
 
   double lm_head_loss(const LmHeadLoss& op) override {

@@ -21,12 +21,15 @@
 //   taking 4 elements, so it is spread over all threads and stays off the recurrence's critical
 //   path; per-element outputs are formed after each pass the same way, from the sums over each
 //   channel's four threads.
-// - The forward writes the state at every chunk start (fp32 checkpoints). The backward walks the
-//   chunks in reverse: pass A recomputes the states forward through the chunk (one exp per state),
-//   emitting dz and the dC partial sums and keeping the state every kGroup = 4 steps in shared
-//   memory; the reverse pass then, per group, recomputes the decays (second exp), rebuilds the
-//   group's states in registers with FMAs only, and runs the adjoint recurrence backwards. 3 exps
-//   per element for forward + backward, and never a reverse recurrence by division.
+// - The forward writes the state at every chunk start (checkpoints, in the activation type: the
+//   bf16 path stores them in bf16, which halves the largest tensor a layer keeps for backward
+//   and perturbs the recomputed states by bf16 rounding, as storing u or delta in bf16 does). The
+//   backward walks the chunks in reverse: pass A recomputes the states forward through the chunk
+//   (one exp per state), emitting dz and the dC partial sums and keeping the state every kGroup = 4
+//   steps in shared memory; the reverse pass then, per group, recomputes the decays (second exp),
+//   rebuilds the group's states in registers with FMAs only, and runs the adjoint recurrence
+//   backwards. 3 exps per element for forward + backward, and never a reverse recurrence by
+//   division.
 // - The backward also exists with one thread per channel and all 16 states in registers (64
 //   threads per block): fewer instructions and shared-memory accesses per element, so once there
 //   are enough blocks to give every scheduler a few of its warps it is the faster one. The plan
@@ -109,7 +112,8 @@ struct Args {
   const T *u, *delta, *z, *dout, *B, *C;
   const float *A, *D, *delta_bias;
   T *out, *du, *ddelta, *dz;
-  float *last_state, *ckpt;
+  float* last_state;
+  void* ckpt;
   float *seg_state, *seg_sum;             // per (batch, segment, channel): partial scan results
   float* part_dbc;                        // [2][dblocks][tokens][kN]: dB then dC, per channel block
   float *part_dA, *part_dD, *part_dbias;  // per (batch, segment, channel)
@@ -230,11 +234,26 @@ __device__ void load_tile(Tile<T, kInputs>& tile, const Args<T>& a, int64_t t0, 
   __pipeline_commit();
 }
 
-// The state of channel d at the start of chunk c: [batch][chunk][state / 4][d_inner] float4s.
+// Four states in the activation type, stored and loaded as one vector.
 template <typename T>
-__device__ __forceinline__ float4* checkpoint(const Args<T>& a, int b, int c, int d, int group) {
-  return reinterpret_cast<float4*>(a.ckpt) +
+struct alignas(4 * sizeof(T)) Quad {
+  T v[4];
+};
+
+// The state of channel d at the start of chunk c: [batch][chunk][state / 4][d_inner] quads.
+template <typename T>
+__device__ __forceinline__ Quad<T>* checkpoint(const Args<T>& a, int b, int c, int d, int group) {
+  return static_cast<Quad<T>*>(a.ckpt) +
          ((static_cast<int64_t>(b) * a.nchunks + c) * (kN / 4) + group) * a.d_inner + d;
+}
+template <typename T>
+__device__ __forceinline__ void store_checkpoint(Quad<T>* p, const float (&h)[4]) {
+  *p = Quad<T>{{from_f32<T>(h[0]), from_f32<T>(h[1]), from_f32<T>(h[2]), from_f32<T>(h[3])}};
+}
+template <typename T>
+__device__ __forceinline__ float4 load_checkpoint(const Quad<T>* p) {
+  const Quad<T> q = *p;
+  return make_float4(to_f32(q.v[0]), to_f32(q.v[1]), to_f32(q.v[2]), to_f32(q.v[3]));
 }
 
 template <typename T>
@@ -367,8 +386,7 @@ __global__ void __launch_bounds__(kThreads, kFwdBlocksPerSM) scan_fwd_kernel(con
     });
     __syncthreads();
 
-    if (!kLocal && a.ckpt && active)
-      *checkpoint(a, pos.b, c, d, g) = make_float4(h[0], h[1], h[2], h[3]);
+    if (!kLocal && a.ckpt && active) store_checkpoint(checkpoint(a, pos.b, c, d, g), h);
 #pragma unroll
     for (int s = 0; s < kL; ++s) {
       const float2 t = sm.dt[s][ch];
@@ -504,6 +522,7 @@ struct BwdSmem {
   // gz = dout silu'(z).
   float4 e[kL][kCh];
   float gz[kL][kCh];
+  float silu[kL][kCh];  // silu(z), to re-form the forward's output when it is wanted
   // Sums over a channel's four threads, per (step, channel): sum_n C h in pass A (x only), then
   // sum_n dL/dh B and sum_n A dL/dh exp(dt A) h[t-1] in the reverse pass. The per-element outputs
   // are formed from them after each pass, by all threads.
@@ -555,7 +574,10 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
     const int64_t row = chunk_row(pos, c);
     float h[kS];
     if (!kLocal)  // the checkpoint, fetched before the wait to hide its latency
-      permute(h, active ? *checkpoint(a, pos.b, c, d, g) : make_float4(0.f, 0.f, 0.f, 0.f), pm);
+      permute(
+          h,
+          active ? load_checkpoint(checkpoint(a, pos.b, c, d, g)) : make_float4(0.f, 0.f, 0.f, 0.f),
+          pm);
     __pipeline_wait_prior(0);
     __syncthreads();  // chunk c has landed; everyone is done with chunk c + 1
 #pragma unroll
@@ -569,6 +591,7 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
       sm.e[s][ec] = make_float4(valid ? sp.value : 0.f, valid ? to_f32(sm.tile.x[0][s][ec]) : 0.f,
                                 valid ? go * z * sz : 0.f, sp.grad);
       sm.gz[s][ec] = valid ? go * sz * fmaf(z, 1.f - sz, 1.f) : 0.f;
+      sm.silu[s][ec] = z * sz;
     }
     // B and C in the four register orders, zero past the end of the sequence (stale slots could
     // hold NaNs): entry (s, q, grp, p) holds states kS * grp + (i ^ p), i < kS.
@@ -619,9 +642,11 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
 #pragma unroll
       for (int k = 0; k < kL / kRowsPerPass; ++k) {  // dz = dout silu'(z) (C h + D u)
         const int s = element_step(k);
-        if (e_active && s < steps)
-          store(a.dz + (row + s) * a.ld_z + ed,
-                sm.gz[s][ec] * fmaf(eD, sm.e[s][ec].y, sm.acc[s][ec].x));
+        if (e_active && s < steps) {
+          const float y = fmaf(eD, sm.e[s][ec].y, sm.acc[s][ec].x);
+          store(a.dz + (row + s) * a.ld_z + ed, sm.gz[s][ec] * y);
+          if (a.out) store(a.out + (row + s) * a.d_inner + ed, sm.silu[s][ec] * y);
+        }
       }
       __syncthreads();
 
@@ -761,6 +786,7 @@ struct Bwd16Smem {
   // Per (step, channel) values derived once per chunk: dt, u, dy = dout silu(z),
   // gz = dout silu'(z), sd = softplus'(delta + bias).
   float dt[kL][kCh], u[kL][kCh], dy[kL][kCh], gz[kL][kCh], sd[kL][kCh];
+  float silu[kL][kCh];  // silu(z), to re-form the forward's output when it is wanted
   float4 bc[kL][2][kN / 4];
   float4 hg[kL / kGroup][kN / 4][kCh];  // the state before each group of kGroup steps
   float red[kL][kCh];                   // per-lane warp sums of dC, then of dB
@@ -797,8 +823,8 @@ __global__ void __launch_bounds__(kThreads16, kBwd16BlocksPerSM)
     if (!kLocal) {  // the checkpoint, fetched before the wait to hide its latency
 #pragma unroll
       for (int k = 0; k < kN / 4; ++k) {
-        const float4 v =
-            active ? *checkpoint(a, pos.b, c, d, state_group(k)) : make_float4(0.f, 0.f, 0.f, 0.f);
+        const float4 v = active ? load_checkpoint(checkpoint(a, pos.b, c, d, state_group(k)))
+                                : make_float4(0.f, 0.f, 0.f, 0.f);
         h[4 * k] = v.x, h[4 * k + 1] = v.y, h[4 * k + 2] = v.z, h[4 * k + 3] = v.w;
       }
     }
@@ -816,6 +842,7 @@ __global__ void __launch_bounds__(kThreads16, kBwd16BlocksPerSM)
       sm.dy[s][tid] = valid ? g * z * sz : 0.f;
       sm.gz[s][tid] = valid ? g * sz * fmaf(z, 1.f - sz, 1.f) : 0.f;
       sm.sd[s][tid] = sp.grad;
+      sm.silu[s][tid] = z * sz;
     }
     convert_bc(sm.bc, sm.tile, steps);
     __syncthreads();
@@ -853,8 +880,11 @@ __global__ void __launch_bounds__(kThreads16, kBwd16BlocksPerSM)
           v[i] = dy * h[i];
         }
         sm.red[s][tid] = warp_sum16(v);
-        if (active && s < steps)
-          store(a.dz + at_z + s * a.ld_z, sm.gz[s][tid] * ((y[0] + y[1]) + (y[2] + y[3]) + Dd * u));
+        if (active && s < steps) {
+          const float out = (y[0] + y[1]) + (y[2] + y[3]) + Dd * u;
+          store(a.dz + at_z + s * a.ld_z, sm.gz[s][tid] * out);
+          if (a.out) store(a.out + at + s * a.d_inner, sm.silu[s][tid] * out);
+        }
       }
       __syncthreads();
       store_partials16(part_dC + row * kN, sm.red, steps);
@@ -1074,7 +1104,7 @@ void set_inputs(Args<T>& a, const ScanInputs& in, const ActCast<T>& act) {
 }
 
 template <typename T>
-void forward(const ScanShape& s, const ScanInputs& in, Act out_act, float* last_state, float* ckpt,
+void forward(const ScanShape& s, const ScanInputs& in, Act out_act, float* last_state, void* ckpt,
              void* workspace, cudaStream_t stream, const ScanTuning& tuning) {
   validate(s);
   const ActCast<T> act{"selective_scan_forward"};
@@ -1098,7 +1128,7 @@ void forward(const ScanShape& s, const ScanInputs& in, Act out_act, float* last_
 }
 
 template <typename T>
-void backward(const ScanShape& s, const ScanInputs& in, ConstAct dout, const float* ckpt,
+void backward(const ScanShape& s, const ScanInputs& in, ConstAct dout, const void* ckpt,
               const ScanGrads& g, void* workspace, cudaStream_t stream, const ScanTuning& tuning) {
   validate(s);
   const ActCast<T> act{"selective_scan_backward"};
@@ -1106,7 +1136,8 @@ void backward(const ScanShape& s, const ScanInputs& in, ConstAct dout, const flo
   set_inputs(a, in, act);
   a.dout = act(dout, "dout");
   a.du = act(g.du, "du"), a.ddelta = act(g.ddelta, "ddelta"), a.dz = act(g.dz, "dz");
-  a.ckpt = const_cast<float*>(ckpt);
+  a.out = act(g.out, "out");
+  a.ckpt = const_cast<void*>(ckpt);
   T* const dB = act(g.dB, "dB");
   T* const dC = act(g.dC, "dC");
   const std::pair<const void*, const char*> needed[] = {{a.dout, "dout"},
@@ -1157,9 +1188,9 @@ void backward(const ScanShape& s, const ScanInputs& in, ConstAct dout, const flo
 
 }  // namespace
 
-size_t scan_checkpoint_bytes(const ScanShape& s) {
+size_t scan_checkpoint_bytes(const ScanShape& s, ActType type) {
   validate(s);
-  return static_cast<size_t>(s.batch) * ceil_div(s.seqlen, kL) * s.d_inner * kN * sizeof(float);
+  return static_cast<size_t>(s.batch) * ceil_div(s.seqlen, kL) * s.d_inner * kN * type_bytes(type);
 }
 
 size_t scan_workspace_bytes(const ScanShape& s, const ScanTuning& tuning) {
@@ -1168,7 +1199,7 @@ size_t scan_workspace_bytes(const ScanShape& s, const ScanTuning& tuning) {
 }
 
 void selective_scan_forward(const ScanShape& s, const ScanInputs& in, Act out, float* last_state,
-                            float* checkpoints, void* workspace, cudaStream_t stream,
+                            void* checkpoints, void* workspace, cudaStream_t stream,
                             const ScanTuning& tuning) {
   if (in.u.type == ActType::BF16)
     forward<__nv_bfloat16>(s, in, out, last_state, checkpoints, workspace, stream, tuning);
@@ -1177,7 +1208,7 @@ void selective_scan_forward(const ScanShape& s, const ScanInputs& in, Act out, f
 }
 
 void selective_scan_backward(const ScanShape& s, const ScanInputs& in, ConstAct dout,
-                             const float* checkpoints, const ScanGrads& grads, void* workspace,
+                             const void* checkpoints, const ScanGrads& grads, void* workspace,
                              cudaStream_t stream, const ScanTuning& tuning) {
   if (in.u.type == ActType::BF16)
     backward<__nv_bfloat16>(s, in, dout, checkpoints, grads, workspace, stream, tuning);

@@ -4,15 +4,16 @@
 //
 // Two precisions: bf16 tensors (u, delta, z, B, C, out, dout and their gradients) with fp32 math
 // and state inside, and fp32 throughout (the debugging path). A, D, delta_bias, dA, dD,
-// ddelta_bias, last_state and the checkpoints are fp32 in both.
+// ddelta_bias and last_state are fp32 in both.
 //
-// The forward saves the fp32 state every kScanCheckpointEvery steps (`checkpoints`, sized by
-// scan_checkpoint_bytes); the backward recomputes the states between them. The caller keeps the
-// checkpoints from forward to backward (pass nullptr to the forward when no backward follows).
-// Both passes also need a transient workspace of scan_workspace_bytes (reusable between calls on
-// one stream). Gradients are deterministic: the same inputs give bit-identical results on every
-// run (fixed-order reductions, no atomics). Only d_state = 16 is supported; other shapes are
-// rejected with mamba::Error. All pointers are device pointers; work is queued on `stream`.
+// The forward saves the state every kScanCheckpointEvery steps in the activation type
+// (`checkpoints`, sized by scan_checkpoint_bytes); the backward recomputes the states between them.
+// The caller keeps the checkpoints from forward to backward (pass nullptr to the forward when no
+// backward follows). Both passes also need a transient workspace of scan_workspace_bytes (reusable
+// between calls on one stream). Gradients are deterministic: the same inputs give bit-identical
+// results on every run (fixed-order reductions, no atomics). Only d_state = 16 is supported; other
+// shapes are rejected with mamba::Error. All pointers are device pointers; work is queued on
+// `stream`.
 #pragma once
 #include <cuda_runtime_api.h>
 
@@ -22,7 +23,7 @@
 
 namespace mamba::cuda {
 
-// Steps between two saved states: 4 bytes of checkpoint per (token, channel).
+// Steps between two saved states: one state element (2 or 4 bytes) per (token, channel).
 inline constexpr int kScanCheckpointEvery = 16;
 
 struct ScanTuning {
@@ -31,16 +32,16 @@ struct ScanTuning {
   int segments = 0;
 };
 
-size_t scan_checkpoint_bytes(const ScanShape& s);
+size_t scan_checkpoint_bytes(const ScanShape& s, ActType type);
 size_t scan_workspace_bytes(const ScanShape& s, const ScanTuning& tuning = {});
 
 // The activations (in, out, dout, the gradients' du, ddelta, dB, dC, dz) are all bf16 or all
 // fp32, as in.u is; another mix throws mamba::Error naming the argument.
 void selective_scan_forward(const ScanShape& s, const ScanInputs& in, Act out, float* last_state,
-                            float* checkpoints, void* workspace, cudaStream_t stream,
+                            void* checkpoints, void* workspace, cudaStream_t stream,
                             const ScanTuning& tuning = {});
 void selective_scan_backward(const ScanShape& s, const ScanInputs& in, ConstAct dout,
-                             const float* checkpoints, const ScanGrads& grads, void* workspace,
+                             const void* checkpoints, const ScanGrads& grads, void* workspace,
                              cudaStream_t stream, const ScanTuning& tuning = {});
 
 }  // namespace mamba::cuda
