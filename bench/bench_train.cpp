@@ -1,6 +1,7 @@
 // Training-step benchmark: Trainer::train_step() (forward + backward + all-reduce + clip + AdamW),
 // the step a training run takes, on a model from configs/, fed by a shard of random tokens
-// written to a temporary folder. Prints one JSON line with ms/step, tokens/s, peak memory and MFU
+// written to a temporary folder. Prints one JSON line with ms/step, tokens/s, peak memory (and the
+// activation arena's share of it) and MFU
 // (6 * params * tokens/s over the device's dense bf16 peak, where known).
 //   bench_train [--model tiny|130m|370m|790m|1.4b|2.8b | --config FILE] [key=value ...]
 //               [--batch B] [--seqlen L] [--device cpu|cuda] [--precision fp32|bf16]
@@ -74,11 +75,12 @@ int main(int argc, char** argv) try {
       "{\"bench\": \"train_step\", \"config\": \"%s\", \"device\": \"%s\", \"world\": %d, "
       "\"comm\": %d, \"bf16_grads\": %d, \"act_bytes\": %zu, \"params\": %.0f, \"batch\": %d, "
       "\"seqlen\": %d, \"recompute\": %d, \"ms_per_step\": %.2f, \"tokens_per_s\": %.0f, "
-      "\"peak_gib\": %.2f, \"mfu\": %.4f}\n",
+      "\"peak_gib\": %.2f, \"activation_gib\": %.2f, \"mfu\": %.4f}\n",
       fs::path(cfg.source).stem().c_str(), backend.name().c_str(), comm.world(),
       bench::flag(argc, argv, "--comm", "1") == "1", int(cfg.dist.bf16_grads), backend.act_bytes(),
       params, cfg.train.micro_batch, cfg.data.seq_len, int(cfg.train.recompute), median,
-      tokens_per_s, backend.peak_memory() / double(1ull << 30), mfu);
+      tokens_per_s, backend.peak_memory() / double(1ull << 30),
+      trainer.model().activation_bytes() / double(1ull << 30), mfu);
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "%s\n", e.what());
