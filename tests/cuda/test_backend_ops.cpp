@@ -216,6 +216,9 @@ class CudaVsCpu : public ::testing::TestWithParam<bool> {
   }
   // Tolerance of an output stored in the activation type.
   double act_tol(double fp32_tol) const { return bf16() ? kBf16Tol : fp32_tol; }
+  // The scan's fp32 parameter gradients: with bf16 activations its backward recomputes the
+  // states from bf16 checkpoints.
+  double scan_param_tol() const { return bf16() ? 2e-3 : kGradTol; }
   std::string label(const std::string& what) const {
     return std::string(bf16() ? "bf16 " : "fp32 ") + what;
   }
@@ -546,9 +549,9 @@ TEST_P(CudaVsCpu, SelectiveScan) {
                  columns(want[5], T, s.ld_bc, R, N), act_tol(kGradTol));
     expect_close(label("scan_backward dC " + tag), columns(got[5], T, s.ld_bc, R + N, N),
                  columns(want[5], T, s.ld_bc, R + N, N), act_tol(kGradTol));
-    expect_close(label("scan_backward dA " + tag), got[6], want[6], kGradTol);
-    expect_close(label("scan_backward dD " + tag), got[7], want[7], kGradTol);
-    expect_close(label("scan_backward ddelta_bias " + tag), got[8], want[8], kGradTol);
+    expect_close(label("scan_backward dA " + tag), got[6], want[6], scan_param_tol());
+    expect_close(label("scan_backward dD " + tag), got[7], want[7], scan_param_tol());
+    expect_close(label("scan_backward ddelta_bias " + tag), got[8], want[8], scan_param_tol());
     expect_close(label("scan_backward re-formed out " + tag), got[9], want[0], act_tol(kOutTol));
     EXPECT_TRUE(all_nan(columns(got[4], T, s.ld_z, 0, Dn))) << "dz wrote into x's half " << tag;
     EXPECT_TRUE(all_nan(columns(got[5], T, s.ld_bc, 0, R))) << "dB wrote into dt's columns " << tag;

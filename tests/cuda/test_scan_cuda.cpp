@@ -3,11 +3,12 @@
 // and B, C are slices of [dt | B | C] rows (ld_bc = R + 32). Every output the GPU writes is
 // poisoned with NaN first, and the parts of the gradient buffers that belong to x and dt must
 // still hold the poison afterwards. The bf16 runs give the CPU the same bf16-rounded inputs, so
-// only the rounding of the outputs and the order of the sums differ.
+// only the rounding of the outputs, the order of the sums and (bf16) the checkpoints differ.
 // Tolerances (norm-wise relative error, ||gpu - cpu|| / ||cpu||):
 //   fp32 path: forward outputs 1e-5, gradients 1e-4;
 //   bf16 path: bf16 outputs 4e-3 (one rounding to bf16 is up to 2^-9 relative, ~1.1e-3 RMS),
-//              fp32 outputs (last_state, dA, dD, ddelta_bias) as the fp32 path.
+//              last_state 1e-5; dA, dD, ddelta_bias 2e-3: the backward recomputes the states
+//              from bf16 checkpoints (measured up to 1.1e-3 on the H200).
 #include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
@@ -311,9 +312,10 @@ void compare_with_cpu(int batch, int64_t seqlen, int d_inner, int R, const ScanT
   expect_close("dz", got.dz, want.dz, bwd_tol);
   expect_close("dB", got.dB, want.dB, bwd_tol);
   expect_close("dC", got.dC, want.dC, bwd_tol);
-  expect_close("dA", got.dA, want.dA, 1e-4);
-  expect_close("dD", got.dD, want.dD, 1e-4);
-  expect_close("ddelta_bias", got.dbias, want.dbias, 1e-4);
+  const double param_tol = kBf16 ? 2e-3 : 1e-4;
+  expect_close("dA", got.dA, want.dA, param_tol);
+  expect_close("dD", got.dD, want.dD, param_tol);
+  expect_close("ddelta_bias", got.dbias, want.dbias, param_tol);
 }
 
 struct Case {
@@ -480,9 +482,9 @@ TEST(ScanCuda, Bf16OffsetsPast32Bits) {
   expect_close("dC", columns(dbc_h, seqlen, 2 * kN, kN, kN), want.dC, 4e-3);
   expect_close("last_state", tail(download(last), kN), want.last_state, 1e-5);
   const std::vector<float> dA_g = download(dA), dD_g = download(dD), dbias_g = download(dbias);
-  expect_close("dA", tail(dA_g, kN), want.dA, 1e-4);
-  expect_close("dD", tail(dD_g, 1), want.dD, 1e-4);
-  expect_close("ddelta_bias", tail(dbias_g, 1), want.dbias, 1e-4);
+  expect_close("dA", tail(dA_g, kN), want.dA, 2e-3);
+  expect_close("dD", tail(dD_g, 1), want.dD, 2e-3);
+  expect_close("ddelta_bias", tail(dbias_g, 1), want.dbias, 2e-3);
   EXPECT_TRUE(std::all_of(dA_g.begin(), dA_g.begin() + d_lo * kN, [](float x) {
     return x == 0.5f;
   })) << "dA changed for channels with zero dout";
