@@ -263,6 +263,31 @@ TEST_F(CheckpointWriterTest, BackgroundWriteLoadsBackAndMatchesTheSynchronousSav
   EXPECT_EQ(loaded.optimizer_steps, 6);
 }
 
+// A device without room for the snapshot: the save streams from the live buffers before it
+// returns, and writes the same files.
+TEST_F(CheckpointWriterTest, NoRoomForTheSnapshotSavesSynchronously) {
+  const auto backend = make_cpu_backend();
+  Buffers model(8);
+  TrainerState state;
+  state.step = 2;
+  const std::string async_dir = dir() + "/fallback", sync_dir = dir() + "/sync";
+  setenv("MAMBA_TEST_NO_SNAPSHOT_ROOM", "1", 1);
+  {
+    CheckpointWriter writer(*backend, model.layout, async_dir, 0);
+    EXPECT_EQ(writer.save(model.params.data(), model.m.data(), model.v.data(), 2, state),
+              async_dir + "/step_00000002");
+    EXPECT_EQ(writer.newest(), async_dir + "/step_00000002") << "complete when save returns";
+  }
+  unsetenv("MAMBA_TEST_NO_SNAPSHOT_ROOM");
+  save_checkpoint(sync_dir, model.layout, TrainingTensors{model.params, model.m, model.v, 2}, state,
+                  0);
+  for (const char* file : {"model.safetensors", "optimizer.safetensors", "trainer.json"}) {
+    EXPECT_EQ(bytes_of(async_dir + "/step_00000002/" + file),
+              bytes_of(sync_dir + "/step_00000002/" + file))
+        << file;
+  }
+}
+
 TEST_F(CheckpointWriterTest, NonFiniteSnapshotIsRefusedAndNothingIsWritten) {
   const auto backend = make_cpu_backend();
   Buffers model(6);

@@ -7,7 +7,10 @@
 // rename. A save that finds the previous write unfinished waits for it and says so.
 //
 // Memory: the snapshot takes 3 x 4 bytes per parameter on the device (the CPU backend: host),
-// the writer one chunk of host memory, whatever the model's size.
+// allocated at the first save, so a run that never saves never holds it; the writer takes one
+// chunk of host memory, whatever the model's size. When the device has no room for the snapshot,
+// saves stream from the live buffers instead, synchronously (training waits), and the log says so
+// once.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -23,7 +26,6 @@ namespace mamba {
 
 class CheckpointWriter {
  public:
-  // Allocates the snapshot now, so that a device too small for it fails before training.
   CheckpointWriter(Backend& backend, const ParamLayout& layout, std::string dir, int keep_last);
   // Waits for the write in flight; its error, if any, is printed (wait() throws it).
   ~CheckpointWriter();
@@ -45,7 +47,10 @@ class CheckpointWriter {
   double last_write_seconds() const { return write_s_; }
 
  private:
-  void write(TrainerState state, int64_t optimizer_steps);
+  // Allocates the snapshot on first use; false when the device has no room for it.
+  bool reserve_snapshot();
+  // Writes the checkpoint of state from source (on the caller's or the background thread).
+  void write(CheckpointSource source, TrainerState state);
 
   Backend& be_;
   const ParamLayout& layout_;
@@ -53,6 +58,7 @@ class CheckpointWriter {
   const int keep_last_;
   const int slow_ms_;  // test hook: MAMBA_TEST_SLOW_SAVE_MS delays each chunk the writer fetches
   float* snapshot_ = nullptr;
+  bool no_room_ = false;  // the snapshot did not fit: saves are synchronous
   std::thread thread_;
   std::atomic<bool> writing_{false};
   std::exception_ptr error_;
