@@ -112,7 +112,7 @@ struct RmsNormForward {
   const float* hidden = nullptr;       // [T, C]
   const float* residual_in = nullptr;  // [T, C]; null: residual_out = hidden
   const float* weight = nullptr;       // [C]
-  float* residual_out = nullptr;       // [T, C]
+  float* residual_out = nullptr;       // [T, C]; null: not written (normed recomputed)
   Act normed;                          // [T, C]
   float* rstd = nullptr;               // [T]
   int64_t T = 0;

@@ -184,11 +184,11 @@ void MambaLM::norm_forward(Activations& a, int i, bool refill) {
   const ModelConfig& c = config();
   Activations::Layer& s = a.layers[i];
   RmsNormForward norm;
-  // With refill: the norm of the saved residual; its copy lands in hidden, free during backward.
+  // With refill: the norm of the saved residual, which stays as it is.
   norm.hidden = refill ? s.residual : a.hidden;
   norm.residual_in = refill || i == 0 ? nullptr : a.layers[i - 1].residual;
   norm.weight = layout_.layer(params_, i).norm;
-  norm.residual_out = refill ? a.hidden : s.residual;
+  norm.residual_out = refill ? nullptr : s.residual;
   norm.normed = a.normed;
   norm.rstd = s.rstd;
   norm.T = a.T;

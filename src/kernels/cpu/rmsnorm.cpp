@@ -12,18 +12,19 @@ void residual_rmsnorm_forward(float* residual_out, float* normed, float* rstd, c
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < T; ++t) {
     const float* h = hidden + t * C;
-    float* r = residual_out + t * C;
+    auto residual = [&](int c) { return residual_in ? h[c] + residual_in[t * C + c] : h[c]; };
     // The mean of squares is accumulated in double: this is the oracle other backends are
     // compared against, and C reaches the thousands.
     double ss = 0.0;
     for (int c = 0; c < C; ++c) {
-      r[c] = residual_in ? h[c] + residual_in[t * C + c] : h[c];
-      ss += static_cast<double>(r[c]) * r[c];
+      const float r = residual(c);
+      if (residual_out) residual_out[t * C + c] = r;
+      ss += static_cast<double>(r) * r;
     }
     const float inv = static_cast<float>(1.0 / std::sqrt(ss / C + eps));
     rstd[t] = inv;
     float* out = normed + t * C;
-    for (int c = 0; c < C; ++c) out[c] = r[c] * inv * weight[c];
+    for (int c = 0; c < C; ++c) out[c] = residual(c) * inv * weight[c];
   }
 }
 

@@ -1,5 +1,6 @@
 // Residual add + RMSNorm, token-major [T, C], fp32:
-//   residual_out = hidden + residual_in        (residual_in may be null: residual_out = hidden)
+//   residual_out = hidden + residual_in        (residual_in may be null: residual_out = hidden;
+//                                               residual_out may be null: not written)
 //   rstd[t]      = 1 / sqrt(mean_c(residual_out[t, c]^2) + eps)
 //   normed[t, c] = residual_out[t, c] * rstd[t] * weight[c]
 // Backward takes dnormed and returns the gradient of residual_out into dresidual, *added* to what

@@ -34,18 +34,21 @@ __global__ void residual_rmsnorm_forward_kernel(float* residual_out, T* normed, 
   const int lane = threadIdx.x % 32;
   const float* h = hidden + t * C;
   const float* res = residual_in ? residual_in + t * C : nullptr;
-  float* r = residual_out + t * C;
+  float* r = residual_out ? residual_out + t * C : nullptr;
   float ss = 0.0f;
   for (int c = lane; c < C; c += 32) {
     const float v = res ? h[c] + res[c] : h[c];
-    r[c] = v;
+    if (r) r[c] = v;
     ss += v * v;
   }
   ss = warp_sum(ss);
   const float inv = rsqrtf(ss / C + eps);
   if (lane == 0) rstd[t] = inv;
   T* out = normed + t * C;
-  for (int c = lane; c < C; c += 32) out[c] = from_f32<T>(r[c] * inv * weight[c]);
+  for (int c = lane; c < C; c += 32) {
+    const float v = r ? r[c] : res ? h[c] + res[c] : h[c];
+    out[c] = from_f32<T>(v * inv * weight[c]);
+  }
 }
 
 // d(x_c * r * w_c)/dx_j = r * w_c * [c == j] - x_c * w_c * x_j * r^3 / C, r = rstd.
