@@ -12,6 +12,7 @@
 //     gradients computed from bf16 intermediates (dlogits) a little more: 1e-2. Outputs the GPU
 //     keeps in fp32 are held to the fp32 figures.
 // Each comparison prints its error ("[err] ..."), which docs/cuda_backend_notes.md records.
+#include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -281,7 +282,8 @@ TEST_P(CudaVsCpu, ResidualRmsnormForward) {
       const auto hidden = uniform(T * C, 10, -2.0f, 2.0f);
       const auto residual = uniform(T * C, 11, -2.0f, 2.0f);
       const auto weight = uniform(C, 12, 0.5f, 1.5f);
-      auto run = [&](Backend& be) {
+      // write_residual false: the recomputation in backward, which leaves residual_out alone.
+      auto run = [&](Backend& be, bool write_residual = true) {
         Buffer h = f32_buffer(be, hidden), r = f32_buffer(be, residual), w = f32_buffer(be, weight);
         Buffer r_out = poisoned_f32(be, T * C), normed = poisoned_act(be, T * C),
                rstd = poisoned_f32(be, T);
@@ -289,7 +291,7 @@ TEST_P(CudaVsCpu, ResidualRmsnormForward) {
         op.hidden = h.f32();
         op.residual_in = with_residual ? r.f32() : nullptr;
         op.weight = w.f32();
-        op.residual_out = r_out.f32();
+        op.residual_out = write_residual ? r_out.f32() : nullptr;
         op.normed = normed.act();
         op.rstd = rstd.f32();
         op.T = T;
@@ -304,6 +306,10 @@ TEST_P(CudaVsCpu, ResidualRmsnormForward) {
       expect_close(label("rmsnorm_forward residual_out " + tag), got[0], want[0], kOutTol);
       expect_close(label("rmsnorm_forward normed " + tag), got[1], want[1], act_tol(kOutTol));
       expect_close(label("rmsnorm_forward rstd " + tag), got[2], want[2], kOutTol);
+      const auto recomputed = run(*gpu_, false);
+      EXPECT_TRUE(all_nan(recomputed[0])) << "residual_out was written " << tag;
+      expect_same_bits("rmsnorm_forward normed without residual_out " + tag, recomputed[1], got[1]);
+      expect_same_bits("rmsnorm_forward rstd without residual_out " + tag, recomputed[2], got[2]);
     }
   }
 }
@@ -738,6 +744,38 @@ TEST_P(CudaVsCpu, MemoryAndIdentity) {
     EXPECT_TRUE(std::all_of(zeros.begin(), zeros.end(), [](float x) { return x == 0.0f; }));
   }
   EXPECT_GE(gpu_->peak_memory(), before + n * sizeof(float));
+}
+
+// The peak the backend reports (what bench_train prints) is what the device gives the process:
+// every allocation, the cuBLASLt workspace and the ops' scratch are counted, and nothing large
+// is allocated behind its back. Measured with cudaMemGetInfo around a backend that runs the op
+// with the largest temporary memory (the chunked LM head with its gradient).
+TEST(CudaBackendMemory, PeakIsWhatTheDeviceGives) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device: cuda_device_count() is 0";
+  ASSERT_EQ(cudaFree(nullptr), cudaSuccess);  // the context exists before the first reading
+  size_t free_before = 0, free_after = 0, total = 0;
+  ASSERT_EQ(cudaMemGetInfo(&free_before, &total), cudaSuccess);
+  auto be = make_cuda_backend(0, true);
+  const int64_t T = 8192;
+  const int C = 768, Vp = 50304;
+  Buffer x = act_buffer(*be, uniform(T * C, 120)),
+         e = act_buffer(*be, uniform(int64_t{Vp} * C, 121));
+  std::vector<int32_t> targets(T);
+  for (int64_t t = 0; t < T; ++t) targets[t] = static_cast<int32_t>(t * 7919 % Vp);
+  Buffer tg = i32_buffer(*be, targets), dnormed = poisoned_act(*be, T * C);
+  Buffer dE = f32_buffer(*be, std::vector<float>(int64_t{Vp} * C, 0.0f));
+  LmHeadLoss op = lm_head_loss_only(x, e, tg, T, C, Vp);
+  op.dnormed = dnormed.act();
+  op.dE = dE.f32();
+  EXPECT_TRUE(std::isfinite(be->lm_head_loss(op)));
+  be->synchronize();
+  ASSERT_EQ(cudaMemGetInfo(&free_after, &total), cudaSuccess);
+  const double mib = 1 << 20;
+  const double used = double(free_before - free_after) / mib, peak = be->peak_memory() / mib;
+  std::printf("[info] device memory taken %.1f MiB, reported peak %.1f MiB\n", used, peak);
+  // cudaMalloc rounds each allocation up to 2 MiB pages; the cuBLASLt handle keeps a little.
+  EXPECT_LE(peak, used + 16) << "the backend counts memory it does not hold";
+  EXPECT_LE(used, peak + 64) << "device memory taken outside the backend's count";
 }
 
 // ---------------------------------------------------------------- timings (not a test)
