@@ -265,7 +265,9 @@ TEST_F(ShardedTraining, UnsupportedCombinationsGetOneLineErrors) {
 }
 
 // The GPU twin: NCCL reduce-scatter and all-gather on 2 GPUs give the losses and weights of the
-// all-reduce, within bf16 tolerance, and a smaller peak memory.
+// all-reduce, within bf16 tolerance, and a peak memory lower by the half of the moments each GPU
+// no longer holds (both save synchronously: the asynchronous writer's snapshot would count in
+// the unsharded peak only).
 TEST_F(ShardedTraining, TwoGpusShardedEqualUnsharded) {
 #ifdef MAMBA_HAVE_CUDA
   const int gpus = cuda_device_count();
@@ -274,17 +276,24 @@ TEST_F(ShardedTraining, TwoGpusShardedEqualUnsharded) {
 #endif
   if (gpus < 2) GTEST_SKIP() << "needs 2 GPUs, found " << gpus;
   const std::string gpu =
-      "train.micro_batch=2 train.device=cuda model.d_model=256 model.d_state=16 ";
+      "train.micro_batch=2 train.device=cuda model.d_model=256 model.d_state=16 "
+      "checkpoint.async=false ";
   ASSERT_TRUE(train2("gpu_plain", gpu)) << bytes_of(log("gpu_plain"));
   ASSERT_TRUE(train2("gpu_sharded", gpu + "dist.shard_optimizer=true dist.bucket_mb=0.5"))
       << bytes_of(log("gpu_sharded"));
   expect_same_steps("gpu_sharded", "gpu_plain", 2e-3);
   expect_same_state("gpu_sharded", "gpu_plain", 2e-3);
+  ModelConfig config;
+  config.d_model = 256;
+  config.n_layer = 2;
+  config.vocab_size = 257;
+  config.d_state = 16;
+  const double moments_gib = 8.0 * double(ParamLayout(config).total()) / double(1 << 30);
   const std::vector<double> plain = metric("gpu_plain", "mem_gib");
   const std::vector<double> sharded = metric("gpu_sharded", "mem_gib");
   ASSERT_FALSE(plain.empty());
   ASSERT_FALSE(sharded.empty());
-  EXPECT_LT(sharded.back(), plain.back());
+  EXPECT_GT(plain.back() - sharded.back(), 0.9 * moments_gib / 2) << plain.back();
 }
 
 }  // namespace

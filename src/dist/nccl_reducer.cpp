@@ -240,10 +240,17 @@ void NcclReducer::gather_params() {
   State& s = *s_;
   if (!s.shard) return;
   s.follow_compute();
-  // One group: NCCL runs the buckets' all-gathers as one launch.
+  // Grouped, NCCL runs the buckets' all-gathers as few launches (a group holds at most 2048
+  // operations in some NCCL versions).
+  constexpr int kGroup = 1024;
+  int grouped = 0;
   check_nccl(ncclGroupStart(), "ncclGroupStart");
   for (const ShardBucket& b : s.shard->buckets()) {
     if (s.padded(b)) continue;
+    if (++grouped % kGroup == 0) {
+      check_nccl(ncclGroupEnd(), "ncclGroupEnd");
+      check_nccl(ncclGroupStart(), "ncclGroupStart");
+    }
     check_nccl(ncclAllGather(s.params + b.begin + s.rank * b.slice, s.params + b.begin,
                              size_t(b.slice), ncclFloat, s.comm, s.comm_stream),
                "ncclAllGather");
