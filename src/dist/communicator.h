@@ -1,5 +1,6 @@
 // Data-parallel communication. A process learns its rank and the world size here; gradients are
-// averaged with one all-reduce over the single gradient buffer. The MPI implementation serves
+// averaged with one all-reduce over the single gradient buffer, or, with the optimizer sharded
+// (ZeRO-1), reduce-scattered and the weights all-gathered. The MPI implementation serves
 // CPU processes (and is the interface the NCCL path implements for GPUs); a plain run without
 // mpirun is world 1.
 #pragma once
