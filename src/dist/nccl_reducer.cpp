@@ -46,7 +46,7 @@ struct NcclReducer::State {
   int64_t pending_begin = -1, pending_end = -1;  // the bucket being gathered, [begin, end)
   double timeout_s = 600.0;
   // ZeRO-1: the shard map's buckets; [frontier, n) of the buffer is final, and the buckets from
-  // next_bucket on are launched. scratch: world floats for the tail bucket, zero-padded.
+  // next_bucket on are launched. scratch: the padded copy of the tail bucket (world floats).
   const ShardMap* shard = nullptr;
   float* params = nullptr;
   float* scratch = nullptr;
@@ -202,8 +202,12 @@ void NcclReducer::shard(const ShardMap& map, float* params) {
   s.params = params;
   s.frontier = s.n;
   s.next_bucket = map.buckets().size();
+  int64_t padded = 1;
+  for (const ShardBucket& b : map.buckets()) {
+    if (s.padded(b)) padded = std::max(padded, b.slice * s.world);
+  }
   // Through the backend, so that it counts in the peak-memory figure.
-  s.scratch = static_cast<float*>(s.backend->allocate(size_t(s.world) * sizeof(float)));
+  s.scratch = static_cast<float*>(s.backend->allocate(size_t(padded) * sizeof(float)));
 }
 
 void NcclReducer::ready(int64_t begin, int64_t end) {
