@@ -77,7 +77,8 @@ class Trainer {
     return writer_ ? writer_->last_write_seconds() : last_save_stall_s_;
   }
 
-  // For benchmarks measuring how much of the all-reduce backward hides: false skips it.
+  // For benchmarks measuring how much of the all-reduce backward hides: false skips it (and,
+  // with the optimizer sharded, the all-gather of the weights).
   void set_communication(bool on) { communicate_ = on; }
 
   const MambaLM& model() const { return *model_; }
