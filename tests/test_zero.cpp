@@ -120,16 +120,17 @@ TEST(ShardedAdamW, ShardsTogetherEqualTheWholeOptimizer) {
   EXPECT_EQ(loaded.download_m(), shards[1]->download_m());
 }
 
-const std::string kMpirun = "mpirun --allow-run-as-root --oversubscribe -np 2 ";
+const std::string kMpirun = "mpirun --allow-run-as-root --oversubscribe -np ";
 
 class ShardedTraining : public test::RunFixture {
  protected:
-  // `mamba train config args` on 2 ranks; its output goes to <run>.log. True when it succeeded.
-  static bool train2(const std::string& name, const std::string& args,
-                     const std::string& env = "") {
-    const std::string cmd = env + kMpirun + (env.empty() ? "" : "-x MAMBA_TEST_NAN_STEPS ") +
-                            MAMBA_BINARY + " train " + config_of(name) + " " + args + " > " +
-                            log(name) + " 2>&1";
+  // `mamba train config args` on `ranks` ranks; its output goes to <run>.log. True when it
+  // succeeded.
+  static bool train(const std::string& name, const std::string& args, const std::string& env = "",
+                    int ranks = 2) {
+    const std::string cmd = env + kMpirun + std::to_string(ranks) + " " +
+                            (env.empty() ? "" : "-x MAMBA_TEST_NAN_STEPS ") + MAMBA_BINARY +
+                            " train " + config_of(name) + " " + args + " > " + log(name) + " 2>&1";
     return std::system(cmd.c_str()) == 0;
   }
 
@@ -185,29 +186,44 @@ class ShardedTraining : public test::RunFixture {
 };
 
 TEST_F(ShardedTraining, TwoRanksShardedEqualUnsharded) {
-  ASSERT_TRUE(train2("plain", "train.micro_batch=2")) << bytes_of(log("plain"));
-  ASSERT_TRUE(train2("sharded", "train.micro_batch=2 dist.shard_optimizer=true"))
+  ASSERT_TRUE(train("plain", "train.micro_batch=2")) << bytes_of(log("plain"));
+  ASSERT_TRUE(train("sharded", "train.micro_batch=2 dist.shard_optimizer=true"))
       << bytes_of(log("sharded"));
   EXPECT_TRUE(contains(bytes_of(log("sharded")), "optimizer state sharded over 2 ranks"));
   expect_same_steps("sharded", "plain", 1e-6);
   expect_same_state("sharded", "plain", 1e-6);
 }
 
-// Tiny buckets: many reduce-scatters and all-gathers, a tail bucket, shards cut inside tensors.
-TEST_F(ShardedTraining, SmallBucketsChangeNothing) {
-  ASSERT_TRUE(train2("plain_small", "train.micro_batch=2")) << bytes_of(log("plain_small"));
-  ASSERT_TRUE(train2("sharded_small",
-                     "train.micro_batch=2 dist.shard_optimizer=true dist.bucket_mb=0.0001"))
+// Tiny buckets (many reduce-scatters and all-gathers, shards cut inside tensors), gradient
+// accumulation, and 3 ranks, whose tail bucket is padded.
+TEST_F(ShardedTraining, SmallBucketsAccumulationAndThreeRanksChangeNothing) {
+  ModelConfig config;  // the fixture's model, with as many layers as give 3 ranks a tail
+  config.d_model = 16;
+  config.vocab_size = 257;
+  config.d_state = 4;
+  for (config.n_layer = 1; ParamLayout(config).total() % 3 == 0; ++config.n_layer) {
+  }
+  const std::string small = "train.micro_batch=1 dist.bucket_mb=0.0001 ";
+  ASSERT_TRUE(train("plain_small", small)) << bytes_of(log("plain_small"));
+  ASSERT_TRUE(train("sharded_small", small + "dist.shard_optimizer=true"))
       << bytes_of(log("sharded_small"));
   expect_same_steps("sharded_small", "plain_small", 1e-6);
   expect_same_state("sharded_small", "plain_small", 1e-6);
+  const std::string three =
+      "train.micro_batch=2 train.global_batch=6 model.n_layer=" + std::to_string(config.n_layer) +
+      " ";
+  ASSERT_TRUE(train("plain_three", three, "", 3)) << bytes_of(log("plain_three"));
+  ASSERT_TRUE(train("sharded_three", three + "dist.shard_optimizer=true", "", 3))
+      << bytes_of(log("sharded_three"));
+  expect_same_steps("sharded_three", "plain_three", 1e-6);
+  expect_same_state("sharded_three", "plain_three", 1e-6);
 }
 
 // A checkpoint holds the whole state whatever the sharding: a run stopped at step 4 and resumed
 // with the other setting (or rank count) reaches the state of a run never interrupted.
 TEST_F(ShardedTraining, CheckpointsMoveBetweenShardedAndUnsharded) {
   ASSERT_EQ(run_mamba("train " + config("one_rank")).status, 0);
-  ASSERT_TRUE(train2("two_ranks", "train.micro_batch=2")) << bytes_of(log("two_ranks"));
+  ASSERT_TRUE(train("two_ranks", "train.micro_batch=2")) << bytes_of(log("two_ranks"));
   struct Case {
     const char* name;
     bool first_sharded;
@@ -223,7 +239,7 @@ TEST_F(ShardedTraining, CheckpointsMoveBetweenShardedAndUnsharded) {
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
     const std::string shard = " dist.shard_optimizer=";
-    ASSERT_TRUE(train2(
+    ASSERT_TRUE(train(
         c.name, std::string("train.micro_batch=2") + shard + (c.first_sharded ? "true" : "false")))
         << bytes_of(log(c.name));
     fs::remove_all(dir(c.name) + "/step_00000008");
@@ -233,7 +249,7 @@ TEST_F(ShardedTraining, CheckpointsMoveBetweenShardedAndUnsharded) {
       ASSERT_EQ(r.status, 0) << r.output;
       EXPECT_TRUE(contains(r.output, "resumed from")) << r.output;
     } else {
-      ASSERT_TRUE(train2(c.name, "train.micro_batch=2" + resume)) << bytes_of(log(c.name));
+      ASSERT_TRUE(train(c.name, "train.micro_batch=2" + resume)) << bytes_of(log(c.name));
       EXPECT_TRUE(contains(bytes_of(log(c.name)), "resumed from")) << bytes_of(log(c.name));
     }
     expect_same_steps(c.name, c.reference, 1e-6);
@@ -245,8 +261,8 @@ TEST_F(ShardedTraining, CheckpointsMoveBetweenShardedAndUnsharded) {
 // into one rank's shard only, the all-reduced norm to every rank, and all of them skip.
 TEST_F(ShardedTraining, RanksAgreeToSkipANonFiniteStep) {
   const std::string nan = "MAMBA_TEST_NAN_STEPS=3 ";
-  ASSERT_TRUE(train2("skip_plain", "train.micro_batch=2", nan)) << bytes_of(log("skip_plain"));
-  ASSERT_TRUE(train2("skip_sharded", "train.micro_batch=2 dist.shard_optimizer=true", nan))
+  ASSERT_TRUE(train("skip_plain", "train.micro_batch=2", nan)) << bytes_of(log("skip_plain"));
+  ASSERT_TRUE(train("skip_sharded", "train.micro_batch=2 dist.shard_optimizer=true", nan))
       << bytes_of(log("skip_sharded"));
   EXPECT_TRUE(contains(bytes_of(log("skip_sharded")), "step 3: loss")) << log("skip_sharded");
   EXPECT_TRUE(all_finite(tensors(dir("skip_sharded") + "/step_00000008/model.safetensors")));
@@ -278,8 +294,8 @@ TEST_F(ShardedTraining, TwoGpusShardedEqualUnsharded) {
   const std::string gpu =
       "train.micro_batch=2 train.device=cuda model.d_model=256 model.d_state=16 "
       "checkpoint.async=false ";
-  ASSERT_TRUE(train2("gpu_plain", gpu)) << bytes_of(log("gpu_plain"));
-  ASSERT_TRUE(train2("gpu_sharded", gpu + "dist.shard_optimizer=true dist.bucket_mb=0.5"))
+  ASSERT_TRUE(train("gpu_plain", gpu)) << bytes_of(log("gpu_plain"));
+  ASSERT_TRUE(train("gpu_sharded", gpu + "dist.shard_optimizer=true dist.bucket_mb=0.5"))
       << bytes_of(log("gpu_sharded"));
   expect_same_steps("gpu_sharded", "gpu_plain", 2e-3);
   expect_same_state("gpu_sharded", "gpu_plain", 2e-3);
