@@ -72,6 +72,49 @@ class MpiCommunicator final : public Communicator {
     wait(request, "broadcast");
   }
 
+  void reduce_scatter_mean(const float* send, float* recv, int64_t count) override {
+    check_count(count);
+    if (world_ == 1) {
+      std::copy(send, send + count, recv);
+      return;
+    }
+    MPI_Request request;
+    check(MPI_Ireduce_scatter_block(send, recv, int(count), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+                                    &request));
+    wait(request, "gradient reduce-scatter");
+    const float inv = 1.0f / float(world_);
+    for (int64_t i = 0; i < count; ++i) recv[i] *= inv;
+  }
+
+  void allgather(float* data, int64_t count) override {
+    check_count(count);
+    if (world_ == 1) return;
+    MPI_Request request;
+    check(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, int(count), MPI_FLOAT,
+                         MPI_COMM_WORLD, &request));
+    wait(request, "weight all-gather");
+  }
+
+  void send(const void* data, size_t bytes, int dest) override {
+    const char* p = static_cast<const char*>(data);
+    for (size_t done = 0; done < bytes; done += kPiece) {
+      MPI_Request request;
+      check(MPI_Isend(p + done, int(std::min(kPiece, bytes - done)), MPI_BYTE, dest, 0,
+                      MPI_COMM_WORLD, &request));
+      wait(request, "send");
+    }
+  }
+
+  void receive(void* data, size_t bytes, int source) override {
+    char* p = static_cast<char*>(data);
+    for (size_t done = 0; done < bytes; done += kPiece) {
+      MPI_Request request;
+      check(MPI_Irecv(p + done, int(std::min(kPiece, bytes - done)), MPI_BYTE, source, 0,
+                      MPI_COMM_WORLD, &request));
+      wait(request, "receive");
+    }
+  }
+
   void set_timeout(double seconds) override { timeout_s_ = seconds; }
 
   [[noreturn]] void abort(int status) override {
@@ -80,6 +123,13 @@ class MpiCommunicator final : public Communicator {
   }
 
  private:
+  // MPI counts are int; point-to-point messages go in pieces of this many bytes.
+  static constexpr size_t kPiece = size_t{1} << 30;
+
+  static void check_count(int64_t count) {
+    if (count > INT_MAX) throw_error("distributed error: a collective of ", count, " floats");
+  }
+
   static void check(int rc) {
     if (rc != MPI_SUCCESS) throw_error("distributed error: MPI collective failed (code ", rc, ")");
   }

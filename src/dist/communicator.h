@@ -1,5 +1,6 @@
 // Data-parallel communication. A process learns its rank and the world size here; gradients are
-// averaged with one all-reduce over the single gradient buffer. The MPI implementation serves
+// averaged with one all-reduce over the single gradient buffer, or, with the optimizer sharded
+// (ZeRO-1), reduce-scattered and the weights all-gathered. The MPI implementation serves
 // CPU processes (and is the interface the NCCL path implements for GPUs); a plain run without
 // mpirun is world 1.
 #pragma once
@@ -23,6 +24,14 @@ class Communicator {
   virtual double allreduce_sum(double x) = 0;
   // data[0..bytes) of rank `root` on every rank.
   virtual void broadcast(void* data, size_t bytes, int root) = 0;
+  // ZeRO-1 (shard_map.h). send holds world blocks of count floats; rank r receives in recv the
+  // mean over ranks of block r.
+  virtual void reduce_scatter_mean(const float* send, float* recv, int64_t count) = 0;
+  // In place: data holds world blocks of count floats; every rank ends with block r of rank r.
+  virtual void allgather(float* data, int64_t count) = 0;
+  // Point to point (gathering shards to the checkpoint writer): a send meets a receive.
+  virtual void send(const void* data, size_t bytes, int dest) = 0;
+  virtual void receive(void* data, size_t bytes, int source) = 0;
   // A collective that has not completed after this long means a rank has stalled or died: it
   // throws mamba::Error saying so (the caller then ends the job) instead of waiting forever.
   virtual void set_timeout(double seconds) = 0;

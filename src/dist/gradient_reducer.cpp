@@ -1,5 +1,6 @@
 #include "dist/gradient_reducer.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "util/error.h"
@@ -36,6 +37,55 @@ class MpiGradientReducer final : public GradientReducer {
   std::vector<float> staging_;
 };
 
+// ZeRO-1 through MPI, on buffers in host memory (the CPU backend): bucket by bucket after
+// backward, as the unsharded MPI path reduces after backward. The tail bucket, shorter than
+// world slices, goes through a zero-padded copy.
+class MpiShardedReducer final : public GradientReducer {
+ public:
+  MpiShardedReducer(Communicator& comm, MambaLM& model, const ShardMap& shard)
+      : comm_(comm), model_(model), shard_(shard) {}
+
+  void finish() override {
+    float* grads = model_.grads();
+    for (const ShardBucket& b : shard_.buckets()) {
+      received_.resize(b.slice);
+      comm_.reduce_scatter_mean(padded(b, grads), received_.data(), b.slice);
+      const ShardRange mine = shard_.part(b, comm_.rank());
+      std::copy(received_.begin(), received_.begin() + mine.count, grads + mine.begin);
+    }
+  }
+
+  void gather_params() override {
+    float* params = model_.params();
+    for (const ShardBucket& b : shard_.buckets()) {
+      if (b.slice * shard_.world() == b.end - b.begin) {
+        comm_.allgather(params + b.begin, b.slice);
+        continue;
+      }
+      const ShardRange mine = shard_.part(b, comm_.rank());
+      scratch_.assign(size_t(b.slice * shard_.world()), 0.0f);
+      std::copy(params + mine.begin, params + mine.begin + mine.count,
+                scratch_.begin() + comm_.rank() * b.slice);
+      comm_.allgather(scratch_.data(), b.slice);
+      std::copy(scratch_.begin(), scratch_.begin() + (b.end - b.begin), params + b.begin);
+    }
+  }
+
+ private:
+  // The bucket's world * slice floats to reduce: in place, or a padded copy for the tail.
+  const float* padded(const ShardBucket& b, const float* buffer) {
+    if (b.slice * shard_.world() == b.end - b.begin) return buffer + b.begin;
+    scratch_.assign(size_t(b.slice * shard_.world()), 0.0f);
+    std::copy(buffer + b.begin, buffer + b.end, scratch_.begin());
+    return scratch_.data();
+  }
+
+  Communicator& comm_;
+  MambaLM& model_;
+  const ShardMap& shard_;
+  std::vector<float> received_, scratch_;
+};
+
 #ifdef MAMBA_HAVE_NCCL
 class NcclGradientReducer final : public GradientReducer {
  public:
@@ -45,9 +95,11 @@ class NcclGradientReducer final : public GradientReducer {
     reducer_ = std::make_unique<NcclReducer>(
         id, comm.rank(), comm.world(), model.backend(), model.grads(), model.layout().total(),
         size_t(settings.bucket_mb * (1 << 20)), settings.timeout_s, settings.bf16_grads);
+    if (settings.shard) reducer_->shard(*settings.shard, model.params());
   }
   void ready(int64_t begin, int64_t end) override { reducer_->ready(begin, end); }
   void finish() override { reducer_->finish(); }
+  void gather_params() override { reducer_->gather_params(); }
 
  private:
   std::unique_ptr<NcclReducer> reducer_;
@@ -58,6 +110,11 @@ class NcclGradientReducer final : public GradientReducer {
 
 std::unique_ptr<GradientReducer> make_gradient_reducer(const ReducerSettings& settings,
                                                        Communicator& comm, MambaLM& model) {
+  if (settings.shard && settings.bf16_grads) {
+    throw_error(
+        "config error: dist.shard_optimizer = true with dist.bf16_grads = true is not "
+        "supported: set one of them to false");
+  }
 #ifdef MAMBA_HAVE_NCCL
   if (comm.world() > 1 && model.backend().native_stream()) {
     return std::make_unique<NcclGradientReducer>(settings, comm, model);
@@ -67,6 +124,14 @@ std::unique_ptr<GradientReducer> make_gradient_reducer(const ReducerSettings& se
     throw_error(
         "config error: dist.bf16_grads = true needs GPUs with NCCL, and this run "
         "reduces gradients through MPI: set dist.bf16_grads=false");
+  }
+  if (settings.shard) {
+    if (!model.backend().host_accessible()) {
+      throw_error(
+          "config error: dist.shard_optimizer = true on GPUs needs NCCL, and this build reduces "
+          "through MPI: set dist.shard_optimizer=false or build with NCCL (libnccl-dev)");
+    }
+    return std::make_unique<MpiShardedReducer>(comm, model, *settings.shard);
   }
   return std::make_unique<MpiGradientReducer>(comm, model);
 }

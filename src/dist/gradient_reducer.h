@@ -5,28 +5,39 @@
 //                    without NCCL, through a host copy and MPI.
 // The trainer passes the reducer as the model's GradientReadyHook on the last micro-batch and
 // calls finish() after it; the gradients are then the mean over ranks.
+// With a ShardMap (ZeRO-1, dist.shard_optimizer) each bucket is reduce-scattered instead:
+// finish() leaves the mean only in the slices this rank owns (the rest of the gradient buffer
+// holds partial values), the optimizer updates those slices of the weights, and gather_params()
+// all-gathers them so that every rank again holds all the weights.
 #pragma once
 #include <memory>
 
 #include "dist/communicator.h"
+#include "dist/shard_map.h"
 #include "model/mamba_lm.h"
 
 namespace mamba {
 
 // The dist section of the experiment config.
 struct ReducerSettings {
-  double bucket_mb = 25.0;   // NCCL bucket size
-  double timeout_s = 600.0;  // a collective taking longer means a rank was lost
-  bool bf16_grads = false;   // communicate in bf16 (NCCL only)
+  double bucket_mb = 25.0;          // NCCL bucket size
+  double timeout_s = 600.0;         // a collective taking longer means a rank was lost
+  bool bf16_grads = false;          // communicate in bf16 (NCCL only)
+  const ShardMap* shard = nullptr;  // ZeRO-1: this rank's part; outlives the reducer
 };
 
 class GradientReducer : public GradientReadyHook {
  public:
   void ready(int64_t, int64_t) override {}
   virtual void finish() = 0;
+  // Sharded: every rank's updated slices of the weights (model.params()) to every rank, done
+  // when it returns. Unsharded: nothing to do.
+  virtual void gather_params() {}
 };
 
-// Throws mamba::Error when bf16_grads is asked of a run that reduces through MPI.
+// Throws mamba::Error when bf16_grads is asked of a run that reduces through MPI, and when a
+// shard map is given for a run that can shard neither through NCCL nor in host memory (CUDA
+// without NCCL), or together with bf16_grads.
 std::unique_ptr<GradientReducer> make_gradient_reducer(const ReducerSettings& settings,
                                                        Communicator& comm, MambaLM& model);
 

@@ -45,12 +45,62 @@ struct NcclReducer::State {
   int64_t n = 0, bucket_floats = 0;
   int64_t pending_begin = -1, pending_end = -1;  // the bucket being gathered, [begin, end)
   double timeout_s = 600.0;
+  // ZeRO-1: the shard map's buckets; [frontier, n) of the buffer is final, and the buckets from
+  // next_bucket on are launched. scratch: the padded copy of the tail bucket (world floats).
+  const ShardMap* shard = nullptr;
+  float* params = nullptr;
+  float* scratch = nullptr;
+  int rank = 0, world = 1;
+  int64_t frontier = 0;
+  size_t next_bucket = 0;
+
+  // The compute stream's work queued up to now comes before what is queued on comm_stream next.
+  void follow_compute() {
+    cuda::check_cuda(cudaEventRecord(produced, compute), "cudaEventRecord");
+    cuda::check_cuda(cudaStreamWaitEvent(comm_stream, produced, 0), "cudaStreamWaitEvent");
+  }
+
+  void copy(float* dst, const float* src, int64_t count) {
+    cuda::check_cuda(cudaMemcpyAsync(dst, src, size_t(count) * sizeof(float),
+                                     cudaMemcpyDeviceToDevice, comm_stream),
+                     "cudaMemcpyAsync");
+  }
+
+  bool padded(const ShardBucket& b) const { return b.slice * world != b.end - b.begin; }
+
+  void reduce_scatter(const ShardBucket& b) {
+    if (!padded(b)) {
+      check_nccl(ncclReduceScatter(buffer + b.begin, buffer + b.begin + rank * b.slice,
+                                   size_t(b.slice), ncclFloat, ncclAvg, comm, comm_stream),
+                 "ncclReduceScatter");
+      return;
+    }
+    cuda::check_cuda(
+        cudaMemsetAsync(scratch, 0, size_t(b.slice * world) * sizeof(float), comm_stream),
+        "cudaMemsetAsync");
+    copy(scratch, buffer + b.begin, b.end - b.begin);
+    check_nccl(ncclReduceScatter(scratch, scratch + rank * b.slice, size_t(b.slice), ncclFloat,
+                                 ncclAvg, comm, comm_stream),
+               "ncclReduceScatter");
+    const ShardRange mine = shard->part(b, rank);
+    if (mine.count > 0) copy(buffer + mine.begin, scratch + rank * b.slice, mine.count);
+  }
+
+  // Launches, last first, the buckets that lie wholly in the final part of the buffer.
+  void launch_final_buckets() {
+    const std::vector<ShardBucket>& buckets = shard->buckets();
+    bool followed = false;
+    while (next_bucket > 0 && buckets[next_bucket - 1].begin >= frontier) {
+      if (!followed) follow_compute();
+      followed = true;
+      reduce_scatter(buckets[--next_bucket]);
+    }
+  }
 
   void launch() {
     if (pending_begin < 0) return;
     // The bucket's gradients were written by work queued on the compute stream up to now.
-    cuda::check_cuda(cudaEventRecord(produced, compute), "cudaEventRecord");
-    cuda::check_cuda(cudaStreamWaitEvent(comm_stream, produced, 0), "cudaStreamWaitEvent");
+    follow_compute();
     if (wire) {
       for (int64_t begin = pending_begin; begin < pending_end; begin += bucket_floats) {
         const int64_t count = std::min(bucket_floats, pending_end - begin);
@@ -70,18 +120,18 @@ struct NcclReducer::State {
   }
 
   // Polls instead of blocking so that a lost peer surfaces as an error, not a hang.
-  void wait_reduced() {
+  void wait_reduced(const char* what) {
     const auto start = std::chrono::steady_clock::now();
     while (true) {
       const cudaError_t q = cudaEventQuery(reduced);
       if (q == cudaSuccess) return;
-      if (q != cudaErrorNotReady) cuda::check_cuda(q, "gradient all-reduce");
+      if (q != cudaErrorNotReady) cuda::check_cuda(q, what);
       ncclResult_t async = ncclSuccess;
       check_nccl(ncclCommGetAsyncError(comm, &async), "ncclCommGetAsyncError");
       if (async != ncclSuccess && async != ncclInProgress) {
         ncclCommAbort(comm);
         comm = nullptr;
-        throw_error("nccl error: gradient all-reduce failed: ", ncclGetErrorString(async),
+        throw_error("nccl error: ", what, " failed: ", ncclGetErrorString(async),
                     ": another rank has probably died; see its log");
       }
       const double waited =
@@ -89,7 +139,7 @@ struct NcclReducer::State {
       if (waited > timeout_s) {
         ncclCommAbort(comm);
         comm = nullptr;
-        throw_error("nccl error: gradient all-reduce did not finish within ", timeout_s,
+        throw_error("nccl error: ", what, " did not finish within ", timeout_s,
                     " s: a rank has stalled or died; the job stops (MAMBA_NCCL_TIMEOUT_S sets "
                     "the limit)");
       }
@@ -114,6 +164,8 @@ NcclReducer::NcclReducer(const std::string& unique_id, int rank, int world, Back
   s_->n = n;
   s_->bucket_floats = std::max<int64_t>(1, int64_t(bucket_bytes / sizeof(float)));
   s_->timeout_s = timeout_s;
+  s_->rank = rank;
+  s_->world = world;
   check_nccl(ncclCommInitRank(&s_->comm, world, id, rank), "ncclCommInitRank");
   if (bf16) {
     // Through the backend, so that it counts in the peak-memory figure.
@@ -132,13 +184,41 @@ NcclReducer::~NcclReducer() {
   if (s_->comm) ncclCommDestroy(s_->comm);
   cudaStreamSynchronize(s_->comm_stream);
   if (s_->wire) s_->backend->release(s_->wire);
+  if (s_->scratch) s_->backend->release(s_->scratch);
   cudaEventDestroy(s_->produced);
   cudaEventDestroy(s_->reduced);
   cudaStreamDestroy(s_->comm_stream);
 }
 
+void NcclReducer::shard(const ShardMap& map, float* params) {
+  State& s = *s_;
+  if (s.wire) throw_error("nccl error: bf16 communication cannot shard the optimizer");
+  if (map.world() != s.world || map.rank() != s.rank || map.total() != s.n) {
+    throw_error("nccl error: the shard map is for rank ", map.rank(), " of ", map.world(), " and ",
+                map.total(), " floats, the reducer for rank ", s.rank, " of ", s.world, " and ",
+                s.n);
+  }
+  s.shard = &map;
+  s.params = params;
+  s.frontier = s.n;
+  s.next_bucket = map.buckets().size();
+  int64_t padded = 1;
+  for (const ShardBucket& b : map.buckets()) {
+    if (s.padded(b)) padded = std::max(padded, b.slice * s.world);
+  }
+  // Through the backend, so that it counts in the peak-memory figure.
+  s.scratch = static_cast<float*>(s.backend->allocate(size_t(padded) * sizeof(float)));
+}
+
 void NcclReducer::ready(int64_t begin, int64_t end) {
   State& s = *s_;
+  if (s.shard) {
+    // Backward finishes the buffer from its end down; a slice out of that order waits for
+    // finish().
+    if (end == s.frontier) s.frontier = begin;
+    s.launch_final_buckets();
+    return;
+  }
   if (s.pending_begin >= 0 && end != s.pending_begin) s.launch();
   if (s.pending_begin < 0) s.pending_end = end;
   s.pending_begin = begin;
@@ -147,10 +227,51 @@ void NcclReducer::ready(int64_t begin, int64_t end) {
 
 void NcclReducer::finish() {
   State& s = *s_;
-  s.launch();
+  if (s.shard) {
+    s.frontier = 0;
+    s.launch_final_buckets();
+    s.frontier = s.n;
+    s.next_bucket = s.shard->buckets().size();
+  } else {
+    s.launch();
+  }
   cuda::check_cuda(cudaEventRecord(s.reduced, s.comm_stream), "cudaEventRecord");
   cuda::check_cuda(cudaStreamWaitEvent(s.compute, s.reduced, 0), "cudaStreamWaitEvent");
-  s.wait_reduced();
+  s.wait_reduced(s.shard ? "gradient reduce-scatter" : "gradient all-reduce");
+}
+
+void NcclReducer::gather_params() {
+  State& s = *s_;
+  if (!s.shard) return;
+  s.follow_compute();
+  // Grouped, NCCL runs the buckets' all-gathers as few launches (a group holds at most 2048
+  // operations in some NCCL versions).
+  constexpr int kGroup = 1024;
+  int grouped = 0;
+  check_nccl(ncclGroupStart(), "ncclGroupStart");
+  for (const ShardBucket& b : s.shard->buckets()) {
+    if (s.padded(b)) continue;
+    if (++grouped % kGroup == 0) {
+      check_nccl(ncclGroupEnd(), "ncclGroupEnd");
+      check_nccl(ncclGroupStart(), "ncclGroupStart");
+    }
+    check_nccl(ncclAllGather(s.params + b.begin + s.rank * b.slice, s.params + b.begin,
+                             size_t(b.slice), ncclFloat, s.comm, s.comm_stream),
+               "ncclAllGather");
+  }
+  check_nccl(ncclGroupEnd(), "ncclGroupEnd");
+  for (const ShardBucket& b : s.shard->buckets()) {
+    if (!s.padded(b)) continue;
+    const ShardRange mine = s.shard->part(b, s.rank);
+    float* own = s.scratch + s.rank * b.slice;
+    if (mine.count > 0) s.copy(own, s.params + mine.begin, mine.count);
+    check_nccl(ncclAllGather(own, s.scratch, size_t(b.slice), ncclFloat, s.comm, s.comm_stream),
+               "ncclAllGather");
+    s.copy(s.params + b.begin, s.scratch, b.end - b.begin);
+  }
+  cuda::check_cuda(cudaEventRecord(s.reduced, s.comm_stream), "cudaEventRecord");
+  cuda::check_cuda(cudaStreamWaitEvent(s.compute, s.reduced, 0), "cudaStreamWaitEvent");
+  s.wait_reduced("weight all-gather");
 }
 
 }  // namespace mamba

@@ -2,6 +2,7 @@
 // bucket is launched on a communication stream as soon as the slices it covers are final,
 // ordered after the compute stream's work with an event, with no host synchronisation. finish()
 // makes the compute stream wait for the last bucket; the averaged gradients are then in place.
+// Sharded (ZeRO-1), the buckets are those of the ShardMap and each is reduce-scattered.
 // A peer that fails or stalls ends the job with a clear error after a timeout instead of a hang.
 // This header names no CUDA or NCCL type.
 #pragma once
@@ -9,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include "dist/shard_map.h"
 #include "kernels/backend.h"
 
 namespace mamba {
@@ -28,12 +30,21 @@ class NcclReducer {
   NcclReducer(const NcclReducer&) = delete;
   NcclReducer& operator=(const NcclReducer&) = delete;
 
+  // ZeRO-1 from now on: the buckets of `map` are reduce-scattered (ncclReduceScatter, each
+  // launched as soon as backward has finished all of it) instead of all-reduced, and
+  // gather_params() all-gathers the owned slices of params (ncclAllGather, in place). bf16
+  // communication is refused. map outlives the reducer.
+  void shard(const ShardMap& map, float* params);
   // [begin, end) of the buffer is final. Slices arrive in decreasing address order (backward
   // runs from the last layer to the first); adjacent ones merge into one bucket.
   void ready(int64_t begin, int64_t end);
   // Launches what is left, makes the compute stream wait for all buckets, and checks (with the
   // timeout) that the collectives completed.
   void finish();
+  // Sharded: after the optimizer's work queued on the compute stream, every rank's slices of
+  // params to every rank; the compute stream waits for it, and the host checks (with the
+  // timeout) that it completed.
+  void gather_params();
 
  private:
   struct State;

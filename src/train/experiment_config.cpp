@@ -110,6 +110,7 @@ void for_each_key(Visit&& key, Config&... c) {
   key("dist.bucket_mb", {Check::Positive, 1 << 16}, c.dist.bucket_mb...);
   key("dist.timeout_s", {Check::Positive, 1e6}, c.dist.timeout_s...);
   key("dist.bf16_grads", Check::Any, c.dist.bf16_grads...);
+  key("dist.shard_optimizer", Check::Any, c.dist.shard_optimizer...);
 }
 
 std::vector<std::string> collect_keys() {
@@ -588,6 +589,15 @@ void check_consistency(const ExperimentConfig& c, const Origins& origins) {
   if (t.device == Device::Cpu && t.precision == Precision::Bf16) {
     throw_error("config error: train.precision = bf16 in ", origins.of("train.precision"),
                 ": expected fp32 with train.device = cpu (the CPU backend computes in fp32)");
+  }
+  if (c.dist.shard_optimizer && c.dist.bf16_grads) {
+    throw_error("config error: dist.shard_optimizer = true in ", origins.of("dist.shard_optimizer"),
+                " with dist.bf16_grads = true is not supported: set one of them to false");
+  }
+  if (c.dist.shard_optimizer && c.checkpoint.async == AsyncSave::On) {
+    throw_error("config error: checkpoint.async = true in ", origins.of("checkpoint.async"),
+                " with dist.shard_optimizer = true is not supported (sharded runs gather the "
+                "optimizer state and save synchronously): set checkpoint.async to auto or false");
   }
   const OptimConfig& o = c.optim;
   if (o.min_lr > o.lr) {

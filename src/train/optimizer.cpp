@@ -5,9 +5,12 @@
 
 namespace mamba {
 
-AdamW::AdamW(const ParamLayout& layout, Backend& backend, const AdamWSettings& settings)
-    : layout_(layout), be_(backend), settings_(settings) {
-  const size_t bytes = layout.total() * sizeof(float);
+AdamW::AdamW(const ParamLayout& layout, Backend& backend, const AdamWSettings& settings,
+             std::vector<ShardRange> ranges)
+    : layout_(layout), be_(backend), settings_(settings), ranges_(std::move(ranges)) {
+  if (ranges_.empty()) ranges_.push_back({0, 0, layout.total()});
+  for (const ShardRange& r : ranges_) size_ += r.count;
+  const size_t bytes = size_ * sizeof(float);
   m_ = static_cast<float*>(be_.allocate(bytes));
   v_ = static_cast<float*>(be_.allocate(bytes));
   be_.fill_zero(m_, bytes);
@@ -21,35 +24,60 @@ AdamW::~AdamW() {
 
 void AdamW::step(float* params, const float* grads, float lr) {
   ++steps_taken;
-  for (const ParamTensor& t : layout_.tensors()) {
-    const AdamWHyper h{lr,
-                       settings_.beta1,
-                       settings_.beta2,
-                       settings_.eps,
-                       t.weight_decay ? settings_.weight_decay : 0.0f,
-                       steps_taken};
-    be_.adamw_update({params + t.offset, grads + t.offset, m_ + t.offset, v_ + t.offset, t.numel},
-                     h);
+  const std::vector<ParamTensor>& tensors = layout_.tensors();
+  size_t t = 0;  // ranges and tensors both run in buffer order
+  for (const ShardRange& r : ranges_) {
+    const int64_t end = r.begin + r.count;
+    while (t < tensors.size() && tensors[t].offset + tensors[t].numel <= r.begin) ++t;
+    for (size_t u = t; u < tensors.size() && tensors[u].offset < end; ++u) {
+      const ParamTensor& p = tensors[u];
+      const int64_t lo = std::max(r.begin, p.offset);
+      const int64_t hi = std::min(end, p.offset + p.numel);
+      const int64_t packed = r.packed + lo - r.begin;
+      const AdamWHyper h{lr,
+                         settings_.beta1,
+                         settings_.beta2,
+                         settings_.eps,
+                         p.weight_decay ? settings_.weight_decay : 0.0f,
+                         steps_taken};
+      be_.adamw_update({params + lo, grads + lo, m_ + packed, v_ + packed, hi - lo}, h);
+    }
   }
 }
 
 std::vector<float> AdamW::download(const float* moment) const {
-  std::vector<float> host(layout_.total());
+  std::vector<float> host(size_);
   be_.download(host.data(), moment, host.size() * sizeof(float));
   return host;
 }
 
+void AdamW::load_moment(int moment, int64_t at, const float* values, int64_t n) {
+  float* target = moment == 0 ? m_ : v_;
+  for (const ShardRange& r : ranges_) {
+    const int64_t lo = std::max(at, r.begin), hi = std::min(at + n, r.begin + r.count);
+    if (lo >= hi) continue;
+    be_.upload(target + r.packed + lo - r.begin, values + lo - at, size_t(hi - lo) * sizeof(float));
+  }
+}
+
 void AdamW::zero_moments() {
-  be_.fill_zero(m_, layout_.total() * sizeof(float));
-  be_.fill_zero(v_, layout_.total() * sizeof(float));
+  be_.fill_zero(m_, size_ * sizeof(float));
+  be_.fill_zero(v_, size_ * sizeof(float));
   steps_taken = 0;
 }
 
 double clip_grad_norm(Backend& backend, float* grads, int64_t n, float max_norm) {
-  const double norm = std::sqrt(backend.sum_of_squares(grads, n));
+  return clip_grad_norm(backend, grads, {{0, 0, n}}, max_norm, [](double x) { return x; });
+}
+
+double clip_grad_norm(Backend& backend, float* grads, const std::vector<ShardRange>& ranges,
+                      float max_norm, const std::function<double(double)>& sum_over_ranks) {
+  double squares = 0.0;
+  for (const ShardRange& r : ranges) squares += backend.sum_of_squares(grads + r.begin, r.count);
+  const double norm = std::sqrt(sum_over_ranks(squares));
   if (max_norm > 0.0f) {
     const double coef = std::min(1.0, double(max_norm) / (norm + 1e-6));
-    backend.scale(grads, n, float(coef));
+    for (const ShardRange& r : ranges) backend.scale(grads + r.begin, r.count, float(coef));
   }
   return norm;
 }

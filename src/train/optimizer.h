@@ -1,10 +1,14 @@
 // AdamW over the flat parameter buffer, with the design.md §1 weight-decay groups, and global
 // gradient-norm clipping with PyTorch's clip_grad_norm_ semantics. Moments are fp32 buffers on
-// the backend's device with the parameter layout, so checkpoints store them as they are.
+// the backend's device. Unsharded they have the parameter layout, so checkpoints store them as
+// they are; under ZeRO-1 (dist/shard_map.h) an optimizer updates only the ranges of the buffer
+// its rank owns and keeps their moments packed, and checkpoints gather them to the writer.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
+#include "dist/shard_map.h"
 #include "kernels/backend.h"
 #include "model/params.h"
 
@@ -16,20 +20,30 @@ struct AdamWSettings {
 
 class AdamW {
  public:
-  AdamW(const ParamLayout& layout, Backend& backend, const AdamWSettings& settings);
+  // ranges: the parts of the flat buffer this optimizer updates, in buffer order, each with its
+  // offset in the packed moments; empty means the whole buffer.
+  AdamW(const ParamLayout& layout, Backend& backend, const AdamWSettings& settings,
+        std::vector<ShardRange> ranges = {});
   ~AdamW();
   AdamW(const AdamW&) = delete;
   AdamW& operator=(const AdamW&) = delete;
 
-  // One update with learning rate lr; weight decay only on tensors whose layout says so.
+  // One update with learning rate lr of the owned ranges of params (flat buffers, parameter
+  // layout); weight decay only on tensors whose layout says so.
   void step(float* params, const float* grads, float lr);
 
-  // Host copies of the moments (synchronous checkpoints).
+  const std::vector<ShardRange>& ranges() const { return ranges_; }
+  // Floats of each moment: the parameter count, or the owned part of it.
+  int64_t size() const { return size_; }
+  // Host copies of the (packed) moments (synchronous checkpoints).
   std::vector<float> download_m() const { return download(m_); }
   std::vector<float> download_v() const { return download(v_); }
-  // The moments on the device: checkpoints snapshot them and load into them.
+  // The moments on the device, for the asynchronous checkpoint snapshot (unsharded).
   float* moment_m() { return m_; }
   float* moment_v() { return v_; }
+  // Values [at, at + n) of moment 0 (m) or 1 (v) in the parameter layout, as a checkpoint load
+  // streams them: the owned part is kept.
+  void load_moment(int moment, int64_t at, const float* values, int64_t n);
   // Back to the state of a fresh run (after a failed load wrote into them).
   void zero_moments();
 
@@ -41,6 +55,8 @@ class AdamW {
   const ParamLayout& layout_;
   Backend& be_;
   AdamWSettings settings_;
+  std::vector<ShardRange> ranges_;
+  int64_t size_ = 0;
   float* m_;
   float* v_;
 };
@@ -48,5 +64,9 @@ class AdamW {
 // The global L2 norm of grads (accumulated in double) before clipping. When max_norm > 0 every
 // gradient is multiplied by min(1, max_norm / (norm + 1e-6)), as torch.nn.utils.clip_grad_norm_.
 double clip_grad_norm(Backend& backend, float* grads, int64_t n, float max_norm);
+// The same over the ranges of grads a rank owns (ZeRO-1): sum_over_ranks adds the squared norms
+// of all ranks, so that every rank clips by the global norm.
+double clip_grad_norm(Backend& backend, float* grads, const std::vector<ShardRange>& ranges,
+                      float max_norm, const std::function<double(double)>& sum_over_ranks);
 
 }  // namespace mamba

@@ -86,12 +86,18 @@ Trainer::Trainer(const ExperimentConfig& config, Communicator& comm)
   backend_ = make_backend(cfg_, comm.local_rank());
   model_ = std::make_unique<MambaLM>(cfg_.model, *backend_, cfg_.train.recompute);
   model_->plan(micro_, L);  // activations now: a shape too large fails before any data is read
+  if (cfg_.dist.shard_optimizer && world > 1) {
+    shard_ = std::make_unique<ShardMap>(model_->layout().total(), world, rank,
+                                        int64_t(cfg_.dist.bucket_mb * (1 << 20) / sizeof(float)));
+  }
   optimizer_ =
       std::make_unique<AdamW>(model_->layout(), *backend_,
                               AdamWSettings{float(cfg_.optim.beta1), float(cfg_.optim.beta2),
-                                            float(cfg_.optim.eps), float(cfg_.optim.weight_decay)});
+                                            float(cfg_.optim.eps), float(cfg_.optim.weight_decay)},
+                              shard_ ? shard_->ranges() : std::vector<ShardRange>{});
   const AsyncSave async = cfg_.checkpoint.async;
-  if (leader_ &&
+  // A sharded run gathers the moments to rank 0 and saves synchronously.
+  if (leader_ && !shard_ &&
       (async == AsyncSave::On || (async == AsyncSave::Auto && !backend_->host_accessible()))) {
     writer_ = std::make_unique<CheckpointWriter>(*backend_, model_->layout(), cfg_.checkpoint.dir,
                                                  cfg_.checkpoint.keep_last);
@@ -110,8 +116,8 @@ Trainer::Trainer(const ExperimentConfig& config, Communicator& comm)
     tensorboard_ = TensorBoardWriter::open(cfg_.checkpoint.dir + "/tb", cfg_.source, state_.step);
   }
   reducer_ = make_gradient_reducer(
-      ReducerSettings{cfg_.dist.bucket_mb, cfg_.dist.timeout_s, cfg_.dist.bf16_grads}, comm,
-      *model_);
+      ReducerSettings{cfg_.dist.bucket_mb, cfg_.dist.timeout_s, cfg_.dist.bf16_grads, shard_.get()},
+      comm, *model_);
   rows_.resize(int64_t(micro_) * accum_ * (L + 1));
   first_step_ = state_.step;
 }
@@ -124,9 +130,12 @@ Trainer::~Trainer() = default;
 bool Trainer::resume() {
   const ParamLayout& layout = model_->layout();
   const std::string& resume = cfg_.checkpoint.resume;
-  float* targets[] = {model_->params(), optimizer_->moment_m(), optimizer_->moment_v()};
   const CheckpointSink upload = [&](int tensor, int64_t at, const float* values, int64_t n) {
-    backend_->upload(targets[tensor] + at, values, size_t(n) * sizeof(float));
+    if (tensor == 0) {
+      backend_->upload(model_->params() + at, values, size_t(n) * sizeof(float));
+    } else {
+      optimizer_->load_moment(tensor - 1, at, values, n);
+    }
   };
   int64_t optimizer_steps = 0;
   std::string path;
@@ -184,14 +193,19 @@ StepResult Trainer::train_step() {
   }
   if (communicate_) reducer_->finish();
   r.loss = comm_.allreduce_sum(r.loss / accum_) / comm_.world();
-  r.grad_norm =
-      clip_grad_norm(*backend_, model_->grads(), model_->layout().total(), float(cfg_.optim.clip));
+  // Sharded, each rank holds the mean gradients of its shard only: their squares add up.
+  const auto over_ranks = [&](double squares) {
+    return shard_ ? comm_.allreduce_sum(squares) : squares;
+  };
+  r.grad_norm = clip_grad_norm(*backend_, model_->grads(), optimizer_->ranges(),
+                               float(cfg_.optim.clip), over_ranks);
   r.lr = learning_rate(cfg_.optim, total_steps_, state_.step);
   // Every rank takes the same branch, or their weights (and collectives) would diverge.
   const bool finite = std::isfinite(r.loss) && std::isfinite(r.grad_norm);
   r.updated = comm_.allreduce_sum(finite ? 0.0 : 1.0) == 0.0;
   if (r.updated) {
     optimizer_->step(model_->params(), model_->grads(), r.lr);
+    if (communicate_) reducer_->gather_params();
     model_->params_updated();
     skipped_in_a_row_ = 0;
   } else {
@@ -243,14 +257,21 @@ void Trainer::save() {
   state_.loader_epoch = pos.epoch;
   state_.loader_sample = pos.sample;
   state_.rng = sample_rng_.state();
-  if (!leader_) return;
+  if (!leader_ && !shard_) return;
   if (writer_) {
     // Named before it is complete: a run that stops now waits for it (~CheckpointWriter).
     last_checkpoint_ = writer_->save(model_->params(), optimizer_->moment_m(),
                                      optimizer_->moment_v(), optimizer_->steps_taken, state_);
   } else {
-    const TrainingTensors tensors{model_->download(model_->params()), optimizer_->download_m(),
-                                  optimizer_->download_v(), optimizer_->steps_taken};
+    std::vector<float> m = optimizer_->download_m(), v = optimizer_->download_v();
+    if (shard_) {
+      // Every rank sends its part; the checkpoint holds the whole state, as unsharded.
+      m = gather_shards(comm_, *shard_, m, 0);
+      v = gather_shards(comm_, *shard_, v, 0);
+      if (!leader_) return;
+    }
+    const TrainingTensors tensors{model_->download(model_->params()), std::move(m), std::move(v),
+                                  optimizer_->steps_taken};
     last_checkpoint_ = save_checkpoint(cfg_.checkpoint.dir, model_->layout(), tensors, state_,
                                        cfg_.checkpoint.keep_last);
     std::printf("checkpoint %s\n", last_checkpoint_.c_str());
@@ -321,6 +342,9 @@ void Trainer::print_banner() const {
       "global %d x %d tokens | %lld steps\n",
       cfg_.model.describe().c_str(), model_->layout().total() / 1e6, backend_->name().c_str(),
       comm_.world(), micro_, accum_, global_batch_, cfg_.data.seq_len, (long long)total_steps_);
+  if (shard_) {
+    std::printf("optimizer state sharded over %d ranks (dist.shard_optimizer)\n", comm_.world());
+  }
   if (!last_checkpoint_.empty()) {
     std::printf("resumed from %s at step %lld\n", last_checkpoint_.c_str(), (long long)state_.step);
   } else if (!cfg_.init_from.empty()) {

@@ -4,7 +4,8 @@
 //   zero grads -> for each micro-batch: forward+backward (gradients summed, scaled 1/accum; the
 //   last one starts the all-reduce as its layers finish) -> finish the all-reduce (mean over
 //   ranks) -> clip -> lr from the schedule -> if the loss and norm are finite on every rank:
-//   AdamW, else skip the update.
+//   AdamW, else skip the update. Under ZeRO-1 the all-reduce is a reduce-scatter, clipping and
+//   AdamW cover the rank's shard, and the updated weights are all-gathered after AdamW.
 // run() is the loop around it: log, evaluate, sample and checkpoint, each its own member.
 #pragma once
 #include <cstdint>
@@ -76,7 +77,8 @@ class Trainer {
     return writer_ ? writer_->last_write_seconds() : last_save_stall_s_;
   }
 
-  // For benchmarks measuring how much of the all-reduce backward hides: false skips it.
+  // For benchmarks measuring how much of the all-reduce backward hides: false skips it (and,
+  // with the optimizer sharded, the all-gather of the weights).
   void set_communication(bool on) { communicate_ = on; }
 
   const MambaLM& model() const { return *model_; }
@@ -99,6 +101,7 @@ class Trainer {
   std::optional<DirectoryLock> lock_;
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<MambaLM> model_;
+  std::unique_ptr<ShardMap> shard_;  // ZeRO-1 (dist.shard_optimizer, world > 1) only
   std::unique_ptr<AdamW> optimizer_;
   std::unique_ptr<TokenLoader> train_data_, val_data_;
   std::unique_ptr<Tokenizer> tokenizer_;

@@ -1,0 +1,316 @@
+// ZeRO-1 (dist.shard_optimizer): the shard map covers the buffer once, a sharded AdamW is the
+// whole AdamW cut in pieces, and 2-rank sharded runs (MPI on CPUs; NCCL on 2 GPUs) equal
+// unsharded ones, step by step and in their checkpoints, which resume across sharding and
+// process counts in both directions.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "cli_runner.h"
+#include "dist/shard_map.h"
+#include "kernels/backend.h"
+#include "model/params.h"
+#include "run_fixture.h"
+#include "train/device.h"
+#include "train/optimizer.h"
+#include "util/rng.h"
+
+#ifdef MAMBA_HAVE_CUDA
+#include "kernels/cuda/cuda_backend.h"
+#endif
+
+namespace mamba {
+namespace {
+
+namespace fs = std::filesystem;
+using test::contains;
+using test::run_mamba;
+
+TEST(ShardMap, EveryFloatHasOneOwnerAndShardsAreEven) {
+  for (int64_t n : {7, 1000, 1001, 1003, 123457}) {
+    for (int world : {1, 2, 3, 4}) {
+      for (int64_t bucket : {1, 8, 64, 1 << 20}) {
+        if (n < world) continue;
+        const std::string where = "n " + std::to_string(n) + " world " + std::to_string(world) +
+                                  " bucket " + std::to_string(bucket);
+        std::vector<int> owners(n, 0);
+        const ShardMap map(n, world, 0, bucket);
+        for (int q = 0; q < world; ++q) {
+          int64_t packed = 0, last_end = 0;
+          for (const ShardRange& r : map.ranges(q)) {
+            ASSERT_GE(r.begin, last_end) << where;  // buffer order
+            ASSERT_EQ(r.packed, packed) << where;   // packed one after another
+            for (int64_t i = r.begin; i < r.begin + r.count; ++i) ++owners[i];
+            packed += r.count;
+            last_end = r.begin + r.count;
+          }
+          EXPECT_EQ(packed, map.size(q)) << where;
+          // Only the tail is uneven: one float at most.
+          EXPECT_LE(map.size(0) - map.size(q), 1) << where;
+        }
+        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(owners[i], 1) << where << " float " << i;
+        for (const ShardBucket& b : map.buckets()) {
+          const bool tail = b.end == n && n % world != 0;
+          if (!tail) {
+            EXPECT_EQ(b.end - b.begin, b.slice * world) << where;
+          }
+          EXPECT_LE(b.slice, std::max<int64_t>(1, bucket / world)) << where;
+        }
+      }
+    }
+  }
+}
+
+TEST(ShardMap, TooSmallABufferIsRefused) {
+  EXPECT_THROW(ShardMap(3, 4, 0, 64), Error);
+}
+
+// Three optimizers over the shards of 3 ranks, cut across tensor boundaries, update the weights
+// exactly as one AdamW over the whole buffer, and hold its moments; moments streamed in as a
+// checkpoint load gives them land in the right shard.
+TEST(ShardedAdamW, ShardsTogetherEqualTheWholeOptimizer) {
+  ModelConfig config;
+  config.d_model = 16;
+  config.n_layer = 2;
+  config.vocab_size = 257;
+  config.d_state = 4;
+  const ParamLayout layout(config);
+  const int64_t n = layout.total();
+  const auto be = make_cpu_backend();
+  std::vector<float> params(n), grads(n);
+  Rng rng(7);
+  for (float& p : params) p = float(rng.normal());
+  const AdamWSettings settings{0.9f, 0.95f, 1e-8f, 0.1f};
+
+  std::vector<float> whole = params;
+  AdamW full(layout, *be, settings);
+  const int world = 3;
+  std::vector<ShardMap> maps;
+  std::vector<std::unique_ptr<AdamW>> shards;
+  for (int q = 0; q < world; ++q) maps.emplace_back(n, world, q, 300);
+  for (int q = 0; q < world; ++q) {
+    shards.push_back(std::make_unique<AdamW>(layout, *be, settings, maps[q].ranges()));
+  }
+  std::vector<float> sharded = params;
+  for (int step = 0; step < 3; ++step) {
+    for (float& g : grads) g = float(rng.normal());
+    full.step(whole.data(), grads.data(), 1e-2f);
+    for (auto& s : shards) s->step(sharded.data(), grads.data(), 1e-2f);
+  }
+  ASSERT_EQ(sharded, whole);
+  const std::vector<float> m = full.download_m();
+  for (int q = 0; q < world; ++q) {
+    const std::vector<float> packed = shards[q]->download_m();
+    ASSERT_EQ(int64_t(packed.size()), maps[q].size(q));
+    for (const ShardRange& r : maps[q].ranges()) {
+      for (int64_t i = 0; i < r.count; ++i) ASSERT_EQ(packed[r.packed + i], m[r.begin + i]);
+    }
+  }
+
+  AdamW loaded(layout, *be, settings, maps[1].ranges());
+  for (int64_t at = 0; at < n; at += 1000) {
+    loaded.load_moment(0, at, m.data() + at, std::min<int64_t>(1000, n - at));
+  }
+  EXPECT_EQ(loaded.download_m(), shards[1]->download_m());
+}
+
+const std::string kMpirun = "mpirun --allow-run-as-root --oversubscribe -np ";
+
+class ShardedTraining : public test::RunFixture {
+ protected:
+  // `mamba train config args` on `ranks` ranks; its output goes to <run>.log. True when it
+  // succeeded.
+  static bool train(const std::string& name, const std::string& args, const std::string& env = "",
+                    int ranks = 2) {
+    const std::string cmd = env + kMpirun + std::to_string(ranks) + " " +
+                            (env.empty() ? "" : "-x MAMBA_TEST_NAN_STEPS ") + MAMBA_BINARY +
+                            " train " + config_of(name) + " " + args + " > " + log(name) + " 2>&1";
+    return std::system(cmd.c_str()) == 0;
+  }
+
+  // The config of a run, written the first time it is asked for.
+  static std::string config_of(const std::string& name) {
+    const std::string path = (root_ / name / "config.yaml").string();
+    return fs::exists(path) ? path : config(name);
+  }
+
+  static std::string log(const std::string& name) { return (root_ / name).string() + ".log"; }
+
+  static std::vector<double> metric(const std::string& name, const std::string& key) {
+    std::vector<double> values;
+    std::ifstream in(dir(name) + "/metrics.jsonl");
+    for (std::string line; std::getline(in, line);) {
+      const nlohmann::json j = nlohmann::json::parse(line);
+      if (j.contains(key) && !j.at(key).is_null()) values.push_back(j.at(key).get<double>());
+    }
+    return values;
+  }
+
+  // Loss and gradient norm of every step agree within `tolerance` (relative).
+  static void expect_same_steps(const std::string& a, const std::string& b, double tolerance) {
+    for (const char* key : {"loss", "grad_norm"}) {
+      const std::vector<double> x = metric(a, key), y = metric(b, key);
+      ASSERT_EQ(x.size(), y.size()) << key;
+      ASSERT_FALSE(x.empty()) << key;
+      for (size_t i = 0; i < x.size(); ++i) {
+        EXPECT_NEAR(x[i], y[i], tolerance * std::abs(y[i])) << key << " of step " << i + 1;
+      }
+    }
+  }
+
+  static double relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
+    if (a.size() != b.size() || b.empty()) return INFINITY;
+    double diff = 0, norm = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+      norm += double(b[i]) * b[i];
+    }
+    return std::sqrt(diff / norm);
+  }
+
+  // The weights and the optimizer state of step 8 agree within `tolerance` (relative).
+  static void expect_same_state(const std::string& a, const std::string& b, double tolerance) {
+    for (const char* file : {"/model.safetensors", "/optimizer.safetensors"}) {
+      const std::string step = "/step_00000008";
+      EXPECT_LT(relative_difference(tensors(dir(a) + step + file), tensors(dir(b) + step + file)),
+                tolerance)
+          << file;
+    }
+  }
+};
+
+TEST_F(ShardedTraining, TwoRanksShardedEqualUnsharded) {
+  ASSERT_TRUE(train("plain", "train.micro_batch=2")) << bytes_of(log("plain"));
+  ASSERT_TRUE(train("sharded", "train.micro_batch=2 dist.shard_optimizer=true"))
+      << bytes_of(log("sharded"));
+  EXPECT_TRUE(contains(bytes_of(log("sharded")), "optimizer state sharded over 2 ranks"));
+  expect_same_steps("sharded", "plain", 1e-6);
+  expect_same_state("sharded", "plain", 1e-6);
+}
+
+// Tiny buckets (many reduce-scatters and all-gathers, shards cut inside tensors), gradient
+// accumulation, and 3 ranks, whose tail bucket is padded.
+TEST_F(ShardedTraining, SmallBucketsAccumulationAndThreeRanksChangeNothing) {
+  ModelConfig config;  // the fixture's model, with as many layers as give 3 ranks a tail
+  config.d_model = 16;
+  config.vocab_size = 257;
+  config.d_state = 4;
+  for (config.n_layer = 1; ParamLayout(config).total() % 3 == 0; ++config.n_layer) {
+  }
+  const std::string small = "train.micro_batch=1 dist.bucket_mb=0.0001 ";
+  ASSERT_TRUE(train("plain_small", small)) << bytes_of(log("plain_small"));
+  ASSERT_TRUE(train("sharded_small", small + "dist.shard_optimizer=true"))
+      << bytes_of(log("sharded_small"));
+  expect_same_steps("sharded_small", "plain_small", 1e-6);
+  expect_same_state("sharded_small", "plain_small", 1e-6);
+  const std::string three =
+      "train.micro_batch=2 train.global_batch=6 model.n_layer=" + std::to_string(config.n_layer) +
+      " ";
+  ASSERT_TRUE(train("plain_three", three, "", 3)) << bytes_of(log("plain_three"));
+  ASSERT_TRUE(train("sharded_three", three + "dist.shard_optimizer=true", "", 3))
+      << bytes_of(log("sharded_three"));
+  expect_same_steps("sharded_three", "plain_three", 1e-6);
+  expect_same_state("sharded_three", "plain_three", 1e-6);
+}
+
+// A checkpoint holds the whole state whatever the sharding: a run stopped at step 4 and resumed
+// with the other setting (or rank count) reaches the state of a run never interrupted.
+TEST_F(ShardedTraining, CheckpointsMoveBetweenShardedAndUnsharded) {
+  ASSERT_EQ(run_mamba("train " + config("one_rank")).status, 0);
+  ASSERT_TRUE(train("two_ranks", "train.micro_batch=2")) << bytes_of(log("two_ranks"));
+  struct Case {
+    const char* name;
+    bool first_sharded;
+    int resume_ranks;  // 1 or 2
+    bool resume_sharded;
+    const char* reference;
+  };
+  const Case cases[] = {
+      {"sharded_to_one_rank", true, 1, false, "one_rank"},
+      {"sharded_to_two_ranks", true, 2, false, "two_ranks"},
+      {"unsharded_to_sharded", false, 2, true, "two_ranks"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string shard = " dist.shard_optimizer=";
+    ASSERT_TRUE(train(
+        c.name, std::string("train.micro_batch=2") + shard + (c.first_sharded ? "true" : "false")))
+        << bytes_of(log(c.name));
+    fs::remove_all(dir(c.name) + "/step_00000008");
+    const std::string resume = shard + (c.resume_sharded ? "true" : "false");
+    if (c.resume_ranks == 1) {
+      const auto r = run_mamba("train " + config_of(c.name) + resume);
+      ASSERT_EQ(r.status, 0) << r.output;
+      EXPECT_TRUE(contains(r.output, "resumed from")) << r.output;
+    } else {
+      ASSERT_TRUE(train(c.name, "train.micro_batch=2" + resume)) << bytes_of(log(c.name));
+      EXPECT_TRUE(contains(bytes_of(log(c.name)), "resumed from")) << bytes_of(log(c.name));
+    }
+    expect_same_steps(c.name, c.reference, 1e-6);
+    expect_same_state(c.name, c.reference, 1e-6);
+  }
+}
+
+// The non-finite guard: rank 0's gradients get a NaN at step 3; the reduce-scatter carries it
+// into one rank's shard only, the all-reduced norm to every rank, and all of them skip.
+TEST_F(ShardedTraining, RanksAgreeToSkipANonFiniteStep) {
+  const std::string nan = "MAMBA_TEST_NAN_STEPS=3 ";
+  ASSERT_TRUE(train("skip_plain", "train.micro_batch=2", nan)) << bytes_of(log("skip_plain"));
+  ASSERT_TRUE(train("skip_sharded", "train.micro_batch=2 dist.shard_optimizer=true", nan))
+      << bytes_of(log("skip_sharded"));
+  EXPECT_TRUE(contains(bytes_of(log("skip_sharded")), "step 3: loss")) << log("skip_sharded");
+  EXPECT_TRUE(all_finite(tensors(dir("skip_sharded") + "/step_00000008/model.safetensors")));
+  expect_same_state("skip_sharded", "skip_plain", 1e-6);
+}
+
+TEST_F(ShardedTraining, UnsupportedCombinationsGetOneLineErrors) {
+  const std::string cfg = config("bad");
+  for (const std::string& args :
+       {std::string(" dist.bf16_grads=true"), std::string(" checkpoint.async=true")}) {
+    const auto r = run_mamba("train " + cfg + " dist.shard_optimizer=true" + args);
+    EXPECT_NE(r.status, 0) << args;
+    EXPECT_TRUE(contains(r.output, "dist.shard_optimizer")) << r.output;
+    EXPECT_EQ(r.output.find('\n'), r.output.size() - 1) << r.output;
+  }
+}
+
+// The GPU twin: NCCL reduce-scatter and all-gather on 2 GPUs give the losses and weights of the
+// all-reduce, within bf16 tolerance, and a peak memory lower by the half of the moments each GPU
+// no longer holds (both save synchronously: the asynchronous writer's snapshot would count in
+// the unsharded peak only).
+TEST_F(ShardedTraining, TwoGpusShardedEqualUnsharded) {
+#ifdef MAMBA_HAVE_CUDA
+  const int gpus = cuda_device_count();
+#else
+  const int gpus = 0;
+#endif
+  if (gpus < 2) GTEST_SKIP() << "needs 2 GPUs, found " << gpus;
+  const std::string gpu =
+      "train.micro_batch=2 train.device=cuda model.d_model=256 model.d_state=16 "
+      "checkpoint.async=false ";
+  ASSERT_TRUE(train("gpu_plain", gpu)) << bytes_of(log("gpu_plain"));
+  ASSERT_TRUE(train("gpu_sharded", gpu + "dist.shard_optimizer=true dist.bucket_mb=0.5"))
+      << bytes_of(log("gpu_sharded"));
+  expect_same_steps("gpu_sharded", "gpu_plain", 2e-3);
+  expect_same_state("gpu_sharded", "gpu_plain", 2e-3);
+  ModelConfig config;
+  config.d_model = 256;
+  config.n_layer = 2;
+  config.vocab_size = 257;
+  config.d_state = 16;
+  const double moments_gib = 8.0 * double(ParamLayout(config).total()) / double(1 << 30);
+  const std::vector<double> plain = metric("gpu_plain", "mem_gib");
+  const std::vector<double> sharded = metric("gpu_sharded", "mem_gib");
+  ASSERT_FALSE(plain.empty());
+  ASSERT_FALSE(sharded.empty());
+  EXPECT_GT(plain.back() - sharded.back(), 0.9 * moments_gib / 2) << plain.back();
+}
+
+}  // namespace
+}  // namespace mamba
