@@ -3,17 +3,21 @@
 // backward time of every gradient slice in the order the model hands slices to the gradient
 // reducer. Measured on a model of its own (same config and shapes as the run, freed before the
 // Trainer is built), with a synchronisation after every slice: a profiling pass, apart from the
-// timed steps, whose synchronisations would otherwise break the overlap being measured.
+// timed steps, whose synchronisations would otherwise break the overlap being measured. With
+// peers it also times forward+backward with the gradient reduction running beside it, to the end
+// of the compute work only: how much the collectives slow the compute they overlap.
 #pragma once
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "dist/communicator.h"
+#include "dist/gradient_reducer.h"
 #include "model/mamba_lm.h"
 #include "model/params.h"
 #include "train/device.h"
@@ -28,9 +32,10 @@ struct SliceTime {
 };
 
 struct LayerProfile {
-  double forward_ms = 0;  // forward and loss, no gradients (MambaLM::evaluate)
-  double fwd_bwd_ms = 0;  // forward_backward without a hook: no synchronisation inside
-  double head_ms = 0;     // from the start of forward_backward until the first slice is final
+  double forward_ms = 0;        // forward and loss, no gradients (MambaLM::evaluate)
+  double fwd_bwd_ms = 0;        // forward_backward without a hook: no synchronisation inside
+  double head_ms = 0;           // from the start of forward_backward until the first slice is final
+  double fwd_bwd_comm_ms = -1;  // forward_backward with the reducer, to the end of its compute
   std::vector<SliceTime> slices;
 };
 
@@ -86,10 +91,19 @@ inline LayerProfile profile_layers(const mamba::ExperimentConfig& cfg, mamba::Co
   };
   step(nullptr);
   step(nullptr);
+  std::unique_ptr<mamba::GradientReducer> reducer;
+  if (comm.world() > 1) {
+    reducer = mamba::make_gradient_reducer(
+        mamba::ReducerSettings{cfg.dist.bucket_mb, cfg.dist.timeout_s, cfg.dist.bf16_grads}, comm,
+        model);
+    step(reducer.get());
+    reducer->finish();
+  }
 
   SliceTimer timer(*backend);
-  std::vector<double> forward, fwd_bwd, head;
+  std::vector<double> forward, fwd_bwd, fwd_bwd_comm;
   std::vector<std::vector<double>> slice_ms;
+  std::vector<SliceTime> slices;
   for (int r = 0; r < repeats; ++r) {
     timer.start();
     model.evaluate(inputs.data(), targets.data(), batch, seqlen);
@@ -106,13 +120,25 @@ inline LayerProfile profile_layers(const mamba::ExperimentConfig& cfg, mamba::Co
     timer.start();
     // The first slice's time is the forward plus the LM head's forward and backward.
     model.forward_backward(inputs.data(), targets.data(), batch, seqlen, 1.0f, &timer);
-    slice_ms.resize(timer.slices.size());
-    for (size_t i = 0; i < timer.slices.size(); ++i) slice_ms[i].push_back(timer.slices[i].ms);
+    slices = timer.slices;
+    slice_ms.resize(slices.size());
+    for (size_t i = 0; i < slices.size(); ++i) slice_ms[i].push_back(slices[i].ms);
+
+    if (reducer) {
+      model.zero_grads();
+      timer.start();
+      // synchronize() waits for the compute stream only; the reduction finishes after.
+      model.forward_backward(inputs.data(), targets.data(), batch, seqlen, 1.0f, reducer.get());
+      backend->synchronize();
+      fwd_bwd_comm.push_back(timer.since_last());
+      reducer->finish();
+    }
   }
   LayerProfile p;
   p.forward_ms = median_of(forward);
   p.fwd_bwd_ms = median_of(fwd_bwd);
-  p.slices = timer.slices;
+  if (reducer) p.fwd_bwd_comm_ms = median_of(fwd_bwd_comm);
+  p.slices = slices;
   for (size_t i = 0; i < p.slices.size(); ++i) p.slices[i].ms = median_of(slice_ms[i]);
   p.head_ms = p.slices.front().ms;
   p.slices.front().ms = 0;
@@ -126,6 +152,10 @@ inline std::string profile_json(const LayerProfile& p) {
                 "\"forward_ms\": %.3f, \"fwd_bwd_ms\": %.3f, \"head_ms\": %.3f, \"slices\": [",
                 p.forward_ms, p.fwd_bwd_ms, p.head_ms);
   std::string out = buf;
+  if (p.fwd_bwd_comm_ms >= 0) {
+    std::snprintf(buf, sizeof buf, "\"fwd_bwd_comm_ms\": %.3f, ", p.fwd_bwd_comm_ms);
+    out.insert(out.size() - std::strlen("\"slices\": ["), buf);
+  }
   for (size_t i = 0; i < p.slices.size(); ++i) {
     std::snprintf(buf, sizeof buf, "%s{\"begin\": %lld, \"end\": %lld, \"ms\": %.4f}",
                   i ? ", " : "", (long long)p.slices[i].begin, (long long)p.slices[i].end,
