@@ -33,19 +33,23 @@ order the model hands slices to the reducer, the forward+backward time without s
   - efficiency = step without communication / predicted step (the same work per GPU: weak
     scaling, the per-GPU batch of the profile).
 --check POINTS takes a JSON list of measured points, each {"name", "profile" (a path, relative to
-the POINTS file), "measured_ms" (ms/step with communication), and the options as keys: nodes,
+the POINTS file), "measured_ms" (ms/step with communication), and options as keys: nodes,
 gpus_per_node, bw, latency_us, intra_bw, intra_latency_us, bf16_grads, hierarchical, bucket_mb,
-contention, grad_accum}; it prints predicted against measured and exits 1 when one is off by more than the
-tolerance (relative, on the step time). --fit fits bw and latency of a 2-GPU link to the
-bench_allreduce lines tagged {"link": NAME} (2-GPU ring: time = b / bw + 2 * latency), weighting
-relative errors. --scale-to CONFIG rescales a profile to another model size by FLOPs (say so
-wherever such numbers are shown): layer slices by the layer's parameter count, the forward's
-layer part likewise, the LM head by d_model, the tail by the parameter count.
+contention, grad_accum}; it prints predicted against measured and exits 1 when one is off by
+more than the tolerance (relative, on the step time); --json FILE writes the rows. Contention
+"fit" takes K from the point's own profile, when it was taken under mpirun: the K under which
+its compute ends when its pass with the reducer running beside it did (fwd_bwd_comm_ms) - a
+measurement of its own, not the step time being checked.
+--fit fits bw and latency of a 2-GPU link to the bench_allreduce lines tagged {"link": NAME}
+(2-GPU ring: time = b / bw + 2 * latency), weighting relative errors.
+--scale-to CONFIG rescales a profile to another model size by FLOPs (say so wherever such
+numbers are shown): layer slices by the layer's parameter count, the forward's layer part (half
+the layers' backward) likewise and by the layer count, the rest of the head by d_model, the tail
+by the parameter count.
 Standard library only.
 """
 import argparse
 import json
-import math
 import os
 import sys
 
@@ -345,7 +349,28 @@ def fit_link(path, link, dtype):
     return {"link": link, "dtype": dtype, "bw": 1.0 / x / GB, "latency_us": max(0.0, c / 2 * 1e6)}
 
 
-def check(path, tolerance):
+def fit_contention(p, o):
+    """The contention K under which the compute of profile p (a run with peers) ends when its
+    pass with the reducer running beside it did (fwd_bwd_comm_ms)."""
+    if "fwd_bwd_comm_ms" not in p:
+        fail("contention \"fit\" needs a profile taken with peers (mpirun, fwd_bwd_comm_ms)")
+    o = dict(o, grad_accum=1)
+    target = p["fwd_bwd_comm_ms"]
+    if simulate(p, dict(o, contention=0.0))["compute_end_ms"] >= target:
+        return 0.0
+    lo, hi = 0.0, 100.0
+    if simulate(p, dict(o, contention=hi))["compute_end_ms"] < target:
+        return hi  # slower than compute stalled while collectives run: report the bound
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if simulate(p, dict(o, contention=mid))["compute_end_ms"] < target:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def check(path, tolerance, json_out=None):
     try:
         points = json.loads(read_text(path))
     except json.JSONDecodeError as e:
@@ -360,19 +385,33 @@ def check(path, tolerance):
                 fail(f"{path}: a point lacks {key}: {pt}")
         prof = load_profile(os.path.join(base, pt["profile"]))
         given = {k: v for k, v in pt.items() if k not in ("name", "profile", "measured_ms")}
-        r = simulate(prof, options(**given))
+        if given.get("contention") == "fit":
+            given["contention"] = fit_contention(prof, options(**dict(given, contention=0.0)))
+        o = options(**given)
+        r = simulate(prof, o)
         err = r["step_ms"] / pt["measured_ms"] - 1.0
         worst = max(worst, abs(err))
-        rows.append((pt["name"], pt["measured_ms"], r["step_ms"],
-                     prof["ms_per_step_no_comm"] / pt["measured_ms"], r["efficiency"], err))
-    print(f"| point | measured ms | predicted ms | measured eff | predicted eff | error |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for name, m, p, me, pe, err in rows:
-        mark = "" if abs(err) <= tolerance else " **off**"
-        print(f"| {name} | {m:.1f} | {p:.1f} | {100 * me:.1f}% | {100 * pe:.1f}% | "
-              f"{100 * err:+.1f}%{mark} |")
+        rows.append({"name": pt["name"], "measured_ms": pt["measured_ms"],
+                     "measured_efficiency": prof["ms_per_step_no_comm"] / pt["measured_ms"],
+                     "error": err, **o, **r})
+    print("| point | measured ms | predicted ms | measured eff | predicted eff | contention | "
+          "error |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        mark = "" if abs(r["error"]) <= tolerance else " **off**"
+        print(f"| {r['name']} | {r['measured_ms']:.1f} | {r['step_ms']:.1f} | "
+              f"{100 * r['measured_efficiency']:.1f}% | {100 * r['efficiency']:.1f}% | "
+              f"{r['contention']:.2f} | {100 * r['error']:+.1f}%{mark} |")
     print(f"worst error {100 * worst:.1f}% (tolerance {100 * tolerance:.0f}%)")
+    if json_out:
+        write_json(json_out, rows)
     return 0 if worst <= tolerance else 1
+
+
+def write_json(path, value):
+    with open(path + ".tmp", "w") as f:
+        json.dump(value, f, indent=1)
+    os.replace(path + ".tmp", path)
 
 
 def table(profiles, nodes_list, bw_list, o):
@@ -422,7 +461,7 @@ def main():
     a = ap.parse_args()
 
     if a.check:
-        return check(a.check, a.tolerance)
+        return check(a.check, a.tolerance, a.json)
     if a.fit:
         if not a.link:
             fail("--fit needs --link NAME (the \"link\" tag of the lines)")
@@ -462,9 +501,7 @@ def main():
                   f"{r['buckets']} buckets, {r['messages']} all-reduces, {r['comm_ms']:.1f} ms "
                   f"communicating")
     if a.json:
-        with open(a.json + ".tmp", "w") as f:
-            json.dump(result, f, indent=1)
-        os.replace(a.json + ".tmp", a.json)
+        write_json(a.json, result)
     return 0
 
 

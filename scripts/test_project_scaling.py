@@ -112,6 +112,16 @@ class Model(unittest.TestCase):
         r = ps.simulate(p, o)
         self.assertAlmostEqual(r["compute_end_ms"], 110.0, places=6)
 
+    def test_contention_fitted_from_the_compute_with_communication(self):
+        # The case above backwards: compute that ended at 110 ms instead of 100 means K = 1.
+        a = 25 * MIB // 4
+        p = profile(0.0, [(a, 0.0), (1, 100.0)])
+        p["fwd_bwd_comm_ms"] = 110.0
+        o = ps.options(nodes=2, gpus_per_node=1, bw=4 * a / 20e-3 / GB, latency_us=0.0)
+        self.assertAlmostEqual(ps.fit_contention(p, o), 1.0, places=6)
+        p["fwd_bwd_comm_ms"] = 99.0  # faster than without: no contention
+        self.assertEqual(ps.fit_contention(p, o), 0.0)
+
     def test_profile_synchronisation_is_scaled_out(self):
         # Profiled slices add up to 120 ms, the unsynchronised pass took 100: slices shrink 1/1.2.
         a = 25 * MIB // 4
