@@ -356,7 +356,7 @@ def fit_contention(p, o):
         fail("contention \"fit\" needs a profile taken with peers (mpirun, fwd_bwd_comm_ms)")
     o = dict(o, grad_accum=1)
     target = p["fwd_bwd_comm_ms"]
-    if simulate(p, dict(o, contention=0.0))["compute_end_ms"] >= target:
+    if simulate(p, dict(o, contention=0.0))["compute_end_ms"] >= target * (1 - 1e-9):
         return 0.0
     lo, hi = 0.0, 100.0
     if simulate(p, dict(o, contention=hi))["compute_end_ms"] < target:
