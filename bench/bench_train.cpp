@@ -4,8 +4,8 @@
 // (6 * params * tokens/s over the device's dense bf16 peak, where known).
 //   bench_train [--model tiny|130m|370m|790m|1.4b|2.8b | --config FILE] [key=value ...]
 //               [--batch B] [--seqlen L] [--device cpu|cuda] [--precision fp32|bf16]
-//               [--steps N] [--recompute 0|1] [--comm 1|0] [--bf16-grads 0|1] [--profile-layers
-//               0|1]
+//               [--steps N] [--recompute 0|1] [--comm 1|0] [--bf16-grads 0|1]
+//               [--profile-layers 0|1]
 // --model NAME reads configs/mamba-NAME.yaml (or configs/NAME.yaml); key=value overrides any key
 // (e.g. model.d_model=256 for the CPU baseline: --model tiny model.d_model=256). Under mpirun
 // every rank runs the step on its own rows; --comm 0 skips the reduction, to measure how much of
@@ -13,7 +13,6 @@
 // scripts/project_scaling.py needs (bench/layer_profile.h): a profile of forward and of every
 // gradient slice's backward, the bucket size, and the step time measured again without the
 // reduction.
-#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>

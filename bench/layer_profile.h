@@ -11,7 +11,6 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -148,14 +147,14 @@ inline LayerProfile profile_layers(const mamba::ExperimentConfig& cfg, mamba::Co
 // The profile as the members of a JSON object (no braces).
 inline std::string profile_json(const LayerProfile& p) {
   char buf[160];
-  std::snprintf(buf, sizeof buf,
-                "\"forward_ms\": %.3f, \"fwd_bwd_ms\": %.3f, \"head_ms\": %.3f, \"slices\": [",
+  std::snprintf(buf, sizeof buf, "\"forward_ms\": %.3f, \"fwd_bwd_ms\": %.3f, \"head_ms\": %.3f, ",
                 p.forward_ms, p.fwd_bwd_ms, p.head_ms);
   std::string out = buf;
   if (p.fwd_bwd_comm_ms >= 0) {
     std::snprintf(buf, sizeof buf, "\"fwd_bwd_comm_ms\": %.3f, ", p.fwd_bwd_comm_ms);
-    out.insert(out.size() - std::strlen("\"slices\": ["), buf);
+    out += buf;
   }
+  out += "\"slices\": [";
   for (size_t i = 0; i < p.slices.size(); ++i) {
     std::snprintf(buf, sizeof buf, "%s{\"begin\": %lld, \"end\": %lld, \"ms\": %.4f}",
                   i ? ", " : "", (long long)p.slices[i].begin, (long long)p.slices[i].end,

@@ -110,19 +110,22 @@ def read_model_config(path):
     need = ("d_model", "n_layer", "vocab_size")
     if any(k not in model for k in need):
         fail(f"{path}: model: needs {', '.join(need)}")
-    dm = int(model["d_model"])
-    pad = int(model.get("pad_vocab_multiple", 8))
-    rank = model.get("dt_rank", "auto")
-    return {
-        "name": os.path.splitext(os.path.basename(path))[0],
-        "d_model": dm,
-        "n_layer": int(model["n_layer"]),
-        "padded_vocab": -(-int(model["vocab_size"]) // pad) * pad,
-        "d_state": int(model.get("d_state", 16)),
-        "d_conv": int(model.get("d_conv", 4)),
-        "d_inner": int(model.get("expand", 2)) * dm,
-        "rank": (dm + 15) // 16 if rank == "auto" else int(rank),
-    }
+    try:
+        dm = int(model["d_model"])
+        pad = int(model.get("pad_vocab_multiple", 8))
+        rank = model.get("dt_rank", "auto")
+        return {
+            "name": os.path.splitext(os.path.basename(path))[0],
+            "d_model": dm,
+            "n_layer": int(model["n_layer"]),
+            "padded_vocab": -(-int(model["vocab_size"]) // pad) * pad,
+            "d_state": int(model.get("d_state", 16)),
+            "d_conv": int(model.get("d_conv", 4)),
+            "d_inner": int(model.get("expand", 2)) * dm,
+            "rank": (dm + 15) // 16 if rank == "auto" else int(rank),
+        }
+    except ValueError as e:
+        fail(f"{path}: model: {e}")
 
 
 def layer_params(m):
@@ -496,8 +499,9 @@ def main():
             result.append({"config": p.get("config", path), **o, **r})
             link = (f"{o['intra_bw']:g} GB/s in the node" if o["nodes"] == 1 else
                     f"{o['bw']:g} GB/s per node")
-            print(f"{p.get('config', path)}: {o['nodes']} x {o['gpus_per_node']} GPUs, {link}: step {r['step_ms']:.1f} ms (without "
-                  f"communication {r['no_comm_ms']:.1f}), efficiency {100 * r['efficiency']:.1f}%, "
+            print(f"{p.get('config', path)}: {o['nodes']} x {o['gpus_per_node']} GPUs, {link}: "
+                  f"step {r['step_ms']:.1f} ms (without communication {r['no_comm_ms']:.1f}), "
+                  f"efficiency {100 * r['efficiency']:.1f}%, "
                   f"{r['buckets']} buckets, {r['messages']} all-reduces, {r['comm_ms']:.1f} ms "
                   f"communicating")
     if a.json:

@@ -8,7 +8,12 @@
 # measured; printed, not gated: the 100 MiB points and the model without contention); and writes
 # the 2-64 node tables. 2.8B is not measured: its profile is the 1.4B one scaled by FLOPs
 # (project_scaling.py --scale-to). Everything lands in $OUT (default /tmp/gpu-out) as projection_*.
+# About 10 minutes in all; the parts can run as separate calls on one $OUT:
+#   bash scripts/gpu/projection.sh [build] [links] [one] [two] [check] [tables]   (default: all)
 source "$(dirname "$0")/common.sh"
+parts=("$@")
+[ ${#parts[@]} -eq 0 ] && parts=(build links one two check tables)
+want() { [[ " ${parts[*]} " == *" $1 "* ]]; }
 mpi="mpirun --allow-run-as-root -np 2 -x NCCL_NVLS_ENABLE -x NCCL_P2P_DISABLE -x NCCL_SHM_DISABLE
   -x OMP_NUM_THREADS=4"
 project="python3 scripts/project_scaling.py"
@@ -62,8 +67,8 @@ two_gpus() {
         [ $bf16 = 1 ] && dtype=bf16
         profile "$model" "$batch" "projection_socket_${model}_${dtype}_$bucket" "$mpi" \
           --bf16-grads $bf16 dist.bucket_mb=$bucket
-        echo "{\"model\": \"$model\", \"link\": \"socket\", \"bf16\": $bf16, \"bucket_mb\": $bucket}" \
-          >>"$runs"
+        printf '{"model": "%s", "link": "socket", "bf16": %s, "bucket_mb": %s}\n' \
+          "$model" $bf16 $bucket >>"$runs"
       done
     done
   done
@@ -127,8 +132,9 @@ tables() {
   intra=$($project --fit "$links" --link nvlink --dtype fp32 |
     python3 -c "import json,sys; print(round(json.load(sys.stdin)['bw'], 1))")
   contention() {
-    python3 -c "import json,sys; print([round(r['contention'], 3) for r in json.load(open(sys.argv[1]))
-      if r['name'] == sys.argv[2]][0])" "$out/projection_check.json" "$1 socket fp32 25 MiB"
+    python3 -c "import json,sys; print([round(r['contention'], 3)
+      for r in json.load(open(sys.argv[1])) if r['name'] == sys.argv[2]][0])" \
+      "$out/projection_check.json" "$1 socket fp32 25 MiB"
   }
   k130=$(contention 130m)
   k14=$(contention 1.4b)
@@ -151,12 +157,16 @@ tables() {
   done | tee "$out/projection_table.md"
 }
 
-: >"$links"
-: >"$runs"
-check "build" build_gpu bench_train bench_allreduce
-check "all-reduce over NVLink and the socket transport" allreduce
-check "1-GPU profiles (130M 16 x 2048, 1.4B 4 x 2048)" one_gpu
-check "2-GPU profiled steps over NVLink and the socket transport" two_gpus
-check "projection within 5% of the measured 2-GPU points" check_points
-check "2-64 node tables" tables
+if want links; then
+  : >"$links"
+fi
+if want two; then
+  : >"$runs"
+fi
+if want build; then check "build" build_gpu bench_train bench_allreduce; fi
+if want links; then check "all-reduce over NVLink and the socket transport" allreduce; fi
+if want one; then check "1-GPU profiles (130M 16 x 2048, 1.4B 4 x 2048)" one_gpu; fi
+if want two; then check "2-GPU profiled steps over NVLink and the socket transport" two_gpus; fi
+if want check; then check "projection within 5% of the measured 2-GPU points" check_points; fi
+if want tables; then check "2-64 node tables" tables; fi
 exit 0
