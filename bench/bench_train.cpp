@@ -6,12 +6,15 @@
 //   bench_train [--model tiny|130m|370m|790m|1.4b|2.8b | --config FILE] [key=value ...]
 //               [--batch B] [--seqlen L] [--device cpu|cuda] [--precision fp32|bf16]
 //               [--steps N] [--recompute 0|1] [--comm 1|0] [--bf16-grads 0|1]
-//               [--shard-optimizer 0|1]
+//               [--shard-optimizer 0|1] [--profile-layers 0|1]
 // --model NAME reads configs/mamba-NAME.yaml (or configs/NAME.yaml); key=value overrides any key
 // (e.g. model.d_model=256 for the CPU baseline: --model tiny model.d_model=256). Under mpirun
 // every rank runs the step on its own rows; --comm 0 skips the reduction, to measure how much of
 // it the overlap hides; --shard-optimizer 1 splits the AdamW state among the ranks (ZeRO-1) and
-// peak_gib shows what that saves. tokens_per_s counts all ranks.
+// peak_gib shows what that saves. tokens_per_s counts all ranks. --profile-layers 1 adds what
+// scripts/project_scaling.py needs (bench/layer_profile.h): a profile of forward and of every
+// gradient slice's backward, the bucket size, and the step time measured again without the
+// reduction.
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -21,6 +24,7 @@
 
 #include "bench_setup.h"
 #include "dist/communicator.h"
+#include "layer_profile.h"
 #include "train/trainer.h"
 #include "util/error.h"
 
@@ -69,15 +73,27 @@ int main(int argc, char** argv) try {
   double ready = 0;
   comm.allreduce_sum(ready);  // the shard exists before any rank opens it
 
+  const bool profile = bench::flag(argc, argv, "--profile-layers", "0") == "1";
+  std::string extra;
+  if (profile) extra = ", " + bench::profile_json(bench::profile_layers(cfg, comm, 3));
+
   mamba::Trainer trainer(cfg, comm);
-  trainer.set_communication(bench::flag(argc, argv, "--comm", "1") == "1");
-  std::vector<double> ms;
-  for (int s = 0; s < steps + 2; ++s) {
-    const mamba::StepResult r = trainer.train_step();
-    if (s >= 2) ms.push_back(1000.0 * r.seconds);  // the first two warm up
+  auto median_step_ms = [&](bool communicate) {
+    trainer.set_communication(communicate);
+    std::vector<double> ms;
+    for (int s = 0; s < steps + 2; ++s) {
+      const mamba::StepResult r = trainer.train_step();
+      if (s >= 2) ms.push_back(1000.0 * r.seconds);  // the first two warm up
+    }
+    return bench::median_of(ms);
+  };
+  const double median = median_step_ms(bench::flag(argc, argv, "--comm", "1") == "1");
+  if (profile) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, ", \"bucket_mb\": %g, \"ms_per_step_no_comm\": %.2f",
+                  cfg.dist.bucket_mb, median_step_ms(false));
+    extra = buf + extra;
   }
-  std::sort(ms.begin(), ms.end());
-  const double median = ms[ms.size() / 2];
   const double tokens_per_s = double(trainer.tokens_per_step()) / (median / 1000.0);
   if (comm.rank() != 0) return 0;
   mamba::Backend& backend = trainer.backend();
@@ -89,13 +105,13 @@ int main(int argc, char** argv) try {
       "\"comm\": %d, \"bf16_grads\": %d, \"shard_optimizer\": %d, \"act_bytes\": %zu, \"params\": "
       "%.0f, \"batch\": %d, "
       "\"seqlen\": %d, \"recompute\": %d, \"ms_per_step\": %.2f, \"tokens_per_s\": %.0f, "
-      "\"peak_gib\": %.2f, \"activation_gib\": %.2f, \"mfu\": %.4f}\n",
+      "\"peak_gib\": %.2f, \"activation_gib\": %.2f, \"mfu\": %.4f%s}\n",
       fs::path(cfg.source).stem().c_str(), backend.name().c_str(), comm.world(),
       bench::flag(argc, argv, "--comm", "1") == "1", int(cfg.dist.bf16_grads),
       int(cfg.dist.shard_optimizer), backend.act_bytes(), params, cfg.train.micro_batch,
       cfg.data.seq_len, int(cfg.train.recompute), median, tokens_per_s,
       backend.peak_memory() / double(1ull << 30),
-      trainer.model().activation_bytes() / double(1ull << 30), mfu);
+      trainer.model().activation_bytes() / double(1ull << 30), mfu, extra.c_str());
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "%s\n", e.what());
