@@ -1,5 +1,6 @@
 #include "data/mixture.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "util/error.h"
@@ -34,25 +35,31 @@ void check_sources_agree(const std::vector<DataSource>& sources,
 
 MixtureSchedule::MixtureSchedule(const std::vector<DataSource>& sources) {
   if (sources.empty()) throw_error("data error: a mixture needs at least one source");
-  double total = 0.0;
+  double sum = 0.0;
   for (const DataSource& s : sources) {
     if (!std::isfinite(s.weight) || s.weight <= 0.0) {
-      throw_error("data error: source '", s.name, "' has weight ", s.weight,
+      throw_error("data error: ", describe(s), " has weight ", s.weight,
                   ": expected a finite number > 0");
     }
-    total += s.weight;
+    sum += s.weight;
   }
-  for (const DataSource& s : sources) shares_.push_back(s.weight / total);
+  for (const DataSource& s : sources) {
+    // At least 1, so that no source is starved by rounding.
+    quota_.push_back(std::max<uint64_t>(1, uint64_t(std::llround(s.weight / sum * 4294967296.0))));
+    total_ += quota_.back();
+  }
 }
 
+// The source furthest behind its share: the largest quota x (n + 1) - drawn x total, exactly
+// (below 2^96 for any n < 2^64, so 128 bits hold it).
 size_t MixtureSchedule::pick(const std::vector<uint64_t>& drawn) const {
-  uint64_t n = 0;
+  unsigned __int128 n = 0;
   for (uint64_t d : drawn) n += d;
   size_t best = 0;
-  double best_deficit = -INFINITY;
-  for (size_t s = 0; s < shares_.size(); ++s) {
-    const double deficit = shares_[s] * double(n + 1) - double(drawn[s]);
-    if (deficit > best_deficit) {
+  __int128 best_deficit = 0;
+  for (size_t s = 0; s < quota_.size(); ++s) {
+    const __int128 deficit = __int128(quota_[s]) * __int128(n + 1) - __int128(drawn[s]) * total_;
+    if (s == 0 || deficit > best_deficit) {
       best_deficit = deficit;
       best = s;
     }

@@ -47,7 +47,11 @@ class MixtureSchedule {
   size_t pick(const std::vector<uint64_t>& drawn) const;
 
  private:
-  std::vector<double> shares_;  // weights / their sum
+  // Each share as an integer fraction quota_[s] / total_ (about 2^32ths): integer arithmetic
+  // makes the same picks on every machine and compiler, where floating point could round (or
+  // fuse a multiply-add) differently.
+  std::vector<uint64_t> quota_;
+  uint64_t total_ = 0;
 };
 
 }  // namespace mamba
