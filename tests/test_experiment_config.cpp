@@ -57,7 +57,7 @@ TEST(ExperimentConfig, MinimalConfigGetsDefaults) {
   EXPECT_EQ(c.model.d_model, 64);
   EXPECT_EQ(c.model.d_state, 16);
   EXPECT_EQ(c.model.dt_rank, 0);
-  EXPECT_EQ(c.data.train, "data/t-*.h5");
+  EXPECT_EQ(c.data.train, (std::vector<DataSource>{{"", "data/t-*.h5", 1.0}}));
   EXPECT_EQ(c.train.micro_batch, 4);
   EXPECT_EQ(c.train.steps, 100);
   EXPECT_FALSE(c.train.tokens);
@@ -86,7 +86,7 @@ TEST(ExperimentConfig, OverridesTakeEffect) {
   EXPECT_EQ(c.train.tokens, 2500000);
   EXPECT_EQ(c.train.device, Device::Cpu);
   EXPECT_TRUE(c.train.recompute);
-  EXPECT_EQ(c.data.train, "other/*.h5");
+  EXPECT_EQ(c.data.train, (std::vector<DataSource>{{"", "other/*.h5", 1.0}}));
   EXPECT_EQ(c.log.sample_prompt, "a: b");
   EXPECT_EQ(c.log.metrics, "runs/x/metrics.jsonl");  // follows the overridden dir
   EXPECT_EQ(c.data.tokenizer, "tok.json");
@@ -125,7 +125,7 @@ TEST(ExperimentConfig, RoundTripsThroughYaml) {
                  "optim.lr=3e-3", "optim.warmup=7", "optim.schedule=linear", "train.precision=bf16",
                  "optim.eps=1.5e-8", "model.dt_rank=5"});
   c.log.sample_prompt = "line one\nnull: \"quoted\" # not a comment";
-  c.data.val = "*.h5";
+  c.data.val = {{"", "*.h5", 1.0}};
   c.checkpoint.resume = "null";
   c.optim.beta1 = 0.1 + 0.2;  // not a short decimal
   const std::string yaml = c.to_yaml();
@@ -258,6 +258,63 @@ TEST(ExperimentConfig, OutOfRangeValuesAreRejected) {
   text.erase(text.find("  train: data/t-*.h5\n"), 21);
   expect_mentions(error_from([&] { parse(text); }),
                   {"missing key data.train", "configs/test.yaml"});
+}
+
+// data.train as a list of sources, each with its own line of YAML.
+std::string with_train_sources(const std::string& sources) {
+  std::string text = kMinimal;
+  const std::string glob = "  train: data/t-*.h5\n";
+  return text.replace(text.find(glob), glob.size(), "  train:\n" + sources);
+}
+
+TEST(ExperimentConfig, MixtureOfSources) {
+  const ExperimentConfig c =
+      parse(with_train_sources("    - {name: web, path: \"web/train-*.h5\", weight: 0.7}\n"
+                               "    - name: code\n      path: code/train-*.h5\n      weight: 0.3\n"
+                               "    - {name: books.v2, path: books/*.h5}\n"));
+  EXPECT_EQ(c.data.train, (std::vector<DataSource>{{"web", "web/train-*.h5", 0.7},
+                                                   {"code", "code/train-*.h5", 0.3},
+                                                   {"books.v2", "books/*.h5", 1.0}}));
+  EXPECT_TRUE(is_mixture(c.data.train));
+  EXPECT_FALSE(is_mixture(c.data.val));
+  // Printed and read back (as a checkpoint stores it), the mixture is the same.
+  const ExperimentConfig back = parse_experiment_config(c.to_yaml(), "elsewhere.yaml", {});
+  EXPECT_TRUE(back == c) << c.to_yaml();
+  // An override replaces the mixture with a glob.
+  EXPECT_EQ(
+      parse(with_train_sources("    - {name: a, path: x}\n"), {"data.train=y/*.h5"}).data.train,
+      (std::vector<DataSource>{{"", "y/*.h5", 1.0}}));
+}
+
+TEST(ExperimentConfig, BadMixturesGetOneLineErrors) {
+  struct Case {
+    std::string sources;
+    std::vector<std::string> mentions;
+  };
+  const std::vector<Case> cases = {
+      {"    - {name: web, path: w, weight: 0}\n", {"data.train[0].weight = 0", "> 0"}},
+      {"    - {name: web, path: w, weight: 1}\n    - {name: code, path: c, weight: -0.5}\n",
+       {"data.train[1].weight = -0.5", "> 0"}},
+      {"    - {name: web, path: w, weight: nan}\n", {"data.train[0].weight = nan", "finite"}},
+      {"    - {name: web, path: w, weight: .inf}\n", {"data.train[0].weight = .inf", "finite"}},
+      {"    - {name: web, path: w, weight: lots}\n", {"data.train[0].weight = lots"}},
+      {"    - {name: web, path: w}\n    - {name: web, path: v}\n",
+       {"data.train[1].name = web", "data.train[0].name", "own name"}},
+      {"    - {path: w, weight: 1}\n", {"missing key data.train[0].name"}},
+      {"    - {name: web, weight: 1}\n", {"missing key data.train[0].path"}},
+      {"    - {name: web, path: \"\"}\n", {"data.train[0].path = \"\""}},
+      {"    - {name: \"my web\", path: w}\n", {"data.train[0].name = my web", "letters"}},
+      {"    - {name: web, path: w, wieght: 1}\n",
+       {"unknown key data.train[0].wieght", "did you mean data.train[0].weight?"}},
+      {"    - web/train-*.h5\n", {"data.train[0] = web/train-*.h5", "mapping"}},
+      {"    []\n", {"data.train = a list", "list of sources"}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.sources);
+    const std::string message = error_from([&] { parse(with_train_sources(c.sources)); });
+    expect_mentions(message, c.mentions);
+    expect_mentions(message, {"config error", "configs/test.yaml"});
+  }
 }
 
 TEST(ExperimentConfig, GlobalBatchMustDivideForWorld) {

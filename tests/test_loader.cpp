@@ -66,7 +66,7 @@ std::vector<std::vector<int32_t>> run_ranks(int world, int global_batch, int bat
   for (int r = 0; r < world; ++r) {
     ranks.push_back(std::make_unique<TokenLoader>(fixture(), kSeqLen, kVocab, global_batch, r,
                                                   world, 1234, shuffle));
-    if (from) ranks.back()->restore(*from);
+    if (from) ranks.back()->restore({*from});
   }
   std::vector<std::vector<int32_t>> out;
   for (int b = 0; b < batches; ++b) {
@@ -98,8 +98,8 @@ TEST(Loader, WindowsTileTheStream) {
       }
     }
   }
-  EXPECT_EQ(loader.position().epoch, 1u);
-  EXPECT_EQ(loader.position().sample, uint64_t(72 - 57));
+  EXPECT_EQ(loader.positions()[0].epoch, 1u);
+  EXPECT_EQ(loader.positions()[0].sample, uint64_t(72 - 57));
 }
 
 TEST(Loader, ShuffledEpochIsAPermutationFixedBySeedAndEpoch) {
@@ -149,7 +149,7 @@ TEST(Loader, RestoreContinuesTheIdenticalSequence) {
   TokenLoader loader(fixture(), kSeqLen, kVocab, 6, 0, 3, 1234, true);
   std::vector<int32_t> rows(2 * (kSeqLen + 1));
   for (int b = 0; b < 11; ++b) loader.next(rows.data());
-  const LoaderPosition saved = loader.position();
+  const LoaderPosition saved = loader.positions()[0];
   EXPECT_EQ(saved.epoch, 1u);
   EXPECT_EQ(saved.sample, uint64_t(66 - 57));
   const std::vector<std::vector<int32_t>> tail(reference.begin() + 11, reference.end());
@@ -158,16 +158,16 @@ TEST(Loader, RestoreContinuesTheIdenticalSequence) {
 
   // Restoring the same loader discards what it had prefetched.
   for (int b = 0; b < 5; ++b) loader.next(rows.data());
-  loader.restore(saved);
-  EXPECT_EQ(loader.position().sample, saved.sample);
+  loader.restore({saved});
+  EXPECT_EQ(loader.positions()[0].sample, saved.sample);
   loader.next(rows.data());
   EXPECT_TRUE(std::equal(rows.begin(), rows.end(), tail[0].begin()));
   // Restore to the very start.
-  loader.restore(LoaderPosition{});
+  loader.rewind();
   loader.next(rows.data());
   EXPECT_TRUE(std::equal(rows.begin(), rows.end(), reference[0].begin()));
 
-  const std::string e = error_of([&] { loader.restore({0, 57}); });
+  const std::string e = error_of([&] { loader.restore({{0, 57}}); });
   EXPECT_NE(e.find("57"), std::string::npos) << e;
 }
 

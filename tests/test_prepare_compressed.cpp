@@ -5,6 +5,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -120,6 +121,44 @@ TEST(PrepareCompressed, GzipAndZstdGiveTheSameShardsAsPlainFiles) {
     EXPECT_EQ(m.splits.at("train").tokens_sha256, plain.splits.at("train").tokens_sha256) << kind;
     EXPECT_EQ(m.splits.at("val").tokens_sha256, plain.splits.at("val").tokens_sha256) << kind;
     EXPECT_EQ(m.splits.at("train").documents, plain.splits.at("train").documents) << kind;
+  }
+}
+
+// A corpus of compressed parts prepared by `mpirun -np N`: each rank decompresses its own files
+// as it reads them, and together they write the shards one process writes from the plain files.
+TEST(PrepareCompressed, SeveralProcessesOnACompressedCorpus) {
+  const std::string root = scratch_dir("compressed_parallel");
+  const std::string& jsonl = corpus().jsonl;
+  const std::string text = corpus().text.substr(0, 400000);
+  const size_t third = jsonl.find('\n', jsonl.size() / 3) + 1;
+  const size_t two_thirds = jsonl.find('\n', 2 * jsonl.size() / 3) + 1;
+  const std::vector<std::string> parts = {jsonl.substr(0, third),
+                                          jsonl.substr(third, two_thirds - third),
+                                          jsonl.substr(two_thirds), text};
+  const char* names[] = {"part-0.jsonl", "part-1.jsonl", "part-2.jsonl", "part-3.txt"};
+  for (size_t i = 0; i < parts.size(); ++i) {
+    write_text(root + "/plain/" + names[i], parts[i]);
+    const bool gz = i % 2 == 0;
+    write_text(root + "/packed/" + names[i] + (gz ? ".gz" : ".zst"),
+               gz ? gzip(parts[i]) : zstd(parts[i]));
+  }
+  prepare(root + "/plain", root + "/out_plain");
+  const Manifest plain = read_manifest(root + "/out_plain");
+  for (const int ranks : {2, 3}) {
+    const std::string out = root + "/out_" + std::to_string(ranks);
+    const std::string command = "mpirun --allow-run-as-root --oversubscribe -np " +
+                                std::to_string(ranks) + " " + MAMBA_BINARY +
+                                " prepare --quiet --tokenizer " + kTokenizerDir +
+                                " --val-fraction 0.05 --shard-tokens 200000 --threads 1 --out " +
+                                out + " '" + root + "/packed/part-*' > " + out + ".log 2>&1";
+    ASSERT_EQ(std::system(command.c_str()), 0) << command;
+    EXPECT_EQ(read_split(out + "/train-*.h5"), read_split(root + "/out_plain/train-*.h5"));
+    EXPECT_EQ(read_split(out + "/val-*.h5"), read_split(root + "/out_plain/val-*.h5"));
+    const Manifest m = read_manifest(out);
+    for (const char* split : {"train", "val"}) {
+      EXPECT_EQ(m.splits.at(split).tokens_sha256, plain.splits.at(split).tokens_sha256) << ranks;
+      EXPECT_EQ(m.splits.at(split).documents, plain.splits.at(split).documents) << ranks;
+    }
   }
 }
 

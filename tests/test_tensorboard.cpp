@@ -185,6 +185,21 @@ TEST_F(TensorBoardFile, WritesVersionStartThenScalarsByStep) {
   expect_values(events[5], 11, {{"train/skipped_steps", 3.0f}});
 }
 
+// A data.val mixture: the mean and one scalar per source, in one Event.
+TEST_F(TensorBoardFile, MixtureGetsAValidationLossPerSource) {
+  const auto tb = TensorBoardWriter::open(path("tb"), "test.yaml", 0);
+  tb->write_eval(4, 2.0, {{"web", 1.5}, {"code", 2.5}});
+  const std::vector<tensorboard::Event> events = read_events(tb->path());
+  ASSERT_EQ(events.size(), 3u);
+  const auto& summary = events[2].summary();
+  ASSERT_EQ(summary.value_size(), 3);
+  EXPECT_EQ(summary.value(0).tag(), "val/loss");
+  EXPECT_EQ(summary.value(1).tag(), "val/loss_web");
+  EXPECT_EQ(summary.value(1).simple_value(), 1.5f);
+  EXPECT_EQ(summary.value(2).tag(), "val/loss_code");
+  EXPECT_EQ(summary.value(2).simple_value(), 2.5f);
+}
+
 // Zero is a value like any other: it must be in the file, not left out as proto3 leaves defaults.
 // The record is in the file as soon as write() returns, so that a killed run loses nothing.
 TEST_F(TensorBoardFile, ZeroIsWrittenAtOnce) {

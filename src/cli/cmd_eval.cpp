@@ -22,7 +22,7 @@ const char* const kUsage =
     "[--seq-len L]\n"
     "Mean cross-entropy and perplexity over the first N micro-batches of the validation\n"
     "split (default: the checkpoint's data.val, log.eval_batches, train.micro_batch and\n"
-    "data.seq_len).\n";
+    "data.seq_len). A data.val mixture also gets val_loss_<name> for each source.\n";
 
 int eval(int argc, char** argv) {
   const Args a = parse_args("eval", argc, argv, {"data", "batches", "micro-batch", "seq-len"});
@@ -40,13 +40,21 @@ int eval(int argc, char** argv) {
   std::vector<float> params(model.layout().total());
   load_checkpoint_weights(ckpt, model.layout(), params.data());
   model.upload_params(params);
-  TokenLoader val(a.get("data", cfg.data.val), L, cfg.model.vocab_size, micro, 0, 1, 0, false);
-  const double loss = mean_loss(model, val, micro, L, batches).value();
+  const std::vector<DataSource> sources =
+      a.flags.count("data") ? std::vector<DataSource>{{"", a.get("data", ""), 1.0}} : cfg.data.val;
+  std::vector<double> losses;
+  for (const auto& val : open_validation(sources, L, cfg.model.vocab_size, micro, 0, 1)) {
+    losses.push_back(mean_loss(model, *val, micro, L, batches).value());
+  }
+  const double loss = mixture_mean(sources, losses);
   // JSON has no NaN: a non-finite loss prints as null.
-  const nlohmann::json result{{"checkpoint", ckpt},
-                              {"val_loss", loss},
-                              {"val_ppl", std::exp(loss)},
-                              {"tokens", int64_t(batches) * micro * L}};
+  nlohmann::json result{{"checkpoint", ckpt},
+                        {"val_loss", loss},
+                        {"val_ppl", std::exp(loss)},
+                        {"tokens", int64_t(batches) * micro * L * int64_t(losses.size())}};
+  if (is_mixture(sources)) {
+    for (size_t s = 0; s < sources.size(); ++s) result["val_loss_" + sources[s].name] = losses[s];
+  }
   std::printf("%s\n", result.dump().c_str());
   return 0;
 }

@@ -14,18 +14,29 @@ namespace {
 constexpr size_t kPrefetchBatches = 2;
 constexpr size_t kMaxOpenShards = 32;
 
+// FNV-1a: a source's shuffle seed follows its name, not its place in the list.
+uint64_t name_hash(const std::string& name) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : name) h = (h ^ c) * 0x100000001b3ull;
+  return h;
+}
+
 }  // namespace
 
 TokenLoader::TokenLoader(const std::string& pattern, int seq_len, int model_vocab, int global_batch,
                          int rank, int world, uint64_t seed, bool shuffle)
-    : pattern_(pattern),
-      seq_len_(seq_len),
+    : TokenLoader(std::vector<DataSource>{{"", pattern, 1.0}}, seq_len, model_vocab, global_batch,
+                  rank, world, seed, shuffle) {}
+
+TokenLoader::TokenLoader(const std::vector<DataSource>& sources, int seq_len, int model_vocab,
+                         int global_batch, int rank, int world, uint64_t seed, bool shuffle)
+    : seq_len_(seq_len),
       model_vocab_(model_vocab),
       global_batch_(global_batch),
       rank_(rank),
       world_(world),
-      seed_(seed),
-      shuffle_(shuffle) {
+      shuffle_(shuffle),
+      schedule_(sources) {
   if (seq_len < 1) throw_error("data error: seq_len = ", seq_len, ": expected a positive integer");
   if (model_vocab < 1) {
     throw_error("data error: model vocab_size = ", model_vocab, ": expected a positive integer");
@@ -38,19 +49,15 @@ TokenLoader::TokenLoader(const std::string& pattern, int seq_len, int model_voca
     throw_error("data error: global batch of ", global_batch, " samples cannot be split over ",
                 world, " ranks: make it a positive multiple of the number of ranks");
   }
-  shards_ = check_shards(pattern, model_vocab);
-  starts_.push_back(0);
-  for (const ShardInfo& s : shards_) starts_.push_back(starts_.back() + s.num_tokens);
-  windows_ = total_tokens() > 0 ? (total_tokens() - 1) / seq_len : 0;
-  if (windows_ == 0) {
-    throw_error("data error: the shards matching '", pattern, "' hold ", total_tokens(),
-                " tokens, fewer than one window of seq_len + 1 = ", seq_len + 1,
-                " tokens: use a smaller seq_len or prepare more text");
+  const bool mixture = is_mixture(sources);
+  for (const DataSource& s : sources) {
+    sources_.push_back(open_source(s, mixture ? seed ^ splitmix64(name_hash(s.name)) : seed));
   }
-  if (shuffle_ && uint64_t(windows_) > UINT32_MAX) {
-    throw_error("data error: '", pattern, "' holds ", windows_, " windows of ", seq_len,
-                " tokens, more than the 2^32 the shuffle supports: split the corpus into runs");
-  }
+  std::vector<ShardInfo> first_shards;
+  for (const Source& s : sources_) first_shards.push_back(s.shards.front());
+  check_sources_agree(sources, first_shards);
+  next_drawn_.assign(sources_.size(), 0);
+  produce_drawn_ = next_drawn_;
   start_worker();
 }
 
@@ -58,31 +65,64 @@ TokenLoader::~TokenLoader() {
   stop_worker();
 }
 
-LoaderPosition TokenLoader::advance(LoaderPosition p, uint64_t samples) const {
-  p.sample += samples;
-  p.epoch += p.sample / uint64_t(windows_);
-  p.sample %= uint64_t(windows_);
-  return p;
+TokenLoader::Source TokenLoader::open_source(const DataSource& spec, uint64_t seed) const {
+  Source s;
+  s.spec = spec;
+  s.seed = seed;
+  s.shards = check_shards(spec.path, model_vocab_);
+  s.starts.push_back(0);
+  for (const ShardInfo& shard : s.shards) s.starts.push_back(s.starts.back() + shard.num_tokens);
+  const int64_t tokens = s.starts.back();
+  s.windows = tokens > 0 ? (tokens - 1) / seq_len_ : 0;
+  if (s.windows == 0) {
+    throw_error("data error: the shards of ", describe(spec), " hold ", tokens,
+                " tokens, fewer than one window of seq_len + 1 = ", seq_len_ + 1,
+                " tokens: use a smaller seq_len or prepare more text");
+  }
+  if (shuffle_ && uint64_t(s.windows) > UINT32_MAX) {
+    throw_error("data error: ", describe(spec), " holds ", s.windows, " windows of ", seq_len_,
+                " tokens, more than the 2^32 the shuffle supports: split the corpus into runs");
+  }
+  return s;
 }
 
-int64_t TokenLoader::window_at(const LoaderPosition& p) {
-  if (!shuffle_) return int64_t(p.sample);
-  if (order_epoch_ != p.epoch) {
+int64_t TokenLoader::total_tokens() const {
+  int64_t total = 0;
+  for (const Source& s : sources_) total += s.starts.back();
+  return total;
+}
+
+std::vector<uint64_t> TokenLoader::advance(std::vector<uint64_t> drawn, int samples) const {
+  if (sources_.size() == 1) {
+    drawn[0] += uint64_t(samples);
+    return drawn;
+  }
+  for (int i = 0; i < samples; ++i) ++drawn[schedule_.pick(drawn)];
+  return drawn;
+}
+
+int64_t TokenLoader::window_at(Source& source, uint64_t drawn) {
+  const uint64_t epoch = drawn / uint64_t(source.windows);
+  const uint64_t sample = drawn % uint64_t(source.windows);
+  if (!shuffle_) return int64_t(sample);
+  if (source.order_epoch != epoch) {
     // Fisher-Yates driven by a generator seeded from (seed, epoch) only: every rank and every
     // world size computes the same permutation.
-    order_.resize(size_t(windows_));
-    std::iota(order_.begin(), order_.end(), 0u);
-    Rng rng(seed_ ^ splitmix64(p.epoch));
-    for (size_t i = order_.size() - 1; i > 0; --i) std::swap(order_[i], order_[rng.below(i + 1)]);
-    order_epoch_ = p.epoch;
+    source.order.resize(size_t(source.windows));
+    std::iota(source.order.begin(), source.order.end(), 0u);
+    Rng rng(source.seed ^ splitmix64(epoch));
+    for (size_t i = source.order.size() - 1; i > 0; --i) {
+      std::swap(source.order[i], source.order[rng.below(i + 1)]);
+    }
+    source.order_epoch = epoch;
   }
-  return order_[size_t(p.sample)];
+  return source.order[size_t(sample)];
 }
 
-ShardReader& TokenLoader::reader(size_t shard) {
+ShardReader& TokenLoader::reader(size_t source, size_t shard) {
   ++uses_;
   for (OpenShard& o : open_) {
-    if (o.shard == shard) {
+    if (o.source == source && o.shard == shard) {
       o.last_use = uses_;
       return *o.reader;
     }
@@ -92,24 +132,27 @@ ShardReader& TokenLoader::reader(size_t shard) {
       return a.last_use < b.last_use;
     }));
   }
-  open_.push_back({shard, uses_, std::make_unique<ShardReader>(shards_[shard].path)});
+  open_.push_back(
+      {source, shard, uses_, std::make_unique<ShardReader>(sources_[source].shards[shard].path)});
   return *open_.back().reader;
 }
 
-void TokenLoader::read_window(int64_t window, int32_t* out) {
+void TokenLoader::read_window(size_t source, int64_t window, int32_t* out) {
+  const Source& s = sources_[source];
   int64_t offset = window * seq_len_;
   int64_t remaining = seq_len_ + 1;
   // A window may run from the end of one shard into the next.
-  size_t k = size_t(std::upper_bound(starts_.begin(), starts_.end(), offset) - starts_.begin()) - 1;
+  size_t k =
+      size_t(std::upper_bound(s.starts.begin(), s.starts.end(), offset) - s.starts.begin()) - 1;
   while (remaining > 0) {
-    const int64_t take = std::min(remaining, starts_[k + 1] - offset);
-    ShardReader& shard = reader(k);
-    shard.read(offset - starts_[k], take, out);
-    const int64_t limit = std::min<int64_t>(model_vocab_, shards_[k].vocab_size);
+    const int64_t take = std::min(remaining, s.starts[k + 1] - offset);
+    ShardReader& shard = reader(source, k);
+    shard.read(offset - s.starts[k], take, out);
+    const int64_t limit = std::min<int64_t>(model_vocab_, s.shards[k].vocab_size);
     for (int64_t i = 0; i < take; ++i) {
       if (out[i] < 0 || out[i] >= limit) {
-        throw_error("data error: shard ", shards_[k].path, " holds token ", out[i],
-                    " >= vocab_size ", limit, " (at token ", offset - starts_[k] + i,
+        throw_error("data error: shard ", s.shards[k].path, " holds token ", out[i],
+                    " >= vocab_size ", limit, " (at token ", offset - s.starts[k] + i,
                     "): re-run prepare with the model's tokenizer");
       }
     }
@@ -120,36 +163,45 @@ void TokenLoader::read_window(int64_t window, int32_t* out) {
   }
 }
 
-void TokenLoader::fill(const LoaderPosition& p, std::vector<int32_t>& tokens) {
+// Walks the schedule from the batch's start to this rank's last row: every rank makes the same
+// picks, and reads only its own rows.
+void TokenLoader::fill(const std::vector<uint64_t>& start, std::vector<int32_t>& tokens) {
   const int row_tokens = seq_len_ + 1;
   tokens.resize(size_t(rows()) * row_tokens);
-  for (int row = 0; row < rows(); ++row) {
-    const LoaderPosition sample = advance(p, uint64_t(rank_) * rows() + row);
-    read_window(window_at(sample), tokens.data() + size_t(row) * row_tokens);
+  std::vector<uint64_t> drawn = start;
+  const int first = rank_ * rows();
+  for (int i = 0; i < first + rows(); ++i) {
+    const size_t s = sources_.size() == 1 ? 0 : schedule_.pick(drawn);
+    if (i >= first) {
+      read_window(s, window_at(sources_[s], drawn[s]),
+                  tokens.data() + size_t(i - first) * row_tokens);
+    }
+    ++drawn[s];
   }
 }
 
 void TokenLoader::work() {
   while (true) {
-    LoaderPosition p;
+    std::vector<uint64_t> drawn;
     {
       std::unique_lock<std::mutex> lock(mutex_);
       cv_.wait(lock, [&] { return stop_ || ready_.size() < kPrefetchBatches; });
       if (stop_) return;
-      p = produce_position_;
+      drawn = produce_drawn_;
     }
     Batch batch;
-    batch.position = p;
+    batch.after = advance(drawn, global_batch_);
+    batch.drawn = std::move(drawn);
     try {
-      fill(p, batch.tokens);
+      fill(batch.drawn, batch.tokens);
     } catch (...) {
       batch.error = std::current_exception();
     }
     std::unique_lock<std::mutex> lock(mutex_);
     if (stop_) return;
     const bool failed = batch.error != nullptr;
+    produce_drawn_ = batch.after;
     ready_.push_back(std::move(batch));
-    produce_position_ = advance(p, uint64_t(global_batch_));
     cv_.notify_all();
     if (failed) return;  // next() rethrows; there is nothing sensible to read after it
   }
@@ -175,25 +227,45 @@ void TokenLoader::next(int32_t* tokens) {
   Batch& batch = ready_.front();
   if (batch.error) std::rethrow_exception(batch.error);  // stays queued: every call reports it
   std::memcpy(tokens, batch.tokens.data(), batch.tokens.size() * sizeof(int32_t));
-  next_position_ = advance(batch.position, uint64_t(global_batch_));
+  next_drawn_ = batch.after;
   ready_.pop_front();
   cv_.notify_all();
 }
 
-LoaderPosition TokenLoader::position() const {
+std::vector<uint64_t> TokenLoader::samples_drawn() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return next_position_;
+  return next_drawn_;
 }
 
-void TokenLoader::restore(const LoaderPosition& p) {
-  if (p.sample >= uint64_t(windows_)) {
-    throw_error("data error: cannot restore the loader of '", pattern_, "' to sample ", p.sample,
-                " of epoch ", p.epoch, ": an epoch has only ", windows_,
-                " samples; resume with the same data and seq_len");
+std::vector<LoaderPosition> TokenLoader::positions() const {
+  const std::vector<uint64_t> drawn = samples_drawn();
+  std::vector<LoaderPosition> p;
+  for (size_t s = 0; s < sources_.size(); ++s) {
+    const uint64_t windows = uint64_t(sources_[s].windows);
+    p.push_back({drawn[s] / windows, drawn[s] % windows});
+  }
+  return p;
+}
+
+void TokenLoader::restore(const std::vector<LoaderPosition>& positions) {
+  if (positions.size() != sources_.size()) {
+    throw_error("data error: cannot restore a loader of ", sources_.size(), " sources to ",
+                positions.size(), " positions: resume with the same data sources");
+  }
+  std::vector<uint64_t> drawn;
+  for (size_t s = 0; s < sources_.size(); ++s) {
+    const LoaderPosition& p = positions[s];
+    const uint64_t windows = uint64_t(sources_[s].windows);
+    if (p.sample >= windows || p.epoch > (UINT64_MAX - p.sample) / windows) {
+      throw_error("data error: cannot restore the loader of ", describe(sources_[s].spec),
+                  " to sample ", p.sample, " of epoch ", p.epoch, ": an epoch has only ", windows,
+                  " samples; resume with the same data and seq_len");
+    }
+    drawn.push_back(p.epoch * windows + p.sample);
   }
   stop_worker();
   ready_.clear();
-  next_position_ = produce_position_ = p;
+  next_drawn_ = produce_drawn_ = drawn;
   start_worker();
 }
 

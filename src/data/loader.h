@@ -1,15 +1,18 @@
 // Training/validation samples from token shards. A sample is a window of seq_len + 1 tokens
-// (inputs and next-token targets); window i starts at token i * seq_len of the split's shards
+// (inputs and next-token targets); window i starts at token i * seq_len of a source's shards
 // laid end to end (sorted by path), so every token is a target exactly once per epoch.
 //
 // Ordering guarantees (docs/data.md):
-// - The global order is the windows of epoch 0, then of epoch 1, ...; within an epoch it is a
-//   permutation fixed by (seed, epoch) alone, or the identity when shuffle is off. It does not
-//   depend on the number of processes.
-// - A global batch is the next global_batch samples of that order (crossing into the next epoch
-//   when needed); rank r of W gets rows [r*G/W, (r+1)*G/W). So W ranks together see exactly what
-//   one process would, and a run can resume on another process count and see the same data.
-// - position() names the next global batch; restore() continues exactly from there.
+// - Each source's order is the windows of its epoch 0, then of its epoch 1, ...; within an epoch
+//   it is a permutation fixed by (seed, epoch) alone, or the identity when shuffle is off. A
+//   source that runs out starts its next epoch.
+// - Global sample n comes from the source MixtureSchedule picks (data/mixture.h): a function of
+//   the samples each source has served, so it too is independent of the number of processes. A
+//   plain glob is one source that is always picked.
+// - A global batch is the next global_batch samples of that order; rank r of W gets rows
+//   [r*G/W, (r+1)*G/W). So W ranks together see exactly what one process would, and a run can
+//   resume on another process count and see the same data.
+// - positions() names the next global batch; restore() continues exactly from there.
 #pragma once
 #include <condition_variable>
 #include <cstdint>
@@ -21,21 +24,28 @@
 #include <thread>
 #include <vector>
 
+#include "data/mixture.h"
 #include "data/shard.h"
 
 namespace mamba {
 
+// A source's place in its own order.
 struct LoaderPosition {
   uint64_t epoch = 0;
-  uint64_t sample = 0;  // index into the epoch's global order
+  uint64_t sample = 0;  // index into the epoch's order
 };
 
 class TokenLoader {
  public:
-  // pattern: a glob like "data/demo/train-*.h5"; model_vocab: the model's vocab_size (shards made
-  // with a larger vocab, or holding ids >= it, are refused); global_batch: samples per global
-  // batch over all ranks and micro-steps; rank/world: this process's slice (world must divide
-  // global_batch). Throws mamba::Error naming the file or value and the fix.
+  // sources: one unnamed source (a plain glob like "data/demo/train-*.h5") or a mixture of
+  // named ones, whose shards must agree on vocab_size, token type, eos_id and split; model_vocab:
+  // the model's vocab_size (shards made with a larger vocab, or holding ids >= it, are refused);
+  // global_batch: samples per global batch over all ranks and micro-steps; rank/world: this
+  // process's slice (world must divide global_batch). Throws mamba::Error naming the file or
+  // value and the fix.
+  TokenLoader(const std::vector<DataSource>& sources, int seq_len, int model_vocab,
+              int global_batch, int rank, int world, uint64_t seed, bool shuffle);
+  // A plain glob.
   TokenLoader(const std::string& pattern, int seq_len, int model_vocab, int global_batch, int rank,
               int world, uint64_t seed, bool shuffle);
   ~TokenLoader();
@@ -44,43 +54,55 @@ class TokenLoader {
 
   // This rank's rows of the next global batch: rows() x (seq_len + 1) int32 tokens.
   void next(int32_t* tokens);
-  LoaderPosition position() const;
-  // Continues from `p` (saved by any world size); prefetched batches are discarded.
-  void restore(const LoaderPosition& p);
+  // Each source's position (in the order given) after the batches next() returned.
+  std::vector<LoaderPosition> positions() const;
+  // Samples each source has served, all ranks together, in the batches next() returned.
+  std::vector<uint64_t> samples_drawn() const;
+  // Continues from positions saved by any world size; prefetched batches are discarded.
+  void restore(const std::vector<LoaderPosition>& positions);
+  void rewind() { restore(std::vector<LoaderPosition>(sources_.size())); }
 
   int rows() const { return global_batch_ / world_; }
-  int64_t samples_per_epoch() const { return windows_; }
-  int64_t total_tokens() const { return starts_.back(); }
+  int64_t samples_per_epoch(size_t source = 0) const { return sources_[source].windows; }
+  int64_t total_tokens() const;  // all sources
+  const ShardInfo& first_shard(size_t source = 0) const { return sources_[source].shards.front(); }
 
  private:
+  struct Source {
+    DataSource spec;
+    uint64_t seed;
+    std::vector<ShardInfo> shards;
+    std::vector<int64_t> starts;  // starts[k]: first token of shard k; back(): total tokens
+    int64_t windows = 0;
+    // Used by the worker thread only (or while it is stopped).
+    uint64_t order_epoch = UINT64_MAX;
+    std::vector<uint32_t> order;  // the epoch's permutation of window indices
+  };
   struct Batch {
-    LoaderPosition position;
+    std::vector<uint64_t> drawn;  // per source, before this batch
+    std::vector<uint64_t> after;  // and after it
     std::vector<int32_t> tokens;
     std::exception_ptr error;
   };
 
-  LoaderPosition advance(LoaderPosition p, uint64_t samples) const;
-  int64_t window_at(const LoaderPosition& p);
-  void read_window(int64_t window, int32_t* out);
-  ShardReader& reader(size_t shard);
-  void fill(const LoaderPosition& p, std::vector<int32_t>& tokens);
+  Source open_source(const DataSource& spec, uint64_t seed) const;
+  std::vector<uint64_t> advance(std::vector<uint64_t> drawn, int samples) const;
+  int64_t window_at(Source& source, uint64_t drawn);
+  void read_window(size_t source, int64_t window, int32_t* out);
+  ShardReader& reader(size_t source, size_t shard);
+  void fill(const std::vector<uint64_t>& drawn, std::vector<int32_t>& tokens);
   void start_worker();
   void stop_worker();
   void work();
 
-  std::string pattern_;
   int seq_len_, model_vocab_, global_batch_, rank_, world_;
-  uint64_t seed_;
   bool shuffle_;
-  std::vector<ShardInfo> shards_;
-  std::vector<int64_t> starts_;  // starts_[k]: first token of shard k; back(): total tokens
-  int64_t windows_ = 0;
+  std::vector<Source> sources_;
+  MixtureSchedule schedule_;
 
   // Used by the worker thread only (or while it is stopped).
-  uint64_t order_epoch_ = UINT64_MAX;
-  std::vector<uint32_t> order_;  // the epoch's permutation of window indices
   struct OpenShard {
-    size_t shard;
+    size_t source, shard;
     uint64_t last_use;
     std::unique_ptr<ShardReader> reader;
   };
@@ -90,8 +112,8 @@ class TokenLoader {
   mutable std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<Batch> ready_;
-  LoaderPosition next_position_;     // of the batch next() returns
-  LoaderPosition produce_position_;  // of the batch the worker makes next
+  std::vector<uint64_t> next_drawn_;     // before the batch next() returns
+  std::vector<uint64_t> produce_drawn_;  // before the batch the worker makes next
   bool stop_ = false;
   std::thread worker_;
 };

@@ -183,6 +183,7 @@ ShardInfo open_shard(const std::string& path, int64_t& file_out, int64_t& datase
                 kRemake);
   }
   info.num_tokens = int64_t(dims[0]);
+  info.token_bytes = int(H5Tget_size(type.get()));
   file_out = file.release();
   dataset_out = dataset.release();
   return info;

@@ -21,6 +21,7 @@ struct ShardInfo {
   std::string split;             // "train" or "val"
   int64_t documents = 0;
   int64_t num_tokens = 0;  // length of the dataset (not an attribute)
+  int token_bytes = 0;     // its element size: 2 (uint16) or 4 (uint32); set when read
 };
 
 // Writes a shard to `path + ".tmp"` and renames it into place on finish(), so an interrupted run

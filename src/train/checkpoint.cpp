@@ -99,6 +99,9 @@ std::string trainer_json(const TrainerState& state,
   j["tokens_seen"] = state.tokens_seen;
   j["skipped_steps"] = state.skipped_steps;
   j["loader"] = {{"epoch", state.loader_epoch}, {"sample", state.loader_sample}};
+  for (const SourcePosition& s : state.loader_sources) {
+    j["loader"]["sources"].push_back({{"name", s.name}, {"epoch", s.epoch}, {"sample", s.sample}});
+  }
   j["rng"] = state.rng;
   j["world"] = state.world;
   j["config"] = state.config_yaml;
@@ -158,6 +161,11 @@ TrainerRecord read_trainer_record(const std::string& path) {
     }
     state.loader_epoch = j.at("loader").at("epoch").get<uint64_t>();
     state.loader_sample = j.at("loader").at("sample").get<uint64_t>();
+    for (const json& s : j.at("loader").value("sources", json::array())) {
+      state.loader_sources.push_back({s.at("name").get<std::string>(),
+                                      s.at("epoch").get<uint64_t>(),
+                                      s.at("sample").get<uint64_t>()});
+    }
     state.rng = j.at("rng").get<std::array<uint64_t, 4>>();
     state.world = field<int>(j, "world", 1, 1 << 24, file);
     state.config_yaml = j.at("config").get<std::string>();

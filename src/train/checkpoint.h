@@ -36,11 +36,19 @@ struct TrainingTensors {
   int64_t optimizer_steps = 0;
 };
 
+// A mixture source's place in its order (data/loader.h), by the source's name.
+struct SourcePosition {
+  std::string name;
+  uint64_t epoch = 0, sample = 0;
+};
+
 struct TrainerState {
   int64_t step = 0;           // optimizer steps taken, skipped updates included
   int64_t tokens_seen = 0;    // training tokens consumed, all ranks
   int64_t skipped_steps = 0;  // steps whose update was dropped for a non-finite loss or norm
   uint64_t loader_epoch = 0, loader_sample = 0;
+  // A mixture's position, source by source; empty for a plain glob (loader_epoch, loader_sample).
+  std::vector<SourcePosition> loader_sources;
   std::array<uint64_t, 4> rng{};  // the sampling RNG
   int world = 1;                  // processes of the run that wrote it (informational)
   std::string config_yaml;        // resolved config of the run that wrote it

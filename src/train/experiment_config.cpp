@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -349,6 +350,29 @@ std::string format(const std::optional<T>& value, const Range& range) {
   return value ? format(*value, range) : "null";
 }
 
+// A plain glob prints as itself; a mixture as a flow list of {name, path, weight}.
+std::string format(const std::vector<DataSource>& sources, const Range& range);
+
+void emit(YAML::Emitter& out, const std::vector<DataSource>& sources, const Range&) {
+  if (!is_mixture(sources)) {
+    out << sources.front().path;
+    return;
+  }
+  out << YAML::Flow << YAML::BeginSeq;
+  for (const DataSource& s : sources) {
+    out << YAML::Flow << YAML::BeginMap << YAML::Key << "name" << YAML::Value << s.name << YAML::Key
+        << "path" << YAML::Value << s.path << YAML::Key << "weight" << YAML::Value
+        << format(s.weight, Check::Any) << YAML::EndMap;
+  }
+  out << YAML::EndSeq;
+}
+
+std::string format(const std::vector<DataSource>& sources, const Range& range) {
+  YAML::Emitter out;
+  emit(out, sources, range);
+  return out.c_str();
+}
+
 template <typename T>
 void emit(YAML::Emitter& out, const T& value, const Range& range) {
   out << format(value, range);
@@ -461,6 +485,82 @@ YAML::Node load_yaml(const std::string& text, const std::string& source) {
               closest(key, candidates), "?");
 }
 
+// ---- data sources ----
+
+// Source names become metric names (val_loss_<name>) and JSON keys.
+bool valid_source_name(const std::string& name) {
+  return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+  });
+}
+
+// data.train / data.val: a glob, or a non-empty list of {name, path, weight} (weight default 1).
+std::vector<DataSource> read_sources(const YAML::Node& node, const std::string& key,
+                                     const std::string& where) {
+  const char* expected =
+      ": expected a glob of shards, or a list of sources such as "
+      "[{name: web, path: \"web/train-*.h5\", weight: 0.7}, ...]";
+  if (node.IsScalar() && !node.Scalar().empty()) {
+    DataSource glob;
+    if (!parse(node.Scalar(), Check::NonEmpty, glob.path)) {
+      throw_error("config error: ", key, " = ", shown(node), " in ", where,
+                  ": expected a string of valid UTF-8");
+    }
+    return {glob};
+  }
+  if (!node.IsSequence() || node.size() == 0) {
+    throw_error("config error: ", key, " = ", shown(node), " in ", where, expected);
+  }
+  std::vector<DataSource> sources;
+  for (size_t i = 0; i < node.size(); ++i) {
+    const std::string item = key + "[" + std::to_string(i) + "]";
+    const YAML::Node entry = node[i];
+    if (!entry.IsMap()) {
+      throw_error("config error: ", item, " = ", shown(entry), " in ", where,
+                  ": expected a mapping {name, path, weight}");
+    }
+    for (const auto& field : entry) {
+      const std::string name = field.first.Scalar();
+      if (name != "name" && name != "path" && name != "weight") {
+        unknown_key(item + "." + name, where, {item + ".name", item + ".path", item + ".weight"});
+      }
+    }
+    DataSource s;
+    const auto text = [&](const char* field, std::string& out, const char* what) {
+      const YAML::Node value = entry[field];
+      if (!value.IsDefined() || value.IsNull()) {
+        throw_error("config error: missing key ", item, ".", field, " in ", where, ": expected ",
+                    what);
+      }
+      if (!value.IsScalar() || !parse(value.Scalar(), Check::NonEmpty, out)) {
+        throw_error("config error: ", item, ".", field, " = ", shown(value), " in ", where,
+                    ": expected ", what);
+      }
+    };
+    text("name", s.name, "a name of letters, digits, _, - and . (it names metrics)");
+    if (!valid_source_name(s.name)) {
+      throw_error("config error: ", item, ".name = ", one_line(s.name), " in ", where,
+                  ": expected a name of letters, digits, _, - and . (it names metrics)");
+    }
+    text("path", s.path, "a glob of shards, e.g. web/train-*.h5");
+    if (const YAML::Node weight = entry["weight"]; weight.IsDefined()) {
+      if (!weight.IsScalar() || !parse(weight.Scalar(), Check::Positive, s.weight)) {
+        throw_error("config error: ", item, ".weight = ", shown(weight), " in ", where,
+                    ": expected a finite number > 0 (the source's share is weight / sum of "
+                    "weights)");
+      }
+    }
+    for (size_t j = 0; j < sources.size(); ++j) {
+      if (sources[j].name == s.name) {
+        throw_error("config error: ", item, ".name = ", s.name, " in ", where, " is also ", key,
+                    "[", j, "].name: expected each source to have its own name");
+      }
+    }
+    sources.push_back(s);
+  }
+  return sources;
+}
+
 // Rejects unknown and duplicate keys and sections that are not mappings, so that later
 // lookups only meet sections that are mappings (or empty) and keys that exist.
 void check_layout(const YAML::Node& root, const std::string& source) {
@@ -554,7 +654,8 @@ void check_consistency(const ExperimentConfig& c, const Origins& origins) {
   }
   if (c.data.train.empty()) {
     throw_error("config error: missing key data.train in ", origins.source,
-                ": expected a glob of training shards, e.g. data/demo/train-*.h5");
+                ": expected a glob of training shards, e.g. data/demo/train-*.h5, or a list of "
+                "sources");
   }
   if (c.data.val.empty()) {
     throw_error("config error: missing key data.val in ", origins.source,
@@ -706,10 +807,12 @@ namespace {
 
 // model.vocab_size: auto takes the vocabulary the training shards were made with.
 void resolve_vocab(ExperimentConfig& c, const Origins& origins) {
-  const std::vector<std::string> shards = glob_sorted(c.data.train);
+  if (c.data.train.empty()) return;  // check_consistency reports it
+  const std::string& glob = c.data.train.front().path;
+  const std::vector<std::string> shards = glob_sorted(glob);
   if (shards.empty()) {
     throw_error("config error: model.vocab_size = auto in ", origins.of("model.vocab_size"),
-                " reads the vocabulary of the training shards, but data.train = ", c.data.train,
+                " reads the vocabulary of the training shards, but data.train = ", glob,
                 " matches no file: run mamba prepare, or give model.vocab_size");
   }
   c.model.vocab_size = read_shard_info(shards.front()).vocab_size;
@@ -765,7 +868,9 @@ ExperimentConfig parse_experiment_config(const std::string& yaml_text, const std
       [&](const char* path, const Range& range, auto& member) {
         const YAML::Node node = lookup(root, path);
         if (!node.IsDefined()) return;
-        if (node.IsMap() || node.IsSequence() || !read(node, range, member)) {
+        if constexpr (std::is_same_v<std::decay_t<decltype(member)>, std::vector<DataSource>>) {
+          member = read_sources(node, path, origins.of(path));
+        } else if (node.IsMap() || node.IsSequence() || !read(node, range, member)) {
           throw_error("config error: ", path, " = ", shown(node), " in ", origins.of(path),
                       ": expected ", expected(range, member));
         }

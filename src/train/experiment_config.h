@@ -4,7 +4,8 @@
 // File layout (every key optional unless marked required; the defaults are the ones below):
 //   model:      the ModelConfig fields (dt_rank: an integer or auto; vocab_size: an integer or
 //               auto, the training shards' vocab), init_from
-//   data:       train, val (required globs of HDF5 token shards), seq_len, tokenizer
+//   data:       train, val (required: globs of HDF5 token shards, or lists of sources with
+//               name, path and weight), seq_len, tokenizer
 //   train:      micro_batch, global_batch | grad_accum, steps | tokens (exactly one), device,
 //               precision, seed, recompute, on_nonfinite, max_skipped_steps
 //   optim:      lr, min_lr, warmup, schedule, beta1, beta2, eps, weight_decay, clip
@@ -20,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "data/mixture.h"
 #include "model/config.h"
 
 namespace mamba {
@@ -38,10 +40,12 @@ const char* to_string(Schedule schedule);
 const char* to_string(OnNonFinite action);
 const char* to_string(AsyncSave mode);
 
+// data.train and data.val are each a glob of shards (one unnamed source) or a list of named,
+// weighted sources: [{name: web, path: "web/train-*.h5", weight: 0.7}, ...] (data/mixture.h).
 struct DataConfig {
-  std::string train;   // required: glob of training shards, e.g. data/demo/train-*.h5
-  std::string val;     // required: glob of validation shards
-  int seq_len = 2048;  // tokens per sequence; the paper's context length
+  std::vector<DataSource> train;  // required, e.g. data/demo/train-*.h5
+  std::vector<DataSource> val;    // required; a list gets one validation loss per source
+  int seq_len = 2048;             // tokens per sequence; the paper's context length
   // What load_tokenizer takes (a tokenizer.json, GPT-2's encoder.json, or a directory of them);
   // only text samples need it. Empty: none, and log.sample_interval must stay 0.
   std::string tokenizer;

@@ -109,12 +109,14 @@ void MetricsFile::write_train(const StepStats& s) {
                    {"mem_gib", s.mem_gib},
                    {"skipped_steps", s.skipped_steps}};
   if (s.mfu >= 0.0) j["mfu"] = s.mfu;
+  for (const auto& [name, tokens] : s.source_tokens) j["source_tokens"][name] = tokens;
   write(j.dump());
 }
 
-void MetricsFile::write_eval(int64_t step, double val_loss) {
-  write(nlohmann::json{{"step", step}, {"val_loss", val_loss}, {"val_ppl", std::exp(val_loss)}}
-            .dump());
+void MetricsFile::write_eval(int64_t step, double val_loss, const SourceLosses& per_source) {
+  nlohmann::json j{{"step", step}, {"val_loss", val_loss}, {"val_ppl", std::exp(val_loss)}};
+  for (const auto& [name, loss] : per_source) j["val_loss_" + name] = loss;
+  write(j.dump());
 }
 
 void MetricsFile::write_skipped(int64_t step, double loss, double grad_norm,

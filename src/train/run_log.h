@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace mamba {
 
@@ -16,7 +18,12 @@ struct StepStats {
   double eta_s = 0.0;
   int64_t tokens_seen = 0;
   int64_t skipped_steps = 0;  // updates dropped so far for a non-finite loss or gradient norm
+  // A mixture's tokens drawn from each source so far, all ranks (empty for a plain glob).
+  std::vector<std::pair<std::string, int64_t>> source_tokens;
 };
+
+// A validation loss per source of a data.val mixture (empty for a plain glob).
+using SourceLosses = std::vector<std::pair<std::string, double>>;
 
 // "step 120/5000 | loss 3.412 | lr 1.20e-03 | gnorm 0.83 | 412.3k tok/s | MFU 41.2% | mem 21.3 GiB
 // | eta 1h12m"
@@ -36,7 +43,8 @@ class MetricsFile {
   MetricsFile(const MetricsFile&) = delete;
   MetricsFile& operator=(const MetricsFile&) = delete;
   void write_train(const StepStats& s);
-  void write_eval(int64_t step, double val_loss);
+  // val_loss (the mean), and val_loss_<name> for each source.
+  void write_eval(int64_t step, double val_loss, const SourceLosses& per_source = {});
   // A step whose update was dropped: its loss and norm, and the count so far.
   void write_skipped(int64_t step, double loss, double grad_norm, int64_t skipped_steps);
 

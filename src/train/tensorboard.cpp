@@ -11,8 +11,10 @@ void TensorBoardWriter::write_train(const StepStats& s) {
   write(s.step, scalars);
 }
 
-void TensorBoardWriter::write_eval(int64_t step, double val_loss) {
-  write(step, {{"val/loss", val_loss}});
+void TensorBoardWriter::write_eval(int64_t step, double val_loss, const SourceLosses& per_source) {
+  Scalars scalars{{"val/loss", val_loss}};
+  for (const auto& [name, loss] : per_source) scalars.emplace_back("val/loss_" + name, loss);
+  write(step, scalars);
 }
 
 void TensorBoardWriter::write_skipped(int64_t step, int64_t skipped_steps) {

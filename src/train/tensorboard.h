@@ -33,9 +33,9 @@ class TensorBoardWriter {
 
   // The scalars of MetricsFile's records: train/loss, train/lr, train/grad_norm,
   // train/tokens_per_s, train/mem_gib, train/skipped_steps (and train/mfu where the device's peak
-  // is known); val/loss; train/skipped_steps at each skipped step.
+  // is known); val/loss and val/loss_<name> per source; train/skipped_steps at each skipped step.
   void write_train(const StepStats& s);
-  void write_eval(int64_t step, double val_loss);
+  void write_eval(int64_t step, double val_loss, const SourceLosses& per_source = {});
   void write_skipped(int64_t step, int64_t skipped_steps);
 };
 

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "model/recurrent.h"
+#include "train/data_position.h"
 #include "train/device.h"
 #include "train/evaluate.h"
 #include "train/hugging_face.h"
@@ -80,8 +81,7 @@ Trainer::Trainer(const ExperimentConfig& config, Communicator& comm)
                                          rank, world, uint64_t(cfg_.train.seed), true);
   });
   auto val_data = std::async(std::launch::async, [&] {
-    return std::make_unique<TokenLoader>(cfg_.data.val, L, cfg_.model.vocab_size, micro_ * world,
-                                         rank, world, uint64_t(cfg_.train.seed), false);
+    return open_validation(cfg_.data.val, L, cfg_.model.vocab_size, micro_ * world, rank, world);
   });
   backend_ = make_backend(cfg_, comm.local_rank());
   model_ = std::make_unique<MambaLM>(cfg_.model, *backend_, cfg_.train.recompute);
@@ -108,7 +108,9 @@ Trainer::Trainer(const ExperimentConfig& config, Communicator& comm)
   const bool resumed = resume();
   train_data_ = train_data.get();
   val_data_ = val_data.get();
-  if (resumed) train_data_->restore(LoaderPosition{state_.loader_epoch, state_.loader_sample});
+  if (resumed) {
+    train_data_->restore(recorded_position(cfg_.data.train, state_, last_checkpoint_));
+  }
   state_.world = world;
   state_.config_yaml = cfg_.to_yaml();
   metrics_ = std::make_unique<MetricsFile>(leader_ ? cfg_.log.metrics : "", state_.step);
@@ -223,17 +225,36 @@ StepResult Trainer::train_step() {
 }
 
 std::optional<double> Trainer::evaluate() {
-  const std::optional<double> local = mean_loss(*model_, *val_data_, micro_, cfg_.data.seq_len,
-                                                cfg_.log.eval_batches, stop_requested);
-  // Both collectives run on every rank, interrupted or not, so that none waits for another.
-  const bool interrupted = comm_.allreduce_sum(local ? 0.0 : 1.0) > 0.0;
-  const double val_loss = comm_.allreduce_sum(local.value_or(0.0)) / comm_.world();
+  bool stopped = false;
+  std::vector<double> losses;
+  for (auto& loader : val_data_) {
+    const std::optional<double> local = stopped
+                                            ? std::nullopt
+                                            : mean_loss(*model_, *loader, micro_, cfg_.data.seq_len,
+                                                        cfg_.log.eval_batches, stop_requested);
+    stopped = !local;
+    losses.push_back(local.value_or(0.0));
+  }
+  // The collectives run on every rank, interrupted or not, so that none waits for another.
+  const bool interrupted = comm_.allreduce_sum(stopped ? 1.0 : 0.0) > 0.0;
+  for (double& loss : losses) loss = comm_.allreduce_sum(loss) / comm_.world();
   if (interrupted) return std::nullopt;
+  const double val_loss = mixture_mean(cfg_.data.val, losses);
   if (leader_) {
-    std::printf("eval step %lld | val loss %.4f | val ppl %.2f\n", (long long)state_.step, val_loss,
-                std::exp(val_loss));
-    metrics_->write_eval(state_.step, val_loss);
-    if (tensorboard_) tensorboard_->write_eval(state_.step, val_loss);
+    SourceLosses per_source;
+    std::string line;
+    if (is_mixture(cfg_.data.val)) {
+      for (size_t s = 0; s < losses.size(); ++s) {
+        per_source.emplace_back(cfg_.data.val[s].name, losses[s]);
+        char value[32];
+        std::snprintf(value, sizeof value, " %.4f", losses[s]);
+        line += " | val_loss_" + cfg_.data.val[s].name + value;
+      }
+    }
+    std::printf("eval step %lld | val loss %.4f | val ppl %.2f%s\n", (long long)state_.step,
+                val_loss, std::exp(val_loss), line.c_str());
+    metrics_->write_eval(state_.step, val_loss, per_source);
+    if (tensorboard_) tensorboard_->write_eval(state_.step, val_loss, per_source);
   }
   return val_loss;
 }
@@ -253,9 +274,7 @@ std::string Trainer::sample() {
 
 void Trainer::save() {
   const auto start = Clock::now();
-  const LoaderPosition pos = train_data_->position();
-  state_.loader_epoch = pos.epoch;
-  state_.loader_sample = pos.sample;
+  record_position(cfg_.data.train, train_data_->positions(), state_);
   state_.rng = sample_rng_.state();
   if (!leader_ && !shard_) return;
   if (writer_) {
@@ -303,6 +322,7 @@ void Trainer::log_step(const StepResult& r) {
   s.eta_s = train_seconds_ / double(state_.step - first_step_) * double(total_steps_ - state_.step);
   s.tokens_seen = state_.tokens_seen;
   s.skipped_steps = state_.skipped_steps;
+  s.source_tokens = source_tokens(cfg_.data.train, train_data_->samples_drawn(), cfg_.data.seq_len);
   std::printf("%s\n", format_step_line(s).c_str());
   std::fflush(stdout);
   metrics_->write_train(s);

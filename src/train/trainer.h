@@ -103,7 +103,8 @@ class Trainer {
   std::unique_ptr<MambaLM> model_;
   std::unique_ptr<ShardMap> shard_;  // ZeRO-1 (dist.shard_optimizer, world > 1) only
   std::unique_ptr<AdamW> optimizer_;
-  std::unique_ptr<TokenLoader> train_data_, val_data_;
+  std::unique_ptr<TokenLoader> train_data_;
+  std::vector<std::unique_ptr<TokenLoader>> val_data_;  // one per source of data.val
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<GradientReducer> reducer_;
   std::unique_ptr<MetricsFile> metrics_;
