@@ -24,7 +24,10 @@ void residual_rmsnorm_forward(float* residual_out, float* normed, float* rstd, c
     const float inv = static_cast<float>(1.0 / std::sqrt(ss / C + eps));
     rstd[t] = inv;
     float* out = normed + t * C;
-    for (int c = 0; c < C; ++c) out[c] = residual(c) * inv * weight[c];
+    // residual_out may be residual_in itself (an update in place): read back what was written.
+    for (int c = 0; c < C; ++c) {
+      out[c] = (residual_out ? residual_out[t * C + c] : residual(c)) * inv * weight[c];
+    }
   }
 }
 
