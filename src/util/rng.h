@@ -6,7 +6,7 @@
 #include <array>
 #include <cstdint>
 
-#include "util/counter_rng.h"
+#include "util/splitmix.h"
 
 namespace mamba {
 
