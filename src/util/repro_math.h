@@ -8,10 +8,9 @@
 // by default), which rounds once instead of twice. So every multiply whose result is added is
 // written as an explicit fma here, and every other product feeds only a multiply, a division, a
 // square root, a comparison or a conversion, or is exact (a power-of-two scaling): no result
-// depends on what the compiler fuses (checked: kernels/cuda/init_fill.cu compiles to the same
-// instructions with nvcc --fmad=true and --fmad=false, kernels/cpu/init_fill.cpp to the same
-// with GCC -ffp-contract=fast and =off). Accuracy: within 2 units in the last place of a double
-// (tests/test_init.cpp), far below a float's rounding.
+// depends on what the compiler fuses (scripts/check_init_contraction.sh checks it: the CPU and
+// CUDA init kernels compile to the same code with fusing on and off). Accuracy: within 2 units in
+// the last place of a double (tests/test_init.cpp), far below a float's rounding.
 #pragma once
 #include <math.h>
 
