@@ -2,7 +2,9 @@
 // implementation that the CPU kernel (cpu/init_fill.cpp) and the CUDA kernel (cuda/init_fill.cu)
 // both run, so the two fill bit-identical tensors. It draws counter-based random numbers
 // (util/counter_rng.h) and transforms them with exact operations or util/repro_math.h, in
-// double; the one rounding to float comes last.
+// double; the one rounding to float comes last. Nonzero draws are at least 2^-52 in size, so with
+// a scale `value` above 1e-22 no result is a subnormal float, which the CUDA build would flush to
+// zero and the host would not; the model's scales are 1e-3 and up.
 #pragma once
 #include <cstdint>
 
