@@ -181,10 +181,11 @@ TEST(ModelInit, CpuAndGpuInitialiseBitIdentically) {
   for (const ModelConfig& c : {odd, m130}) {
     const ParamLayout layout(c);
     const size_t bytes = size_t(layout.total()) * sizeof(float);
-    std::vector<float> cpu(layout.total()), gpu(layout.total());
+    std::vector<float> cpu(layout.total()), gpu(layout.total(), std::nanf(""));
     init_params(layout, cpu.data(), 1234);
     const auto backend = make_cuda_backend(0, true);
     float* device = static_cast<float*>(backend->allocate(bytes));
+    backend->upload(device, gpu.data(), bytes);  // poison: an element left unwritten shows
     init_params(layout, device, 1234, *backend);
     backend->download(gpu.data(), device, bytes);
     backend->synchronize();
