@@ -1,6 +1,8 @@
 // Checkpoint benchmark: what checkpoints cost a run, through the Trainer a run uses. Prints one
 // JSON line with
-//   first_step_fresh_s    construction (backend, model, init, data) to the end of the first step
+//   first_step_fresh_s    construction (backend, model, init, data) to the end of the first step,
+//                         of which construct_fresh_s is the construction
+//   init_s                the weights' initialisation alone, on the backend's device
 //   stall_s               how long each save() held training (median), and save_write_s, the
 //                         time each checkpoint took to be complete on disk (median)
 //   step_s, step_during_write_s  median step time without a write in flight and with one
@@ -110,9 +112,10 @@ int main(int argc, char** argv) try {
   std::string backend_name;
   bool async = false;
   int64_t params = 0;
-  double fresh_s = 0, rss_start = 0, rss_save = 0;
+  double fresh_s = 0, construct_s = 0, rss_start = 0, rss_save = 0;
   {
     mamba::Trainer trainer(fresh_cfg, comm);
+    construct_s = seconds_since(t0);
     trainer.train_step();
     fresh_s = seconds_since(t0);
     rss_start = peak_rss_gib();
@@ -140,7 +143,7 @@ int main(int argc, char** argv) try {
   const double gb = double(bytes_under(path)) / 1e9;
 
   reset_peak_rss();
-  double load_s = 0;
+  double load_s = 0, init_s = 0;
   {
     // As a resume loads: streamed into three device buffers.
     const auto backend = mamba::make_backend(resumed_cfg, 0);
@@ -149,6 +152,10 @@ int main(int argc, char** argv) try {
     float* buffers[] = {static_cast<float*>(backend->allocate(bytes)),
                         static_cast<float*>(backend->allocate(bytes)),
                         static_cast<float*>(backend->allocate(bytes))};
+    t0 = Clock::now();
+    mamba::init_params(layout, buffers[0], uint64_t(resumed_cfg.train.seed), *backend);
+    backend->synchronize();
+    init_s = seconds_since(t0);
     mamba::TrainerState state;
     t0 = Clock::now();
     mamba::load_checkpoint(
@@ -176,13 +183,14 @@ int main(int argc, char** argv) try {
   std::printf(
       "{\"bench\": \"checkpoint\", \"config\": \"%s\", \"device\": \"%s\", \"params\": %lld, "
       "\"async\": %s, \"checkpoint_gb\": %.3f, \"first_step_fresh_s\": %.3f, "
+      "\"construct_fresh_s\": %.3f, \"init_s\": %.3f, "
       "\"stall_s\": %.4f, \"stall_max_s\": %.4f, \"save_write_s\": %.3f, "
       "\"save_gb_per_s\": %.3f, \"step_s\": %.4f, \"step_during_write_s\": %.4f, "
       "\"load_s\": %.3f, \"load_gb_per_s\": %.3f, \"first_step_resumed_s\": %.3f, "
       "\"peak_rss_gib_start\": %.3f, \"peak_rss_gib_saving\": %.3f, \"peak_rss_gib_loading\": "
       "%.3f, \"peak_rss_gib_resume\": %.3f}\n",
       fs::path(fresh_cfg.source).stem().c_str(), backend_name.c_str(), (long long)params,
-      async ? "true" : "false", gb, fresh_s, median(stall),
+      async ? "true" : "false", gb, fresh_s, construct_s, init_s, median(stall),
       *std::max_element(stall.begin(), stall.end()), median(write), gb / median(write),
       median(step), median(step_during_write), load_s, gb / load_s, resumed_s, rss_start, rss_save,
       rss_load, rss_resume);

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # On the GPU machine (with .deps/ and data/demo/ in the tree): what checkpoints cost at 1.4B
-# (bench_checkpoint: stall per save, write, load, start-up, host memory), the training step's
-# memory with the asynchronous writer's device snapshot, and an exact resume of a GPU run whose
-# checkpoints were written asynchronously. JSON lines go to $OUT/checkpoints.jsonl.
+# (bench_checkpoint: stall per save, write, load, start-up and the weights' initialisation, host
+# memory), the training step's memory with the asynchronous writer's device snapshot, an exact
+# resume of a GPU run whose checkpoints were written asynchronously, and a whole model
+# initialised on the GPU bit-identically to the CPU. JSON lines go to $OUT/checkpoints.jsonl.
 source "$(dirname "$0")/common.sh"
 m=build-gpu/mamba
 
@@ -29,9 +30,12 @@ resume() {
 }
 
 : >"$out/checkpoints.jsonl"
-check "build" build_gpu mamba bench_checkpoint bench_train mamba_cuda_tests
+check "build" build_gpu mamba bench_checkpoint bench_train mamba_cuda_tests mamba_tests
 check "CUDA tests, none skipped" scripts/gpu/cuda_tests.sh build-gpu/mamba_cuda_tests \
   "$out/cuda_tests.log"
+check "initialisation: CPU and GPU bit-identical, none skipped" scripts/gpu/cuda_tests.sh \
+  build-gpu/mamba_tests "$out/init_tests.log" \
+  --gtest_filter='ModelInit.*:InitFill.*:ReproMath.*:CounterRng.*'
 check "exact resume with asynchronous checkpoints" resume
 check "bench_checkpoint 1.4B" bench
 exit 0

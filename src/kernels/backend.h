@@ -53,6 +53,10 @@ class Backend {
   // dst[i] = src[i] in the activation type (rounded to bf16 on CUDA; a copy on the CPU).
   virtual void to_act(Act dst, const float* src, int64_t n) = 0;
 
+  // ---- initialisation ----
+  // Fills op.dst (fp32, on the device) per kernels/init_element.h: bit-identical on every backend.
+  virtual void init_fill(const InitFill& op) = 0;
+
   // ---- layer ops ----
   virtual void embedding_forward(const EmbeddingForward& op) = 0;
   virtual void embedding_backward(const EmbeddingBackward& op) = 0;

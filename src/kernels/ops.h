@@ -227,6 +227,27 @@ struct LmHeadLoss {
   float grad_scale = 1.0f;
 };
 
+// ---- parameter initialisation (kernels/init_element.h) ----
+// dst[i] = a function of (seed, stream, i) alone, so that every backend fills a tensor with the
+// same bits. What the function is:
+enum class InitKind {
+  Constant,     // value
+  Normal,       // value * N(0, 1)
+  Uniform,      // value * U[-1, 1)
+  LogIndex,     // ln(1 + i % period): A_log's ln 1 .. ln N in each row
+  InvSoftplus,  // dt = max(exp(U[log_lo, log_hi)), floor); dst = ln(e^dt - 1), so softplus = dt
+};
+// 1 tensor.
+struct InitFill {
+  InitKind kind = InitKind::Constant;
+  float* dst = nullptr;  // [n]
+  int64_t n = 0;
+  uint64_t seed = 0, stream = 0;  // the random streams: element i takes draw i of this one
+  double value = 0.0;
+  int64_t period = 1;
+  double log_lo = 0.0, log_hi = 0.0, floor = 0.0;
+};
+
 // ---- AdamW (kernels/cpu/adamw.h) ----
 struct AdamWHyper {
   float lr, beta1, beta2, eps, weight_decay;

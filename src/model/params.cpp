@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "util/rng.h"
+#include "kernels/cpu/init_fill.h"
 
 namespace mamba {
 
@@ -112,41 +112,76 @@ LayerView ParamLayout::layer(float* buffer, int i) const {
           at(kXProj), at(kDtProjW), at(kDtProjB), at(kOutProj), at(kNorm)};
 }
 
-void init_params(const ParamLayout& layout, float* params, uint64_t seed) {
-  const ModelConfig& c = layout.config();
-  const int di = c.d_inner(), n = c.d_state, r = c.rank();
-  Rng rng(seed);
-  auto uniform_fill = [&](float* p, int64_t count, double bound) {
-    for (int64_t j = 0; j < count; ++j) p[j] = static_cast<float>(rng.uniform(-bound, bound));
-  };
+namespace {
 
-  float* emb = layout.embedding(params);
-  for (int64_t j = 0; j < int64_t(c.padded_vocab()) * c.d_model; ++j) {
-    emb[j] = static_cast<float>(0.02 * rng.normal());
+// One tensor's InitFill, without its destination: design.md §1, tensor k of a layer.
+InitFill layer_tensor_init(const ModelConfig& c, int k) {
+  InitFill f;
+  f.kind = InitKind::Uniform;
+  switch (k) {
+    case kALog:
+      f.kind = InitKind::LogIndex;
+      f.period = c.d_state;
+      break;
+    case kD:
+    case kNorm:
+      f.kind = InitKind::Constant;
+      f.value = 1.0;
+      break;
+    case kInProj:
+      f.value = 1.0 / std::sqrt(double(c.d_model));
+      break;
+    case kConvW:
+    case kConvB:
+      f.value = 1.0 / std::sqrt(double(c.d_conv));
+      break;
+    case kXProj:
+      f.value = 1.0 / std::sqrt(double(c.d_inner()));
+      break;
+    case kDtProjW:
+      f.value = 1.0 / std::sqrt(double(c.rank()));
+      break;
+    case kDtProjB:
+      // dt log-uniform in [1e-3, 1e-1], at least 1e-4; the bias is its inverse softplus.
+      f.kind = InitKind::InvSoftplus;
+      f.log_lo = std::log(1e-3);
+      f.log_hi = std::log(1e-1);
+      f.floor = 1e-4;
+      break;
+    default:  // kOutProj
+      f.value = 1.0 / std::sqrt(double(c.d_inner())) / std::sqrt(double(c.n_layer));
   }
-  for (int i = 0; i < c.n_layer; ++i) {
-    LayerView l = layout.layer(params, i);
-    for (int d = 0; d < di; ++d) {
-      for (int s = 0; s < n; ++s) l.A_log[d * n + s] = std::log(static_cast<float>(s + 1));
-      l.D[d] = 1.0f;
-    }
-    uniform_fill(l.in_proj, int64_t(2) * di * c.d_model, 1.0 / std::sqrt(double(c.d_model)));
-    uniform_fill(l.conv_w, int64_t(di) * c.d_conv, 1.0 / std::sqrt(double(c.d_conv)));
-    uniform_fill(l.conv_b, di, 1.0 / std::sqrt(double(c.d_conv)));
-    uniform_fill(l.x_proj, int64_t(r + 2 * n) * di, 1.0 / std::sqrt(double(di)));
-    uniform_fill(l.dt_proj_w, int64_t(di) * r, 1.0 / std::sqrt(double(r)));
-    for (int d = 0; d < di; ++d) {
-      // dt log-uniform in [1e-3, 1e-1]; the bias is its inverse softplus, so softplus(bias) = dt.
-      double dt = std::exp(rng.uniform(std::log(1e-3), std::log(1e-1)));
-      dt = std::max(dt, 1e-4);
-      l.dt_proj_b[d] = static_cast<float>(dt + std::log(-std::expm1(-dt)));
-    }
-    uniform_fill(l.out_proj, int64_t(c.d_model) * di,
-                 1.0 / std::sqrt(double(di)) / std::sqrt(double(c.n_layer)));
-    for (int j = 0; j < c.d_model; ++j) l.norm[j] = 1.0f;
+  return f;
+}
+
+std::vector<InitFill> init_fills(const ParamLayout& layout, float* params, uint64_t seed) {
+  const ModelConfig& c = layout.config();
+  const std::vector<ParamTensor>& tensors = layout.tensors();
+  std::vector<InitFill> fills(tensors.size());
+  fills.front().kind = InitKind::Normal;  // the embedding
+  fills.front().value = 0.02;
+  for (size_t t = 1; t + 1 < tensors.size(); ++t) {
+    fills[t] = layer_tensor_init(c, int((t - 1) % kCount));
   }
-  float* nf = layout.norm_f(params);
-  for (int j = 0; j < c.d_model; ++j) nf[j] = 1.0f;
+  fills.back().kind = InitKind::Constant;  // norm_f
+  fills.back().value = 1.0;
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    fills[t].dst = params + tensors[t].offset;
+    fills[t].n = tensors[t].numel;
+    fills[t].seed = seed;
+    fills[t].stream = t;
+  }
+  return fills;
+}
+
+}  // namespace
+
+void init_params(const ParamLayout& layout, float* params, uint64_t seed, Backend& backend) {
+  for (const InitFill& f : init_fills(layout, params, seed)) backend.init_fill(f);
+}
+
+void init_params(const ParamLayout& layout, float* params, uint64_t seed) {
+  for (const InitFill& f : init_fills(layout, params, seed)) cpu::init_fill(f);
 }
 
 }  // namespace mamba

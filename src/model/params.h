@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/backend.h"
 #include "model/config.h"
 
 namespace mamba {
@@ -60,7 +61,11 @@ class ParamLayout {
   int64_t embedding_offset_ = 0, norm_f_offset_ = 0, total_ = 0;
 };
 
-// design.md §1 initialisation, the same numbers for the same seed on every machine.
+// design.md §1 initialisation of `params` (a buffer with this layout on the backend's device),
+// one Backend::init_fill per tensor, queued on the backend: the same bits for the same seed on
+// every machine and backend. Tensor k of layout.tensors() draws from random stream k.
+void init_params(const ParamLayout& layout, float* params, uint64_t seed, Backend& backend);
+// The same into host memory, through the CPU kernel.
 void init_params(const ParamLayout& layout, float* params, uint64_t seed);
 
 }  // namespace mamba

@@ -156,13 +156,15 @@ bool Trainer::resume() {
     // A fresh run: the optimizer and the schedule start from zero either way. Damaged checkpoints
     // set aside may have left values in the moments.
     optimizer_->zero_moments();
-    std::vector<float> params(layout.total());
     if (cfg_.init_from.empty()) {
-      init_params(layout, params.data(), uint64_t(cfg_.train.seed));
+      // On the device itself: no host copy of the weights, no upload.
+      init_params(layout, model_->params(), uint64_t(cfg_.train.seed), *backend_);
+      model_->params_updated();
     } else {
+      std::vector<float> params(layout.total());
       load_initial_weights(find_weights(cfg_.init_from), layout, params.data());
+      model_->upload_params(params);
     }
-    model_->upload_params(params);
     return false;
   }
   backend_->synchronize();

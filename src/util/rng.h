@@ -1,9 +1,12 @@
 // A small, fully specified random number generator (splitmix64 seeding + xoshiro256**), so that
-// initialisation, shuffling and sampling give the same numbers on every compiler and machine
-// (std:: distributions are implementation-defined). Its state is four words: easy to checkpoint.
+// shuffling and sampling give the same numbers on every compiler and machine (std::
+// distributions are implementation-defined). Its state is four words: easy to checkpoint.
+// Initialisation draws from the counter-based numbers of util/counter_rng.h instead.
 #pragma once
 #include <array>
 #include <cstdint>
+
+#include "util/splitmix.h"
 
 namespace mamba {
 
@@ -25,8 +28,5 @@ class Rng {
  private:
   std::array<uint64_t, 4> s_;
 };
-
-// One splitmix64 step: a good 64-bit mixer for deriving independent seeds (seed ^ epoch, ...).
-uint64_t splitmix64(uint64_t x);
 
 }  // namespace mamba

@@ -11,6 +11,7 @@
 #include "kernels/cpu/conv1d.h"
 #include "kernels/cpu/cross_entropy.h"
 #include "kernels/cpu/embedding.h"
+#include "kernels/cpu/init_fill.h"
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/rmsnorm.h"
 #include "kernels/cpu/scan.h"
@@ -57,6 +58,8 @@ class CpuBackend final : public Backend {
     float* out = ActCast<float>{"to_act"}(dst, "dst");
     if (out != src) std::memcpy(out, src, n * sizeof(float));
   }
+
+  void init_fill(const InitFill& op) override { cpu::init_fill(op); }
 
   void embedding_forward(const EmbeddingForward& op) override {
     cpu::embedding_forward(op.out, op.ids, op.table, op.T, op.C);

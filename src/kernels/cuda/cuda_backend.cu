@@ -24,6 +24,7 @@
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/embedding.h"
 #include "kernels/cuda/gemm.h"
+#include "kernels/cuda/init_fill.h"
 #include "kernels/cuda/lm_head.h"
 #include "kernels/cuda/rmsnorm.h"
 #include "kernels/cuda/scan.h"
@@ -171,6 +172,8 @@ class CudaBackend final : public Backend {
       }
     });
   }
+
+  void init_fill(const InitFill& op) override { cuda::init_fill(op, stream_); }
 
   // ---- layer ops ----
   void embedding_forward(const EmbeddingForward& op) override {
