@@ -85,6 +85,9 @@ class MambaLM {
   // Device buffers with the ParamLayout: fp32 master weights and gradients.
   float* params() { return params_; }
   float* grads() { return grads_; }
+  // The activation-type compute copy of a weight (the GEMMs' operand), given its fp32 master in
+  // params().
+  ConstAct compute_weight(const float* master) const;
   void zero_grads();
   // After params change (optimizer step, load): refresh the activation-type compute copy.
   void params_updated();
@@ -104,9 +107,7 @@ class MambaLM {
   // input for backward (and skips out_proj, whose output backward does not need).
   void forward_layer(Activations& a, int i, bool refill);
   void backward_layers(Activations& a, GradientReadyHook* hook);
-  ConstAct compute_weight(const float* master) const;
-  LmHeadLoss lm_head(const Activations& a)
-      const;  // forward only, grad_scale 1  // the activation-type copy of a weight
+  LmHeadLoss lm_head(const Activations& a) const;  // forward only, grad_scale 1
 
   ParamLayout layout_;
   Backend& be_;
