@@ -1,8 +1,31 @@
 #include "model/recurrent.h"
 
+#include <algorithm>
+
 #include "util/error.h"
 
 namespace mamba {
+
+namespace {
+
+// A device buffer of `bytes`, recorded in `owned` to be released with the others.
+void* take(Backend& be, std::vector<void*>& owned, int64_t bytes) {
+  owned.push_back(be.allocate(size_t(bytes)));
+  return owned.back();
+}
+Act take_act(Backend& be, std::vector<void*>& owned, int64_t elements) {
+  return Act{take(be, owned, elements * int64_t(be.act_bytes())), be.act_type()};
+}
+float* take_f32(Backend& be, std::vector<void*>& owned, int64_t elements) {
+  return static_cast<float*>(take(be, owned, elements * int64_t(sizeof(float))));
+}
+void release_all(Backend& be, std::vector<void*>& owned) {
+  be.synchronize();  // queued work may still use them
+  for (void* p : owned) be.release(p);
+  owned.clear();
+}
+
+}  // namespace
 
 RecurrentLM::RecurrentLM(MambaLM& model, int batch) : model_(model), be_(model.backend()) {
   step_recorder_ = be_.make_step_recorder();
@@ -18,38 +41,27 @@ RecurrentLM::~RecurrentLM() {
 }
 
 void RecurrentLM::release() {
-  be_.synchronize();
-  for (void* p : memory_) be_.release(p);
-  memory_.clear();
+  release_all(be_, memory_);
 }
 
 void RecurrentLM::allocate(int batch) {
   release();
   const ModelConfig& c = model_.config();
   const int64_t B = batch, dm = c.d_model, di = c.d_inner(), n = c.d_state;
-  const ActType act = be_.act_type();
-  auto take = [&](int64_t bytes) {
-    memory_.push_back(be_.allocate(size_t(bytes)));
-    return memory_.back();
-  };
-  auto take_f32 = [&](int64_t elements) { return static_cast<float*>(take(elements * 4)); };
-  auto take_act = [&](int64_t elements) {
-    return Act{take(elements * int64_t(type_bytes(act))), act};
-  };
-  ids_ = static_cast<int32_t*>(take(B * int64_t(sizeof(int32_t))));
-  hidden_ = take_f32(B * dm);
-  residual_ = take_f32(B * dm);
-  rstd_ = take_f32(B);
-  logits_ = take_f32(B * c.padded_vocab());
-  normed_ = take_act(B * dm);
-  xz_ = take_act(B * 2 * di);
-  xc_ = take_act(B * di);
-  xdbl_ = take_act(B * c.xproj_dim());
-  delta_ = take_act(B * di);
-  y_ = take_act(B * di);
-  A_ = take_f32(c.n_layer * di * n);
-  conv_state_ = take_f32(c.n_layer * B * di * (c.d_conv - 1));
-  ssm_state_ = take_f32(c.n_layer * B * di * n);
+  ids_ = static_cast<int32_t*>(take(be_, memory_, B * int64_t(sizeof(int32_t))));
+  hidden_ = take_f32(be_, memory_, B * dm);
+  residual_ = take_f32(be_, memory_, B * dm);
+  rstd_ = take_f32(be_, memory_, B);
+  logits_ = take_f32(be_, memory_, B * c.padded_vocab());
+  normed_ = take_act(be_, memory_, B * dm);
+  xz_ = take_act(be_, memory_, B * 2 * di);
+  xc_ = take_act(be_, memory_, B * di);
+  xdbl_ = take_act(be_, memory_, B * c.xproj_dim());
+  delta_ = take_act(be_, memory_, B * di);
+  y_ = take_act(be_, memory_, B * di);
+  A_ = take_f32(be_, memory_, c.n_layer * di * n);
+  conv_state_ = take_f32(be_, memory_, c.n_layer * B * di * (c.d_conv - 1));
+  ssm_state_ = take_f32(be_, memory_, c.n_layer * B * di * n);
   batch_ = batch;
 }
 
@@ -63,6 +75,36 @@ void RecurrentLM::reset(int batch) {
   for (int i = 0; i < c.n_layer; ++i) {
     be_.negative_exp(A_ + i * di * n, model_.layout().layer(model_.params(), i).A_log, di * n);
   }
+  fresh_ = true;
+}
+
+void RecurrentLM::linear(Act out, int64_t ld_out, ConstAct inp, int64_t ld_inp, const float* weight,
+                         int in_dim, int out_dim, int64_t rows) {
+  LinearForward op;
+  op.inp = inp;
+  op.ld_inp = ld_inp;
+  op.weight = model_.compute_weight(weight);
+  op.out = out;
+  op.ld_out = ld_out;
+  op.T = rows;
+  op.in_dim = in_dim;
+  op.out_dim = out_dim;
+  be_.linear_forward(op);
+}
+
+void RecurrentLM::norm(float* hidden, float* residual, bool first, const float* weight, Act normed,
+                       float* rstd, int64_t rows) {
+  RmsNormForward op;
+  op.hidden = hidden;
+  op.residual_in = first ? nullptr : residual;
+  op.weight = weight;
+  op.residual_out = residual;
+  op.normed = normed;
+  op.rstd = rstd;
+  op.T = rows;
+  op.C = model_.config().d_model;
+  op.eps = model_.config().norm_eps;
+  be_.residual_rmsnorm_forward(op);
 }
 
 void RecurrentLM::forward() {
@@ -71,41 +113,14 @@ void RecurrentLM::forward() {
   float* params = model_.params();
   const int dm = c.d_model, di = c.d_inner(), n = c.d_state, r = c.rank(), xd = c.xproj_dim();
   const int64_t B = batch_;
-  // out = inp @ weight^T, one row per sequence.
-  auto linear = [&](Act out, int64_t ld_out, ConstAct inp, int64_t ld_inp, const float* weight,
-                    int in_dim, int out_dim) {
-    LinearForward op;
-    op.inp = inp;
-    op.ld_inp = ld_inp;
-    op.weight = model_.compute_weight(weight);
-    op.out = out;
-    op.ld_out = ld_out;
-    op.T = B;
-    op.in_dim = in_dim;
-    op.out_dim = out_dim;
-    be_.linear_forward(op);
-  };
-  // In place: the new residual is hidden + the previous residual (none before layer 0).
-  auto norm = [&](const float* weight, bool first) {
-    RmsNormForward op;
-    op.hidden = hidden_;
-    op.residual_in = first ? nullptr : residual_;
-    op.weight = weight;
-    op.residual_out = residual_;
-    op.normed = normed_;
-    op.rstd = rstd_;
-    op.T = B;
-    op.C = dm;
-    op.eps = c.norm_eps;
-    be_.residual_rmsnorm_forward(op);
-  };
   be_.embedding_forward({ids_, layout.embedding(params), hidden_, B, dm});
   const Conv1dShape conv_shape{batch_, 1, di, c.d_conv, 2 * int64_t(di)};
   const ScanShape scan_shape{batch_, 1, di, n, 2 * int64_t(di), xd};
   for (int i = 0; i < c.n_layer; ++i) {
     const LayerView w = layout.layer(params, i);
-    norm(w.norm, i == 0);
-    linear(xz_, 2 * di, normed_, dm, w.in_proj, dm, 2 * di);
+    // In place: the new residual is hidden + the previous residual (none before layer 0).
+    norm(hidden_, residual_, i == 0, w.norm, normed_, rstd_, B);
+    linear(xz_, 2 * di, normed_, dm, w.in_proj, dm, 2 * di, B);
     Conv1dStep conv;
     conv.x = xz_;
     conv.weight = w.conv_w;
@@ -113,8 +128,8 @@ void RecurrentLM::forward() {
     conv.state = conv_state_ + i * B * di * (c.d_conv - 1);
     conv.out = xc_;
     be_.conv1d_silu_step(conv_shape, conv);
-    linear(xdbl_, xd, xc_, di, w.x_proj, di, xd);
-    linear(delta_, di, xdbl_, xd, w.dt_proj_w, r, di);
+    linear(xdbl_, xd, xc_, di, w.x_proj, di, xd, B);
+    linear(delta_, di, xdbl_, xd, w.dt_proj_w, r, di, B);
     ScanInputs in;
     in.u = xc_;
     in.delta = delta_;
@@ -125,20 +140,91 @@ void RecurrentLM::forward() {
     in.D = w.D;
     in.delta_bias = w.dt_proj_b;
     be_.selective_scan_step(scan_shape, in, y_, ssm_state_ + i * B * di * n);
-    linear(f32_act(hidden_), dm, y_, di, w.out_proj, di, dm);
+    linear(f32_act(hidden_), dm, y_, di, w.out_proj, di, dm, B);
   }
-  norm(layout.norm_f(params), false);
+  norm(hidden_, residual_, false, layout.norm_f(params), normed_, rstd_, B);
   // The LM head is the tied embedding.
   linear(f32_act(logits_), c.padded_vocab(), normed_, dm, layout.embedding(params), dm,
-         c.padded_vocab());
+         c.padded_vocab(), B);
+}
+
+// The full forward over [batch, L] prompt tokens (as MambaLM's, without what backward needs),
+// keeping each layer's final states: the scan's last state, and the conv's last K-1 inputs, shifted
+// into the (zero) conv state by the step op. The logits are those of each prompt's last position.
+void RecurrentLM::prefill_parallel(const int32_t* prompts, int L) {
+  const ModelConfig& c = model_.config();
+  const ParamLayout& layout = model_.layout();
+  float* params = model_.params();
+  const int dm = c.d_model, di = c.d_inner(), n = c.d_state, r = c.rank(), xd = c.xproj_dim();
+  const int K = c.d_conv;
+  const int64_t B = batch_, T = B * L;
+  std::vector<void*> owned;
+  int32_t* ids = static_cast<int32_t*>(take(be_, owned, T * int64_t(sizeof(int32_t))));
+  float* hidden = take_f32(be_, owned, T * dm);
+  float* residual = take_f32(be_, owned, T * dm);
+  float* rstd = take_f32(be_, owned, T);
+  const Act normed = take_act(be_, owned, T * dm), xz = take_act(be_, owned, T * 2 * di),
+            xc = take_act(be_, owned, T * di), xdbl = take_act(be_, owned, T * xd),
+            delta = take_act(be_, owned, T * di), y = take_act(be_, owned, T * di);
+  const Conv1dShape conv_shape{batch_, L, di, K, 2 * int64_t(di)};
+  const ScanShape scan_shape{batch_, L, di, n, 2 * int64_t(di), xd};
+  void* scan_saved = take(be_, owned, int64_t(be_.scan_saved_bytes(scan_shape)));
+  // Position p of every prompt, as [batch] rows of stride L * 2 * d_inner.
+  const Conv1dShape column_shape{batch_, 1, di, K, int64_t(L) * 2 * di};
+
+  be_.upload(ids, prompts, size_t(T) * sizeof(int32_t));
+  be_.embedding_forward({ids, layout.embedding(params), hidden, T, dm});
+  for (int i = 0; i < c.n_layer; ++i) {
+    const LayerView w = layout.layer(params, i);
+    norm(hidden, residual, i == 0, w.norm, normed, rstd, T);
+    linear(xz, 2 * di, normed, dm, w.in_proj, dm, 2 * di, T);
+    Conv1dForward conv;
+    conv.x = xz;
+    conv.weight = w.conv_w;
+    conv.bias = w.conv_b;
+    conv.out = xc;
+    be_.conv1d_silu_forward(conv_shape, conv);
+    Conv1dStep shift;
+    shift.weight = w.conv_w;
+    shift.bias = w.conv_b;
+    shift.state = conv_state_ + i * B * di * (K - 1);
+    shift.out = y_;  // discarded
+    for (int p = std::max(0, L - (K - 1)); p < L; ++p) {
+      shift.x = xz.at(int64_t(p) * 2 * di);
+      be_.conv1d_silu_step(column_shape, shift);
+    }
+    linear(xdbl, xd, xc, di, w.x_proj, di, xd, T);
+    linear(delta, di, xdbl, xd, w.dt_proj_w, r, di, T);
+    ScanInputs in;
+    in.u = xc;
+    in.delta = delta;
+    in.B = xdbl.at(r);
+    in.C = xdbl.at(r + n);
+    in.z = xz.at(di);
+    in.A = A_ + int64_t(i) * di * n;
+    in.D = w.D;
+    in.delta_bias = w.dt_proj_b;
+    be_.selective_scan_forward(scan_shape, in, y, ssm_state_ + i * B * di * n, scan_saved);
+    linear(f32_act(hidden), dm, y, di, w.out_proj, di, dm, T);
+  }
+  norm(hidden, residual, false, layout.norm_f(params), normed, rstd, T);
+  linear(f32_act(logits_), c.padded_vocab(), normed.at(int64_t(L - 1) * dm), int64_t(L) * dm,
+         layout.embedding(params), dm, c.padded_vocab(), B);
+  release_all(be_, owned);
 }
 
 void RecurrentLM::step(const int32_t* tokens) {
+  fresh_ = false;
   be_.upload(ids_, tokens, size_t(batch_) * sizeof(int32_t));
   step_recorder_->run(batch_, [this] { forward(); });
 }
 
 void RecurrentLM::prefill(const int32_t* prompts, int length) {
+  if (fresh_ && length > 1) {
+    prefill_parallel(prompts, length);
+    fresh_ = false;
+    return;
+  }
   std::vector<int32_t> column(batch_);
   for (int p = 0; p < length; ++p) {
     for (int b = 0; b < batch_; ++b) column[b] = prompts[int64_t(b) * length + p];
@@ -147,6 +233,7 @@ void RecurrentLM::prefill(const int32_t* prompts, int length) {
 }
 
 void RecurrentLM::step_greedy(int n, int32_t* out) {
+  fresh_ = false;
   const ModelConfig& c = model_.config();
   // Each step's tokens are copied aside on the device, so that no step waits for the host.
   int32_t* history = nullptr;

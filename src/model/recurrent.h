@@ -31,7 +31,9 @@ class RecurrentLM {
   void reset(int batch);
   // Feeds one token per sequence (host, [batch]); then logits() are for the next ones.
   void step(const int32_t* tokens);
-  // Feeds prompts (host, [batch, length], row-major), one position per step.
+  // Feeds prompts (host, [batch, length], row-major). Right after reset, by one parallel forward
+  // over the prompts (the full forward's scan and conv, whose final states it keeps); else one
+  // position per step.
   void prefill(const int32_t* prompts, int length);
   // Greedy decoding on the device, n steps: each feeds every sequence the argmax of its current
   // logits (ids below vocab_size). Writes the tokens fed to out (host, [n, batch]) when given,
@@ -44,10 +46,17 @@ class RecurrentLM {
   void allocate(int batch);
   void release();
   void forward();  // queues one step from the token ids on the device to the logits
+  void prefill_parallel(const int32_t* prompts, int length);
+  // out = inp @ weight^T over `rows` rows; hidden + residual -> residual (in place), normed.
+  void linear(Act out, int64_t ld_out, ConstAct inp, int64_t ld_inp, const float* weight,
+              int in_dim, int out_dim, int64_t rows);
+  void norm(float* hidden, float* residual, bool first, const float* weight, Act normed,
+            float* rstd, int64_t rows);
 
   MambaLM& model_;
   Backend& be_;
   int batch_ = 0;
+  bool fresh_ = false;         // nothing fed since reset
   std::vector<void*> memory_;  // every buffer below, released together
   int32_t* ids_ = nullptr;     // [batch] the tokens being fed
   float *hidden_ = nullptr, *residual_ = nullptr, *rstd_ = nullptr, *logits_ = nullptr;
