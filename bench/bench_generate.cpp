@@ -1,10 +1,10 @@
 // Generation benchmark: the recurrent mode (model/recurrent.h) on a model from configs/ with
 // random weights (design.md §1 initialisation), as `mamba generate` and the trainer's samples run
-// it. A batch of random prompts is fed one position per step (prefill), then new tokens are
-// decoded greedily on the device (argmax fed back without a host round trip; on CUDA each token's
-// step is one CUDA graph replay). Prints one JSON line: prefill ms, decode tokens/s (batch x new
-// tokens / decode seconds) and ms per decoded token, each the median of --repeats runs after one
-// warm-up run.
+// it. A batch of random prompts is prefilled (one parallel forward that keeps the final states),
+// then new tokens are decoded greedily on the device (argmax fed back without a host round trip; on
+// CUDA each token's step is one CUDA graph replay). Prints one JSON line: prefill ms, decode
+// tokens/s (batch x new tokens / decode seconds) and ms per decoded token, each the median of
+// --repeats runs after one warm-up run.
 //   bench_generate [--model tiny|130m|370m|790m|1.4b|2.8b | --config FILE] [key=value ...]
 //                  [--batch B] [--prompt 128] [--tokens 256] [--device auto|cpu|cuda]
 //                  [--precision fp32|bf16] [--repeats 3]
