@@ -220,8 +220,8 @@ struct Conv1dStep {
   float* state = nullptr;         // [batch, D, K-1] the previous K-1 inputs, oldest first
   Act out;                        // [batch, D]
 };
-// The scan at one position (ScanShape with seqlen 1, ScanInputs with rows = batch) from the
-// state h of the previous one, which is updated in place: ssm_state [batch, d_inner, d_state].
+// The scan step takes the scan's structs (ScanShape with seqlen 1, ScanInputs with one row per
+// sequence) and updates ssm_state [batch, d_inner, d_state], h after the previous token, in place.
 
 // ---- greedy choice (the sampler's temperature 0) ----
 // out[r] = the first index of the largest of x[r, 0 .. n), rows of stride ld. 2 tensors.

@@ -42,6 +42,8 @@ RecurrentLM::~RecurrentLM() {
 
 void RecurrentLM::release() {
   release_all(be_, memory_);
+  release_all(be_, prefill_.memory);
+  prefill_.tokens = 0;
 }
 
 void RecurrentLM::allocate(int batch) {
@@ -158,17 +160,28 @@ void RecurrentLM::prefill_parallel(const int32_t* prompts, int L) {
   const int dm = c.d_model, di = c.d_inner(), n = c.d_state, r = c.rank(), xd = c.xproj_dim();
   const int K = c.d_conv;
   const int64_t B = batch_, T = B * L;
-  std::vector<void*> owned;
-  int32_t* ids = static_cast<int32_t*>(take(be_, owned, T * int64_t(sizeof(int32_t))));
-  float* hidden = take_f32(be_, owned, T * dm);
-  float* residual = take_f32(be_, owned, T * dm);
-  float* rstd = take_f32(be_, owned, T);
-  const Act normed = take_act(be_, owned, T * dm), xz = take_act(be_, owned, T * 2 * di),
-            xc = take_act(be_, owned, T * di), xdbl = take_act(be_, owned, T * xd),
-            delta = take_act(be_, owned, T * di), y = take_act(be_, owned, T * di);
   const Conv1dShape conv_shape{batch_, L, di, K, 2 * int64_t(di)};
   const ScanShape scan_shape{batch_, L, di, n, 2 * int64_t(di), xd};
-  void* scan_saved = take(be_, owned, int64_t(be_.scan_saved_bytes(scan_shape)));
+  Prefill& a = prefill_;
+  if (a.tokens != T) {
+    release_all(be_, a.memory);
+    a.ids = static_cast<int32_t*>(take(be_, a.memory, T * int64_t(sizeof(int32_t))));
+    a.hidden = take_f32(be_, a.memory, T * dm);
+    a.residual = take_f32(be_, a.memory, T * dm);
+    a.rstd = take_f32(be_, a.memory, T);
+    a.normed = take_act(be_, a.memory, T * dm);
+    a.xz = take_act(be_, a.memory, T * 2 * di);
+    a.xc = take_act(be_, a.memory, T * di);
+    a.xdbl = take_act(be_, a.memory, T * xd);
+    a.delta = take_act(be_, a.memory, T * di);
+    a.y = take_act(be_, a.memory, T * di);
+    a.scan_saved = take(be_, a.memory, int64_t(be_.scan_saved_bytes(scan_shape)));
+    a.tokens = T;
+  }
+  int32_t* ids = a.ids;
+  float *hidden = a.hidden, *residual = a.residual, *rstd = a.rstd;
+  const Act normed = a.normed, xz = a.xz, xc = a.xc, xdbl = a.xdbl, delta = a.delta, y = a.y;
+  void* scan_saved = a.scan_saved;
   // Position p of every prompt, as [batch] rows of stride L * 2 * d_inner.
   const Conv1dShape column_shape{batch_, 1, di, K, int64_t(L) * 2 * di};
 
@@ -210,7 +223,6 @@ void RecurrentLM::prefill_parallel(const int32_t* prompts, int L) {
   norm(hidden, residual, false, layout.norm_f(params), normed, rstd, T);
   linear(f32_act(logits_), c.padded_vocab(), normed.at(int64_t(L - 1) * dm), int64_t(L) * dm,
          layout.embedding(params), dm, c.padded_vocab(), B);
-  release_all(be_, owned);
 }
 
 void RecurrentLM::step(const int32_t* tokens) {

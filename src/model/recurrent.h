@@ -63,6 +63,15 @@ class RecurrentLM {
   Act normed_, xz_, xc_, xdbl_, delta_, y_;
   float *A_ = nullptr, *conv_state_ = nullptr, *ssm_state_ = nullptr;  // all layers
   std::unique_ptr<StepRecorder> step_recorder_, greedy_recorder_;
+  // prefill_parallel's activations [batch * length, ...], kept for the next prompt of that size.
+  struct Prefill {
+    int64_t tokens = 0;
+    std::vector<void*> memory;
+    int32_t* ids = nullptr;
+    float *hidden = nullptr, *residual = nullptr, *rstd = nullptr;
+    Act normed, xz, xc, xdbl, delta, y;
+    void* scan_saved = nullptr;
+  } prefill_;
 };
 
 // Continues prompt (at least one token) with up to max_tokens sampled tokens, stopping early at
