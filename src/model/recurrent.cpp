@@ -48,6 +48,7 @@ void RecurrentLM::release() {
 
 void RecurrentLM::allocate(int batch) {
   release();
+  batch_ = 0;  // until every buffer is there
   const ModelConfig& c = model_.config();
   const int64_t B = batch, dm = c.d_model, di = c.d_inner(), n = c.d_state;
   ids_ = static_cast<int32_t*>(take(be_, memory_, B * int64_t(sizeof(int32_t))));

@@ -93,7 +93,10 @@ class GraphRecorder final : public StepRecorder {
     cuda::check_cuda(e, "cudaGraphInstantiate");
   }
   void drop() {
-    if (exec_) cudaGraphExecDestroy(exec_);
+    if (exec_) {
+      cudaStreamSynchronize(stream_);  // a launch may still be running
+      cudaGraphExecDestroy(exec_);
+    }
     exec_ = nullptr;
     warm_ = false;
   }
