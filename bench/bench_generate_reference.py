@@ -5,7 +5,7 @@ line like bench_generate's.
 The reference's decode loop (the function its generate() calls, with cg=True) is timed twice:
 to prompt + 1 tokens (prefill and the first token) and to prompt + tokens; the decode rate is
 the difference over tokens - 1 steps. Needs torch and mamba_ssm importable (the reference built
-from source on the GPU machine, on PYTHONPATH)."""
+from source on the GPU machine, on PYTHONPATH); exits with status 3 where they are not."""
 import argparse
 import json
 import pathlib
@@ -13,6 +13,7 @@ import sys
 import time
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
+NOT_IMPORTABLE = 3  # exit status when torch or the reference cannot be imported
 
 
 def model_shape(name):
@@ -47,12 +48,18 @@ def main():
     a = p.parse_args()
     try:
         import torch
+        import transformers.generation as hf_generation
+        # The reference's decode loop imports output classes that newer transformers renamed.
+        for old in ("GreedySearchDecoderOnlyOutput", "SampleDecoderOnlyOutput"):
+            if not hasattr(hf_generation, old):
+                setattr(hf_generation, old, hf_generation.GenerateDecoderOnlyOutput)
         from mamba_ssm.models.config_mamba import MambaConfig
         from mamba_ssm.models.mixer_seq_simple import MambaLMHeadModel
         from mamba_ssm.utils.generation import decode
     except ImportError as e:
-        sys.exit(f"bench_generate_reference: the reference is not importable ({e}): build it on the "
-                 "GPU machine and put it on PYTHONPATH")
+        print(f"bench_generate_reference: the reference is not importable ({e}): build it on the "
+              "GPU machine and put it on PYTHONPATH", file=sys.stderr)
+        sys.exit(NOT_IMPORTABLE)
 
     shape = model_shape(a.model)
     cfg = MambaConfig(d_model=shape["d_model"], n_layer=shape["n_layer"],
