@@ -7,9 +7,10 @@
 // --repeats runs after one warm-up run.
 //   bench_generate [--model tiny|130m|370m|790m|1.4b|2.8b | --config FILE] [key=value ...]
 //                  [--batch B] [--prompt 128] [--tokens 256] [--device auto|cpu|cuda]
-//                  [--precision fp32|bf16] [--repeats 3]
+//                  [--precision fp32|bf16] [--repeats 3] [--graphs 1|0]
 // --device auto takes the GPU when one is visible; --precision defaults to bf16 on the GPU and
-// fp32 on the CPU.
+// fp32 on the CPU. --graphs 0 launches each step's kernels one by one instead of replaying a
+// CUDA graph, to measure what the graph gains.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -67,7 +68,8 @@ int main(int argc, char** argv) try {
   mamba::Rng rng(2);
   for (int32_t& t : prompts) t = int32_t(rng.below(uint64_t(cfg.model.vocab_size)));
 
-  mamba::RecurrentLM rec(model, batch);
+  const bool graphs = bench::flag(argc, argv, "--graphs", "1") == "1";
+  mamba::RecurrentLM rec(model, batch, graphs);
   std::vector<int32_t> out(int64_t(new_tokens) * batch);
   std::vector<double> prefill_s, decode_s;
   for (int r = 0; r <= repeats; ++r) {  // run 0 warms up (and records the CUDA graphs)
@@ -87,11 +89,12 @@ int main(int argc, char** argv) try {
   const double decode = median(decode_s);
   std::printf(
       "{\"bench\": \"generate\", \"config\": \"%s\", \"device\": \"%s\", \"act_bytes\": %zu, "
-      "\"params\": %lld, \"batch\": %d, \"prompt\": %d, \"new_tokens\": %d, \"prefill_ms\": "
+      "\"params\": %lld, \"graphs\": %d, \"batch\": %d, \"prompt\": %d, \"new_tokens\": %d, "
+      "\"prefill_ms\": "
       "%.2f, \"decode_tokens_per_s\": %.1f, \"ms_per_token\": %.3f, \"peak_gib\": %.2f}\n",
       fs::path(cfg.source).stem().c_str(), backend->name().c_str(), backend->act_bytes(),
-      (long long)model.layout().total(), batch, prompt_len, new_tokens, 1000.0 * median(prefill_s),
-      double(batch) * new_tokens / decode, 1000.0 * decode / new_tokens,
+      (long long)model.layout().total(), int(graphs), batch, prompt_len, new_tokens,
+      1000.0 * median(prefill_s), double(batch) * new_tokens / decode, 1000.0 * decode / new_tokens,
       backend->peak_memory() / double(1ull << 30));
   return 0;
 } catch (const std::exception& e) {

@@ -2,9 +2,10 @@
 # On the GPU machine (with .deps/ from scripts/gpu/deps.sh in the tree): builds the tests and
 # bench_generate, runs the recurrent-mode tests (the CUDA step ops against the CPU's, and
 # step-by-step logits against the full forward on the GPU; any skip fails), then times generation
-# (prompt 128, 256 new tokens) for 130M and 1.4B at batch 1 and 16. Where the reference
-# (mamba_ssm, built from source) is importable, its CUDA-graph decoding is timed at the same
-# shapes. JSON lines go to JSONL (default $OUT/bench_generate.jsonl), logs to $OUT.
+# (prompt 128, 256 new tokens) for 130M and 1.4B at batch 1 and 16, and 130M at batch 1 without
+# CUDA graphs. Where the reference (mamba_ssm, built from source) is importable, its CUDA-graph
+# decoding is timed at the same shapes. JSON lines go to JSONL (default
+# $OUT/bench_generate.jsonl), logs to $OUT.
 #   bash scripts/gpu/generate.sh [JSONL]
 source "$(dirname "$0")/common.sh"
 jsonl=${1:-$out/bench_generate.jsonl}
@@ -12,12 +13,14 @@ mkdir -p "$(dirname "$jsonl")"
 b=build-gpu
 shapes=("130m 1" "130m 16" "1.4b 1" "1.4b 16")
 
+# Each shape with the decode step replayed as a CUDA graph, and 130M at batch 1 also without
+# (kernels launched one by one), to show what the graph gains.
 bench_ours() {
   : >"$jsonl"
-  for shape in "${shapes[@]}"; do
-    read -r model batch <<<"$shape"
+  for shape in "${shapes[@]}" "130m 1 0"; do
+    read -r model batch graphs <<<"$shape"
     timeout 300 $b/bench_generate --device cuda --model "$model" --batch "$batch" \
-      --prompt 128 --tokens 256 | tee -a "$jsonl"
+      --prompt 128 --tokens 256 --graphs "${graphs:-1}" | tee -a "$jsonl"
   done
 }
 

@@ -27,9 +27,10 @@ void release_all(Backend& be, std::vector<void*>& owned) {
 
 }  // namespace
 
-RecurrentLM::RecurrentLM(MambaLM& model, int batch) : model_(model), be_(model.backend()) {
-  step_recorder_ = be_.make_step_recorder();
-  greedy_recorder_ = be_.make_step_recorder();
+RecurrentLM::RecurrentLM(MambaLM& model, int batch, bool record)
+    : model_(model), be_(model.backend()) {
+  step_recorder_ = record ? be_.make_step_recorder() : std::make_unique<StepRecorder>();
+  greedy_recorder_ = record ? be_.make_step_recorder() : std::make_unique<StepRecorder>();
   reset(batch);
 }
 

@@ -20,8 +20,9 @@ namespace mamba {
 class RecurrentLM {
  public:
   // model must outlive this object. A = -exp(A_log) is taken from the weights at reset: reset
-  // after the weights change.
-  RecurrentLM(MambaLM& model, int batch);
+  // after the weights change. record = false runs every step's ops one by one (no CUDA graphs),
+  // to measure what recording gains.
+  RecurrentLM(MambaLM& model, int batch, bool record = true);
   ~RecurrentLM();
   RecurrentLM(const RecurrentLM&) = delete;
   RecurrentLM& operator=(const RecurrentLM&) = delete;
