@@ -91,7 +91,7 @@ class MambaLM {
   void zero_grads();
   // After params change (optimizer step, load): refresh the activation-type compute copy.
   void params_updated();
-  // Host copies, for checkpoints, golden checks and generation.
+  // Host copies, for checkpoints and golden checks.
   std::vector<float> download(const float* device_buffer) const;
   void upload_params(const std::vector<float>& host);
   // Bytes of the activation arena for the largest shape planned so far.
