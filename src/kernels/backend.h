@@ -6,12 +6,27 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "kernels/ops.h"
 
 namespace mamba {
+
+// Runs a step of queued device work (one decoded token) again and again. A backend may record the
+// work the first time and replay the recording after (a CUDA graph), which saves the launch cost
+// of its many small kernels: while `key` stays the same, step must queue the same ops on the same
+// buffers every time, and queue no upload, download, allocation or synchronization. A new key
+// (another batch, hence other buffers) records anew. This base class just calls step.
+class StepRecorder {
+ public:
+  virtual ~StepRecorder() = default;
+  virtual void run(int64_t key, const std::function<void()>& step) {
+    (void)key;
+    step();
+  }
+};
 
 class Backend {
  public:
@@ -75,6 +90,17 @@ class Backend {
                                       float* last_state, void* saved) = 0;
   virtual void selective_scan_backward(const ScanShape& s, const ScanInputs& in, ConstAct dout,
                                        const void* saved, const ScanGrads& grads) = 0;
+
+  // Recurrent mode (generation, kernels/cpu/recurrent.h): the conv and the scan for one new token
+  // of each of s.batch sequences (s.seqlen is 1), carrying their states from call to call.
+  virtual void conv1d_silu_step(const Conv1dShape& s, const Conv1dStep& op) = 0;
+  virtual void selective_scan_step(const ScanShape& s, const ScanInputs& in, Act out,
+                                   float* ssm_state) = 0;
+  virtual void argmax_rows(const ArgmaxRows& op) = 0;
+  // Owned by the caller, whose buffers the recording names; must not outlive this backend.
+  virtual std::unique_ptr<StepRecorder> make_step_recorder() {
+    return std::make_unique<StepRecorder>();
+  }
 
   // Chunked over tokens so that the logits of the whole batch never exist. Returns the mean loss.
   virtual double lm_head_loss(const LmHeadLoss& op) = 0;

@@ -211,6 +211,29 @@ struct ScanGrads {
             // wanted
 };
 
+// ---- recurrent (generation) mode: one new token per sequence (kernels/cpu/recurrent.h) ----
+// The conv and the scan at one position with their state carried between calls; rows are the
+// batch's sequences (T = batch). Same math as conv1d.h and scan.h at the last position.
+// out = silu(causal_conv([state | x]) + bias), then x is shifted into state. 5 tensors.
+struct Conv1dStep {
+  ConstAct x;                     // [batch, ld_x] (Conv1dShape's ld_x; seqlen is 1)
+  const float* weight = nullptr;  // [D, K]
+  const float* bias = nullptr;    // [D]
+  float* state = nullptr;         // [batch, D, K-1] the previous K-1 inputs, oldest first
+  Act out;                        // [batch, D]
+};
+// The scan step takes the scan's structs (ScanShape with seqlen 1, ScanInputs with one row per
+// sequence) and updates ssm_state [batch, d_inner, d_state], h after the previous token, in place.
+
+// ---- greedy choice (the sampler's temperature 0) ----
+// out[r] = the first index of the largest of x[r, 0 .. n), rows of stride ld. 2 tensors.
+struct ArgmaxRows {
+  const float* x = nullptr;  // [rows, ld]
+  int32_t* out = nullptr;    // [rows]
+  int rows = 0, n = 0;
+  int64_t ld = 0;
+};
+
 // ---- LM head + mean cross-entropy (kernels/cpu/cross_entropy.h) ----
 // logits = normed @ E^T over the padded vocab Vp; the loss is the mean over T tokens. With
 // dnormed set it also writes dnormed (= grad_scale * dloss/dnormed) and adds

@@ -89,10 +89,13 @@ class MambaLM {
   // Device buffers with the ParamLayout: fp32 master weights and gradients.
   float* params() { return params_; }
   float* grads() { return grads_; }
+  // The activation-type compute copy of a weight (the GEMMs' operand), given its fp32 master in
+  // params().
+  ConstAct compute_weight(const float* master) const;
   void zero_grads();
   // After params change (optimizer step, load): refresh the activation-type compute copy.
   void params_updated();
-  // Host copies, for checkpoints, golden checks and generation.
+  // Host copies, for checkpoints and golden checks.
   std::vector<float> download(const float* device_buffer) const;
   void upload_params(const std::vector<float>& host);
   // Bytes of the activation arena for the largest shape planned so far.
@@ -117,9 +120,7 @@ class MambaLM {
   void linear_forward(Act out, int64_t ld_out, ConstAct inp, int64_t ld_inp, const float* weight,
                       int in_dim, int out_dim, int64_t T);
   void backward_layers(Activations& a, GradientReadyHook* hook);
-  ConstAct compute_weight(const float* master) const;
-  LmHeadLoss lm_head(const Activations& a)
-      const;  // forward only, grad_scale 1  // the activation-type copy of a weight
+  LmHeadLoss lm_head(const Activations& a) const;  // forward only, grad_scale 1
 
   ParamLayout layout_;
   Backend& be_;

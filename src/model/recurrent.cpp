@@ -1,81 +1,296 @@
 #include "model/recurrent.h"
 
 #include <algorithm>
-#include <cmath>
 
-#include "kernels/cpu/embedding.h"
-#include "kernels/cpu/linear.h"
-#include "kernels/cpu/recurrent.h"
-#include "kernels/cpu/rmsnorm.h"
+#include "util/error.h"
 
 namespace mamba {
 
-RecurrentLM::RecurrentLM(const ParamLayout& layout, const float* params)
-    : layout_(layout), params_(const_cast<float*>(params)) {
-  const ModelConfig& c = layout.config();
-  const int di = c.d_inner(), n = c.d_state;
-  conv_state_.assign(c.n_layer, std::vector<float>(int64_t(di) * (c.d_conv - 1)));
-  ssm_state_.assign(c.n_layer, std::vector<float>(int64_t(di) * n));
+namespace {
+
+// A device buffer of `bytes`, recorded in `owned` to be released with the others.
+void* take(Backend& be, std::vector<void*>& owned, int64_t bytes) {
+  owned.push_back(be.allocate(size_t(bytes)));
+  return owned.back();
+}
+Act take_act(Backend& be, std::vector<void*>& owned, int64_t elements) {
+  return Act{take(be, owned, elements * int64_t(be.act_bytes())), be.act_type()};
+}
+float* take_f32(Backend& be, std::vector<void*>& owned, int64_t elements) {
+  return static_cast<float*>(take(be, owned, elements * int64_t(sizeof(float))));
+}
+void release_all(Backend& be, std::vector<void*>& owned) {
+  be.synchronize();  // queued work may still use them
+  for (void* p : owned) be.release(p);
+  owned.clear();
+}
+
+}  // namespace
+
+RecurrentLM::RecurrentLM(MambaLM& model, int batch, bool record)
+    : model_(model), be_(model.backend()) {
+  step_recorder_ = record ? be_.make_step_recorder() : std::make_unique<StepRecorder>();
+  greedy_recorder_ = record ? be_.make_step_recorder() : std::make_unique<StepRecorder>();
+  reset(batch);
+}
+
+RecurrentLM::~RecurrentLM() {
+  // The recordings name the buffers: gone first.
+  step_recorder_.reset();
+  greedy_recorder_.reset();
+  release();
+}
+
+void RecurrentLM::release() {
+  release_all(be_, memory_);
+  release_all(be_, prefill_.memory);
+  prefill_.tokens = 0;
+}
+
+void RecurrentLM::allocate(int batch) {
+  release();
+  batch_ = 0;  // until every buffer is there
+  const ModelConfig& c = model_.config();
+  const int64_t B = batch, dm = c.d_model, di = c.d_inner(), n = c.d_state;
+  ids_ = static_cast<int32_t*>(take(be_, memory_, B * int64_t(sizeof(int32_t))));
+  hidden_ = take_f32(be_, memory_, B * dm);
+  residual_ = take_f32(be_, memory_, B * dm);
+  rstd_ = take_f32(be_, memory_, B);
+  logits_ = take_f32(be_, memory_, B * c.padded_vocab());
+  normed_ = take_act(be_, memory_, B * dm);
+  xz_ = take_act(be_, memory_, B * 2 * di);
+  xc_ = take_act(be_, memory_, B * di);
+  xdbl_ = take_act(be_, memory_, B * c.xproj_dim());
+  delta_ = take_act(be_, memory_, B * di);
+  y_ = take_act(be_, memory_, B * di);
+  A_ = take_f32(be_, memory_, c.n_layer * di * n);
+  conv_state_ = take_f32(be_, memory_, c.n_layer * B * di * (c.d_conv - 1));
+  ssm_state_ = take_f32(be_, memory_, c.n_layer * B * di * n);
+  batch_ = batch;
+}
+
+void RecurrentLM::reset(int batch) {
+  if (batch < 1) throw_error("generation: batch = ", batch, ": give at least one sequence");
+  if (batch != batch_) allocate(batch);
+  const ModelConfig& c = model_.config();
+  const int64_t di = c.d_inner(), n = c.d_state;
+  be_.fill_zero(conv_state_, size_t(c.n_layer * batch_ * di * (c.d_conv - 1)) * sizeof(float));
+  be_.fill_zero(ssm_state_, size_t(c.n_layer * batch_ * di * n) * sizeof(float));
   for (int i = 0; i < c.n_layer; ++i) {
-    const float* A_log = layout.layer(params_, i).A_log;
-    std::vector<float> A(int64_t(di) * n);
-    for (size_t j = 0; j < A.size(); ++j) A[j] = -std::exp(A_log[j]);
-    A_.push_back(std::move(A));
+    be_.negative_exp(A_ + i * di * n, model_.layout().layer(model_.params(), i).A_log, di * n);
   }
-  hidden_.resize(c.d_model);
-  residual_.resize(c.d_model);
-  normed_.resize(c.d_model);
-  xz_.resize(2 * di);
-  xc_.resize(di);
-  xdbl_.resize(c.xproj_dim());
-  delta_.resize(di);
-  y_.resize(di);
-  logits_.resize(c.padded_vocab());
+  fresh_ = true;
 }
 
-void RecurrentLM::reset() {
-  for (auto& s : conv_state_) std::fill(s.begin(), s.end(), 0.0f);
-  for (auto& s : ssm_state_) std::fill(s.begin(), s.end(), 0.0f);
+void RecurrentLM::linear(Act out, int64_t ld_out, ConstAct inp, int64_t ld_inp, const float* weight,
+                         int in_dim, int out_dim, int64_t rows) {
+  LinearForward op;
+  op.inp = inp;
+  op.ld_inp = ld_inp;
+  op.weight = model_.compute_weight(weight);
+  op.out = out;
+  op.ld_out = ld_out;
+  op.T = rows;
+  op.in_dim = in_dim;
+  op.out_dim = out_dim;
+  be_.linear_forward(op);
 }
 
-const float* RecurrentLM::step(int32_t token) {
-  const ModelConfig& c = layout_.config();
+void RecurrentLM::norm(float* hidden, float* residual, bool first, const float* weight, Act normed,
+                       float* rstd, int64_t rows) {
+  RmsNormForward op;
+  op.hidden = hidden;
+  op.residual_in = first ? nullptr : residual;
+  op.weight = weight;
+  op.residual_out = residual;
+  op.normed = normed;
+  op.rstd = rstd;
+  op.T = rows;
+  op.C = model_.config().d_model;
+  op.eps = model_.config().norm_eps;
+  be_.residual_rmsnorm_forward(op);
+}
+
+void RecurrentLM::forward() {
+  const ModelConfig& c = model_.config();
+  const ParamLayout& layout = model_.layout();
+  float* params = model_.params();
   const int dm = c.d_model, di = c.d_inner(), n = c.d_state, r = c.rank(), xd = c.xproj_dim();
-  cpu::embedding_forward(hidden_.data(), &token, layout_.embedding(params_), 1, dm);
+  const int64_t B = batch_;
+  be_.embedding_forward({ids_, layout.embedding(params), hidden_, B, dm});
+  const Conv1dShape conv_shape{batch_, 1, di, c.d_conv, 2 * int64_t(di)};
+  const ScanShape scan_shape{batch_, 1, di, n, 2 * int64_t(di), xd};
   for (int i = 0; i < c.n_layer; ++i) {
-    const LayerView w = layout_.layer(params_, i);
+    const LayerView w = layout.layer(params, i);
     // In place: the new residual is hidden + the previous residual (none before layer 0).
-    cpu::residual_rmsnorm_forward(residual_.data(), normed_.data(), &rstd_, hidden_.data(),
-                                  i == 0 ? nullptr : residual_.data(), w.norm, 1, dm, c.norm_eps);
-    cpu::linear_forward(xz_.data(), 2 * di, normed_.data(), dm, w.in_proj, 1, dm, 2 * di);
-    cpu::conv1d_silu_step(xc_.data(), conv_state_[i].data(), xz_.data(), w.conv_w, w.conv_b, di,
-                          c.d_conv);
-    cpu::linear_forward(xdbl_.data(), xd, xc_.data(), di, w.x_proj, 1, di, xd);
-    cpu::linear_forward(delta_.data(), di, xdbl_.data(), xd, w.dt_proj_w, 1, r, di);
-    cpu::selective_scan_step(y_.data(), ssm_state_[i].data(), xc_.data(), delta_.data(),
-                             A_[i].data(), xdbl_.data() + r, xdbl_.data() + r + n, w.D, w.dt_proj_b,
-                             xz_.data() + di, di, n);
-    cpu::linear_forward(hidden_.data(), dm, y_.data(), di, w.out_proj, 1, di, dm);
+    norm(hidden_, residual_, i == 0, w.norm, normed_, rstd_, B);
+    linear(xz_, 2 * di, normed_, dm, w.in_proj, dm, 2 * di, B);
+    Conv1dStep conv;
+    conv.x = xz_;
+    conv.weight = w.conv_w;
+    conv.bias = w.conv_b;
+    conv.state = conv_state_ + i * B * di * (c.d_conv - 1);
+    conv.out = xc_;
+    be_.conv1d_silu_step(conv_shape, conv);
+    linear(xdbl_, xd, xc_, di, w.x_proj, di, xd, B);
+    linear(delta_, di, xdbl_, xd, w.dt_proj_w, r, di, B);
+    ScanInputs in;
+    in.u = xc_;
+    in.delta = delta_;
+    in.B = xdbl_.at(r);
+    in.C = xdbl_.at(r + n);
+    in.z = xz_.at(di);
+    in.A = A_ + int64_t(i) * di * n;
+    in.D = w.D;
+    in.delta_bias = w.dt_proj_b;
+    be_.selective_scan_step(scan_shape, in, y_, ssm_state_ + i * B * di * n);
+    linear(f32_act(hidden_), dm, y_, di, w.out_proj, di, dm, B);
   }
-  cpu::residual_rmsnorm_forward(residual_.data(), normed_.data(), &rstd_, hidden_.data(),
-                                residual_.data(), layout_.norm_f(params_), 1, dm, c.norm_eps);
-  cpu::linear_forward(logits_.data(), c.padded_vocab(), normed_.data(), dm,
-                      layout_.embedding(params_), 1, dm, c.padded_vocab());
-  return logits_.data();
+  norm(hidden_, residual_, false, layout.norm_f(params), normed_, rstd_, B);
+  // The LM head is the tied embedding.
+  linear(f32_act(logits_), c.padded_vocab(), normed_, dm, layout.embedding(params), dm,
+         c.padded_vocab(), B);
 }
 
-std::vector<int32_t> generate(const ParamLayout& layout, const float* params,
-                              const std::vector<int32_t>& prompt, int max_tokens,
+// The full forward over [batch, L] prompt tokens (as MambaLM's, without what backward needs),
+// keeping each layer's final states: the scan's last state, and the conv's last K-1 inputs, shifted
+// into the (zero) conv state by the step op. The logits are those of each prompt's last position.
+void RecurrentLM::prefill_parallel(const int32_t* prompts, int L) {
+  const ModelConfig& c = model_.config();
+  const ParamLayout& layout = model_.layout();
+  float* params = model_.params();
+  const int dm = c.d_model, di = c.d_inner(), n = c.d_state, r = c.rank(), xd = c.xproj_dim();
+  const int K = c.d_conv;
+  const int64_t B = batch_, T = B * L;
+  const Conv1dShape conv_shape{batch_, L, di, K, 2 * int64_t(di)};
+  const ScanShape scan_shape{batch_, L, di, n, 2 * int64_t(di), xd};
+  Prefill& a = prefill_;
+  if (a.tokens != T) {
+    release_all(be_, a.memory);
+    a.ids = static_cast<int32_t*>(take(be_, a.memory, T * int64_t(sizeof(int32_t))));
+    a.hidden = take_f32(be_, a.memory, T * dm);
+    a.residual = take_f32(be_, a.memory, T * dm);
+    a.rstd = take_f32(be_, a.memory, T);
+    a.normed = take_act(be_, a.memory, T * dm);
+    a.xz = take_act(be_, a.memory, T * 2 * di);
+    a.xc = take_act(be_, a.memory, T * di);
+    a.xdbl = take_act(be_, a.memory, T * xd);
+    a.delta = take_act(be_, a.memory, T * di);
+    a.y = take_act(be_, a.memory, T * di);
+    a.scan_saved = take(be_, a.memory, int64_t(be_.scan_saved_bytes(scan_shape)));
+    a.tokens = T;
+  }
+  int32_t* ids = a.ids;
+  float *hidden = a.hidden, *residual = a.residual, *rstd = a.rstd;
+  const Act normed = a.normed, xz = a.xz, xc = a.xc, xdbl = a.xdbl, delta = a.delta, y = a.y;
+  void* scan_saved = a.scan_saved;
+  // Position p of every prompt, as [batch] rows of stride L * 2 * d_inner.
+  const Conv1dShape column_shape{batch_, 1, di, K, int64_t(L) * 2 * di};
+
+  be_.upload(ids, prompts, size_t(T) * sizeof(int32_t));
+  be_.embedding_forward({ids, layout.embedding(params), hidden, T, dm});
+  for (int i = 0; i < c.n_layer; ++i) {
+    const LayerView w = layout.layer(params, i);
+    norm(hidden, residual, i == 0, w.norm, normed, rstd, T);
+    linear(xz, 2 * di, normed, dm, w.in_proj, dm, 2 * di, T);
+    Conv1dForward conv;
+    conv.x = xz;
+    conv.weight = w.conv_w;
+    conv.bias = w.conv_b;
+    conv.out = xc;
+    be_.conv1d_silu_forward(conv_shape, conv);
+    Conv1dStep shift;
+    shift.weight = w.conv_w;
+    shift.bias = w.conv_b;
+    shift.state = conv_state_ + i * B * di * (K - 1);
+    shift.out = y_;  // discarded
+    for (int p = std::max(0, L - (K - 1)); p < L; ++p) {
+      shift.x = xz.at(int64_t(p) * 2 * di);
+      be_.conv1d_silu_step(column_shape, shift);
+    }
+    linear(xdbl, xd, xc, di, w.x_proj, di, xd, T);
+    linear(delta, di, xdbl, xd, w.dt_proj_w, r, di, T);
+    ScanInputs in;
+    in.u = xc;
+    in.delta = delta;
+    in.B = xdbl.at(r);
+    in.C = xdbl.at(r + n);
+    in.z = xz.at(di);
+    in.A = A_ + int64_t(i) * di * n;
+    in.D = w.D;
+    in.delta_bias = w.dt_proj_b;
+    be_.selective_scan_forward(scan_shape, in, y, ssm_state_ + i * B * di * n, scan_saved);
+    linear(f32_act(hidden), dm, y, di, w.out_proj, di, dm, T);
+  }
+  norm(hidden, residual, false, layout.norm_f(params), normed, rstd, T);
+  linear(f32_act(logits_), c.padded_vocab(), normed.at(int64_t(L - 1) * dm), int64_t(L) * dm,
+         layout.embedding(params), dm, c.padded_vocab(), B);
+}
+
+void RecurrentLM::step(const int32_t* tokens) {
+  fresh_ = false;
+  be_.upload(ids_, tokens, size_t(batch_) * sizeof(int32_t));
+  step_recorder_->run(batch_, [this] { forward(); });
+}
+
+void RecurrentLM::prefill(const int32_t* prompts, int length) {
+  if (fresh_ && length > 1) {
+    prefill_parallel(prompts, length);
+    fresh_ = false;
+    return;
+  }
+  std::vector<int32_t> column(batch_);
+  for (int p = 0; p < length; ++p) {
+    for (int b = 0; b < batch_; ++b) column[b] = prompts[int64_t(b) * length + p];
+    step(column.data());
+  }
+}
+
+void RecurrentLM::step_greedy(int n, int32_t* out) {
+  fresh_ = false;
+  const ModelConfig& c = model_.config();
+  // Each step's tokens are copied aside on the device, so that no step waits for the host.
+  int32_t* history = nullptr;
+  const size_t row_bytes = size_t(batch_) * sizeof(int32_t);
+  if (out && n > 1) history = static_cast<int32_t*>(be_.allocate(row_bytes * n));
+  for (int t = 0; t < n; ++t) {
+    greedy_recorder_->run(batch_, [&] {
+      be_.argmax_rows({logits_, ids_, batch_, c.vocab_size, c.padded_vocab()});
+      forward();
+    });
+    if (history) be_.copy(history + int64_t(t) * batch_, ids_, row_bytes);
+  }
+  if (history) {
+    be_.download(out, history, row_bytes * n);
+    be_.release(history);
+  } else if (out && n == 1) {
+    be_.download(out, ids_, row_bytes);
+  }
+}
+
+std::vector<float> RecurrentLM::logits() const {
+  std::vector<float> host(int64_t(batch_) * model_.config().padded_vocab());
+  be_.download(host.data(), logits_, host.size() * sizeof(float));
+  return host;
+}
+
+std::vector<int32_t> generate(MambaLM& model, const std::vector<int32_t>& prompt, int max_tokens,
                               int32_t stop_token, const SamplerSettings& sampling, Rng& rng) {
-  RecurrentLM rec(layout, params);
-  const float* logits = nullptr;
-  for (int32_t t : prompt) logits = rec.step(t);
+  if (prompt.empty()) throw_error("generation: the prompt is empty: give at least one token");
+  RecurrentLM rec(model, 1);
+  rec.prefill(prompt.data(), int(prompt.size()));
   std::vector<int32_t> out;
   for (int i = 0; i < max_tokens; ++i) {
-    const int32_t next = sample_token(logits, layout.config().vocab_size, sampling, rng);
+    int32_t next = 0;
+    if (sampling.temperature <= 0.0f) {
+      // The argmax is fed at once; a stop token's step is wasted work, but nothing reads it.
+      rec.step_greedy(1, &next);
+    } else {
+      next = sample_token(rec.logits().data(), model.config().vocab_size, sampling, rng);
+    }
     if (next == stop_token) break;
     out.push_back(next);
-    logits = rec.step(next);
+    if (sampling.temperature > 0.0f) rec.step(&next);
   }
   return out;
 }

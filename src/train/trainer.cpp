@@ -266,11 +266,9 @@ std::string Trainer::sample() {
   std::vector<int32_t> prompt;
   if (!cfg_.log.sample_prompt.empty()) tokenizer_->encode(cfg_.log.sample_prompt, prompt);
   if (prompt.empty()) prompt.push_back(tokenizer_->eot_id());
-  // Generation runs on the CPU from a host copy of the weights.
-  const std::vector<float> params = model_->download(model_->params());
-  const std::vector<int32_t> out =
-      generate(model_->layout(), params.data(), prompt, cfg_.log.sample_tokens,
-               tokenizer_->eot_id(), {0.8f, 40}, sample_rng_);
+  // On the model's device, reading its weights in place.
+  const std::vector<int32_t> out = generate(*model_, prompt, cfg_.log.sample_tokens,
+                                            tokenizer_->eot_id(), {0.8f, 40}, sample_rng_);
   return cfg_.log.sample_prompt + tokenizer_->decode(out);
 }
 

@@ -704,6 +704,128 @@ TEST_P(CudaVsCpu, AdamW) {
   }
 }
 
+// ---------------------------------------------------------------- recurrent mode
+
+// Several steps in a row, so that the states carry: each step's outputs and the final states.
+TEST_P(CudaVsCpu, RecurrentSteps) {
+  const int steps = 4, N = 16, rank = 3;
+  for (const int batch : {1, 5}) {
+    for (const int K : {2, 3, 4}) {
+      const int D = 200;  // d_inner: not a multiple of the block
+      const int64_t ld_x = 2 * D, ld_bc = rank + 2 * N;
+      const std::string tag = "batch=" + std::to_string(batch) + " K=" + std::to_string(K);
+      const auto xz = act_values(size_t(steps) * batch * ld_x, 200);
+      const auto xdbl = act_values(size_t(steps) * batch * ld_bc, 201);
+      const auto delta = act_values(size_t(steps) * batch * D, 202);
+      const auto conv_w = uniform(size_t(D) * K, 203, -0.5f, 0.5f);
+      const auto conv_b = uniform(D, 204);
+      const auto A = uniform(size_t(D) * N, 205, -2.0f, -0.1f);
+      const auto Dskip = uniform(D, 206);
+      const auto delta_bias = uniform(D, 207, -4.0f, 0.5f);
+      const auto conv_state0 = act_values(size_t(batch) * D * (K - 1), 208);
+      const auto ssm_state0 = uniform(size_t(batch) * D * N, 209);
+      auto run = [&](Backend& be) {
+        Buffer w = f32_buffer(be, conv_w), b = f32_buffer(be, conv_b), a = f32_buffer(be, A),
+               dskip = f32_buffer(be, Dskip), bias = f32_buffer(be, delta_bias);
+        Buffer conv_state = f32_buffer(be, conv_state0), ssm_state = f32_buffer(be, ssm_state0);
+        std::vector<std::vector<float>> outs;
+        for (int s = 0; s < steps; ++s) {
+          Buffer x = act_buffer(be, std::vector<float>(xz.begin() + s * batch * ld_x,
+                                                       xz.begin() + (s + 1) * batch * ld_x));
+          Buffer bc = act_buffer(be, std::vector<float>(xdbl.begin() + s * batch * ld_bc,
+                                                        xdbl.begin() + (s + 1) * batch * ld_bc));
+          Buffer dt = act_buffer(be, std::vector<float>(delta.begin() + s * batch * D,
+                                                        delta.begin() + (s + 1) * batch * D));
+          Buffer xc = poisoned_act(be, size_t(batch) * D), y = poisoned_act(be, size_t(batch) * D);
+          Conv1dStep conv;
+          conv.x = x.act();
+          conv.weight = w.f32();
+          conv.bias = b.f32();
+          conv.state = conv_state.f32();
+          conv.out = xc.act();
+          be.conv1d_silu_step({batch, 1, D, K, ld_x}, conv);
+          ScanInputs in;
+          in.u = xc.act();
+          in.delta = dt.act();
+          in.B = bc.act(rank);
+          in.C = bc.act(rank + N);
+          in.z = x.act(D);
+          in.A = a.f32();
+          in.D = dskip.f32();
+          in.delta_bias = bias.f32();
+          be.selective_scan_step({batch, 1, D, N, ld_x, ld_bc}, in, y.act(), ssm_state.f32());
+          outs.push_back(read_act(be, xc, size_t(batch) * D));
+          outs.push_back(read_act(be, y, size_t(batch) * D));
+        }
+        outs.push_back(read_f32(be, conv_state, size_t(batch) * D * (K - 1)));
+        outs.push_back(read_f32(be, ssm_state, size_t(batch) * D * N));
+        return outs;
+      };
+      const auto want = run(*cpu_);
+      const auto got = run(*gpu_);
+      // In bf16 mode the GPU rounds the conv's output (the scan's u) to bf16 and the CPU does
+      // not, so the scan's output and state carry that rounding too.
+      for (int s = 0; s < steps; ++s) {
+        const std::string at = tag + " step " + std::to_string(s);
+        expect_close(label("conv1d_silu_step out " + at), got[2 * s], want[2 * s],
+                     act_tol(kOutTol));
+        expect_close(label("selective_scan_step out " + at), got[2 * s + 1], want[2 * s + 1],
+                     act_tol(kOutTol));
+      }
+      expect_close(label("conv1d_silu_step state " + tag), got[2 * steps], want[2 * steps], 0.0);
+      expect_close(label("selective_scan_step state " + tag), got[2 * steps + 1],
+                   want[2 * steps + 1], act_tol(kOutTol));
+    }
+  }
+}
+
+TEST_P(CudaVsCpu, ArgmaxRows) {
+  const int rows = 7, n = 50277;
+  const int64_t ld = 50280;
+  std::vector<float> x = uniform(size_t(rows) * ld, 210, -10.0f, 10.0f);
+  // Row 1 ties at two places (the first wins); row 2's best is the last candidate; row 3's best
+  // sits in the padding past n, which must be ignored.
+  x[1 * ld + 700] = x[1 * ld + 30000] = 50.0f;
+  x[2 * ld + n - 1] = 60.0f;
+  x[3 * ld + n + 1] = 70.0f;
+  auto run = [&](Backend& be) {
+    Buffer xb = f32_buffer(be, x), out = poisoned_f32(be, rows);
+    be.argmax_rows({xb.f32(), static_cast<int32_t*>(out.get()), rows, n, ld});
+    std::vector<int32_t> host(rows);
+    be.download(host.data(), out.get(), rows * sizeof(int32_t));
+    return host;
+  };
+  const auto want = run(*cpu_);
+  EXPECT_EQ(want[1], 700);
+  EXPECT_EQ(want[2], n - 1);
+  EXPECT_LT(want[3], n);
+  EXPECT_EQ(run(*gpu_), want);
+}
+
+// A recorded step replays the same work; a new key records anew; a step that cannot be recorded
+// is an error that leaves the backend usable.
+TEST_P(CudaVsCpu, StepRecorder) {
+  const int64_t n = 1000;
+  Buffer x = f32_buffer(*gpu_, std::vector<float>(n, 1.0f));
+  const auto recorder = gpu_->make_step_recorder();
+  auto twice = [&] { gpu_->scale(x.f32(), n, 2.0f); };
+  for (int i = 0; i < 4; ++i) recorder->run(1, twice);  // run, record + replay, replay, replay
+  EXPECT_EQ(read_f32(*gpu_, x, n), std::vector<float>(n, 16.0f));
+  Buffer other = f32_buffer(*gpu_, std::vector<float>(n, 1.0f));
+  auto thrice = [&] { gpu_->scale(other.f32(), n, 3.0f); };
+  for (int i = 0; i < 3; ++i) recorder->run(2, thrice);
+  EXPECT_EQ(read_f32(*gpu_, other, n), std::vector<float>(n, 27.0f));
+  EXPECT_EQ(read_f32(*gpu_, x, n), std::vector<float>(n, 16.0f));
+  // A download synchronizes: not allowed while recording (the second call with key 3).
+  std::vector<float> host(n);
+  auto syncing = [&] { gpu_->download(host.data(), x.f32(), n * sizeof(float)); };
+  recorder->run(3, syncing);
+  const std::string message = test::error_of([&] { recorder->run(3, syncing); });
+  EXPECT_NE(message.find("cuda error"), std::string::npos) << message;
+  recorder->run(4, twice);
+  EXPECT_EQ(read_f32(*gpu_, x, n), std::vector<float>(n, 32.0f));
+}
+
 // ---------------------------------------------------------------- the backend itself
 
 // An activation of the other type is refused where the op reads it, naming the op and argument.

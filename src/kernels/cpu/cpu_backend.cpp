@@ -13,6 +13,7 @@
 #include "kernels/cpu/embedding.h"
 #include "kernels/cpu/init_fill.h"
 #include "kernels/cpu/linear.h"
+#include "kernels/cpu/recurrent.h"
 #include "kernels/cpu/rmsnorm.h"
 #include "kernels/cpu/scan.h"
 #include "util/error.h"
@@ -113,6 +114,15 @@ class CpuBackend final : public Backend {
                                const ScanGrads& grads) override {
     cpu::selective_scan_backward(s, in, dout, grads);
   }
+
+  void conv1d_silu_step(const Conv1dShape& s, const Conv1dStep& op) override {
+    cpu::conv1d_silu_step(s, op);
+  }
+  void selective_scan_step(const ScanShape& s, const ScanInputs& in, Act out,
+                           float* ssm_state) override {
+    cpu::selective_scan_step(s, in, out, ssm_state);
+  }
+  void argmax_rows(const ArgmaxRows& op) override { cpu::argmax_rows(op); }
 
   double lm_head_loss(const LmHeadLoss& op) override {
     const ActCast<float> f32{"lm_head_loss"};

@@ -1,19 +1,24 @@
-// Recurrent (generation) mode of the conv and the scan: one new token per call, batch 1, with the
-// per-layer state carried between calls. Same math as conv1d.h and scan.h at the last position.
-//   conv_state [D, K-1]: the previous K-1 inputs of each channel, oldest first (zeros at start).
-//   ssm_state  [D, N]:   h after the previous token (zeros at start).
+// Recurrent (generation) mode of the conv and the scan: one new token for each of s.batch
+// sequences per call, with each layer's state carried between calls. Same math as conv1d.h and
+// scan.h at the last position; rows are the batch's sequences (b = 0 .. batch-1).
+//   Conv1dStep::state [batch, D, K-1]:  the previous K-1 inputs of each channel, oldest first
+//                                       (zeros at the start of a sequence).
+//   ssm_state [batch, d_inner, d_state]: h after the previous token (zeros at the start).
+// Layouts of the activations as in conv1d.h and scan.h with T = batch and seqlen 1.
 #pragma once
+#include "kernels/ops.h"
 
 namespace mamba::cpu {
 
-// out[d] = silu(bias[d] + sum_k weight[d, k] * window[d, k]) with window = conv_state then x;
-// then shifts x into conv_state.
-void conv1d_silu_step(float* out, float* conv_state, const float* x, const float* weight,
-                      const float* bias, int D, int K);
+// out[b, d] = silu(bias[d] + sum_k weight[d, k] * window[k]), window = state[b, d, :] then
+// x[b, d]; then x[b, d] is shifted into state[b, d, :]. Activations fp32.
+void conv1d_silu_step(const Conv1dShape& s, const Conv1dStep& op);
 
-// h = exp(delta' A) h + delta' B u; out = (C . h + D u) * silu(z), delta' = softplus(delta + bias).
-void selective_scan_step(float* out, float* ssm_state, const float* u, const float* delta,
-                         const float* A, const float* B, const float* C, const float* D,
-                         const float* delta_bias, const float* z, int d_inner, int d_state);
+// dt = softplus(delta + delta_bias); h = exp(dt A) h + dt B u; out = (C . h + D u) * silu(z).
+// Activations fp32.
+void selective_scan_step(const ScanShape& s, const ScanInputs& in, Act out, float* ssm_state);
+
+// The first index of each row's largest value (the greedy sampler's choice).
+void argmax_rows(const ArgmaxRows& op);
 
 }  // namespace mamba::cpu

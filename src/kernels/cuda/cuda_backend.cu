@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <type_traits>
 #include <unordered_map>
@@ -26,6 +27,7 @@
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/init_fill.h"
 #include "kernels/cuda/lm_head.h"
+#include "kernels/cuda/recurrent.h"
 #include "kernels/cuda/rmsnorm.h"
 #include "kernels/cuda/scan.h"
 
@@ -49,6 +51,62 @@ double peak_bf16_flops(const std::string& device_name) {
 double gib(size_t bytes) {
   return static_cast<double>(bytes) / (1 << 30);
 }
+
+// Records a step in a CUDA graph and replays it. The first call with a new key runs the step
+// directly: it warms up what must not happen inside a capture (cuBLASLt's choice of algorithms),
+// and its work is real, so nothing is run twice. The next call records, then every call replays.
+class GraphRecorder final : public StepRecorder {
+ public:
+  explicit GraphRecorder(cudaStream_t stream) : stream_(stream) {}
+  ~GraphRecorder() override { drop(); }
+
+  void run(int64_t key, const std::function<void()>& step) override {
+    if (key != key_ || !warm_) {
+      drop();
+      key_ = key;
+      warm_ = true;
+      step();
+      return;
+    }
+    if (!exec_) record(step);
+    cuda::check_cuda(cudaGraphLaunch(exec_, stream_), "cudaGraphLaunch");
+  }
+
+ private:
+  void record(const std::function<void()>& step) {
+    // Thread-local: the checkpoint writer's thread may use the runtime meanwhile.
+    cuda::check_cuda(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal),
+                     "cudaStreamBeginCapture");
+    cudaGraph_t graph = nullptr;
+    try {
+      step();
+    } catch (...) {
+      cudaStreamEndCapture(stream_, &graph);  // leaves the stream usable
+      if (graph) cudaGraphDestroy(graph);
+      cudaGetLastError();
+      throw;
+    }
+    cuda::check_cuda(cudaStreamEndCapture(stream_, &graph),
+                     "cudaStreamEndCapture (the step queued work a graph cannot hold)");
+    const cudaError_t e = cudaGraphInstantiate(&exec_, graph, 0);
+    cudaGraphDestroy(graph);
+    if (e != cudaSuccess) exec_ = nullptr;
+    cuda::check_cuda(e, "cudaGraphInstantiate");
+  }
+  void drop() {
+    if (exec_) {
+      cudaStreamSynchronize(stream_);  // a launch may still be running
+      cudaGraphExecDestroy(exec_);
+    }
+    exec_ = nullptr;
+    warm_ = false;
+  }
+
+  cudaStream_t stream_;
+  cudaGraphExec_t exec_ = nullptr;
+  int64_t key_ = 0;
+  bool warm_ = false;
+};
 
 class CudaBackend final : public Backend {
  public:
@@ -250,6 +308,24 @@ class CudaBackend final : public Backend {
     with_act("selective_scan_backward", [&](auto act) { act(in.u, "u"); });
     void* ws = scratch(cuda::scan_workspace_bytes(s));
     cuda::selective_scan_backward(s, in, dout, saved, grads, ws, stream_);
+  }
+
+  // ---- recurrent mode (kernels/cuda/recurrent.h) ----
+  void conv1d_silu_step(const Conv1dShape& s, const Conv1dStep& op) override {
+    with_act("conv1d_silu_step", [&](auto act) {
+      cuda::conv1d_silu_step(act(op.out, "out"), op.state, act(op.x, "x"), s.ld_x, op.weight,
+                             op.bias, s.batch, s.D, s.K, stream_);
+    });
+  }
+  void selective_scan_step(const ScanShape& s, const ScanInputs& in, Act out,
+                           float* ssm_state) override {
+    with_act("selective_scan_step", [&](auto act) {
+      cuda::selective_scan_step(s, in, act(out, "out"), ssm_state, stream_);
+    });
+  }
+  void argmax_rows(const ArgmaxRows& op) override { cuda::argmax_rows(op, stream_); }
+  std::unique_ptr<StepRecorder> make_step_recorder() override {
+    return std::make_unique<GraphRecorder>(stream_);
   }
 
   double lm_head_loss(const LmHeadLoss& op) override {
