@@ -191,7 +191,9 @@ TEST(ModelGrad, ReadyHookReportsEachSliceOnceWhenFinal) {
   ASSERT_EQ(hook.slices.size(), size_t(c.n_layer + 2));  // norm_f, each layer, the embedding
   for (size_t k = 0; k < hook.slices.size(); ++k) {
     const auto [begin, end] = hook.slices[k];
-    if (k > 0) EXPECT_LE(end, hook.slices[k - 1].first) << "slices arrive in decreasing order";
+    if (k > 0) {
+      EXPECT_LE(end, hook.slices[k - 1].first) << "slices arrive in decreasing order";
+    }
     for (int64_t i = begin; i < end; ++i) {
       ++covered[i];
       ASSERT_EQ(hook.seen[k][i - begin], final_grads[i]) << "slice " << k << " changed after ready";
