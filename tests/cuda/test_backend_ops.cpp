@@ -10,7 +10,8 @@
 //   bf16 mode: activation inputs are rounded to bf16 on the host, so both backends see the same
 //     values; outputs stored in bf16 carry one rounding (2^-9 relative, ~1.5e-3 RMS) and
 //     gradients computed from bf16 intermediates (dlogits) a little more: 1e-2. Outputs the GPU
-//     keeps in fp32 are held to the fp32 figures.
+//     keeps in fp32 are held to the fp32 figures, but for the LM head's loss, formed from bf16
+//     logits: 1e-4.
 // Each comparison prints its error ("[err] ..."), which docs/cuda_backend_notes.md records.
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
@@ -606,10 +607,14 @@ TEST_P(CudaVsCpu, LmHeadLoss) {
     const Result want = run(*cpu_);
     const Result got = run(*gpu_);
     const Result again = run(*gpu_);
+    // In bf16 mode the logits are bf16 (fp32-accumulated, rounded once): each carries an error of
+    // up to 2^-9 relative, unbiased, so the mean loss moves by ~1e-5 relative here (a host
+    // simulation of these shapes gives 2e-5 over 300 tokens). fp32 mode keeps kOutTol.
     expect_close(label("lm_head_loss loss " + tag), {static_cast<float>(got.loss)},
-                 {static_cast<float>(want.loss)}, kOutTol);
+                 {static_cast<float>(want.loss)}, bf16() ? 1e-4 : kOutTol);
     EXPECT_EQ(got.loss, got.loss_forward_only) << "forward-only loss differs " << tag;
-    // dlogits are rounded to bf16 in bf16 mode before the two GEMMs.
+    // In bf16 mode dlogits are formed from bf16 logits and rounded to bf16 before the two GEMMs
+    // (the host simulation: ~1.2e-3 for dnormed, against ~5e-4 with fp32 logits).
     expect_close(label("lm_head_loss dnormed " + tag), got.dnormed, want.dnormed,
                  act_tol(kGradTol));
     expect_close(label("lm_head_loss dE " + tag), got.dE, want.dE, act_tol(kGradTol));
@@ -952,12 +957,12 @@ TEST(CudaBackendTiming, DISABLED_Ops130M) {
            dE = f32(int64_t{Vp} * C);
     Buffer targets = i32_buffer(*be, ids);
     const double flops = 2.0 * T * C * Vp;
-    // Fewest bytes of the chunked design: fp32 logits written and read twice, bf16 dlogits
-    // written once and read by both GEMMs.
-    const double logit_bytes = T * double{Vp} * (4 * 3 + 2 * 3);
+    // Fewest bytes of the chunked design: logits written and read twice, dlogits written once
+    // and read by both GEMMs, all in the activation type.
+    const double logit_bytes = T * double{Vp} * be->act_bytes() * 6;
     LmHeadLoss op = lm_head_loss_only(normed, E, targets, T, C, Vp);
-    report("lm_head_loss forward", median_ms([&] { be->lm_head_loss(op); }), T * double{Vp} * 4 * 2,
-           flops);
+    report("lm_head_loss forward", median_ms([&] { be->lm_head_loss(op); }),
+           T * double{Vp} * be->act_bytes() * 2, flops);
     op.dnormed = dnormed.act();
     op.dE = dE.f32();
     report("lm_head_loss forward + backward", median_ms([&] { be->lm_head_loss(op); }), logit_bytes,
