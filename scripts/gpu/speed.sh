@@ -3,7 +3,8 @@
 # and the LM head with bf16 logits (docs/performance.md, "Speed, round two"). Builds, runs the
 # CUDA-vs-CPU tests (any skip fails) and the optimizer / ZeRO-1 tests, the per-op timings at 130M
 # shapes, bench_train at the three shapes of docs/performance.md, and last the golden checks on
-# the GPU in both precisions (bf16 logits change the bf16 numbers; their largest errors are shown). Logs go to $OUT; the bench_train lines (JSON) to $OUT/speed.jsonl.
+# the GPU in both precisions (bf16 logits change the bf16 numbers; their largest errors are
+# shown). Logs go to $OUT; the bench_train lines (JSON) to $OUT/speed.jsonl.
 source "$(dirname "$0")/common.sh"
 b=build-gpu
 
