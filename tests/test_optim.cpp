@@ -1,12 +1,15 @@
 // The optimizer step's parts against closed forms: the learning-rate schedule at warmup, middle
 // and end for each shape; gradient clipping below, at and above the threshold with the pre-clip
 // norm returned; AdamW against its textbook update in double; weight decay only where the
-// layout asks for it.
+// layout asks for it; the one-op step (Backend::adamw_step) against the per-tensor updates.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <vector>
 
+#include "dist/shard_map.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/adamw.h"
 #include "model/params.h"
@@ -156,6 +159,59 @@ TEST(AdamWUpdate, WeightDecayOnlyOnDecayingTensors) {
   }
   EXPECT_EQ(decaying, 2 * 5);  // in_proj, conv1d, x_proj, dt_proj and out_proj weights per layer
   EXPECT_EQ(adamw.steps_taken, 1);
+}
+
+// AdamW::step runs as one backend op over merged segments; it must give the bits of
+// cpu::adamw_update applied tensor by tensor (weight decay per the layout) over the owned ranges,
+// unsharded and as rank 1 of 3 (ranges cut across tensors, moments packed). A compute copy that
+// does not alias the parameters receives the updated weights where they were updated, and
+// nothing elsewhere.
+TEST(AdamWUpdate, OneOpEqualsThePerTensorUpdates) {
+  const auto be = make_cpu_backend();
+  const ParamLayout layout(test::small_config(16, 2, 33));
+  const int64_t n = layout.total();
+  const AdamWSettings set{0.9f, 0.95f, 1e-8f, 0.1f};
+  const ShardMap map(n, 3, 1, 300);
+  for (const std::vector<ShardRange>& ranges : {std::vector<ShardRange>{}, map.ranges()}) {
+    AdamW adamw(layout, *be, set, ranges);
+    const std::vector<ShardRange> owned = adamw.ranges();
+    std::vector<float> params(n), grads(n), m(adamw.size(), 0.0f), v(adamw.size(), 0.0f);
+    for (int64_t i = 0; i < n; ++i) params[i] = std::sin(0.37f * float(i));
+    std::vector<float> want = params;
+    const float poison = std::numeric_limits<float>::quiet_NaN();
+    std::vector<float> copy(n, poison);
+    for (int step = 1; step <= 3; ++step) {
+      for (int64_t i = 0; i < n; ++i) grads[i] = std::cos(0.11f * float(i * step));
+      adamw.step(params.data(), grads.data(), 1e-2f, f32_act(copy.data()));
+      for (const ShardRange& r : owned) {
+        for (const ParamTensor& t : layout.tensors()) {
+          const int64_t lo = std::max(r.begin, t.offset);
+          const int64_t hi = std::min(r.begin + r.count, t.offset + t.numel);
+          if (lo >= hi) continue;
+          const int64_t k = r.packed + lo - r.begin;
+          cpu::adamw_update(want.data() + lo, grads.data() + lo, m.data() + k, v.data() + k,
+                            hi - lo,
+                            {1e-2f, set.beta1, set.beta2, set.eps,
+                             t.weight_decay ? set.weight_decay : 0.0f, step});
+        }
+      }
+    }
+    ASSERT_EQ(std::memcmp(params.data(), want.data(), n * sizeof(float)), 0);
+    EXPECT_EQ(std::memcmp(adamw.download_m().data(), m.data(), m.size() * sizeof(float)), 0);
+    EXPECT_EQ(std::memcmp(adamw.download_v().data(), v.data(), v.size() * sizeof(float)), 0);
+    std::vector<bool> in(n, false);
+    for (const ShardRange& r : owned) std::fill_n(in.begin() + r.begin, r.count, true);
+    int64_t written = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      if (in[i]) {
+        ASSERT_EQ(copy[i], params[i]) << i;
+        ++written;
+      } else {
+        ASSERT_TRUE(std::isnan(copy[i])) << i << " is outside the owned ranges but was written";
+      }
+    }
+    EXPECT_EQ(written, adamw.size());
+  }
 }
 
 }  // namespace

@@ -236,8 +236,7 @@ int check_model(const SafetensorsReader& f, Backend& be, const Tolerances& tol) 
     model.zero_grads();
     model.forward_backward(inputs.data(), targets.data(), batch, seqlen, 1.0f);
     norms.push_back(float(clip_grad_norm(be, model.grads(), layout.total(), 1.0f)));
-    opt.step(model.params(), model.grads(), 1e-3f);
-    model.params_updated();
+    opt.step(model.params(), model.grads(), 1e-3f, model.compute_copy());
     losses.push_back(float(model.evaluate(inputs.data(), targets.data(), batch, seqlen)));
   }
   r.check("losses", losses, ref_losses, tol.grad);

@@ -110,7 +110,9 @@ class Backend {
   virtual void mul_accumulate(float* dst, const float* a, const float* b, int64_t n) = 0;
   virtual double sum_of_squares(const float* x, int64_t n) = 0;  // accumulated in double
   virtual void scale(float* x, int64_t n, float s) = 0;
-  virtual void adamw_update(const AdamWTensors& t, const AdamWHyper& h) = 0;
+  // AdamW over op's segments (kernels/cpu/adamw.h), with h.weight_decay on the segments marked
+  // for it and none elsewhere; also refreshes those elements of op.compute_copy.
+  virtual void adamw_step(const AdamWStep& op, const AdamWHyper& h) = 0;
 };
 
 // The fp32 CPU backend (OpenMP + OpenBLAS), the correctness oracle.

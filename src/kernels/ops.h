@@ -276,13 +276,24 @@ struct AdamWHyper {
   float lr, beta1, beta2, eps, weight_decay;
   int64_t step;
 };
-// One tensor's step: param, m and v updated in place from grad. 4 tensors of n floats.
-struct AdamWTensors {
-  float* param = nullptr;
-  const float* grad = nullptr;
-  float* m = nullptr;
-  float* v = nullptr;
-  int64_t n = 0;
+// A run of the flat buffers one AdamW step updates: elements [offset, offset + count) of params,
+// grads and the compute copy, whose moments sit at [packed, packed + count) (ZeRO-1 packs a
+// rank's slices; unsharded packed == offset). Weight decay applies where weight_decay is set.
+struct AdamWSegment {
+  int64_t offset = 0, packed = 0, count = 0;
+  bool weight_decay = false;
+};
+// One AdamW step over all segments in one pass (one launch on CUDA): params, m and v updated in
+// place from grads, and the updated weight written to the compute copy in the activation type,
+// so that no separate conversion pass follows. 5 tensors.
+struct AdamWStep {
+  float* params = nullptr;       // parameter layout
+  const float* grads = nullptr;  // parameter layout
+  float* m = nullptr;            // packed
+  float* v = nullptr;            // packed
+  Act compute_copy;  // parameter layout; null: not written; aliasing params (fp32): nothing to do
+  const AdamWSegment* segments = nullptr;  // host memory, in buffer order, not overlapping
+  int segment_count = 0;
 };
 
 }  // namespace mamba

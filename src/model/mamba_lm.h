@@ -95,6 +95,9 @@ class MambaLM {
   void zero_grads();
   // After params change (optimizer step, load): refresh the activation-type compute copy.
   void params_updated();
+  // The compute copy itself (parameter layout), for an optimizer that writes it as it updates
+  // params (AdamW::step), in place of params_updated. Aliases params() when activations are fp32.
+  Act compute_copy() const { return weights_; }
   // Host copies, for checkpoints and golden checks.
   std::vector<float> download(const float* device_buffer) const;
   void upload_params(const std::vector<float>& host);

@@ -7,9 +7,30 @@ namespace mamba {
 
 AdamW::AdamW(const ParamLayout& layout, Backend& backend, const AdamWSettings& settings,
              std::vector<ShardRange> ranges)
-    : layout_(layout), be_(backend), settings_(settings), ranges_(std::move(ranges)) {
+    : be_(backend), settings_(settings), ranges_(std::move(ranges)) {
   if (ranges_.empty()) ranges_.push_back({0, 0, layout.total()});
   for (const ShardRange& r : ranges_) size_ += r.count;
+  // The overlaps of ranges and tensors, neighbours in one weight-decay group merged: a tensor's
+  // group holds throughout it.
+  const std::vector<ParamTensor>& tensors = layout.tensors();
+  size_t t = 0;  // ranges and tensors both run in buffer order
+  for (const ShardRange& r : ranges_) {
+    const int64_t end = r.begin + r.count;
+    while (t < tensors.size() && tensors[t].offset + tensors[t].numel <= r.begin) ++t;
+    for (size_t u = t; u < tensors.size() && tensors[u].offset < end; ++u) {
+      const ParamTensor& p = tensors[u];
+      const int64_t lo = std::max(r.begin, p.offset);
+      const int64_t hi = std::min(end, p.offset + p.numel);
+      const int64_t packed = r.packed + lo - r.begin;
+      AdamWSegment* last = segments_.empty() ? nullptr : &segments_.back();
+      if (last && last->offset + last->count == lo && last->packed + last->count == packed &&
+          last->weight_decay == p.weight_decay) {
+        last->count += hi - lo;
+      } else {
+        segments_.push_back({lo, packed, hi - lo, p.weight_decay});
+      }
+    }
+  }
   const size_t bytes = size_ * sizeof(float);
   m_ = static_cast<float*>(be_.allocate(bytes));
   v_ = static_cast<float*>(be_.allocate(bytes));
@@ -22,27 +43,11 @@ AdamW::~AdamW() {
   be_.release(v_);
 }
 
-void AdamW::step(float* params, const float* grads, float lr) {
+void AdamW::step(float* params, const float* grads, float lr, Act compute_copy) {
   ++steps_taken;
-  const std::vector<ParamTensor>& tensors = layout_.tensors();
-  size_t t = 0;  // ranges and tensors both run in buffer order
-  for (const ShardRange& r : ranges_) {
-    const int64_t end = r.begin + r.count;
-    while (t < tensors.size() && tensors[t].offset + tensors[t].numel <= r.begin) ++t;
-    for (size_t u = t; u < tensors.size() && tensors[u].offset < end; ++u) {
-      const ParamTensor& p = tensors[u];
-      const int64_t lo = std::max(r.begin, p.offset);
-      const int64_t hi = std::min(end, p.offset + p.numel);
-      const int64_t packed = r.packed + lo - r.begin;
-      const AdamWHyper h{lr,
-                         settings_.beta1,
-                         settings_.beta2,
-                         settings_.eps,
-                         p.weight_decay ? settings_.weight_decay : 0.0f,
-                         steps_taken};
-      be_.adamw_update({params + lo, grads + lo, m_ + packed, v_ + packed, hi - lo}, h);
-    }
-  }
+  const AdamWHyper h{
+      lr, settings_.beta1, settings_.beta2, settings_.eps, settings_.weight_decay, steps_taken};
+  be_.adamw_step({params, grads, m_, v_, compute_copy, segments_.data(), int(segments_.size())}, h);
 }
 
 std::vector<float> AdamW::download(const float* moment) const {

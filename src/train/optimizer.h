@@ -29,8 +29,10 @@ class AdamW {
   AdamW& operator=(const AdamW&) = delete;
 
   // One update with learning rate lr of the owned ranges of params (flat buffers, parameter
-  // layout); weight decay only on tensors whose layout says so.
-  void step(float* params, const float* grads, float lr);
+  // layout); weight decay only on tensors whose layout says so. One backend op for all tensors;
+  // when compute_copy (the model's, MambaLM::compute_copy) is given, the updated elements of it
+  // are written in the same pass, and the model need not refresh it (params_updated).
+  void step(float* params, const float* grads, float lr, Act compute_copy = {});
 
   const std::vector<ShardRange>& ranges() const { return ranges_; }
   // Floats of each moment: the parameter count, or the owned part of it.
@@ -52,10 +54,10 @@ class AdamW {
  private:
   std::vector<float> download(const float* moment) const;
 
-  const ParamLayout& layout_;
   Backend& be_;
   AdamWSettings settings_;
   std::vector<ShardRange> ranges_;
+  std::vector<AdamWSegment> segments_;  // the owned part of every tensor
   int64_t size_ = 0;
   float* m_;
   float* v_;

@@ -208,9 +208,12 @@ StepResult Trainer::train_step() {
   const bool finite = std::isfinite(r.loss) && std::isfinite(r.grad_norm);
   r.updated = comm_.allreduce_sum(finite ? 0.0 : 1.0) == 0.0;
   if (r.updated) {
-    optimizer_->step(model_->params(), model_->grads(), r.lr);
+    // Unsharded, the optimizer writes the whole compute copy as it goes; sharded, it updates only
+    // this rank's slices, and the copy is refreshed after the gather brings in the rest.
+    optimizer_->step(model_->params(), model_->grads(), r.lr,
+                     shard_ ? Act{} : model_->compute_copy());
     if (communicate_) reducer_->gather_params();
-    model_->params_updated();
+    if (shard_) model_->params_updated();
     skipped_in_a_row_ = 0;
   } else {
     ++skipped_in_a_row_;

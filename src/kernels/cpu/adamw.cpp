@@ -27,6 +27,19 @@ void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n
   }
 }
 
+void adamw_step(const AdamWStep& op, const AdamWHyper& h) {
+  float* copy = ActCast<float>{"adamw_step"}(op.compute_copy, "compute_copy");
+  if (copy == op.params) copy = nullptr;
+  for (int s = 0; s < op.segment_count; ++s) {
+    const AdamWSegment& seg = op.segments[s];
+    AdamWHyper hs = h;
+    if (!seg.weight_decay) hs.weight_decay = 0.0f;
+    adamw_update(op.params + seg.offset, op.grads + seg.offset, op.m + seg.packed,
+                 op.v + seg.packed, seg.count, hs);
+    if (copy) std::copy_n(op.params + seg.offset, seg.count, copy + seg.offset);
+  }
+}
+
 double sum_of_squares(const float* x, int64_t n) {
   // Fixed-size chunks summed in chunk order keep the result independent of the thread count.
   constexpr int64_t kChunk = 1 << 16;

@@ -159,9 +159,7 @@ class CpuBackend final : public Backend {
   }
   double sum_of_squares(const float* x, int64_t n) override { return cpu::sum_of_squares(x, n); }
   void scale(float* x, int64_t n, float s) override { cpu::scale_inplace(x, n, s); }
-  void adamw_update(const AdamWTensors& t, const AdamWHyper& h) override {
-    cpu::adamw_update(t.param, t.grad, t.m, t.v, t.n, h);
-  }
+  void adamw_step(const AdamWStep& op, const AdamWHyper& h) override { cpu::adamw_step(op, h); }
 
  private:
   std::vector<float> state_scratch_, logits_;

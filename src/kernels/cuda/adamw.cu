@@ -11,33 +11,67 @@ namespace mamba::cuda {
 namespace {
 
 constexpr int kThreads = 256;
+constexpr int64_t kBlockElements = 4 * kThreads;  // elements of one segment per block
 
 struct AdamWFactors {
   float decay, step_size, bc2_sqrt, beta1, beta2, eps;
 };
 
 // --use_fast_math would turn sqrt and division into approximations; the update is memory-bound,
-// so the correctly rounded intrinsics cost nothing and keep the step equal to the CPU's.
-__global__ void adamw_kernel(float* param, const float* grad, float* m, float* v, int64_t n,
-                             AdamWFactors f) {
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += stride) {
+// so the correctly rounded intrinsics cost nothing and keep the step equal to the CPU's. A
+// segment outside the decay group multiplies by 1.0f, which is what the CPU's factor
+// (float)(1.0 - lr * 0.0) is.
+template <typename T>
+__global__ void adamw_kernel(float* param, const float* grad, float* m, float* v, T* copy,
+                             const AdamWBlockSegment* table, int entries, AdamWFactors f) {
+  const int64_t block = blockIdx.x;
+  int lo = 0, hi = entries - 1;  // the last entry whose first block is at or before this one
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (table[mid].first_block <= block) {
+      lo = mid;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  const AdamWBlockSegment s = table[lo];
+  const float decay = s.weight_decay ? f.decay : 1.0f;
+  const int64_t begin = (block - s.first_block) * kBlockElements;
+  const int64_t end = std::min(s.count, begin + kBlockElements);
+  for (int64_t j = begin + threadIdx.x; j < end; j += blockDim.x) {
+    const int64_t i = s.offset + j, k = s.packed + j;
     const float g = grad[i];
-    const float mi = f.beta1 * m[i] + (1.0f - f.beta1) * g;
-    const float vi = f.beta2 * v[i] + (1.0f - f.beta2) * (g * g);
-    m[i] = mi;
-    v[i] = vi;
+    const float mi = f.beta1 * m[k] + (1.0f - f.beta1) * g;
+    const float vi = f.beta2 * v[k] + (1.0f - f.beta2) * (g * g);
+    m[k] = mi;
+    v[k] = vi;
     const float denom = __fdiv_rn(__fsqrt_rn(vi), f.bc2_sqrt) + f.eps;
-    param[i] = param[i] * f.decay - f.step_size * __fdiv_rn(mi, denom);
+    const float p = param[i] * decay - f.step_size * __fdiv_rn(mi, denom);
+    param[i] = p;
+    if (copy) copy[i] = from_f32<T>(p);
   }
 }
 
 }  // namespace
 
-void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n,
-                  const AdamWHyper& h, cudaStream_t stream) {
-  if (n == 0) return;
+std::vector<AdamWBlockSegment> adamw_block_table(const AdamWSegment* segments, int count,
+                                                 int64_t& blocks) {
+  std::vector<AdamWBlockSegment> table;
+  blocks = 0;
+  for (int s = 0; s < count; ++s) {
+    const AdamWSegment& seg = segments[s];
+    if (seg.count == 0) continue;
+    table.push_back({seg.offset, seg.packed, seg.count, blocks, seg.weight_decay ? 1 : 0});
+    blocks += (seg.count + kBlockElements - 1) / kBlockElements;
+  }
+  return table;
+}
+
+template <typename T>
+void adamw_step(float* params, const float* grads, float* m, float* v, T* copy,
+                const AdamWBlockSegment* table, int entries, int64_t blocks, const AdamWHyper& h,
+                cudaStream_t stream) {
+  if (blocks == 0) return;
   const double lr = h.lr;
   const double bc1 = 1.0 - std::pow(static_cast<double>(h.beta1), static_cast<double>(h.step));
   const double bc2 = 1.0 - std::pow(static_cast<double>(h.beta2), static_cast<double>(h.step));
@@ -47,8 +81,17 @@ void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n
                        h.beta1,
                        h.beta2,
                        h.eps};
-  adamw_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(param, grad, m, v, n, f);
+  if (static_cast<const void*>(copy) == params) copy = nullptr;
+  adamw_kernel<T><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(params, grads, m, v, copy,
+                                                                          table, entries, f);
   check_launch("adamw_kernel");
 }
+
+template void adamw_step<float>(float*, const float*, float*, float*, float*,
+                                const AdamWBlockSegment*, int, int64_t, const AdamWHyper&,
+                                cudaStream_t);
+template void adamw_step<bf16>(float*, const float*, float*, float*, bf16*,
+                               const AdamWBlockSegment*, int, int64_t, const AdamWHyper&,
+                               cudaStream_t);
 
 }  // namespace mamba::cuda

@@ -16,6 +16,7 @@
 #include <string>
 #include <type_traits>
 #include <unordered_map>
+#include <vector>
 
 #include "kernels/cuda/act_type.h"
 #include "kernels/cuda/adamw.h"
@@ -357,8 +358,29 @@ class CudaBackend final : public Backend {
     return total;
   }
   void scale(float* x, int64_t n, float s) override { cuda::scale(x, n, s, stream_); }
-  void adamw_update(const AdamWTensors& t, const AdamWHyper& h) override {
-    cuda::adamw_update(t.param, t.grad, t.m, t.v, t.n, h, stream_);
+  void adamw_step(const AdamWStep& op, const AdamWHyper& h) override {
+    int64_t blocks = 0;
+    const std::vector<cuda::AdamWBlockSegment> table =
+        cuda::adamw_block_table(op.segments, op.segment_count, blocks);
+    if (blocks == 0) return;
+    const size_t bytes = table.size() * sizeof(cuda::AdamWBlockSegment);
+    // An optimizer passes the same segments every step: the table goes up once.
+    if (table.size() != adamw_table_.size() ||
+        std::memcmp(table.data(), adamw_table_.data(), bytes) != 0) {
+      if (table.size() > adamw_table_.size()) {
+        release(adamw_table_device_);
+        adamw_table_device_ = nullptr;
+        adamw_table_.clear();
+        adamw_table_device_ = allocate(bytes);
+      }
+      upload(adamw_table_device_, table.data(), bytes);
+      adamw_table_ = table;
+    }
+    const auto* device_table = static_cast<const cuda::AdamWBlockSegment*>(adamw_table_device_);
+    with_act("adamw_step", [&](auto act) {
+      cuda::adamw_step(op.params, op.grads, op.m, op.v, act(op.compute_copy, "compute_copy"),
+                       device_table, int(table.size()), blocks, h, stream_);
+    });
   }
 
  private:
@@ -402,6 +424,8 @@ class CudaBackend final : public Backend {
   size_t scratch_bytes_ = 0;
   void* gemm_workspace_ = nullptr;
   std::unique_ptr<cuda::Gemm> gemm_;
+  std::vector<cuda::AdamWBlockSegment> adamw_table_;  // what adamw_table_device_ holds
+  void* adamw_table_device_ = nullptr;
 };
 
 }  // namespace

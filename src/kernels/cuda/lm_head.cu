@@ -1,7 +1,8 @@
 // Chunked LM head + softmax cross-entropy, forward and backward; see lm_head.h for the math and
-// the layouts. The logits of a chunk are fp32 (softmax and loss need more than bf16's 8 bits of
-// mantissa on a 50k vocabulary); in fp32 mode dlogits overwrite them in place, in bf16 mode they
-// go to a bf16 buffer that feeds the two backward GEMMs.
+// the layouts. The logits of a chunk are in the activation type: the GEMM accumulates in fp32 and
+// rounds each logit once, the softmax and the loss are formed from them in fp32 (the running max
+// and sum of exponentials) and double (the loss), and dlogits overwrite them in place to feed the
+// two backward GEMMs. All logits asked for (logits_out) are fp32 straight from the GEMM.
 #include <cmath>
 #include <type_traits>
 
@@ -29,8 +30,7 @@ constexpr cudaDataType_t data_type() {
 struct LossBuffers {
   double* losses;  // [T]
   double* total;   // [1]
-  float* logits;   // [chunk, Vp]
-  void* dlogits;   // [chunk, Vp] in bf16 mode with backward, else null
+  void* logits;    // [chunk, Vp] in the activation type; null when logits_out takes them
   size_t bytes;
 };
 
@@ -48,8 +48,7 @@ LossBuffers carve(void* base, int64_t T, int Vp, size_t act_bytes, bool backward
   };
   b.losses = static_cast<double*>(take(T * sizeof(double)));
   b.total = static_cast<double*>(take(sizeof(double)));
-  if (!(logits_given && !backward)) b.logits = static_cast<float*>(take(chunk * Vp * 4));
-  if (backward && act_bytes != sizeof(float)) b.dlogits = take(chunk * Vp * act_bytes);
+  if (!(logits_given && !backward)) b.logits = take(chunk * Vp * act_bytes);
   return b;
 }
 
@@ -64,19 +63,20 @@ __device__ __forceinline__ void merge(float& m, float& s, float m2, float s2) {
   }
 }
 
-// One block per row. logits and dlogits may alias (fp32 mode): every element is read before the
-// same thread overwrites it, and the target's logit is read before the block's first barrier.
-template <typename T, bool kBackward>
-__global__ void cross_entropy_kernel(T* dlogits, double* losses, const float* logits,
+// One block per row; logits L are fp32 or bf16, read as fp32. logits and dlogits may alias: every
+// element is read before the same thread overwrites it, and the target's logit is read before the
+// block's first barrier.
+template <typename L, typename T, bool kBackward>
+__global__ void cross_entropy_kernel(T* dlogits, double* losses, const L* logits,
                                      const int32_t* targets, int Vp, float scale) {
   __shared__ float shared_m[32], shared_s[32];
   const int64_t row = blockIdx.x;
-  const float* x = logits + row * Vp;
+  const L* x = logits + row * Vp;
   const int target = targets[row];
-  const float x_target = threadIdx.x == 0 ? x[target] : 0.0f;
+  const float x_target = threadIdx.x == 0 ? to_f32(x[target]) : 0.0f;
 
   float m = -INFINITY, s = 0.0f;
-  for (int v = threadIdx.x; v < Vp; v += blockDim.x) merge(m, s, x[v], 1.0f);
+  for (int v = threadIdx.x; v < Vp; v += blockDim.x) merge(m, s, to_f32(x[v]), 1.0f);
   for (int offset = 16; offset > 0; offset >>= 1) {
     merge(m, s, __shfl_down_sync(0xffffffffu, m, offset), __shfl_down_sync(0xffffffffu, s, offset));
   }
@@ -107,7 +107,7 @@ __global__ void cross_entropy_kernel(T* dlogits, double* losses, const float* lo
   const float k = scale / shared_s[0];
   T* d = dlogits + row * Vp;
   for (int v = threadIdx.x; v < Vp; v += blockDim.x) {
-    const float p = expf(x[v] - m) * k;
+    const float p = expf(to_f32(x[v]) - m) * k;
     d[v] = from_f32<T>(v == target ? p - scale : p);
   }
 }
@@ -140,18 +140,25 @@ double lm_head_loss(Gemm& gemm, const T* normed, const T* E, const int32_t* targ
   for (int64_t t0 = 0; t0 < tokens; t0 += kLossChunkTokens) {
     const int64_t rows = std::min(kLossChunkTokens, tokens - t0);
     const T* x = normed + t0 * C;
-    float* logits = backward || !logits_out ? b.logits : logits_out + t0 * Vp;
-    gemm.forward(logits, CUDA_R_32F, Vp, x, C, E, ab, rows, C, Vp);
     const auto grid = static_cast<unsigned>(rows);
-    if (!backward) {
-      cross_entropy_kernel<T, false><<<grid, kRowThreads, 0, stream>>>(
+    if (!backward && logits_out) {
+      float* logits = logits_out + t0 * Vp;
+      gemm.forward(logits, CUDA_R_32F, Vp, x, C, E, ab, rows, C, Vp);
+      cross_entropy_kernel<float, float, false><<<grid, kRowThreads, 0, stream>>>(
           nullptr, b.losses + t0, logits, targets + t0, Vp, scale);
       check_launch("cross_entropy_kernel");
       continue;
     }
-    T* dlogits =
-        std::is_same_v<T, float> ? reinterpret_cast<T*>(logits) : static_cast<T*>(b.dlogits);
-    cross_entropy_kernel<T, true>
+    T* logits = static_cast<T*>(b.logits);
+    gemm.forward(logits, ab, Vp, x, C, E, ab, rows, C, Vp);
+    if (!backward) {
+      cross_entropy_kernel<T, T, false><<<grid, kRowThreads, 0, stream>>>(
+          nullptr, b.losses + t0, logits, targets + t0, Vp, scale);
+      check_launch("cross_entropy_kernel");
+      continue;
+    }
+    T* dlogits = logits;  // overwritten in place
+    cross_entropy_kernel<T, T, true>
         <<<grid, kRowThreads, 0, stream>>>(dlogits, b.losses + t0, logits, targets + t0, Vp, scale);
     check_launch("cross_entropy_kernel");
     gemm.backward_input(dnormed + t0 * C, C, false, dlogits, Vp, E, ab, rows, C, Vp);
