@@ -26,15 +26,11 @@ speed() {
 }
 
 loss() {
-  local run=(configs/mamba-130m.yaml model.vocab_size=50257 "data.train=data/demo/train-*.h5"
-  "data.val=data/demo/val-*.h5" data.tokenizer=data/demo/tokenizer/encoder.json
-  train.micro_batch=8 train.global_batch=16 train.tokens=null train.steps=200 optim.lr=1e-3
-  optim.warmup=20 log.interval=20 log.eval_interval=100 log.sample_interval=0
-  checkpoint.interval=0 checkpoint.resume=none)
   for bf16 in false true; do
     echo "-- dist.bf16_grads=$bf16"
-    $mpi build-gpu/mamba train "${run[@]}" dist.bf16_grads=$bf16 \
-      checkpoint.dir="$out/grads_$bf16" | grep -E "^step|^eval"
+    train_demo_130m "$mpi" "$out/grads_$bf16" train.micro_batch=8 train.global_batch=16 \
+      train.steps=200 optim.warmup=20 log.interval=20 log.eval_interval=100 \
+      checkpoint.interval=0 dist.bf16_grads=$bf16
   done
   python3 scripts/compare_runs.py "$out/grads_false/metrics.jsonl" \
     "$out/grads_true/metrics.jsonl" --loss-tol 5e-2

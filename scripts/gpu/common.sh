@@ -44,3 +44,15 @@ build_gpu() {
   cmake --build build-gpu -j"$(nproc)" "${targets[@]}" >"$out/build.log" 2>&1 ||
     { grep -E "error" "$out/build.log" | head -30; return 1; }
 }
+
+# Trains the 130M model on the demo corpus, as the loss comparisons do, printing its step and eval
+# lines: `train_demo_130m LAUNCHER DIR [key=value...]` (LAUNCHER "" for one process).
+train_demo_130m() {
+  local launcher=$1 dir=$2
+  shift 2
+  $launcher build-gpu/mamba train configs/mamba-130m.yaml model.vocab_size=50257 \
+    "data.train=data/demo/train-*.h5" "data.val=data/demo/val-*.h5" \
+    data.tokenizer=data/demo/tokenizer/encoder.json train.tokens=null optim.lr=1e-3 \
+    log.sample_interval=0 checkpoint.resume=none checkpoint.dir="$dir" "$@" |
+    grep -E "^step|^eval|^optimizer"
+}

@@ -6,14 +6,9 @@
 source "$(dirname "$0")/common.sh"
 
 train() {
-  local precision=$1
-  build-gpu/mamba train configs/mamba-130m.yaml model.vocab_size=50257 \
-    "data.train=data/demo/train-*.h5" "data.val=data/demo/val-*.h5" \
-    data.tokenizer=data/demo/tokenizer/encoder.json train.device=cuda \
-    train.precision="$precision" train.micro_batch=8 train.global_batch=8 train.tokens=null \
-    train.steps=300 optim.lr=1e-3 optim.warmup=30 log.interval=50 log.eval_interval=300 \
-    log.sample_interval=0 checkpoint.interval=0 checkpoint.resume=none \
-    checkpoint.dir="$out/parity_$precision" | grep -E "^step|^eval"
+  train_demo_130m "" "$out/parity_$1" train.device=cuda train.precision="$1" \
+    train.micro_batch=8 train.global_batch=8 train.steps=300 optim.warmup=30 log.interval=50 \
+    log.eval_interval=300 checkpoint.interval=0
 }
 
 compare() {

@@ -25,15 +25,11 @@ memory() {
 }
 
 loss() {
-  local run=(configs/mamba-130m.yaml model.vocab_size=50257 "data.train=data/demo/train-*.h5"
-  "data.val=data/demo/val-*.h5" data.tokenizer=data/demo/tokenizer/encoder.json
-  train.micro_batch=8 train.global_batch=16 train.tokens=null train.steps=200 optim.lr=1e-3
-  optim.warmup=20 log.interval=20 log.eval_interval=100 log.sample_interval=0
-  checkpoint.interval=100 checkpoint.resume=none)
   for shard in false true; do
     echo "-- dist.shard_optimizer=$shard"
-    $mpi build-gpu/mamba train "${run[@]}" dist.shard_optimizer=$shard \
-      checkpoint.dir="$out/zero_$shard" | grep -E "^step|^eval|^optimizer"
+    train_demo_130m "$mpi" "$out/zero_$shard" train.micro_batch=8 train.global_batch=16 \
+      train.steps=200 optim.warmup=20 log.interval=20 log.eval_interval=100 \
+      checkpoint.interval=100 dist.shard_optimizer=$shard
   done
   python3 scripts/compare_runs.py "$out/zero_false/metrics.jsonl" \
     "$out/zero_true/metrics.jsonl" --loss-tol 5e-2
