@@ -312,5 +312,31 @@ TEST_F(ShardedTraining, TwoGpusShardedEqualUnsharded) {
   EXPECT_GT(plain.back() - sharded.back(), 0.9 * moments_gib / 2) << plain.back();
 }
 
+// The GPU twin of CheckpointsMoveBetweenShardedAndUnsharded: a sharded run on two GPUs stopped at
+// step 4 and resumed unsharded reaches the state of an unsharded run never interrupted, and the
+// reverse.
+TEST_F(ShardedTraining, TwoGpusCheckpointsMoveBetweenShardedAndUnsharded) {
+#ifdef MAMBA_HAVE_CUDA
+  const int gpus = cuda_device_count();
+#else
+  const int gpus = 0;
+#endif
+  if (gpus < 2) GTEST_SKIP() << "needs 2 GPUs, found " << gpus;
+  const std::string gpu =
+      "train.micro_batch=2 train.device=cuda model.d_model=256 model.d_state=16 "
+      "checkpoint.async=false dist.bucket_mb=0.5 dist.shard_optimizer=";
+  ASSERT_TRUE(train("gpu_reference", gpu + "false")) << bytes_of(log("gpu_reference"));
+  for (const bool first_sharded : {true, false}) {
+    const std::string name = first_sharded ? "gpu_sharded_then_not" : "gpu_unsharded_then_sharded";
+    SCOPED_TRACE(name);
+    ASSERT_TRUE(train(name, gpu + (first_sharded ? "true" : "false"))) << bytes_of(log(name));
+    fs::remove_all(dir(name) + "/step_00000008");
+    ASSERT_TRUE(train(name, gpu + (first_sharded ? "false" : "true"))) << bytes_of(log(name));
+    EXPECT_TRUE(contains(bytes_of(log(name)), "resumed from")) << bytes_of(log(name));
+    expect_same_steps(name, "gpu_reference", 2e-3);
+    expect_same_state(name, "gpu_reference", 2e-3);
+  }
+}
+
 }  // namespace
 }  // namespace mamba
