@@ -532,6 +532,13 @@ TEST_P(CudaVsCpu, LinearFewRows) {
     EXPECT_TRUE(all_nan(std::vector<float>(first.out_f32.begin() + sh.ld_out, first.out_f32.end())))
         << "linear_forward with T = 1 wrote past its row " << tag;
   }
+  // Called directly with a problem it does not take, the kernel refuses before reading anything.
+  EXPECT_THROW(
+      cuda::skinny_linear_forward<float>(nullptr, 21, nullptr, 40, nullptr, 3, 33, 21, 1, nullptr),
+      Error);
+  EXPECT_THROW(
+      cuda::skinny_linear_forward<float>(nullptr, 21, nullptr, 40, nullptr, 17, 32, 21, 1, nullptr),
+      Error);
 }
 
 // ---------------------------------------------------------------- conv1d + SiLU
