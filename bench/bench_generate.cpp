@@ -7,10 +7,13 @@
 // --repeats runs after one warm-up run.
 //   bench_generate [--model tiny|130m|370m|790m|1.4b|2.8b | --config FILE] [key=value ...]
 //                  [--batch B] [--prompt 128] [--tokens 256] [--device auto|cpu|cuda]
-//                  [--precision fp32|bf16] [--repeats 3] [--graphs 1|0]
+//                  [--precision fp32|bf16] [--repeats 3] [--graphs 1|0] [--profile 0|1]
 // --device auto takes the GPU when one is visible; --precision defaults to bf16 on the GPU and
 // fp32 on the CPU. --graphs 0 launches each step's kernels one by one instead of replaying a
-// CUDA graph, to measure what the graph gains.
+// CUDA graph, to measure what the graph gains. --profile 1 then times each op of one decode step
+// on its own (bench/op_profile.h: medians over 5 steps) and prints a second JSON line, "bench":
+// "generate_profile", with each op's label, calls per step, median microseconds a call and
+// milliseconds per step.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -22,6 +25,7 @@
 #include "bench_setup.h"
 #include "model/mamba_lm.h"
 #include "model/recurrent.h"
+#include "op_profile.h"
 #include "train/device.h"
 #include "train/experiment_config.h"
 #include "util/rng.h"
@@ -37,6 +41,36 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
+}
+
+// Times each op of one decode step (greedy: argmax, then the forward), ops run one by one, over
+// kSteps steps after a prompt of one token.
+void print_profile(bench::OpTimingBackend& timing, mamba::MambaLM& model, int batch,
+                   const std::string& config) {
+  constexpr int kSteps = 5;
+  mamba::RecurrentLM rec(model, batch, false);
+  const std::vector<int32_t> first(batch, 0);
+  rec.prefill(first.data(), 1);
+  rec.step_greedy(1, nullptr);  // warm-up: the GEMMs' plans
+  timing.profile(true);
+  for (int s = 0; s < kSteps; ++s) rec.step_greedy(1, nullptr);
+  timing.profile(false);
+  double total_ms = 0;
+  std::string ops;
+  for (const auto& [label, us] : timing.times()) {
+    const double calls = double(us.size()) / kSteps;
+    const double each = median(us);
+    total_ms += calls * each / 1000.0;
+    char buf[256];
+    std::snprintf(buf, sizeof buf,
+                  "%s{\"op\": \"%s\", \"calls\": %g, \"us_each\": %.2f, \"ms_per_step\": %.4f}",
+                  ops.empty() ? "" : ", ", label.c_str(), calls, each, calls * each / 1000.0);
+    ops += buf;
+  }
+  std::printf(
+      "{\"bench\": \"generate_profile\", \"config\": \"%s\", \"batch\": %d, \"ops_ms_per_step\": "
+      "%.4f, \"ops\": [%s]}\n",
+      config.c_str(), batch, total_ms, ops.c_str());
 }
 
 }  // namespace
@@ -57,7 +91,10 @@ int main(int argc, char** argv) try {
                                                                         gpu ? "bf16" : "fp32")});
   const mamba::ExperimentConfig cfg =
       mamba::load_experiment_config(bench::config_path(argc, argv, "bench_generate"), overrides);
-  const std::unique_ptr<mamba::Backend> backend = mamba::make_backend(cfg, 0);
+  const std::unique_ptr<mamba::Backend> device_backend = mamba::make_backend(cfg, 0);
+  // Forwards every call to the device's backend; times the step's ops only while profiling.
+  bench::OpTimingBackend timing(*device_backend);
+  mamba::Backend* backend = &timing;
   mamba::MambaLM model(cfg.model, *backend);
   {
     std::vector<float> params(model.layout().total());
@@ -96,6 +133,9 @@ int main(int argc, char** argv) try {
       (long long)model.layout().total(), int(graphs), batch, prompt_len, new_tokens,
       1000.0 * median(prefill_s), double(batch) * new_tokens / decode, 1000.0 * decode / new_tokens,
       backend->peak_memory() / double(1ull << 30));
+  if (bench::flag(argc, argv, "--profile", "0") == "1") {
+    print_profile(timing, model, batch, fs::path(cfg.source).stem().string());
+  }
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "%s\n", e.what());

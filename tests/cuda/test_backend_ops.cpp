@@ -32,6 +32,7 @@
 #include "../error_of.h"
 #include "kernels/backend.h"
 #include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/skinny_gemm.h"
 
 namespace mamba {
 namespace {
@@ -274,7 +275,15 @@ TEST_P(CudaVsCpu, Embedding) {
 // ---------------------------------------------------------------- rmsnorm
 
 TEST_P(CudaVsCpu, ResidualRmsnormForward) {
-  for (const auto& shape : {std::pair<int64_t, int>{37, 64}, {1000, 768}, {3001, 100}}) {
+  // Up to 64 rows and C <= 4096 take the block-per-row kernel (decoding), the others a warp per
+  // row; C = 5000 with few rows falls back to the latter.
+  for (const auto& shape : {std::pair<int64_t, int>{37, 64},
+                            {1000, 768},
+                            {3001, 100},
+                            {1, 2048},
+                            {16, 4096},
+                            {5, 1000},
+                            {2, 5000}}) {
     const int64_t T = shape.first;
     const int C = shape.second;
     for (const bool with_residual : {false, true}) {
@@ -444,6 +453,93 @@ TEST_P(CudaVsCpu, Linear) {
     expect_same_bits("linear_backward dinp " + tag, got.dinp_acc, again.dinp_acc);
     expect_same_bits("linear_backward dweight " + tag, got.dweight, again.dweight);
   }
+}
+
+// A few rows (decoding): bf16 goes to the skinny kernel (kernels/cuda/skinny_gemm.h) where its
+// alignment rules hold, and to cuBLASLt where they do not; fp32 always to cuBLASLt. Shapes cover
+// one and two 8-row tiles, partial tiles of features, in_dim tails short of a 128-wide chunk, one
+// warp per block and many warps sharing in_dim.
+TEST_P(CudaVsCpu, LinearFewRows) {
+  struct Shape {
+    int64_t T;
+    int in, out;
+    int64_t ld_inp, ld_out;
+    int64_t inp_offset;  // elements: a misaligned slice must fall back, not misread
+    bool skinny;         // the bf16 path expected
+  };
+  const Shape shapes[] = {
+      {1, 64, 37, 64, 37, 0, true},        {5, 200, 100, 208, 103, 0, true},
+      {16, 2056, 100, 2056, 100, 0, true}, {9, 768, 3000, 776, 3001, 0, true},
+      {16, 128, 4096, 160, 4096, 0, true}, {3, 33, 21, 40, 21, 0, false},
+      {4, 128, 64, 136, 64, 1, false},     {17, 64, 48, 64, 48, 0, false},
+  };
+  for (const Shape& sh : shapes) {
+    const std::string tag = "T=" + std::to_string(sh.T) + " in=" + std::to_string(sh.in) +
+                            " out=" + std::to_string(sh.out) + " ld=" + std::to_string(sh.ld_inp) +
+                            "/" + std::to_string(sh.ld_out) + " +" + std::to_string(sh.inp_offset);
+    const auto inp = act_values(sh.inp_offset + sh.T * sh.ld_inp, 40);
+    const auto weight = act_values(static_cast<size_t>(sh.out) * sh.in, 41);
+    const size_t n_out = sh.T * sh.ld_out;
+    struct Result {
+      std::vector<float> out, out_f32;
+    };
+    // rows: how many of the T rows to multiply (all, or the first alone).
+    auto run = [&](Backend& be, int64_t rows) {
+      Buffer x = act_buffer(be, inp), w = act_buffer(be, weight);
+      Buffer out = poisoned_act(be, n_out), out_f32 = poisoned_f32(be, n_out);
+      LinearForward fwd;
+      fwd.inp = x.act(sh.inp_offset);
+      fwd.ld_inp = sh.ld_inp;
+      fwd.weight = w.act();
+      fwd.out = out.act();
+      fwd.ld_out = sh.ld_out;
+      fwd.T = rows;
+      fwd.in_dim = sh.in;
+      fwd.out_dim = sh.out;
+      if (&be == gpu_.get() && bf16() && rows == sh.T) {
+        EXPECT_EQ(cuda::skinny_linear_fits(fwd.inp.data, fwd.ld_inp, fwd.weight.data, rows, sh.in,
+                                           sh.out),
+                  sh.skinny)
+            << tag;
+      }
+      be.linear_forward(fwd);
+      fwd.out = out_f32.act();
+      be.linear_forward(fwd);
+      return Result{read_act(be, out, n_out), read_f32(be, out_f32, n_out)};
+    };
+    const Result want = run(*cpu_, sh.T);
+    const Result got = run(*gpu_, sh.T);
+    const Result again = run(*gpu_, sh.T);
+    const Result first = run(*gpu_, 1);
+    auto rows_out = [&](const std::vector<float>& m, int64_t rows) {
+      return columns(m, rows, sh.ld_out, 0, sh.out);
+    };
+    expect_close(label("linear_forward few rows out " + tag), rows_out(got.out, sh.T),
+                 rows_out(want.out, sh.T), act_tol(kOutTol));
+    expect_close(label("linear_forward few rows fp32 out " + tag), rows_out(got.out_f32, sh.T),
+                 rows_out(want.out_f32, sh.T), kOutTol);
+    if (sh.ld_out > sh.out) {
+      EXPECT_TRUE(all_nan(columns(got.out, sh.T, sh.ld_out, sh.out, sh.ld_out - sh.out)))
+          << "linear_forward wrote past out_dim " << tag;
+      EXPECT_TRUE(all_nan(columns(got.out_f32, sh.T, sh.ld_out, sh.out, sh.ld_out - sh.out)))
+          << "linear_forward (fp32 out) wrote past out_dim " << tag;
+    }
+    expect_same_bits("linear_forward few rows " + tag, got.out_f32, again.out_f32);
+    // A sequence's result must not depend on the others decoded beside it.
+    if (sh.skinny && bf16()) {
+      expect_same_bits("linear_forward row 0 alone vs in the batch " + tag,
+                       rows_out(first.out_f32, 1), rows_out(got.out_f32, 1));
+    }
+    EXPECT_TRUE(all_nan(std::vector<float>(first.out_f32.begin() + sh.ld_out, first.out_f32.end())))
+        << "linear_forward with T = 1 wrote past its row " << tag;
+  }
+  // Called directly with a problem it does not take, the kernel refuses before reading anything.
+  EXPECT_THROW(
+      cuda::skinny_linear_forward<float>(nullptr, 21, nullptr, 40, nullptr, 3, 33, 21, 1, nullptr),
+      Error);
+  EXPECT_THROW(
+      cuda::skinny_linear_forward<float>(nullptr, 21, nullptr, 40, nullptr, 17, 32, 21, 1, nullptr),
+      Error);
 }
 
 // ---------------------------------------------------------------- conv1d + SiLU

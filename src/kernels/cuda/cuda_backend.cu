@@ -31,6 +31,7 @@
 #include "kernels/cuda/recurrent.h"
 #include "kernels/cuda/rmsnorm.h"
 #include "kernels/cuda/scan.h"
+#include "kernels/cuda/skinny_gemm.h"
 
 namespace mamba {
 
@@ -122,6 +123,8 @@ class CudaBackend final : public Backend {
     cuda::check_cuda(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");
     name_ = "cuda:" + std::to_string(device) + " (" + prop.name + ")";
     peak_flops_ = peak_bf16_flops(prop.name);
+    sm_count_ = prop.multiProcessorCount;
+    tensor_core_bf16_ = prop.major >= 8;
     cuda::check_cuda(cudaStreamCreate(&stream_), "cudaStreamCreate");
     cuda::check_cuda(cudaStreamCreateWithFlags(&side_stream_, cudaStreamNonBlocking),
                      "cudaStreamCreateWithFlags");
@@ -255,11 +258,28 @@ class CudaBackend final : public Backend {
                              op.rstd, op.weight, op.T, op.C, ws, stream_);
     });
   }
-  // out may be fp32 (the residual stream) or in the activation type.
+  // out may be fp32 (the residual stream) or in the activation type. A few rows in bf16
+  // (decoding) go to the skinny kernel, which reads the weights at full bandwidth where
+  // cuBLASLt's tiles for large T would leave most SMs idle.
   void linear_forward(const LinearForward& op) override {
     with_act("linear_forward", [&](auto act) {
       const bool f32_out = op.out.type == ActType::F32;
       void* out = f32_out ? op.out.data : act(op.out, "out");
+      if constexpr (std::is_same_v<decltype(act), ActCast<bf16>>) {
+        const bf16* inp = act(op.inp, "inp");
+        const bf16* weight = act(op.weight, "weight");
+        if (tensor_core_bf16_ &&
+            cuda::skinny_linear_fits(inp, op.ld_inp, weight, op.T, op.in_dim, op.out_dim)) {
+          if (f32_out) {
+            cuda::skinny_linear_forward(static_cast<float*>(out), op.ld_out, inp, op.ld_inp, weight,
+                                        op.T, op.in_dim, op.out_dim, sm_count_, stream_);
+          } else {
+            cuda::skinny_linear_forward(static_cast<bf16*>(out), op.ld_out, inp, op.ld_inp, weight,
+                                        op.T, op.in_dim, op.out_dim, sm_count_, stream_);
+          }
+          return;
+        }
+      }
       gemm_->forward(out, f32_out ? CUDA_R_32F : cuda_act_type(), op.ld_out, act(op.inp, "inp"),
                      op.ld_inp, act(op.weight, "weight"), cuda_act_type(), op.T, op.in_dim,
                      op.out_dim);
@@ -415,6 +435,8 @@ class CudaBackend final : public Backend {
   int device_;
   std::string name_;
   double peak_flops_ = 0.0;
+  int sm_count_ = 1;
+  bool tensor_core_bf16_ = false;  // bf16 MMA (compute capability 8.0+): the skinny GEMM
   cudaStream_t stream_ = nullptr;
   cudaStream_t side_stream_ = nullptr;  // download_concurrent's
   void* staging_ = nullptr;             // pinned, kStagingBytes, allocated at first use

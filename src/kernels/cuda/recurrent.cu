@@ -3,7 +3,7 @@
 // Conv step: one thread per (sequence, channel) with its K-1 inputs of state in registers.
 // Scan step: 16 consecutive threads per (sequence, channel), one per state n, so that the state
 // rows [d_state] and A's rows are read and written in coalesced runs; C . h is a sum over the 16
-// lanes by shuffles. Argmax: one block per row.
+// lanes by shuffles. Argmax: one block of 1024 threads per row.
 #include "kernels/cuda/act_type.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/ops_common.cuh"
@@ -15,6 +15,8 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kN = 16;  // d_state: lanes per channel in the scan step
+constexpr int kArgmaxThreads = 1024;
+constexpr int kArgmaxUnroll = 4;
 
 __device__ __forceinline__ float silu(float x) {
   return x / (1.0f + expf(-x));
@@ -78,7 +80,18 @@ __global__ void argmax_rows_kernel(int32_t* out, const float* x, int n, int64_t 
   const float* row = x + blockIdx.x * ld;
   float v = -INFINITY;
   int at = n;
-  for (int i = threadIdx.x; i < n; i += blockDim.x) keep_best(v, at, row[i], i);
+  // kArgmaxUnroll independent loads in flight per thread: a row is read by one block, whose
+  // latency would otherwise be a load's per step of the loop.
+  for (int i0 = threadIdx.x; i0 < n; i0 += kArgmaxUnroll * blockDim.x) {
+    float x[kArgmaxUnroll];
+#pragma unroll
+    for (int u = 0; u < kArgmaxUnroll; ++u) {
+      const int i = i0 + u * blockDim.x;
+      x[u] = i < n ? row[i] : -INFINITY;
+    }
+#pragma unroll
+    for (int u = 0; u < kArgmaxUnroll; ++u) keep_best(v, at, x[u], i0 + u * blockDim.x);
+  }
   for (int offset = 16; offset > 0; offset >>= 1) {
     keep_best(v, at, __shfl_xor_sync(0xffffffffu, v, offset),
               __shfl_xor_sync(0xffffffffu, at, offset));
@@ -148,7 +161,7 @@ void selective_scan_step(const ScanShape& s, const ScanInputs& in, T* out, float
 
 void argmax_rows(const ArgmaxRows& op, cudaStream_t stream) {
   if (op.rows == 0) return;
-  argmax_rows_kernel<<<op.rows, kThreads, 0, stream>>>(op.out, op.x, op.n, op.ld);
+  argmax_rows_kernel<<<op.rows, kArgmaxThreads, 0, stream>>>(op.out, op.x, op.n, op.ld);
   check_launch("argmax_rows_kernel");
 }
 

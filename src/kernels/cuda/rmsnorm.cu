@@ -1,7 +1,10 @@
 // Residual add + RMSNorm forward and backward; math in kernels/cpu/rmsnorm.h, layout in rmsnorm.h.
 //
 // Forward: one warp per token row (C is a few thousand at most, so a warp's 32 lanes stride the
-// row in coalesced 128-byte steps), the row sum of squares by warp shuffles.
+// row in coalesced 128-byte steps), the row sum of squares by warp shuffles. With few rows
+// (decoding: one per sequence) a warp per row would leave the device idle and walk its row one
+// dependent load after another (residual_out may alias residual_in, so loads cannot be hoisted
+// over the stores): then one block per row, the row in registers, all loads issued at once.
 // Backward: one block per tile of kRowsPerTile rows. Each row needs a block-wide dot product
 // before its dresidual can be written; the block also keeps the tile's dweight partial in shared
 // memory (each thread owns the channels c = threadIdx.x + k * blockDim.x, so no two threads touch
@@ -16,6 +19,9 @@ namespace mamba::cuda {
 namespace {
 
 constexpr int kRowsPerBlock = 8;                         // forward: one warp per row
+constexpr int64_t kFewRows = 64;                         // forward: up to this, a block per row
+constexpr int kRowThreads = 256;                         // that block
+constexpr int kRowValues = 16;                           // per thread: C up to 4096
 constexpr int kThreads = 256;                            // backward block
 constexpr int kRowsPerTile = 64;                         // backward: rows per dweight partial
 constexpr int kMaxChannels = 48 * 1024 / sizeof(float);  // the partial must fit shared memory
@@ -48,6 +54,40 @@ __global__ void residual_rmsnorm_forward_kernel(float* residual_out, T* normed, 
   for (int c = lane; c < C; c += 32) {
     const float v = r ? r[c] : res ? h[c] + res[c] : h[c];
     out[c] = from_f32<T>(v * inv * weight[c]);
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kRowThreads)
+    residual_rmsnorm_row_kernel(float* residual_out, T* normed, float* rstd, const float* hidden,
+                                const float* residual_in, const float* weight, int C, float eps) {
+  __shared__ float scratch[32];
+  const int64_t t = blockIdx.x;
+  const float* h = hidden + t * C;
+  const float* res = residual_in ? residual_in + t * C : nullptr;
+  float v[kRowValues];
+#pragma unroll
+  for (int i = 0; i < kRowValues; ++i) {
+    const int c = threadIdx.x + i * kRowThreads;
+    v[i] = c < C ? (res ? h[c] + res[c] : h[c]) : 0.0f;
+  }
+  float ss = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kRowValues; ++i) ss += v[i] * v[i];
+  // Every read of the row is done before block_sum's barriers, every write after: residual_out
+  // may be residual_in.
+  ss = block_sum(ss, scratch);
+  const float inv = rsqrtf(ss / C + eps);
+  if (threadIdx.x == 0) rstd[t] = inv;
+  float* r = residual_out ? residual_out + t * C : nullptr;
+  T* out = normed + t * C;
+#pragma unroll
+  for (int i = 0; i < kRowValues; ++i) {
+    const int c = threadIdx.x + i * kRowThreads;
+    if (c < C) {
+      if (r) r[c] = v[i];
+      out[c] = from_f32<T>(v[i] * inv * weight[c]);
+    }
   }
 }
 
@@ -87,6 +127,12 @@ void residual_rmsnorm_forward(float* residual_out, T* normed, float* rstd, const
                               const float* residual_in, const float* weight, int64_t rows, int C,
                               float eps, cudaStream_t stream) {
   if (rows == 0) return;
+  if (rows <= kFewRows && C <= kRowThreads * kRowValues) {
+    residual_rmsnorm_row_kernel<T><<<static_cast<unsigned>(rows), kRowThreads, 0, stream>>>(
+        residual_out, normed, rstd, hidden, residual_in, weight, C, eps);
+    check_launch("residual_rmsnorm_row_kernel");
+    return;
+  }
   const auto blocks = static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock);
   residual_rmsnorm_forward_kernel<T><<<blocks, kRowsPerBlock * 32, 0, stream>>>(
       residual_out, normed, rstd, hidden, residual_in, weight, rows, C, eps);

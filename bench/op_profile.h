@@ -1,0 +1,227 @@
+// Where the time of one decode step goes: a Backend that forwards every call to another and,
+// while profiling, times each op of the decode step on its own. On CUDA an op is timed by events
+// around it on the backend's stream, queued behind a large memset so that the host has queued the
+// op before the device reaches the first event: the time is the device's alone, launch gaps
+// excluded (so the ops' sum is below the step's time in a CUDA graph by about a microsecond an
+// op). The memset also leaves the L2 cache cold, where in the step each op finds its inputs
+// there. On the CPU the ops run synchronously and the host's clock times them.
+#pragma once
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kernels/backend.h"
+#ifdef MAMBA_HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+namespace bench {
+
+class OpTimingBackend final : public mamba::Backend {
+ public:
+  explicit OpTimingBackend(mamba::Backend& inner) : in_(inner) {}
+  ~OpTimingBackend() override {
+    if (spacer_) in_.release(spacer_);
+#ifdef MAMBA_HAVE_CUDA
+    if (start_) cudaEventDestroy(start_);
+    if (stop_) cudaEventDestroy(stop_);
+#endif
+  }
+
+  // While on, every timed op is timed and its time kept under a label (op and shape).
+  void profile(bool on) {
+    profiling_ = on;
+  }
+  // Microseconds of each call, by label, in the order of the labels' first calls.
+  const std::vector<std::pair<std::string, std::vector<double>>>& times() const {
+    return times_;
+  }
+
+  // ---- forwarded as they are ----
+  std::string name() const override {
+    return in_.name();
+  }
+  mamba::ActType act_type() const override {
+    return in_.act_type();
+  }
+  double peak_flops() const override {
+    return in_.peak_flops();
+  }
+  bool host_accessible() const override {
+    return in_.host_accessible();
+  }
+  void* native_stream() const override {
+    return in_.native_stream();
+  }
+  void check_layer_shape(int d_state, int d_conv) const override {
+    in_.check_layer_shape(d_state, d_conv);
+  }
+  void* allocate(size_t bytes) override {
+    return in_.allocate(bytes);
+  }
+  void release(void* p) override {
+    in_.release(p);
+  }
+  void upload(void* dst, const void* src, size_t bytes) override {
+    in_.upload(dst, src, bytes);
+  }
+  void download(void* dst, const void* src, size_t bytes) override {
+    in_.download(dst, src, bytes);
+  }
+  void fill_zero(void* dst, size_t bytes) override {
+    in_.fill_zero(dst, bytes);
+  }
+  void copy(void* dst, const void* src, size_t bytes) override {
+    in_.copy(dst, src, bytes);
+  }
+  void download_concurrent(void* dst, const void* src, size_t bytes) override {
+    in_.download_concurrent(dst, src, bytes);
+  }
+  void synchronize() override {
+    in_.synchronize();
+  }
+  size_t peak_memory() const override {
+    return in_.peak_memory();
+  }
+  void to_act(mamba::Act dst, const float* src, int64_t n) override {
+    in_.to_act(dst, src, n);
+  }
+  void init_fill(const mamba::InitFill& op) override {
+    in_.init_fill(op);
+  }
+  void embedding_backward(const mamba::EmbeddingBackward& op) override {
+    in_.embedding_backward(op);
+  }
+  void rmsnorm_backward(const mamba::RmsNormBackward& op) override {
+    in_.rmsnorm_backward(op);
+  }
+  void linear_backward(const mamba::LinearBackward& op) override {
+    in_.linear_backward(op);
+  }
+  void conv1d_silu_forward(const mamba::Conv1dShape& s, const mamba::Conv1dForward& op) override {
+    in_.conv1d_silu_forward(s, op);
+  }
+  void conv1d_silu_backward(const mamba::Conv1dShape& s, const mamba::Conv1dBackward& op) override {
+    in_.conv1d_silu_backward(s, op);
+  }
+  size_t scan_saved_bytes(const mamba::ScanShape& s) const override {
+    return in_.scan_saved_bytes(s);
+  }
+  void selective_scan_forward(const mamba::ScanShape& s, const mamba::ScanInputs& in,
+                              mamba::Act out, float* last_state, void* saved) override {
+    in_.selective_scan_forward(s, in, out, last_state, saved);
+  }
+  void selective_scan_backward(const mamba::ScanShape& s, const mamba::ScanInputs& in,
+                               mamba::ConstAct dout, const void* saved,
+                               const mamba::ScanGrads& grads) override {
+    in_.selective_scan_backward(s, in, dout, saved, grads);
+  }
+  std::unique_ptr<mamba::StepRecorder> make_step_recorder() override {
+    return in_.make_step_recorder();
+  }
+  double lm_head_loss(const mamba::LmHeadLoss& op) override {
+    return in_.lm_head_loss(op);
+  }
+  void negative_exp(float* out, const float* in, int64_t n) override {
+    in_.negative_exp(out, in, n);
+  }
+  void mul_accumulate(float* dst, const float* a, const float* b, int64_t n) override {
+    in_.mul_accumulate(dst, a, b, n);
+  }
+  double sum_of_squares(const float* x, int64_t n) override {
+    return in_.sum_of_squares(x, n);
+  }
+  void scale(float* x, int64_t n, float s) override {
+    in_.scale(x, n, s);
+  }
+  void adamw_update(const mamba::AdamWTensors& t, const mamba::AdamWHyper& h) override {
+    in_.adamw_update(t, h);
+  }
+
+  // ---- the decode step's ops, timed ----
+  void embedding_forward(const mamba::EmbeddingForward& op) override {
+    timed("embedding T " + std::to_string(op.T), [&] { in_.embedding_forward(op); });
+  }
+  void residual_rmsnorm_forward(const mamba::RmsNormForward& op) override {
+    timed("residual_rmsnorm T " + std::to_string(op.T) + " C " + std::to_string(op.C),
+          [&] { in_.residual_rmsnorm_forward(op); });
+  }
+  void linear_forward(const mamba::LinearForward& op) override {
+    timed("linear T " + std::to_string(op.T) + " in " + std::to_string(op.in_dim) + " out " +
+              std::to_string(op.out_dim) + (op.out.type == mamba::ActType::F32 ? " fp32" : ""),
+          [&] { in_.linear_forward(op); });
+  }
+  void conv1d_silu_step(const mamba::Conv1dShape& s, const mamba::Conv1dStep& op) override {
+    timed("conv1d_silu_step batch " + std::to_string(s.batch) + " D " + std::to_string(s.D),
+          [&] { in_.conv1d_silu_step(s, op); });
+  }
+  void selective_scan_step(const mamba::ScanShape& s, const mamba::ScanInputs& in, mamba::Act out,
+                           float* ssm_state) override {
+    timed("selective_scan_step batch " + std::to_string(s.batch) + " d_inner " +
+              std::to_string(s.d_inner),
+          [&] { in_.selective_scan_step(s, in, out, ssm_state); });
+  }
+  void argmax_rows(const mamba::ArgmaxRows& op) override {
+    timed("argmax rows " + std::to_string(op.rows) + " n " + std::to_string(op.n),
+          [&] { in_.argmax_rows(op); });
+  }
+
+ private:
+  static constexpr size_t kSpacerBytes = size_t{256} << 20;
+
+  template <typename F>
+  void timed(const std::string& label, F&& op) {
+    if (!profiling_) {
+      op();
+      return;
+    }
+    double us = 0;
+#ifdef MAMBA_HAVE_CUDA
+    if (in_.native_stream()) {
+      auto stream = static_cast<cudaStream_t>(in_.native_stream());
+      if (!spacer_) {
+        spacer_ = in_.allocate(kSpacerBytes);
+        cudaEventCreate(&start_);
+        cudaEventCreate(&stop_);
+      }
+      in_.synchronize();
+      in_.fill_zero(spacer_, kSpacerBytes);  // keeps the device busy while the op is queued
+      cudaEventRecord(start_, stream);
+      op();
+      cudaEventRecord(stop_, stream);
+      cudaEventSynchronize(stop_);
+      float ms = 0;
+      cudaEventElapsedTime(&ms, start_, stop_);
+      us = 1000.0 * ms;
+    } else
+#endif
+    {
+      in_.synchronize();
+      const auto t0 = std::chrono::steady_clock::now();
+      op();
+      in_.synchronize();
+      us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+    }
+    auto found = std::find_if(times_.begin(), times_.end(),
+                              [&](const auto& entry) { return entry.first == label; });
+    if (found == times_.end()) {
+      times_.emplace_back(label, std::vector<double>{});
+      found = times_.end() - 1;
+    }
+    found->second.push_back(us);
+  }
+
+  mamba::Backend& in_;
+  bool profiling_ = false;
+  std::vector<std::pair<std::string, std::vector<double>>> times_;
+  void* spacer_ = nullptr;
+#ifdef MAMBA_HAVE_CUDA
+  cudaEvent_t start_ = nullptr, stop_ = nullptr;
+#endif
+};
+
+}  // namespace bench
