@@ -138,8 +138,8 @@ class OpTimingBackend final : public mamba::Backend {
   void scale(float* x, int64_t n, float s) override {
     in_.scale(x, n, s);
   }
-  void adamw_update(const mamba::AdamWTensors& t, const mamba::AdamWHyper& h) override {
-    in_.adamw_update(t, h);
+  void adamw_step(const mamba::AdamWStep& op, const mamba::AdamWHyper& h) override {
+    in_.adamw_step(op, h);
   }
 
   // ---- the decode step's ops, timed ----
