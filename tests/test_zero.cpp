@@ -280,20 +280,29 @@ TEST_F(ShardedTraining, UnsupportedCombinationsGetOneLineErrors) {
   }
 }
 
-// The GPU twin: NCCL reduce-scatter and all-gather on 2 GPUs give the losses and weights of the
-// all-reduce, within bf16 tolerance, and a peak memory lower by the half of the moments each GPU
-// no longer holds (both save synchronously: the asynchronous writer's snapshot would count in
-// the unsharded peak only).
-TEST_F(ShardedTraining, TwoGpusShardedEqualUnsharded) {
+// Why the GPU twins cannot run here ("" when two GPUs are present).
+std::string two_gpus_missing() {
 #ifdef MAMBA_HAVE_CUDA
   const int gpus = cuda_device_count();
 #else
   const int gpus = 0;
 #endif
-  if (gpus < 2) GTEST_SKIP() << "needs 2 GPUs, found " << gpus;
-  const std::string gpu =
-      "train.micro_batch=2 train.device=cuda model.d_model=256 model.d_state=16 "
-      "checkpoint.async=false ";
+  return gpus < 2 ? "needs 2 GPUs, found " + std::to_string(gpus) : "";
+}
+
+// The GPU twins' run: the fixture's model, widened to the CUDA scan's d_state, saving
+// synchronously (the asynchronous writer's snapshot would count in the unsharded peak only).
+const std::string kGpuRun =
+    "train.micro_batch=2 train.device=cuda model.d_model=256 model.d_state=16 "
+    "checkpoint.async=false ";
+
+// The GPU twin: NCCL reduce-scatter and all-gather on 2 GPUs give the losses and weights of the
+// all-reduce, within bf16 tolerance, and a peak memory lower by the half of the moments each GPU
+// no longer holds (both save synchronously: the asynchronous writer's snapshot would count in
+// the unsharded peak only).
+TEST_F(ShardedTraining, TwoGpusShardedEqualUnsharded) {
+  if (const std::string why = two_gpus_missing(); !why.empty()) GTEST_SKIP() << why;
+  const std::string gpu = kGpuRun;
   ASSERT_TRUE(train("gpu_plain", gpu)) << bytes_of(log("gpu_plain"));
   ASSERT_TRUE(train("gpu_sharded", gpu + "dist.shard_optimizer=true dist.bucket_mb=0.5"))
       << bytes_of(log("gpu_sharded"));
@@ -316,15 +325,8 @@ TEST_F(ShardedTraining, TwoGpusShardedEqualUnsharded) {
 // step 4 and resumed unsharded reaches the state of an unsharded run never interrupted, and the
 // reverse.
 TEST_F(ShardedTraining, TwoGpusCheckpointsMoveBetweenShardedAndUnsharded) {
-#ifdef MAMBA_HAVE_CUDA
-  const int gpus = cuda_device_count();
-#else
-  const int gpus = 0;
-#endif
-  if (gpus < 2) GTEST_SKIP() << "needs 2 GPUs, found " << gpus;
-  const std::string gpu =
-      "train.micro_batch=2 train.device=cuda model.d_model=256 model.d_state=16 "
-      "checkpoint.async=false dist.bucket_mb=0.5 dist.shard_optimizer=";
+  if (const std::string why = two_gpus_missing(); !why.empty()) GTEST_SKIP() << why;
+  const std::string gpu = kGpuRun + "dist.bucket_mb=0.5 dist.shard_optimizer=";
   ASSERT_TRUE(train("gpu_reference", gpu + "false")) << bytes_of(log("gpu_reference"));
   for (const bool first_sharded : {true, false}) {
     const std::string name = first_sharded ? "gpu_sharded_then_not" : "gpu_unsharded_then_sharded";

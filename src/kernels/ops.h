@@ -46,6 +46,9 @@ struct ConstAct {
   ConstAct() = default;
   ConstAct(const void* d, ActType t) : data(d), type(t) {}
   ConstAct(Act a) : data(a.data), type(a.type) {}  // implicit: a writable tensor is readable
+  ConstAct at(int64_t elements) const {
+    return {static_cast<const char*>(data) + elements * int64_t(type_bytes(type)), type};
+  }
 };
 
 // fp32 buffers seen as activations (the CPU's activations, fp32 outputs of a GEMM).

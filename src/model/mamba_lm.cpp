@@ -40,23 +40,26 @@ Conv1dShape conv_shape(const Activations& a, const ModelConfig& c) {
   return {a.batch, a.seqlen, c.d_inner(), c.d_conv, 2 * int64_t(c.d_inner())};
 }
 
-// The scan's inputs in layer i: u = xc, B and C from x_proj's [dt | B | C], z the second half of
-// in_proj's output.
+// The scan's inputs in layer i, whose u and delta are the working buffers.
 ScanInputs scan_inputs(const Activations& a, int i, const LayerView& w, const ModelConfig& c) {
-  const Activations::Layer& s = a.layers[i];
+  return layer_scan_inputs(a.xc, a.delta, a.layers[i].xdbl, a.layers[i].xz, a.A, w, c);
+}
+
+}  // namespace
+
+ScanInputs layer_scan_inputs(ConstAct u, ConstAct delta, ConstAct xdbl, ConstAct xz, const float* A,
+                             const LayerView& w, const ModelConfig& c) {
   ScanInputs in;
-  in.u = a.xc;
-  in.delta = a.delta;
-  in.B = s.xdbl.at(c.rank());
-  in.C = s.xdbl.at(c.rank() + c.d_state);
-  in.z = s.xz.at(c.d_inner());
-  in.A = a.A;
+  in.u = u;
+  in.delta = delta;
+  in.B = xdbl.at(c.rank());
+  in.C = xdbl.at(c.rank() + c.d_state);
+  in.z = xz.at(c.d_inner());
+  in.A = A;
   in.D = w.D;
   in.delta_bias = w.dt_proj_b;
   return in;
 }
-
-}  // namespace
 
 MambaLM::MambaLM(const ModelConfig& config, Backend& backend, bool recompute)
     : layout_(config), be_(backend), recompute_(recompute) {
@@ -167,7 +170,7 @@ ConstAct MambaLM::compute_weight(const float* master) const {
 }
 
 void MambaLM::linear_forward(Act out, int64_t ld_out, ConstAct inp, int64_t ld_inp,
-                             const float* weight, int in_dim, int out_dim, int64_t T) {
+                             const float* weight, int in_dim, int out_dim, int64_t T) const {
   LinearForward op;
   op.inp = inp;
   op.ld_inp = ld_inp;

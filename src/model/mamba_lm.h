@@ -63,6 +63,11 @@ class GradientReadyHook {
   virtual void ready(int64_t begin, int64_t end) = 0;
 };
 
+// The scan's inputs in a layer: u and delta, B and C from x_proj's output [dt | B | C], z the
+// second half of in_proj's output [x | z], A = -exp(A_log) of that layer.
+ScanInputs layer_scan_inputs(ConstAct u, ConstAct delta, ConstAct xdbl, ConstAct xz, const float* A,
+                             const LayerView& w, const ModelConfig& c);
+
 class MambaLM {
  public:
   // recompute: keep only each layer's residual input from forward and recompute the rest of the
@@ -98,6 +103,10 @@ class MambaLM {
   // The compute copy itself (parameter layout), for an optimizer that writes it as it updates
   // params (AdamW::step), in place of params_updated. Aliases params() when activations are fp32.
   Act compute_copy() const { return weights_; }
+  // out = inp @ weight^T over T rows, with the compute copy of the fp32 master weight (any of
+  // params()'s tensors).
+  void linear_forward(Act out, int64_t ld_out, ConstAct inp, int64_t ld_inp, const float* weight,
+                      int in_dim, int out_dim, int64_t T) const;
   // Host copies, for checkpoints and golden checks.
   std::vector<float> download(const float* device_buffer) const;
   void upload_params(const std::vector<float>& host);
@@ -119,9 +128,7 @@ class MambaLM {
   void norm_forward(Activations& a, int i, bool refill);
   void conv_forward(Activations& a, int i);
   void delta_forward(Activations& a, int i);
-  // out = inp @ weight^T over T rows, with the compute copy of the fp32 master weight.
-  void linear_forward(Act out, int64_t ld_out, ConstAct inp, int64_t ld_inp, const float* weight,
-                      int in_dim, int out_dim, int64_t T);
+
   void backward_layers(Activations& a, GradientReadyHook* hook);
   LmHeadLoss lm_head(const Activations& a) const;  // forward only, grad_scale 1
 

@@ -82,20 +82,6 @@ void RecurrentLM::reset(int batch) {
   fresh_ = true;
 }
 
-void RecurrentLM::linear(Act out, int64_t ld_out, ConstAct inp, int64_t ld_inp, const float* weight,
-                         int in_dim, int out_dim, int64_t rows) {
-  LinearForward op;
-  op.inp = inp;
-  op.ld_inp = ld_inp;
-  op.weight = model_.compute_weight(weight);
-  op.out = out;
-  op.ld_out = ld_out;
-  op.T = rows;
-  op.in_dim = in_dim;
-  op.out_dim = out_dim;
-  be_.linear_forward(op);
-}
-
 void RecurrentLM::norm(float* hidden, float* residual, bool first, const float* weight, Act normed,
                        float* rstd, int64_t rows) {
   RmsNormForward op;
@@ -124,7 +110,7 @@ void RecurrentLM::forward() {
     const LayerView w = layout.layer(params, i);
     // In place: the new residual is hidden + the previous residual (none before layer 0).
     norm(hidden_, residual_, i == 0, w.norm, normed_, rstd_, B);
-    linear(xz_, 2 * di, normed_, dm, w.in_proj, dm, 2 * di, B);
+    model_.linear_forward(xz_, 2 * di, normed_, dm, w.in_proj, dm, 2 * di, B);
     Conv1dStep conv;
     conv.x = xz_;
     conv.weight = w.conv_w;
@@ -132,24 +118,17 @@ void RecurrentLM::forward() {
     conv.state = conv_state_ + i * B * di * (c.d_conv - 1);
     conv.out = xc_;
     be_.conv1d_silu_step(conv_shape, conv);
-    linear(xdbl_, xd, xc_, di, w.x_proj, di, xd, B);
-    linear(delta_, di, xdbl_, xd, w.dt_proj_w, r, di, B);
-    ScanInputs in;
-    in.u = xc_;
-    in.delta = delta_;
-    in.B = xdbl_.at(r);
-    in.C = xdbl_.at(r + n);
-    in.z = xz_.at(di);
-    in.A = A_ + int64_t(i) * di * n;
-    in.D = w.D;
-    in.delta_bias = w.dt_proj_b;
+    model_.linear_forward(xdbl_, xd, xc_, di, w.x_proj, di, xd, B);
+    model_.linear_forward(delta_, di, xdbl_, xd, w.dt_proj_w, r, di, B);
+    const ScanInputs in =
+        layer_scan_inputs(xc_, delta_, xdbl_, xz_, A_ + int64_t(i) * di * n, w, c);
     be_.selective_scan_step(scan_shape, in, y_, ssm_state_ + i * B * di * n);
-    linear(f32_act(hidden_), dm, y_, di, w.out_proj, di, dm, B);
+    model_.linear_forward(f32_act(hidden_), dm, y_, di, w.out_proj, di, dm, B);
   }
   norm(hidden_, residual_, false, layout.norm_f(params), normed_, rstd_, B);
   // The LM head is the tied embedding.
-  linear(f32_act(logits_), c.padded_vocab(), normed_, dm, layout.embedding(params), dm,
-         c.padded_vocab(), B);
+  model_.linear_forward(f32_act(logits_), c.padded_vocab(), normed_, dm, layout.embedding(params),
+                        dm, c.padded_vocab(), B);
 }
 
 // The full forward over [batch, L] prompt tokens (as MambaLM's, without what backward needs),
@@ -192,7 +171,7 @@ void RecurrentLM::prefill_parallel(const int32_t* prompts, int L) {
   for (int i = 0; i < c.n_layer; ++i) {
     const LayerView w = layout.layer(params, i);
     norm(hidden, residual, i == 0, w.norm, normed, rstd, T);
-    linear(xz, 2 * di, normed, dm, w.in_proj, dm, 2 * di, T);
+    model_.linear_forward(xz, 2 * di, normed, dm, w.in_proj, dm, 2 * di, T);
     Conv1dForward conv;
     conv.x = xz;
     conv.weight = w.conv_w;
@@ -208,23 +187,15 @@ void RecurrentLM::prefill_parallel(const int32_t* prompts, int L) {
       shift.x = xz.at(int64_t(p) * 2 * di);
       be_.conv1d_silu_step(column_shape, shift);
     }
-    linear(xdbl, xd, xc, di, w.x_proj, di, xd, T);
-    linear(delta, di, xdbl, xd, w.dt_proj_w, r, di, T);
-    ScanInputs in;
-    in.u = xc;
-    in.delta = delta;
-    in.B = xdbl.at(r);
-    in.C = xdbl.at(r + n);
-    in.z = xz.at(di);
-    in.A = A_ + int64_t(i) * di * n;
-    in.D = w.D;
-    in.delta_bias = w.dt_proj_b;
+    model_.linear_forward(xdbl, xd, xc, di, w.x_proj, di, xd, T);
+    model_.linear_forward(delta, di, xdbl, xd, w.dt_proj_w, r, di, T);
+    const ScanInputs in = layer_scan_inputs(xc, delta, xdbl, xz, A_ + int64_t(i) * di * n, w, c);
     be_.selective_scan_forward(scan_shape, in, y, ssm_state_ + i * B * di * n, scan_saved);
-    linear(f32_act(hidden), dm, y, di, w.out_proj, di, dm, T);
+    model_.linear_forward(f32_act(hidden), dm, y, di, w.out_proj, di, dm, T);
   }
   norm(hidden, residual, false, layout.norm_f(params), normed, rstd, T);
-  linear(f32_act(logits_), c.padded_vocab(), normed.at(int64_t(L - 1) * dm), int64_t(L) * dm,
-         layout.embedding(params), dm, c.padded_vocab(), B);
+  model_.linear_forward(f32_act(logits_), c.padded_vocab(), normed.at(int64_t(L - 1) * dm),
+                        int64_t(L) * dm, layout.embedding(params), dm, c.padded_vocab(), B);
 }
 
 void RecurrentLM::step(const int32_t* tokens) {

@@ -48,9 +48,6 @@ class RecurrentLM {
   void release();
   void forward();  // queues one step from the token ids on the device to the logits
   void prefill_parallel(const int32_t* prompts, int length);
-  // out = inp @ weight^T over `rows` rows; hidden + residual -> residual (in place), normed.
-  void linear(Act out, int64_t ld_out, ConstAct inp, int64_t ld_inp, const float* weight,
-              int in_dim, int out_dim, int64_t rows);
   void norm(float* hidden, float* residual, bool first, const float* weight, Act normed,
             float* rstd, int64_t rows);
 
