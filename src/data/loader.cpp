@@ -12,7 +12,7 @@ namespace mamba {
 namespace {
 
 constexpr size_t kPrefetchBatches = 2;
-constexpr size_t kMaxOpenShards = 32;
+constexpr size_t kMaxOpenShards = 128;
 
 // FNV-1a: a source's shuffle seed follows its name, not its place in the list.
 uint64_t name_hash(const std::string& name) {
@@ -70,6 +70,8 @@ TokenLoader::Source TokenLoader::open_source(const DataSource& spec, uint64_t se
   s.spec = spec;
   s.seed = seed;
   s.shards = check_shards(spec.path, model_vocab_);
+  s.layouts.resize(s.shards.size());
+  s.open_slot.assign(s.shards.size(), -1);
   s.starts.push_back(0);
   for (const ShardInfo& shard : s.shards) s.starts.push_back(s.starts.back() + shard.num_tokens);
   const int64_t tokens = s.starts.back();
@@ -121,19 +123,32 @@ int64_t TokenLoader::window_at(Source& source, uint64_t drawn) {
 
 ShardReader& TokenLoader::reader(size_t source, size_t shard) {
   ++uses_;
-  for (OpenShard& o : open_) {
-    if (o.source == source && o.shard == shard) {
-      o.last_use = uses_;
-      return *o.reader;
-    }
+  Source& s = sources_[source];
+  if (s.open_slot[shard] >= 0) {
+    OpenShard& o = open_[size_t(s.open_slot[shard])];
+    o.last_use = uses_;
+    return *o.reader;
   }
   if (open_.size() >= kMaxOpenShards) {
-    open_.erase(std::min_element(open_.begin(), open_.end(), [](const auto& a, const auto& b) {
-      return a.last_use < b.last_use;
-    }));
+    // A miss costs an open() anyway; the scan for the least recently used is small beside it.
+    // It is closed before the next opens: never more than the bound.
+    const size_t lru = size_t(std::min_element(open_.begin(), open_.end(),
+                                               [](const auto& a, const auto& b) {
+                                                 return a.last_use < b.last_use;
+                                               }) -
+                              open_.begin());
+    sources_[open_[lru].source].open_slot[open_[lru].shard] = -1;
+    std::swap(open_[lru], open_.back());
+    open_.pop_back();
+    if (lru < open_.size()) sources_[open_[lru].source].open_slot[open_[lru].shard] = int32_t(lru);
   }
-  open_.push_back(
-      {source, shard, uses_, std::make_unique<ShardReader>(sources_[source].shards[shard].path)});
+  const ShardInfo& info = s.shards[shard];
+  std::shared_ptr<const ShardLayout>& layout = s.layouts[shard];
+  auto opened = layout ? std::make_unique<ShardReader>(info, layout)
+                       : std::make_unique<ShardReader>(info.path);
+  layout = opened->layout();
+  open_.push_back({source, shard, uses_, std::move(opened)});
+  s.open_slot[shard] = int32_t(open_.size() - 1);
   return *open_.back().reader;
 }
 

@@ -75,6 +75,10 @@ class TokenLoader {
     std::vector<int64_t> starts;  // starts[k]: first token of shard k; back(): total tokens
     int64_t windows = 0;
     // Used by the worker thread only (or while it is stopped).
+    // layouts[k]: where shard k's tokens lie, once a reader found it; then reopening the shard
+    // is one open(), without HDF5. Null for shards not yet opened or read through HDF5.
+    std::vector<std::shared_ptr<const ShardLayout>> layouts;
+    std::vector<int32_t> open_slot;  // open_slot[k]: shard k's place in open_, or -1
     uint64_t order_epoch = UINT64_MAX;
     std::vector<uint32_t> order;  // the epoch's permutation of window indices
   };
@@ -106,7 +110,7 @@ class TokenLoader {
     uint64_t last_use;
     std::unique_ptr<ShardReader> reader;
   };
-  std::vector<OpenShard> open_;  // a few open files, least recently used closed first
+  std::vector<OpenShard> open_;  // kMaxOpenShards open files, least recently used closed first
   uint64_t uses_ = 0;
 
   mutable std::mutex mutex_;

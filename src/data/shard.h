@@ -3,6 +3,7 @@
 // refuse shards that do not belong together or do not fit the model.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -53,22 +54,50 @@ class ShardWriter {
 // not a readable shard of this format (not HDF5, truncated, missing dataset or attribute).
 ShardInfo read_shard_info(const std::string& path);
 
+// Where a shard's tokens lie in its file when HDF5 stores them raw (contiguous, or chunked
+// without filters, little-endian, no user block): then a reader pread()s them from one file
+// descriptor without HDF5, which costs a syscall per read instead of HDF5's per-read selection,
+// chunk cache and process-wide lock. Shards are written chunked (ShardWriter), so this is the
+// path for every shard prepare makes.
+struct ShardLayout {
+  int64_t chunk_tokens = 0;             // tokens per chunk; every token when contiguous
+  std::vector<uint64_t> chunk_offsets;  // file offset of chunk k's first byte
+  int64_t file_bytes = 0;               // the file's size when the layout was read
+};
+
+// How ShardReader reads: `fastest` pread()s when the layout allows it and reads through HDF5
+// otherwise; `hdf5` always reads through HDF5 (the reference the direct path is tested against).
+enum class ShardAccess { fastest, hdf5 };
+
 // Random access to one shard's tokens. Not thread-safe per object; HDF5 calls are serialized
-// process-wide because Debian's HDF5 is built without thread safety.
+// process-wide because Debian's HDF5 is built without thread safety. A reader holds one open
+// file: its own descriptor when reading directly (HDF5's file is closed once the layout is
+// known), else HDF5's.
 class ShardReader {
  public:
-  explicit ShardReader(const std::string& path);
+  // Opens through HDF5 and checks everything read_shard_info does.
+  explicit ShardReader(const std::string& path, ShardAccess access = ShardAccess::fastest);
+  // Reopens a shard whose layout an earlier reader found: one open() and one fstat(), no HDF5. A
+  // file whose size changed since is refused.
+  ShardReader(const ShardInfo& info, std::shared_ptr<const ShardLayout> layout);
   ~ShardReader();
   ShardReader(const ShardReader&) = delete;
   ShardReader& operator=(const ShardReader&) = delete;
 
   const ShardInfo& info() const { return info_; }
+  // Where the tokens lie when read directly; null when read through HDF5.
+  const std::shared_ptr<const ShardLayout>& layout() const { return layout_; }
   // tokens [offset, offset + count) as int32.
   void read(int64_t offset, int64_t count, int32_t* out);
 
  private:
+  void read_direct(int64_t offset, int64_t count, int32_t* out);
+
   ShardInfo info_;
-  int64_t file_ = -1, dataset_ = -1;
+  int64_t file_ = -1, dataset_ = -1;  // HDF5's, when reading through it
+  int fd_ = -1;                       // ours, when reading directly
+  std::shared_ptr<const ShardLayout> layout_;
+  std::vector<uint16_t> narrow_;  // uint16 tokens as stored, before widening
 };
 
 // The files matching a glob pattern, sorted by path; empty when nothing matches.
