@@ -150,8 +150,8 @@ void replace_tokens(const std::string& path, const std::vector<int32_t>& tokens,
   H5Ldelete(file, "tokens", H5P_DEFAULT);
   const hsize_t dims[1] = {tokens.size()};
   const hid_t space = H5Screate_simple(1, dims, nullptr);
-  const hid_t dataset = H5Dcreate2(file, "tokens", file_type, space, H5P_DEFAULT, props,
-                                   H5P_DEFAULT);
+  const hid_t dataset =
+      H5Dcreate2(file, "tokens", file_type, space, H5P_DEFAULT, props, H5P_DEFAULT);
   H5Dwrite(dataset, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, tokens.data());
   H5Dclose(dataset);
   H5Sclose(space);

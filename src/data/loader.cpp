@@ -1,5 +1,7 @@
 #include "data/loader.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <cstring>
 #include <numeric>
@@ -12,7 +14,15 @@ namespace mamba {
 namespace {
 
 constexpr size_t kPrefetchBatches = 2;
-constexpr size_t kMaxOpenShards = 128;
+
+// Shard files a loader keeps open: a reopen costs an open() (the layout is kept), so more open
+// files mean faster random reads over many shards, but they count against the process's limit
+// (ulimit -n), which the other loaders, MPI and CUDA share: a quarter of it, 32 to 1024.
+size_t max_open_shards() {
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return 1024;
+  return std::clamp<size_t>(size_t(limit.rlim_cur / 4), 32, 1024);
+}
 
 // FNV-1a: a source's shuffle seed follows its name, not its place in the list.
 uint64_t name_hash(const std::string& name) {
@@ -36,7 +46,8 @@ TokenLoader::TokenLoader(const std::vector<DataSource>& sources, int seq_len, in
       rank_(rank),
       world_(world),
       shuffle_(shuffle),
-      schedule_(sources) {
+      schedule_(sources),
+      max_open_(max_open_shards()) {
   if (seq_len < 1) throw_error("data error: seq_len = ", seq_len, ": expected a positive integer");
   if (model_vocab < 1) {
     throw_error("data error: model vocab_size = ", model_vocab, ": expected a positive integer");
@@ -129,14 +140,13 @@ ShardReader& TokenLoader::reader(size_t source, size_t shard) {
     o.last_use = uses_;
     return *o.reader;
   }
-  if (open_.size() >= kMaxOpenShards) {
+  if (open_.size() >= max_open_) {
     // A miss costs an open() anyway; the scan for the least recently used is small beside it.
     // It is closed before the next opens: never more than the bound.
-    const size_t lru = size_t(std::min_element(open_.begin(), open_.end(),
-                                               [](const auto& a, const auto& b) {
-                                                 return a.last_use < b.last_use;
-                                               }) -
-                              open_.begin());
+    const size_t lru = size_t(
+        std::min_element(open_.begin(), open_.end(),
+                         [](const auto& a, const auto& b) { return a.last_use < b.last_use; }) -
+        open_.begin());
     sources_[open_[lru].source].open_slot[open_[lru].shard] = -1;
     std::swap(open_[lru], open_.back());
     open_.pop_back();

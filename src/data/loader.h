@@ -66,6 +66,8 @@ class TokenLoader {
   int64_t samples_per_epoch(size_t source = 0) const { return sources_[source].windows; }
   int64_t total_tokens() const;  // all sources
   const ShardInfo& first_shard(size_t source = 0) const { return sources_[source].shards.front(); }
+  // The most shard files it holds open at once (a quarter of ulimit -n, 32 to 1024).
+  size_t max_open_files() const { return max_open_; }
 
  private:
   struct Source {
@@ -110,7 +112,8 @@ class TokenLoader {
     uint64_t last_use;
     std::unique_ptr<ShardReader> reader;
   };
-  std::vector<OpenShard> open_;  // kMaxOpenShards open files, least recently used closed first
+  size_t max_open_;              // see max_open_shards()
+  std::vector<OpenShard> open_;  // at most max_open_, least recently used closed first
   uint64_t uses_ = 0;
 
   mutable std::mutex mutex_;

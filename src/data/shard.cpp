@@ -393,8 +393,8 @@ ShardReader::ShardReader(const std::string& path, ShardAccess access) {
     // Our descriptor opens before HDF5's file closes, so both see the file HDF5 checked.
     fd_ = open_raw(path, layout->file_bytes);
     for (size_t k = 0; k < layout->chunk_offsets.size(); ++k) {
-      const int64_t tokens = std::min(layout->chunk_tokens,
-                                      info_.num_tokens - int64_t(k) * layout->chunk_tokens);
+      const int64_t tokens =
+          std::min(layout->chunk_tokens, info_.num_tokens - int64_t(k) * layout->chunk_tokens);
       const uint64_t end = layout->chunk_offsets[k] + uint64_t(tokens) * info_.token_bytes;
       if (end > uint64_t(layout->file_bytes)) {
         throw_error("data error: shard ", path, " is truncated: its tokens run to byte ", end,
@@ -416,8 +416,8 @@ ShardReader::ShardReader(const ShardInfo& info, std::shared_ptr<const ShardLayou
   fd_ = open_raw(info_.path, bytes);
   if (bytes != layout_->file_bytes) {
     ::close(fd_);
-    throw_error("data error: shard ", info_.path, " changed while in use (", bytes,
-                " bytes, was ", layout_->file_bytes,
+    throw_error("data error: shard ", info_.path, " changed while in use (", bytes, " bytes, was ",
+                layout_->file_bytes,
                 "): leave shards alone during a run; restart it to check them again");
   }
 }
