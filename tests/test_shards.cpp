@@ -128,14 +128,16 @@ TEST(Shard, DirectReadsMatchHdf5Reads) {
     write_shard(path, attributes(vocab), tokens);
     ShardReader direct(path);
     ShardReader hdf5(path, ShardAccess::hdf5);
-    ASSERT_NE(direct.layout(), nullptr);  // what prepare writes is read without HDF5
-    EXPECT_EQ(direct.layout()->chunk_tokens, 65536);
-    EXPECT_EQ(direct.layout()->chunk_offsets.size(), 4u);
-    EXPECT_EQ(hdf5.layout(), nullptr);
+    EXPECT_TRUE(direct.direct());  // what prepare writes is read without HDF5
+    ASSERT_NE(direct.info().layout, nullptr);
+    EXPECT_EQ(direct.info().layout->chunk_tokens, 65536);
+    EXPECT_EQ(direct.info().layout->chunk_offsets.size(), 4u);
+    EXPECT_FALSE(hdf5.direct());
     expect_random_reads(direct, tokens);
     expect_random_reads(hdf5, tokens);
-    // Reopened from the layout alone, it reads the same.
-    ShardReader again(direct.info(), direct.layout());
+    // Reopened from what read_shard_info found, without HDF5, it reads the same.
+    ShardReader again(read_shard_info(path));
+    EXPECT_TRUE(again.direct());
     expect_random_reads(again, tokens);
     std::vector<int32_t> slice(5);
     EXPECT_NE(error_of([&] { again.read(int64_t(tokens.size()) - 2, 5, slice.data()); }), "");
@@ -167,8 +169,8 @@ TEST(Shard, OtherLayoutsAreReadDirectlyOrThroughHdf5) {
   write_shard(dir + "/contiguous.h5", attributes(50257), {1});
   replace_tokens(dir + "/contiguous.h5", tokens, H5T_STD_U16LE, H5P_DEFAULT);
   ShardReader contiguous(dir + "/contiguous.h5");
-  ASSERT_NE(contiguous.layout(), nullptr);
-  EXPECT_EQ(contiguous.layout()->chunk_offsets.size(), 1u);
+  EXPECT_TRUE(contiguous.direct());
+  EXPECT_EQ(contiguous.info().layout->chunk_offsets.size(), 1u);
   expect_random_reads(contiguous, tokens);
 
   // Compressed chunks: through HDF5.
@@ -179,7 +181,10 @@ TEST(Shard, OtherLayoutsAreReadDirectlyOrThroughHdf5) {
   replace_tokens(dir + "/deflate.h5", tokens, H5T_STD_U16LE, deflate);
   H5Pclose(deflate);
   ShardReader compressed(dir + "/deflate.h5");
-  EXPECT_EQ(compressed.layout(), nullptr);
+  EXPECT_FALSE(compressed.direct());
+  EXPECT_EQ(read_shard_info(dir + "/deflate.h5").layout, nullptr);
+  ShardReader reopened(read_shard_info(dir + "/deflate.h5"));  // through HDF5 again
+  expect_random_reads(reopened, tokens);
   expect_random_reads(compressed, tokens);
 
   // Big-endian uint32 in uncompressed chunks: through HDF5, which swaps the bytes.
@@ -188,7 +193,7 @@ TEST(Shard, OtherLayoutsAreReadDirectlyOrThroughHdf5) {
   H5Pset_chunk(chunked, 1, chunk);
   replace_tokens(dir + "/big_endian.h5", tokens, H5T_STD_U32BE, chunked);
   ShardReader big_endian(dir + "/big_endian.h5");
-  EXPECT_EQ(big_endian.layout(), nullptr);
+  EXPECT_FALSE(big_endian.direct());
   expect_random_reads(big_endian, tokens);
 
   // Little-endian uint32 in chunks of another size: direct.
@@ -196,8 +201,8 @@ TEST(Shard, OtherLayoutsAreReadDirectlyOrThroughHdf5) {
   replace_tokens(dir + "/odd_chunks.h5", tokens, H5T_STD_U32LE, chunked);
   H5Pclose(chunked);
   ShardReader odd_chunks(dir + "/odd_chunks.h5");
-  ASSERT_NE(odd_chunks.layout(), nullptr);
-  EXPECT_EQ(odd_chunks.layout()->chunk_tokens, 10000);
+  EXPECT_TRUE(odd_chunks.direct());
+  EXPECT_EQ(odd_chunks.info().layout->chunk_tokens, 10000);
   expect_random_reads(odd_chunks, tokens);
 }
 
@@ -205,10 +210,10 @@ TEST(Shard, ReopeningAChangedFileNamesIt) {
   const std::string dir = scratch_dir("changed");
   const std::string path = dir + "/s.h5";
   write_shard(path, attributes(1000), random_tokens(5000, 1000, 1));
-  ShardReader first(path);
-  ASSERT_NE(first.layout(), nullptr);
+  const ShardInfo checked = read_shard_info(path);
+  ASSERT_NE(checked.layout, nullptr);
   std::ofstream(path, std::ios::binary | std::ios::app) << "more";
-  const std::string e = error_of([&] { ShardReader(first.info(), first.layout()); });
+  const std::string e = error_of([&] { ShardReader reader(checked); });
   EXPECT_NE(e.find(path), std::string::npos) << e;
   EXPECT_NE(e.find("changed while in use"), std::string::npos) << e;
 }

@@ -15,9 +15,9 @@ namespace {
 
 constexpr size_t kPrefetchBatches = 2;
 
-// Shard files a loader keeps open: a reopen costs an open() (the layout is kept), so more open
-// files mean faster random reads over many shards, but they count against the process's limit
-// (ulimit -n), which the other loaders, MPI and CUDA share: a quarter of it, 32 to 1024.
+// Shard files a loader keeps open: a reopen costs an open() (check_shards found the layout), so
+// more open files mean faster random reads over many shards, but they count against the process's
+// limit (ulimit -n), which the other loaders, MPI and CUDA share: a quarter of it, 32 to 1024.
 size_t max_open_shards() {
   struct rlimit limit;
   if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return 1024;
@@ -81,7 +81,6 @@ TokenLoader::Source TokenLoader::open_source(const DataSource& spec, uint64_t se
   s.spec = spec;
   s.seed = seed;
   s.shards = check_shards(spec.path, model_vocab_);
-  s.layouts.resize(s.shards.size());
   s.open_slot.assign(s.shards.size(), -1);
   s.starts.push_back(0);
   for (const ShardInfo& shard : s.shards) s.starts.push_back(s.starts.back() + shard.num_tokens);
@@ -152,11 +151,7 @@ ShardReader& TokenLoader::reader(size_t source, size_t shard) {
     open_.pop_back();
     if (lru < open_.size()) sources_[open_[lru].source].open_slot[open_[lru].shard] = int32_t(lru);
   }
-  const ShardInfo& info = s.shards[shard];
-  std::shared_ptr<const ShardLayout>& layout = s.layouts[shard];
-  auto opened = layout ? std::make_unique<ShardReader>(info, layout)
-                       : std::make_unique<ShardReader>(info.path);
-  layout = opened->layout();
+  auto opened = std::make_unique<ShardReader>(s.shards[shard]);  // no HDF5 for raw shards
   open_.push_back({source, shard, uses_, std::move(opened)});
   s.open_slot[shard] = int32_t(open_.size() - 1);
   return *open_.back().reader;

@@ -77,9 +77,6 @@ class TokenLoader {
     std::vector<int64_t> starts;  // starts[k]: first token of shard k; back(): total tokens
     int64_t windows = 0;
     // Used by the worker thread only (or while it is stopped).
-    // layouts[k]: where shard k's tokens lie, once a reader found it; then reopening the shard
-    // is one open(), without HDF5. Null for shards not yet opened or read through HDF5.
-    std::vector<std::shared_ptr<const ShardLayout>> layouts;
     std::vector<int32_t> open_slot;  // open_slot[k]: shard k's place in open_, or -1
     uint64_t order_epoch = UINT64_MAX;
     std::vector<uint32_t> order;  // the epoch's permutation of window indices

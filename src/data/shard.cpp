@@ -127,6 +127,77 @@ std::string read_string_attribute(const std::string& path, hid_t file, const cha
   return value;
 }
 
+bool little_endian_host() {
+  const uint16_t one = 1;
+  uint8_t first = 0;
+  std::memcpy(&first, &one, 1);
+  return first == 1;
+}
+
+// HDF5 notices most truncations when it opens a file; this catches the rest before a read does.
+std::shared_ptr<ShardLayout> check_extent(const ShardInfo& info,
+                                          std::shared_ptr<ShardLayout> layout) {
+  for (size_t k = 0; k < layout->chunk_offsets.size(); ++k) {
+    const int64_t tokens =
+        std::min(layout->chunk_tokens, info.num_tokens - int64_t(k) * layout->chunk_tokens);
+    const uint64_t end = layout->chunk_offsets[k] + uint64_t(tokens) * info.token_bytes;
+    if (end > uint64_t(layout->file_bytes)) {
+      throw_error("data error: shard ", info.path, " is truncated: its tokens run to byte ", end,
+                  " but the file has ", layout->file_bytes, " bytes; ", kRemake);
+    }
+  }
+  return layout;
+}
+
+// Where the tokens lie when HDF5 stores them raw, else null (compressed or otherwise filtered,
+// big-endian, external or virtual storage, unwritten chunks, a user block shifting addresses):
+// those are read through HDF5. Caller holds the HDF5 lock.
+std::shared_ptr<ShardLayout> raw_layout(hid_t file, hid_t dataset, const ShardInfo& info,
+                                        int64_t file_bytes) {
+  Handle type(H5Dget_type(dataset), H5Tclose);
+  Handle dataset_props(H5Dget_create_plist(dataset), H5Pclose);
+  Handle file_props(H5Fget_create_plist(file), H5Pclose);
+  hsize_t user_block = 0;
+  if (!little_endian_host() || !type.ok() || H5Tget_order(type.get()) != H5T_ORDER_LE ||
+      !dataset_props.ok() || !file_props.ok() ||
+      H5Pget_userblock(file_props.get(), &user_block) < 0 || user_block != 0 ||
+      H5Pget_nfilters(dataset_props.get()) != 0 ||
+      H5Pget_external_count(dataset_props.get()) != 0) {
+    return nullptr;
+  }
+  auto layout = std::make_shared<ShardLayout>();
+  layout->file_bytes = file_bytes;
+  const H5D_layout_t kind = H5Pget_layout(dataset_props.get());
+  if (kind == H5D_CONTIGUOUS) {
+    layout->chunk_tokens = std::max<int64_t>(info.num_tokens, 1);
+    if (info.num_tokens == 0) return layout;
+    const haddr_t address = H5Dget_offset(dataset);
+    if (address == HADDR_UNDEF ||
+        H5Dget_storage_size(dataset) != hsize_t(info.num_tokens) * info.token_bytes) {
+      return nullptr;
+    }
+    layout->chunk_offsets.push_back(address);
+    return check_extent(info, std::move(layout));
+  }
+  hsize_t chunk[1] = {0};
+  if (kind != H5D_CHUNKED || H5Pget_chunk(dataset_props.get(), 1, chunk) != 1 || chunk[0] == 0) {
+    return nullptr;
+  }
+  layout->chunk_tokens = int64_t(chunk[0]);
+  for (int64_t start = 0; start < info.num_tokens; start += layout->chunk_tokens) {
+    const hsize_t at[1] = {hsize_t(start)};
+    unsigned filters = 0;
+    haddr_t address = HADDR_UNDEF;
+    hsize_t bytes = 0;
+    if (H5Dget_chunk_info_by_coord(dataset, at, &filters, &address, &bytes) < 0 ||
+        address == HADDR_UNDEF || bytes != chunk[0] * info.token_bytes) {
+      return nullptr;
+    }
+    layout->chunk_offsets.push_back(address);
+  }
+  return check_extent(info, std::move(layout));
+}
+
 // Opens a shard and checks everything read_shard_info promises. Returns the open file and
 // dataset. Caller holds the HDF5 lock.
 ShardInfo open_shard(const std::string& path, int64_t& file_out, int64_t& dataset_out) {
@@ -135,6 +206,8 @@ ShardInfo open_shard(const std::string& path, int64_t& file_out, int64_t& datase
     throw_error("data error: cannot open shard ", path, ": ", std::strerror(errno),
                 ": check the path");
   }
+  struct stat st;
+  const int64_t file_bytes = ::fstat(fileno(probe), &st) == 0 ? int64_t(st.st_size) : -1;
   std::fclose(probe);
   if (H5Fis_hdf5(path.c_str()) <= 0) {
     throw_error("data error: ", path, " is not an HDF5 file: pass shards made by mamba prepare");
@@ -188,6 +261,7 @@ ShardInfo open_shard(const std::string& path, int64_t& file_out, int64_t& datase
   }
   info.num_tokens = int64_t(dims[0]);
   info.token_bytes = int(H5Tget_size(type.get()));
+  if (file_bytes >= 0) info.layout = raw_layout(file.get(), dataset.get(), info, file_bytes);
   file_out = file.release();
   dataset_out = dataset.release();
   return info;
@@ -197,60 +271,6 @@ void close_shard(int64_t& file, int64_t& dataset) {
   if (dataset >= 0) H5Dclose(dataset);
   if (file >= 0) H5Fclose(file);
   dataset = file = -1;
-}
-
-bool little_endian_host() {
-  const uint16_t one = 1;
-  uint8_t first = 0;
-  std::memcpy(&first, &one, 1);
-  return first == 1;
-}
-
-// Where the tokens lie when HDF5 stores them raw, else null (compressed or otherwise filtered,
-// big-endian, external or virtual storage, unwritten chunks, a user block shifting addresses):
-// those are read through HDF5. file_bytes is left to the caller. Caller holds the HDF5 lock.
-std::shared_ptr<ShardLayout> raw_layout(hid_t file, hid_t dataset, const ShardInfo& info) {
-  Handle type(H5Dget_type(dataset), H5Tclose);
-  Handle dataset_props(H5Dget_create_plist(dataset), H5Pclose);
-  Handle file_props(H5Fget_create_plist(file), H5Pclose);
-  hsize_t user_block = 0;
-  if (!little_endian_host() || !type.ok() || H5Tget_order(type.get()) != H5T_ORDER_LE ||
-      !dataset_props.ok() || !file_props.ok() ||
-      H5Pget_userblock(file_props.get(), &user_block) < 0 || user_block != 0 ||
-      H5Pget_nfilters(dataset_props.get()) != 0 ||
-      H5Pget_external_count(dataset_props.get()) != 0) {
-    return nullptr;
-  }
-  auto layout = std::make_shared<ShardLayout>();
-  const H5D_layout_t kind = H5Pget_layout(dataset_props.get());
-  if (kind == H5D_CONTIGUOUS) {
-    layout->chunk_tokens = std::max<int64_t>(info.num_tokens, 1);
-    if (info.num_tokens == 0) return layout;
-    const haddr_t address = H5Dget_offset(dataset);
-    if (address == HADDR_UNDEF ||
-        H5Dget_storage_size(dataset) != hsize_t(info.num_tokens) * info.token_bytes) {
-      return nullptr;
-    }
-    layout->chunk_offsets.push_back(address);
-    return layout;
-  }
-  hsize_t chunk[1] = {0};
-  if (kind != H5D_CHUNKED || H5Pget_chunk(dataset_props.get(), 1, chunk) != 1 || chunk[0] == 0) {
-    return nullptr;
-  }
-  layout->chunk_tokens = int64_t(chunk[0]);
-  for (int64_t start = 0; start < info.num_tokens; start += layout->chunk_tokens) {
-    const hsize_t at[1] = {hsize_t(start)};
-    unsigned filters = 0;
-    haddr_t address = HADDR_UNDEF;
-    hsize_t bytes = 0;
-    if (H5Dget_chunk_info_by_coord(dataset, at, &filters, &address, &bytes) < 0 ||
-        address == HADDR_UNDEF || bytes != chunk[0] * info.token_bytes) {
-      return nullptr;
-    }
-    layout->chunk_offsets.push_back(address);
-  }
-  return layout;
 }
 
 // Opens `path` for pread() and returns the descriptor and the file's size.
@@ -384,40 +404,40 @@ ShardInfo read_shard_info(const std::string& path) {
 }
 
 ShardReader::ShardReader(const std::string& path, ShardAccess access) {
+  open_hdf5(path, access);
+}
+
+ShardReader::ShardReader(const ShardInfo& info) {
+  if (!info.layout) {
+    open_hdf5(info.path, ShardAccess::fastest);
+    return;
+  }
+  info_ = info;
+  open_direct();
+}
+
+void ShardReader::open_hdf5(const std::string& path, ShardAccess access) {
   const auto lock = hdf5_lock();
   try {
     info_ = open_shard(path, file_, dataset_);
-    std::shared_ptr<ShardLayout> layout;
-    if (access == ShardAccess::fastest) layout = raw_layout(file_, dataset_, info_);
-    if (!layout) return;
+    if (access == ShardAccess::hdf5 || !info_.layout) return;
     // Our descriptor opens before HDF5's file closes, so both see the file HDF5 checked.
-    fd_ = open_raw(path, layout->file_bytes);
-    for (size_t k = 0; k < layout->chunk_offsets.size(); ++k) {
-      const int64_t tokens =
-          std::min(layout->chunk_tokens, info_.num_tokens - int64_t(k) * layout->chunk_tokens);
-      const uint64_t end = layout->chunk_offsets[k] + uint64_t(tokens) * info_.token_bytes;
-      if (end > uint64_t(layout->file_bytes)) {
-        throw_error("data error: shard ", path, " is truncated: its tokens run to byte ", end,
-                    " but the file has ", layout->file_bytes, " bytes; ", kRemake);
-      }
-    }
-    layout_ = std::move(layout);
+    open_direct();
     close_shard(file_, dataset_);
   } catch (...) {
     close_shard(file_, dataset_);
-    if (fd_ >= 0) ::close(fd_);
     throw;
   }
 }
 
-ShardReader::ShardReader(const ShardInfo& info, std::shared_ptr<const ShardLayout> layout)
-    : info_(info), layout_(std::move(layout)) {
+void ShardReader::open_direct() {
   int64_t bytes = 0;
   fd_ = open_raw(info_.path, bytes);
-  if (bytes != layout_->file_bytes) {
+  if (bytes != info_.layout->file_bytes) {
     ::close(fd_);
+    fd_ = -1;
     throw_error("data error: shard ", info_.path, " changed while in use (", bytes, " bytes, was ",
-                layout_->file_bytes,
+                info_.layout->file_bytes,
                 "): leave shards alone during a run; restart it to check them again");
   }
 }
@@ -457,10 +477,11 @@ void ShardReader::read(int64_t offset, int64_t count, int32_t* out) {
 void ShardReader::read_direct(int64_t offset, int64_t count, int32_t* out) {
   const int bytes = info_.token_bytes;
   while (count > 0) {
-    const size_t k = size_t(offset / layout_->chunk_tokens);
-    const int64_t within = offset % layout_->chunk_tokens;
-    const int64_t n = std::min(count, layout_->chunk_tokens - within);
-    const uint64_t at = layout_->chunk_offsets[k] + uint64_t(within) * bytes;
+    const ShardLayout& layout = *info_.layout;
+    const size_t k = size_t(offset / layout.chunk_tokens);
+    const int64_t within = offset % layout.chunk_tokens;
+    const int64_t n = std::min(count, layout.chunk_tokens - within);
+    const uint64_t at = layout.chunk_offsets[k] + uint64_t(within) * bytes;
     void* target = out;
     if (bytes == 2) {
       narrow_.resize(size_t(n));
