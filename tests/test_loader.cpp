@@ -3,8 +3,11 @@
 // sequence (on any world size), and bad data stops it with a one-line error.
 #include <gtest/gtest.h>
 #include <hdf5.h>
+#include <sys/resource.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <numeric>
 #include <random>
 #include <set>
 #include <string>
@@ -214,6 +217,46 @@ TEST(Loader, WindowsAtRandomPositionsMatchHdf5Reads) {
       }
     }
   }
+}
+
+int open_fds() {
+  const auto entries = std::filesystem::directory_iterator("/proc/self/fd");
+  return int(std::distance(begin(entries), end(entries)));
+}
+
+TEST(Loader, ManyShardsStayWithinTheOpenFileBound) {
+  // 80 shards of 50 tokens under a limit of 64 open files: the loader keeps 32 open and reuses
+  // them, and still serves every window (two epochs), each the right tokens (token i is i).
+  const std::string dir = scratch_dir("many");
+  std::vector<int32_t> stream(80 * 50);
+  std::iota(stream.begin(), stream.end(), 0);
+  const std::string pattern =
+      write_split(dir, stream, std::vector<size_t>(80, 50), int64_t(stream.size()));
+  struct rlimit saved;
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  struct rlimit low = saved;
+  low.rlim_cur = 64;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  const int before = open_fds();
+  {
+    TokenLoader loader(pattern, kSeqLen, int(stream.size()), 3, 0, 1, 5, true);
+    EXPECT_EQ(loader.max_open_files(), 32u);
+    const int64_t n = loader.samples_per_epoch();  // 571
+    std::vector<int32_t> rows(3 * (kSeqLen + 1));
+    std::vector<int> seen(size_t(n), 0);
+    for (int64_t b = 0; b < 2 * n / 3; ++b) {
+      loader.next(rows.data());
+      for (int r = 0; r < 3; ++r) {
+        const int32_t* row = rows.data() + r * (kSeqLen + 1);
+        ASSERT_EQ(row[0] % kSeqLen, 0);
+        for (int t = 1; t <= kSeqLen; ++t) ASSERT_EQ(row[t], row[0] + t);
+        ++seen[size_t(row[0] / kSeqLen)];
+      }
+      EXPECT_LE(open_fds() - before, 32);
+    }
+    for (int count : seen) EXPECT_GE(count, 1);
+  }
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
 }
 
 TEST(Loader, BadSetupsAreRefused) {

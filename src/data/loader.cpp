@@ -132,29 +132,25 @@ int64_t TokenLoader::window_at(Source& source, uint64_t drawn) {
 }
 
 ShardReader& TokenLoader::reader(size_t source, size_t shard) {
-  ++uses_;
   Source& s = sources_[source];
-  if (s.open_slot[shard] >= 0) {
-    OpenShard& o = open_[size_t(s.open_slot[shard])];
-    o.last_use = uses_;
-    return *o.reader;
+  if (s.open_slot[shard] >= 0) return *open_[size_t(s.open_slot[shard])].reader;
+  // Slots are reused in turn: under random access as good as least-recently-used and O(1); read
+  // in order, the oldest is the one done with. The old file closes before the new one opens.
+  size_t slot = open_.size();
+  if (slot < max_open_) {
+    open_.emplace_back();
+  } else {
+    slot = next_slot_;
+    next_slot_ = (next_slot_ + 1) % max_open_;
+    OpenShard& old = open_[slot];
+    if (old.reader) sources_[old.source].open_slot[old.shard] = -1;
+    old.reader.reset();
   }
-  if (open_.size() >= max_open_) {
-    // A miss costs an open() anyway; the scan for the least recently used is small beside it.
-    // It is closed before the next opens: never more than the bound.
-    const size_t lru = size_t(
-        std::min_element(open_.begin(), open_.end(),
-                         [](const auto& a, const auto& b) { return a.last_use < b.last_use; }) -
-        open_.begin());
-    sources_[open_[lru].source].open_slot[open_[lru].shard] = -1;
-    std::swap(open_[lru], open_.back());
-    open_.pop_back();
-    if (lru < open_.size()) sources_[open_[lru].source].open_slot[open_[lru].shard] = int32_t(lru);
-  }
-  auto opened = std::make_unique<ShardReader>(s.shards[shard]);  // no HDF5 for raw shards
-  open_.push_back({source, shard, uses_, std::move(opened)});
-  s.open_slot[shard] = int32_t(open_.size() - 1);
-  return *open_.back().reader;
+  open_[slot].reader = std::make_unique<ShardReader>(s.shards[shard]);  // no HDF5 for raw shards
+  open_[slot].source = source;
+  open_[slot].shard = shard;
+  s.open_slot[shard] = int32_t(slot);
+  return *open_[slot].reader;
 }
 
 void TokenLoader::read_window(size_t source, int64_t window, int32_t* out) {

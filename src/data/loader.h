@@ -105,13 +105,12 @@ class TokenLoader {
 
   // Used by the worker thread only (or while it is stopped).
   struct OpenShard {
-    size_t source, shard;
-    uint64_t last_use;
+    size_t source = 0, shard = 0;
     std::unique_ptr<ShardReader> reader;
   };
   size_t max_open_;              // see max_open_shards()
-  std::vector<OpenShard> open_;  // at most max_open_, least recently used closed first
-  uint64_t uses_ = 0;
+  std::vector<OpenShard> open_;  // at most max_open_ open shards
+  size_t next_slot_ = 0;         // the one reused next
 
   mutable std::mutex mutex_;
   std::condition_variable cv_;
