@@ -8,7 +8,8 @@
 // there. --procs P runs P loader processes at once, rank r of P each (global batch P*B), as P
 // ranks of one machine would, and reports the slowest and fastest rank. tokens_per_s counts
 // input tokens (B*L per batch) after the first batch, whose time (the epoch's shuffle, the first
-// opens) is first_batch_s. loader_fds: files the loader holds open after reading.
+// opens) is first_batch_s; tokens_per_cpu_s divides by the CPU time the reads took instead.
+// loader_fds: files the loader holds open after reading.
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -70,6 +71,13 @@ int open_fds() {
   return n - 1;  // the directory listing's own
 }
 
+double cpu_seconds() {
+  struct rusage usage;
+  getrusage(RUSAGE_SELF, &usage);
+  return double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+         1e-6 * double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
+}
+
 double peak_rss_mb() {
   struct rusage usage;
   getrusage(RUSAGE_SELF, &usage);
@@ -77,7 +85,7 @@ double peak_rss_mb() {
 }
 
 struct ReadResult {
-  double open_s = 0, first_batch_s = 0, read_s = 0, peak_rss_mb = 0;
+  double open_s = 0, first_batch_s = 0, read_s = 0, read_cpu_s = 0, peak_rss_mb = 0;
   int loader_fds = 0, fd_bound = 0;
 };
 
@@ -96,8 +104,10 @@ ReadResult read_batches(const std::string& dir, int seq_len, int batch, int batc
   loader.next(rows.data());
   r.first_batch_s = seconds_since(t);
   t = std::chrono::steady_clock::now();
+  const double cpu = cpu_seconds();
   for (int b = 0; b < batches; ++b) loader.next(rows.data());
   r.read_s = seconds_since(t);
+  r.read_cpu_s = cpu_seconds() - cpu;
   r.loader_fds = open_fds() - fds_before;
   r.peak_rss_mb = peak_rss_mb();
   return r;
@@ -180,6 +190,7 @@ int main(int argc, char** argv) {
     };
     ReadResult worst = ranks.front();
     double slowest = tokens_per_s(ranks.front()), fastest = slowest, sum = 0;
+    double per_cpu_s = 1e300;  // the least efficient rank's tokens per CPU-second of its process
     for (const ReadResult& r : ranks) {
       worst.open_s = std::max(worst.open_s, r.open_s);
       worst.first_batch_s = std::max(worst.first_batch_s, r.first_batch_s);
@@ -188,6 +199,7 @@ int main(int argc, char** argv) {
       slowest = std::min(slowest, tokens_per_s(r));
       fastest = std::max(fastest, tokens_per_s(r));
       sum += tokens_per_s(r);
+      per_cpu_s = std::min(per_cpu_s, double(batches) * batch * seq_len / r.read_cpu_s);
     }
 
     double verify_s = 0, verify_mb_per_s = 0;
@@ -199,20 +211,22 @@ int main(int argc, char** argv) {
     }
 
     // Per rank: open_s, first_batch_s, loader_fds and peak_rss_mb are the largest over ranks;
-    // tokens_per_s is the slowest rank's.
+    // tokens_per_s is the slowest rank's. tokens_per_cpu_s (the reads' CPU time, all threads)
+    // says what a rank would reach on a core of its own, where other load skews tokens_per_s.
     std::printf(
         "{\"shards\": %d, \"shard_tokens\": %lld, \"corpus_gb\": %.2f, \"procs\": %d, "
         "\"seqlen\": %d, \"batch\": %d, \"wrote\": %s, \"write_s\": %.2f, \"open_s\": %.3f, "
         "\"open_ms_per_shard\": %.4f, \"manifest_s\": %.3f, \"first_batch_s\": %.3f, "
         "\"batches_per_s\": %.1f, \"tokens_per_s\": %.0f, \"tokens_per_s_mean\": %.0f, "
-        "\"tokens_per_s_max\": %.0f, \"loader_fds\": %d, \"loader_fd_bound\": %d, \"peak_rss_mb\": "
+        "\"tokens_per_s_max\": %.0f, \"tokens_per_cpu_s\": %.0f, \"loader_fds\": %d, "
+        "\"loader_fd_bound\": %d, \"peak_rss_mb\": "
         "%.1f, "
         "\"verify_s\": %.2f, \"verify_mb_per_s\": %.1f}\n",
         shards, (long long)shard_tokens, 2e-9 * double(shards) * double(shard_tokens), procs,
         seq_len, batch, wrote ? "true" : "false", write_s, worst.open_s,
         1e3 * worst.open_s / shards, manifest_s, worst.first_batch_s,
-        slowest / (double(batch) * seq_len), slowest, sum / procs, fastest, worst.loader_fds,
-        worst.fd_bound, worst.peak_rss_mb, verify_s, verify_mb_per_s);
+        slowest / (double(batch) * seq_len), slowest, sum / procs, fastest, per_cpu_s,
+        worst.loader_fds, worst.fd_bound, worst.peak_rss_mb, verify_s, verify_mb_per_s);
     return 0;
   } catch (const mamba::Error& e) {
     std::fprintf(stderr, "%s\n", e.what());
