@@ -3,8 +3,12 @@
 // sequence (on any world size), and bad data stops it with a one-line error.
 #include <gtest/gtest.h>
 #include <hdf5.h>
+#include <sys/resource.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <numeric>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -169,6 +173,90 @@ TEST(Loader, RestoreContinuesTheIdenticalSequence) {
 
   const std::string e = error_of([&] { loader.restore({{0, 57}}); });
   EXPECT_NE(e.find("57"), std::string::npos) << e;
+}
+
+TEST(Loader, WindowsAtRandomPositionsMatchHdf5Reads) {
+  // Random ids in shards of uneven sizes, two shorter than a window, stored as uint16 and as
+  // uint32: the windows the loader serves (read without HDF5) equal the stream read through HDF5,
+  // at random positions and across every shard end.
+  for (int64_t vocab : {int64_t(kVocab), int64_t(70000)}) {
+    const std::string dir = scratch_dir("direct_" + std::to_string(vocab));
+    const std::vector<size_t> sizes = {70000, 3, 65536, 5, 140001};
+    std::mt19937 gen{uint32_t(vocab)};
+    std::vector<int32_t> stream(70000 + 3 + 65536 + 5 + 140001);
+    for (int32_t& t : stream) t = int32_t(gen() % uint32_t(vocab));
+    const std::string pattern = write_split(dir, stream, sizes, vocab);
+    std::vector<int32_t> oracle;
+    for (const std::string& path : glob_sorted(pattern)) {
+      ShardReader hdf5(path, ShardAccess::hdf5);
+      std::vector<int32_t> all(size_t(hdf5.info().num_tokens));
+      hdf5.read(0, int64_t(all.size()), all.data());
+      oracle.insert(oracle.end(), all.begin(), all.end());
+    }
+    ASSERT_EQ(oracle, stream);
+
+    const int seq_len = 1000, rows = 4;
+    TokenLoader loader(pattern, seq_len, int(vocab), rows, 0, 1, 1, false);
+    std::vector<uint64_t> starts;
+    for (int i = 0; i < 40; ++i) starts.push_back(gen() % uint64_t(loader.samples_per_epoch()));
+    size_t end = 0;
+    for (size_t k = 0; k + 1 < sizes.size(); ++k) {
+      end += sizes[k];
+      starts.push_back(uint64_t(end - 1) / seq_len);  // the window holding tokens end - 1 and end
+    }
+    std::vector<int32_t> got(size_t(rows) * (seq_len + 1));
+    for (uint64_t start : starts) {
+      loader.restore({{0, start}});
+      loader.next(got.data());
+      for (int r = 0; r < rows; ++r) {
+        const uint64_t w = (start + uint64_t(r)) % uint64_t(loader.samples_per_epoch());
+        ASSERT_TRUE(std::equal(got.begin() + r * (seq_len + 1),
+                               got.begin() + (r + 1) * (seq_len + 1),
+                               oracle.begin() + int64_t(w) * seq_len))
+            << "vocab " << vocab << " window " << w;
+      }
+    }
+  }
+}
+
+int open_fds() {
+  const auto entries = std::filesystem::directory_iterator("/proc/self/fd");
+  return int(std::distance(begin(entries), end(entries)));
+}
+
+TEST(Loader, ManyShardsStayWithinTheOpenFileBound) {
+  // 80 shards of 50 tokens under a limit of 64 open files: the loader keeps 32 open and reuses
+  // them, and still serves every window (two epochs), each the right tokens (token i is i).
+  const std::string dir = scratch_dir("many");
+  std::vector<int32_t> stream(80 * 50);
+  std::iota(stream.begin(), stream.end(), 0);
+  const std::string pattern =
+      write_split(dir, stream, std::vector<size_t>(80, 50), int64_t(stream.size()));
+  struct rlimit saved;
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  struct rlimit low = saved;
+  low.rlim_cur = 64;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  const int before = open_fds();
+  {
+    TokenLoader loader(pattern, kSeqLen, int(stream.size()), 3, 0, 1, 5, true);
+    EXPECT_EQ(loader.max_open_files(), 32u);
+    const int64_t n = loader.samples_per_epoch();  // 571
+    std::vector<int32_t> rows(3 * (kSeqLen + 1));
+    std::vector<int> seen(size_t(n), 0);
+    for (int64_t b = 0; b < 2 * n / 3; ++b) {
+      loader.next(rows.data());
+      for (int r = 0; r < 3; ++r) {
+        const int32_t* row = rows.data() + r * (kSeqLen + 1);
+        ASSERT_EQ(row[0] % kSeqLen, 0);
+        for (int t = 1; t <= kSeqLen; ++t) ASSERT_EQ(row[t], row[0] + t);
+        ++seen[size_t(row[0] / kSeqLen)];
+      }
+      EXPECT_LE(open_fds() - before, 32);
+    }
+    for (int count : seen) EXPECT_GE(count, 1);
+  }
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
 }
 
 TEST(Loader, BadSetupsAreRefused) {

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <numeric>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -89,6 +90,132 @@ TEST(Shard, RoundTripUint32WhenTheVocabIsLarge) {
   // The boundary: 65536 ids still fit uint16.
   write_shard(dir + "/t.h5", attributes(65536), {65535});
   EXPECT_EQ(stored_type_size(dir + "/t.h5"), 2u);
+}
+
+// Random ids, so a wrong offset or chunk shows as a wrong value.
+std::vector<int32_t> random_tokens(size_t n, int64_t vocab, uint32_t seed) {
+  std::mt19937 gen(seed);
+  std::vector<int32_t> tokens(n);
+  for (int32_t& t : tokens) t = int32_t(gen() % uint32_t(vocab));
+  return tokens;
+}
+
+// Reads random ranges (many crossing the 65536-token chunk boundaries) through `reader` and
+// compares them with `tokens`.
+void expect_random_reads(ShardReader& reader, const std::vector<int32_t>& tokens) {
+  std::mt19937 gen(7);
+  const int64_t n = int64_t(tokens.size());
+  std::vector<int32_t> got;
+  for (int i = 0; i < 300; ++i) {
+    const int64_t count = 1 + int64_t(gen() % 3000);
+    const int64_t offset = i % 3 == 0 ? std::max<int64_t>(0, (i / 3 % 2 + 1) * 65536 - count / 2)
+                                      : int64_t(gen() % uint64_t(n - count));
+    got.resize(size_t(count));
+    reader.read(offset, count, got.data());
+    ASSERT_TRUE(std::equal(got.begin(), got.end(), tokens.begin() + offset))
+        << "offset " << offset << " count " << count;
+  }
+  got.resize(tokens.size());
+  reader.read(0, n, got.data());
+  EXPECT_EQ(got, tokens);
+}
+
+TEST(Shard, DirectReadsMatchHdf5Reads) {
+  const std::string dir = scratch_dir("direct");
+  for (int64_t vocab : {int64_t(50257), int64_t(100000)}) {  // uint16 and uint32
+    const std::string path = dir + "/v" + std::to_string(vocab) + ".h5";
+    const std::vector<int32_t> tokens = random_tokens(200000 + 11, vocab, uint32_t(vocab));
+    write_shard(path, attributes(vocab), tokens);
+    ShardReader direct(path);
+    ShardReader hdf5(path, ShardAccess::hdf5);
+    EXPECT_TRUE(direct.direct());  // what prepare writes is read without HDF5
+    ASSERT_NE(direct.info().layout, nullptr);
+    EXPECT_EQ(direct.info().layout->chunk_tokens, 65536);
+    EXPECT_EQ(direct.info().layout->chunk_offsets.size(), 4u);
+    EXPECT_FALSE(hdf5.direct());
+    expect_random_reads(direct, tokens);
+    expect_random_reads(hdf5, tokens);
+    // Reopened from what read_shard_info found, without HDF5, it reads the same.
+    ShardReader again(read_shard_info(path));
+    EXPECT_TRUE(again.direct());
+    expect_random_reads(again, tokens);
+    std::vector<int32_t> slice(5);
+    EXPECT_NE(error_of([&] { again.read(int64_t(tokens.size()) - 2, 5, slice.data()); }), "");
+  }
+}
+
+// Replaces a shard's tokens with a dataset made by `create` (the attributes stay), as another
+// tool might have stored them.
+void replace_tokens(const std::string& path, const std::vector<int32_t>& tokens, hid_t file_type,
+                    hid_t props) {
+  const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  H5Ldelete(file, "tokens", H5P_DEFAULT);
+  const hsize_t dims[1] = {tokens.size()};
+  const hid_t space = H5Screate_simple(1, dims, nullptr);
+  const hid_t dataset =
+      H5Dcreate2(file, "tokens", file_type, space, H5P_DEFAULT, props, H5P_DEFAULT);
+  H5Dwrite(dataset, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, tokens.data());
+  H5Dclose(dataset);
+  H5Sclose(space);
+  H5Fclose(file);
+}
+
+TEST(Shard, OtherLayoutsAreReadDirectlyOrThroughHdf5) {
+  const std::string dir = scratch_dir("layouts");
+  const std::vector<int32_t> tokens = random_tokens(150000, 50257, 3);
+  const hsize_t chunk[1] = {10000};
+
+  // Contiguous: direct, one piece.
+  write_shard(dir + "/contiguous.h5", attributes(50257), {1});
+  replace_tokens(dir + "/contiguous.h5", tokens, H5T_STD_U16LE, H5P_DEFAULT);
+  ShardReader contiguous(dir + "/contiguous.h5");
+  EXPECT_TRUE(contiguous.direct());
+  EXPECT_EQ(contiguous.info().layout->chunk_offsets.size(), 1u);
+  expect_random_reads(contiguous, tokens);
+
+  // Compressed chunks: through HDF5.
+  write_shard(dir + "/deflate.h5", attributes(50257), {1});
+  const hid_t deflate = H5Pcreate(H5P_DATASET_CREATE);
+  H5Pset_chunk(deflate, 1, chunk);
+  H5Pset_deflate(deflate, 4);
+  replace_tokens(dir + "/deflate.h5", tokens, H5T_STD_U16LE, deflate);
+  H5Pclose(deflate);
+  ShardReader compressed(dir + "/deflate.h5");
+  EXPECT_FALSE(compressed.direct());
+  EXPECT_EQ(read_shard_info(dir + "/deflate.h5").layout, nullptr);
+  ShardReader reopened(read_shard_info(dir + "/deflate.h5"));  // through HDF5 again
+  expect_random_reads(reopened, tokens);
+  expect_random_reads(compressed, tokens);
+
+  // Big-endian uint32 in uncompressed chunks: through HDF5, which swaps the bytes.
+  write_shard(dir + "/big_endian.h5", attributes(50257), {1});
+  const hid_t chunked = H5Pcreate(H5P_DATASET_CREATE);
+  H5Pset_chunk(chunked, 1, chunk);
+  replace_tokens(dir + "/big_endian.h5", tokens, H5T_STD_U32BE, chunked);
+  ShardReader big_endian(dir + "/big_endian.h5");
+  EXPECT_FALSE(big_endian.direct());
+  expect_random_reads(big_endian, tokens);
+
+  // Little-endian uint32 in chunks of another size: direct.
+  write_shard(dir + "/odd_chunks.h5", attributes(50257), {1});
+  replace_tokens(dir + "/odd_chunks.h5", tokens, H5T_STD_U32LE, chunked);
+  H5Pclose(chunked);
+  ShardReader odd_chunks(dir + "/odd_chunks.h5");
+  EXPECT_TRUE(odd_chunks.direct());
+  EXPECT_EQ(odd_chunks.info().layout->chunk_tokens, 10000);
+  expect_random_reads(odd_chunks, tokens);
+}
+
+TEST(Shard, ReopeningAChangedFileNamesIt) {
+  const std::string dir = scratch_dir("changed");
+  const std::string path = dir + "/s.h5";
+  write_shard(path, attributes(1000), random_tokens(5000, 1000, 1));
+  const ShardInfo checked = read_shard_info(path);
+  ASSERT_NE(checked.layout, nullptr);
+  std::ofstream(path, std::ios::binary | std::ios::app) << "more";
+  const std::string e = error_of([&] { ShardReader reader(checked); });
+  EXPECT_NE(e.find(path), std::string::npos) << e;
+  EXPECT_NE(e.find("changed while in use"), std::string::npos) << e;
 }
 
 TEST(Shard, WriterRefusesIdsOutsideItsVocabAndLeavesNoFile) {

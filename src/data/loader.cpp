@@ -1,5 +1,7 @@
 #include "data/loader.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <cstring>
 #include <numeric>
@@ -12,7 +14,15 @@ namespace mamba {
 namespace {
 
 constexpr size_t kPrefetchBatches = 2;
-constexpr size_t kMaxOpenShards = 32;
+
+// Shard files a loader keeps open: a reopen costs an open() (check_shards found the layout), so
+// more open files mean faster random reads over many shards, but they count against the process's
+// limit (ulimit -n), which the other loaders, MPI and CUDA share: a quarter of it, 32 to 1024.
+size_t max_open_shards() {
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return 1024;
+  return std::clamp<size_t>(size_t(limit.rlim_cur / 4), 32, 1024);
+}
 
 // FNV-1a: a source's shuffle seed follows its name, not its place in the list.
 uint64_t name_hash(const std::string& name) {
@@ -36,7 +46,8 @@ TokenLoader::TokenLoader(const std::vector<DataSource>& sources, int seq_len, in
       rank_(rank),
       world_(world),
       shuffle_(shuffle),
-      schedule_(sources) {
+      schedule_(sources),
+      max_open_(max_open_shards()) {
   if (seq_len < 1) throw_error("data error: seq_len = ", seq_len, ": expected a positive integer");
   if (model_vocab < 1) {
     throw_error("data error: model vocab_size = ", model_vocab, ": expected a positive integer");
@@ -70,6 +81,7 @@ TokenLoader::Source TokenLoader::open_source(const DataSource& spec, uint64_t se
   s.spec = spec;
   s.seed = seed;
   s.shards = check_shards(spec.path, model_vocab_);
+  s.open_slot.assign(s.shards.size(), -1);
   s.starts.push_back(0);
   for (const ShardInfo& shard : s.shards) s.starts.push_back(s.starts.back() + shard.num_tokens);
   const int64_t tokens = s.starts.back();
@@ -120,21 +132,25 @@ int64_t TokenLoader::window_at(Source& source, uint64_t drawn) {
 }
 
 ShardReader& TokenLoader::reader(size_t source, size_t shard) {
-  ++uses_;
-  for (OpenShard& o : open_) {
-    if (o.source == source && o.shard == shard) {
-      o.last_use = uses_;
-      return *o.reader;
-    }
+  Source& s = sources_[source];
+  if (s.open_slot[shard] >= 0) return *open_[size_t(s.open_slot[shard])].reader;
+  // Slots are reused in turn: under random access as good as least-recently-used and O(1); read
+  // in order, the oldest is the one done with. The old file closes before the new one opens.
+  size_t slot = open_.size();
+  if (slot < max_open_) {
+    open_.emplace_back();
+  } else {
+    slot = next_slot_;
+    next_slot_ = (next_slot_ + 1) % max_open_;
+    OpenShard& old = open_[slot];
+    if (old.reader) sources_[old.source].open_slot[old.shard] = -1;
+    old.reader.reset();
   }
-  if (open_.size() >= kMaxOpenShards) {
-    open_.erase(std::min_element(open_.begin(), open_.end(), [](const auto& a, const auto& b) {
-      return a.last_use < b.last_use;
-    }));
-  }
-  open_.push_back(
-      {source, shard, uses_, std::make_unique<ShardReader>(sources_[source].shards[shard].path)});
-  return *open_.back().reader;
+  open_[slot].reader = std::make_unique<ShardReader>(s.shards[shard]);  // no HDF5 for raw shards
+  open_[slot].source = source;
+  open_[slot].shard = shard;
+  s.open_slot[shard] = int32_t(slot);
+  return *open_[slot].reader;
 }
 
 void TokenLoader::read_window(size_t source, int64_t window, int32_t* out) {

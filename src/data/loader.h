@@ -66,6 +66,8 @@ class TokenLoader {
   int64_t samples_per_epoch(size_t source = 0) const { return sources_[source].windows; }
   int64_t total_tokens() const;  // all sources
   const ShardInfo& first_shard(size_t source = 0) const { return sources_[source].shards.front(); }
+  // The most shard files it holds open at once (a quarter of ulimit -n, 32 to 1024).
+  size_t max_open_files() const { return max_open_; }
 
  private:
   struct Source {
@@ -75,6 +77,7 @@ class TokenLoader {
     std::vector<int64_t> starts;  // starts[k]: first token of shard k; back(): total tokens
     int64_t windows = 0;
     // Used by the worker thread only (or while it is stopped).
+    std::vector<int32_t> open_slot;  // open_slot[k]: shard k's place in open_, or -1
     uint64_t order_epoch = UINT64_MAX;
     std::vector<uint32_t> order;  // the epoch's permutation of window indices
   };
@@ -102,12 +105,12 @@ class TokenLoader {
 
   // Used by the worker thread only (or while it is stopped).
   struct OpenShard {
-    size_t source, shard;
-    uint64_t last_use;
+    size_t source = 0, shard = 0;
     std::unique_ptr<ShardReader> reader;
   };
-  std::vector<OpenShard> open_;  // a few open files, least recently used closed first
-  uint64_t uses_ = 0;
+  size_t max_open_;              // see max_open_shards()
+  std::vector<OpenShard> open_;  // at most max_open_ open shards
+  size_t next_slot_ = 0;         // the one reused next
 
   mutable std::mutex mutex_;
   std::condition_variable cv_;

@@ -1,10 +1,14 @@
 #include "data/shard.h"
 
+#include <fcntl.h>
 #include <glob.h>
 #include <hdf5.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
@@ -123,6 +127,77 @@ std::string read_string_attribute(const std::string& path, hid_t file, const cha
   return value;
 }
 
+bool little_endian_host() {
+  const uint16_t one = 1;
+  uint8_t first = 0;
+  std::memcpy(&first, &one, 1);
+  return first == 1;
+}
+
+// HDF5 notices most truncations when it opens a file; this catches the rest before a read does.
+std::shared_ptr<ShardLayout> check_extent(const ShardInfo& info,
+                                          std::shared_ptr<ShardLayout> layout) {
+  for (size_t k = 0; k < layout->chunk_offsets.size(); ++k) {
+    const int64_t tokens =
+        std::min(layout->chunk_tokens, info.num_tokens - int64_t(k) * layout->chunk_tokens);
+    const uint64_t end = layout->chunk_offsets[k] + uint64_t(tokens) * info.token_bytes;
+    if (end > uint64_t(layout->file_bytes)) {
+      throw_error("data error: shard ", info.path, " is truncated: its tokens run to byte ", end,
+                  " but the file has ", layout->file_bytes, " bytes; ", kRemake);
+    }
+  }
+  return layout;
+}
+
+// Where the tokens lie when HDF5 stores them raw, else null (compressed or otherwise filtered,
+// big-endian, external or virtual storage, unwritten chunks, a user block shifting addresses):
+// those are read through HDF5. Caller holds the HDF5 lock.
+std::shared_ptr<ShardLayout> raw_layout(hid_t file, hid_t dataset, const ShardInfo& info,
+                                        int64_t file_bytes) {
+  Handle type(H5Dget_type(dataset), H5Tclose);
+  Handle dataset_props(H5Dget_create_plist(dataset), H5Pclose);
+  Handle file_props(H5Fget_create_plist(file), H5Pclose);
+  hsize_t user_block = 0;
+  if (!little_endian_host() || !type.ok() || H5Tget_order(type.get()) != H5T_ORDER_LE ||
+      !dataset_props.ok() || !file_props.ok() ||
+      H5Pget_userblock(file_props.get(), &user_block) < 0 || user_block != 0 ||
+      H5Pget_nfilters(dataset_props.get()) != 0 ||
+      H5Pget_external_count(dataset_props.get()) != 0) {
+    return nullptr;
+  }
+  auto layout = std::make_shared<ShardLayout>();
+  layout->file_bytes = file_bytes;
+  const H5D_layout_t kind = H5Pget_layout(dataset_props.get());
+  if (kind == H5D_CONTIGUOUS) {
+    layout->chunk_tokens = std::max<int64_t>(info.num_tokens, 1);
+    if (info.num_tokens == 0) return layout;
+    const haddr_t address = H5Dget_offset(dataset);
+    if (address == HADDR_UNDEF ||
+        H5Dget_storage_size(dataset) != hsize_t(info.num_tokens) * info.token_bytes) {
+      return nullptr;
+    }
+    layout->chunk_offsets.push_back(address);
+    return check_extent(info, std::move(layout));
+  }
+  hsize_t chunk[1] = {0};
+  if (kind != H5D_CHUNKED || H5Pget_chunk(dataset_props.get(), 1, chunk) != 1 || chunk[0] == 0) {
+    return nullptr;
+  }
+  layout->chunk_tokens = int64_t(chunk[0]);
+  for (int64_t start = 0; start < info.num_tokens; start += layout->chunk_tokens) {
+    const hsize_t at[1] = {hsize_t(start)};
+    unsigned filters = 0;
+    haddr_t address = HADDR_UNDEF;
+    hsize_t bytes = 0;
+    if (H5Dget_chunk_info_by_coord(dataset, at, &filters, &address, &bytes) < 0 ||
+        address == HADDR_UNDEF || bytes != chunk[0] * info.token_bytes) {
+      return nullptr;
+    }
+    layout->chunk_offsets.push_back(address);
+  }
+  return check_extent(info, std::move(layout));
+}
+
 // Opens a shard and checks everything read_shard_info promises. Returns the open file and
 // dataset. Caller holds the HDF5 lock.
 ShardInfo open_shard(const std::string& path, int64_t& file_out, int64_t& dataset_out) {
@@ -131,6 +206,8 @@ ShardInfo open_shard(const std::string& path, int64_t& file_out, int64_t& datase
     throw_error("data error: cannot open shard ", path, ": ", std::strerror(errno),
                 ": check the path");
   }
+  struct stat st;
+  const int64_t file_bytes = ::fstat(fileno(probe), &st) == 0 ? int64_t(st.st_size) : -1;
   std::fclose(probe);
   if (H5Fis_hdf5(path.c_str()) <= 0) {
     throw_error("data error: ", path, " is not an HDF5 file: pass shards made by mamba prepare");
@@ -184,6 +261,7 @@ ShardInfo open_shard(const std::string& path, int64_t& file_out, int64_t& datase
   }
   info.num_tokens = int64_t(dims[0]);
   info.token_bytes = int(H5Tget_size(type.get()));
+  if (file_bytes >= 0) info.layout = raw_layout(file.get(), dataset.get(), info, file_bytes);
   file_out = file.release();
   dataset_out = dataset.release();
   return info;
@@ -193,6 +271,37 @@ void close_shard(int64_t& file, int64_t& dataset) {
   if (dataset >= 0) H5Dclose(dataset);
   if (file >= 0) H5Fclose(file);
   dataset = file = -1;
+}
+
+// Opens `path` for pread() and returns the descriptor and the file's size.
+int open_raw(const std::string& path, int64_t& bytes) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || ::fstat(fd, &st) != 0) {
+    const int error = errno;
+    if (fd >= 0) ::close(fd);
+    throw_error("data error: cannot open shard ", path, ": ", std::strerror(error),
+                ": check the path and the limit on open files (ulimit -n)");
+  }
+  bytes = int64_t(st.st_size);
+  return fd;
+}
+
+// Reads exactly `size` bytes at `offset`; false at an early end of file (errno 0) or an error.
+bool pread_all(int fd, void* buffer, size_t size, uint64_t offset) {
+  auto* p = static_cast<uint8_t*>(buffer);
+  while (size > 0) {
+    const ssize_t got = ::pread(fd, p, size, off_t(offset));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) {
+      if (got == 0) errno = 0;
+      return false;
+    }
+    p += got;
+    size -= size_t(got);
+    offset += uint64_t(got);
+  }
+  return true;
 }
 
 }  // namespace
@@ -294,17 +403,48 @@ ShardInfo read_shard_info(const std::string& path) {
   }
 }
 
-ShardReader::ShardReader(const std::string& path) {
+ShardReader::ShardReader(const std::string& path, ShardAccess access) {
+  open_hdf5(path, access);
+}
+
+ShardReader::ShardReader(const ShardInfo& info) {
+  if (!info.layout) {
+    open_hdf5(info.path, ShardAccess::fastest);
+    return;
+  }
+  info_ = info;
+  open_direct();
+}
+
+void ShardReader::open_hdf5(const std::string& path, ShardAccess access) {
   const auto lock = hdf5_lock();
   try {
     info_ = open_shard(path, file_, dataset_);
+    if (access == ShardAccess::hdf5 || !info_.layout) return;
+    // Our descriptor opens before HDF5's file closes, so both see the file HDF5 checked.
+    open_direct();
+    close_shard(file_, dataset_);
   } catch (...) {
     close_shard(file_, dataset_);
     throw;
   }
 }
 
+void ShardReader::open_direct() {
+  int64_t bytes = 0;
+  fd_ = open_raw(info_.path, bytes);
+  if (bytes != info_.layout->file_bytes) {
+    ::close(fd_);
+    fd_ = -1;
+    throw_error("data error: shard ", info_.path, " changed while in use (", bytes, " bytes, was ",
+                info_.layout->file_bytes,
+                "): leave shards alone during a run; restart it to check them again");
+  }
+}
+
 ShardReader::~ShardReader() {
+  if (fd_ >= 0) ::close(fd_);
+  if (file_ < 0) return;
   const auto lock = hdf5_lock();
   close_shard(file_, dataset_);
 }
@@ -315,6 +455,10 @@ void ShardReader::read(int64_t offset, int64_t count, int32_t* out) {
                 info_.path, " (", info_.num_tokens, " tokens): the shard changed while in use");
   }
   if (count == 0) return;
+  if (fd_ >= 0) {
+    read_direct(offset, count, out);
+    return;
+  }
   const auto lock = hdf5_lock();
   const hsize_t start[1] = {hsize_t(offset)}, size[1] = {hsize_t(count)};
   Handle file_space(H5Dget_space(dataset_), H5Sclose);
@@ -325,6 +469,38 @@ void ShardReader::read(int64_t offset, int64_t count, int32_t* out) {
           0) {
     throw_error("data error: cannot read tokens [", offset, ", ", offset + count, ") of shard ",
                 info_.path, " (truncated or damaged file): ", kRemake);
+  }
+}
+
+// One pread per chunk the range touches, then widening to int32. uint32 ids above INT32_MAX
+// become INT32_MAX, as HDF5's conversion makes them (the loader refuses both).
+void ShardReader::read_direct(int64_t offset, int64_t count, int32_t* out) {
+  const int bytes = info_.token_bytes;
+  while (count > 0) {
+    const ShardLayout& layout = *info_.layout;
+    const size_t k = size_t(offset / layout.chunk_tokens);
+    const int64_t within = offset % layout.chunk_tokens;
+    const int64_t n = std::min(count, layout.chunk_tokens - within);
+    const uint64_t at = layout.chunk_offsets[k] + uint64_t(within) * bytes;
+    void* target = out;
+    if (bytes == 2) {
+      narrow_.resize(size_t(n));
+      target = narrow_.data();
+    }
+    if (!pread_all(fd_, target, size_t(n) * bytes, at)) {
+      throw_error("data error: cannot read tokens [", offset, ", ", offset + n, ") of shard ",
+                  info_.path, ": ", errno ? std::strerror(errno) : "the file ends early", "; ",
+                  kRemake);
+    }
+    if (bytes == 2) {
+      for (int64_t i = 0; i < n; ++i) out[i] = narrow_[size_t(i)];
+    } else {
+      const auto* wide = reinterpret_cast<const uint32_t*>(out);
+      for (int64_t i = 0; i < n; ++i) out[i] = int32_t(std::min<uint32_t>(wide[i], INT32_MAX));
+    }
+    out += n;
+    offset += n;
+    count -= n;
   }
 }
 
