@@ -87,6 +87,11 @@ TEST(PrepareParallel, RanksWriteTheShardsOneProcessWrites) {
       EXPECT_EQ(m.splits.at(split).tokens_sha256, expected_manifest.splits.at(split).tokens_sha256);
       EXPECT_EQ(m.splits.at(split).documents, expected_manifest.splits.at(split).documents);
     }
+    // The files themselves are the same bytes (no modification times in them).
+    ASSERT_EQ(m.shards.size(), expected_manifest.shards.size());
+    for (size_t k = 0; k < m.shards.size(); ++k) {
+      EXPECT_EQ(m.shards[k].crc32, expected_manifest.shards[k].crc32) << m.shards[k].file;
+    }
     EXPECT_FALSE(fs::exists(out + "/.prepare-parallel")) << "temporary files left";
     EXPECT_EQ(run_mamba("prepare --verify " + out).status, 0);
   }

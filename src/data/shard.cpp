@@ -322,6 +322,9 @@ ShardWriter::ShardWriter(const std::string& path, const ShardInfo& info)
   Handle space(H5Screate_simple(1, dims, max_dims), H5Sclose);
   Handle props(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
   H5Pset_chunk(props.get(), 1, chunk);
+  // No modification times in the object header: the same tokens make the same bytes, so a shard's
+  // crc32 in the manifest does not depend on when, or by how many processes, it was written.
+  H5Pset_obj_track_times(props.get(), false);
   const hid_t type = info_.vocab_size <= 65536 ? H5T_STD_U16LE : H5T_STD_U32LE;
   dataset_ = H5Dcreate2(file_, "tokens", type, space.get(), H5P_DEFAULT, props.get(), H5P_DEFAULT);
   if (dataset_ < 0) {
