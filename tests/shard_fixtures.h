@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "data/loader.h"
 #include "data/manifest.h"
 #include "data/shard.h"
 
@@ -32,6 +34,23 @@ inline ShardInfo write_shard(const std::string& path, const ShardInfo& attrs,
   const ShardInfo info = writer.finish();
   add_to_manifest(info);
   return info;
+}
+
+// `batches` global batches as `ranks` draw them together: per batch, rank 0's rows, then rank
+// 1's, ...
+inline std::vector<std::vector<int32_t>> global_batches(
+    std::vector<std::unique_ptr<TokenLoader>>& ranks, int seq_len, int batches) {
+  std::vector<std::vector<int32_t>> out;
+  for (int b = 0; b < batches; ++b) {
+    std::vector<int32_t> batch;
+    for (auto& loader : ranks) {
+      std::vector<int32_t> rows(size_t(loader->rows()) * (seq_len + 1));
+      loader->next(rows.data());
+      batch.insert(batch.end(), rows.begin(), rows.end());
+    }
+    out.push_back(batch);
+  }
+  return out;
 }
 
 }  // namespace mamba::test

@@ -72,17 +72,7 @@ std::vector<std::vector<int32_t>> run_ranks(int world, int global_batch, int bat
                                                   world, 1234, shuffle));
     if (from) ranks.back()->restore({*from});
   }
-  std::vector<std::vector<int32_t>> out;
-  for (int b = 0; b < batches; ++b) {
-    std::vector<int32_t> batch;
-    for (auto& loader : ranks) {
-      std::vector<int32_t> rows(size_t(loader->rows()) * (kSeqLen + 1));
-      loader->next(rows.data());
-      batch.insert(batch.end(), rows.begin(), rows.end());
-    }
-    out.push_back(batch);
-  }
-  return out;
+  return test::global_batches(ranks, kSeqLen, batches);
 }
 
 TEST(Loader, WindowsTileTheStream) {
