@@ -599,7 +599,6 @@ std::vector<float> to_token_major(const std::vector<float>& x, int batch, int ro
   return out;
 }
 
-
 TEST(KernelsCpu, ScanMatchesGolden) {
   auto g = read_safetensors_f32(std::string(MAMBA_TEST_DATA) + "/scan_small.safetensors");
   const int batch = 2, Dn = 8, N = 16;
