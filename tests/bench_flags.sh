@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The benchmarks' flags reach what they measure: each run's JSON must show the setting asked for
+# (and --profile its extra line). Tiny shapes on the CPU.
+#   tests/bench_flags.sh BUILD_DIR
+set -euo pipefail
+b=$1
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+fail() {
+  echo "bench_flags: $1" >&2
+  exit 1
+}
+expect() {  # expect OUTPUT TEXT
+  grep -qF -- "$2" <<<"$1" || fail "missing '$2' in: $1"
+}
+
+out=$(mpirun --allow-run-as-root --oversubscribe -np 2 "$b/bench_train" --model tiny --batch 1 \
+  --seqlen 32 --steps 1 --shard-optimizer 1 --bf16-grads 0 --comm 0 --recompute 1)
+expect "$out" '"shard_optimizer": 1'
+expect "$out" '"comm": 0'
+expect "$out" '"recompute": 1'
+expect "$out" '"world": 2'
+
+out=$("$b/bench_generate" --model tiny --batch 2 --prompt 8 --tokens 4 --repeats 1 --graphs 0 \
+  --profile 1)
+expect "$out" '"graphs": 0'
+expect "$out" '"batch": 2'
+expect "$out" '"new_tokens": 4'
+expect "$out" '"bench": "generate_profile"'
+
+out=$("$b/bench_loader" --dir "$scratch/corpus" --shards 20 --shard-tokens 10000 --batches 50 \
+  --procs 2 --seqlen 32 --batch 4)
+expect "$out" '"procs": 2'
+expect "$out" '"shards": 20'
+expect "$out" '"seqlen": 32'
+echo "bench_flags: ok"
