@@ -16,13 +16,7 @@ limits() {
 }
 
 speed() {
-  for shape in "130m 16 2048" "1.4b 4 2048"; do
-    read -r model batch seqlen <<<"$shape"
-    for bf16 in 0 1; do
-      $mpi build-gpu/bench_train --device cuda --model "$model" --batch "$batch" \
-        --seqlen "$seqlen" --steps 10 --bf16-grads "$bf16" | tee -a "$out/bf16_grads.jsonl"
-    done
-  done
+  bench_flag_both_ways --bf16-grads "$out/bf16_grads.jsonl"
 }
 
 loss() {

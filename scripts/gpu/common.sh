@@ -56,3 +56,18 @@ train_demo_130m() {
     log.sample_interval=0 checkpoint.resume=none checkpoint.dir="$dir" "$@" |
     grep -E "^step|^eval|^optimizer"
 }
+
+# bench_train on two GPUs for 130M 16 x 2048 and 1.4B 4 x 2048 per GPU, each with FLAG 0 and 1,
+# appending the JSON to FILE: `bench_flag_both_ways FLAG FILE [key=value...]`.
+bench_flag_both_ways() {
+  local flag=$1 file=$2
+  shift 2
+  for shape in "130m 16" "1.4b 4"; do
+    read -r model batch <<<"$shape"
+    for value in 0 1; do
+      mpirun --allow-run-as-root -np 2 -x NCCL_NVLS_ENABLE -x OMP_NUM_THREADS=4 \
+        build-gpu/bench_train --device cuda --model "$model" --batch "$batch" --seqlen 2048 \
+        --steps 10 "$flag" "$value" "$@" | tee -a "$file"
+    done
+  done
+}

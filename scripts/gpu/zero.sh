@@ -14,14 +14,7 @@ twin() {
 }
 
 memory() {
-  for shape in "130m 16 2048" "1.4b 4 2048"; do
-    read -r model batch seqlen <<<"$shape"
-    for shard in 0 1; do
-      $mpi build-gpu/bench_train --device cuda --model "$model" --batch "$batch" \
-        --seqlen "$seqlen" --steps 10 --shard-optimizer "$shard" checkpoint.async=false |
-        tee -a "$out/zero.jsonl"
-    done
-  done
+  bench_flag_both_ways --shard-optimizer "$out/zero.jsonl" checkpoint.async=false
 }
 
 loss() {
