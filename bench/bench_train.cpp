@@ -115,5 +115,6 @@ int main(int argc, char** argv) try {
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "%s\n", e.what());
-  return 2;
+  // Under mpirun the other ranks would wait in their next collective until its timeout.
+  mamba::mpi_world().abort(2);
 }
