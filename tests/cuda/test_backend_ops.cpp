@@ -458,7 +458,7 @@ TEST_P(CudaVsCpu, Linear) {
 // A few rows (decoding): bf16 goes to the skinny kernel (kernels/cuda/skinny_gemm.h) where its
 // alignment rules hold, and to cuBLASLt where they do not; fp32 always to cuBLASLt. Shapes cover
 // one and two 8-row tiles, partial tiles of features, in_dim tails short of a 128-wide chunk, one
-// warp per block and many warps sharing in_dim.
+// warp per block, many warps sharing in_dim, and few features with in_dim split over a cluster.
 TEST_P(CudaVsCpu, LinearFewRows) {
   struct Shape {
     int64_t T;
@@ -470,7 +470,8 @@ TEST_P(CudaVsCpu, LinearFewRows) {
   const Shape shapes[] = {
       {1, 64, 37, 64, 37, 0, true},        {5, 200, 100, 208, 103, 0, true},
       {16, 2056, 100, 2056, 100, 0, true}, {9, 768, 3000, 776, 3001, 0, true},
-      {16, 128, 4096, 160, 4096, 0, true}, {3, 33, 21, 40, 21, 0, false},
+      {16, 128, 4096, 160, 4096, 0, true}, {16, 4096, 160, 4096, 168, 0, true},
+      {1, 1536, 80, 1536, 80, 0, true},    {3, 33, 21, 40, 21, 0, false},
       {4, 128, 64, 136, 64, 1, false},     {17, 64, 48, 64, 48, 0, false},
   };
   for (const Shape& sh : shapes) {
@@ -534,12 +535,12 @@ TEST_P(CudaVsCpu, LinearFewRows) {
         << "linear_forward with T = 1 wrote past its row " << tag;
   }
   // Called directly with a problem it does not take, the kernel refuses before reading anything.
-  EXPECT_THROW(
-      cuda::skinny_linear_forward<float>(nullptr, 21, nullptr, 40, nullptr, 3, 33, 21, 1, nullptr),
-      Error);
-  EXPECT_THROW(
-      cuda::skinny_linear_forward<float>(nullptr, 21, nullptr, 40, nullptr, 17, 32, 21, 1, nullptr),
-      Error);
+  EXPECT_THROW(cuda::skinny_linear_forward<float>(nullptr, 21, nullptr, 40, nullptr, 3, 33, 21, 1,
+                                                  1, nullptr),
+               Error);
+  EXPECT_THROW(cuda::skinny_linear_forward<float>(nullptr, 21, nullptr, 40, nullptr, 17, 32, 21, 1,
+                                                  1, nullptr),
+               Error);
 }
 
 // ---------------------------------------------------------------- conv1d + SiLU

@@ -125,6 +125,7 @@ class CudaBackend final : public Backend {
     peak_flops_ = peak_bf16_flops(prop.name);
     sm_count_ = prop.multiProcessorCount;
     tensor_core_bf16_ = prop.major >= 8;
+    clusters_ = prop.major >= 9;
     cuda::check_cuda(cudaStreamCreate(&stream_), "cudaStreamCreate");
     cuda::check_cuda(cudaStreamCreateWithFlags(&side_stream_, cudaStreamNonBlocking),
                      "cudaStreamCreateWithFlags");
@@ -272,10 +273,10 @@ class CudaBackend final : public Backend {
             cuda::skinny_linear_fits(inp, op.ld_inp, weight, op.T, op.in_dim, op.out_dim)) {
           if (f32_out) {
             cuda::skinny_linear_forward(static_cast<float*>(out), op.ld_out, inp, op.ld_inp, weight,
-                                        op.T, op.in_dim, op.out_dim, sm_count_, stream_);
+                                        op.T, op.in_dim, op.out_dim, sm_count_, clusters_, stream_);
           } else {
             cuda::skinny_linear_forward(static_cast<bf16*>(out), op.ld_out, inp, op.ld_inp, weight,
-                                        op.T, op.in_dim, op.out_dim, sm_count_, stream_);
+                                        op.T, op.in_dim, op.out_dim, sm_count_, clusters_, stream_);
           }
           return;
         }
@@ -436,6 +437,7 @@ class CudaBackend final : public Backend {
   std::string name_;
   double peak_flops_ = 0.0;
   int sm_count_ = 1;
+  bool clusters_ = false;          // thread-block clusters (compute capability 9.0 or more)
   bool tensor_core_bf16_ = false;  // bf16 MMA (compute capability 8.0+): the skinny GEMM
   cudaStream_t stream_ = nullptr;
   cudaStream_t side_stream_ = nullptr;  // download_concurrent's

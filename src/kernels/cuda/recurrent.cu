@@ -1,9 +1,11 @@
 // Recurrent (generation) mode: math in kernels/cpu/recurrent.h, layout in recurrent.h.
 //
 // Conv step: one thread per (sequence, channel) with its K-1 inputs of state in registers.
-// Scan step: 16 consecutive threads per (sequence, channel), one per state n, so that the state
-// rows [d_state] and A's rows are read and written in coalesced runs; C . h is a sum over the 16
-// lanes by shuffles. Argmax: one block of 1024 threads per row.
+// Scan step: 4 consecutive threads per (sequence, channel), each with 4 of its 16 states, so that
+// the state rows [d_state] and A's rows are read and written 16 bytes a thread in coalesced runs
+// (with one state a thread, too few bytes were in flight to reach the memory's bandwidth at
+// batch 16); C . h is a sum over the 4 lanes by shuffles. Argmax: one block of 1024 threads per
+// row.
 #include "kernels/cuda/act_type.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/ops_common.cuh"
@@ -14,7 +16,8 @@ namespace mamba::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kN = 16;  // d_state: lanes per channel in the scan step
+constexpr int kN = 16;          // d_state
+constexpr int kStateLanes = 4;  // threads per channel in the scan step, kN / 4 states each
 constexpr int kArgmaxThreads = 1024;
 constexpr int kArgmaxUnroll = 4;
 
@@ -49,21 +52,31 @@ __global__ void selective_scan_step_kernel(T* out, float* ssm_state, const T* u,
                                            const float* Dskip, const float* delta_bias, int batch,
                                            int d_inner, int64_t ld_bc, int64_t ld_z) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  const int64_t row = i / kN;  // b * d_inner + d
-  const int n = static_cast<int>(i % kN);
-  // Whole groups of 16 lanes leave together, so the shuffles below see full groups.
+  const int64_t row = i / kStateLanes;  // b * d_inner + d
+  const int q = static_cast<int>(i % kStateLanes);
+  // Whole groups of lanes leave together, so the shuffles below see full groups.
   if (row >= static_cast<int64_t>(batch) * d_inner) return;
   const int64_t b = row / d_inner;
   const int d = static_cast<int>(row % d_inner);
   const float dt = softplus(to_f32(delta[row]) + delta_bias[d]);
   const float ud = to_f32(u[row]);
-  float* h = ssm_state + row * kN + n;
-  const float hn = expf(dt * A[d * kN + n]) * *h + dt * to_f32(B[b * ld_bc + n]) * ud;
+  float4* h = reinterpret_cast<float4*>(ssm_state + row * kN) + q;
+  const float4 a = reinterpret_cast<const float4*>(A + int64_t(d) * kN)[q];
+  const float4 h0 = *h;
+  const T* Bq = B + b * ld_bc + 4 * q;
+  const T* Cq = C + b * ld_bc + 4 * q;
+  const float4 hn = make_float4(expf(dt * a.x) * h0.x + dt * to_f32(Bq[0]) * ud,
+                                expf(dt * a.y) * h0.y + dt * to_f32(Bq[1]) * ud,
+                                expf(dt * a.z) * h0.z + dt * to_f32(Bq[2]) * ud,
+                                expf(dt * a.w) * h0.w + dt * to_f32(Bq[3]) * ud);
   *h = hn;
-  float y = to_f32(C[b * ld_bc + n]) * hn;
-  const unsigned group = 0xffffu << (threadIdx.x % 32 / kN * kN);  // this channel's 16 lanes
-  for (int offset = kN / 2; offset > 0; offset >>= 1) y += __shfl_xor_sync(group, y, offset, kN);
-  if (n == 0) out[row] = from_f32<T>((y + Dskip[d] * ud) * silu(to_f32(z[b * ld_z + d])));
+  float y =
+      to_f32(Cq[0]) * hn.x + to_f32(Cq[1]) * hn.y + to_f32(Cq[2]) * hn.z + to_f32(Cq[3]) * hn.w;
+  const unsigned group = 0xfu << (threadIdx.x % 32 / kStateLanes * kStateLanes);
+  for (int offset = kStateLanes / 2; offset > 0; offset >>= 1) {
+    y += __shfl_xor_sync(group, y, offset, kStateLanes);
+  }
+  if (q == 0) out[row] = from_f32<T>((y + Dskip[d] * ud) * silu(to_f32(z[b * ld_z + d])));
 }
 
 // Ties go to the lower index, as a left-to-right scan would pick.
@@ -149,8 +162,13 @@ void selective_scan_step(const ScanShape& s, const ScanInputs& in, T* out, float
     throw_error("op error: selective_scan_step: d_state = ", s.d_state,
                 " but the CUDA kernel takes ", kN);
   }
+  if (reinterpret_cast<uintptr_t>(in.A) % 16 != 0 || reinterpret_cast<uintptr_t>(ssm_state) % 16) {
+    throw_error(
+        "op error: selective_scan_step: A and ssm_state must start on 16-byte boundaries "
+        "(the kernel reads 4 states at a time)");
+  }
   const ActCast<T> act{"selective_scan_step"};
-  const int64_t threads = static_cast<int64_t>(s.batch) * s.d_inner * kN;
+  const int64_t threads = static_cast<int64_t>(s.batch) * s.d_inner * kStateLanes;
   if (threads == 0) return;
   const unsigned blocks = static_cast<unsigned>((threads + kThreads - 1) / kThreads);
   selective_scan_step_kernel<T><<<blocks, kThreads, 0, stream>>>(

@@ -20,11 +20,12 @@ constexpr int64_t kSkinnyMaxRows = 16;
 bool skinny_linear_fits(const void* inp, int64_t ld_inp, const void* weight, int64_t T, int in_dim,
                         int out_dim);
 
-// Out is bf16 or float. sm_count: the device's multiprocessors, to size the launch. Needs a
-// device of compute capability 8.0 or more (bf16 tensor-core MMA).
+// Out is bf16 or float. sm_count: the device's multiprocessors, to size the launch. clusters: the
+// device launches thread-block clusters (compute capability 9.0 or more), so that blocks may share
+// in_dim. Needs a device of compute capability 8.0 or more (bf16 tensor-core MMA).
 template <typename Out>
 void skinny_linear_forward(Out* out, int64_t ld_out, const __nv_bfloat16* inp, int64_t ld_inp,
                            const __nv_bfloat16* weight, int64_t T, int in_dim, int out_dim,
-                           int sm_count, cudaStream_t stream);
+                           int sm_count, bool clusters, cudaStream_t stream);
 
 }  // namespace mamba::cuda
