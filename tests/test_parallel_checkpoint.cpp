@@ -5,6 +5,7 @@
 // tests/test_zero.cpp (ShardedTraining.*).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <condition_variable>
 #include <cstdlib>
@@ -25,6 +26,8 @@
 #include "error_of.h"
 #include "kernels/backend.h"
 #include "scratch.h"
+#include "train/checkpoint_parts.h"
+#include "train/checkpoint_writer.h"
 #include "train/parallel_checkpoint.h"
 #include "util/rng.h"
 
@@ -167,8 +170,7 @@ class ParallelCheckpoint : public test::ScratchDirTest {
   static std::vector<float> packed(const ShardMap& map, const std::vector<float>& whole) {
     std::vector<float> out(size_t(map.size(map.rank())));
     for (const ShardRange& r : map.ranges()) {
-      std::copy(whole.begin() + r.begin, whole.begin() + r.begin + r.count,
-                out.begin() + r.packed);
+      std::copy(whole.begin() + r.begin, whole.begin() + r.begin + r.count, out.begin() + r.packed);
     }
     return out;
   }
@@ -184,8 +186,8 @@ class ParallelCheckpoint : public test::ScratchDirTest {
       const std::vector<float> v = sharded ? packed(map, tensors.exp_avg_sq) : tensors.exp_avg_sq;
       const ParallelSource source{tensors.params.data(), m.data(), v.data(),
                                   tensors.optimizer_steps};
-      EXPECT_EQ(save_checkpoint_parallel(comm, *be_, dir, layout_, sharded ? &map : nullptr,
-                                         source, state, 0),
+      EXPECT_EQ(save_checkpoint_parallel(comm, *be_, dir, layout_, sharded ? &map : nullptr, source,
+                                         state, 0),
                 checkpoint_path(dir, step));
     });
   }
@@ -238,8 +240,7 @@ TEST_F(ParallelCheckpoint, ShardedAndSplitSavesWriteTheBytesOfOneProcess) {
   for (const int world : {1, 2, 3}) {
     for (const bool sharded : {false, true}) {
       if (sharded && world == 1) continue;
-      const std::string dir =
-          path(std::to_string(world) + (sharded ? "_sharded" : "_split"));
+      const std::string dir = path(std::to_string(world) + (sharded ? "_sharded" : "_split"));
       SCOPED_TRACE(dir);
       for (const std::string& e : save_on(world, sharded, dir, tensors_, state_.step)) {
         EXPECT_EQ(e, "");
@@ -308,9 +309,9 @@ TEST_F(ParallelCheckpoint, DamageAnywhereIsDetectedOnEveryRank) {
     on_ranks(world, [&](Communicator& comm) {
       try {
         TrainerState state;
-        load_checkpoint_sharded(comm, checkpoint_path(dir, 6), layout_,
-                                shard_map(world, comm.rank()),
-                                [](int, int64_t, const float*, int64_t) {}, state);
+        load_checkpoint_sharded(
+            comm, checkpoint_path(dir, 6), layout_, shard_map(world, comm.rank()),
+            [](int, int64_t, const float*, int64_t) {}, state);
       } catch (const CheckpointDamaged& e) {
         errors[size_t(comm.rank())] = e.what();
       }
@@ -383,6 +384,46 @@ TEST_F(ParallelCheckpoint, NonFiniteSliceOfOneRankIsRefusedByAll) {
   for (const std::string& e : errors) EXPECT_TRUE(contains(e, "hold NaN or infinity")) << e;
   EXPECT_FALSE(fs::exists(checkpoint_path(path("nan"), 6)));
   EXPECT_FALSE(fs::exists(checkpoint_path(path("nan"), 6) + ".tmp"));
+}
+
+// checkpoint.async with several processes: each rank's writer snapshots and writes its share in
+// the background; rank 0's collects the part files and installs the checkpoint, the bytes of one
+// process's save, with only its three files.
+TEST_F(ParallelCheckpoint, SharedBackgroundWritesWriteTheBytesOfOneProcess) {
+  save_checkpoint(path("one"), layout_, tensors_, state_, 0);
+  for (const int world : {2, 3}) {
+    const std::string dir = path("async_" + std::to_string(world));
+    for (const std::string& e : on_ranks(world, [&](Communicator& comm) {
+           CheckpointWriter writer(*be_, layout_, dir, 0, &comm, 30.0);
+           TrainingTensors live = tensors_;
+           EXPECT_EQ(writer.save(live.params.data(), live.exp_avg.data(), live.exp_avg_sq.data(), 5,
+                                 state_),
+                     checkpoint_path(dir, 6));
+           // The snapshot is taken: changing the live buffers does not change what is written.
+           std::fill(live.exp_avg.begin(), live.exp_avg.end(), 0.0f);
+           writer.wait();
+         })) {
+      EXPECT_EQ(e, "");
+    }
+    expect_same_files(checkpoint_path(dir, 6), checkpoint_path(path("one"), 6));
+    int files = 0;
+    for (const auto& entry : fs::directory_iterator(checkpoint_path(dir, 6))) {
+      ++files;
+      EXPECT_TRUE(contains(entry.path().filename().string(), "json") ||
+                  contains(entry.path().filename().string(), "safetensors"))
+          << entry.path();
+    }
+    EXPECT_EQ(files, 3);
+  }
+}
+
+// Rank 0's background writer waits for the other ranks' parts no longer than dist.timeout_s.
+TEST_F(ParallelCheckpoint, MissingPartEndsTheWaitNamingTheRank) {
+  fs::create_directories(checkpoint_path(path("run"), 6) + ".tmp");
+  const std::string error = test::error_of([&] { wait_for_part_file(path("run"), 6, 1, 0.2); });
+  EXPECT_TRUE(contains(error, "rank 1's part of " + checkpoint_path(path("run"), 6) +
+                                  ".tmp did not arrive within 0.2 s (dist.timeout_s)"))
+      << error;
 }
 
 // A checkpoint directory rank 0 cannot create: every rank stops with rank 0's error.

@@ -269,18 +269,31 @@ TEST_F(ShardedTraining, RanksAgreeToSkipANonFiniteStep) {
   expect_same_state("skip_sharded", "skip_plain", 1e-6);
 }
 
-// Every rank writes its own part of a checkpoint (train/parallel_checkpoint.h). Rank 1 killed in
-// the middle of its part of step 6's save: the job ends, step 6 has no visible checkpoint, and
-// the run resumed from step 4 ends with the bytes of an uninterrupted run; the same for an
-// unsharded run, whose ranks split the files.
+// Every rank writes its own part of a checkpoint (train/parallel_checkpoint.h): sharded, its
+// slices of the moments; unsharded, an even share of each file, synchronously or in the
+// background (checkpoint.async). Rank 1 killed in the middle of its part of step 6's save: the
+// job ends, step 6 has no visible checkpoint, and the run resumed from step 4 ends with the bytes
+// of an uninterrupted run. Rank 1 failing there: the job ends with its error, step 6 invisible.
 TEST_F(ShardedTraining, RankKilledMidSaveLeavesNoCheckpointAndResumesExactly) {
-  for (const std::string shard : {"true", "false"}) {
-    SCOPED_TRACE("dist.shard_optimizer=" + shard);
-    const std::string args =
-        "train.micro_batch=2 checkpoint.interval=2 dist.shard_optimizer=" + shard;
-    const std::string whole = "whole_" + shard, killed = "killed_" + shard;
+  struct Case {
+    const char* name;
+    const char* args;
+    const char* written;
+  };
+  const Case cases[] = {
+      {"sharded", "dist.shard_optimizer=true", "(written by 2 ranks)"},
+      {"split", "dist.shard_optimizer=false", "(written by 2 ranks)"},
+      {"background", "checkpoint.async=true", "(written in the background by 2 ranks"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string args = std::string("train.micro_batch=2 checkpoint.interval=2 ") + c.args;
+    const std::string whole = std::string("whole_") + c.name,
+                      killed = std::string("killed_") + c.name,
+                      failed = std::string("failed_") + c.name;
     ASSERT_TRUE(train(whole, args)) << bytes_of(log(whole));
-    EXPECT_TRUE(contains(bytes_of(log(whole)), "step_00000008 (written by 2 ranks)"));
+    EXPECT_TRUE(contains(bytes_of(log(whole)), std::string("step_00000008 ") + c.written))
+        << bytes_of(log(whole));
     EXPECT_FALSE(train(killed, args, "MAMBA_TEST_SAVE_FAULT=kill:1:6 ")) << bytes_of(log(killed));
     EXPECT_TRUE(fs::exists(dir(killed) + "/step_00000004/trainer.json"));
     EXPECT_FALSE(fs::exists(dir(killed) + "/step_00000006"));
@@ -294,6 +307,17 @@ TEST_F(ShardedTraining, RankKilledMidSaveLeavesNoCheckpointAndResumesExactly) {
                 bytes_of(dir(whole) + "/step_00000008" + file))
           << file;
     }
+    EXPECT_FALSE(train(failed, args, "MAMBA_TEST_SAVE_FAULT=fail:1:6 ")) << bytes_of(log(failed));
+    EXPECT_TRUE(contains(bytes_of(log(failed)), "rank 1 fails in the middle of the save of step 6"))
+        << bytes_of(log(failed));
+    EXPECT_FALSE(fs::exists(dir(failed) + "/step_00000006"));
+    EXPECT_FALSE(fs::exists(dir(failed) + "/step_00000008"));
+  }
+  // The background writers write what the ranks write synchronously.
+  for (const char* file : {"/model.safetensors", "/optimizer.safetensors"}) {
+    EXPECT_EQ(bytes_of(dir("whole_background") + "/step_00000008" + file),
+              bytes_of(dir("whole_split") + "/step_00000008" + file))
+        << file;
   }
 }
 

@@ -147,7 +147,6 @@ class OrderedReader {
   std::exception_ptr error_;
 };
 
-
 // Opens path; with `whole`, the extent list is the whole file, whatever its size.
 std::vector<FileDigest> read_extents(
     const std::string& path, std::vector<FileExtent> extents, bool whole, size_t chunk_bytes,

@@ -487,8 +487,8 @@ bool stream_moment_slices(const std::string& path, const SafetensorsStream& opt,
         const auto* values = reinterpret_cast<const float*>(data);
         const int64_t count = int64_t(size / sizeof(float));
         const int64_t at = int64_t((offset - start) / sizeof(float));
-        finite = finite &&
-                 std::all_of(values, values + count, [](float x) { return std::isfinite(x); });
+        finite =
+            finite && std::all_of(values, values + count, [](float x) { return std::isfinite(x); });
         sink(at < n ? 1 : 2, at % n, values, count);
       });
   slices.pieces.clear();
@@ -587,9 +587,8 @@ CheckpointFilePlan model_file_plan(const ParamLayout& layout) {
 }
 
 CheckpointFilePlan optimizer_file_plan(const ParamLayout& layout, int64_t optimizer_steps) {
-  const std::string header =
-      safetensors_header(kOptimizerFile, moment_views(layout, nullptr, nullptr),
-                         optimizer_metadata(optimizer_steps));
+  const std::string header = safetensors_header(
+      kOptimizerFile, moment_views(layout, nullptr, nullptr), optimizer_metadata(optimizer_steps));
   return {kOptimizerFile, header, header.size() + 2 * uint64_t(layout.total()) * sizeof(float)};
 }
 

@@ -1,9 +1,5 @@
 #include "train/parallel_checkpoint.h"
 
-#include <fcntl.h>
-#include <signal.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -14,6 +10,7 @@
 #include <map>
 #include <vector>
 
+#include "train/checkpoint_parts.h"
 #include "util/checksum.h"
 #include "util/error.h"
 
@@ -23,21 +20,18 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Large enough that fetch and write overheads vanish, small enough to be no memory.
-constexpr size_t kChunkBytes = size_t{64} << 20;
-
 // What a rank tells rank 0 after its part of a save or load.
 enum class Outcome : char { Ok = '0', Damaged = '1', Failed = '2' };
 
 struct Report {
   Outcome outcome = Outcome::Ok;
   std::string message;
-  std::vector<DigestPiece> pieces[2];  // per file: model, optimizer
+  PartDigests part;  // the piece checksums of what it wrote or read
 };
 
 std::string encode(const Report& r) {
   std::string bytes(1, char(r.outcome));
-  for (const std::vector<DigestPiece>& file : r.pieces) {
+  for (const std::vector<DigestPiece>& file : r.part.files) {
     const uint64_t count = file.size();
     bytes.append(reinterpret_cast<const char*>(&count), sizeof count);
     bytes.append(reinterpret_cast<const char*>(file.data()), count * sizeof(DigestPiece));
@@ -49,7 +43,7 @@ Report decode(const std::string& bytes) {
   Report r;
   r.outcome = Outcome(bytes.at(0));
   size_t at = 1;
-  for (std::vector<DigestPiece>& file : r.pieces) {
+  for (std::vector<DigestPiece>& file : r.part.files) {
     uint64_t count = 0;
     std::memcpy(&count, bytes.data() + at, sizeof count);
     at += sizeof count;
@@ -118,125 +112,29 @@ Report attempt(const Work& work) {
   return r;
 }
 
-// floats [at, at + count) of src, to be written at byte offset of file (0 model, 1 optimizer).
-struct Piece {
-  int file;
-  uint64_t offset;
-  const float* src;
-  int64_t count;
-};
-
 // What this rank writes: an even share of the weights, and of the moments (their owned slices
 // when sharded), in file order.
-std::vector<Piece> share_of(int rank, int world, const ParamLayout& layout, const ShardMap* map,
-                            const ParallelSource& source, const CheckpointFilePlan plans[2]) {
+std::vector<CheckpointPiece> share_of(int rank, int world, const ParamLayout& layout,
+                                      const ShardMap* map, const ParallelSource& source,
+                                      const CheckpointPlans& plans) {
   const int64_t n = layout.total();
-  const int64_t lo = n * rank / world, hi = n * (rank + 1) / world;
-  const uint64_t model_start = plans[0].header.size(), opt_start = plans[1].header.size();
-  std::vector<Piece> pieces{{0, model_start + uint64_t(lo) * sizeof(float), source.params + lo,
-                             hi - lo}};
+  int64_t lo = 0, hi = 0;
+  even_share(rank, world, n, lo, hi);
+  std::vector<CheckpointPiece> pieces{piece_of(plans, n, 0, lo, hi - lo, source.params + lo)};
   const float* moments[] = {source.exp_avg, source.exp_avg_sq};
   for (int k = 0; k < 2; ++k) {
-    const uint64_t base = opt_start + uint64_t(k) * uint64_t(n) * sizeof(float);
     if (!map) {
-      pieces.push_back({1, base + uint64_t(lo) * sizeof(float), moments[k] + lo, hi - lo});
+      pieces.push_back(piece_of(plans, n, k + 1, lo, hi - lo, moments[k] + lo));
       continue;
     }
     for (const ShardRange& r : map->ranges()) {
-      pieces.push_back({1, base + uint64_t(r.begin) * sizeof(float), moments[k] + r.packed,
-                        r.count});
+      pieces.push_back(piece_of(plans, n, k + 1, r.begin, r.count, moments[k] + r.packed));
     }
   }
-  pieces.erase(std::remove_if(pieces.begin(), pieces.end(), [](const Piece& p) {
-                 return p.count == 0;
-               }), pieces.end());
+  pieces.erase(std::remove_if(pieces.begin(), pieces.end(),
+                              [](const CheckpointPiece& p) { return p.count == 0; }),
+               pieces.end());
   return pieces;
-}
-
-// Test hook: MAMBA_TEST_SAVE_FAULT=<fail|kill>:<rank>:<step> makes that rank throw, or die by
-// SIGKILL, after writing the first piece of its share in the save of that step.
-bool fault_due(int rank, int64_t step, const char* mode) {
-  const char* text = std::getenv("MAMBA_TEST_SAVE_FAULT");
-  if (!text) return false;
-  char kind[8] = {};
-  int at_rank = -1;
-  long long at_step = -1;
-  return std::sscanf(text, "%7[a-z]:%d:%lld", kind, &at_rank, &at_step) == 3 &&
-         std::strcmp(kind, mode) == 0 && at_rank == rank && at_step == step;
-}
-
-// A file descriptor closed on every path out.
-struct Fd {
-  int fd = -1;
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
-[[noreturn]] void io_failure(const std::string& path, const char* what) {
-  throw_error("checkpoint error: cannot ", what, " ", path, " (", std::strerror(errno),
-              "): checkpoint.dir must be writable, with free space, by every process");
-}
-
-void write_at(int fd, const std::string& path, const void* data, size_t size, uint64_t offset) {
-  const auto* p = static_cast<const uint8_t*>(data);
-  for (size_t done = 0; done < size;) {
-    const ssize_t put = ::pwrite(fd, p + done, size - done, off_t(offset + done));
-    if (put < 0 && errno == EINTR) continue;
-    if (put <= 0) io_failure(path, "write");
-    done += size_t(put);
-  }
-}
-
-// Rank 0: both files at their final size, each with its header; returns the header pieces.
-void create_files(const std::string& tmp, const CheckpointFilePlan plans[2], Report& report) {
-  for (int f = 0; f < 2; ++f) {
-    const std::string path = (fs::path(tmp) / plans[f].name).string();
-    Fd file{::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)};
-    if (file.fd < 0) io_failure(path, "create");
-    if (::ftruncate(file.fd, off_t(plans[f].bytes)) != 0) io_failure(path, "size");
-    write_at(file.fd, path, plans[f].header.data(), plans[f].header.size(), 0);
-    report.pieces[f].push_back(
-        {0, plans[f].header.size(),
-         crc32_update(0, plans[f].header.data(), plans[f].header.size())});
-  }
-}
-
-// Writes this rank's pieces, checksummed, and fsyncs what it wrote.
-void write_share(Backend& be, const std::string& tmp, const CheckpointFilePlan plans[2],
-                 const std::vector<Piece>& pieces, int rank, int64_t step, Report& report) {
-  std::string paths[2];
-  Fd files[2];
-  for (int f = 0; f < 2; ++f) {
-    paths[f] = (fs::path(tmp) / plans[f].name).string();
-    files[f].fd = ::open(paths[f].c_str(), O_WRONLY | O_CLOEXEC);
-    if (files[f].fd < 0) io_failure(paths[f], "open");
-  }
-  std::vector<uint8_t> chunk(be.host_accessible() ? 0 : kChunkBytes);
-  for (size_t i = 0; i < pieces.size(); ++i) {
-    const Piece& p = pieces[i];
-    const auto* src = reinterpret_cast<const uint8_t*>(p.src);
-    const uint64_t bytes = uint64_t(p.count) * sizeof(float);
-    uint32_t crc = 0;
-    for (uint64_t done = 0; done < bytes; done += kChunkBytes) {
-      const size_t size = size_t(std::min<uint64_t>(kChunkBytes, bytes - done));
-      const uint8_t* data = src + done;
-      if (!chunk.empty()) {
-        be.download(chunk.data(), data, size);
-        data = chunk.data();
-      }
-      write_at(files[p.file].fd, paths[p.file], data, size, p.offset + done);
-      crc = crc32_update(crc, data, size);
-    }
-    report.pieces[p.file].push_back({p.offset, bytes, crc});
-    if (i == 0 && fault_due(rank, step, "kill")) ::raise(SIGKILL);
-    if (i == 0 && fault_due(rank, step, "fail")) {
-      throw_error("test: rank ", rank, " fails in the middle of the save of step ", step);
-    }
-  }
-  for (int f = 0; f < 2; ++f) {
-    if (::fsync(files[f].fd) != 0) io_failure(paths[f], "sync");
-  }
 }
 
 }  // namespace
@@ -246,28 +144,30 @@ std::string save_checkpoint_parallel(Communicator& comm, Backend& be, const std:
                                      const ParallelSource& source, const TrainerState& state,
                                      int keep_last) {
   const int rank = comm.rank(), world = comm.world();
-  const CheckpointFilePlan plans[2] = {model_file_plan(layout),
-                                       optimizer_file_plan(layout, source.optimizer_steps)};
-  const std::vector<Piece> pieces = share_of(rank, world, layout, map, source, plans);
+  const CheckpointPlans plans(layout, source.optimizer_steps);
+  const std::vector<CheckpointPiece> pieces = share_of(rank, world, layout, map, source, plans);
   // The sum of squares of floats cannot overflow a double, so it is finite iff every value is.
   bool finite = true;
-  for (const Piece& p : pieces) finite = finite && std::isfinite(be.sum_of_squares(p.src, p.count));
+  for (const CheckpointPiece& p : pieces) {
+    finite = finite && std::isfinite(be.sum_of_squares(p.src, p.count));
+  }
   if (comm.allreduce_sum(finite ? 0.0 : 1.0) > 0.0) throw_nonfinite_checkpoint(dir, state.step);
   be.synchronize();
 
-  std::string tmp = checkpoint_path(dir, state.step) + ".tmp";
   Report mine = attempt([&](Report& r) {
-    if (rank == 0) {
-      tmp = begin_checkpoint(dir, state.step);
-      create_files(tmp, plans, r);
-    }
+    if (rank == 0) r.part = create_checkpoint_files(dir, state.step, plans);
   });
   agree(comm, mine);  // the files exist, or every rank stops here with rank 0's error
-  const Report written =
-      attempt([&](Report& r) { write_share(be, tmp, plans, pieces, rank, state.step, r); });
+  const FetchBytes fetch = [&](void* host, const void* src, size_t bytes) {
+    be.download(host, src, bytes);
+  };
+  const Report written = attempt([&](Report& r) {
+    r.part = write_checkpoint_pieces(dir, state.step, plans, pieces,
+                                     be.host_accessible() ? nullptr : &fetch, rank);
+  });
   for (int f = 0; f < 2; ++f) {
-    mine.pieces[f].insert(mine.pieces[f].end(), written.pieces[f].begin(),
-                          written.pieces[f].end());
+    mine.part.files[f].insert(mine.part.files[f].end(), written.part.files[f].begin(),
+                              written.part.files[f].end());
   }
   mine.outcome = written.outcome;
   mine.message = written.message;
@@ -277,15 +177,9 @@ std::string save_checkpoint_parallel(Communicator& comm, Backend& be, const std:
     verdict = first_failure(reports);
     if (verdict.outcome == Outcome::Ok) {
       verdict = attempt([&](Report&) {
-        std::map<std::string, FileDigest> files;
-        for (int f = 0; f < 2; ++f) {
-          std::vector<DigestPiece> all;
-          for (const Report& r : reports) {
-            all.insert(all.end(), r.pieces[f].begin(), r.pieces[f].end());
-          }
-          files[plans[f].name] = combine_pieces(all, plans[f].bytes, plans[f].name);
-        }
-        complete_checkpoint(dir, tmp, state, files, keep_last);
+        std::vector<PartDigests> parts;
+        for (const Report& r : reports) parts.push_back(r.part);
+        finish_parallel_checkpoint(dir, plans, parts, state, keep_last);
       });
     }
   }
@@ -302,7 +196,7 @@ int64_t load_checkpoint_sharded(Communicator& comm, const std::string& path,
   int64_t optimizer_steps = 0;
   const Report mine = attempt([&](Report& r) {
     optimizer_steps = load_checkpoint_slices(path, layout, sink, state, slices);
-    r.pieces[1] = slices.pieces;
+    r.part.files[1] = slices.pieces;
   });
   const std::vector<Report> reports = gather_reports(comm, mine);
   Report verdict;
@@ -311,7 +205,9 @@ int64_t load_checkpoint_sharded(Communicator& comm, const std::string& path,
     if (verdict.outcome == Outcome::Ok && slices.expected) {
       verdict = attempt([&](Report&) {
         std::vector<DigestPiece> all;
-        for (const Report& r : reports) all.insert(all.end(), r.pieces[1].begin(), r.pieces[1].end());
+        for (const Report& r : reports) {
+          all.insert(all.end(), r.part.files[1].begin(), r.part.files[1].end());
+        }
         const std::string file = (fs::path(path) / "optimizer.safetensors").string();
         const FileDigest actual = combine_pieces(all, slices.file_bytes, file);
         if (actual != *slices.expected) {
@@ -337,8 +233,7 @@ std::string load_newest_intact_checkpoint_sharded(Communicator& comm, const std:
   std::vector<std::string> candidates;
   if (comm.rank() == 0) candidates = list_checkpoints(dir);
   for (;;) {
-    const std::string path =
-        broadcast_string(comm, candidates.empty() ? "" : candidates.back(), 0);
+    const std::string path = broadcast_string(comm, candidates.empty() ? "" : candidates.back(), 0);
     if (path.empty()) return "";
     try {
       optimizer_steps = load_checkpoint_sharded(comm, path, layout, map, sink, state);

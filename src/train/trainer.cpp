@@ -100,9 +100,11 @@ Trainer::Trainer(const ExperimentConfig& config, Communicator& comm)
   // A sharded run saves synchronously, every rank writing its own slices.
   async_save_ = !shard_ && (async == AsyncSave::On ||
                             (async == AsyncSave::Auto && !backend_->host_accessible()));
-  if (leader_ && async_save_) {
-    writer_ = std::make_unique<CheckpointWriter>(*backend_, model_->layout(), cfg_.checkpoint.dir,
-                                                 cfg_.checkpoint.keep_last);
+  if (async_save_) {
+    // Several processes share every save, each writing its part in the background.
+    writer_ =
+        std::make_unique<CheckpointWriter>(*backend_, model_->layout(), cfg_.checkpoint.dir,
+                                           cfg_.checkpoint.keep_last, &comm_, cfg_.dist.timeout_s);
   }
   if (leader_ && cfg_.log.sample_interval > 0 && !cfg_.data.tokenizer.empty()) {
     tokenizer_ = load_tokenizer(cfg_.data.tokenizer);
@@ -289,7 +291,6 @@ void Trainer::save() {
   record_position(cfg_.data.train, train_data_->positions(), state_);
   state_.rng = sample_rng_.state();
   if (async_save_) {
-    if (!leader_) return;
     // Named before it is complete: a run that stops now waits for it (~CheckpointWriter).
     last_checkpoint_ = writer_->save(model_->params(), optimizer_->moment_m(),
                                      optimizer_->moment_v(), optimizer_->steps_taken, state_);
@@ -302,8 +303,7 @@ void Trainer::save() {
         save_checkpoint_parallel(comm_, *backend_, cfg_.checkpoint.dir, model_->layout(),
                                  shard_.get(), source, state_, cfg_.checkpoint.keep_last);
     if (leader_) {
-      std::printf("checkpoint %s (written by %d ranks)\n", last_checkpoint_.c_str(),
-                  comm_.world());
+      std::printf("checkpoint %s (written by %d ranks)\n", last_checkpoint_.c_str(), comm_.world());
       std::fflush(stdout);
     }
   } else {
