@@ -321,6 +321,29 @@ TEST_F(ParallelCheckpoint, DamageAnywhereIsDetectedOnEveryRank) {
       EXPECT_TRUE(contains(e, "damaged")) << e;
     }
   }
+  // Bytes appended to the optimizer file, which no rank reads.
+  const std::string dir = path("appended");
+  save_checkpoint(dir, layout_, tensors_, state_, 0);
+  std::ofstream(checkpoint_path(dir, 6) + "/optimizer.safetensors",
+                std::ios::binary | std::ios::app)
+      << "xxxx";
+  std::vector<std::string> errors(static_cast<size_t>(world));
+  on_ranks(world, [&](Communicator& comm) {
+    try {
+      TrainerState state;
+      load_checkpoint_sharded(
+          comm, checkpoint_path(dir, 6), layout_, shard_map(world, comm.rank()),
+          [](int, int64_t, const float*, int64_t) {}, state);
+    } catch (const CheckpointDamaged& e) {
+      errors[size_t(comm.rank())] = e.what();
+    }
+  });
+  for (const std::string& e : errors) {
+    EXPECT_TRUE(contains(e, "optimizer.safetensors is " +
+                                std::to_string(optimizer_file_plan(layout_, 5).bytes + 4) +
+                                " bytes"))
+        << e;
+  }
 }
 
 // resume auto, sharded: the damaged newest checkpoint is set aside and the older one loaded.

@@ -209,7 +209,16 @@ int64_t load_checkpoint_sharded(Communicator& comm, const std::string& path,
           all.insert(all.end(), r.part.files[1].begin(), r.part.files[1].end());
         }
         const std::string file = (fs::path(path) / "optimizer.safetensors").string();
-        const FileDigest actual = combine_pieces(all, slices.file_bytes, file);
+        uint64_t covered = 0;
+        for (const DigestPiece& p : all) covered += p.bytes;
+        if (slices.file_bytes != covered) {
+          throw CheckpointDamaged("checkpoint error: " + file + " is " +
+                                  std::to_string(slices.file_bytes) + " bytes, " +
+                                  std::to_string(covered) +
+                                  " with its tensors: the checkpoint is damaged; resume from an "
+                                  "older one");
+        }
+        const FileDigest actual = combine_pieces(all, covered, file);
         if (actual != *slices.expected) {
           throw CheckpointDamaged("checkpoint error: " + file + " fails its checksum (" +
                                   std::to_string(actual.bytes) + " bytes, crc32 " +
