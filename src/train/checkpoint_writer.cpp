@@ -81,7 +81,7 @@ std::string CheckpointWriter::save(const float* params, const float* exp_avg,
                                    const float* exp_avg_sq, int64_t optimizer_steps,
                                    const TrainerState& state) {
   const auto start = Clock::now();
-  if (writing_) {
+  if (writing_ && (!comm_ || comm_->rank() == 0)) {
     std::printf("checkpoint step %lld waits for the previous checkpoint, still being written\n",
                 (long long)state.step);
     std::fflush(stdout);

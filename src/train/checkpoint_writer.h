@@ -8,17 +8,17 @@
 //
 // With several processes (comm given, world > 1, unsharded: every rank holds the same state),
 // each rank snapshots and writes only its share, the r-th of `world` equal ranges of each of the
-// three buffers (checkpoint_parts.h). Rank 0 creates the files in save(), before any rank's
-// thread starts (the one collective, on the calling thread: MPI is never called from the
-// background). Each thread pwrite()s its share, fsyncs it and leaves part_<r>.done with its
-// piece checksums in the .tmp directory; rank 0's thread waits for every part (up to
-// dist.timeout_s, then an error saying which rank stalled or died), combines the checksums,
-// writes trainer.json and renames the directory into place.
+// three buffers (checkpoint_parts.h). The ranks agree that their shares are finite and rank 0
+// creates the files in save(), before any rank's thread starts (the only collectives, on the
+// calling thread: MPI is never called from the background). Each thread pwrite()s its share, fsyncs
+// it and leaves part_<r>.done with its piece checksums in the .tmp directory; rank 0's thread waits
+// for every part (up to dist.timeout_s, then an error saying which rank stalled or died), combines
+// the checksums, writes trainer.json and renames the directory into place.
 //
 // Memory: the snapshot takes 3 x 4 bytes per parameter (divided by the number of processes when
-// they share the write) on the device (the CPU backend: host),
-// allocated at the first save, so a run that never saves never holds it; the writer takes one
-// chunk of host memory, whatever the model's size. When the device has no room for the snapshot,
+// they share the write) on the device (the CPU backend: host), allocated at the first save, so a
+// run that never saves never holds it; the writer takes one chunk of host memory, whatever the
+// model's size. When the device has no room for the snapshot,
 // saves stream from the live buffers instead, synchronously (training waits), and the log says so
 // once.
 #pragma once

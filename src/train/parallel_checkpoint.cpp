@@ -1,13 +1,10 @@
 #include "train/parallel_checkpoint.h"
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <map>
 #include <vector>
 
 #include "train/checkpoint_parts.h"

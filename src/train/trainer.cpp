@@ -294,24 +294,20 @@ void Trainer::save() {
     // Named before it is complete: a run that stops now waits for it (~CheckpointWriter).
     last_checkpoint_ = writer_->save(model_->params(), optimizer_->moment_m(),
                                      optimizer_->moment_v(), optimizer_->steps_taken, state_);
-  } else if (comm_.world() > 1) {
+  } else {
     // Every rank writes its share (sharded: its own slices of the moments) straight from its
-    // buffers; the checkpoint holds the whole state, as one process writes it.
+    // buffers, through one chunk of host memory at most; the checkpoint holds the whole state,
+    // as one process writes it.
     const ParallelSource source{model_->params(), optimizer_->moment_m(), optimizer_->moment_v(),
                                 optimizer_->steps_taken};
     last_checkpoint_ =
         save_checkpoint_parallel(comm_, *backend_, cfg_.checkpoint.dir, model_->layout(),
                                  shard_.get(), source, state_, cfg_.checkpoint.keep_last);
-    if (leader_) {
+    if (leader_ && comm_.world() > 1) {
       std::printf("checkpoint %s (written by %d ranks)\n", last_checkpoint_.c_str(), comm_.world());
-      std::fflush(stdout);
+    } else if (leader_) {
+      std::printf("checkpoint %s\n", last_checkpoint_.c_str());
     }
-  } else {
-    const TrainingTensors tensors{model_->download(model_->params()), optimizer_->download_m(),
-                                  optimizer_->download_v(), optimizer_->steps_taken};
-    last_checkpoint_ = save_checkpoint(cfg_.checkpoint.dir, model_->layout(), tensors, state_,
-                                       cfg_.checkpoint.keep_last);
-    std::printf("checkpoint %s\n", last_checkpoint_.c_str());
     std::fflush(stdout);
   }
   last_save_stall_s_ = seconds_since(start);
