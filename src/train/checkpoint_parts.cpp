@@ -114,14 +114,17 @@ PartDigests write_checkpoint_pieces(const std::string& dir, int64_t step,
     if (files[f].fd < 0) io_failure(paths[f], "open");
   }
   PartDigests part;
-  std::vector<uint8_t> chunk(fetch ? kChunkBytes : 0);
+  uint64_t largest = 0;
+  for (const CheckpointPiece& p : pieces) largest = std::max(largest, uint64_t(p.count));
+  std::vector<uint8_t> chunk(fetch ? std::min<uint64_t>(kChunkBytes, largest * sizeof(float)) : 0);
   for (size_t i = 0; i < pieces.size(); ++i) {
     const CheckpointPiece& p = pieces[i];
     const auto* src = reinterpret_cast<const uint8_t*>(p.src);
     const uint64_t bytes = uint64_t(p.count) * sizeof(float);
     uint32_t crc = 0;
-    for (uint64_t done = 0; done < bytes; done += kChunkBytes) {
-      const size_t size = size_t(std::min<uint64_t>(kChunkBytes, bytes - done));
+    const uint64_t stride = fetch ? chunk.size() : kChunkBytes;
+    for (uint64_t done = 0; done < bytes; done += stride) {
+      const size_t size = size_t(std::min<uint64_t>(stride, bytes - done));
       const uint8_t* data = src + done;
       if (fetch) {
         (*fetch)(chunk.data(), data, size);
