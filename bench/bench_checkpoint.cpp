@@ -14,7 +14,9 @@
 //                    [--device cpu|cuda] [--async auto|true|false] [--saves N] [--between K]
 //                    [--dir DIR]
 // The device defaults to the GPU when there is one; --dir holds the checkpoints (default: a
-// folder in the temporary directory, removed at the end). Single process.
+// folder in the temporary directory, removed at the end). Under mpirun every process takes part in
+// each save and load (each writes its share; with dist.shard_optimizer=true each loads its own
+// slices of the moments) and rank 0 prints the line, with its own peak memory.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -27,6 +29,7 @@
 #include "bench_setup.h"
 #include "dist/communicator.h"
 #include "train/device.h"
+#include "train/parallel_checkpoint.h"
 #include "train/trainer.h"
 #include "util/error.h"
 #include "util/rng.h"
@@ -100,11 +103,16 @@ int main(int argc, char** argv) try {
       mamba::load_experiment_config(bench::config_path(argc, argv, "bench_checkpoint"), fresh);
   const mamba::ExperimentConfig resumed_cfg =
       mamba::load_experiment_config(bench::config_path(argc, argv, "bench_checkpoint"), resumed);
-  fs::remove_all(ckpt);
-  fs::create_directories(fs::path(shard).parent_path());
-  bench::write_random_shard(
-      shard, fresh_cfg.model.vocab_size,
-      fresh_cfg.global_batch(1) * int64_t(steps + 2) * (fresh_cfg.data.seq_len + 1));
+  const bool leader = comm.rank() == 0;
+  // Rank 0 prepares the folder and the data; the others wait for it.
+  if (leader) {
+    fs::remove_all(ckpt);
+    fs::create_directories(fs::path(shard).parent_path());
+    bench::write_random_shard(
+        shard, fresh_cfg.model.vocab_size,
+        fresh_cfg.global_batch(comm.world()) * int64_t(steps + 2) * (fresh_cfg.data.seq_len + 1));
+  }
+  comm.allreduce_sum(0.0);
 
   reset_peak_rss();
   auto t0 = Clock::now();
@@ -128,7 +136,9 @@ int main(int argc, char** argv) try {
       // checkpoint interval is shorter than save_write_s would also wait for the previous write.
       // One checkpoint on disk at a time (2.8B's is 34 GB).
       for (const auto& e : fs::directory_iterator(ckpt)) {
-        if (e.path().filename().string().rfind("step_", 0) == 0) fs::remove_all(e.path());
+        if (leader && e.path().filename().string().rfind("step_", 0) == 0) {
+          fs::remove_all(e.path());
+        }
       }
       trainer.save();
       stall.push_back(trainer.last_save_stall_seconds());
@@ -157,13 +167,19 @@ int main(int argc, char** argv) try {
     backend->synchronize();
     init_s = seconds_since(t0);
     mamba::TrainerState state;
+    const mamba::CheckpointSink upload = [&](int tensor, int64_t at, const float* values,
+                                             int64_t n) {
+      backend->upload(buffers[tensor] + at, values, size_t(n) * sizeof(float));
+    };
+    comm.allreduce_sum(0.0);
     t0 = Clock::now();
-    mamba::load_checkpoint(
-        path, layout,
-        [&](int tensor, int64_t at, const float* values, int64_t n) {
-          backend->upload(buffers[tensor] + at, values, size_t(n) * sizeof(float));
-        },
-        state);
+    if (comm.world() > 1 && resumed_cfg.dist.shard_optimizer) {
+      const mamba::ShardMap map(layout.total(), comm.world(), comm.rank(),
+                                int64_t(resumed_cfg.dist.bucket_mb * (1 << 20) / sizeof(float)));
+      mamba::load_checkpoint_sharded(comm, path, layout, map, upload, state);
+    } else {
+      mamba::load_checkpoint(path, layout, upload, state);
+    }
     backend->synchronize();
     load_s = seconds_since(t0);
     for (float* b : buffers) backend->release(b);
@@ -178,10 +194,13 @@ int main(int argc, char** argv) try {
   }
   const double resumed_s = seconds_since(t0);
   const double rss_resume = peak_rss_gib();
-  if (own_scratch) fs::remove_all(scratch);
+  comm.allreduce_sum(0.0);
+  if (own_scratch && leader) fs::remove_all(scratch);
+  if (!leader) return 0;
 
   std::printf(
-      "{\"bench\": \"checkpoint\", \"config\": \"%s\", \"device\": \"%s\", \"params\": %lld, "
+      "{\"bench\": \"checkpoint\", \"config\": \"%s\", \"device\": \"%s\", \"world\": %d, "
+      "\"params\": %lld, "
       "\"async\": %s, \"checkpoint_gb\": %.3f, \"first_step_fresh_s\": %.3f, "
       "\"construct_fresh_s\": %.3f, \"init_s\": %.3f, "
       "\"stall_s\": %.4f, \"stall_max_s\": %.4f, \"save_write_s\": %.3f, "
@@ -189,8 +208,8 @@ int main(int argc, char** argv) try {
       "\"load_s\": %.3f, \"load_gb_per_s\": %.3f, \"first_step_resumed_s\": %.3f, "
       "\"peak_rss_gib_start\": %.3f, \"peak_rss_gib_saving\": %.3f, \"peak_rss_gib_loading\": "
       "%.3f, \"peak_rss_gib_resume\": %.3f}\n",
-      fs::path(fresh_cfg.source).stem().c_str(), backend_name.c_str(), (long long)params,
-      async ? "true" : "false", gb, fresh_s, construct_s, init_s, median(stall),
+      fs::path(fresh_cfg.source).stem().c_str(), backend_name.c_str(), comm.world(),
+      (long long)params, async ? "true" : "false", gb, fresh_s, construct_s, init_s, median(stall),
       *std::max_element(stall.begin(), stall.end()), median(write), gb / median(write),
       median(step), median(step_during_write), load_s, gb / load_s, resumed_s, rss_start, rss_save,
       rss_load, rss_resume);

@@ -46,6 +46,50 @@ TEST_F(OrderedRead, ChunksArriveInOrderWithTheFilesDigest) {
   }
 }
 
+// Only the extents are read, each in chunks, in the order given; each extent's digest is the
+// CRC-32 of its bytes (zlib's, computed here in one piece), and together with the gaps' they
+// combine into the file's.
+TEST_F(OrderedRead, ExtentsArriveInOrderWithTheirDigests) {
+  const std::string file = path("data.bin");
+  const std::string bytes = random_bytes(30001, 3);
+  std::ofstream(file, std::ios::binary) << bytes;
+  const std::vector<FileExtent> extents = {{0, 10}, {100, 9000}, {9100, 0}, {20000, 10001}};
+  for (const int threads : {1, 3}) {
+    std::string seen, expected;
+    const std::vector<FileDigest> digests = read_extents_in_order(
+        file, extents, 4096, threads, [&](uint64_t offset, const uint8_t* d, size_t n) {
+          EXPECT_LE(n, 4096u);
+          EXPECT_EQ(bytes.substr(offset, n), std::string(reinterpret_cast<const char*>(d), n));
+          seen.append(reinterpret_cast<const char*>(d), n);
+        });
+    ASSERT_EQ(digests.size(), extents.size());
+    std::vector<DigestPiece> pieces;
+    uint64_t covered = 0;
+    for (size_t e = 0; e < extents.size(); ++e) {
+      const std::string part = bytes.substr(extents[e].offset, extents[e].size);
+      expected += part;
+      EXPECT_EQ(digests[e].bytes, part.size());
+      EXPECT_EQ(digests[e].crc32, crc32_update(0, part.data(), part.size()));
+      const std::string gap = bytes.substr(covered, extents[e].offset - covered);
+      pieces.push_back({covered, gap.size(), crc32_update(0, gap.data(), gap.size())});
+      pieces.push_back({extents[e].offset, digests[e].bytes, digests[e].crc32});
+      covered = extents[e].offset + extents[e].size;
+    }
+    const std::string tail = bytes.substr(covered);
+    pieces.push_back({covered, tail.size(), crc32_update(0, tail.data(), tail.size())});
+    EXPECT_EQ(seen, expected);
+    EXPECT_EQ(combine_pieces(pieces, bytes.size(), file), digest_file(file));
+  }
+  const std::string past_end = test::error_of([&] {
+    read_extents_in_order(file, {{30000, 2}}, 4096, 2, [](uint64_t, const uint8_t*, size_t) {});
+  });
+  EXPECT_NE(past_end.find("cannot read " + file), std::string::npos) << past_end;
+  const std::string gap = test::error_of([&] {
+    combine_pieces({{0, 10, 0}, {11, 5, 0}}, 16, "f");
+  });
+  EXPECT_NE(gap.find("leave bytes 10 to 11 uncovered"), std::string::npos) << gap;
+}
+
 TEST_F(OrderedRead, ConsumerErrorAndMissingFileStopCleanly) {
   const std::string file = path("data.bin");
   std::ofstream(file, std::ios::binary) << random_bytes(50000, 2);

@@ -18,7 +18,8 @@ int train(int argc, char** argv) {
         "usage: mamba train CONFIG.yaml [section.key=value ...]\n"
         "Trains the model described by CONFIG (see configs/), e.g.\n"
         "  mamba train configs/tiny.yaml train.steps=200 optim.lr=1e-3\n"
-        "Data parallel: mpirun -np N mamba train CONFIG (rank 0 logs and checkpoints).\n"
+        "Data parallel: mpirun -np N mamba train CONFIG (rank 0 logs; every rank writes its\n"
+        "share of each checkpoint).\n"
         "SIGTERM / Ctrl-C finishes the current step, writes a checkpoint and exits 0;\n"
         "running the same command again resumes (checkpoint.resume: auto).\n");
     return argc < 1 ? 2 : 0;

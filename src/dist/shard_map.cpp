@@ -53,30 +53,4 @@ int64_t ShardMap::size(int q) const {
   return total;
 }
 
-std::vector<float> gather_shards(Communicator& comm, const ShardMap& map,
-                                 const std::vector<float>& packed, int root) {
-  if (int64_t(packed.size()) != map.size(comm.rank())) {
-    throw_error("distributed error: rank ", comm.rank(), " holds ", packed.size(),
-                " floats of its shard, expected ", map.size(comm.rank()));
-  }
-  if (comm.rank() != root) {
-    comm.send(packed.data(), packed.size() * sizeof(float), root);
-    return {};
-  }
-  std::vector<float> full(map.total());
-  std::vector<float> part;
-  for (int q = 0; q < map.world(); ++q) {
-    const float* from = packed.data();
-    if (q != root) {
-      part.resize(map.size(q));
-      comm.receive(part.data(), part.size() * sizeof(float), q);
-      from = part.data();
-    }
-    for (const ShardRange& r : map.ranges(q)) {
-      std::copy(from + r.packed, from + r.packed + r.count, full.data() + r.begin);
-    }
-  }
-  return full;
-}
-
 }  // namespace mamba

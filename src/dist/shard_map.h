@@ -10,8 +10,6 @@
 #include <cstdint>
 #include <vector>
 
-#include "dist/communicator.h"
-
 namespace mamba {
 
 struct ShardBucket {
@@ -47,10 +45,5 @@ class ShardMap {
   std::vector<ShardBucket> buckets_;
   std::vector<ShardRange> mine_;
 };
-
-// The whole buffer on rank root from every rank's packed part (`packed`, size(rank) floats);
-// empty on the other ranks. Host memory: the buffer, on root only.
-std::vector<float> gather_shards(Communicator& comm, const ShardMap& map,
-                                 const std::vector<float>& packed, int root);
 
 }  // namespace mamba

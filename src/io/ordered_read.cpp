@@ -27,18 +27,35 @@ struct Slot {
   int64_t chunk = -1;  // the chunk it holds, complete; -1 while empty or being read
 };
 
+// A piece of at most chunk_bytes of one of the extents.
+struct Chunk {
+  uint64_t offset = 0;
+  size_t size = 0;
+  size_t extent = 0;
+};
+
+std::vector<Chunk> chunks_of(const std::vector<FileExtent>& extents, size_t chunk_bytes) {
+  std::vector<Chunk> chunks;
+  for (size_t e = 0; e < extents.size(); ++e) {
+    for (uint64_t done = 0; done < extents[e].size; done += chunk_bytes) {
+      chunks.push_back({extents[e].offset + done,
+                        size_t(std::min<uint64_t>(chunk_bytes, extents[e].size - done)), e});
+    }
+  }
+  return chunks;
+}
+
 class OrderedReader {
  public:
-  OrderedReader(int fd, const std::string& path, uint64_t file_size, size_t chunk_bytes,
-                int threads)
+  OrderedReader(int fd, const std::string& path, std::vector<Chunk> chunks, int threads)
       : fd_(fd),
         path_(path),
-        file_size_(file_size),
-        chunk_bytes_(chunk_bytes),
-        chunks_(int64_t((file_size + chunk_bytes - 1) / chunk_bytes)),
-        slots_(size_t(std::min<int64_t>(2 * threads, chunks_))) {
-    for (Slot& s : slots_) s.bytes.resize(size_t(std::min<uint64_t>(chunk_bytes, file_size)));
-    const int readers = int(std::min<int64_t>(threads, chunks_));
+        chunks_(std::move(chunks)),
+        slots_(std::min(2 * size_t(threads), chunks_.size())) {
+    size_t largest = 0;
+    for (const Chunk& c : chunks_) largest = std::max(largest, c.size);
+    for (Slot& s : slots_) s.bytes.resize(largest);
+    const int readers = int(std::min(size_t(threads), chunks_.size()));
     for (int t = 0; t < readers; ++t) workers_.emplace_back(&OrderedReader::work, this);
   }
 
@@ -52,16 +69,18 @@ class OrderedReader {
   }
 
   template <typename Consume>
-  FileDigest run(const Consume& consume) {
-    FileDigest digest;
-    for (int64_t i = 0; i < chunks_; ++i) {
+  std::vector<FileDigest> run(size_t extents, const Consume& consume) {
+    std::vector<FileDigest> digests(extents);
+    for (int64_t i = 0; i < int64_t(chunks_.size()); ++i) {
       Slot& slot = slots_[size_t(i) % slots_.size()];
       {
         std::unique_lock<std::mutex> lock(mutex_);
         changed_.wait(lock, [&] { return slot.chunk == i || error_; });
         if (error_) std::rethrow_exception(error_);
       }
-      consume(uint64_t(i) * chunk_bytes_, slot.bytes.data(), slot.size);
+      const Chunk& c = chunks_[size_t(i)];
+      consume(c.offset, slot.bytes.data(), slot.size);
+      FileDigest& digest = digests[c.extent];
       digest.crc32 = crc32_concat(digest.crc32, slot.crc, slot.size);
       digest.bytes += slot.size;
       {
@@ -71,29 +90,29 @@ class OrderedReader {
       }
       changed_.notify_all();
     }
-    return digest;
+    return digests;
   }
 
  private:
   void work() {
+    const int64_t count = int64_t(chunks_.size());
     for (;;) {
       int64_t i = 0;
       {
         std::unique_lock<std::mutex> lock(mutex_);
         // A chunk may be read once its slot's previous chunk has been consumed.
         changed_.wait(lock, [&] {
-          return stop_ || next_ >= chunks_ || next_ < consumed_ + int64_t(slots_.size());
+          return stop_ || next_ >= count || next_ < consumed_ + int64_t(slots_.size());
         });
-        if (stop_ || next_ >= chunks_) return;
+        if (stop_ || next_ >= count) return;
         i = next_++;
       }
       Slot& slot = slots_[size_t(i) % slots_.size()];
       try {
-        const uint64_t offset = uint64_t(i) * chunk_bytes_;
-        const size_t size = size_t(std::min<uint64_t>(chunk_bytes_, file_size_ - offset));
-        read_at(slot.bytes.data(), size, offset);
-        slot.size = size;
-        slot.crc = crc32_update(0, slot.bytes.data(), size);
+        const Chunk& c = chunks_[size_t(i)];
+        read_at(slot.bytes.data(), c.size, c.offset);
+        slot.size = c.size;
+        slot.crc = crc32_update(0, slot.bytes.data(), c.size);
         std::lock_guard<std::mutex> lock(mutex_);
         slot.chunk = i;
       } catch (...) {
@@ -118,9 +137,7 @@ class OrderedReader {
 
   const int fd_;
   const std::string path_;
-  const uint64_t file_size_;
-  const size_t chunk_bytes_;
-  const int64_t chunks_;
+  const std::vector<Chunk> chunks_;
   std::vector<Slot> slots_;
   std::vector<std::thread> workers_;
   std::mutex mutex_;
@@ -130,13 +147,13 @@ class OrderedReader {
   std::exception_ptr error_;
 };
 
-}  // namespace
-
-FileDigest read_file_in_order(
-    const std::string& path, size_t chunk_bytes, int threads,
+// Opens path; with `whole`, the extent list is the whole file, whatever its size.
+std::vector<FileDigest> read_extents(
+    const std::string& path, std::vector<FileExtent> extents, bool whole, size_t chunk_bytes,
+    int threads,
     const std::function<void(uint64_t offset, const uint8_t* data, size_t size)>& consume) {
   if (chunk_bytes == 0 || threads < 1) {
-    throw_error("internal error: read_file_in_order needs a chunk size and a thread");
+    throw_error("internal error: reading ", path, " needs a chunk size and a thread");
   }
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw_error("cannot open ", path, " (", std::strerror(errno), ")");
@@ -145,15 +162,31 @@ FileDigest read_file_in_order(
     ::close(fd);
     throw_error("cannot read ", path, ": not a regular file");
   }
+  if (whole) extents = {{0, uint64_t(st.st_size)}};
   try {
-    OrderedReader reader(fd, path, uint64_t(st.st_size), chunk_bytes, threads);
-    const FileDigest digest = reader.run(consume);
+    OrderedReader reader(fd, path, chunks_of(extents, chunk_bytes), threads);
+    std::vector<FileDigest> digests = reader.run(extents.size(), consume);
     ::close(fd);
-    return digest;
+    return digests;
   } catch (...) {
     ::close(fd);
     throw;
   }
+}
+
+}  // namespace
+
+FileDigest read_file_in_order(
+    const std::string& path, size_t chunk_bytes, int threads,
+    const std::function<void(uint64_t offset, const uint8_t* data, size_t size)>& consume) {
+  return read_extents(path, {}, true, chunk_bytes, threads, consume).front();
+}
+
+std::vector<FileDigest> read_extents_in_order(
+    const std::string& path, const std::vector<FileExtent>& extents, size_t chunk_bytes,
+    int threads,
+    const std::function<void(uint64_t offset, const uint8_t* data, size_t size)>& consume) {
+  return read_extents(path, extents, false, chunk_bytes, threads, consume);
 }
 
 }  // namespace mamba

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "util/checksum.h"
 
@@ -17,6 +18,19 @@ namespace mamba {
 // propagates after the readers have stopped.
 FileDigest read_file_in_order(
     const std::string& path, size_t chunk_bytes, int threads,
+    const std::function<void(uint64_t offset, const uint8_t* data, size_t size)>& consume);
+
+// [offset, offset + size) of a file.
+struct FileExtent {
+  uint64_t offset = 0, size = 0;
+};
+
+// As read_file_in_order, for the given extents only (in their order; an extent is read in chunks
+// of chunk_bytes): returns the digest of each extent. An extent past the end of the file is an
+// Error naming the file.
+std::vector<FileDigest> read_extents_in_order(
+    const std::string& path, const std::vector<FileExtent>& extents, size_t chunk_bytes,
+    int threads,
     const std::function<void(uint64_t offset, const uint8_t* data, size_t size)>& consume);
 
 }  // namespace mamba

@@ -425,13 +425,12 @@ FileDigest SafetensorsStream::read(const Sink& sink, size_t chunk_bytes, int thr
 
 namespace {
 
-// fetch null: the tensors' data are host memory, written as they are.
-FileDigest write_tensors(const std::string& path, const std::vector<TensorView>& tensors,
-                         const std::map<std::string, std::string>& metadata,
-                         const FetchBytes* fetch, size_t chunk_bytes) {
+// The header bytes of a file of these tensors, and each tensor's data size.
+std::string header_of(const std::string& path, const std::vector<TensorView>& tensors,
+                      const std::map<std::string, std::string>& metadata,
+                      std::vector<uint64_t>& sizes, bool need_data) {
   json header = json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
-  std::vector<uint64_t> sizes;
   uint64_t offset = 0;
   for (const TensorView& t : tensors) {
     if (t.name == "__metadata__" || header.contains(t.name)) {
@@ -447,7 +446,7 @@ FileDigest write_tensors(const std::string& path, const std::vector<TensorView>&
       numel *= static_cast<uint64_t>(d);
     }
     const uint64_t size = numel * dtype_size(t.dtype);
-    if (size > 0 && t.data == nullptr) {
+    if (need_data && size > 0 && t.data == nullptr) {
       throw_error("cannot write safetensors file ", path, ": tensor '", t.name, "' has no data");
     }
     json entry;
@@ -468,17 +467,24 @@ FileDigest write_tensors(const std::string& path, const std::vector<TensorView>&
   }
   // Padding keeps the data section 8-byte aligned for readers that map the file.
   text.append((8 - text.size() % 8) % 8, ' ');
+  std::string bytes(8, '\0');
+  for (int i = 0; i < 8; ++i) bytes[size_t(i)] = char(uint8_t(text.size() >> (8 * i)));
+  return bytes + text;
+}
 
+// fetch null: the tensors' data are host memory, written as they are.
+FileDigest write_tensors(const std::string& path, const std::vector<TensorView>& tensors,
+                         const std::map<std::string, std::string>& metadata,
+                         const FetchBytes* fetch, size_t chunk_bytes) {
+  std::vector<uint64_t> sizes;
+  const std::string head = header_of(path, tensors, metadata, sizes, true);
   DigestBuilder digest;
   write_file_atomic(path, [&](std::FILE* f) {
     auto put = [&](const void* data, size_t size) {
       std::fwrite(data, 1, size, f);
       digest.add(data, size);
     };
-    uint8_t len[8];
-    for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(text.size() >> (8 * i));
-    put(len, sizeof len);
-    put(text.data(), text.size());
+    put(head.data(), head.size());
     std::vector<uint8_t> chunk(fetch ? chunk_bytes : 0);
     for (size_t i = 0; i < tensors.size(); ++i) {
       if (!fetch) {
@@ -497,6 +503,12 @@ FileDigest write_tensors(const std::string& path, const std::vector<TensorView>&
 }
 
 }  // namespace
+
+std::string safetensors_header(const std::string& path, const std::vector<TensorView>& tensors,
+                               const std::map<std::string, std::string>& metadata) {
+  std::vector<uint64_t> sizes;
+  return header_of(path, tensors, metadata, sizes, false);
+}
 
 FileDigest write_safetensors(const std::string& path, const std::vector<TensorView>& tensors,
                              const std::map<std::string, std::string>& metadata) {

@@ -78,6 +78,8 @@ class SafetensorsStream {
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   bool has(const std::string& name) const { return tensors_.count(name) != 0; }
   const TensorInfo& info(const std::string& name) const;
+  // Where the data section begins: TensorInfo offsets count from here.
+  uint64_t data_start() const { return data_start_; }
 
   // Receives a piece of a tensor's stored bytes: offset is relative to the tensor's first byte.
   using Sink = std::function<void(const std::string& name, const TensorInfo& info, uint64_t offset,
@@ -106,6 +108,11 @@ struct TensorView {
 // Returns the digest of the bytes written, for integrity records.
 FileDigest write_safetensors(const std::string& path, const std::vector<TensorView>& tensors,
                              const std::map<std::string, std::string>& metadata = {});
+
+// The bytes write_safetensors puts before the tensors' data (length, JSON header, padding): tensor
+// i's data then follow at its place in the order given. path only names the file in errors.
+std::string safetensors_header(const std::string& path, const std::vector<TensorView>& tensors,
+                               const std::map<std::string, std::string>& metadata = {});
 
 // Copies `bytes` from `src` (an address in a TensorView's data, possibly device memory) to `host`.
 using FetchBytes = std::function<void(void* host, const void* src, size_t bytes)>;

@@ -13,6 +13,7 @@
 #include <optional>
 #include <vector>
 
+#include "io/ordered_read.h"
 #include "io/safetensors.h"
 #include "train/weights_io.h"
 #include "util/atomic_file.h"
@@ -291,8 +292,10 @@ void install(const fs::path& tmp, const fs::path& final_path) {
   }
 }
 
-// <path>.corrupt, or .corrupt.2, ... when that name is taken.
-void set_aside(const fs::path& path) {
+}  // namespace
+
+void set_aside(const std::string& dir_path) {
+  const fs::path path = dir_path;
   fs::path target = path.string() + ".corrupt";
   for (int n = 2; fs::exists(target); ++n) target = path.string() + ".corrupt." + std::to_string(n);
   std::error_code ec;
@@ -304,6 +307,8 @@ void set_aside(const fs::path& path) {
   std::fprintf(stderr, "warning: renamed the damaged checkpoint to %s (kept for inspection)\n",
                target.c_str());
 }
+
+namespace {
 
 // Loads read large chunks with several threads, ahead of the uploads (bounded host memory).
 constexpr size_t kLoadChunkBytes = size_t{64} << 20;
@@ -382,18 +387,25 @@ bool stream_tensors(const std::string& path, const char* name, const Safetensors
   return finite;
 }
 
+std::vector<TensorView> moment_views(const ParamLayout& layout, const float* exp_avg,
+                                     const float* exp_avg_sq) {
+  std::vector<TensorView> moments = weight_views(layout, exp_avg, "exp_avg.");
+  for (const TensorView& v : weight_views(layout, exp_avg_sq, "exp_avg_sq.")) {
+    moments.push_back(v);
+  }
+  return moments;
+}
+
+std::map<std::string, std::string> optimizer_metadata(int64_t optimizer_steps) {
+  return {{"steps_taken", std::to_string(optimizer_steps)}};
+}
+
 // Writes the files into step_XXXXXXXX.tmp, installs it and rotates keep_last. fetch null: the
 // source is host memory.
 std::string write_checkpoint(const std::string& dir, const ParamLayout& layout,
                              const CheckpointSource& source, const FetchBytes* fetch,
                              size_t chunk_bytes, const TrainerState& state, int keep_last) {
-  const fs::path final_path = fs::path(dir) / step_name(state.step);
-  const fs::path tmp = fs::path(dir) / (step_name(state.step) + ".tmp");
-  std::error_code ec;
-  fs::remove_all(tmp, ec);
-  fs::create_directories(tmp, ec);
-  if (ec) throw_error("checkpoint error: cannot create ", tmp.string(), " (", ec.message(), ")");
-
+  const fs::path tmp = begin_checkpoint(dir, state.step);
   auto write = [&](const char* name, const std::vector<TensorView>& views,
                    const std::map<std::string, std::string>& metadata) {
     const std::string file = (tmp / name).string();
@@ -403,23 +415,94 @@ std::string write_checkpoint(const std::string& dir, const ParamLayout& layout,
   std::map<std::string, FileDigest> files;
   files[kModelFile] =
       write(kModelFile, weight_views(layout, source.params), model_metadata(layout.config()));
-  std::vector<TensorView> moments = weight_views(layout, source.exp_avg, "exp_avg.");
-  for (const TensorView& v : weight_views(layout, source.exp_avg_sq, "exp_avg_sq.")) {
-    moments.push_back(v);
-  }
   files[kOptimizerFile] =
-      write(kOptimizerFile, moments, {{"steps_taken", std::to_string(source.optimizer_steps)}});
-  const std::string text = trainer_json(state, files);
-  write_file_atomic((tmp / kTrainerFile).string(), text.data(), text.size());
+      write(kOptimizerFile, moment_views(layout, source.exp_avg, source.exp_avg_sq),
+            optimizer_metadata(source.optimizer_steps));
+  return complete_checkpoint(dir, tmp.string(), state, files, keep_last);
+}
 
-  install(tmp, final_path);
-  fsync_directory(dir);
+// The tensors of one moment in optimizer.safetensors, by checkpoint tensor index (1, 2).
+struct MomentPrefix {
+  const char* prefix;
+  int index;
+};
+constexpr MomentPrefix kMoments[] = {{"exp_avg.", 1}, {"exp_avg_sq.", 2}};
 
-  if (keep_last > 0) {
-    auto all = complete_checkpoints(dir);
-    for (size_t i = 0; i + keep_last < all.size(); ++i) fs::remove_all(all[i].second, ec);
+// The optimizer's steps_taken, checked against trainer.json's step.
+int64_t steps_taken(const SafetensorsStream& opt, const TrainerRecord& record) {
+  int64_t optimizer_steps = 0;
+  const auto steps = opt.metadata().find("steps_taken");
+  if (steps == opt.metadata().end()) damaged(opt.path(), "has no steps_taken");
+  const std::string& text = steps->second;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), optimizer_steps);
+  if (ec != std::errc() || end != text.data() + text.size() || optimizer_steps < 0 ||
+      optimizer_steps > record.state.step) {
+    damaged(opt.path(), "has steps_taken = '" + text + "'");
   }
-  return final_path.string();
+  return optimizer_steps;
+}
+
+// Streams the moments of slices.ranges from opt (stored in the layout's order) to sink.
+bool stream_moment_slices(const std::string& path, const SafetensorsStream& opt,
+                          const TrainerRecord& record, const ParamLayout& layout,
+                          const CheckpointSink& sink, MomentSlices& slices) {
+  const int64_t n = layout.total();
+  check_header(path, kOptimizerFile, record, [&] {
+    for (const MomentPrefix& m : kMoments) {
+      for (const ParamTensor& t : layout.tensors()) {
+        const std::string tensor = m.prefix + t.name;
+        if (!opt.has(tensor) || opt.info(tensor).shape != t.shape ||
+            opt.info(tensor).dtype != DType::F32) {
+          throw_error("weights error: ", opt.path(), " has no F32 tensor ", tensor,
+                      " of the shape this model's layout has: it was not written for a model of "
+                      "shape ",
+                      layout.config().describe());
+        }
+        const uint64_t at = uint64_t((m.index - 1) * n + t.offset) * sizeof(float);
+        if (opt.info(tensor).begin != at) {
+          throw_error("checkpoint error: ", opt.path(), " does not hold tensor ", tensor,
+                      " where this program writes it (a file written by another tool?): resume "
+                      "it with dist.shard_optimizer=false");
+        }
+      }
+    }
+  });
+  const uint64_t start = opt.data_start();
+  std::vector<FileExtent> extents;
+  if (slices.header) extents.push_back({0, start});
+  for (const MomentPrefix& m : kMoments) {
+    for (const ShardRange& r : slices.ranges) {
+      const uint64_t at = uint64_t((m.index - 1) * n + r.begin) * sizeof(float);
+      extents.push_back({start + at, uint64_t(r.count) * sizeof(float)});
+    }
+  }
+  bool finite = true;
+  const std::vector<FileDigest> digests = read_extents_in_order(
+      opt.path(), extents, kLoadChunkBytes, kLoadThreads,
+      [&](uint64_t offset, const uint8_t* data, size_t size) {
+        if (offset < start) return;  // the header
+        if (reinterpret_cast<uintptr_t>(data) % alignof(float) != 0) {
+          damaged(opt.path(), "has tensor data not aligned to 4 bytes");
+        }
+        const auto* values = reinterpret_cast<const float*>(data);
+        const int64_t count = int64_t(size / sizeof(float));
+        const int64_t at = int64_t((offset - start) / sizeof(float));
+        finite =
+            finite && std::all_of(values, values + count, [](float x) { return std::isfinite(x); });
+        sink(at < n ? 1 : 2, at % n, values, count);
+      });
+  slices.pieces.clear();
+  for (size_t e = 0; e < extents.size(); ++e) {
+    slices.pieces.push_back({extents[e].offset, digests[e].bytes, digests[e].crc32});
+  }
+  slices.file_bytes = fs::file_size(opt.path());
+  const auto expected = record.files.find(kOptimizerFile);
+  if (expected != record.files.end()) {
+    slices.expected = expected->second;
+  } else if (!record.files.empty()) {
+    damaged(opt.path(), "is not listed in trainer.json");
+  }
+  return finite;
 }
 
 }  // namespace
@@ -465,6 +548,56 @@ std::string save_checkpoint_fetched(const std::string& dir, const ParamLayout& l
   return write_checkpoint(dir, layout, source, &fetch, chunk_bytes, state, keep_last);
 }
 
+std::string begin_checkpoint(const std::string& dir, int64_t step) {
+  const fs::path tmp = fs::path(dir) / (step_name(step) + ".tmp");
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  fs::create_directories(tmp, ec);
+  if (ec) throw_error("checkpoint error: cannot create ", tmp.string(), " (", ec.message(), ")");
+  return tmp.string();
+}
+
+std::string complete_checkpoint(const std::string& dir, const std::string& tmp,
+                                const TrainerState& state,
+                                const std::map<std::string, FileDigest>& files, int keep_last) {
+  const fs::path final_path = fs::path(dir) / step_name(state.step);
+  const std::string text = trainer_json(state, files);
+  write_file_atomic((fs::path(tmp) / kTrainerFile).string(), text.data(), text.size());
+  install(tmp, final_path);
+  fsync_directory(dir);
+  if (keep_last > 0) {
+    std::error_code ec;
+    auto all = complete_checkpoints(dir);
+    for (size_t i = 0; i + keep_last < all.size(); ++i) fs::remove_all(all[i].second, ec);
+  }
+  return final_path.string();
+}
+
+CheckpointFilePlan model_file_plan(const ParamLayout& layout) {
+  const std::vector<TensorView> views = weight_views(layout, nullptr);
+  int64_t at = 0;
+  for (const ParamTensor& t : layout.tensors()) {
+    // What lets a process write any range of the flat buffer at a known place in the file.
+    if (t.offset != at) throw_error("internal error: the parameter layout is not contiguous");
+    at += t.numel;
+  }
+  if (at != layout.total()) throw_error("internal error: the parameter layout is not contiguous");
+  const std::string header = safetensors_header(kModelFile, views, model_metadata(layout.config()));
+  return {kModelFile, header, header.size() + uint64_t(layout.total()) * sizeof(float)};
+}
+
+CheckpointFilePlan optimizer_file_plan(const ParamLayout& layout, int64_t optimizer_steps) {
+  const std::string header = safetensors_header(
+      kOptimizerFile, moment_views(layout, nullptr, nullptr), optimizer_metadata(optimizer_steps));
+  return {kOptimizerFile, header, header.size() + 2 * uint64_t(layout.total()) * sizeof(float)};
+}
+
+std::vector<std::string> list_checkpoints(const std::string& dir) {
+  std::vector<std::string> paths;
+  for (const auto& [step, path] : complete_checkpoints(dir)) paths.push_back(path.string());
+  return paths;
+}
+
 std::string checkpoint_path(const std::string& dir, int64_t step) {
   return (fs::path(dir) / step_name(step)).string();
 }
@@ -484,29 +617,41 @@ void load_checkpoint_weights(const std::string& path, const ParamLayout& layout,
   load_weights(f, layout, params);
 }
 
-int64_t load_checkpoint(const std::string& path, const ParamLayout& layout,
-                        const CheckpointSink& sink, TrainerState& state) {
+namespace {
+
+// Loads a checkpoint; slices null: every moment, the optimizer file checked here.
+int64_t load(const std::string& path, const ParamLayout& layout, const CheckpointSink& sink,
+             TrainerState& state, MomentSlices* slices) {
   const TrainerRecord record = read_trainer_record(path);
   const SafetensorsStream model = open_stream(path, kModelFile);
   check_header(path, kModelFile, record,
                [&] { check_same_model(path, model_config_of(model), layout); });
   bool finite = stream_tensors(path, kModelFile, model, record, layout, {{"", 0}}, sink);
   const SafetensorsStream opt = open_stream(path, kOptimizerFile);
-  int64_t optimizer_steps = 0;
-  const auto steps = opt.metadata().find("steps_taken");
-  if (steps == opt.metadata().end()) damaged(opt.path(), "has no steps_taken");
-  const std::string& text = steps->second;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), optimizer_steps);
-  if (ec != std::errc() || end != text.data() + text.size() || optimizer_steps < 0 ||
-      optimizer_steps > record.state.step) {
-    damaged(opt.path(), "has steps_taken = '" + text + "'");
+  const int64_t optimizer_steps = steps_taken(opt, record);
+  if (slices) {
+    finite = stream_moment_slices(path, opt, record, layout, sink, *slices) && finite;
+  } else {
+    std::vector<std::pair<std::string, int>> prefixes;
+    for (const MomentPrefix& m : kMoments) prefixes.emplace_back(m.prefix, m.index);
+    finite = stream_tensors(path, kOptimizerFile, opt, record, layout, prefixes, sink) && finite;
   }
-  finite = stream_tensors(path, kOptimizerFile, opt, record, layout,
-                          {{"exp_avg.", 1}, {"exp_avg_sq.", 2}}, sink) &&
-           finite;
   if (!finite) damaged(path, "holds NaN or infinity");
   state = record.state;
   return optimizer_steps;
+}
+
+}  // namespace
+
+int64_t load_checkpoint(const std::string& path, const ParamLayout& layout,
+                        const CheckpointSink& sink, TrainerState& state) {
+  return load(path, layout, sink, state, nullptr);
+}
+
+int64_t load_checkpoint_slices(const std::string& path, const ParamLayout& layout,
+                               const CheckpointSink& sink, TrainerState& state,
+                               MomentSlices& slices) {
+  return load(path, layout, sink, state, &slices);
 }
 
 void load_checkpoint(const std::string& path, const ParamLayout& layout, TrainingTensors& tensors,
@@ -532,7 +677,7 @@ std::string load_newest_intact_checkpoint(const std::string& dir, const ParamLay
     } catch (const CheckpointDamaged& e) {
       std::fprintf(stderr, "warning: skipping the damaged checkpoint %s: %s\n", it->second.c_str(),
                    e.what());
-      set_aside(it->second);
+      set_aside(it->second.string());
     }
   }
   return "";

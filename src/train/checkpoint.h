@@ -13,12 +13,16 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "dist/shard_map.h"
 #include "io/safetensors.h"
 #include "model/params.h"
 #include "train/experiment_config.h"
+#include "util/checksum.h"
 #include "util/error.h"
 
 namespace mamba {
@@ -102,12 +106,55 @@ int64_t load_checkpoint(const std::string& path, const ParamLayout& layout,
 void load_checkpoint(const std::string& path, const ParamLayout& layout, TrainingTensors& tensors,
                      TrainerState& state);
 
+// A load that reads only some ranges of the moments (a ZeRO-1 rank's own, parallel_checkpoint.h):
+// optimizer.safetensors is then read in part, so its checksum is left to the caller, who combines
+// the pieces of every rank. In: ranges (floats of the parameter layout, in buffer order) and
+// whether to read the file's header bytes too. Out: the digests of the pieces read, the file's
+// size, and what trainer.json says of it (none: a checkpoint written before checksums).
+struct MomentSlices {
+  std::vector<ShardRange> ranges;
+  bool header = false;
+  std::vector<DigestPiece> pieces;
+  uint64_t file_bytes = 0;
+  std::optional<FileDigest> expected;
+};
+// As load_checkpoint, reading the moments of slices.ranges only (the weights whole, checked).
+// An Error when the moments are not stored in the parameter layout's order, as this program
+// writes them.
+int64_t load_checkpoint_slices(const std::string& path, const ParamLayout& layout,
+                               const CheckpointSink& sink, TrainerState& state,
+                               MomentSlices& slices);
+
 // Loads the newest intact checkpoint of dir. Damaged ones are renamed aside to <name>.corrupt
 // (never deleted), with a warning on stderr naming each. Returns its path, or "" when none is
 // left.
 std::string load_newest_intact_checkpoint(const std::string& dir, const ParamLayout& layout,
                                           const CheckpointSink& sink, TrainerState& state,
                                           int64_t& optimizer_steps);
+
+// Complete checkpoints of dir, oldest first.
+std::vector<std::string> list_checkpoints(const std::string& dir);
+// Renames a damaged checkpoint to <path>.corrupt (or .corrupt.2, ...), with a warning.
+void set_aside(const std::string& path);
+
+// ---- A save split among processes (parallel_checkpoint.h) ----
+// A checkpoint file as a save writes it: the bytes before its tensors, then the tensors in the
+// parameter layout's order (model.safetensors: the weights; optimizer.safetensors: exp_avg, then
+// exp_avg_sq), so float i of tensor k of the file lies at header.size() + 4 * (k * total + i).
+struct CheckpointFilePlan {
+  std::string name;    // model.safetensors, optimizer.safetensors
+  std::string header;  // as write_safetensors writes it
+  uint64_t bytes = 0;  // the whole file
+};
+CheckpointFilePlan model_file_plan(const ParamLayout& layout);
+CheckpointFilePlan optimizer_file_plan(const ParamLayout& layout, int64_t optimizer_steps);
+// Clears and creates <dir>/step_XXXXXXXX.tmp, where a checkpoint is built; returns its path.
+std::string begin_checkpoint(const std::string& dir, int64_t step);
+// Writes trainer.json (state, and files: the digests of the safetensors files) into tmp, fsynced,
+// then renames tmp into place and deletes all but the newest keep_last. Returns the path.
+std::string complete_checkpoint(const std::string& dir, const std::string& tmp,
+                                const TrainerState& state,
+                                const std::map<std::string, FileDigest>& files, int keep_last);
 
 // A checkpoint directory as it is, or a run directory's newest checkpoint; errors otherwise.
 std::string resolve_checkpoint(const std::string& path);

@@ -13,6 +13,7 @@
 #include "train/device.h"
 #include "train/evaluate.h"
 #include "train/hugging_face.h"
+#include "train/parallel_checkpoint.h"
 #include "train/schedule.h"
 #include "train/stop_signal.h"
 #include "util/error.h"
@@ -96,11 +97,14 @@ Trainer::Trainer(const ExperimentConfig& config, Communicator& comm)
                                             float(cfg_.optim.eps), float(cfg_.optim.weight_decay)},
                               shard_ ? shard_->ranges() : std::vector<ShardRange>{});
   const AsyncSave async = cfg_.checkpoint.async;
-  // A sharded run gathers the moments to rank 0 and saves synchronously.
-  if (leader_ && !shard_ &&
-      (async == AsyncSave::On || (async == AsyncSave::Auto && !backend_->host_accessible()))) {
-    writer_ = std::make_unique<CheckpointWriter>(*backend_, model_->layout(), cfg_.checkpoint.dir,
-                                                 cfg_.checkpoint.keep_last);
+  // A sharded run saves synchronously, every rank writing its own slices.
+  async_save_ = !shard_ && (async == AsyncSave::On ||
+                            (async == AsyncSave::Auto && !backend_->host_accessible()));
+  if (async_save_) {
+    // Several processes share every save, each writing its part in the background.
+    writer_ =
+        std::make_unique<CheckpointWriter>(*backend_, model_->layout(), cfg_.checkpoint.dir,
+                                           cfg_.checkpoint.keep_last, &comm_, cfg_.dist.timeout_s);
   }
   if (leader_ && cfg_.log.sample_interval > 0 && !cfg_.data.tokenizer.empty()) {
     tokenizer_ = load_tokenizer(cfg_.data.tokenizer);
@@ -141,7 +145,14 @@ bool Trainer::resume() {
   };
   int64_t optimizer_steps = 0;
   std::string path;
-  if (resume == "auto") {
+  if (shard_ && resume == "auto") {
+    // Each rank reads only its own slices of the moments; the ranks check the file together.
+    path = load_newest_intact_checkpoint_sharded(comm_, cfg_.checkpoint.dir, layout, *shard_,
+                                                 upload, state_, optimizer_steps);
+  } else if (shard_ && resume != "none") {
+    path = resume;
+    optimizer_steps = load_checkpoint_sharded(comm_, path, layout, *shard_, upload, state_);
+  } else if (resume == "auto") {
     if (leader_) {
       path = load_newest_intact_checkpoint(cfg_.checkpoint.dir, layout, upload, state_,
                                            optimizer_steps);
@@ -279,24 +290,24 @@ void Trainer::save() {
   const auto start = Clock::now();
   record_position(cfg_.data.train, train_data_->positions(), state_);
   state_.rng = sample_rng_.state();
-  if (!leader_ && !shard_) return;
-  if (writer_) {
+  if (async_save_) {
     // Named before it is complete: a run that stops now waits for it (~CheckpointWriter).
     last_checkpoint_ = writer_->save(model_->params(), optimizer_->moment_m(),
                                      optimizer_->moment_v(), optimizer_->steps_taken, state_);
   } else {
-    std::vector<float> m = optimizer_->download_m(), v = optimizer_->download_v();
-    if (shard_) {
-      // Every rank sends its part; the checkpoint holds the whole state, as unsharded.
-      m = gather_shards(comm_, *shard_, m, 0);
-      v = gather_shards(comm_, *shard_, v, 0);
-      if (!leader_) return;
+    // Every rank writes its share (sharded: its own slices of the moments) straight from its
+    // buffers, through one chunk of host memory at most; the checkpoint holds the whole state,
+    // as one process writes it.
+    const ParallelSource source{model_->params(), optimizer_->moment_m(), optimizer_->moment_v(),
+                                optimizer_->steps_taken};
+    last_checkpoint_ =
+        save_checkpoint_parallel(comm_, *backend_, cfg_.checkpoint.dir, model_->layout(),
+                                 shard_.get(), source, state_, cfg_.checkpoint.keep_last);
+    if (leader_ && comm_.world() > 1) {
+      std::printf("checkpoint %s (written by %d ranks)\n", last_checkpoint_.c_str(), comm_.world());
+    } else if (leader_) {
+      std::printf("checkpoint %s\n", last_checkpoint_.c_str());
     }
-    const TrainingTensors tensors{model_->download(model_->params()), std::move(m), std::move(v),
-                                  optimizer_->steps_taken};
-    last_checkpoint_ = save_checkpoint(cfg_.checkpoint.dir, model_->layout(), tensors, state_,
-                                       cfg_.checkpoint.keep_last);
-    std::printf("checkpoint %s\n", last_checkpoint_.c_str());
     std::fflush(stdout);
   }
   last_save_stall_s_ = seconds_since(start);

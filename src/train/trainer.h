@@ -64,9 +64,9 @@ class Trainer {
   std::optional<double> evaluate();
   // A text sample from the current weights (rank 0 with a tokenizer only).
   std::string sample();
-  // Writes a checkpoint of the current state (rank 0 writes; every rank records the position).
-  // With checkpoint.async it returns once the state is snapshotted; wait_for_saves() waits for
-  // the write.
+  // Writes a checkpoint of the current state; every rank writes its share of it. With
+  // checkpoint.async it returns once the state is snapshotted; wait_for_saves() waits for the
+  // write.
   void save();
   void wait_for_saves();
   bool async_saves() const { return writer_ != nullptr; }
@@ -109,7 +109,11 @@ class Trainer {
   std::unique_ptr<GradientReducer> reducer_;
   std::unique_ptr<MetricsFile> metrics_;
   std::unique_ptr<TensorBoardWriter> tensorboard_;  // rank 0 with log.tensorboard only
-  std::unique_ptr<CheckpointWriter> writer_;        // rank 0 with checkpoint.async only
+  // checkpoint.async (never sharded): every rank's writer_ writes its share in the background;
+  // otherwise the ranks write their shares together before save() returns
+  // (parallel_checkpoint.h).
+  bool async_save_ = false;
+  std::unique_ptr<CheckpointWriter> writer_;  // checkpoint.async only
   TrainerState state_;
   Rng sample_rng_;
   std::string last_checkpoint_;

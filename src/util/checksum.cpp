@@ -2,6 +2,7 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -17,6 +18,26 @@ uint32_t crc32_update(uint32_t crc, const void* data, size_t size) {
 
 uint32_t crc32_concat(uint32_t crc_a, uint32_t crc_b, uint64_t size_b) {
   return uint32_t(crc32_combine64(crc_a, crc_b, z_off64_t(size_b)));
+}
+
+FileDigest combine_pieces(std::vector<DigestPiece> pieces, uint64_t file_bytes,
+                          const std::string& what) {
+  std::sort(pieces.begin(), pieces.end(),
+            [](const DigestPiece& a, const DigestPiece& b) { return a.offset < b.offset; });
+  FileDigest digest;
+  for (const DigestPiece& p : pieces) {
+    if (p.offset != digest.bytes) {
+      throw_error("internal error: the pieces of ", what, " leave bytes ", digest.bytes, " to ",
+                  p.offset, " uncovered or covered twice");
+    }
+    digest.crc32 = crc32_concat(digest.crc32, p.crc32, p.bytes);
+    digest.bytes += p.bytes;
+  }
+  if (digest.bytes != file_bytes) {
+    throw_error("internal error: the pieces of ", what, " cover ", digest.bytes, " of its ",
+                file_bytes, " bytes");
+  }
+  return digest;
 }
 
 FileDigest digest_file(const std::string& path) {

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace mamba {
 
@@ -32,6 +33,18 @@ class DigestBuilder {
  private:
   FileDigest digest_;
 };
+
+// The CRC of bytes [offset, offset + bytes) of a file, checksummed apart from the rest (by
+// another thread or process).
+struct DigestPiece {
+  uint64_t offset = 0, bytes = 0;
+  uint32_t crc32 = 0;
+};
+
+// The digest of a file of file_bytes bytes from pieces that cover it, in any order. Throws
+// mamba::Error naming `what` when they leave a gap or overlap.
+FileDigest combine_pieces(std::vector<DigestPiece> pieces, uint64_t file_bytes,
+                          const std::string& what);
 
 // The digest of a file's whole content. Throws mamba::Error naming the file when unreadable.
 FileDigest digest_file(const std::string& path);
