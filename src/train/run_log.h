@@ -28,9 +28,6 @@ using SourceLosses = std::vector<std::pair<std::string, double>>;
 // "step 120/5000 | loss 3.412 | lr 1.20e-03 | gnorm 0.83 | 412.3k tok/s | MFU 41.2% | mem 21.3 GiB
 // | eta 1h12m"
 std::string format_step_line(const StepStats& s);
-// Resident memory of this process, GiB.
-double resident_memory_gib();
-
 // Appends JSON lines; opened once, flushed after every record so a killed run loses nothing.
 // A value that is not finite is written as null. A failed write is an error naming the file.
 class MetricsFile {
