@@ -61,10 +61,10 @@ class Backend {
   // be written by queued work (synchronize() after filling it). One such caller at a time.
   virtual void download_concurrent(void* host_dst, const void* src, size_t bytes) = 0;
   virtual void synchronize() = 0;
-  // Bytes of the device's memory this process held at their peak since the backend started (0
-  // where not tracked). On CUDA: the backend's allocations and what the process took on the
-  // device outside them (outside_memory()); on the CPU, whose device is the host: the process's
-  // peak resident memory.
+  // Bytes of the device's memory this process held at their peak (0 where not tracked). On CUDA,
+  // since the backend started: its allocations and what the process took on the device outside
+  // them (outside_memory()). On the CPU, whose device is the host: the process's peak resident
+  // memory since it started.
   virtual size_t peak_memory() const { return 0; }
   // The part of the device's memory the process holds outside allocate(), measured now: on CUDA,
   // NCCL's communicators and their buffers (NCCL allocates them at the first collective of each
