@@ -15,11 +15,13 @@
 
 #include <exception>
 #include <functional>
+#include <memory>
 #include <thread>
 #include <vector>
 
 #include "dist/nccl_reducer.h"
 #include "dist/shard_map.h"
+#include "kernels/backend.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "util/error.h"
 #endif
@@ -30,8 +32,13 @@ namespace {
 #ifdef MAMBA_HAVE_NCCL
 
 constexpr int kWorld = 2;
+constexpr int64_t kFloats = int64_t{1} << 26;      // 256 MiB of gradients
+constexpr size_t kBucketBytes = size_t{25} << 20;  // dist.bucket_mb's default
 
-struct RankResult {
+struct Rank {
+  std::unique_ptr<Backend> backend;
+  float* grads = nullptr;
+  float* params = nullptr;
   size_t taken = 0;    // cudaMemGetInfo: the device's memory in use, less what it was at the start
   size_t peak = 0;     // Backend::peak_memory()
   size_t outside = 0;  // Backend::outside_memory()
@@ -40,41 +47,33 @@ struct RankResult {
   std::string error;
 };
 
-// Rank r's part. Its values are r + 1 everywhere, so the mean is 1.5 and rank q's slices hold
-// q + 1 after the all-gather.
-void run_rank(int r, const std::string& id, size_t free_at_start, RankResult& out) {
+// Rank r's communication, on its own thread. Its values are r + 1 everywhere, so the mean is 1.5
+// and rank q's slices hold q + 1 after the all-gather.
+void communicate(int r, const std::string& id, size_t free_at_start, Rank& rank) {
   try {
-    const auto be = make_cuda_backend(r, false);
-    const int64_t n = int64_t{1} << 26;
-    const size_t bytes = size_t(n) * sizeof(float), bucket_bytes = size_t{25} << 20;
-    auto* grads = static_cast<float*>(be->allocate(bytes));
-    auto* params = static_cast<float*>(be->allocate(bytes));
-    const std::vector<float> values(n, float(r + 1));
-    be->upload(grads, values.data(), bytes);
-    be->upload(params, values.data(), bytes);
+    if (cudaSetDevice(r) != cudaSuccess) throw_error("cudaSetDevice failed");
+    Backend& be = *rank.backend;
     {
-      NcclReducer reducer(id, r, kWorld, *be, grads, n, bucket_bytes, 120.0, false);
-      reducer.ready(0, n);
+      NcclReducer reducer(id, r, kWorld, be, rank.grads, kFloats, kBucketBytes, 120.0, false);
+      reducer.ready(0, kFloats);
       reducer.finish();
-      be->download(&out.mean, grads, sizeof(float));
-      const ShardMap map(n, kWorld, r, int64_t(bucket_bytes / sizeof(float)));
-      reducer.shard(map, params);
-      reducer.ready(0, n);
+      be.download(&rank.mean, rank.grads, sizeof(float));
+      const ShardMap map(kFloats, kWorld, r, int64_t(kBucketBytes / sizeof(float)));
+      reducer.shard(map, rank.params);
+      reducer.ready(0, kFloats);
       reducer.finish();
       reducer.gather_params();
       const int other = 1 - r;
-      be->download(&out.gathered, params + other * map.buckets().front().slice, sizeof(float));
-      be->synchronize();
+      be.download(&rank.gathered, rank.params + other * map.buckets().front().slice, sizeof(float));
       size_t free_now = 0, total = 0;
       if (cudaMemGetInfo(&free_now, &total) != cudaSuccess) throw_error("cudaMemGetInfo failed");
-      out.taken = free_at_start - free_now;
-      out.peak = be->peak_memory();
-      out.outside = be->outside_memory();
+      rank.taken = free_at_start > free_now ? free_at_start - free_now : 0;
+      rank.peak = be.peak_memory();
+      rank.outside = be.outside_memory();
     }
-    be->release(grads);
-    be->release(params);
+    rank.backend.reset();  // on its device's thread, after the reducer that uses it
   } catch (const std::exception& e) {
-    out.error = e.what();
+    rank.error = e.what();
   }
 }
 
@@ -93,15 +92,30 @@ TEST(NcclMemory, ReportedPeakCountsTheCommunicators) {
     size_t total = 0;
     ASSERT_EQ(cudaMemGetInfo(&free_at_start[d], &total), cudaSuccess);
   }
+  // The backends and buffers first, so that a failure there ends the test before a rank waits
+  // for the other in ncclCommInitRank.
+  Rank ranks[kWorld];
+  for (int r = 0; r < kWorld; ++r) {
+    Rank& rank = ranks[r];
+    rank.backend = make_cuda_backend(r, false);
+    const size_t bytes = size_t(kFloats) * sizeof(float);
+    rank.grads = static_cast<float*>(rank.backend->allocate(bytes));
+    rank.params = static_cast<float*>(rank.backend->allocate(bytes));
+    const std::vector<float> values(kFloats, float(r + 1));
+    rank.backend->upload(rank.grads, values.data(), bytes);
+    rank.backend->upload(rank.params, values.data(), bytes);
+    rank.backend->synchronize();
+  }
   const std::string id = nccl_unique_id();
-  RankResult results[kWorld];
   // ncclCommInitRank returns when every rank has called it: one thread per rank.
-  std::thread second(run_rank, 1, std::cref(id), free_at_start[1], std::ref(results[1]));
-  run_rank(0, id, free_at_start[0], results[0]);
-  second.join();
+  std::vector<std::thread> threads;
+  for (int r = 0; r < kWorld; ++r) {
+    threads.emplace_back(communicate, r, std::cref(id), free_at_start[r], std::ref(ranks[r]));
+  }
+  for (std::thread& t : threads) t.join();
   const double mib = 1 << 20;
   for (int r = 0; r < kWorld; ++r) {
-    const RankResult& x = results[r];
+    const Rank& x = ranks[r];
     ASSERT_EQ(x.error, "") << "rank " << r;
     std::printf(
         "[info] rank %d: device memory taken %.1f MiB, reported peak %.1f MiB, of it "
