@@ -1,8 +1,10 @@
 // Training-step benchmark: Trainer::train_step() (forward + backward + all-reduce + clip + AdamW),
 // the step a training run takes, on a model from configs/, fed by a shard of random tokens
-// written to a temporary folder. Prints one JSON line with ms/step, tokens/s, peak memory (and the
-// activation arena's share of it) and MFU
-// (6 * params * tokens/s over the device's dense bf16 peak, where known).
+// written to a temporary folder. Prints one JSON line with ms/step, tokens/s, peak memory and MFU
+// (6 * params * tokens/s over the device's dense bf16 peak, where known). peak_gib is rank 0's
+// Backend::peak_memory(): on a GPU everything the process took on it, NCCL's buffers included
+// (outside_gib: the part taken outside the backend's allocations, NCCL's above all;
+// activation_gib: the activation arena's part); on the CPU the process's peak resident memory.
 //   bench_train [--model tiny|130m|370m|790m|1.4b|2.8b | --config FILE] [key=value ...]
 //               [--batch B] [--seqlen L] [--device cpu|cuda] [--precision fp32|bf16]
 //               [--steps N] [--recompute 0|1] [--comm 1|0] [--bf16-grads 0|1]
@@ -105,12 +107,12 @@ int main(int argc, char** argv) try {
       "\"comm\": %d, \"bf16_grads\": %d, \"shard_optimizer\": %d, \"act_bytes\": %zu, \"params\": "
       "%.0f, \"batch\": %d, "
       "\"seqlen\": %d, \"recompute\": %d, \"ms_per_step\": %.2f, \"tokens_per_s\": %.0f, "
-      "\"peak_gib\": %.2f, \"activation_gib\": %.2f, \"mfu\": %.4f%s}\n",
+      "\"peak_gib\": %.2f, \"outside_gib\": %.2f, \"activation_gib\": %.2f, \"mfu\": %.4f%s}\n",
       fs::path(cfg.source).stem().c_str(), backend.name().c_str(), comm.world(),
       bench::flag(argc, argv, "--comm", "1") == "1", int(cfg.dist.bf16_grads),
       int(cfg.dist.shard_optimizer), backend.act_bytes(), params, cfg.train.micro_batch,
       cfg.data.seq_len, int(cfg.train.recompute), median, tokens_per_s,
-      backend.peak_memory() / double(1ull << 30),
+      backend.peak_memory() / double(1ull << 30), backend.outside_memory() / double(1ull << 30),
       trainer.model().activation_bytes() / double(1ull << 30), mfu, extra.c_str());
   return 0;
 } catch (const std::exception& e) {

@@ -87,6 +87,9 @@ class OpTimingBackend final : public mamba::Backend {
   size_t peak_memory() const override {
     return in_.peak_memory();
   }
+  size_t outside_memory() const override {
+    return in_.outside_memory();
+  }
   void to_act(mamba::Act dst, const float* src, int64_t n) override {
     in_.to_act(dst, src, n);
   }
@@ -132,8 +135,8 @@ class OpTimingBackend final : public mamba::Backend {
   void mul_accumulate(float* dst, const float* a, const float* b, int64_t n) override {
     in_.mul_accumulate(dst, a, b, n);
   }
-  double sum_of_squares(const float* x, int64_t n) override {
-    return in_.sum_of_squares(x, n);
+  double sum_of_squares_of_spans(const float* x, const mamba::Span* spans, int count) override {
+    return in_.sum_of_squares_of_spans(x, spans, count);
   }
   void scale(float* x, int64_t n, float s) override {
     in_.scale(x, n, s);

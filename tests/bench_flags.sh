@@ -20,6 +20,9 @@ expect "$out" '"shard_optimizer": 1'
 expect "$out" '"comm": 0'
 expect "$out" '"recompute": 1'
 expect "$out" '"world": 2'
+# On the CPU the peak is the process's peak resident memory: never 0.
+peak=$(grep -oE '"peak_gib": [0-9.]+' <<<"$out" | awk '{print $2}')
+awk -v p="${peak:-0}" 'BEGIN { exit !(p > 0) }' || fail "peak_gib is not positive in: $out"
 
 out=$("$b/bench_generate" --model tiny --batch 2 --prompt 8 --tokens 4 --repeats 1 --graphs 0 \
   --profile 1)

@@ -735,6 +735,15 @@ TEST(KernelsCpu, SumOfSquaresAndScale) {
   double want = 0.0;
   for (float v : x) want += static_cast<double>(v) * v;
   EXPECT_NEAR(sum_of_squares(x.data(), n), want, 1e-12 * want);
+  // Over spans (the gradient norm of a ZeRO-1 shard): an empty one, one across chunk boundaries.
+  const std::vector<Span> spans{{5, 0}, {7, 100}, {65000, 2 * 65536}, {n - 3, 3}};
+  double want_spans = 0.0;
+  for (const Span& s : spans) {
+    for (int64_t i = s.offset; i < s.offset + s.count; ++i) want_spans += double(x[i]) * x[i];
+  }
+  EXPECT_NEAR(sum_of_squares(x.data(), spans.data(), int(spans.size())), want_spans,
+              1e-12 * want_spans);
+  EXPECT_EQ(sum_of_squares(x.data(), spans.data(), 0), 0.0);
   const auto before = x;
   scale_inplace(x.data(), n, 0.375f);
   for (int64_t i = 0; i < n; ++i) ASSERT_EQ(x[i], before[i] * 0.375f);

@@ -121,6 +121,34 @@ TEST(Clipping, AtTheThresholdScalesByTorchsCoefficient) {
   EXPECT_FLOAT_EQ(g[2], float(-4.0 * 5.0 / (5.0 + 1e-6)));
 }
 
+// Over a ZeRO-1 rank's ranges: the norm of their elements with the other ranks' squares added by
+// the callback, and only those elements scaled, by torch's coefficient.
+TEST(Clipping, OverRangesTakesTheirGlobalNormAndScalesOnlyThem) {
+  const auto be = make_cpu_backend();
+  double unused = 0.0;
+  std::vector<float> g = gradients(&unused);
+  const std::vector<ShardRange> ranges{{10, 0, 100}, {500, 100, 0}, {1000, 100, 70000}};
+  std::vector<bool> owned(g.size(), false);
+  double squares = 0.0;
+  for (const ShardRange& r : ranges) {
+    for (int64_t i = r.begin; i < r.begin + r.count; ++i) {
+      owned[i] = true;
+      squares += double(g[i]) * g[i];
+    }
+  }
+  const double others = 2.5;  // the other ranks' squares
+  const double norm = std::sqrt(squares + others);
+  const std::vector<float> before = g;
+  const float max_norm = float(norm / 3.0);
+  const double got =
+      clip_grad_norm(*be, g.data(), ranges, max_norm, [&](double x) { return x + others; });
+  EXPECT_NEAR(got, norm, 1e-12 * norm);
+  const float coef = float(double(max_norm) / (got + 1e-6));
+  for (size_t i = 0; i < g.size(); ++i) {
+    ASSERT_EQ(g[i], owned[i] ? before[i] * coef : before[i]) << i;
+  }
+}
+
 // Three AdamW steps against the textbook update computed in double.
 TEST(AdamWUpdate, MatchesTheTextbookUpdate) {
   const int n = 5;

@@ -61,8 +61,17 @@ class Backend {
   // be written by queued work (synchronize() after filling it). One such caller at a time.
   virtual void download_concurrent(void* host_dst, const void* src, size_t bytes) = 0;
   virtual void synchronize() = 0;
-  // Bytes of device memory at their peak since start (0 where not tracked).
+  // Bytes of the device's memory this process held at their peak (0 where not tracked). On CUDA,
+  // since the backend started: its allocations and what the process took on the device outside
+  // them (outside_memory()). On the CPU, whose device is the host: the process's peak resident
+  // memory since it started.
   virtual size_t peak_memory() const { return 0; }
+  // The part of the device's memory the process holds outside allocate(), measured now: on CUDA,
+  // NCCL's communicators and their buffers (NCCL allocates them at the first collective of each
+  // kind), the runtime's lazily loaded kernels, cuBLASLt's handle, allocations' rounding up to
+  // whole pages. Counted in peak_memory() from the moment it is measured (at every allocate()
+  // and every peak_memory()). 0 where not measured.
+  virtual size_t outside_memory() const { return 0; }
 
   // ---- conversions ----
   // dst[i] = src[i] in the activation type (rounded to bf16 on CUDA; a copy on the CPU).
@@ -108,7 +117,14 @@ class Backend {
   // ---- small elementwise ops and the optimizer ----
   virtual void negative_exp(float* out, const float* in, int64_t n) = 0;  // out = -exp(in)
   virtual void mul_accumulate(float* dst, const float* a, const float* b, int64_t n) = 0;
-  virtual double sum_of_squares(const float* x, int64_t n) = 0;  // accumulated in double
+  // The sum of x[i]^2 over the elements of spans[0..count), accumulated in double: each span's
+  // sum as sum_of_squares gives it, the spans' sums added in their order. One host
+  // synchronisation for all spans (the norm of a ZeRO-1 rank's slices of the gradients).
+  virtual double sum_of_squares_of_spans(const float* x, const Span* spans, int count) = 0;
+  double sum_of_squares(const float* x, int64_t n) {  // accumulated in double
+    const Span all{0, n};
+    return sum_of_squares_of_spans(x, &all, 1);
+  }
   virtual void scale(float* x, int64_t n, float s) = 0;
   // AdamW over op's segments (kernels/cpu/adamw.h), with h.weight_decay on the segments marked
   // for it and none elsewhere; also refreshes those elements of op.compute_copy.

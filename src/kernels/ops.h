@@ -274,6 +274,12 @@ struct InitFill {
   double log_lo = 0.0, log_hi = 0.0, floor = 0.0;
 };
 
+// ---- the gradient norm (kernels/cpu/adamw.h) ----
+// Elements [offset, offset + count) of a flat buffer: a ZeRO-1 rank's slices of the gradients.
+struct Span {
+  int64_t offset = 0, count = 0;
+};
+
 // ---- AdamW (kernels/cpu/adamw.h) ----
 struct AdamWHyper {
   float lr, beta1, beta2, eps, weight_decay;

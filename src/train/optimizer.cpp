@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 namespace mamba {
 
@@ -77,8 +78,12 @@ double clip_grad_norm(Backend& backend, float* grads, int64_t n, float max_norm)
 
 double clip_grad_norm(Backend& backend, float* grads, const std::vector<ShardRange>& ranges,
                       float max_norm, const std::function<double(double)>& sum_over_ranks) {
-  double squares = 0.0;
-  for (const ShardRange& r : ranges) squares += backend.sum_of_squares(grads + r.begin, r.count);
+  // One reduction over all ranges: a rank's shard is a slice of every bucket, hundreds of ranges,
+  // and a sum per range would wait for the device once each.
+  std::vector<Span> spans;
+  spans.reserve(ranges.size());
+  for (const ShardRange& r : ranges) spans.push_back({r.begin, r.count});
+  const double squares = backend.sum_of_squares_of_spans(grads, spans.data(), int(spans.size()));
   const double norm = std::sqrt(sum_over_ranks(squares));
   if (max_norm > 0.0f) {
     const double coef = std::min(1.0, double(max_norm) / (norm + 1e-6));

@@ -32,15 +32,6 @@ std::string format_step_line(const StepStats& s) {
   return line;
 }
 
-double resident_memory_gib() {
-  long pages = 0, resident = 0;
-  if (std::FILE* f = std::fopen("/proc/self/statm", "r")) {
-    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
-    std::fclose(f);
-  }
-  return double(resident) * double(sysconf(_SC_PAGESIZE)) / double(1ull << 30);
-}
-
 namespace {
 
 // Bytes at the start of an existing metrics file that hold the records of steps up to

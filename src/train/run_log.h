@@ -13,8 +13,8 @@ struct StepStats {
   int64_t step = 0, total_steps = 0;
   double loss = 0.0, lr = 0.0, grad_norm = 0.0;
   double tokens_per_s = 0.0;
-  double mfu = -1.0;  // fraction of the device's peak; < 0 when the peak is unknown
-  double mem_gib = 0.0;
+  double mfu = -1.0;     // fraction of the device's peak; < 0 when the peak is unknown
+  double mem_gib = 0.0;  // Backend::peak_memory(): NCCL's buffers counted on GPUs
   double eta_s = 0.0;
   int64_t tokens_seen = 0;
   int64_t skipped_steps = 0;  // updates dropped so far for a non-finite loss or gradient norm
@@ -28,8 +28,6 @@ using SourceLosses = std::vector<std::pair<std::string, double>>;
 // "step 120/5000 | loss 3.412 | lr 1.20e-03 | gnorm 0.83 | 412.3k tok/s | MFU 41.2% | mem 21.3 GiB
 // | eta 1h12m"
 std::string format_step_line(const StepStats& s);
-// Resident memory of this process, GiB.
-double resident_memory_gib();
 
 // Appends JSON lines; opened once, flushed after every record so a killed run loses nothing.
 // A value that is not finite is written as null. A failed write is an error naming the file.

@@ -331,8 +331,7 @@ void Trainer::log_step(const StepResult& r) {
   if (peak > 0) {
     s.mfu = 6.0 * double(model_->layout().total()) * s.tokens_per_s / comm_.world() / peak;
   }
-  s.mem_gib = backend_->peak_memory() > 0 ? backend_->peak_memory() / double(1ull << 30)
-                                          : resident_memory_gib();
+  s.mem_gib = backend_->peak_memory() / double(1ull << 30);
   s.eta_s = train_seconds_ / double(state_.step - first_step_) * double(total_steps_ - state_.step);
   s.tokens_seen = state_.tokens_seen;
   s.skipped_steps = state_.skipped_steps;

@@ -9,4 +9,8 @@ namespace mamba {
 // Bytes; SIZE_MAX when the kernel does not say.
 size_t available_host_memory();
 
+// The most host memory this process has held resident so far (the kernel's VmHWM), in bytes;
+// 0 when the kernel does not say.
+size_t peak_resident_memory();
+
 }  // namespace mamba

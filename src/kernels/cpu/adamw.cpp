@@ -57,6 +57,12 @@ double sum_of_squares(const float* x, int64_t n) {
   return total;
 }
 
+double sum_of_squares(const float* x, const Span* spans, int count) {
+  double total = 0.0;
+  for (int s = 0; s < count; ++s) total += sum_of_squares(x + spans[s].offset, spans[s].count);
+  return total;
+}
+
 void scale_inplace(float* x, int64_t n, float scale) {
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) x[i] *= scale;

@@ -31,6 +31,8 @@ class CpuBackend final : public Backend {
   std::string name() const override { return "cpu"; }
   ActType act_type() const override { return ActType::F32; }
   bool host_accessible() const override { return true; }
+  // The device is the host: all the process holds there counts.
+  size_t peak_memory() const override { return peak_resident_memory(); }
 
   void* allocate(size_t bytes) override {
     const size_t available = available_host_memory();
@@ -157,7 +159,9 @@ class CpuBackend final : public Backend {
   void mul_accumulate(float* dst, const float* a, const float* b, int64_t n) override {
     for (int64_t i = 0; i < n; ++i) dst[i] += a[i] * b[i];
   }
-  double sum_of_squares(const float* x, int64_t n) override { return cpu::sum_of_squares(x, n); }
+  double sum_of_squares_of_spans(const float* x, const Span* spans, int count) override {
+    return cpu::sum_of_squares(x, spans, count);
+  }
   void scale(float* x, int64_t n, float s) override { cpu::scale_inplace(x, n, s); }
   void adamw_step(const AdamWStep& op, const AdamWHyper& h) override { cpu::adamw_step(op, h); }
 

@@ -1,12 +1,15 @@
 // The CUDA backend: each Backend op (math in kernels/cpu/*.h) forwards to its kernel file in this
 // folder, instantiated for the activation type chosen at construction (bf16, or fp32 for the
 // debugging path). Everything runs in order on one stream owned by the backend; the ops that
-// return a host value (lm_head_loss, sum_of_squares) and download synchronize it.
+// return a host value (lm_head_loss, sum_of_squares_of_spans) and download synchronize it.
 //
 // Memory: device allocations go through cudaMalloc and are counted for peak_memory(). Ops that
 // need temporary memory (sort buffers, partial sums, logits chunks, the scan's workspace) share
 // one scratch buffer that grows to the largest request seen; the stream orders its users. The
-// cuBLASLt workspace is separate (32 MiB) because GEMMs run while an op holds the scratch.
+// cuBLASLt workspace is separate (32 MiB) because GEMMs run while an op holds the scratch. What
+// the process takes on the device outside the backend (NCCL's buffers above all: hundreds of MiB
+// that NCCL allocates itself) is measured with cudaMemGetInfo against the device's use when the
+// backend started, and counted in the peak too.
 #include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
@@ -119,6 +122,8 @@ class CudaBackend final : public Backend {
                   " CUDA device(s) are usable: pick a device in [0, ", count, ")");
     }
     cuda::check_cuda(cudaSetDevice(device), "cudaSetDevice");
+    cuda::check_cuda(cudaFree(nullptr), "cudaFree (context creation)");
+    in_use_at_start_ = device_in_use();
     cudaDeviceProp prop{};
     cuda::check_cuda(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");
     name_ = "cuda:" + std::to_string(device) + " (" + prop.name + ")";
@@ -164,17 +169,19 @@ class CudaBackend final : public Backend {
   // ---- memory ----
   void* allocate(size_t bytes) override {
     if (bytes == 0) return nullptr;
+    measure_outside();  // before the allocation raises the count
     void* p = nullptr;
     const cudaError_t e = cudaMalloc(&p, bytes);
     if (e != cudaSuccess) {
       cudaGetLastError();  // an allocation failure must not resurface at the next launch check
       throw_error("out of memory: cannot allocate ", gib(bytes), " GiB on ", name_, " (",
-                  gib(current_), " GiB already allocated by this process): ", cudaGetErrorString(e),
+                  gib(allocated_ + outside_),
+                  " GiB already taken by this process): ", cudaGetErrorString(e),
                   "; reduce train.micro_batch or the sequence length");
     }
     sizes_[p] = bytes;
-    current_ += bytes;
-    peak_ = std::max(peak_, current_);
+    allocated_ += bytes;
+    peak_ = std::max(peak_, allocated_ + outside_);
     return p;
   }
   void release(void* p) override {
@@ -183,7 +190,7 @@ class CudaBackend final : public Backend {
     if (found == sizes_.end())
       throw_error("cuda error: release of a pointer this backend did not allocate");
     cuda::check_cuda(cudaFree(p), "cudaFree");
-    current_ -= found->second;
+    allocated_ -= found->second;
     sizes_.erase(found);
   }
   void upload(void* dst, const void* host_src, size_t bytes) override {
@@ -221,7 +228,14 @@ class CudaBackend final : public Backend {
   void synchronize() override {
     cuda::check_cuda(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
   }
-  size_t peak_memory() const override { return peak_; }
+  size_t peak_memory() const override {
+    measure_outside();
+    return peak_;
+  }
+  size_t outside_memory() const override {
+    measure_outside();
+    return outside_;
+  }
 
   void to_act(Act dst, const float* src, int64_t n) override {
     with_act("to_act", [&](auto act) {
@@ -369,11 +383,11 @@ class CudaBackend final : public Backend {
   void mul_accumulate(float* dst, const float* a, const float* b, int64_t n) override {
     cuda::mul_accumulate(dst, a, b, n, stream_);
   }
-  double sum_of_squares(const float* x, int64_t n) override {
-    const size_t partial_bytes = cuda::sum_of_squares_workspace_bytes();
-    char* ws = static_cast<char*>(scratch(partial_bytes + sizeof(double)));
-    double* result = reinterpret_cast<double*>(ws + partial_bytes);
-    cuda::sum_of_squares(result, x, n, ws, stream_);
+  double sum_of_squares_of_spans(const float* x, const Span* spans, int count) override {
+    const size_t bytes = cuda::sum_of_squares_workspace_bytes(spans, count);
+    char* ws = static_cast<char*>(scratch(bytes + sizeof(double)));
+    double* result = reinterpret_cast<double*>(ws + bytes);
+    cuda::sum_of_squares(result, x, spans, count, ws, stream_);
     double total = 0.0;
     download(&total, result, sizeof(double));
     return total;
@@ -418,6 +432,29 @@ class CudaBackend final : public Backend {
     }
   }
 
+  // Bytes in use on the device (by every process), as the driver sees it; on whatever device the
+  // calling thread has chosen, so it chooses this one and goes back.
+  size_t device_in_use() const {
+    int previous = device_;
+    cudaGetDevice(&previous);
+    cuda::check_cuda(cudaSetDevice(device_), "cudaSetDevice");
+    size_t free = 0, total = 0;
+    const cudaError_t e = cudaMemGetInfo(&free, &total);
+    cudaSetDevice(previous);
+    cuda::check_cuda(e, "cudaMemGetInfo");
+    return total - free;
+  }
+
+  // What the device has in use beyond what it had when the backend started and what the backend
+  // allocated: the process's memory outside allocate() (and another process's, should one share
+  // the device: one GPU per process is the setting the figure is meant for). A measurement, not
+  // a change of state, hence const.
+  void measure_outside() const {
+    const size_t in_use = device_in_use(), accounted = in_use_at_start_ + allocated_;
+    outside_ = in_use > accounted ? in_use - accounted : 0;
+    peak_ = std::max(peak_, allocated_ + outside_);
+  }
+
   // The shared temporary buffer, grown (never shrunk) to at least `bytes`.
   void* scratch(size_t bytes) {
     if (bytes > scratch_bytes_) {
@@ -443,7 +480,10 @@ class CudaBackend final : public Backend {
   cudaStream_t side_stream_ = nullptr;  // download_concurrent's
   void* staging_ = nullptr;             // pinned, kStagingBytes, allocated at first use
   std::unordered_map<void*, size_t> sizes_;
-  size_t current_ = 0, peak_ = 0;
+  size_t allocated_ = 0;        // by allocate(), now
+  size_t in_use_at_start_ = 0;  // on the device when the backend started (the context included)
+  mutable size_t outside_ = 0;  // measured by measure_outside()
+  mutable size_t peak_ = 0;     // of allocated_ + outside_
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;
   void* gemm_workspace_ = nullptr;

@@ -1,6 +1,9 @@
-// Elementwise fp32 ops and the sum of squares; math in elementwise.h. Grid-stride loops with
-// 64-bit indices: the flat parameter and gradient buffers exceed 2^31 elements at the 1.4B size
-// and above.
+// Elementwise fp32 ops and the sum of squares over spans; math in elementwise.h. Grid-stride loops
+// with 64-bit indices: the flat parameter and gradient buffers exceed 2^31 elements at the 1.4B
+// size and above.
+#include <algorithm>
+#include <vector>
+
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/ops_common.cuh"
@@ -10,8 +13,8 @@ namespace mamba::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-// The sum of squares always uses this many blocks, whatever the device, so the partition of the
-// elements (and with it every rounding) is fixed.
+// The sum of squares cuts every span as a grid of this many blocks would, whatever the device, so
+// the partition of the elements (and with it every rounding) is fixed.
 constexpr int kSsqBlocks = 1024;
 
 __device__ __forceinline__ int64_t first_index() {
@@ -41,22 +44,59 @@ __global__ void scale_kernel(float* x, int64_t n, float s) {
   for (int64_t i = first_index(); i < n; i += grid_stride()) x[i] *= s;
 }
 
-__global__ void sum_of_squares_partial_kernel(double* partial, const float* x, int64_t n) {
+// A span's place in the workspace: its blocks (those of the fixed grid that have elements of
+// it) write their partial sums at [first_partial, first_partial + blocks).
+struct SquareSumSpan {
+  int64_t offset, count, first_partial, blocks;
+};
+
+// Block (b, s) sums the elements b * kThreads + threadIdx.x + k * kSsqBlocks * kThreads of span
+// s: the grid-stride partition of a kSsqBlocks-block grid over the span alone.
+__global__ void span_partials_kernel(double* partial, const float* x, const SquareSumSpan* spans,
+                                     int first_span) {
   __shared__ double scratch[32];
+  const SquareSumSpan s = spans[first_span + blockIdx.y];
+  if (blockIdx.x >= s.blocks) return;  // the whole block: it starts past the span's end
+  const float* xs = x + s.offset;
+  constexpr int64_t stride = int64_t{kSsqBlocks} * kThreads;
   double acc = 0.0;
-  for (int64_t i = first_index(); i < n; i += grid_stride()) {
-    const double v = x[i];
+  for (int64_t i = int64_t{blockIdx.x} * kThreads + threadIdx.x; i < s.count; i += stride) {
+    const double v = xs[i];
     acc += v * v;
   }
   acc = block_sum(acc, scratch);
-  if (threadIdx.x == 0) partial[blockIdx.x] = acc;
+  if (threadIdx.x == 0) partial[s.first_partial + blockIdx.x] = acc;
 }
 
-// One block of kSsqBlocks threads, one partial each.
-__global__ void sum_of_squares_final_kernel(double* result, const double* partial) {
+// Block s, kSsqBlocks threads: span s's partials in one fixed tree, the blocks without elements
+// counting 0.
+__global__ void span_sums_kernel(double* span_sum, const double* partial,
+                                 const SquareSumSpan* spans) {
   __shared__ double scratch[32];
-  const double total = block_sum(partial[threadIdx.x], scratch);
-  if (threadIdx.x == 0) *result = total;
+  const SquareSumSpan s = spans[blockIdx.x];
+  const double v = threadIdx.x < s.blocks ? partial[s.first_partial + threadIdx.x] : 0.0;
+  const double total = block_sum(v, scratch);
+  if (threadIdx.x == 0) span_sum[blockIdx.x] = total;
+}
+
+// One thread: the spans' sums in span order.
+__global__ void add_in_order_kernel(double* result, const double* span_sum, int count) {
+  double total = 0.0;
+  for (int s = 0; s < count; ++s) total += span_sum[s];
+  *result = total;
+}
+
+// The table of the spans and the number of partial sums they need.
+std::vector<SquareSumSpan> span_table(const Span* spans, int count, int64_t& partials) {
+  std::vector<SquareSumSpan> table(count);
+  partials = 0;
+  for (int s = 0; s < count; ++s) {
+    const int64_t blocks =
+        std::min<int64_t>(kSsqBlocks, (spans[s].count + kThreads - 1) / kThreads);
+    table[s] = {spans[s].offset, spans[s].count, partials, blocks};
+    partials += blocks;
+  }
+  return table;
 }
 
 }  // namespace
@@ -91,17 +131,40 @@ void scale(float* x, int64_t n, float s, cudaStream_t stream) {
   check_launch("scale_kernel");
 }
 
-size_t sum_of_squares_workspace_bytes() {
-  return kSsqBlocks * sizeof(double);
+// Workspace: the table, the partial sums, the spans' sums.
+size_t sum_of_squares_workspace_bytes(const Span* spans, int count) {
+  int64_t partials = 0;
+  span_table(spans, count, partials);
+  return count * sizeof(SquareSumSpan) + size_t(partials + count) * sizeof(double);
 }
 
-void sum_of_squares(double* result, const float* x, int64_t n, void* workspace,
+void sum_of_squares(double* result, const float* x, const Span* spans, int count, void* workspace,
                     cudaStream_t stream) {
-  double* partial = static_cast<double*>(workspace);
-  sum_of_squares_partial_kernel<<<kSsqBlocks, kThreads, 0, stream>>>(partial, x, n);
-  check_launch("sum_of_squares_partial_kernel");
-  sum_of_squares_final_kernel<<<1, kSsqBlocks, 0, stream>>>(result, partial);
-  check_launch("sum_of_squares_final_kernel");
+  if (count == 0) {
+    check_cuda(cudaMemsetAsync(result, 0, sizeof(double), stream), "cudaMemsetAsync");
+    return;
+  }
+  int64_t partials = 0;
+  const std::vector<SquareSumSpan> table = span_table(spans, count, partials);
+  auto* device_table = static_cast<SquareSumSpan*>(workspace);
+  double* partial = reinterpret_cast<double*>(device_table + count);
+  double* span_sum = partial + partials;
+  // From pageable memory: the call returns once the bytes are staged, so `table` may go.
+  check_cuda(cudaMemcpyAsync(device_table, table.data(), count * sizeof(SquareSumSpan),
+                             cudaMemcpyHostToDevice, stream),
+             "cudaMemcpyAsync (sum_of_squares spans)");
+  int64_t widest = 1;
+  for (const SquareSumSpan& s : table) widest = std::max(widest, s.blocks);
+  constexpr int kMaxGridY = 65535;
+  for (int first = 0; first < count; first += kMaxGridY) {
+    const dim3 grid(unsigned(widest), unsigned(std::min(kMaxGridY, count - first)));
+    span_partials_kernel<<<grid, kThreads, 0, stream>>>(partial, x, device_table, first);
+    check_launch("span_partials_kernel");
+  }
+  span_sums_kernel<<<count, kSsqBlocks, 0, stream>>>(span_sum, partial, device_table);
+  check_launch("span_sums_kernel");
+  add_in_order_kernel<<<1, 1, 0, stream>>>(result, span_sum, count);
+  check_launch("add_in_order_kernel");
 }
 
 }  // namespace mamba::cuda

@@ -8,6 +8,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/ops.h"
+
 namespace mamba::cuda {
 
 // dst[i] = bf16(src[i]), rounded to nearest even.
@@ -21,11 +23,13 @@ void mul_accumulate(float* dst, const float* a, const float* b, int64_t n, cudaS
 // x[i] *= s.
 void scale(float* x, int64_t n, float s, cudaStream_t stream);
 
-// *result = sum_i x[i]^2, accumulated in double with a fixed partition of the elements and a
-// fixed reduction tree, so equal inputs give bit-identical sums. `workspace` holds
-// sum_of_squares_workspace_bytes().
-size_t sum_of_squares_workspace_bytes();
-void sum_of_squares(double* result, const float* x, int64_t n, void* workspace,
+// *result = the sum of x[i]^2 over the elements of spans[0..count) (host memory), as
+// kernels/cpu/adamw.h defines it: each span's sum accumulated in double with a fixed partition of
+// its elements and a fixed reduction tree (so equal inputs give bit-identical sums, and a span
+// sums as a buffer of its length would), the spans' sums added in their order. One pass for all
+// spans; nothing waits for the device. `workspace` holds sum_of_squares_workspace_bytes().
+size_t sum_of_squares_workspace_bytes(const Span* spans, int count);
+void sum_of_squares(double* result, const float* x, const Span* spans, int count, void* workspace,
                     cudaStream_t stream);
 
 }  // namespace mamba::cuda
