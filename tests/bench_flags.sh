@@ -20,6 +20,10 @@ expect "$out" '"shard_optimizer": 1'
 expect "$out" '"comm": 0'
 expect "$out" '"recompute": 1'
 expect "$out" '"world": 2'
+out=$(MAMBA_TEST_RANKS_PER_NODE=1 mpirun --allow-run-as-root --oversubscribe -np 2 \
+  -x MAMBA_TEST_RANKS_PER_NODE "$b/bench_train" --model tiny --batch 1 --seqlen 32 --steps 1 \
+  --hierarchical 1)
+expect "$out" '"hierarchical": 1'
 
 out=$("$b/bench_generate" --model tiny --batch 2 --prompt 8 --tokens 4 --repeats 1 --graphs 0 \
   --profile 1)

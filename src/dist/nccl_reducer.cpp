@@ -221,8 +221,8 @@ struct NcclReducer::State {
       if (waited > timeout_s) {
         abort_all();
         throw_error("nccl error: ", what, " did not finish within ", timeout_s,
-                    " s: a rank has stalled or died; the job stops (MAMBA_NCCL_TIMEOUT_S sets "
-                    "the limit)");
+                    " s: a rank has stalled or died; the job stops (dist.timeout_s sets the "
+                    "limit)");
       }
       std::this_thread::sleep_for(std::chrono::microseconds(50));
     }

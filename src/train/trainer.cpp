@@ -121,12 +121,6 @@ Trainer::Trainer(const ExperimentConfig& config, Communicator& comm)
       ReducerSettings{cfg_.dist.bucket_mb, cfg_.dist.timeout_s, cfg_.dist.bf16_grads,
                       cfg_.dist.hierarchical, shard_.get()},
       comm, *model_);
-  if (cfg_.dist.hierarchical && world > 1) {
-    // Every rank says where it is, so that a wrong mapping of ranks to nodes shows in the log.
-    std::printf("rank %d of %d: node %d, local rank %d (dist.hierarchical)\n", rank, world,
-                comm.node(), comm.local_rank());
-    std::fflush(stdout);
-  }
   rows_.resize(int64_t(micro_) * accum_ * (L + 1));
   first_step_ = state_.step;
 }
@@ -385,6 +379,12 @@ void Trainer::print_banner() const {
 
 TrainOutcome Trainer::run() {
   if (leader_) print_banner();
+  if (cfg_.dist.hierarchical && comm_.world() > 1) {
+    // Every rank says where it is, so that a wrong mapping of ranks to nodes shows in the log.
+    std::printf("rank %d of %d: node %d, local rank %d (dist.hierarchical)\n", comm_.rank(),
+                comm_.world(), comm_.node(), comm_.local_rank());
+    std::fflush(stdout);
+  }
   TrainOutcome outcome;
   const LogConfig& log = cfg_.log;
   auto every = [&](int64_t interval) {
