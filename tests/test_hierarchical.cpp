@@ -5,6 +5,7 @@
 // The GPU twin runs the NCCL path on 2 GPUs as two one-GPU nodes and as one node of two.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <string>
 
 #include "cli_runner.h"
@@ -39,15 +40,20 @@ TEST_F(HierarchicalTraining, TwoNodesOfTwoEqualFlatAndOneProcess) {
   expect_same_state("hierarchical", "one_process", 1e-5);
 }
 
-// The recipe's launch on one host: a hostfile naming localhost twice, one rank per "node" (the
-// hook plays the nodes: Open MPI merges the two lines into one host of two slots), gradient
-// accumulation, the default buckets; and one node of two ranks (no hook). Both equal one
-// process.
+// The recipe's launch on one host: scripts/launch.sh with a hostfile naming localhost twice and
+// PER_NODE ranks per node (Open MPI merges the two lines into one host of two slots, so the hook
+// plays two nodes of one rank), gradient accumulation, the default buckets; and one node of two
+// ranks (no hook). Both equal one process.
 TEST_F(HierarchicalTraining, HostfileOfTwoNodesAndOneNodeEqualOneProcess) {
   ASSERT_EQ(run_mamba("train " + config("single")).status, 0);
-  const std::string hosts = std::string(MAMBA_BUILD_DIR) + "/localhost_twice.hosts";
-  const std::string two = "train.micro_batch=1 dist.hierarchical=true";
-  ASSERT_TRUE(train("two_nodes", two, "MAMBA_TEST_RANKS_PER_NODE=1", 2, "--hostfile " + hosts))
+  const std::string launch = "HOSTFILE=" + std::string(MAMBA_BUILD_DIR) +
+                             "/localhost_twice.hosts PER_NODE=2 MAMBA_TEST_RANKS_PER_NODE=1 "
+                             "MAMBA=" MAMBA_BINARY " " MAMBA_TEST_DATA
+                             "/../../scripts/launch.sh 2 ";
+  const std::string two = " train.micro_batch=1 dist.hierarchical=true";
+  ASSERT_EQ(std::system(
+                (launch + config("two_nodes") + two + " > " + log("two_nodes") + " 2>&1").c_str()),
+            0)
       << bytes_of(log("two_nodes"));
   const std::string out = bytes_of(log("two_nodes"));
   EXPECT_TRUE(contains(out, "rank 0 of 2: node 0, local rank 0 (dist.hierarchical)")) << out;
