@@ -2,7 +2,7 @@
 // "nodes" reach the losses, gradient norms and weights of the flat all-reduce and of one process
 // with the same global batch. One host plays several nodes through MAMBA_TEST_RANKS_PER_NODE
 // (Open MPI takes every name of this host, and a hostfile naming localhost twice, as one node).
-// The GPU twin runs the NCCL path on 2 GPUs as two one-GPU nodes and as one node of two.
+// The GPU twins run the NCCL path on 2 GPUs as two one-GPU nodes and as one node of two.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -109,6 +109,26 @@ TEST_F(HierarchicalTraining, TwoGpusHierarchicalEqualFlat) {
       expect_same_state(name, flat, 2e-3);
     }
   }
+}
+
+// The NCCL reducer split by node on 2 GPUs, as two one-GPU nodes and as one node of two, against
+// the mean in double precision, fp32 and bf16, with buckets and bf16 pieces of odd sizes (the
+// padded remainder) (tests/mpi/nccl_hierarchy_check.cpp).
+TEST_F(HierarchicalTraining, TwoGpusNcclReductionByNodeEqualsTheMean) {
+  if (const std::string why = two_gpus_missing(); !why.empty()) GTEST_SKIP() << why;
+#ifndef MAMBA_NCCL_HIERARCHY_CHECK
+  GTEST_SKIP() << "built without NCCL";
+#else
+  for (const std::string ranks_per_node : {"1", "2"}) {
+    const std::string out = log("nccl_check_" + ranks_per_node);
+    const std::string cmd = "MAMBA_TEST_RANKS_PER_NODE=" + ranks_per_node + " " + test::kMpirun +
+                            "2 -x MAMBA_TEST_RANKS_PER_NODE " + MAMBA_NCCL_HIERARCHY_CHECK + " > " +
+                            out + " 2>&1";
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << bytes_of(out);
+    EXPECT_TRUE(contains(bytes_of(out), "rank 1: NCCL hierarchical reduction equals the mean"))
+        << bytes_of(out);
+  }
+#endif
 }
 
 }  // namespace
