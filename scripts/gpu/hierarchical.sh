@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On a GPU machine with 2 GPUs (with .deps/ in the tree): hierarchical gradient reduction
-# (dist.hierarchical). The 2-GPU twin test (NCCL's hierarchical path as two one-GPU nodes and as
-# one node of two equals the flat all-reduce; any skip fails), the CPU hierarchy tests, and the
+# (dist.hierarchical). The 2-GPU twin tests (NCCL's hierarchical path as two one-GPU nodes and as
+# one node of two equals the flat all-reduce in training, and the mean in double precision on
+# odd-sized buckets; any skip fails), the CPU hierarchy tests, and the
 # step time of 1.4B (4 x 2048 per GPU, bf16 gradients, 128 MiB buckets) flat and hierarchical over
 # NVLink, where the split can only cost (one node of 2, or two nodes of 1 played by
 # MAMBA_TEST_RANKS_PER_NODE). Logs and JSON go to $OUT.
@@ -27,8 +28,8 @@ speed() {
 }
 
 nvidia-smi -L
-check "build" build_gpu mamba bench_train mamba_tests hierarchy_check
-check "2-GPU twin test: hierarchical equals flat, none skipped" twin
+check "build" build_gpu mamba bench_train mamba_tests hierarchy_check nccl_hierarchy_check
+check "2-GPU twin tests: hierarchical equals flat and the mean, none skipped" twin
 check "CPU hierarchy tests" cpu_tests
 check "1.4B step time: flat vs hierarchical (bf16, 128 MiB buckets)" speed
 exit 0
