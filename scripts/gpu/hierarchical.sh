@@ -2,10 +2,10 @@
 # On a GPU machine with 2 GPUs (with .deps/ in the tree): hierarchical gradient reduction
 # (dist.hierarchical). The 2-GPU twin tests (NCCL's hierarchical path as two one-GPU nodes and as
 # one node of two equals the flat all-reduce in training, and the mean in double precision on
-# odd-sized buckets; any skip fails), the CPU hierarchy tests, and the
-# step time of 1.4B (4 x 2048 per GPU, bf16 gradients, 128 MiB buckets) flat and hierarchical over
-# NVLink, where the split can only cost (one node of 2, or two nodes of 1 played by
-# MAMBA_TEST_RANKS_PER_NODE). Logs and JSON go to $OUT.
+# odd-sized buckets; any skip fails), the CPU hierarchy tests, and the step time of 1.4B (4 x 2048
+# per GPU, bf16 gradients, 128 MiB buckets) flat and hierarchical over NVLink, where the split can
+# only cost (one node of 2, or two nodes of 1 played by MAMBA_TEST_RANKS_PER_NODE). Logs and JSON
+# go to $OUT.
 source "$(dirname "$0")/common.sh"
 
 twin() {
