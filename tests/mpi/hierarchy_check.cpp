@@ -2,7 +2,8 @@
 // computed here in double precision, and against the flat all-reduce, for buffers whose size is
 // and is not a multiple of the node size. Every rank prints where the framework places it
 // (rank, node, local rank, place in the node) and checks it: with MAMBA_TEST_RANKS_PER_NODE=k,
-// node rank / k and place rank % k; otherwise one node (this is one host). Exits 1 on a mismatch.
+// node rank / k and place rank % k; otherwise one node (this is one host). A mismatch on any rank
+// ends the job with status 1.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -68,11 +69,15 @@ int check() {
 
 }  // namespace
 
+// A failing rank ends the job: the others would wait in their next collective.
 int main() {
+  int status = 1;
   try {
-    return check();
+    status = check();
   } catch (const mamba::Error& e) {
     std::fprintf(stderr, "%s\n", e.what());
-    return 1;
   }
+  std::fflush(stdout);
+  if (status != 0) mamba::mpi_world().abort(status);
+  return 0;
 }

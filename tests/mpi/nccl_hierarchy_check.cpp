@@ -2,8 +2,8 @@
 // against the mean over ranks computed here in double precision, in fp32 and with bf16 on the
 // wire, for buffers handed over as backward hands them (slices from the end down) with odd
 // slice and bucket sizes, so that buckets and bf16 pieces leave remainders beyond a multiple of
-// the node size. The nodes are the host's, or MAMBA_TEST_RANKS_PER_NODE's. Exits 1 on a
-// mismatch.
+// the node size. The nodes are the host's, or MAMBA_TEST_RANKS_PER_NODE's. A mismatch on any
+// rank ends the job with status 1.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -88,11 +88,15 @@ int check() {
 
 }  // namespace
 
+// A failing rank ends the job: the others would wait in their next collective.
 int main() {
+  int status = 1;
   try {
-    return check();
+    status = check();
   } catch (const mamba::Error& e) {
     std::fprintf(stderr, "%s\n", e.what());
-    return 1;
   }
+  std::fflush(stdout);
+  if (status != 0) mamba::mpi_world().abort(status);
+  return 0;
 }
