@@ -93,8 +93,9 @@ inline LayerProfile profile_layers(const mamba::ExperimentConfig& cfg, mamba::Co
   std::unique_ptr<mamba::GradientReducer> reducer;
   if (comm.world() > 1) {
     reducer = mamba::make_gradient_reducer(
-        mamba::ReducerSettings{cfg.dist.bucket_mb, cfg.dist.timeout_s, cfg.dist.bf16_grads}, comm,
-        model);
+        mamba::ReducerSettings{cfg.dist.bucket_mb, cfg.dist.timeout_s, cfg.dist.bf16_grads,
+                               cfg.dist.hierarchical},
+        comm, model);
     step(reducer.get());
     reducer->finish();
   }

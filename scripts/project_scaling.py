@@ -21,8 +21,11 @@ order the model hands slices to the reducer, the forward+backward time without s
     a bucket goes as pieces of bucket_mb floats, each its own all-reduce of 2-byte values;
   - one all-reduce of b bytes over n GPUs (ring): 2(n-1)/n * b / bw + 2(n-1) * latency, where bw
     is the bus bandwidth of the slowest link: bw per node between nodes (every byte of the ring
-    leaves each node once), the intra-node bandwidth within one node. Hierarchical: reduce-scatter
-    in the node, all-reduce of each GPU's 1/G across nodes, all-gather in the node:
+    leaves each node once), the intra-node bandwidth within one node. Hierarchical (what
+    dist.hierarchical does, NcclReducer::split_by_node): reduce-scatter in the node, all-reduce of
+    each GPU's 1/G across nodes (G of them side by side, sharing the node's bw), all-gather in the
+    node, one after another; a bucket's remainder beyond a multiple of G goes in the same NCCL
+    group, adding no latency:
     2(G-1)/G * b / intra_bw + 2(G-1) * intra_latency + 2(N-1)/N * b / bw + 2(N-1) * latency;
   - the buckets run one after another on one communication stream, each when launched and when
     the previous is done; with --contention K compute runs 1/(1+K) as fast while a collective

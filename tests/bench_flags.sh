@@ -23,6 +23,10 @@ expect "$out" '"world": 2'
 # On the CPU the peak is the process's peak resident memory: never 0.
 peak=$(grep -oE '"peak_gib": [0-9.]+' <<<"$out" | awk '{print $2}')
 awk -v p="${peak:-0}" 'BEGIN { exit !(p > 0) }' || fail "peak_gib is not positive in: $out"
+out=$(MAMBA_TEST_RANKS_PER_NODE=1 mpirun --allow-run-as-root --oversubscribe -np 2 \
+  -x MAMBA_TEST_RANKS_PER_NODE "$b/bench_train" --model tiny --batch 1 --seqlen 32 --steps 1 \
+  --hierarchical 1)
+expect "$out" '"hierarchical": 1'
 
 out=$("$b/bench_generate" --model tiny --batch 2 --prompt 8 --tokens 4 --repeats 1 --graphs 0 \
   --profile 1)

@@ -4,11 +4,7 @@
 // process counts in both directions.
 #include <gtest/gtest.h>
 
-#include <cmath>
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -16,14 +12,10 @@
 #include "dist/shard_map.h"
 #include "kernels/backend.h"
 #include "model/params.h"
-#include "run_fixture.h"
+#include "mpi_run_fixture.h"
 #include "train/device.h"
 #include "train/optimizer.h"
 #include "util/rng.h"
-
-#ifdef MAMBA_HAVE_CUDA
-#include "kernels/cuda/cuda_backend.h"
-#endif
 
 namespace mamba {
 namespace {
@@ -31,6 +23,7 @@ namespace {
 namespace fs = std::filesystem;
 using test::contains;
 using test::run_mamba;
+using test::two_gpus_missing;
 
 TEST(ShardMap, EveryFloatHasOneOwnerAndShardsAreEven) {
   for (int64_t n : {7, 1000, 1001, 1003, 123457}) {
@@ -120,70 +113,7 @@ TEST(ShardedAdamW, ShardsTogetherEqualTheWholeOptimizer) {
   EXPECT_EQ(loaded.download_m(), shards[1]->download_m());
 }
 
-const std::string kMpirun = "mpirun --allow-run-as-root --oversubscribe -np ";
-
-class ShardedTraining : public test::RunFixture {
- protected:
-  // `mamba train config args` on `ranks` ranks, with env ("NAME=value ", passed to every rank);
-  // its output goes to <run>.log. True when it succeeded.
-  static bool train(const std::string& name, const std::string& args, const std::string& env = "",
-                    int ranks = 2) {
-    const std::string pass = env.empty() ? "" : "-x " + env.substr(0, env.find('=')) + " ";
-    const std::string cmd = env + kMpirun + std::to_string(ranks) + " " + pass + MAMBA_BINARY +
-                            " train " + config_of(name) + " " + args + " > " + log(name) + " 2>&1";
-    return std::system(cmd.c_str()) == 0;
-  }
-
-  // The config of a run, written the first time it is asked for.
-  static std::string config_of(const std::string& name) {
-    const std::string path = (root_ / name / "config.yaml").string();
-    return fs::exists(path) ? path : config(name);
-  }
-
-  static std::string log(const std::string& name) { return (root_ / name).string() + ".log"; }
-
-  static std::vector<double> metric(const std::string& name, const std::string& key) {
-    std::vector<double> values;
-    std::ifstream in(dir(name) + "/metrics.jsonl");
-    for (std::string line; std::getline(in, line);) {
-      const nlohmann::json j = nlohmann::json::parse(line);
-      if (j.contains(key) && !j.at(key).is_null()) values.push_back(j.at(key).get<double>());
-    }
-    return values;
-  }
-
-  // Loss and gradient norm of every step agree within `tolerance` (relative).
-  static void expect_same_steps(const std::string& a, const std::string& b, double tolerance) {
-    for (const char* key : {"loss", "grad_norm"}) {
-      const std::vector<double> x = metric(a, key), y = metric(b, key);
-      ASSERT_EQ(x.size(), y.size()) << key;
-      ASSERT_FALSE(x.empty()) << key;
-      for (size_t i = 0; i < x.size(); ++i) {
-        EXPECT_NEAR(x[i], y[i], tolerance * std::abs(y[i])) << key << " of step " << i + 1;
-      }
-    }
-  }
-
-  static double relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
-    if (a.size() != b.size() || b.empty()) return INFINITY;
-    double diff = 0, norm = 0;
-    for (size_t i = 0; i < a.size(); ++i) {
-      diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-      norm += double(b[i]) * b[i];
-    }
-    return std::sqrt(diff / norm);
-  }
-
-  // The weights and the optimizer state of step 8 agree within `tolerance` (relative).
-  static void expect_same_state(const std::string& a, const std::string& b, double tolerance) {
-    for (const char* file : {"/model.safetensors", "/optimizer.safetensors"}) {
-      const std::string step = "/step_00000008";
-      EXPECT_LT(relative_difference(tensors(dir(a) + step + file), tensors(dir(b) + step + file)),
-                tolerance)
-          << file;
-    }
-  }
-};
+using ShardedTraining = test::MpiRunFixture;
 
 TEST_F(ShardedTraining, TwoRanksShardedEqualUnsharded) {
   ASSERT_TRUE(train("plain", "train.micro_batch=2")) << bytes_of(log("plain"));
@@ -330,16 +260,6 @@ TEST_F(ShardedTraining, UnsupportedCombinationsGetOneLineErrors) {
     EXPECT_TRUE(contains(r.output, "dist.shard_optimizer")) << r.output;
     EXPECT_EQ(r.output.find('\n'), r.output.size() - 1) << r.output;
   }
-}
-
-// Why the GPU twins cannot run here ("" when two GPUs are present).
-std::string two_gpus_missing() {
-#ifdef MAMBA_HAVE_CUDA
-  const int gpus = cuda_device_count();
-#else
-  const int gpus = 0;
-#endif
-  return gpus < 2 ? "needs 2 GPUs, found " + std::to_string(gpus) : "";
 }
 
 // The GPU twins' run: the fixture's model, widened to the CUDA scan's d_state, saving

@@ -2,8 +2,9 @@
 // the wire) over buffers of 1 MiB to 1 GiB, one process per GPU under mpirun. Prints one JSON
 // line per size with the time and the bus bandwidth, 2 (W - 1) / W x bytes / time, NCCL's measure
 // of the link. Run it with NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1 to force NCCL's network
-// transport between the GPUs of one host, as between two nodes.
-//   mpirun -np 2 bench_allreduce [--bf16 0|1] [--max-mib 1024]
+// transport between the GPUs of one host, as between two nodes. --hierarchical 1 reduces by node
+// as dist.hierarchical does (reduce-scatter in the node, all-reduce across nodes, all-gather).
+//   mpirun -np 2 bench_allreduce [--bf16 0|1] [--hierarchical 0|1] [--max-mib 1024]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "dist/communicator.h"
+#include "dist/hierarchy.h"
 #include "dist/nccl_reducer.h"
 #include "kernels/cuda/cuda_backend.h"
 
@@ -29,6 +31,8 @@ std::string flag(int argc, char** argv, const char* name, const std::string& fal
 int main(int argc, char** argv) try {
   mamba::Communicator& comm = mamba::mpi_world();
   const bool bf16 = flag(argc, argv, "--bf16", "0") == "1";
+  const bool hierarchical = flag(argc, argv, "--hierarchical", "0") == "1";
+  if (hierarchical) mamba::split_by_node(comm);  // checks that the nodes are even
   const int64_t max_floats = std::stoll(flag(argc, argv, "--max-mib", "1024")) << 18;
   const auto backend =
       mamba::make_cuda_backend(comm.local_rank() % mamba::cuda_device_count(), true);
@@ -41,6 +45,7 @@ int main(int argc, char** argv) try {
     comm.broadcast(id.data(), id.size(), 0);
     mamba::NcclReducer reducer(id, comm.rank(), comm.world(), *backend, buffer, n,
                                size_t(n) * sizeof(float), 600.0, bf16);
+    if (hierarchical) reducer.split_by_node(comm.node());
     std::vector<double> ms;
     for (int i = 0; i < 12; ++i) {
       comm.allreduce_sum(0.0);
@@ -57,10 +62,11 @@ int main(int argc, char** argv) try {
     const double busbw = 2.0 * (comm.world() - 1) / comm.world() * wire / (median / 1e3) / 1e9;
     if (comm.rank() == 0) {
       std::printf(
-          "{\"bench\": \"allreduce\", \"world\": %d, \"dtype\": \"%s\", \"mib\": %.0f, "
+          "{\"bench\": \"allreduce\", \"world\": %d, \"hierarchical\": %d, \"dtype\": \"%s\", "
+          "\"mib\": %.0f, "
           "\"wire_mib\": %.0f, \"ms\": %.3f, \"busbw_gbs\": %.1f}\n",
-          comm.world(), bf16 ? "bf16" : "fp32", double(n) * 4 / (1 << 20), wire / (1 << 20), median,
-          busbw);
+          comm.world(), int(hierarchical), bf16 ? "bf16" : "fp32", double(n) * 4 / (1 << 20),
+          wire / (1 << 20), median, busbw);
       std::fflush(stdout);
     }
   }

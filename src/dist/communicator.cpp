@@ -32,15 +32,52 @@ class MpiCommunicator final : public Communicator {
     }
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &world_);
-    MPI_Comm node;
-    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node);
-    MPI_Comm_rank(node, &local_rank_);
-    MPI_Comm_free(&node);
+    job_rank_ = rank_;
+    MPI_Comm host;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &host);
+    MPI_Comm_rank(host, &local_rank_);
+    if (const int k = test_ranks_per_node(); k > 0) {
+      node_ = rank_ / k;
+    } else {
+      // The hosts' first ranks, in rank order, number the nodes.
+      MPI_Comm leaders;
+      MPI_Comm_split(MPI_COMM_WORLD, local_rank_ == 0 ? 0 : MPI_UNDEFINED, rank_, &leaders);
+      if (leaders != MPI_COMM_NULL) {
+        MPI_Comm_rank(leaders, &node_);
+        MPI_Comm_free(&leaders);
+      }
+      MPI_Bcast(&node_, 1, MPI_INT, 0, host);
+    }
+    MPI_Comm_free(&host);
+  }
+
+  // A part of `parent` (split()); this process's host and node stay those of the parent.
+  MpiCommunicator(MPI_Comm comm, const MpiCommunicator& parent)
+      : comm_(comm),
+        job_rank_(parent.job_rank_),
+        local_rank_(parent.local_rank_),
+        node_(parent.node_),
+        timeout_s_(parent.timeout_s_) {
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &world_);
+  }
+
+  ~MpiCommunicator() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (comm_ != MPI_COMM_WORLD && !finalized) MPI_Comm_free(&comm_);
   }
 
   int rank() const override { return rank_; }
   int world() const override { return world_; }
   int local_rank() const override { return local_rank_; }
+  int node() const override { return node_; }
+
+  std::unique_ptr<Communicator> split(int colour, int key) override {
+    MPI_Comm part;
+    check(MPI_Comm_split(comm_, colour, key, &part));
+    return std::make_unique<MpiCommunicator>(part, *this);
+  }
 
   void allreduce_mean(float* data, int64_t n) override {
     if (world_ == 1) return;
@@ -48,8 +85,7 @@ class MpiCommunicator final : public Communicator {
     for (int64_t begin = 0; begin < n; begin += INT_MAX / 2) {
       const int count = int(std::min<int64_t>(INT_MAX / 2, n - begin));
       MPI_Request request;
-      check(MPI_Iallreduce(MPI_IN_PLACE, data + begin, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
-                           &request));
+      check(MPI_Iallreduce(MPI_IN_PLACE, data + begin, count, MPI_FLOAT, MPI_SUM, comm_, &request));
       wait(request, "gradient all-reduce");
     }
     const float inv = 1.0f / float(world_);
@@ -60,7 +96,7 @@ class MpiCommunicator final : public Communicator {
     if (world_ == 1) return x;
     double sum = 0.0;
     MPI_Request request;
-    check(MPI_Iallreduce(&x, &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, &request));
+    check(MPI_Iallreduce(&x, &sum, 1, MPI_DOUBLE, MPI_SUM, comm_, &request));
     wait(request, "all-reduce");
     return sum;
   }
@@ -68,7 +104,7 @@ class MpiCommunicator final : public Communicator {
   void broadcast(void* data, size_t bytes, int root) override {
     if (world_ == 1) return;
     MPI_Request request;
-    check(MPI_Ibcast(data, int(bytes), MPI_BYTE, root, MPI_COMM_WORLD, &request));
+    check(MPI_Ibcast(data, int(bytes), MPI_BYTE, root, comm_, &request));
     wait(request, "broadcast");
   }
 
@@ -79,8 +115,7 @@ class MpiCommunicator final : public Communicator {
       return;
     }
     MPI_Request request;
-    check(MPI_Ireduce_scatter_block(send, recv, int(count), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
-                                    &request));
+    check(MPI_Ireduce_scatter_block(send, recv, int(count), MPI_FLOAT, MPI_SUM, comm_, &request));
     wait(request, "gradient reduce-scatter");
     const float inv = 1.0f / float(world_);
     for (int64_t i = 0; i < count; ++i) recv[i] *= inv;
@@ -90,8 +125,8 @@ class MpiCommunicator final : public Communicator {
     check_count(count);
     if (world_ == 1) return;
     MPI_Request request;
-    check(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, int(count), MPI_FLOAT,
-                         MPI_COMM_WORLD, &request));
+    check(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, int(count), MPI_FLOAT, comm_,
+                         &request));
     wait(request, "weight all-gather");
   }
 
@@ -99,8 +134,8 @@ class MpiCommunicator final : public Communicator {
     const char* p = static_cast<const char*>(data);
     for (size_t done = 0; done < bytes; done += kPiece) {
       MPI_Request request;
-      check(MPI_Isend(p + done, int(std::min(kPiece, bytes - done)), MPI_BYTE, dest, 0,
-                      MPI_COMM_WORLD, &request));
+      check(MPI_Isend(p + done, int(std::min(kPiece, bytes - done)), MPI_BYTE, dest, 0, comm_,
+                      &request));
       wait(request, "send");
     }
   }
@@ -109,8 +144,8 @@ class MpiCommunicator final : public Communicator {
     char* p = static_cast<char*>(data);
     for (size_t done = 0; done < bytes; done += kPiece) {
       MPI_Request request;
-      check(MPI_Irecv(p + done, int(std::min(kPiece, bytes - done)), MPI_BYTE, source, 0,
-                      MPI_COMM_WORLD, &request));
+      check(MPI_Irecv(p + done, int(std::min(kPiece, bytes - done)), MPI_BYTE, source, 0, comm_,
+                      &request));
       wait(request, "receive");
     }
   }
@@ -118,7 +153,9 @@ class MpiCommunicator final : public Communicator {
   void set_timeout(double seconds) override { timeout_s_ = seconds; }
 
   [[noreturn]] void abort(int status) override {
-    if (world_ > 1) MPI_Abort(MPI_COMM_WORLD, status);
+    int job = 1;
+    MPI_Comm_size(MPI_COMM_WORLD, &job);
+    if (job > 1) MPI_Abort(MPI_COMM_WORLD, status);
     std::exit(status);
   }
 
@@ -146,8 +183,8 @@ class MpiCommunicator final : public Communicator {
       const double waited =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (waited > timeout_s_) {
-        throw_error("distributed error: rank ", rank_, ": the ", what, " did not finish within ",
-                    timeout_s_,
+        throw_error("distributed error: rank ", job_rank_, ": the ", what,
+                    " did not finish within ", timeout_s_,
                     " s (dist.timeout_s): another rank has stalled or died; see its "
                     "log. The job stops.");
       }
@@ -156,7 +193,23 @@ class MpiCommunicator final : public Communicator {
     }
   }
 
-  int rank_ = 0, world_ = 1, local_rank_ = 0;
+  // The test hook MAMBA_TEST_RANKS_PER_NODE (communicator.h); 0 when unset.
+  static int test_ranks_per_node() {
+    const char* text = std::getenv("MAMBA_TEST_RANKS_PER_NODE");
+    if (!text) return 0;
+    char* end = nullptr;
+    const long k = std::strtol(text, &end, 10);
+    if (end == text || *end != '\0' || k < 1 || k > INT_MAX) {
+      throw_error("distributed error: MAMBA_TEST_RANKS_PER_NODE = '", text,
+                  "': expected a positive number of ranks per node, or unset it");
+    }
+    return int(k);
+  }
+
+  MPI_Comm comm_ = MPI_COMM_WORLD;
+  int rank_ = 0, world_ = 1;
+  int job_rank_ = 0;  // in MPI_COMM_WORLD, for messages
+  int local_rank_ = 0, node_ = 0;
   double timeout_s_ = 600.0;
 };
 

@@ -16,8 +16,15 @@ class Communicator {
   virtual ~Communicator() = default;
   virtual int rank() const = 0;
   virtual int world() const = 0;
-  // Rank among the processes of this node (picks the GPU).
+  // Rank among the processes of this host (picks the GPU).
   virtual int local_rank() const = 0;
+  // Index of this rank's node, 0 up, for hierarchical reduction: the hosts in the order of
+  // their first rank. The test hook MAMBA_TEST_RANKS_PER_NODE=k plays nodes of k ranks on one
+  // host instead: node = rank / k (the GPU is still picked by local_rank).
+  virtual int node() const = 0;
+  // The ranks whose `colour` is this rank's, ordered by `key`, as a communicator of their own
+  // (collective over this communicator; MPI_Comm_split).
+  virtual std::unique_ptr<Communicator> split(int colour, int key) = 0;
   // In place: every rank ends with the mean over ranks of data[0..n).
   virtual void allreduce_mean(float* data, int64_t n) = 0;
   // The sum over ranks of x (losses, counters), identical on every rank.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "dist/hierarchy.h"
 #include "util/error.h"
 
 #ifdef MAMBA_HAVE_NCCL
@@ -15,26 +16,45 @@ namespace {
 
 class MpiGradientReducer final : public GradientReducer {
  public:
-  MpiGradientReducer(Communicator& comm, MambaLM& model) : comm_(comm), model_(model) {}
+  MpiGradientReducer(const ReducerSettings& settings, Communicator& comm, MambaLM& model)
+      : comm_(comm), model_(model) {
+    if (settings.hierarchical && comm.world() > 1) {
+      groups_ = split_by_node(comm);
+      bucket_floats_ =
+          std::max<int64_t>(1, int64_t(settings.bucket_mb * (1 << 20) / sizeof(float)));
+    }
+  }
 
   void finish() override {
     if (comm_.world() == 1) return;
     const int64_t n = model_.layout().total();
     Backend& be = model_.backend();
     if (be.host_accessible()) {
-      comm_.allreduce_mean(model_.grads(), n);
+      reduce(model_.grads(), n);
       return;
     }
     staging_.resize(n);
     be.download(staging_.data(), model_.grads(), n * sizeof(float));
-    comm_.allreduce_mean(staging_.data(), n);
+    reduce(staging_.data(), n);
     be.upload(model_.grads(), staging_.data(), n * sizeof(float));
   }
 
  private:
+  void reduce(float* data, int64_t n) {
+    if (!groups_.node) {
+      comm_.allreduce_mean(data, n);
+      return;
+    }
+    for (int64_t begin = 0; begin < n; begin += bucket_floats_) {
+      hierarchical_mean(groups_, data + begin, std::min(bucket_floats_, n - begin), scratch_);
+    }
+  }
+
   Communicator& comm_;
   MambaLM& model_;
-  std::vector<float> staging_;
+  NodeGroups groups_;  // hierarchical only
+  int64_t bucket_floats_ = 0;
+  std::vector<float> staging_, scratch_;
 };
 
 // ZeRO-1 through MPI, on buffers in host memory (the CPU backend): bucket by bucket after
@@ -96,6 +116,10 @@ class NcclGradientReducer final : public GradientReducer {
         id, comm.rank(), comm.world(), model.backend(), model.grads(), model.layout().total(),
         size_t(settings.bucket_mb * (1 << 20)), settings.timeout_s, settings.bf16_grads);
     if (settings.shard) reducer_->shard(*settings.shard, model.params());
+    if (settings.hierarchical) {
+      split_by_node(comm);  // only checks, through MPI, that the nodes hold as many ranks each
+      reducer_->split_by_node(comm.node());
+    }
   }
   void ready(int64_t begin, int64_t end) override { reducer_->ready(begin, end); }
   void finish() override { reducer_->finish(); }
@@ -113,6 +137,11 @@ std::unique_ptr<GradientReducer> make_gradient_reducer(const ReducerSettings& se
   if (settings.shard && settings.bf16_grads) {
     throw_error(
         "config error: dist.shard_optimizer = true with dist.bf16_grads = true is not "
+        "supported: set one of them to false");
+  }
+  if (settings.shard && settings.hierarchical) {
+    throw_error(
+        "config error: dist.shard_optimizer = true with dist.hierarchical = true is not "
         "supported: set one of them to false");
   }
 #ifdef MAMBA_HAVE_NCCL
@@ -133,7 +162,7 @@ std::unique_ptr<GradientReducer> make_gradient_reducer(const ReducerSettings& se
     }
     return std::make_unique<MpiShardedReducer>(comm, model, *settings.shard);
   }
-  return std::make_unique<MpiGradientReducer>(comm, model);
+  return std::make_unique<MpiGradientReducer>(settings, comm, model);
 }
 
 }  // namespace mamba

@@ -3,6 +3,9 @@
 //   CPU backend      one MPI_Allreduce over the gradient buffer, in place, after backward;
 //   CUDA backend     NCCL, bucket by bucket while backward runs (nccl_reducer.h);
 //                    without NCCL, through a host copy and MPI.
+// Hierarchical (dist.hierarchical, hierarchy.h), each bucket is reduce-scattered in the node,
+// all-reduced across nodes and all-gathered in the node instead; through MPI that is done after
+// backward in buckets of bucket_mb.
 // The trainer passes the reducer as the model's GradientReadyHook on the last micro-batch and
 // calls finish() after it; the gradients are then the mean over ranks.
 // With a ShardMap (ZeRO-1, dist.shard_optimizer) each bucket is reduce-scattered instead:
@@ -23,6 +26,7 @@ struct ReducerSettings {
   double bucket_mb = 25.0;          // NCCL bucket size
   double timeout_s = 600.0;         // a collective taking longer means a rank was lost
   bool bf16_grads = false;          // communicate in bf16 (NCCL only)
+  bool hierarchical = false;        // reduce in the node, across nodes, in the node
   const ShardMap* shard = nullptr;  // ZeRO-1: this rank's part; outlives the reducer
 };
 
@@ -35,9 +39,10 @@ class GradientReducer : public GradientReadyHook {
   virtual void gather_params() {}
 };
 
-// Throws mamba::Error when bf16_grads is asked of a run that reduces through MPI, and when a
+// Throws mamba::Error when bf16_grads is asked of a run that reduces through MPI, when a
 // shard map is given for a run that can shard neither through NCCL nor in host memory (CUDA
-// without NCCL), or together with bf16_grads.
+// without NCCL), or together with bf16_grads or hierarchical, and when hierarchical is asked of
+// nodes holding different numbers of ranks.
 std::unique_ptr<GradientReducer> make_gradient_reducer(const ReducerSettings& settings,
                                                        Communicator& comm, MambaLM& model);
 

@@ -53,6 +53,17 @@ struct NcclReducer::State {
   int rank = 0, world = 1;
   int64_t frontier = 0;
   size_t next_bucket = 0;
+  // Hierarchical: the ranks of this node (node_size of them, this one at node_rank) and the
+  // ranks at the same place on the other nodes. pad: node_size floats for the fp32 remainder.
+  ncclComm_t node_comm = nullptr, across_comm = nullptr;
+  int node_rank = 0, node_size = 1;
+  float* pad = nullptr;
+
+  // Part of a bucket reduced by node: `count` elements, a multiple of node_size.
+  struct Part {
+    void* data;
+    int64_t count;
+  };
 
   // The compute stream's work queued up to now comes before what is queued on comm_stream next.
   void follow_compute() {
@@ -97,6 +108,53 @@ struct NcclReducer::State {
     }
   }
 
+  // Reduce-scatter in the node, all-reduce across nodes, all-gather in the node, each phase one
+  // group over the parts (a bucket and its padded remainder go as one launch per phase).
+  void reduce_by_node(const Part* parts, int n_parts, ncclDataType_t type, size_t bytes) {
+    check_nccl(ncclGroupStart(), "ncclGroupStart");
+    for (int i = 0; i < n_parts; ++i) {
+      const size_t slice = size_t(parts[i].count / node_size);
+      char* data = static_cast<char*>(parts[i].data);
+      check_nccl(ncclReduceScatter(data, data + node_rank * slice * bytes, slice, type, ncclAvg,
+                                   node_comm, comm_stream),
+                 "ncclReduceScatter (in the node)");
+    }
+    check_nccl(ncclGroupEnd(), "ncclGroupEnd");
+    check_nccl(ncclGroupStart(), "ncclGroupStart");
+    for (int i = 0; i < n_parts; ++i) {
+      const size_t slice = size_t(parts[i].count / node_size);
+      char* own = static_cast<char*>(parts[i].data) + node_rank * slice * bytes;
+      check_nccl(ncclAllReduce(own, own, slice, type, ncclAvg, across_comm, comm_stream),
+                 "ncclAllReduce (across nodes)");
+    }
+    check_nccl(ncclGroupEnd(), "ncclGroupEnd");
+    check_nccl(ncclGroupStart(), "ncclGroupStart");
+    for (int i = 0; i < n_parts; ++i) {
+      const size_t slice = size_t(parts[i].count / node_size);
+      char* data = static_cast<char*>(parts[i].data);
+      check_nccl(ncclAllGather(data + node_rank * slice * bytes, data, slice, type, node_comm,
+                               comm_stream),
+                 "ncclAllGather (in the node)");
+    }
+    check_nccl(ncclGroupEnd(), "ncclGroupEnd");
+  }
+
+  // The mean over all ranks of buffer[begin, begin + count), fp32, through the node split.
+  void reduce_by_node(int64_t begin, int64_t count) {
+    const int64_t bulk = count - count % node_size, rest = count - bulk;
+    Part parts[2];
+    int n_parts = 0;
+    if (bulk > 0) parts[n_parts++] = {buffer + begin, bulk};
+    if (rest > 0) {
+      cuda::check_cuda(cudaMemsetAsync(pad, 0, size_t(node_size) * sizeof(float), comm_stream),
+                       "cudaMemsetAsync");
+      copy(pad, buffer + begin + bulk, rest);
+      parts[n_parts++] = {pad, node_size};
+    }
+    reduce_by_node(parts, n_parts, ncclFloat, sizeof(float));
+    if (rest > 0) copy(buffer + begin + bulk, pad, rest);
+  }
+
   void launch() {
     if (pending_begin < 0) return;
     // The bucket's gradients were written by work queued on the compute stream up to now.
@@ -105,11 +163,25 @@ struct NcclReducer::State {
       for (int64_t begin = pending_begin; begin < pending_end; begin += bucket_floats) {
         const int64_t count = std::min(bucket_floats, pending_end - begin);
         cuda::to_bf16(wire, buffer + begin, count, comm_stream);
-        check_nccl(
-            ncclAllReduce(wire, wire, size_t(count), ncclBfloat16, ncclAvg, comm, comm_stream),
-            "ncclAllReduce (bf16)");
+        if (node_comm) {
+          const int64_t padded = (count + node_size - 1) / node_size * node_size;
+          if (padded > count) {
+            cuda::check_cuda(
+                cudaMemsetAsync(wire + count, 0, size_t(padded - count) * sizeof(__nv_bfloat16),
+                                comm_stream),
+                "cudaMemsetAsync");
+          }
+          const Part part{wire, padded};
+          reduce_by_node(&part, 1, ncclBfloat16, sizeof(__nv_bfloat16));
+        } else {
+          check_nccl(
+              ncclAllReduce(wire, wire, size_t(count), ncclBfloat16, ncclAvg, comm, comm_stream),
+              "ncclAllReduce (bf16)");
+        }
         cuda::from_bf16(buffer + begin, wire, count, comm_stream);
       }
+    } else if (node_comm) {
+      reduce_by_node(pending_begin, pending_end - pending_begin);
     } else {
       check_nccl(
           ncclAllReduce(buffer + pending_begin, buffer + pending_begin,
@@ -119,6 +191,14 @@ struct NcclReducer::State {
     pending_begin = pending_end = -1;
   }
 
+  // Every communicator is aborted when one fails, so that no collective waits on a lost peer.
+  void abort_all() {
+    for (ncclComm_t* c : {&comm, &node_comm, &across_comm}) {
+      if (*c) ncclCommAbort(*c);
+      *c = nullptr;
+    }
+  }
+
   // Polls instead of blocking so that a lost peer surfaces as an error, not a hang.
   void wait_reduced(const char* what) {
     const auto start = std::chrono::steady_clock::now();
@@ -126,22 +206,23 @@ struct NcclReducer::State {
       const cudaError_t q = cudaEventQuery(reduced);
       if (q == cudaSuccess) return;
       if (q != cudaErrorNotReady) cuda::check_cuda(q, what);
-      ncclResult_t async = ncclSuccess;
-      check_nccl(ncclCommGetAsyncError(comm, &async), "ncclCommGetAsyncError");
-      if (async != ncclSuccess && async != ncclInProgress) {
-        ncclCommAbort(comm);
-        comm = nullptr;
-        throw_error("nccl error: ", what, " failed: ", ncclGetErrorString(async),
-                    ": another rank has probably died; see its log");
+      for (ncclComm_t c : {comm, node_comm, across_comm}) {
+        if (!c) continue;
+        ncclResult_t async = ncclSuccess;
+        check_nccl(ncclCommGetAsyncError(c, &async), "ncclCommGetAsyncError");
+        if (async != ncclSuccess && async != ncclInProgress) {
+          abort_all();
+          throw_error("nccl error: ", what, " failed: ", ncclGetErrorString(async),
+                      ": another rank has probably died; see its log");
+        }
       }
       const double waited =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (waited > timeout_s) {
-        ncclCommAbort(comm);
-        comm = nullptr;
+        abort_all();
         throw_error("nccl error: ", what, " did not finish within ", timeout_s,
-                    " s: a rank has stalled or died; the job stops (MAMBA_NCCL_TIMEOUT_S sets "
-                    "the limit)");
+                    " s: a rank has stalled or died; the job stops (dist.timeout_s sets the "
+                    "limit)");
       }
       std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
@@ -181,18 +262,41 @@ NcclReducer::NcclReducer(const std::string& unique_id, int rank, int world, Back
 }
 
 NcclReducer::~NcclReducer() {
-  if (s_->comm) ncclCommDestroy(s_->comm);
+  for (ncclComm_t c : {s_->node_comm, s_->across_comm, s_->comm}) {
+    if (c) ncclCommDestroy(c);
+  }
   cudaStreamSynchronize(s_->comm_stream);
   if (s_->wire) s_->backend->release(s_->wire);
   if (s_->scratch) s_->backend->release(s_->scratch);
+  if (s_->pad) s_->backend->release(s_->pad);
   cudaEventDestroy(s_->produced);
   cudaEventDestroy(s_->reduced);
   cudaStreamDestroy(s_->comm_stream);
 }
 
+void NcclReducer::split_by_node(int node) {
+  State& s = *s_;
+  if (s.shard) throw_error("nccl error: a sharded optimizer cannot reduce by node");
+  check_nccl(ncclCommSplit(s.comm, node, s.rank, &s.node_comm, nullptr), "ncclCommSplit (node)");
+  check_nccl(ncclCommUserRank(s.node_comm, &s.node_rank), "ncclCommUserRank");
+  check_nccl(ncclCommCount(s.node_comm, &s.node_size), "ncclCommCount");
+  check_nccl(ncclCommSplit(s.comm, s.node_rank, s.rank, &s.across_comm, nullptr),
+             "ncclCommSplit (across nodes)");
+  // Through the backend, so that they count in the peak-memory figure.
+  s.pad = static_cast<float*>(s.backend->allocate(size_t(s.node_size) * sizeof(float)));
+  if (s.wire) {
+    // Room for a piece padded to a multiple of the node size.
+    s.backend->release(s.wire);
+    const int64_t padded = (s.bucket_floats + s.node_size - 1) / s.node_size * s.node_size;
+    s.wire =
+        static_cast<__nv_bfloat16*>(s.backend->allocate(size_t(padded) * sizeof(__nv_bfloat16)));
+  }
+}
+
 void NcclReducer::shard(const ShardMap& map, float* params) {
   State& s = *s_;
   if (s.wire) throw_error("nccl error: bf16 communication cannot shard the optimizer");
+  if (s.node_comm) throw_error("nccl error: a reducer split by node cannot shard the optimizer");
   if (map.world() != s.world || map.rank() != s.rank || map.total() != s.n) {
     throw_error("nccl error: the shard map is for rank ", map.rank(), " of ", map.world(), " and ",
                 map.total(), " floats, the reducer for rank ", s.rank, " of ", s.world, " and ",

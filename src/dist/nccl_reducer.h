@@ -3,6 +3,8 @@
 // ordered after the compute stream's work with an event, with no host synchronisation. finish()
 // makes the compute stream wait for the last bucket; the averaged gradients are then in place.
 // Sharded (ZeRO-1), the buckets are those of the ShardMap and each is reduce-scattered.
+// Split by node (dist.hierarchical), each bucket is reduce-scattered among the GPUs of the node,
+// its pieces all-reduced across nodes and all-gathered in the node, on the same stream.
 // A peer that fails or stalls ends the job with a clear error after a timeout instead of a hang.
 // This header names no CUDA or NCCL type.
 #pragma once
@@ -35,6 +37,13 @@ class NcclReducer {
   // gather_params() all-gathers the owned slices of params (ncclAllGather, in place). bf16
   // communication is refused. map outlives the reducer.
   void shard(const ShardMap& map, float* params);
+  // Hierarchical from now on (hierarchy.h): two more communicators, split from the reducer's by
+  // ncclCommSplit (collective): the ranks of `node` (this rank's node index), and the ranks at
+  // this rank's place in their nodes. Every node must hold the same number of ranks (the caller
+  // checks). A bucket whose size is not a multiple of the node size G goes as its largest
+  // multiple of G in place plus the rest zero-padded to G floats, grouped with it; in bf16 the
+  // wire buffer is padded. Not with shard().
+  void split_by_node(int node);
   // [begin, end) of the buffer is final. Slices arrive in decreasing address order (backward
   // runs from the last layer to the first); adjacent ones merge into one bucket.
   void ready(int64_t begin, int64_t end);

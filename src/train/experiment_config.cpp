@@ -111,6 +111,7 @@ void for_each_key(Visit&& key, Config&... c) {
   key("dist.bucket_mb", {Check::Positive, 1 << 16}, c.dist.bucket_mb...);
   key("dist.timeout_s", {Check::Positive, 1e6}, c.dist.timeout_s...);
   key("dist.bf16_grads", Check::Any, c.dist.bf16_grads...);
+  key("dist.hierarchical", Check::Any, c.dist.hierarchical...);
   key("dist.shard_optimizer", Check::Any, c.dist.shard_optimizer...);
 }
 
@@ -694,6 +695,11 @@ void check_consistency(const ExperimentConfig& c, const Origins& origins) {
   if (c.dist.shard_optimizer && c.dist.bf16_grads) {
     throw_error("config error: dist.shard_optimizer = true in ", origins.of("dist.shard_optimizer"),
                 " with dist.bf16_grads = true is not supported: set one of them to false");
+  }
+  if (c.dist.shard_optimizer && c.dist.hierarchical) {
+    throw_error("config error: dist.shard_optimizer = true in ", origins.of("dist.shard_optimizer"),
+                " with dist.hierarchical = true is not supported (the sharded reduce-scatter is "
+                "flat): set one of them to false");
   }
   if (c.dist.shard_optimizer && c.checkpoint.async == AsyncSave::On) {
     throw_error("config error: checkpoint.async = true in ", origins.of("checkpoint.async"),

@@ -12,7 +12,7 @@
 //   checkpoint: dir, interval, keep_last, resume, async
 //   log:        interval, eval_interval, eval_batches, sample_interval, sample_tokens,
 //               sample_prompt, metrics, tensorboard
-//   dist:       bucket_mb, timeout_s, bf16_grads, shard_optimizer
+//   dist:       bucket_mb, timeout_s, bf16_grads, hierarchical, shard_optimizer
 // Every failure is a mamba::Error whose one-line message names the file, the key, the value
 // and what was expected. The key table lives once, in experiment_config.cpp.
 #pragma once
@@ -107,11 +107,14 @@ struct LogConfig {
 // MiB while backward runs. A collective (NCCL or MPI) that takes longer than timeout_s means a
 // rank was lost: the job ends with a message. bf16_grads (NCCL only) halves the bytes on the wire:
 // each bucket is rounded to bf16 for the sum and widened back into the fp32 gradients.
-// shard_optimizer (ZeRO-1, docs/distributed.md) splits the AdamW moments among the ranks.
+// hierarchical reduces each bucket in the node, across nodes and in the node again (several
+// nodes; not with shard_optimizer). shard_optimizer (ZeRO-1, docs/distributed.md) splits the
+// AdamW moments among the ranks.
 struct DistConfig {
   double bucket_mb = 25.0;
   double timeout_s = 600.0;
   bool bf16_grads = false;
+  bool hierarchical = false;
   bool shard_optimizer = false;
 };
 

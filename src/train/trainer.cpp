@@ -122,7 +122,8 @@ Trainer::Trainer(const ExperimentConfig& config, Communicator& comm)
     tensorboard_ = TensorBoardWriter::open(cfg_.checkpoint.dir + "/tb", cfg_.source, state_.step);
   }
   reducer_ = make_gradient_reducer(
-      ReducerSettings{cfg_.dist.bucket_mb, cfg_.dist.timeout_s, cfg_.dist.bf16_grads, shard_.get()},
+      ReducerSettings{cfg_.dist.bucket_mb, cfg_.dist.timeout_s, cfg_.dist.bf16_grads,
+                      cfg_.dist.hierarchical, shard_.get()},
       comm, *model_);
   rows_.resize(int64_t(micro_) * accum_ * (L + 1));
   first_step_ = state_.step;
@@ -388,6 +389,12 @@ void Trainer::print_banner() const {
 
 TrainOutcome Trainer::run() {
   if (leader_) print_banner();
+  if (cfg_.dist.hierarchical && comm_.world() > 1) {
+    // Every rank says where it is, so that a wrong mapping of ranks to nodes shows in the log.
+    std::printf("rank %d of %d: node %d, local rank %d (dist.hierarchical)\n", comm_.rank(),
+                comm_.world(), comm_.node(), comm_.local_rank());
+    std::fflush(stdout);
+  }
   TrainOutcome outcome;
   const LogConfig& log = cfg_.log;
   auto every = [&](int64_t interval) {

@@ -1,0 +1,47 @@
+#include "dist/hierarchy.h"
+
+#include <algorithm>
+
+#include "util/error.h"
+
+namespace mamba {
+
+NodeGroups split_by_node(Communicator& world) {
+  NodeGroups g;
+  g.node = world.split(world.node(), world.rank());
+  g.across = world.split(g.node->rank(), world.rank());
+  // Over ranks, (sum of G)^2 <= W * sum of G^2, equal only when every rank sees the same G.
+  const double size = g.node->world();
+  const double sum = world.allreduce_sum(size), squares = world.allreduce_sum(size * size);
+  if (sum * sum != double(world.world()) * squares) {
+    throw_error(
+        "config error: dist.hierarchical = true needs the same number of ranks on every "
+        "node, and this job's nodes differ (this rank's node holds ",
+        g.node->world(), " of the ", world.world(), " ranks",
+        "): start as many ranks per node (--map-by ppr:G:node) or set "
+        "dist.hierarchical=false");
+  }
+  return g;
+}
+
+void hierarchical_mean(NodeGroups& groups, float* data, int64_t n, std::vector<float>& scratch) {
+  Communicator& node = *groups.node;
+  const int64_t size = node.world();
+  const int64_t slice = (n + size - 1) / size;
+  float* work = data;
+  if (slice * size != n) {
+    scratch.assign(size_t(slice * size), 0.0f);
+    std::copy(data, data + n, scratch.begin());
+    work = scratch.data();
+  }
+  float* mine = work + node.rank() * slice;
+  // MPI's reduce-scatter does not work in place: the rank's piece is received apart.
+  std::vector<float> piece(static_cast<size_t>(slice));
+  node.reduce_scatter_mean(work, piece.data(), slice);
+  groups.across->allreduce_mean(piece.data(), slice);
+  std::copy(piece.begin(), piece.end(), mine);
+  node.allgather(work, slice);
+  if (work != data) std::copy(work, work + n, data);
+}
+
+}  // namespace mamba

@@ -1,0 +1,27 @@
+// Hierarchical gradient reduction (dist.hierarchical): a mean over all ranks taken as a
+// reduce-scatter among the ranks of a node, an all-reduce of each rank's 1/G piece among the
+// ranks at the same place on the other nodes (one per node), and an all-gather in the node. The
+// bytes each node sends are those of one flat all-reduce; the gain is the latency path: a ring
+// over N nodes instead of N x G ranks.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "dist/communicator.h"
+
+namespace mamba {
+
+struct NodeGroups {
+  std::unique_ptr<Communicator> node;    // the ranks of this rank's node, in rank order
+  std::unique_ptr<Communicator> across;  // one rank per node: those at this rank's place in it
+};
+
+// Collective over world. Throws mamba::Error unless every node holds the same number of ranks.
+NodeGroups split_by_node(Communicator& world);
+
+// In place: data[0..n) of every rank becomes the mean over all ranks. When n is not a multiple
+// of the node size G, the data goes through `scratch`, zero-padded to the next multiple.
+void hierarchical_mean(NodeGroups& groups, float* data, int64_t n, std::vector<float>& scratch);
+
+}  // namespace mamba

@@ -1,0 +1,97 @@
+// Training jobs under mpirun (tests/run_fixture.h's corpus and config), and the comparisons
+// multi-rank tests make between runs: step by step in their metrics, and in their checkpoints.
+#pragma once
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "run_fixture.h"
+
+#ifdef MAMBA_HAVE_CUDA
+#include "kernels/cuda/cuda_backend.h"
+#endif
+
+namespace mamba::test {
+
+const std::string kMpirun = "mpirun --allow-run-as-root --oversubscribe -np ";
+
+// Why the 2-GPU twins cannot run here ("" when two GPUs are present).
+inline std::string two_gpus_missing() {
+#ifdef MAMBA_HAVE_CUDA
+  const int gpus = cuda_device_count();
+#else
+  const int gpus = 0;
+#endif
+  return gpus < 2 ? "needs 2 GPUs, found " + std::to_string(gpus) : "";
+}
+
+class MpiRunFixture : public RunFixture {
+ protected:
+  // `mamba train config args` on `ranks` ranks; its output goes to <run>.log. env: "" or one
+  // "NAME=value", set for every rank. mpirun_args: more options of mpirun (a hostfile). True
+  // when it succeeded.
+  static bool train(const std::string& name, const std::string& args, const std::string& env = "",
+                    int ranks = 2, const std::string& mpirun_args = "") {
+    const std::string forward = env.empty() ? "" : "-x " + env.substr(0, env.find('=')) + " ";
+    const std::string cmd = (env.empty() ? "" : env + " ") + kMpirun + std::to_string(ranks) + " " +
+                            mpirun_args + " " + forward + MAMBA_BINARY + " train " +
+                            config_of(name) + " " + args + " > " + log(name) + " 2>&1";
+    return std::system(cmd.c_str()) == 0;
+  }
+
+  // The config of a run, written the first time it is asked for.
+  static std::string config_of(const std::string& name) {
+    const std::string path = (root_ / name / "config.yaml").string();
+    return std::filesystem::exists(path) ? path : config(name);
+  }
+
+  static std::string log(const std::string& name) { return (root_ / name).string() + ".log"; }
+
+  static std::vector<double> metric(const std::string& name, const std::string& key) {
+    std::vector<double> values;
+    std::ifstream in(dir(name) + "/metrics.jsonl");
+    for (std::string line; std::getline(in, line);) {
+      const nlohmann::json j = nlohmann::json::parse(line);
+      if (j.contains(key) && !j.at(key).is_null()) values.push_back(j.at(key).get<double>());
+    }
+    return values;
+  }
+
+  // Loss and gradient norm of every step agree within `tolerance` (relative).
+  static void expect_same_steps(const std::string& a, const std::string& b, double tolerance) {
+    for (const char* key : {"loss", "grad_norm"}) {
+      const std::vector<double> x = metric(a, key), y = metric(b, key);
+      ASSERT_EQ(x.size(), y.size()) << key;
+      ASSERT_FALSE(x.empty()) << key;
+      for (size_t i = 0; i < x.size(); ++i) {
+        EXPECT_NEAR(x[i], y[i], tolerance * std::abs(y[i])) << key << " of step " << i + 1;
+      }
+    }
+  }
+
+  static double relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
+    if (a.size() != b.size() || b.empty()) return INFINITY;
+    double diff = 0, norm = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+      norm += double(b[i]) * b[i];
+    }
+    return std::sqrt(diff / norm);
+  }
+
+  // The weights and the optimizer state of step 8 agree within `tolerance` (relative).
+  static void expect_same_state(const std::string& a, const std::string& b, double tolerance) {
+    for (const char* file : {"/model.safetensors", "/optimizer.safetensors"}) {
+      const std::string step = "/step_00000008";
+      EXPECT_LT(relative_difference(tensors(dir(a) + step + file), tensors(dir(b) + step + file)),
+                tolerance)
+          << file;
+    }
+  }
+};
+
+}  // namespace mamba::test
