@@ -16,6 +16,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -100,6 +101,8 @@ class ThreadComm final : public Communicator {
     std::memcpy(data, box.front().data(), bytes);
     box.pop_front();
   }
+  int node() const override { return 0; }
+  std::unique_ptr<Communicator> split(int, int) override { unused(); }
   void allreduce_mean(float*, int64_t) override { unused(); }
   void reduce_scatter_mean(const float*, float*, int64_t) override { unused(); }
   void allgather(float*, int64_t) override { unused(); }
