@@ -364,12 +364,16 @@ TEST_F(ParallelCheckpoint, ShardedResumeFallsBackFromADamagedCheckpoint) {
   on_ranks(2, [&](Communicator& comm) {
     TrainerState state;
     int64_t steps = 0;
-    loaded[size_t(comm.rank())] = load_newest_intact_checkpoint_sharded(
-        comm, dir, layout_, shard_map(2, comm.rank()),
-        [&](int tensor, int64_t at, const float* values, int64_t) {
-          if (tensor == 0 && at == 0) first_param[size_t(comm.rank())] = values[0];
+    const ShardMap map = shard_map(2, comm.rank());
+    const CheckpointSink sink = [&](int tensor, int64_t at, const float* values, int64_t) {
+      if (tensor == 0 && at == 0) first_param[size_t(comm.rank())] = values[0];
+    };
+    loaded[size_t(comm.rank())] = load_newest_intact_checkpoint_together(
+        comm, dir,
+        [&](const std::string& path) {
+          return load_checkpoint_sharded(comm, path, layout_, map, sink, state);
         },
-        state, steps);
+        steps);
   });
   for (int r = 0; r < 2; ++r) {
     EXPECT_EQ(loaded[size_t(r)], checkpoint_path(dir, 4));
@@ -380,6 +384,40 @@ TEST_F(ParallelCheckpoint, ShardedResumeFallsBackFromADamagedCheckpoint) {
 
 // A rank that fails in the middle of its part: every rank stops with its error, and the step
 // has no visible checkpoint (the older one stays the newest).
+// resume auto, unsharded: every rank loads the whole checkpoint at once, and a checkpoint that
+// only one rank finds damaged (it read other bytes) is set aside for all of them.
+TEST_F(ParallelCheckpoint, UnshardedRanksLoadTogetherAndAgreeOnDamage) {
+  const std::string dir = path("run_plain");
+  TrainingTensors older = tensors_;
+  older.params[0] = 42.0f;
+  older.optimizer_steps = 3;
+  for (const std::string& e : save_on(2, false, dir, older, 4)) ASSERT_EQ(e, "");
+  for (const std::string& e : save_on(2, false, dir, tensors_, 6)) ASSERT_EQ(e, "");
+  std::vector<std::string> loaded(2);
+  std::vector<float> first_param(2);
+  on_ranks(2, [&](Communicator& comm) {
+    TrainerState state;
+    int64_t steps = 0;
+    const CheckpointSink sink = [&](int tensor, int64_t at, const float* values, int64_t) {
+      if (tensor == 0 && at == 0) first_param[size_t(comm.rank())] = values[0];
+    };
+    loaded[size_t(comm.rank())] = load_newest_intact_checkpoint_together(
+        comm, dir,
+        [&](const std::string& path) {
+          if (comm.rank() == 1 && path == checkpoint_path(dir, 6)) {
+            throw CheckpointDamaged("rank 1 read other bytes");
+          }
+          return load_checkpoint(path, layout_, sink, state);
+        },
+        steps);
+  });
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_EQ(loaded[size_t(r)], checkpoint_path(dir, 4));
+    EXPECT_EQ(first_param[size_t(r)], 42.0f);
+  }
+  EXPECT_TRUE(fs::exists(checkpoint_path(dir, 6) + ".corrupt"));
+}
+
 TEST_F(ParallelCheckpoint, ARankFailingMidSaveLeavesNoVisibleCheckpoint) {
   const std::string dir = path("run");
   for (const std::string& e : save_on(2, true, dir, tensors_, 4)) ASSERT_EQ(e, "");

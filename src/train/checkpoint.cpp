@@ -666,23 +666,6 @@ void load_checkpoint(const std::string& path, const ParamLayout& layout, Trainin
       state);
 }
 
-std::string load_newest_intact_checkpoint(const std::string& dir, const ParamLayout& layout,
-                                          const CheckpointSink& sink, TrainerState& state,
-                                          int64_t& optimizer_steps) {
-  auto all = complete_checkpoints(dir);
-  for (auto it = all.rbegin(); it != all.rend(); ++it) {
-    try {
-      optimizer_steps = load_checkpoint(it->second.string(), layout, sink, state);
-      return it->second.string();
-    } catch (const CheckpointDamaged& e) {
-      std::fprintf(stderr, "warning: skipping the damaged checkpoint %s: %s\n", it->second.c_str(),
-                   e.what());
-      set_aside(it->second.string());
-    }
-  }
-  return "";
-}
-
 std::string resolve_checkpoint(const std::string& path) {
   if (fs::exists(fs::path(path) / kTrainerFile)) return path;
   const std::string latest = latest_checkpoint(path);

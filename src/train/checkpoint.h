@@ -125,13 +125,6 @@ int64_t load_checkpoint_slices(const std::string& path, const ParamLayout& layou
                                const CheckpointSink& sink, TrainerState& state,
                                MomentSlices& slices);
 
-// Loads the newest intact checkpoint of dir. Damaged ones are renamed aside to <name>.corrupt
-// (never deleted), with a warning on stderr naming each. Returns its path, or "" when none is
-// left.
-std::string load_newest_intact_checkpoint(const std::string& dir, const ParamLayout& layout,
-                                          const CheckpointSink& sink, TrainerState& state,
-                                          int64_t& optimizer_steps);
-
 // Complete checkpoints of dir, oldest first.
 std::vector<std::string> list_checkpoints(const std::string& dir);
 // Renames a damaged checkpoint to <path>.corrupt (or .corrupt.2, ...), with a warning.

@@ -232,25 +232,28 @@ int64_t load_checkpoint_sharded(Communicator& comm, const std::string& path,
   return optimizer_steps;
 }
 
-std::string load_newest_intact_checkpoint_sharded(Communicator& comm, const std::string& dir,
-                                                  const ParamLayout& layout, const ShardMap& map,
-                                                  const CheckpointSink& sink, TrainerState& state,
-                                                  int64_t& optimizer_steps) {
+std::string load_newest_intact_checkpoint_together(Communicator& comm, const std::string& dir,
+                                                   const CheckpointLoad& load,
+                                                   int64_t& optimizer_steps) {
   std::vector<std::string> candidates;
   if (comm.rank() == 0) candidates = list_checkpoints(dir);
   for (;;) {
     const std::string path = broadcast_string(comm, candidates.empty() ? "" : candidates.back(), 0);
     if (path.empty()) return "";
+    std::string damage;
     try {
-      optimizer_steps = load_checkpoint_sharded(comm, path, layout, map, sink, state);
-      return path;
+      optimizer_steps = load(path);
     } catch (const CheckpointDamaged& e) {
-      if (comm.rank() == 0) {
-        std::fprintf(stderr, "warning: skipping the damaged checkpoint %s: %s\n", path.c_str(),
-                     e.what());
-        set_aside(path);
-        candidates.pop_back();
-      }
+      damage = e.what();
+    }
+    // A rank that read other bytes than the rest (a failing disk) must not keep a checkpoint
+    // the others set aside, nor the reverse.
+    if (comm.allreduce_sum(damage.empty() ? 0.0 : 1.0) == 0.0) return path;
+    if (comm.rank() == 0) {
+      std::fprintf(stderr, "warning: skipping the damaged checkpoint %s: %s\n", path.c_str(),
+                   damage.empty() ? "another rank found it damaged" : damage.c_str());
+      set_aside(path);
+      candidates.pop_back();
     }
   }
 }

@@ -21,6 +21,7 @@
 // error when it is damaged.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "dist/communicator.h"
@@ -54,11 +55,17 @@ int64_t load_checkpoint_sharded(Communicator& comm, const std::string& path,
                                 const ParamLayout& layout, const ShardMap& map,
                                 const CheckpointSink& sink, TrainerState& state);
 
-// Collective: load_newest_intact_checkpoint for a sharded run (rank 0 picks the candidates and sets
-// damaged ones aside). Returns the path loaded on every rank, "" when none is left.
-std::string load_newest_intact_checkpoint_sharded(Communicator& comm, const std::string& dir,
-                                                  const ParamLayout& layout, const ShardMap& map,
-                                                  const CheckpointSink& sink, TrainerState& state,
-                                                  int64_t& optimizer_steps);
+// Loads the checkpoint at path into the run (load_checkpoint, or load_checkpoint_sharded);
+// returns the optimizer's step count, throws CheckpointDamaged when it is damaged.
+using CheckpointLoad = std::function<int64_t(const std::string& path)>;
+
+// Collective: loads the newest intact checkpoint of dir on every rank at once. Rank 0 names the
+// candidates, newest first, and sets damaged ones aside (renamed to <name>.corrupt, never deleted,
+// with a warning naming each); every rank loads each candidate with `load` at the
+// same time as the others (not one rank after another), and the ranks agree that it is intact
+// before any of them keeps it. Returns the path loaded on every rank, "" when none is left.
+std::string load_newest_intact_checkpoint_together(Communicator& comm, const std::string& dir,
+                                                   const CheckpointLoad& load,
+                                                   int64_t& optimizer_steps);
 
 }  // namespace mamba

@@ -144,25 +144,20 @@ bool Trainer::resume() {
       optimizer_->load_moment(tensor - 1, at, values, n);
     }
   };
+  // Sharded, each rank reads only its own slices of the moments and the ranks check the file
+  // together; either way every rank reads at the same time as the others.
+  const CheckpointLoad load = [&](const std::string& p) {
+    return shard_ ? load_checkpoint_sharded(comm_, p, layout, *shard_, upload, state_)
+                  : load_checkpoint(p, layout, upload, state_);
+  };
   int64_t optimizer_steps = 0;
   std::string path;
-  if (shard_ && resume == "auto") {
-    // Each rank reads only its own slices of the moments; the ranks check the file together.
-    path = load_newest_intact_checkpoint_sharded(comm_, cfg_.checkpoint.dir, layout, *shard_,
-                                                 upload, state_, optimizer_steps);
-  } else if (shard_ && resume != "none") {
-    path = resume;
-    optimizer_steps = load_checkpoint_sharded(comm_, path, layout, *shard_, upload, state_);
-  } else if (resume == "auto") {
-    if (leader_) {
-      path = load_newest_intact_checkpoint(cfg_.checkpoint.dir, layout, upload, state_,
-                                           optimizer_steps);
-    }
-    path = broadcast_string(comm_, path, 0);
-    if (!leader_ && !path.empty()) optimizer_steps = load_checkpoint(path, layout, upload, state_);
+  if (resume == "auto") {
+    path =
+        load_newest_intact_checkpoint_together(comm_, cfg_.checkpoint.dir, load, optimizer_steps);
   } else if (resume != "none") {
     path = resume;
-    optimizer_steps = load_checkpoint(path, layout, upload, state_);
+    optimizer_steps = load(path);
   }
   if (path.empty()) {
     // A fresh run: the optimizer and the schedule start from zero either way. Damaged checkpoints
