@@ -231,6 +231,39 @@ class ParallelCheckpoint : public test::ScratchDirTest {
     f.put(c);
   }
 
+  // How a rank loads a checkpoint into sink.
+  using RankLoad = std::function<int64_t(Communicator&, const std::string& path,
+                                         const CheckpointSink& sink, TrainerState& state)>;
+
+  // Saves step 4 (first weight 42) and step 6 into dir on 2 ranks, lets damage() spoil step 6,
+  // then resumes auto on 2 ranks with load: every rank must fall back to step 4, and step 6 must
+  // be set aside.
+  void expect_fallback_to_older(const std::string& dir, bool sharded,
+                                const std::function<void()>& damage, const RankLoad& load) {
+    TrainingTensors older = tensors_;
+    older.params[0] = 42.0f;
+    older.optimizer_steps = 3;
+    for (const std::string& e : save_on(2, sharded, dir, older, 4)) ASSERT_EQ(e, "");
+    for (const std::string& e : save_on(2, sharded, dir, tensors_, 6)) ASSERT_EQ(e, "");
+    damage();
+    std::vector<std::string> loaded(2);
+    std::vector<float> first_param(2);
+    on_ranks(2, [&](Communicator& comm) {
+      TrainerState state;
+      int64_t steps = 0;
+      const CheckpointSink sink = [&](int tensor, int64_t at, const float* values, int64_t) {
+        if (tensor == 0 && at == 0) first_param[size_t(comm.rank())] = values[0];
+      };
+      loaded[size_t(comm.rank())] = load_newest_intact_checkpoint_together(
+          comm, dir, [&](const std::string& path) { return load(comm, path, sink, state); }, steps);
+    });
+    for (int r = 0; r < 2; ++r) {
+      EXPECT_EQ(loaded[size_t(r)], checkpoint_path(dir, 4));
+      EXPECT_EQ(first_param[size_t(r)], 42.0f);
+    }
+    EXPECT_TRUE(fs::exists(checkpoint_path(dir, 6) + ".corrupt"));
+  }
+
   const ParamLayout layout_;
   const std::unique_ptr<Backend> be_;
   TrainingTensors tensors_;
@@ -352,72 +385,32 @@ TEST_F(ParallelCheckpoint, DamageAnywhereIsDetectedOnEveryRank) {
 // resume auto, sharded: the damaged newest checkpoint is set aside and the older one loaded.
 TEST_F(ParallelCheckpoint, ShardedResumeFallsBackFromADamagedCheckpoint) {
   const std::string dir = path("run");
-  TrainingTensors older = tensors_;
-  older.params[0] = 42.0f;
-  older.optimizer_steps = 3;
-  for (const std::string& e : save_on(2, true, dir, older, 4)) ASSERT_EQ(e, "");
-  for (const std::string& e : save_on(2, true, dir, tensors_, 6)) ASSERT_EQ(e, "");
-  flip(checkpoint_path(dir, 6) + "/optimizer.safetensors",
-       fs::file_size(checkpoint_path(dir, 6) + "/optimizer.safetensors") - 2);
-  std::vector<std::string> loaded(2);
-  std::vector<float> first_param(2);
-  on_ranks(2, [&](Communicator& comm) {
-    TrainerState state;
-    int64_t steps = 0;
-    const ShardMap map = shard_map(2, comm.rank());
-    const CheckpointSink sink = [&](int tensor, int64_t at, const float* values, int64_t) {
-      if (tensor == 0 && at == 0) first_param[size_t(comm.rank())] = values[0];
-    };
-    loaded[size_t(comm.rank())] = load_newest_intact_checkpoint_together(
-        comm, dir,
-        [&](const std::string& path) {
-          return load_checkpoint_sharded(comm, path, layout_, map, sink, state);
-        },
-        steps);
-  });
-  for (int r = 0; r < 2; ++r) {
-    EXPECT_EQ(loaded[size_t(r)], checkpoint_path(dir, 4));
-    EXPECT_EQ(first_param[size_t(r)], 42.0f);
-  }
-  EXPECT_TRUE(fs::exists(checkpoint_path(dir, 6) + ".corrupt"));
+  const std::string file = checkpoint_path(dir, 6) + "/optimizer.safetensors";
+  expect_fallback_to_older(
+      dir, true, [&] { flip(file, fs::file_size(file) - 2); },
+      [&](Communicator& comm, const std::string& path, const CheckpointSink& sink,
+          TrainerState& state) {
+        return load_checkpoint_sharded(comm, path, layout_, shard_map(2, comm.rank()), sink, state);
+      });
 }
 
-// A rank that fails in the middle of its part: every rank stops with its error, and the step
-// has no visible checkpoint (the older one stays the newest).
 // resume auto, unsharded: every rank loads the whole checkpoint at once, and a checkpoint that
 // only one rank finds damaged (it read other bytes) is set aside for all of them.
 TEST_F(ParallelCheckpoint, UnshardedRanksLoadTogetherAndAgreeOnDamage) {
   const std::string dir = path("run_plain");
-  TrainingTensors older = tensors_;
-  older.params[0] = 42.0f;
-  older.optimizer_steps = 3;
-  for (const std::string& e : save_on(2, false, dir, older, 4)) ASSERT_EQ(e, "");
-  for (const std::string& e : save_on(2, false, dir, tensors_, 6)) ASSERT_EQ(e, "");
-  std::vector<std::string> loaded(2);
-  std::vector<float> first_param(2);
-  on_ranks(2, [&](Communicator& comm) {
-    TrainerState state;
-    int64_t steps = 0;
-    const CheckpointSink sink = [&](int tensor, int64_t at, const float* values, int64_t) {
-      if (tensor == 0 && at == 0) first_param[size_t(comm.rank())] = values[0];
-    };
-    loaded[size_t(comm.rank())] = load_newest_intact_checkpoint_together(
-        comm, dir,
-        [&](const std::string& path) {
-          if (comm.rank() == 1 && path == checkpoint_path(dir, 6)) {
-            throw CheckpointDamaged("rank 1 read other bytes");
-          }
-          return load_checkpoint(path, layout_, sink, state);
-        },
-        steps);
-  });
-  for (int r = 0; r < 2; ++r) {
-    EXPECT_EQ(loaded[size_t(r)], checkpoint_path(dir, 4));
-    EXPECT_EQ(first_param[size_t(r)], 42.0f);
-  }
-  EXPECT_TRUE(fs::exists(checkpoint_path(dir, 6) + ".corrupt"));
+  expect_fallback_to_older(
+      dir, false, [] {},
+      [&](Communicator& comm, const std::string& path, const CheckpointSink& sink,
+          TrainerState& state) {
+        if (comm.rank() == 1 && path == checkpoint_path(dir, 6)) {
+          throw CheckpointDamaged("rank 1 read other bytes");
+        }
+        return load_checkpoint(path, layout_, sink, state);
+      });
 }
 
+// A rank that fails in the middle of its part: every rank stops with its error, and the step
+// has no visible checkpoint (the older one stays the newest).
 TEST_F(ParallelCheckpoint, ARankFailingMidSaveLeavesNoVisibleCheckpoint) {
   const std::string dir = path("run");
   for (const std::string& e : save_on(2, true, dir, tensors_, 4)) ASSERT_EQ(e, "");
