@@ -231,6 +231,22 @@ class ParallelCheckpoint : public test::ScratchDirTest {
     f.put(c);
   }
 
+  // Each rank's CheckpointDamaged message ("" when none) for a sharded load of path on world ranks.
+  std::vector<std::string> sharded_load_errors(const std::string& path, int world) const {
+    std::vector<std::string> errors(static_cast<size_t>(world));
+    on_ranks(world, [&](Communicator& comm) {
+      try {
+        TrainerState state;
+        load_checkpoint_sharded(
+            comm, path, layout_, shard_map(world, comm.rank()),
+            [](int, int64_t, const float*, int64_t) {}, state);
+      } catch (const CheckpointDamaged& e) {
+        errors[size_t(comm.rank())] = e.what();
+      }
+    });
+    return errors;
+  }
+
   // How a rank loads a checkpoint into sink.
   using RankLoad = std::function<int64_t(Communicator&, const std::string& path,
                                          const CheckpointSink& sink, TrainerState& state)>;
@@ -341,18 +357,7 @@ TEST_F(ParallelCheckpoint, DamageAnywhereIsDetectedOnEveryRank) {
     const std::string dir = path("damaged_" + std::to_string(c.at));
     save_checkpoint(dir, layout_, tensors_, state_, 0);
     flip(checkpoint_path(dir, 6) + "/" + c.file, c.at);
-    std::vector<std::string> errors(static_cast<size_t>(world));
-    on_ranks(world, [&](Communicator& comm) {
-      try {
-        TrainerState state;
-        load_checkpoint_sharded(
-            comm, checkpoint_path(dir, 6), layout_, shard_map(world, comm.rank()),
-            [](int, int64_t, const float*, int64_t) {}, state);
-      } catch (const CheckpointDamaged& e) {
-        errors[size_t(comm.rank())] = e.what();
-      }
-    });
-    for (const std::string& e : errors) {
+    for (const std::string& e : sharded_load_errors(checkpoint_path(dir, 6), world)) {
       EXPECT_TRUE(contains(e, c.file)) << e;
       EXPECT_TRUE(contains(e, "damaged")) << e;
     }
@@ -363,18 +368,7 @@ TEST_F(ParallelCheckpoint, DamageAnywhereIsDetectedOnEveryRank) {
   std::ofstream(checkpoint_path(dir, 6) + "/optimizer.safetensors",
                 std::ios::binary | std::ios::app)
       << "xxxx";
-  std::vector<std::string> errors(static_cast<size_t>(world));
-  on_ranks(world, [&](Communicator& comm) {
-    try {
-      TrainerState state;
-      load_checkpoint_sharded(
-          comm, checkpoint_path(dir, 6), layout_, shard_map(world, comm.rank()),
-          [](int, int64_t, const float*, int64_t) {}, state);
-    } catch (const CheckpointDamaged& e) {
-      errors[size_t(comm.rank())] = e.what();
-    }
-  });
-  for (const std::string& e : errors) {
+  for (const std::string& e : sharded_load_errors(checkpoint_path(dir, 6), world)) {
     EXPECT_TRUE(contains(e, "optimizer.safetensors is " +
                                 std::to_string(optimizer_file_plan(layout_, 5).bytes + 4) +
                                 " bytes"))

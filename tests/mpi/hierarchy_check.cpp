@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "check_main.h"
 #include "dist/communicator.h"
 #include "dist/hierarchy.h"
 #include "util/error.h"
@@ -69,15 +70,6 @@ int check() {
 
 }  // namespace
 
-// A failing rank ends the job: the others would wait in their next collective.
 int main() {
-  int status = 1;
-  try {
-    status = check();
-  } catch (const mamba::Error& e) {
-    std::fprintf(stderr, "%s\n", e.what());
-  }
-  std::fflush(stdout);
-  if (status != 0) mamba::mpi_world().abort(status);
-  return 0;
+  return mamba::test::run_check(check);
 }

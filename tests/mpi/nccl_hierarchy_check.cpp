@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "check_main.h"
 #include "dist/communicator.h"
 #include "dist/hierarchy.h"
 #include "dist/nccl_reducer.h"
@@ -88,15 +89,6 @@ int check() {
 
 }  // namespace
 
-// A failing rank ends the job: the others would wait in their next collective.
 int main() {
-  int status = 1;
-  try {
-    status = check();
-  } catch (const mamba::Error& e) {
-    std::fprintf(stderr, "%s\n", e.what());
-  }
-  std::fflush(stdout);
-  if (status != 0) mamba::mpi_world().abort(status);
-  return 0;
+  return mamba::test::run_check(check);
 }
