@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -70,6 +71,15 @@ class RunFixture : public testing::Test {
   }
 
   // Every tensor of a safetensors file, concatenated in name order.
+  // The weights and optimizer files of step `step` of runs a and b are byte-identical.
+  static void expect_same_checkpoint_bytes(const std::string& a, const std::string& b, int step) {
+    char name[32];
+    std::snprintf(name, sizeof name, "/step_%08d", step);
+    for (const char* file : {"/model.safetensors", "/optimizer.safetensors"}) {
+      EXPECT_EQ(bytes_of(dir(a) + name + file), bytes_of(dir(b) + name + file)) << name << file;
+    }
+  }
+
   static std::vector<float> tensors(const std::string& file) {
     SafetensorsReader f(file);
     std::vector<float> all;

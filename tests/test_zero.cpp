@@ -232,11 +232,7 @@ TEST_F(ShardedTraining, RankKilledMidSaveLeavesNoCheckpointAndResumesExactly) {
     EXPECT_TRUE(contains(bytes_of(log(killed)), "resumed from " + dir(killed) + "/step_00000004"))
         << bytes_of(log(killed));
     EXPECT_FALSE(fs::exists(dir(killed) + "/step_00000006.tmp"));
-    for (const char* file : {"/model.safetensors", "/optimizer.safetensors"}) {
-      EXPECT_EQ(bytes_of(dir(killed) + "/step_00000008" + file),
-                bytes_of(dir(whole) + "/step_00000008" + file))
-          << file;
-    }
+    expect_same_checkpoint_bytes(killed, whole, 8);
     EXPECT_FALSE(train(failed, args, "MAMBA_TEST_SAVE_FAULT=fail:1:6 ")) << bytes_of(log(failed));
     EXPECT_TRUE(contains(bytes_of(log(failed)), "rank 1 fails in the middle of the save of step 6"))
         << bytes_of(log(failed));
@@ -244,11 +240,7 @@ TEST_F(ShardedTraining, RankKilledMidSaveLeavesNoCheckpointAndResumesExactly) {
     EXPECT_FALSE(fs::exists(dir(failed) + "/step_00000008"));
   }
   // The background writers write what the ranks write synchronously.
-  for (const char* file : {"/model.safetensors", "/optimizer.safetensors"}) {
-    EXPECT_EQ(bytes_of(dir("whole_background") + "/step_00000008" + file),
-              bytes_of(dir("whole_split") + "/step_00000008" + file))
-        << file;
-  }
+  expect_same_checkpoint_bytes("whole_background", "whole_split", 8);
 }
 
 TEST_F(ShardedTraining, UnsupportedCombinationsGetOneLineErrors) {

@@ -4,7 +4,6 @@
 # steps on the demo corpus, each run with the same seed and data); also the CUDA tests and the
 # up-front check of the CUDA backend's shape limits. Logs and JSON go to $OUT.
 source "$(dirname "$0")/common.sh"
-mpi="mpirun --allow-run-as-root -np 2 -x NCCL_NVLS_ENABLE -x OMP_NUM_THREADS=4"
 
 limits() {
   if build-gpu/mamba train configs/tiny.yaml train.device=cuda model.d_state=8 \
@@ -20,14 +19,7 @@ speed() {
 }
 
 loss() {
-  for bf16 in false true; do
-    echo "-- dist.bf16_grads=$bf16"
-    train_demo_130m "$mpi" "$out/grads_$bf16" train.micro_batch=8 train.global_batch=16 \
-      train.steps=200 optim.warmup=20 log.interval=20 log.eval_interval=100 \
-      checkpoint.interval=0 dist.bf16_grads=$bf16
-  done
-  python3 scripts/compare_runs.py "$out/grads_false/metrics.jsonl" \
-    "$out/grads_true/metrics.jsonl" --loss-tol 5e-2
+  loss_both_ways dist.bf16_grads grads checkpoint.interval=0
 }
 
 nvidia-smi -L

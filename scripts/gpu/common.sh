@@ -57,6 +57,9 @@ train_demo_130m() {
     grep -E "^step|^eval|^optimizer"
 }
 
+# One process per GPU on a machine with two.
+on_two_gpus="mpirun --allow-run-as-root -np 2 -x NCCL_NVLS_ENABLE -x OMP_NUM_THREADS=4"
+
 # bench_train on two GPUs for 130M 16 x 2048 and 1.4B 4 x 2048 per GPU, each with FLAG 0 and 1,
 # appending the JSON to FILE: `bench_flag_both_ways FLAG FILE [key=value...]`.
 bench_flag_both_ways() {
@@ -65,9 +68,24 @@ bench_flag_both_ways() {
   for shape in "130m 16" "1.4b 4"; do
     read -r model batch <<<"$shape"
     for value in 0 1; do
-      mpirun --allow-run-as-root -np 2 -x NCCL_NVLS_ENABLE -x OMP_NUM_THREADS=4 \
-        build-gpu/bench_train --device cuda --model "$model" --batch "$batch" --seqlen 2048 \
-        --steps 10 "$flag" "$value" "$@" | tee -a "$file"
+      $on_two_gpus build-gpu/bench_train --device cuda --model "$model" --batch "$batch" \
+        --seqlen 2048 --steps 10 "$flag" "$value" "$@" | tee -a "$file"
     done
   done
+}
+
+# The 130M demo run for 200 steps on two GPUs with the config KEY false and true (runs in
+# $out/PREFIX_false and $out/PREFIX_true), then their losses compared:
+# `loss_both_ways KEY PREFIX [key=value...]`.
+loss_both_ways() {
+  local key=$1 prefix=$2
+  shift 2
+  for value in false true; do
+    echo "-- $key=$value"
+    train_demo_130m "$on_two_gpus" "$out/${prefix}_$value" train.micro_batch=8 \
+      train.global_batch=16 train.steps=200 optim.warmup=20 log.interval=20 \
+      log.eval_interval=100 "$key=$value" "$@"
+  done
+  python3 scripts/compare_runs.py "$out/${prefix}_false/metrics.jsonl" \
+    "$out/${prefix}_true/metrics.jsonl" --loss-tol 5e-2
 }

@@ -8,7 +8,7 @@
 #      bench_train settings, and the step time without communication (how much overlap hides).
 #   bash scripts/gpu/multi.sh [--no-scaling]
 source "$(dirname "$0")/common.sh"
-mpi="mpirun --allow-run-as-root -np 2 -x NCCL_NVLS_ENABLE -x OMP_NUM_THREADS=4"
+mpi=$on_two_gpus
 m=build-gpu/mamba
 common=(train.device=cuda train.precision=bf16 train.grad_accum=null train.global_batch=8 train.steps=40
   optim.warmup=5 log.interval=1 log.eval_interval=0 log.sample_interval=0 checkpoint.interval=20

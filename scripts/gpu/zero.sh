@@ -6,7 +6,6 @@
 # snapshot only unsharded runs allocate), and loss (130M, 200 steps on the demo corpus, each run
 # with the same seed and data). Logs and JSON go to $OUT.
 source "$(dirname "$0")/common.sh"
-mpi="mpirun --allow-run-as-root -np 2 -x NCCL_NVLS_ENABLE -x OMP_NUM_THREADS=4"
 
 twin() {
   scripts/gpu/cuda_tests.sh build-gpu/mamba_tests "$out/zero_twin.log" \
@@ -18,14 +17,7 @@ memory() {
 }
 
 loss() {
-  for shard in false true; do
-    echo "-- dist.shard_optimizer=$shard"
-    train_demo_130m "$mpi" "$out/zero_$shard" train.micro_batch=8 train.global_batch=16 \
-      train.steps=200 optim.warmup=20 log.interval=20 log.eval_interval=100 \
-      checkpoint.interval=100 dist.shard_optimizer=$shard
-  done
-  python3 scripts/compare_runs.py "$out/zero_false/metrics.jsonl" \
-    "$out/zero_true/metrics.jsonl" --loss-tol 5e-2
+  loss_both_ways dist.shard_optimizer zero checkpoint.interval=100
 }
 
 nvidia-smi -L
