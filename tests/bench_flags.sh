@@ -28,6 +28,12 @@ out=$(MAMBA_TEST_RANKS_PER_NODE=1 mpirun --allow-run-as-root --oversubscribe -np
   --hierarchical 1)
 expect "$out" '"hierarchical": 1'
 
+out=$(mpirun --allow-run-as-root --oversubscribe -np 2 "$b/bench_checkpoint" --model tiny \
+  --device cpu --saves 1 --between 1 --async false --dir "$scratch/ckpt" dist.shard_optimizer=true)
+expect "$out" '"world": 2'
+expect "$out" '"async": false'
+expect "$out" '(written by 2 ranks)'
+
 out=$("$b/bench_generate" --model tiny --batch 2 --prompt 8 --tokens 4 --repeats 1 --graphs 0 \
   --profile 1)
 expect "$out" '"graphs": 0'
