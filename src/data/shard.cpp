@@ -15,6 +15,7 @@
 
 #include "data/manifest.h"
 #include "util/error.h"
+#include "util/file_io.h"
 
 namespace mamba {
 
@@ -285,23 +286,6 @@ int open_raw(const std::string& path, int64_t& bytes) {
   }
   bytes = int64_t(st.st_size);
   return fd;
-}
-
-// Reads exactly `size` bytes at `offset`; false at an early end of file (errno 0) or an error.
-bool pread_all(int fd, void* buffer, size_t size, uint64_t offset) {
-  auto* p = static_cast<uint8_t*>(buffer);
-  while (size > 0) {
-    const ssize_t got = ::pread(fd, p, size, off_t(offset));
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) {
-      if (got == 0) errno = 0;
-      return false;
-    }
-    p += got;
-    size -= size_t(got);
-    offset += uint64_t(got);
-  }
-  return true;
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "util/error.h"
+#include "util/file_io.h"
 
 namespace mamba {
 
@@ -124,14 +125,10 @@ class OrderedReader {
   }
 
   void read_at(uint8_t* dst, size_t size, uint64_t offset) const {
-    for (size_t done = 0; done < size;) {
-      const ssize_t got = ::pread(fd_, dst + done, size - done, off_t(offset + done));
-      if (got < 0 && errno == EINTR) continue;
-      if (got <= 0) {
-        throw_error("cannot read ", path_, " (", got < 0 ? std::strerror(errno) : "unexpected end",
-                    " at byte ", offset + done, "); check the disk or copy the file again");
-      }
-      done += size_t(got);
+    if (!pread_all(fd_, dst, size, offset)) {
+      throw_error("cannot read ", path_, " (", errno ? std::strerror(errno) : "unexpected end",
+                  " between bytes ", offset, " and ", offset + size,
+                  "); check the disk or copy the file again");
     }
   }
 

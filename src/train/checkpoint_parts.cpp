@@ -18,6 +18,7 @@
 
 #include "util/atomic_file.h"
 #include "util/error.h"
+#include "util/file_io.h"
 
 namespace mamba {
 
@@ -57,13 +58,7 @@ struct Fd {
 }
 
 void write_at(int fd, const std::string& path, const void* data, size_t size, uint64_t offset) {
-  const auto* p = static_cast<const uint8_t*>(data);
-  for (size_t done = 0; done < size;) {
-    const ssize_t put = ::pwrite(fd, p + done, size - done, off_t(offset + done));
-    if (put < 0 && errno == EINTR) continue;
-    if (put <= 0) io_failure(path, "write");
-    done += size_t(put);
-  }
+  if (!pwrite_all(fd, data, size, offset)) io_failure(path, "write");
 }
 
 std::string part_path(const std::string& dir, int64_t step, int rank) {
