@@ -32,34 +32,24 @@
 #include "train/parallel_checkpoint.h"
 #include "train/trainer.h"
 #include "util/error.h"
+#include "util/host_memory.h"
 #include "util/rng.h"
+
+using bench::median;
+using bench::seconds_since;
 
 namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
 // The process's peak resident memory since the last reset_peak_rss(), in GiB (VmHWM).
 double peak_rss_gib() {
-  std::ifstream status("/proc/self/status");
-  for (std::string line; std::getline(status, line);) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / double(1 << 20);
-  }
-  return -1.0;
+  return double(mamba::peak_resident_memory()) / double(1ull << 30);
 }
 
 void reset_peak_rss() {
   std::ofstream("/proc/self/clear_refs") << "5";
-}
-
-double median(std::vector<double> v) {
-  if (v.empty()) return -1.0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 uint64_t bytes_under(const fs::path& dir) {

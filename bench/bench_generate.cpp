@@ -32,16 +32,10 @@
 
 namespace fs = std::filesystem;
 
+using bench::median;
+using bench::seconds_since;
+
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 // Times each op of one decode step (greedy: argmax, then the forward), ops run one by one, over
 // kSteps steps after a prompt of one token.

@@ -24,8 +24,12 @@
 #include "data/loader.h"
 #include "data/manifest.h"
 #include "data/shard.h"
+#include "util/clock.h"
 #include "util/error.h"
+#include "util/host_memory.h"
 #include "util/rng.h"
+
+using mamba::seconds_since;
 
 namespace {
 
@@ -34,10 +38,6 @@ std::string flag(int argc, char** argv, const char* name, const std::string& fal
     if (std::string(argv[i]) == name) return argv[i + 1];
   }
   return fallback;
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
 // Writes the shards and their manifest the way prepare leaves them.
@@ -79,9 +79,7 @@ double cpu_seconds() {
 }
 
 double peak_rss_mb() {
-  struct rusage usage;
-  getrusage(RUSAGE_SELF, &usage);
-  return usage.ru_maxrss / 1024.0;
+  return double(mamba::peak_resident_memory()) / double(1 << 20);
 }
 
 struct ReadResult {

@@ -1,6 +1,7 @@
 // What the training benchmarks share: flags, the config a --model names, the key=value
 // overrides on the command line, and a shard of random tokens to feed the Trainer.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -9,10 +10,20 @@
 
 #include "data/manifest.h"
 #include "data/shard.h"
+#include "util/clock.h"
 #include "util/error.h"
 #include "util/rng.h"
 
 namespace bench {
+
+using mamba::seconds_since;
+
+// The median of v (the upper middle value of an even count); -1 when v is empty.
+inline double median(std::vector<double> v) {
+  if (v.empty()) return -1.0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
 
 // The value after `name`, or fallback.
 inline std::string flag(int argc, char** argv, const char* name, const std::string& fallback) {

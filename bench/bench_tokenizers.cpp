@@ -15,13 +15,12 @@
 
 #include "data/text.h"
 #include "data/tokenizer.h"
+#include "util/clock.h"
 #include "util/error.h"
 
-namespace {
+using mamba::seconds_since;
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
+namespace {
 
 std::string demo_books() {
   const std::string deb = "data/sources/deb/";

@@ -16,7 +16,9 @@
 // splits the AdamW state among the ranks (ZeRO-1) and peak_gib shows what that saves. tokens_per_s
 // counts all ranks. --profile-layers 1 adds what scripts/project_scaling.py needs
 // (bench/layer_profile.h): a profile of forward and of every gradient slice's backward, the bucket
-// size, and the step time measured again without the reduction.
+// size, and the step time measured again without the reduction. The profile runs first, on a
+// model of its own that it frees; on the CPU, where the peak is the process's resident high-water
+// mark, peak_gib then includes that model too.
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -89,7 +91,7 @@ int main(int argc, char** argv) try {
       const mamba::StepResult r = trainer.train_step();
       if (s >= 2) ms.push_back(1000.0 * r.seconds);  // the first two warm up
     }
-    return bench::median_of(ms);
+    return bench::median(ms);
   };
   const double median = median_step_ms(bench::flag(argc, argv, "--comm", "1") == "1");
   if (profile) {

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_setup.h"
 #include "dist/communicator.h"
 #include "dist/gradient_reducer.h"
 #include "model/mamba_lm.h"
@@ -65,11 +66,6 @@ class SliceTimer final : public mamba::GradientReadyHook {
   mamba::Backend& be_;
   Clock::time_point last_;
 };
-
-inline double median_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 // Medians over `repeats` passes after two warm-up steps.
 inline LayerProfile profile_layers(const mamba::ExperimentConfig& cfg, mamba::Communicator& comm,
@@ -135,11 +131,11 @@ inline LayerProfile profile_layers(const mamba::ExperimentConfig& cfg, mamba::Co
     }
   }
   LayerProfile p;
-  p.forward_ms = median_of(forward);
-  p.fwd_bwd_ms = median_of(fwd_bwd);
-  if (reducer) p.fwd_bwd_comm_ms = median_of(fwd_bwd_comm);
+  p.forward_ms = bench::median(forward);
+  p.fwd_bwd_ms = bench::median(fwd_bwd);
+  if (reducer) p.fwd_bwd_comm_ms = bench::median(fwd_bwd_comm);
   p.slices = slices;
-  for (size_t i = 0; i < p.slices.size(); ++i) p.slices[i].ms = median_of(slice_ms[i]);
+  for (size_t i = 0; i < p.slices.size(); ++i) p.slices[i].ms = bench::median(slice_ms[i]);
   p.head_ms = p.slices.front().ms;
   p.slices.front().ms = 0;
   return p;

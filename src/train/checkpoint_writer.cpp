@@ -6,20 +6,15 @@
 #include <cstdlib>
 #include <utility>
 
+#include "util/clock.h"
 #include "util/error.h"
 
 namespace mamba {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 // Large enough that fetch overhead vanishes next to the write, small enough to be no memory.
 constexpr size_t kChunkBytes = size_t{64} << 20;
-
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
 
 int slow_save_ms() {
   const char* text = std::getenv("MAMBA_TEST_SLOW_SAVE_MS");
@@ -36,7 +31,11 @@ CheckpointWriter::CheckpointWriter(Backend& backend, const ParamLayout& layout, 
       keep_last_(keep_last),
       comm_(comm && comm->world() > 1 ? comm : nullptr),
       part_timeout_s_(part_timeout_s),
-      slow_ms_(slow_save_ms()) {
+      slow_ms_(slow_save_ms()),
+      fetch_([this](void* host, const void* src, size_t bytes) {
+        if (slow_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(slow_ms_));
+        be_.download_concurrent(host, src, bytes);
+      }) {
   hi_ = layout_.total();
   if (comm_) even_share(comm_->rank(), comm_->world(), layout_.total(), lo_, hi_);
 }
@@ -123,12 +122,8 @@ void CheckpointWriter::write(CheckpointSource source, TrainerState state) {
   const auto start = Clock::now();
   const bool background = writing_;
   try {
-    const FetchBytes fetch = [this](void* host, const void* src, size_t bytes) {
-      if (slow_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(slow_ms_));
-      be_.download_concurrent(host, src, bytes);
-    };
     written_ =
-        save_checkpoint_fetched(dir_, layout_, source, fetch, kChunkBytes, state, keep_last_);
+        save_checkpoint_fetched(dir_, layout_, source, fetch_, kChunkBytes, state, keep_last_);
     write_s_ = seconds_since(start);
     std::printf("checkpoint %s (written %s in %.1f s)\n", written_.c_str(),
                 background ? "in the background" : "synchronously", write_s_);
@@ -184,17 +179,13 @@ void CheckpointWriter::write_share(ShareSource source, int64_t optimizer_steps,
   const bool background = writing_;
   const int rank = comm_->rank(), world = comm_->world();
   try {
-    const FetchBytes fetch = [this](void* host, const void* src, size_t bytes) {
-      if (slow_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(slow_ms_));
-      be_.download_concurrent(host, src, bytes);
-    };
     const CheckpointPlans plans(layout_, optimizer_steps);
     const int64_t n = layout_.total();
     std::vector<CheckpointPiece> pieces;
     for (int k = 0; k < 3; ++k) pieces.push_back(piece_of(plans, n, k, lo_, hi_ - lo_, source[k]));
     PartDigests part;
     try {
-      part = write_checkpoint_pieces(dir_, state.step, plans, pieces, &fetch, rank);
+      part = write_checkpoint_pieces(dir_, state.step, plans, pieces, &fetch_, rank);
     } catch (const std::exception& e) {
       part.error = e.what();
     }

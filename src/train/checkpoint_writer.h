@@ -84,6 +84,7 @@ class CheckpointWriter {
   int64_t lo_ = 0, hi_ = 0;  // this rank's share of each buffer, in floats
   PartDigests headers_;      // rank 0: the headers it wrote when it created the files
   const int slow_ms_;  // test hook: MAMBA_TEST_SLOW_SAVE_MS delays each chunk the writer fetches
+  FetchBytes fetch_;   // how the writer thread reads the snapshot, chunk by chunk
   float* snapshot_ = nullptr;
   bool no_room_ = false;  // the snapshot did not fit: saves are synchronous
   std::thread thread_;

@@ -16,18 +16,13 @@
 #include "train/parallel_checkpoint.h"
 #include "train/schedule.h"
 #include "train/stop_signal.h"
+#include "util/clock.h"
 #include "util/error.h"
 #include "util/host_memory.h"
 
 namespace mamba {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
 
 // The host buffers of one step's token rows (the loader keeps about as much again in flight):
 // checked before they are allocated, so a batch too large for the machine is a config error.
@@ -98,9 +93,8 @@ Trainer::Trainer(const ExperimentConfig& config, Communicator& comm)
                               shard_ ? shard_->ranges() : std::vector<ShardRange>{});
   const AsyncSave async = cfg_.checkpoint.async;
   // A sharded run saves synchronously, every rank writing its own slices.
-  async_save_ = !shard_ && (async == AsyncSave::On ||
-                            (async == AsyncSave::Auto && !backend_->host_accessible()));
-  if (async_save_) {
+  if (!shard_ &&
+      (async == AsyncSave::On || (async == AsyncSave::Auto && !backend_->host_accessible()))) {
     // Several processes share every save, each writing its part in the background.
     writer_ =
         std::make_unique<CheckpointWriter>(*backend_, model_->layout(), cfg_.checkpoint.dir,
@@ -286,7 +280,7 @@ void Trainer::save() {
   const auto start = Clock::now();
   record_position(cfg_.data.train, train_data_->positions(), state_);
   state_.rng = sample_rng_.state();
-  if (async_save_) {
+  if (writer_) {
     // Named before it is complete: a run that stops now waits for it (~CheckpointWriter).
     last_checkpoint_ = writer_->save(model_->params(), optimizer_->moment_m(),
                                      optimizer_->moment_v(), optimizer_->steps_taken, state_);
