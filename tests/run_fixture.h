@@ -70,7 +70,6 @@ class RunFixture : public testing::Test {
     return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   }
 
-  // Every tensor of a safetensors file, concatenated in name order.
   // The weights and optimizer files of step `step` of runs a and b are byte-identical.
   static void expect_same_checkpoint_bytes(const std::string& a, const std::string& b, int step) {
     char name[32];
@@ -80,6 +79,7 @@ class RunFixture : public testing::Test {
     }
   }
 
+  // Every tensor of a safetensors file, concatenated in name order.
   static std::vector<float> tensors(const std::string& file) {
     SafetensorsReader f(file);
     std::vector<float> all;

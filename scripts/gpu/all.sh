@@ -10,17 +10,6 @@ parts=("$@")
 want() { [[ " ${parts[*]} " == *" $1 "* ]]; }
 b=build-gpu
 
-golden() {
-  for f in tests/data/*.safetensors; do
-    for p in fp32 bf16; do
-      printf '%s %s: ' "$(basename "$f")" "$p"
-      $b/mamba check-golden "$f" --device cuda --precision $p \
-        >"$out/golden_$(basename "$f" .safetensors)_$p.log" 2>&1
-      tail -1 "$out/golden_$(basename "$f" .safetensors)_$p.log"
-    done
-  done
-}
-
 bench_train() {
   : >"$out/bench_train.jsonl"
   for shape in "130m 16 2048 0" "370m 8 2048 0" "1.4b 4 2048 0" "130m 1 65536 1" \
@@ -41,7 +30,7 @@ nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,memory.used,memory.total --f
 check "build" build_gpu
 want tests && check "CUDA tests, none skipped" scripts/gpu/cuda_tests.sh $b/mamba_cuda_tests \
   "$out/cuda_tests.log"
-want golden && check "golden files on the GPU" golden
+want golden && check "golden files on the GPU" golden_on_gpu tests/data/*.safetensors
 want scan && check "bench_scan" bash -c "set -o pipefail; $b/bench_scan | tee $out/bench_scan.jsonl"
 want train && check "bench_train" bench_train
 want run && check "tiny training run" train_run

@@ -89,3 +89,19 @@ loss_both_ways() {
   python3 scripts/compare_runs.py "$out/${prefix}_false/metrics.jsonl" \
     "$out/${prefix}_true/metrics.jsonl" --loss-tol 5e-2
 }
+
+# mamba check-golden on the GPU, fp32 and bf16, for each file given, a log each in $out; fails
+# when any check does: `golden_on_gpu FILE...`.
+golden_on_gpu() {
+  local failed=0
+  for f in "$@"; do
+    for p in fp32 bf16; do
+      local log
+      log="$out/golden_$(basename "$f" .safetensors)_$p.log"
+      printf '%s %s: ' "$(basename "$f")" "$p"
+      build-gpu/mamba check-golden "$f" --device cuda --precision $p >"$log" 2>&1 || failed=1
+      tail -1 "$log"
+    done
+  done
+  return $failed
+}

@@ -10,14 +10,7 @@ b=build-gpu
 
 golden() {
   local failed=0
-  for f in tests/data/mamba_*.safetensors; do
-    for p in fp32 bf16; do
-      local log="$out/golden_$(basename "$f" .safetensors)_$p.log"
-      printf '%s %s: ' "$(basename "$f")" "$p"
-      $b/mamba check-golden "$f" --device cuda --precision $p >"$log" 2>&1 || failed=1
-      tail -1 "$log"
-    done
-  done
+  golden_on_gpu tests/data/mamba_*.safetensors || failed=1
   grep -hE "loss|after\." "$out"/golden_*_bf16.log | sort -k4 -g | tail -5
   return $failed
 }

@@ -660,7 +660,8 @@ void check_consistency(const ExperimentConfig& c, const Origins& origins) {
   }
   if (c.data.val.empty()) {
     throw_error("config error: missing key data.val in ", origins.source,
-                ": expected a glob of validation shards, e.g. data/demo/val-*.h5");
+                ": expected a glob of validation shards, e.g. data/demo/val-*.h5, or a list of "
+                "sources");
   }
   if (c.log.sample_interval > 0 && c.data.tokenizer.empty()) {
     throw_error("config error: log.sample_interval = ", c.log.sample_interval, " in ",
@@ -702,9 +703,10 @@ void check_consistency(const ExperimentConfig& c, const Origins& origins) {
                 "flat): set one of them to false");
   }
   if (c.dist.shard_optimizer && c.checkpoint.async == AsyncSave::On) {
-    throw_error("config error: checkpoint.async = true in ", origins.of("checkpoint.async"),
-                " with dist.shard_optimizer = true is not supported (sharded runs gather the "
-                "optimizer state and save synchronously): set checkpoint.async to auto or false");
+    throw_error(
+        "config error: checkpoint.async = true in ", origins.of("checkpoint.async"),
+        " with dist.shard_optimizer = true is not supported (sharded runs save "
+        "synchronously, each rank writing its own slices): set checkpoint.async to auto or false");
   }
   const OptimConfig& o = c.optim;
   if (o.min_lr > o.lr) {

@@ -2,7 +2,8 @@
 // gradient-norm clipping with PyTorch's clip_grad_norm_ semantics. Moments are fp32 buffers on
 // the backend's device. Unsharded they have the parameter layout, so checkpoints store them as
 // they are; under ZeRO-1 (dist/shard_map.h) an optimizer updates only the ranges of the buffer
-// its rank owns and keeps their moments packed, and checkpoints gather them to the writer.
+// its rank owns and keeps their moments packed, and each rank writes its own slices of a
+// checkpoint (train/parallel_checkpoint.h).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -37,7 +38,7 @@ class AdamW {
   const std::vector<ShardRange>& ranges() const { return ranges_; }
   // Floats of each moment: the parameter count, or the owned part of it.
   int64_t size() const { return size_; }
-  // Host copies of the (packed) moments (synchronous checkpoints).
+  // Host copies of the (packed) moments, for inspection (tests).
   std::vector<float> download_m() const { return download(m_); }
   std::vector<float> download_v() const { return download(v_); }
   // The moments on the device, for the asynchronous checkpoint snapshot (unsharded).

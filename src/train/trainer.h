@@ -110,10 +110,9 @@ class Trainer {
   std::unique_ptr<MetricsFile> metrics_;
   std::unique_ptr<TensorBoardWriter> tensorboard_;  // rank 0 with log.tensorboard only
   // checkpoint.async (never sharded): every rank's writer_ writes its share in the background;
-  // otherwise the ranks write their shares together before save() returns
+  // without it the ranks write their shares together before save() returns
   // (parallel_checkpoint.h).
-  bool async_save_ = false;
-  std::unique_ptr<CheckpointWriter> writer_;  // checkpoint.async only
+  std::unique_ptr<CheckpointWriter> writer_;
   TrainerState state_;
   Rng sample_rng_;
   std::string last_checkpoint_;
