@@ -28,18 +28,18 @@ void hierarchical_mean(NodeGroups& groups, float* data, int64_t n, std::vector<f
   Communicator& node = *groups.node;
   const int64_t size = node.world();
   const int64_t slice = (n + size - 1) / size;
+  // scratch: the bucket padded to whole slices (when it needs it), then this rank's piece, which
+  // MPI's reduce-scatter receives apart (it does not work in place). It only grows.
+  scratch.resize(std::max(scratch.size(), size_t(slice * (size + 1))));
   float* work = data;
   if (slice * size != n) {
-    scratch.assign(size_t(slice * size), 0.0f);
-    std::copy(data, data + n, scratch.begin());
+    std::fill(std::copy(data, data + n, scratch.begin()), scratch.begin() + slice * size, 0.0f);
     work = scratch.data();
   }
-  float* mine = work + node.rank() * slice;
-  // MPI's reduce-scatter does not work in place: the rank's piece is received apart.
-  std::vector<float> piece(static_cast<size_t>(slice));
-  node.reduce_scatter_mean(work, piece.data(), slice);
-  groups.across->allreduce_mean(piece.data(), slice);
-  std::copy(piece.begin(), piece.end(), mine);
+  float* piece = scratch.data() + slice * size;
+  node.reduce_scatter_mean(work, piece, slice);
+  groups.across->allreduce_mean(piece, slice);
+  std::copy(piece, piece + slice, work + node.rank() * slice);
   node.allgather(work, slice);
   if (work != data) std::copy(work, work + n, data);
 }

@@ -20,8 +20,9 @@ struct NodeGroups {
 // Collective over world. Throws mamba::Error unless every node holds the same number of ranks.
 NodeGroups split_by_node(Communicator& world);
 
-// In place: data[0..n) of every rank becomes the mean over all ranks. When n is not a multiple
-// of the node size G, the data goes through `scratch`, zero-padded to the next multiple.
+// In place: data[0..n) of every rank becomes the mean over all ranks. scratch is working memory
+// kept between calls: the rank's piece, and, when n is not a multiple of the node size G, the
+// data zero-padded to the next multiple.
 void hierarchical_mean(NodeGroups& groups, float* data, int64_t n, std::vector<float>& scratch);
 
 }  // namespace mamba
