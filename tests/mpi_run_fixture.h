@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "mpirun.h"
 #include "run_fixture.h"
 
 #ifdef MAMBA_HAVE_CUDA
@@ -16,8 +17,6 @@
 #endif
 
 namespace mamba::test {
-
-const std::string kMpirun = "mpirun --allow-run-as-root --oversubscribe -np ";
 
 // Why the 2-GPU twins cannot run here ("" when two GPUs are present).
 inline std::string two_gpus_missing() {
@@ -37,9 +36,9 @@ class MpiRunFixture : public RunFixture {
   static bool train(const std::string& name, const std::string& args, const std::string& env = "",
                     int ranks = 2, const std::string& mpirun_args = "") {
     const std::string forward = env.empty() ? "" : "-x " + env.substr(0, env.find('=')) + " ";
-    const std::string cmd = (env.empty() ? "" : env + " ") + kMpirun + std::to_string(ranks) + " " +
-                            mpirun_args + " " + forward + MAMBA_BINARY + " train " +
-                            config_of(name) + " " + args + " > " + log(name) + " 2>&1";
+    const std::string cmd = (env.empty() ? "" : env + " ") + mpirun(ranks) + mpirun_args + " " +
+                            forward + MAMBA_BINARY + " train " + config_of(name) + " " + args +
+                            " > " + log(name) + " 2>&1";
     return std::system(cmd.c_str()) == 0;
   }
 

@@ -11,6 +11,7 @@
 #include "data/manifest.h"
 #include "data/shard.h"
 #include "data/text.h"
+#include "mpirun.h"
 #include "scratch.h"
 
 namespace mamba {
@@ -20,8 +21,6 @@ namespace fs = std::filesystem;
 using test::run_mamba;
 using test::scratch_dir;
 using test::write_text;
-
-const std::string kMpirun = "mpirun --allow-run-as-root --oversubscribe -np ";
 
 struct Shard {
   std::string name;
@@ -70,8 +69,8 @@ TEST(PrepareParallel, RanksWriteTheShardsOneProcessWrites) {
 
   for (const int ranks : {2, 3}) {
     const std::string out = dir + "/ranks" + std::to_string(ranks);
-    const std::string command = kMpirun + std::to_string(ranks) + " " + MAMBA_BINARY + args + out +
-                                " " + in + " > " + out + ".log 2>&1";
+    const std::string command =
+        test::mpirun(ranks) + MAMBA_BINARY + args + out + " " + in + " > " + out + ".log 2>&1";
     ASSERT_EQ(std::system(command.c_str()), 0) << command;
     const std::vector<Shard> got = read_shards(out);
     ASSERT_EQ(got.size(), expected.size()) << ranks;
@@ -102,7 +101,7 @@ TEST(PrepareParallel, BadInputOnOneRankStopsTheJob) {
   const std::string in = make_corpus(dir);
   write_text(in + "/part-5.jsonl", "{\"text\": \"fine\"}\nnot json\n");  // the last rank's share
   const std::string out = dir + "/out";
-  const std::string command = kMpirun + "2 " + MAMBA_BINARY +
+  const std::string command = test::mpirun(2) + MAMBA_BINARY +
                               " prepare --quiet --tokenizer byte --val-fraction 0.1 --out " + out +
                               " " + in + " > " + dir + "/log 2>&1";
   EXPECT_NE(std::system(command.c_str()), 0);

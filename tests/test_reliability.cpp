@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "cli_runner.h"
+#include "mpirun.h"
 #include "run_fixture.h"
 #include "util/rng.h"
 
@@ -29,8 +30,6 @@ namespace fs = std::filesystem;
 using test::contains;
 using test::run_mamba;
 using Clock = std::chrono::steady_clock;
-
-const std::string kMpirun = "mpirun --allow-run-as-root --oversubscribe -np 2 ";
 
 // A command started in the background through the shell, its output in a file.
 class Background {
@@ -166,10 +165,10 @@ TEST_F(Reliability, OnNonFiniteStopEndsTheRunAtThatStep) {
 TEST_F(Reliability, RanksAgreeToSkip) {
   const std::string cfg = config("skip_mpi");
   // Only rank 0's gradients are poisoned; the all-reduce carries the NaN to rank 1.
-  const int rc =
-      std::system(("MAMBA_TEST_NAN_STEPS=3 " + kMpirun + "-x MAMBA_TEST_NAN_STEPS " + MAMBA_BINARY +
-                   " train " + cfg + " train.micro_batch=2 > " + dir("skip_mpi") + ".log 2>&1")
-                      .c_str());
+  const int rc = std::system(("MAMBA_TEST_NAN_STEPS=3 " + test::mpirun(2) +
+                              "-x MAMBA_TEST_NAN_STEPS " + MAMBA_BINARY + " train " + cfg +
+                              " train.micro_batch=2 > " + dir("skip_mpi") + ".log 2>&1")
+                                 .c_str());
   const std::string log = bytes_of(dir("skip_mpi") + ".log");
   ASSERT_EQ(rc, 0) << log;
   EXPECT_TRUE(contains(log, "step 3: loss")) << log;
@@ -310,7 +309,7 @@ std::vector<std::pair<int, pid_t>> ranks_with(const std::string& marker) {
 TEST_F(Reliability, StoppedRankEndsTheJobWithinTheTimeout) {
   const std::string cfg = config("sigstop");
   const std::string marker = "MAMBA_TEST_MARK=sigstop" + std::to_string(getpid());
-  Background job("env " + marker + " " + kMpirun + "-x MAMBA_TEST_MARK " + MAMBA_BINARY +
+  Background job("env " + marker + " " + test::mpirun(2) + "-x MAMBA_TEST_MARK " + MAMBA_BINARY +
                      " train " + cfg + " train.micro_batch=2 train.steps=100000 dist.timeout_s=3",
                  dir("sigstop") + ".log");
   ASSERT_TRUE(wait_for([&] { return lines(dir("sigstop") + "/metrics.jsonl").size() > 3; }, 60));
@@ -334,7 +333,7 @@ TEST_F(Reliability, StoppedRankEndsTheJobWithinTheTimeout) {
 TEST_F(Reliability, Bf16GradientsWithoutNcclAreRefused) {
   const std::string cfg = config("bf16_mpi");
   const int rc =
-      std::system((kMpirun + MAMBA_BINARY + " train " + cfg +
+      std::system((test::mpirun(2) + MAMBA_BINARY + " train " + cfg +
                    " train.micro_batch=2 dist.bf16_grads=true > " + dir("bf16_mpi") + ".log 2>&1")
                       .c_str());
   const std::string log = bytes_of(dir("bf16_mpi") + ".log");

@@ -22,6 +22,7 @@
 #include "io/safetensors.h"
 #include "kernels/backend.h"
 #include "model/mamba_lm.h"
+#include "mpirun.h"
 #include "run_fixture.h"
 #include "scratch.h"
 #include "shard_fixtures.h"
@@ -101,8 +102,6 @@ class TrainRun : public test::RunFixture {
     return std::sqrt(diff / norm);
   }
 };
-
-const std::string kMpirun = "mpirun --allow-run-as-root --oversubscribe -np 2 " MAMBA_BINARY;
 
 TEST_F(TrainRun, LossFallsAndValidationIsLogged) {
   const auto r = run_mamba("train " + config("basic") + " train.steps=24 optim.warmup=4");
@@ -214,8 +213,8 @@ TEST_F(TrainRun, AccumulationMatchesOneBigMicroBatch) {
 // mpirun -np 2 with micro batch 1 and 2 accumulation steps == one process with micro batch 4.
 TEST_F(TrainRun, TwoRanksWithAccumulationMatchOneRank) {
   ASSERT_EQ(run_mamba("train " + config("one_rank")).status, 0);
-  const std::string cmd =
-      kMpirun + std::string(" train ") + config("two_ranks") + " train.micro_batch=1 2>&1";
+  const std::string cmd = test::mpirun(2) + MAMBA_BINARY + " train " + config("two_ranks") +
+                          " train.micro_batch=1 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0);
   expect_same_steps(dir("one_rank"), dir("two_ranks"), 1e-5);
   EXPECT_LT(relative_difference(weights(dir("two_ranks") + "/step_00000008"),
@@ -228,7 +227,7 @@ TEST_F(TrainRun, ResumeOnOtherProcessCountContinuesSameData) {
   ASSERT_EQ(run_mamba("train " + config("reference")).status, 0);
   const std::string cfg = config("switch");
   const std::string cmd =
-      kMpirun + std::string(" train ") + cfg + " train.micro_batch=2 train.steps=8 2>&1";
+      test::mpirun(2) + MAMBA_BINARY + " train " + cfg + " train.micro_batch=2 train.steps=8 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0);
   fs::remove_all(dir("switch") + "/step_00000008");
   const auto r = run_mamba("train " + cfg);

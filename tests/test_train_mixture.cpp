@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cli_runner.h"
+#include "mpirun.h"
 #include "run_fixture.h"
 #include "scratch.h"
 
@@ -20,8 +21,6 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 using test::run_mamba;
-
-const std::string kMpirun = "mpirun --allow-run-as-root --oversubscribe -np 2 " MAMBA_BINARY;
 
 class MixtureRun : public test::RunFixture {
  protected:
@@ -119,8 +118,8 @@ TEST_F(MixtureRun, ResumeIsBitExact) {
 // 2 ranks of micro batch 2 == 1 process of micro batch 4: the same draws and losses.
 TEST_F(MixtureRun, TwoRanksDrawWhatOneRankDraws) {
   ASSERT_EQ(run_mamba("train " + mixture_config("one_rank")).status, 0);
-  const std::string cmd =
-      kMpirun + std::string(" train ") + mixture_config("two_ranks") + " train.micro_batch=2 2>&1";
+  const std::string cmd = test::mpirun(2) + MAMBA_BINARY + " train " + mixture_config("two_ranks") +
+                          " train.micro_batch=2 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0);
   const auto x = records("one_rank", "source_tokens"), y = records("two_ranks", "source_tokens");
   ASSERT_EQ(x.size(), 8u);
