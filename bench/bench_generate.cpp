@@ -49,22 +49,11 @@ void print_profile(bench::OpTimingBackend& timing, mamba::MambaLM& model, int ba
   timing.profile(true);
   for (int s = 0; s < kSteps; ++s) rec.step_greedy(1, nullptr);
   timing.profile(false);
-  double total_ms = 0;
-  std::string ops;
-  for (const auto& [label, us] : timing.times()) {
-    const double calls = double(us.size()) / kSteps;
-    const double each = median(us);
-    total_ms += calls * each / 1000.0;
-    char buf[256];
-    std::snprintf(buf, sizeof buf,
-                  "%s{\"op\": \"%s\", \"calls\": %g, \"us_each\": %.2f, \"ms_per_step\": %.4f}",
-                  ops.empty() ? "" : ", ", label.c_str(), calls, each, calls * each / 1000.0);
-    ops += buf;
-  }
+  const bench::OpsSummary ops = bench::summarize_ops(timing, kSteps);
   std::printf(
       "{\"bench\": \"generate_profile\", \"config\": \"%s\", \"batch\": %d, \"ops_ms_per_step\": "
-      "%.4f, \"ops\": [%s]}\n",
-      config.c_str(), batch, total_ms, ops.c_str());
+      "%.4f, \"ops\": %s}\n",
+      config.c_str(), batch, ops.ms_per_step, ops.json.c_str());
 }
 
 }  // namespace

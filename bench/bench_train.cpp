@@ -9,6 +9,7 @@
 //               [--batch B] [--seqlen L] [--device cpu|cuda] [--precision fp32|bf16]
 //               [--steps N] [--recompute 0|1] [--comm 1|0] [--bf16-grads 0|1]
 //               [--hierarchical 0|1] [--shard-optimizer 0|1] [--profile-layers 0|1]
+//               [--profile-ops 0|1]
 // --model NAME reads configs/mamba-NAME.yaml (or configs/NAME.yaml); key=value overrides any key
 // (e.g. model.d_model=256 for the CPU baseline: --model tiny model.d_model=256). Under mpirun
 // every rank runs the step on its own rows; --comm 0 skips the reduction, to measure how much of
@@ -18,7 +19,10 @@
 // (bench/layer_profile.h): a profile of forward and of every gradient slice's backward, the bucket
 // size, and the step time measured again without the reduction. The profile runs first, on a
 // model of its own that it frees; on the CPU, where the peak is the process's resident high-water
-// mark, peak_gib then includes that model too.
+// mark, peak_gib then includes that model too. --profile-ops 1 adds where the time of a step goes,
+// op by op (bench/op_profile.h: each op timed on its own, so launch gaps and the reduction are
+// not in it), also measured first on a model of its own: "ops" (label, calls per step, median
+// microseconds a call, milliseconds per step) and their sum, "ops_ms_per_step".
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -29,10 +33,46 @@
 #include "bench_setup.h"
 #include "dist/communicator.h"
 #include "layer_profile.h"
+#include "op_profile.h"
+#include "step_model.h"
+#include "train/device.h"
+#include "train/optimizer.h"
 #include "train/trainer.h"
 #include "util/error.h"
 
 namespace fs = std::filesystem;
+
+namespace {
+
+// Each op of a training step on one process timed on its own: forward and backward, the
+// gradient norm and clipping, AdamW writing the compute copy. Medians over kSteps steps after two
+// warm-up steps, as the members of a JSON object.
+std::string profile_ops(const mamba::ExperimentConfig& cfg, mamba::Communicator& comm) {
+  constexpr int kSteps = 3;
+  std::unique_ptr<mamba::Backend> device = mamba::make_backend(cfg, comm.local_rank());
+  bench::OpTimingBackend timing(*device);
+  bench::StepModel m(cfg, timing);
+  mamba::AdamW adamw(m.model.layout(), timing,
+                     mamba::AdamWSettings{float(cfg.optim.beta1), float(cfg.optim.beta2),
+                                          float(cfg.optim.eps), float(cfg.optim.weight_decay)});
+  const auto step = [&] {
+    m.model.zero_grads();
+    m.forward_backward();
+    mamba::clip_grad_norm(timing, m.model.grads(), m.model.layout().total(), float(cfg.optim.clip));
+    adamw.step(m.model.params(), m.model.grads(), float(cfg.optim.lr), m.model.compute_copy());
+  };
+  step();
+  step();
+  timing.profile(true);
+  for (int s = 0; s < kSteps; ++s) step();
+  timing.profile(false);
+  const bench::OpsSummary ops = bench::summarize_ops(timing, kSteps);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "\"ops_ms_per_step\": %.3f, \"ops\": ", ops.ms_per_step);
+  return buf + ops.json;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) try {
   mamba::Communicator& comm = mamba::mpi_world();
@@ -82,6 +122,7 @@ int main(int argc, char** argv) try {
   const bool profile = bench::flag(argc, argv, "--profile-layers", "0") == "1";
   std::string extra;
   if (profile) extra = ", " + bench::profile_json(bench::profile_layers(cfg, comm, 3));
+  if (bench::flag(argc, argv, "--profile-ops", "0") == "1") extra += ", " + profile_ops(cfg, comm);
 
   mamba::Trainer trainer(cfg, comm);
   auto median_step_ms = [&](bool communicate) {

@@ -19,10 +19,9 @@
 #include "dist/communicator.h"
 #include "dist/gradient_reducer.h"
 #include "model/mamba_lm.h"
-#include "model/params.h"
+#include "step_model.h"
 #include "train/device.h"
 #include "train/experiment_config.h"
-#include "util/rng.h"
 
 namespace bench {
 
@@ -71,18 +70,11 @@ class SliceTimer final : public mamba::GradientReadyHook {
 inline LayerProfile profile_layers(const mamba::ExperimentConfig& cfg, mamba::Communicator& comm,
                                    int repeats) {
   std::unique_ptr<mamba::Backend> backend = mamba::make_backend(cfg, comm.local_rank());
-  mamba::MambaLM model(cfg.model, *backend, cfg.train.recompute);
-  std::vector<float> params(model.layout().total());
-  mamba::init_params(model.layout(), params.data(), uint64_t(cfg.train.seed));
-  model.upload_params(params);
-  const int batch = cfg.train.micro_batch, seqlen = cfg.data.seq_len;
-  std::vector<int32_t> inputs(size_t(batch) * seqlen), targets(inputs.size());
-  mamba::Rng rng(2);
-  for (int32_t& t : inputs) t = int32_t(rng.below(uint64_t(cfg.model.vocab_size)));
-  for (int32_t& t : targets) t = int32_t(rng.below(uint64_t(cfg.model.vocab_size)));
-  auto step = [&](mamba::GradientReadyHook* hook) {
+  StepModel m(cfg, *backend);
+  mamba::MambaLM& model = m.model;
+  const auto step = [&](mamba::GradientReadyHook* hook) {
     model.zero_grads();
-    model.forward_backward(inputs.data(), targets.data(), batch, seqlen, 1.0f, hook);
+    m.forward_backward(hook);
   };
   step(nullptr);
   step(nullptr);
@@ -102,20 +94,20 @@ inline LayerProfile profile_layers(const mamba::ExperimentConfig& cfg, mamba::Co
   std::vector<SliceTime> slices;
   for (int r = 0; r < repeats; ++r) {
     timer.start();
-    model.evaluate(inputs.data(), targets.data(), batch, seqlen);
+    model.evaluate(m.inputs.data(), m.targets.data(), m.batch, m.seqlen);
     backend->synchronize();
     forward.push_back(timer.since_last());
 
     model.zero_grads();
     timer.start();
-    model.forward_backward(inputs.data(), targets.data(), batch, seqlen, 1.0f, nullptr);
+    m.forward_backward();
     backend->synchronize();
     fwd_bwd.push_back(timer.since_last());
 
     model.zero_grads();
     timer.start();
     // The first slice's time is the forward plus the LM head's forward and backward.
-    model.forward_backward(inputs.data(), targets.data(), batch, seqlen, 1.0f, &timer);
+    m.forward_backward(&timer);
     slices = timer.slices;
     slice_ms.resize(slices.size());
     for (size_t i = 0; i < slices.size(); ++i) slice_ms[i].push_back(slices[i].ms);
@@ -124,7 +116,7 @@ inline LayerProfile profile_layers(const mamba::ExperimentConfig& cfg, mamba::Co
       model.zero_grads();
       timer.start();
       // synchronize() waits for the compute stream only; the reduction finishes after.
-      model.forward_backward(inputs.data(), targets.data(), batch, seqlen, 1.0f, reducer.get());
+      m.forward_backward(reducer.get());
       backend->synchronize();
       fwd_bwd_comm.push_back(timer.since_last());
       reducer->finish();

@@ -23,6 +23,18 @@ expect "$out" '"world": 2'
 # On the CPU the peak is the process's peak resident memory: never 0.
 peak=$(grep -oE '"peak_gib": [0-9.]+' <<<"$out" | awk '{print $2}')
 awk -v p="${peak:-0}" 'BEGIN { exit !(p > 0) }' || fail "peak_gib is not positive in: $out"
+# --profile-ops: one step's ops, each once per layer or once per step, and their sum.
+out=$("$b/bench_train" --model tiny --batch 1 --seqlen 32 --steps 1 --profile-ops 1)
+python3 - "$out" <<'PY' || fail "--profile-ops: $out"
+import json, sys
+r = json.loads(sys.argv[1])
+calls = {o["op"].split()[0]: o["calls"] for o in r["ops"]}
+layers = calls["selective_scan_forward"]
+assert layers >= 1 and calls["selective_scan_backward"] == layers, calls
+assert calls["adamw_step"] == 1 and calls["lm_head_loss_backward"] == 1, calls
+total = sum(o["ms_per_step"] for o in r["ops"])
+assert r["ops_ms_per_step"] > 0 and abs(total - r["ops_ms_per_step"]) <= 1e-3 * len(r["ops"]), r
+PY
 out=$(MAMBA_TEST_RANKS_PER_NODE=1 mpirun --allow-run-as-root --oversubscribe -np 2 \
   -x MAMBA_TEST_RANKS_PER_NODE "$b/bench_train" --model tiny --batch 1 --seqlen 32 --steps 1 \
   --hierarchical 1)
