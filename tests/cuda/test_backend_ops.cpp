@@ -325,7 +325,8 @@ TEST_P(CudaVsCpu, ResidualRmsnormForward) {
 }
 
 TEST_P(CudaVsCpu, RmsnormBackward) {
-  for (const auto& shape : {std::pair<int64_t, int>{37, 64}, {1000, 768}, {3001, 100}}) {
+  for (const auto& shape :
+       {std::pair<int64_t, int>{37, 64}, {1000, 768}, {3001, 100}, {129, 2560}}) {
     const int64_t T = shape.first;
     const int C = shape.second;
     const std::string tag = "T=" + std::to_string(T) + " C=" + std::to_string(C);
@@ -551,7 +552,8 @@ TEST_P(CudaVsCpu, Conv1dSilu) {
     int64_t seqlen;
     int D, K;
   };
-  for (const Shape sh : {Shape{2, 37, 64, 4}, Shape{3, 200, 96, 4}, Shape{1, 1000, 40, 3}}) {
+  for (const Shape sh :
+       {Shape{2, 37, 64, 4}, Shape{3, 200, 96, 4}, Shape{1, 1000, 40, 3}, Shape{2, 131, 33, 2}}) {
     const std::string tag = "batch=" + std::to_string(sh.batch) +
                             " seqlen=" + std::to_string(sh.seqlen) + " D=" + std::to_string(sh.D) +
                             " K=" + std::to_string(sh.K);

@@ -5,10 +5,12 @@
 // (decoding: one per sequence) a warp per row would leave the device idle and walk its row one
 // dependent load after another (residual_out may alias residual_in, so loads cannot be hoisted
 // over the stores): then one block per row, the row in registers, all loads issued at once.
-// Backward: one block per tile of kRowsPerTile rows. Each row needs a block-wide dot product
-// before its dresidual can be written; the block also keeps the tile's dweight partial in shared
-// memory (each thread owns the channels c = threadIdx.x + k * blockDim.x, so no two threads touch
-// one entry); add_column_sums then adds the tiles' partials in a fixed order.
+// Backward: two kernels, both bound by memory and with enough blocks to fill the device at any
+// row count. dresidual: one warp per row, as the forward (each row needs only its own dot
+// product). dweight: a thread per channel walks a tile of kRowsPerTile rows (coalesced across the
+// channels), writing the tile's partial sum; add_column_sums then adds the tiles' partials in a
+// fixed order. (One kernel doing both, a block per tile, left the device mostly idle: at 1.4B, 128
+// blocks for 132 SMs, a block barrier per row.)
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/ops_common.cuh"
 #include "kernels/cuda/partial_sums.h"
@@ -18,13 +20,12 @@ namespace mamba::cuda {
 
 namespace {
 
-constexpr int kRowsPerBlock = 8;                         // forward: one warp per row
-constexpr int64_t kFewRows = 64;                         // forward: up to this, a block per row
-constexpr int kRowThreads = 256;                         // that block
-constexpr int kRowValues = 16;                           // per thread: C up to 4096
-constexpr int kThreads = 256;                            // backward block
-constexpr int kRowsPerTile = 64;                         // backward: rows per dweight partial
-constexpr int kMaxChannels = 48 * 1024 / sizeof(float);  // the partial must fit shared memory
+constexpr int kRowsPerBlock = 8;     // forward: one warp per row
+constexpr int64_t kFewRows = 64;     // forward: up to this, a block per row
+constexpr int kRowThreads = 256;     // that block
+constexpr int kRowValues = 16;       // per thread: C up to 4096
+constexpr int kColumnThreads = 256;  // backward dweight: channels per block
+constexpr int kRowsPerTile = 64;     // backward dweight: rows per partial sum
 
 int64_t tiles_for(int64_t rows) {
   return (rows + kRowsPerTile - 1) / kRowsPerTile;
@@ -93,31 +94,35 @@ __global__ void __launch_bounds__(kRowThreads)
 
 // d(x_c * r * w_c)/dx_j = r * w_c * [c == j] - x_c * w_c * x_j * r^3 / C, r = rstd.
 template <typename T>
-__global__ void rmsnorm_backward_kernel(float* dresidual, float* partial, const T* dnormed,
-                                        const float* residual_out, const float* rstd,
-                                        const float* weight, int64_t rows, int C) {
-  extern __shared__ float acc[];  // [C]: this tile's dweight partial
-  __shared__ float scratch[32];
-  for (int c = threadIdx.x; c < C; c += blockDim.x) acc[c] = 0.0f;
+__global__ void rmsnorm_backward_rows_kernel(float* dresidual, const T* dnormed,
+                                             const float* residual_out, const float* rstd,
+                                             const float* weight, int64_t rows, int C) {
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
+  if (t >= rows) return;
+  const int lane = threadIdx.x % 32;
+  const float* x = residual_out + t * C;
+  const T* g = dnormed + t * C;
+  const float r = rstd[t];
+  float dot = 0.0f;
+  for (int c = lane; c < C; c += 32) dot += to_f32(g[c]) * weight[c] * x[c];
+  const float k = warp_sum(dot) * r * r * r / C;
+  float* dx = dresidual + t * C;
+  for (int c = lane; c < C; c += 32) dx[c] += r * weight[c] * to_f32(g[c]) - k * x[c];
+}
+
+// partial[tile * C + c] = sum over the tile's rows t, in order, of dnormed[t, c] x[t, c] r[t].
+template <typename T>
+__global__ void rmsnorm_dweight_partials_kernel(float* partial, const T* dnormed,
+                                                const float* residual_out, const float* rstd,
+                                                int64_t rows, int C) {
+  const int c = blockIdx.y * kColumnThreads + threadIdx.x;
+  if (c >= C) return;
   const int64_t t0 = static_cast<int64_t>(blockIdx.x) * kRowsPerTile;
   const int64_t t1 = min(rows, t0 + kRowsPerTile);
-  for (int64_t t = t0; t < t1; ++t) {
-    const float* x = residual_out + t * C;
-    const T* g = dnormed + t * C;
-    const float r = rstd[t];
-    float dot = 0.0f;
-    for (int c = threadIdx.x; c < C; c += blockDim.x) dot += to_f32(g[c]) * weight[c] * x[c];
-    dot = block_sum(dot, scratch);
-    const float k = dot * r * r * r / C;
-    float* dx = dresidual + t * C;
-    for (int c = threadIdx.x; c < C; c += blockDim.x) {
-      const float gc = to_f32(g[c]);
-      dx[c] += r * weight[c] * gc - k * x[c];
-      acc[c] += gc * x[c] * r;
-    }
-  }
-  float* out = partial + static_cast<int64_t>(blockIdx.x) * C;
-  for (int c = threadIdx.x; c < C; c += blockDim.x) out[c] = acc[c];
+  float acc = 0.0f;
+  for (int64_t t = t0; t < t1; ++t)
+    acc += to_f32(dnormed[t * C + c]) * residual_out[t * C + c] * rstd[t];
+  partial[static_cast<int64_t>(blockIdx.x) * C + c] = acc;
 }
 
 }  // namespace
@@ -148,12 +153,16 @@ void rmsnorm_backward(float* dresidual, float* dweight, const T* dnormed, const 
                       const float* rstd, const float* weight, int64_t rows, int C, void* workspace,
                       cudaStream_t stream) {
   if (rows == 0) return;
-  if (C > kMaxChannels) throw_error("rmsnorm_backward: C = ", C, " exceeds ", kMaxChannels);
+  const auto row_blocks = static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock);
+  rmsnorm_backward_rows_kernel<T><<<row_blocks, kRowsPerBlock * 32, 0, stream>>>(
+      dresidual, dnormed, residual_out, rstd, weight, rows, C);
+  check_launch("rmsnorm_backward_rows_kernel");
   const int64_t tiles = tiles_for(rows);
   float* partial = static_cast<float*>(workspace);
-  rmsnorm_backward_kernel<T><<<static_cast<unsigned>(tiles), kThreads, C * sizeof(float), stream>>>(
-      dresidual, partial, dnormed, residual_out, rstd, weight, rows, C);
-  check_launch("rmsnorm_backward_kernel");
+  const dim3 grid(static_cast<unsigned>(tiles), (C + kColumnThreads - 1) / kColumnThreads);
+  rmsnorm_dweight_partials_kernel<T>
+      <<<grid, kColumnThreads, 0, stream>>>(partial, dnormed, residual_out, rstd, rows, C);
+  check_launch("rmsnorm_dweight_partials_kernel");
   add_column_sums(dweight, partial, tiles, C, C, stream);
 }
 
