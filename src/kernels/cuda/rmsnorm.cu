@@ -104,9 +104,11 @@ __global__ void rmsnorm_backward_rows_kernel(float* dresidual, const T* dnormed,
   const T* g = dnormed + t * C;
   const float r = rstd[t];
   float dot = 0.0f;
+#pragma unroll 4
   for (int c = lane; c < C; c += 32) dot += to_f32(g[c]) * weight[c] * x[c];
   const float k = warp_sum(dot) * r * r * r / C;
   float* dx = dresidual + t * C;
+#pragma unroll 4
   for (int c = lane; c < C; c += 32) dx[c] += r * weight[c] * to_f32(g[c]) - k * x[c];
 }
 
@@ -120,6 +122,7 @@ __global__ void rmsnorm_dweight_partials_kernel(float* partial, const T* dnormed
   const int64_t t0 = static_cast<int64_t>(blockIdx.x) * kRowsPerTile;
   const int64_t t1 = min(rows, t0 + kRowsPerTile);
   float acc = 0.0f;
+#pragma unroll 8
   for (int64_t t = t0; t < t1; ++t)
     acc += to_f32(dnormed[t * C + c]) * residual_out[t * C + c] * rstd[t];
   partial[static_cast<int64_t>(blockIdx.x) * C + c] = acc;
