@@ -4,7 +4,8 @@
 # CUDA-vs-CPU tests (any skip fails) and the optimizer / ZeRO-1 tests, the per-op timings at 130M
 # shapes, bench_train at the three shapes of docs/performance.md, and last the golden checks on
 # the GPU in both precisions (bf16 logits change the bf16 numbers; their largest errors are
-# shown). Logs go to $OUT; the bench_train lines (JSON) to $OUT/speed.jsonl.
+# shown). Logs go to $OUT; the bench_train lines (JSON, with the per-op profile of the step:
+# --profile-ops 1) to $OUT/speed.jsonl.
 source "$(dirname "$0")/common.sh"
 b=build-gpu
 
@@ -26,7 +27,7 @@ bench() {
   for shape in "130m 16 2048" "370m 8 2048" "1.4b 4 2048"; do
     read -r model batch seqlen <<<"$shape"
     timeout 300 $b/bench_train --device cuda --model "$model" --batch "$batch" \
-      --seqlen "$seqlen" --steps 10 | tee -a "$out/speed.jsonl"
+      --seqlen "$seqlen" --steps 10 --profile-ops 1 | tee -a "$out/speed.jsonl"
   done
 }
 
