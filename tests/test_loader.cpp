@@ -18,6 +18,7 @@
 #include "error_of.h"
 #include "scratch.h"
 #include "shard_fixtures.h"
+#include "train/evaluate.h"
 
 namespace mamba {
 namespace {
@@ -214,14 +215,36 @@ int open_fds() {
   return int(std::distance(begin(entries), end(entries)));
 }
 
-TEST(Loader, ManyShardsStayWithinTheOpenFileBound) {
-  // 80 shards of 50 tokens under a limit of 64 open files: the loader keeps 32 open and reuses
-  // them, and still serves every window (two epochs), each the right tokens (token i is i).
-  const std::string dir = scratch_dir("many");
+// 80 shards of 50 tokens, token i being i.
+std::string many_shards(const std::string& name) {
   std::vector<int32_t> stream(80 * 50);
   std::iota(stream.begin(), stream.end(), 0);
-  const std::string pattern =
-      write_split(dir, stream, std::vector<size_t>(80, 50), int64_t(stream.size()));
+  return write_split(scratch_dir(name), stream, std::vector<size_t>(80, 50),
+                     int64_t(stream.size()));
+}
+
+// Two epochs of many_shards() in batches of 3: every window has the right tokens, every window is
+// served, and the process never holds more than `bound` more files open than before the loader.
+void expect_two_epochs_within(TokenLoader& loader, int fds_before, int bound) {
+  const int64_t n = loader.samples_per_epoch();  // 571
+  std::vector<int32_t> rows(3 * (kSeqLen + 1));
+  std::vector<int> seen(size_t(n), 0);
+  for (int64_t b = 0; b < 2 * n / 3; ++b) {
+    loader.next(rows.data());
+    for (int r = 0; r < 3; ++r) {
+      const int32_t* row = rows.data() + r * (kSeqLen + 1);
+      ASSERT_EQ(row[0] % kSeqLen, 0);
+      for (int t = 1; t <= kSeqLen; ++t) ASSERT_EQ(row[t], row[0] + t);
+      ++seen[size_t(row[0] / kSeqLen)];
+    }
+    EXPECT_LE(open_fds() - fds_before, bound);
+  }
+  for (int count : seen) EXPECT_GE(count, 1);
+}
+
+TEST(Loader, ManyShardsStayWithinTheOpenFileBound) {
+  // Under a limit of 64 open files the loader keeps 32 open and reuses them.
+  const std::string pattern = many_shards("many");
   struct rlimit saved;
   ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
   struct rlimit low = saved;
@@ -229,24 +252,30 @@ TEST(Loader, ManyShardsStayWithinTheOpenFileBound) {
   ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
   const int before = open_fds();
   {
-    TokenLoader loader(pattern, kSeqLen, int(stream.size()), 3, 0, 1, 5, true);
+    TokenLoader loader(pattern, kSeqLen, 80 * 50, 3, 0, 1, 5, true);
     EXPECT_EQ(loader.max_open_files(), 32u);
-    const int64_t n = loader.samples_per_epoch();  // 571
-    std::vector<int32_t> rows(3 * (kSeqLen + 1));
-    std::vector<int> seen(size_t(n), 0);
-    for (int64_t b = 0; b < 2 * n / 3; ++b) {
-      loader.next(rows.data());
-      for (int r = 0; r < 3; ++r) {
-        const int32_t* row = rows.data() + r * (kSeqLen + 1);
-        ASSERT_EQ(row[0] % kSeqLen, 0);
-        for (int t = 1; t <= kSeqLen; ++t) ASSERT_EQ(row[t], row[0] + t);
-        ++seen[size_t(row[0] / kSeqLen)];
-      }
-      EXPECT_LE(open_fds() - before, 32);
-    }
-    for (int count : seen) EXPECT_GE(count, 1);
+    expect_two_epochs_within(loader, before, 32);
   }
   ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+}
+
+TEST(Loader, AGivenOpenFileBoundHolds) {
+  // One open file: every switch of shard closes one and opens the next.
+  const std::string pattern = many_shards("one_open");
+  const int before = open_fds();
+  TokenLoader loader(pattern, kSeqLen, 80 * 50, 3, 0, 1, 5, true, 1);
+  EXPECT_EQ(loader.max_open_files(), 1u);
+  expect_two_epochs_within(loader, before, 1);
+}
+
+TEST(Loader, ValidationSourcesShareTheOpenFileBound) {
+  const std::string pattern = many_shards("val_sources");
+  const std::vector<DataSource> val{{"a", pattern, 1.0}, {"b", pattern, 1.0}, {"c", pattern, 1.0}};
+  for (const auto& [budget, each] : {std::pair<size_t, size_t>{10, 3}, {2, 1}}) {
+    const auto loaders = open_validation(val, kSeqLen, 80 * 50, 3, 0, 1, budget);
+    ASSERT_EQ(loaders.size(), 3u);
+    for (const auto& loader : loaders) EXPECT_EQ(loader->max_open_files(), each) << budget;
+  }
 }
 
 TEST(Loader, BadSetupsAreRefused) {

@@ -43,7 +43,8 @@ int eval(int argc, char** argv) {
   const std::vector<DataSource> sources =
       a.flags.count("data") ? std::vector<DataSource>{{"", a.get("data", ""), 1.0}} : cfg.data.val;
   std::vector<double> losses;
-  for (const auto& val : open_validation(sources, L, cfg.model.vocab_size, micro, 0, 1)) {
+  for (const auto& val :
+       open_validation(sources, L, cfg.model.vocab_size, micro, 0, 1, open_file_budget())) {
     losses.push_back(mean_loss(model, *val, micro, L, batches).value());
   }
   const double loss = mixture_mean(sources, losses);

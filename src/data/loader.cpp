@@ -15,15 +15,6 @@ namespace {
 
 constexpr size_t kPrefetchBatches = 2;
 
-// Shard files a loader keeps open: a reopen costs an open() (check_shards found the layout), so
-// more open files mean faster random reads over many shards, but they count against the process's
-// limit (ulimit -n), which the other loaders, MPI and CUDA share: a quarter of it, 32 to 1024.
-size_t max_open_shards() {
-  struct rlimit limit;
-  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return 1024;
-  return std::clamp<size_t>(size_t(limit.rlim_cur / 4), 32, 1024);
-}
-
 // FNV-1a: a source's shuffle seed follows its name, not its place in the list.
 uint64_t name_hash(const std::string& name) {
   uint64_t h = 0xcbf29ce484222325ull;
@@ -33,13 +24,22 @@ uint64_t name_hash(const std::string& name) {
 
 }  // namespace
 
+// A reopen costs an open() (check_shards found the layout), so more open files mean faster random
+// reads over many shards, but they count against the process's limit.
+size_t open_file_budget() {
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return 1024;
+  return std::clamp<size_t>(size_t(limit.rlim_cur / 4), 32, 1024);
+}
+
 TokenLoader::TokenLoader(const std::string& pattern, int seq_len, int model_vocab, int global_batch,
-                         int rank, int world, uint64_t seed, bool shuffle)
+                         int rank, int world, uint64_t seed, bool shuffle, size_t max_open_files)
     : TokenLoader(std::vector<DataSource>{{"", pattern, 1.0}}, seq_len, model_vocab, global_batch,
-                  rank, world, seed, shuffle) {}
+                  rank, world, seed, shuffle, max_open_files) {}
 
 TokenLoader::TokenLoader(const std::vector<DataSource>& sources, int seq_len, int model_vocab,
-                         int global_batch, int rank, int world, uint64_t seed, bool shuffle)
+                         int global_batch, int rank, int world, uint64_t seed, bool shuffle,
+                         size_t max_open_files)
     : seq_len_(seq_len),
       model_vocab_(model_vocab),
       global_batch_(global_batch),
@@ -47,7 +47,7 @@ TokenLoader::TokenLoader(const std::vector<DataSource>& sources, int seq_len, in
       world_(world),
       shuffle_(shuffle),
       schedule_(sources),
-      max_open_(max_open_shards()) {
+      max_open_(max_open_files > 0 ? max_open_files : open_file_budget()) {
   if (seq_len < 1) throw_error("data error: seq_len = ", seq_len, ": expected a positive integer");
   if (model_vocab < 1) {
     throw_error("data error: model vocab_size = ", model_vocab, ": expected a positive integer");

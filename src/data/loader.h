@@ -35,19 +35,25 @@ struct LoaderPosition {
   uint64_t sample = 0;  // index into the epoch's order
 };
 
+// Shard files all of a process's loaders may keep open together: a quarter of its limit on open
+// files (ulimit -n), which MPI and CUDA share, 32 to 1024.
+size_t open_file_budget();
+
 class TokenLoader {
  public:
   // sources: one unnamed source (a plain glob like "data/demo/train-*.h5") or a mixture of
   // named ones, whose shards must agree on vocab_size, token type, eos_id and split; model_vocab:
   // the model's vocab_size (shards made with a larger vocab, or holding ids >= it, are refused);
   // global_batch: samples per global batch over all ranks and micro-steps; rank/world: this
-  // process's slice (world must divide global_batch). Throws mamba::Error naming the file or
-  // value and the fix.
+  // process's slice (world must divide global_batch); max_open_files: the most shard files it
+  // keeps open at once (>= 1; the process's whole open_file_budget() when 0). Throws mamba::Error
+  // naming the file or value and the fix.
   TokenLoader(const std::vector<DataSource>& sources, int seq_len, int model_vocab,
-              int global_batch, int rank, int world, uint64_t seed, bool shuffle);
+              int global_batch, int rank, int world, uint64_t seed, bool shuffle,
+              size_t max_open_files = 0);
   // A plain glob.
   TokenLoader(const std::string& pattern, int seq_len, int model_vocab, int global_batch, int rank,
-              int world, uint64_t seed, bool shuffle);
+              int world, uint64_t seed, bool shuffle, size_t max_open_files = 0);
   ~TokenLoader();
   TokenLoader(const TokenLoader&) = delete;
   TokenLoader& operator=(const TokenLoader&) = delete;
@@ -66,7 +72,7 @@ class TokenLoader {
   int64_t samples_per_epoch(size_t source = 0) const { return sources_[source].windows; }
   int64_t total_tokens() const;  // all sources
   const ShardInfo& first_shard(size_t source = 0) const { return sources_[source].shards.front(); }
-  // The most shard files it holds open at once (a quarter of ulimit -n, 32 to 1024).
+  // The most shard files it holds open at once.
   size_t max_open_files() const { return max_open_; }
 
  private:
@@ -108,7 +114,7 @@ class TokenLoader {
     size_t source = 0, shard = 0;
     std::unique_ptr<ShardReader> reader;
   };
-  size_t max_open_;              // see max_open_shards()
+  size_t max_open_;
   std::vector<OpenShard> open_;  // at most max_open_ open shards
   size_t next_slot_ = 0;         // the one reused next
 

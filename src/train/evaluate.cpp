@@ -31,11 +31,13 @@ std::optional<double> mean_loss(MambaLM& model, TokenLoader& loader, int micro, 
 
 std::vector<std::unique_ptr<TokenLoader>> open_validation(const std::vector<DataSource>& val,
                                                           int seq_len, int model_vocab, int batch,
-                                                          int rank, int world) {
+                                                          int rank, int world,
+                                                          size_t max_open_files) {
+  const size_t each = std::max<size_t>(1, max_open_files / std::max<size_t>(1, val.size()));
   std::vector<std::unique_ptr<TokenLoader>> loaders;
   for (const DataSource& s : val) {
-    loaders.push_back(
-        std::make_unique<TokenLoader>(s.path, seq_len, model_vocab, batch, rank, world, 0, false));
+    loaders.push_back(std::make_unique<TokenLoader>(s.path, seq_len, model_vocab, batch, rank,
+                                                    world, 0, false, each));
   }
   std::vector<ShardInfo> first_shards;
   for (const auto& loader : loaders) first_shards.push_back(loader->first_shard());

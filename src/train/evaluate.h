@@ -24,10 +24,12 @@ std::optional<double> mean_loss(MambaLM& model, TokenLoader& loader, int micro, 
                                 int batches, const std::function<bool()>& interrupted = {});
 
 // One loader per source of data.val (a glob is one source), in order, unshuffled, serving
-// `batch` samples per global batch split over `world` ranks.
+// `batch` samples per global batch split over `world` ranks. Together they keep at most
+// max_open_files shard files open (at least one each).
 std::vector<std::unique_ptr<TokenLoader>> open_validation(const std::vector<DataSource>& val,
                                                           int seq_len, int model_vocab, int batch,
-                                                          int rank, int world);
+                                                          int rank, int world,
+                                                          size_t max_open_files);
 
 // The validation loss of a mixture: the sources' losses weighted by their weights (the plain
 // mean when, as by default, the weights are equal).

@@ -71,13 +71,17 @@ Trainer::Trainer(const ExperimentConfig& config, Communicator& comm)
   }
   // The loaders check every shard while the backend, model and checkpoint load: independent
   // work, and opening a large corpus takes seconds. Their errors surface at get(), before any
-  // training.
+  // training. Training data reads every step, validation now and then: the first gets half of
+  // the open-file budget, the validation sources share the other half.
+  const size_t open_files = open_file_budget();
   auto train_data = std::async(std::launch::async, [&] {
     return std::make_unique<TokenLoader>(cfg_.data.train, L, cfg_.model.vocab_size, global_batch_,
-                                         rank, world, uint64_t(cfg_.train.seed), true);
+                                         rank, world, uint64_t(cfg_.train.seed), true,
+                                         open_files - open_files / 2);
   });
   auto val_data = std::async(std::launch::async, [&] {
-    return open_validation(cfg_.data.val, L, cfg_.model.vocab_size, micro_ * world, rank, world);
+    return open_validation(cfg_.data.val, L, cfg_.model.vocab_size, micro_ * world, rank, world,
+                           open_files / 2);
   });
   backend_ = make_backend(cfg_, comm.local_rank());
   model_ = std::make_unique<MambaLM>(cfg_.model, *backend_, cfg_.train.recompute);
