@@ -122,7 +122,8 @@ struct RmsNormForward {
   int C = 0;
   float eps = 0;
 };
-// dresidual += d/d(residual_out); dweight += d/d(weight). 6 tensors.
+// dresidual += d/d(residual_out); dweight += d/d(weight); dresidual_act = the updated dresidual
+// in the activation type (the next GEMM's operand, without a pass of its own). 7 tensors.
 struct RmsNormBackward {
   ConstAct dnormed;                     // [T, C]
   const float* residual_out = nullptr;  // [T, C], as forward wrote it
@@ -130,6 +131,7 @@ struct RmsNormBackward {
   const float* weight = nullptr;        // [C]
   float* dresidual = nullptr;           // [T, C] +=
   float* dweight = nullptr;             // [C] +=
+  Act dresidual_act;                    // [T, C]; null: not written
   int64_t T = 0;
   int C = 0;
 };

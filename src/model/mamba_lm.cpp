@@ -304,6 +304,7 @@ double MambaLM::forward_backward(const int32_t* inputs, const int32_t* targets, 
   norm.weight = layout_.norm_f(params_);
   norm.dresidual = a.dres;
   norm.dweight = layout_.norm_f(grads_);
+  norm.dresidual_act = a.dres_act;  // out_proj's backward operand in the last layer
   norm.T = a.T;
   norm.C = dm;
   be_.rmsnorm_backward(norm);
@@ -347,8 +348,8 @@ void MambaLM::backward_layers(Activations& a, GradientReadyHook* hook) {
     const Activations::Layer& s = a.layers[i];
     const LayerView w = layout_.layer(params_, i);
     const LayerView g = layout_.layer(grads_, i);
-    // dres is d(hidden_i) as well as d(residual_{i+1}): see the header.
-    be_.to_act(a.dres_act, a.dres, T * dm);
+    // dres is d(hidden_i) as well as d(residual_{i+1}): see the header. Its copy in the activation
+    // type, dres_act, was written with it by the norm backward after it.
     // dy now; out_proj's weight gradient once the scan backward has re-formed its input y.
     linear_backward(a.dy, di, false, nullptr, a.dres_act, dm, a.y, di, w.out_proj, di, dm);
     be_.negative_exp(a.A, w.A_log, int64_t(di) * n);
@@ -388,6 +389,7 @@ void MambaLM::backward_layers(Activations& a, GradientReadyHook* hook) {
     norm.weight = w.norm;
     norm.dresidual = a.dres;
     norm.dweight = g.norm;
+    if (i > 0) norm.dresidual_act = a.dres_act;  // the layer below's out_proj operand
     norm.T = T;
     norm.C = dm;
     be_.rmsnorm_backward(norm);

@@ -336,10 +336,15 @@ TEST_P(CudaVsCpu, RmsnormBackward) {
     const auto weight = uniform(C, 23, 0.5f, 1.5f);
     const auto dresidual0 = uniform(T * C, 24);
     const auto dweight0 = uniform(C, 25);
-    auto run = [&](Backend& be) {
+    struct Result {
+      std::vector<float> dres, dweight, dres_act;
+    };
+    // with_copy: dresidual_act asked for too, which must change nothing else.
+    auto run = [&](Backend& be, bool with_copy) {
       Buffer g = act_buffer(be, dnormed), xb = f32_buffer(be, x), r = f32_buffer(be, rstd),
              w = f32_buffer(be, weight);
       Buffer dres = f32_buffer(be, dresidual0), dw = f32_buffer(be, dweight0);
+      Buffer copy = poisoned_act(be, T * C);
       RmsNormBackward op;
       op.dnormed = g.act();
       op.residual_out = xb.f32();
@@ -347,18 +352,26 @@ TEST_P(CudaVsCpu, RmsnormBackward) {
       op.weight = w.f32();
       op.dresidual = dres.f32();
       op.dweight = dw.f32();
+      if (with_copy) op.dresidual_act = copy.act();
       op.T = T;
       op.C = C;
       be.rmsnorm_backward(op);
-      return std::make_pair(read_f32(be, dres, T * C), read_f32(be, dw, C));
+      return Result{read_f32(be, dres, T * C), read_f32(be, dw, C),
+                    with_copy ? read_act(be, copy, T * C) : std::vector<float>{}};
     };
-    const auto want = run(*cpu_);
-    const auto got = run(*gpu_);
-    const auto again = run(*gpu_);
-    expect_close(label("rmsnorm_backward dresidual " + tag), got.first, want.first, kGradTol);
-    expect_close(label("rmsnorm_backward dweight " + tag), got.second, want.second, kGradTol);
-    expect_same_bits("rmsnorm_backward dresidual " + tag, got.first, again.first);
-    expect_same_bits("rmsnorm_backward dweight " + tag, got.second, again.second);
+    const Result want = run(*cpu_, true);
+    const Result got = run(*gpu_, true);
+    const Result again = run(*gpu_, false);
+    expect_close(label("rmsnorm_backward dresidual " + tag), got.dres, want.dres, kGradTol);
+    expect_close(label("rmsnorm_backward dweight " + tag), got.dweight, want.dweight, kGradTol);
+    expect_same_bits("rmsnorm_backward dresidual " + tag, got.dres, again.dres);
+    expect_same_bits("rmsnorm_backward dweight " + tag, got.dweight, again.dweight);
+    for (int64_t i = 0; i < T * C; ++i) {
+      ASSERT_EQ(want.dres_act[i], want.dres[i]) << "CPU rmsnorm_backward dresidual_act at " << i;
+      const float expected = bf16() ? round_bf16(got.dres[i]) : got.dres[i];
+      ASSERT_EQ(got.dres_act[i], expected)
+          << label("rmsnorm_backward dresidual_act") << " at " << i;
+    }
   }
 }
 

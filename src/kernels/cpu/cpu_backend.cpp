@@ -79,6 +79,8 @@ class CpuBackend final : public Backend {
     const ActCast<float> f32{"rmsnorm_backward"};
     cpu::rmsnorm_backward(op.dresidual, op.dweight, f32(op.dnormed, "dnormed"), op.residual_out,
                           op.rstd, op.weight, op.T, op.C);
+    float* copy = f32(op.dresidual_act, "dresidual_act");
+    if (copy && copy != op.dresidual) std::copy_n(op.dresidual, op.T * op.C, copy);
   }
   void linear_forward(const LinearForward& op) override {
     const ActCast<float> f32{"linear_forward"};

@@ -269,8 +269,9 @@ class CudaBackend final : public Backend {
   void rmsnorm_backward(const RmsNormBackward& op) override {
     void* ws = scratch(cuda::rmsnorm_backward_workspace_bytes(op.T, op.C));
     with_act("rmsnorm_backward", [&](auto act) {
-      cuda::rmsnorm_backward(op.dresidual, op.dweight, act(op.dnormed, "dnormed"), op.residual_out,
-                             op.rstd, op.weight, op.T, op.C, ws, stream_);
+      cuda::rmsnorm_backward(op.dresidual, act(op.dresidual_act, "dresidual_act"), op.dweight,
+                             act(op.dnormed, "dnormed"), op.residual_out, op.rstd, op.weight, op.T,
+                             op.C, ws, stream_);
     });
   }
   // out may be fp32 (the residual stream) or in the activation type. A few rows in bf16

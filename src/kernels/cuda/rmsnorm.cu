@@ -94,7 +94,7 @@ __global__ void __launch_bounds__(kRowThreads)
 
 // d(x_c * r * w_c)/dx_j = r * w_c * [c == j] - x_c * w_c * x_j * r^3 / C, r = rstd.
 template <typename T>
-__global__ void rmsnorm_backward_rows_kernel(float* dresidual, const T* dnormed,
+__global__ void rmsnorm_backward_rows_kernel(float* dresidual, T* dresidual_act, const T* dnormed,
                                              const float* residual_out, const float* rstd,
                                              const float* weight, int64_t rows, int C) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
@@ -108,8 +108,13 @@ __global__ void rmsnorm_backward_rows_kernel(float* dresidual, const T* dnormed,
   for (int c = lane; c < C; c += 32) dot += to_f32(g[c]) * weight[c] * x[c];
   const float k = warp_sum(dot) * r * r * r / C;
   float* dx = dresidual + t * C;
+  T* dx_act = dresidual_act ? dresidual_act + t * C : nullptr;
 #pragma unroll 4
-  for (int c = lane; c < C; c += 32) dx[c] += r * weight[c] * to_f32(g[c]) - k * x[c];
+  for (int c = lane; c < C; c += 32) {
+    const float v = dx[c] + (r * weight[c] * to_f32(g[c]) - k * x[c]);
+    dx[c] = v;
+    if (dx_act) dx_act[c] = from_f32<T>(v);
+  }
 }
 
 // partial[tile * C + c] = sum over the tile's rows t, in order, of dnormed[t, c] x[t, c] r[t].
@@ -152,13 +157,15 @@ size_t rmsnorm_backward_workspace_bytes(int64_t rows, int C) {
 }
 
 template <typename T>
-void rmsnorm_backward(float* dresidual, float* dweight, const T* dnormed, const float* residual_out,
-                      const float* rstd, const float* weight, int64_t rows, int C, void* workspace,
-                      cudaStream_t stream) {
+void rmsnorm_backward(float* dresidual, T* dresidual_act, float* dweight, const T* dnormed,
+                      const float* residual_out, const float* rstd, const float* weight,
+                      int64_t rows, int C, void* workspace, cudaStream_t stream) {
   if (rows == 0) return;
+  // fp32 activations: the copy would be dresidual itself.
+  if (static_cast<void*>(dresidual_act) == static_cast<void*>(dresidual)) dresidual_act = nullptr;
   const auto row_blocks = static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock);
   rmsnorm_backward_rows_kernel<T><<<row_blocks, kRowsPerBlock * 32, 0, stream>>>(
-      dresidual, dnormed, residual_out, rstd, weight, rows, C);
+      dresidual, dresidual_act, dnormed, residual_out, rstd, weight, rows, C);
   check_launch("rmsnorm_backward_rows_kernel");
   const int64_t tiles = tiles_for(rows);
   float* partial = static_cast<float*>(workspace);
@@ -173,9 +180,10 @@ template void residual_rmsnorm_forward<float>(float*, float*, float*, const floa
                                               const float*, int64_t, int, float, cudaStream_t);
 template void residual_rmsnorm_forward<bf16>(float*, bf16*, float*, const float*, const float*,
                                              const float*, int64_t, int, float, cudaStream_t);
-template void rmsnorm_backward<float>(float*, float*, const float*, const float*, const float*,
-                                      const float*, int64_t, int, void*, cudaStream_t);
-template void rmsnorm_backward<bf16>(float*, float*, const bf16*, const float*, const float*,
+template void rmsnorm_backward<float>(float*, float*, float*, const float*, const float*,
+                                      const float*, const float*, int64_t, int, void*,
+                                      cudaStream_t);
+template void rmsnorm_backward<bf16>(float*, bf16*, float*, const bf16*, const float*, const float*,
                                      const float*, int64_t, int, void*, cudaStream_t);
 
 }  // namespace mamba::cuda
