@@ -276,10 +276,12 @@ TEST_P(CudaVsCpu, Embedding) {
 
 TEST_P(CudaVsCpu, ResidualRmsnormForward) {
   // Up to 64 rows and C <= 4096 take the block-per-row kernel (decoding), the others a warp per
-  // row; C = 5000 with few rows falls back to the latter.
+  // row, 4 channels per lane at a time when C % 4 == 0 (one at a time for C = 301); C = 5000 with
+  // few rows falls back to the warp per row.
   for (const auto& shape : {std::pair<int64_t, int>{37, 64},
                             {1000, 768},
                             {3001, 100},
+                            {500, 301},
                             {1, 2048},
                             {16, 4096},
                             {5, 1000},
@@ -325,8 +327,9 @@ TEST_P(CudaVsCpu, ResidualRmsnormForward) {
 }
 
 TEST_P(CudaVsCpu, RmsnormBackward) {
+  // 4 channels per lane at a time but for C = 301.
   for (const auto& shape :
-       {std::pair<int64_t, int>{37, 64}, {1000, 768}, {3001, 100}, {129, 2560}}) {
+       {std::pair<int64_t, int>{37, 64}, {1000, 768}, {3001, 100}, {129, 2560}, {500, 301}}) {
     const int64_t T = shape.first;
     const int C = shape.second;
     const std::string tag = "T=" + std::to_string(T) + " C=" + std::to_string(C);

@@ -74,37 +74,6 @@ __device__ __forceinline__ bool grouped(int Vp) {
   return kGroup<L> > 1 && Vp % kGroup<L> == 0;
 }
 
-// The logits [v, v + kGroup) as fp32.
-template <typename L>
-__device__ __forceinline__ void load_group(const L* x, int v, float (&out)[kGroup<L>]) {
-  if constexpr (kGroup<L> == 1) {
-    out[0] = to_f32(x[v]);
-  } else {
-    const uint4 raw = *reinterpret_cast<const uint4*>(x + v);
-    const auto* pairs = reinterpret_cast<const __nv_bfloat162*>(&raw);
-#pragma unroll
-    for (int i = 0; i < kGroup<L> / 2; ++i) {
-      const float2 f = __bfloat1622float2(pairs[i]);
-      out[2 * i] = f.x;
-      out[2 * i + 1] = f.y;
-    }
-  }
-}
-
-template <typename T>
-__device__ __forceinline__ void store_group(T* d, int v, const float (&in)[kGroup<T>]) {
-  if constexpr (kGroup<T> == 1) {
-    d[v] = from_f32<T>(in[0]);
-  } else {
-    uint4 raw;
-    auto* pairs = reinterpret_cast<__nv_bfloat162*>(&raw);
-#pragma unroll
-    for (int i = 0; i < kGroup<T> / 2; ++i)
-      pairs[i] = __floats2bfloat162_rn(in[2 * i], in[2 * i + 1]);
-    *reinterpret_cast<uint4*>(d + v) = raw;
-  }
-}
-
 // One block per row; logits L are fp32 or bf16, read as fp32. logits and dlogits may alias: every
 // element is read before the same thread overwrites it, and the target's logit is read before the
 // block's first barrier.
@@ -124,7 +93,7 @@ __global__ void cross_entropy_kernel(T* dlogits, double* losses, const L* logits
   if (whole) {
     for (int v = threadIdx.x * G; v < Vp; v += blockDim.x * G) {
       float g[G];
-      load_group(x, v, g);
+      load_vec<G>(x + v, g);
       float gm = g[0];
 #pragma unroll
       for (int i = 1; i < G; ++i) gm = fmaxf(gm, g[i]);
@@ -168,13 +137,13 @@ __global__ void cross_entropy_kernel(T* dlogits, double* losses, const L* logits
     if (whole) {
       for (int v = threadIdx.x * G; v < Vp; v += blockDim.x * G) {
         float g[G];
-        load_group(x, v, g);
+        load_vec<G>(x + v, g);
 #pragma unroll
         for (int i = 0; i < G; ++i) {
           const float p = expf(g[i] - m) * k;
           g[i] = v + i == target ? p - scale : p;
         }
-        store_group(d, v, g);
+        store_vec<G>(d + v, g);
       }
     } else {
       for (int v = threadIdx.x; v < Vp; v += blockDim.x) {

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 namespace mamba::cuda {
 
@@ -29,6 +30,44 @@ __device__ __forceinline__ float from_f32<float>(float x) {
 template <>
 __device__ __forceinline__ bf16 from_f32<bf16>(float x) {
   return __float2bfloat16(x);
+}
+
+// N consecutive elements at p as fp32, in one load of N * sizeof(T) bytes (4, 8 or 16: p must be
+// aligned to it), and the reverse.
+template <int N, typename T>
+using VecWord = std::conditional_t<N * sizeof(T) == 16, uint4,
+                                   std::conditional_t<N * sizeof(T) == 8, uint2, uint32_t>>;
+
+template <int N, typename T>
+__device__ __forceinline__ void load_vec(const T* p, float (&v)[N]) {
+  if constexpr (N == 1) {
+    v[0] = to_f32(p[0]);
+  } else {
+    static_assert(N * sizeof(T) == 4 || N * sizeof(T) == 8 || N * sizeof(T) == 16);
+    const VecWord<N, T> raw = *reinterpret_cast<const VecWord<N, T>*>(p);
+    const T* e = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+    for (int i = 0; i < N; ++i) v[i] = to_f32(e[i]);
+  }
+}
+
+template <int N, typename T>
+__device__ __forceinline__ void store_vec(T* p, const float (&v)[N]) {
+  if constexpr (N == 1) {
+    p[0] = from_f32<T>(v[0]);
+  } else {
+    static_assert(N * sizeof(T) == 4 || N * sizeof(T) == 8 || N * sizeof(T) == 16);
+    VecWord<N, T> raw;
+    T* e = reinterpret_cast<T*>(&raw);
+#pragma unroll
+    for (int i = 0; i < N; ++i) e[i] = from_f32<T>(v[i]);
+    *reinterpret_cast<VecWord<N, T>*>(p) = raw;
+  }
+}
+
+// Whether p (null counts as aligned) is aligned to `bytes`.
+inline bool aligned_to(const void* p, size_t bytes) {
+  return reinterpret_cast<uintptr_t>(p) % bytes == 0;
 }
 
 template <typename V>

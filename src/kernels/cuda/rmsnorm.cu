@@ -11,6 +11,8 @@
 // channels), writing the tile's partial sum; add_column_sums then adds the tiles' partials in a
 // fixed order. (One kernel doing both, a block per tile, left the device mostly idle: at 1.4B, 128
 // blocks for 132 SMs, a block barrier per row.)
+#include <initializer_list>
+
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/ops_common.cuh"
 #include "kernels/cuda/partial_sums.h"
@@ -31,7 +33,20 @@ int64_t tiles_for(int64_t rows) {
   return (rows + kRowsPerTile - 1) / kRowsPerTile;
 }
 
-template <typename T>
+// hidden (+ residual_in) at [c, c + V) of a row.
+template <int V>
+__device__ __forceinline__ void load_sum(const float* h, const float* res, int c, float (&v)[V]) {
+  load_vec<V>(h + c, v);
+  if (res) {
+    float r[V];
+    load_vec<V>(res + c, r);
+#pragma unroll
+    for (int i = 0; i < V; ++i) v[i] += r[i];
+  }
+}
+
+// A warp per row; each lane takes V consecutive channels at a time (V = 4: 16-byte accesses).
+template <typename T, int V>
 __global__ void residual_rmsnorm_forward_kernel(float* residual_out, T* normed, float* rstd,
                                                 const float* hidden, const float* residual_in,
                                                 const float* weight, int64_t rows, int C,
@@ -43,18 +58,28 @@ __global__ void residual_rmsnorm_forward_kernel(float* residual_out, T* normed, 
   const float* res = residual_in ? residual_in + t * C : nullptr;
   float* r = residual_out ? residual_out + t * C : nullptr;
   float ss = 0.0f;
-  for (int c = lane; c < C; c += 32) {
-    const float v = res ? h[c] + res[c] : h[c];
-    if (r) r[c] = v;
-    ss += v * v;
+  for (int c = lane * V; c < C; c += 32 * V) {
+    float v[V];
+    load_sum<V>(h, res, c, v);
+    if (r) store_vec<V>(r + c, v);
+#pragma unroll
+    for (int i = 0; i < V; ++i) ss += v[i] * v[i];
   }
   ss = warp_sum(ss);
   const float inv = rsqrtf(ss / C + eps);
   if (lane == 0) rstd[t] = inv;
   T* out = normed + t * C;
-  for (int c = lane; c < C; c += 32) {
-    const float v = r ? r[c] : res ? h[c] + res[c] : h[c];
-    out[c] = from_f32<T>(v * inv * weight[c]);
+  for (int c = lane * V; c < C; c += 32 * V) {
+    float v[V], w[V];
+    if (r) {
+      load_vec<V>(r + c, v);
+    } else {
+      load_sum<V>(h, res, c, v);
+    }
+    load_vec<V>(weight + c, w);
+#pragma unroll
+    for (int i = 0; i < V; ++i) v[i] = v[i] * inv * w[i];
+    store_vec<V>(out + c, v);
   }
 }
 
@@ -92,8 +117,9 @@ __global__ void __launch_bounds__(kRowThreads)
   }
 }
 
-// d(x_c * r * w_c)/dx_j = r * w_c * [c == j] - x_c * w_c * x_j * r^3 / C, r = rstd.
-template <typename T>
+// d(x_c * r * w_c)/dx_j = r * w_c * [c == j] - x_c * w_c * x_j * r^3 / C, r = rstd. A warp per
+// row, V consecutive channels per lane at a time, as the forward.
+template <typename T, int V>
 __global__ void rmsnorm_backward_rows_kernel(float* dresidual, T* dresidual_act, const T* dnormed,
                                              const float* residual_out, const float* rstd,
                                              const float* weight, int64_t rows, int C) {
@@ -104,17 +130,41 @@ __global__ void rmsnorm_backward_rows_kernel(float* dresidual, T* dresidual_act,
   const T* g = dnormed + t * C;
   const float r = rstd[t];
   float dot = 0.0f;
-#pragma unroll 4
-  for (int c = lane; c < C; c += 32) dot += to_f32(g[c]) * weight[c] * x[c];
+  for (int c = lane * V; c < C; c += 32 * V) {
+    float gv[V], wv[V], xv[V];
+    load_vec<V>(g + c, gv);
+    load_vec<V>(weight + c, wv);
+    load_vec<V>(x + c, xv);
+#pragma unroll
+    for (int i = 0; i < V; ++i) dot += gv[i] * wv[i] * xv[i];
+  }
   const float k = warp_sum(dot) * r * r * r / C;
   float* dx = dresidual + t * C;
   T* dx_act = dresidual_act ? dresidual_act + t * C : nullptr;
-#pragma unroll 4
-  for (int c = lane; c < C; c += 32) {
-    const float v = dx[c] + (r * weight[c] * to_f32(g[c]) - k * x[c]);
-    dx[c] = v;
-    if (dx_act) dx_act[c] = from_f32<T>(v);
+  for (int c = lane * V; c < C; c += 32 * V) {
+    float gv[V], wv[V], xv[V], v[V];
+    load_vec<V>(g + c, gv);
+    load_vec<V>(weight + c, wv);
+    load_vec<V>(x + c, xv);
+    load_vec<V>(dx + c, v);
+#pragma unroll
+    for (int i = 0; i < V; ++i) v[i] += r * wv[i] * gv[i] - k * xv[i];
+    store_vec<V>(dx + c, v);
+    if (dx_act) store_vec<V>(dx_act + c, v);
   }
+}
+
+// Whether the row kernels may take 4 channels per lane at a time: whole groups of 4 per row and
+// every row of every tensor aligned for one load of them.
+template <typename T>
+bool four_at_a_time(int C, std::initializer_list<const void*> f32,
+                    std::initializer_list<const void*> act) {
+  if (C % 4 != 0) return false;
+  for (const void* p : f32)
+    if (!aligned_to(p, 4 * sizeof(float))) return false;
+  for (const void* p : act)
+    if (!aligned_to(p, 4 * sizeof(T))) return false;
+  return true;
 }
 
 // partial[tile * C + c] = sum over the tile's rows t, in order, of dnormed[t, c] x[t, c] r[t].
@@ -147,8 +197,13 @@ void residual_rmsnorm_forward(float* residual_out, T* normed, float* rstd, const
     return;
   }
   const auto blocks = static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock);
-  residual_rmsnorm_forward_kernel<T><<<blocks, kRowsPerBlock * 32, 0, stream>>>(
-      residual_out, normed, rstd, hidden, residual_in, weight, rows, C, eps);
+  if (four_at_a_time<T>(C, {residual_out, hidden, residual_in, weight}, {normed})) {
+    residual_rmsnorm_forward_kernel<T, 4><<<blocks, kRowsPerBlock * 32, 0, stream>>>(
+        residual_out, normed, rstd, hidden, residual_in, weight, rows, C, eps);
+  } else {
+    residual_rmsnorm_forward_kernel<T, 1><<<blocks, kRowsPerBlock * 32, 0, stream>>>(
+        residual_out, normed, rstd, hidden, residual_in, weight, rows, C, eps);
+  }
   check_launch("residual_rmsnorm_forward_kernel");
 }
 
@@ -164,8 +219,13 @@ void rmsnorm_backward(float* dresidual, T* dresidual_act, float* dweight, const 
   // fp32 activations: the copy would be dresidual itself.
   if (static_cast<void*>(dresidual_act) == static_cast<void*>(dresidual)) dresidual_act = nullptr;
   const auto row_blocks = static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock);
-  rmsnorm_backward_rows_kernel<T><<<row_blocks, kRowsPerBlock * 32, 0, stream>>>(
-      dresidual, dresidual_act, dnormed, residual_out, rstd, weight, rows, C);
+  if (four_at_a_time<T>(C, {dresidual, residual_out, weight}, {dresidual_act, dnormed})) {
+    rmsnorm_backward_rows_kernel<T, 4><<<row_blocks, kRowsPerBlock * 32, 0, stream>>>(
+        dresidual, dresidual_act, dnormed, residual_out, rstd, weight, rows, C);
+  } else {
+    rmsnorm_backward_rows_kernel<T, 1><<<row_blocks, kRowsPerBlock * 32, 0, stream>>>(
+        dresidual, dresidual_act, dnormed, residual_out, rstd, weight, rows, C);
+  }
   check_launch("rmsnorm_backward_rows_kernel");
   const int64_t tiles = tiles_for(rows);
   float* partial = static_cast<float*>(workspace);
