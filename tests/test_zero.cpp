@@ -64,9 +64,10 @@ TEST(ShardMap, TooSmallABufferIsRefused) {
   EXPECT_THROW(ShardMap(3, 4, 0, 64), Error);
 }
 
-// Three optimizers over the shards of 3 ranks, cut across tensor boundaries, update the weights
-// exactly as one AdamW over the whole buffer, and hold its moments; moments streamed in as a
-// checkpoint load gives them land in the right shard.
+// Three optimizers over the shards of 3 ranks, cut across tensor boundaries, each with its own
+// packed fp32 master (a third of the weights), update the weights exactly as one AdamW over the
+// whole buffer, writing them into the compute copy, and hold its moments; moments streamed in as
+// a checkpoint load gives them land in the right shard.
 TEST(ShardedAdamW, ShardsTogetherEqualTheWholeOptimizer) {
   ModelConfig config;
   config.d_model = 16;
@@ -89,12 +90,17 @@ TEST(ShardedAdamW, ShardsTogetherEqualTheWholeOptimizer) {
   for (int q = 0; q < world; ++q) maps.emplace_back(n, world, q, 300);
   for (int q = 0; q < world; ++q) {
     shards.push_back(std::make_unique<AdamW>(layout, *be, settings, maps[q].ranges()));
+    shards.back()->take_master(params.data());
+    ASSERT_NE(shards.back()->master(), nullptr);
+    EXPECT_EQ(int64_t(shards.back()->download_master().size()), maps[q].size(q));
+    EXPECT_LE(maps[q].size(q), n / world + 1);
   }
-  std::vector<float> sharded = params;
+  EXPECT_EQ(full.master(), nullptr);
+  std::vector<float> sharded(n, 0.0f);  // the compute copy the shards write
   for (int step = 0; step < 3; ++step) {
     for (float& g : grads) g = float(rng.normal());
     full.step(whole.data(), grads.data(), 1e-2f);
-    for (auto& s : shards) s->step(sharded.data(), grads.data(), 1e-2f);
+    for (auto& s : shards) s->step(nullptr, grads.data(), 1e-2f, f32_act(sharded.data()));
   }
   ASSERT_EQ(sharded, whole);
   const std::vector<float> m = full.download_m();
