@@ -54,14 +54,15 @@ void AdamW::step(float* params, const float* grads, float lr, Act compute_copy) 
   ++steps_taken;
   const AdamWHyper h{
       lr, settings_.beta1, settings_.beta2, settings_.eps, settings_.weight_decay, steps_taken};
-  AdamWStep op{master_ ? master_ : params,
-               grads,
-               m_,
-               v_,
-               compute_copy,
-               segments_.data(),
-               int(segments_.size()),
-               master_ != nullptr};
+  AdamWStep op;
+  op.params = master_ ? master_ : params;
+  op.grads = grads;
+  op.m = m_;
+  op.v = v_;
+  op.compute_copy = compute_copy;
+  op.segments = segments_.data();
+  op.segment_count = int(segments_.size());
+  op.packed_params = master_ != nullptr;
   be_.adamw_step(op, h);
 }
 
