@@ -207,6 +207,23 @@ TEST_F(ShardedTraining, CheckpointsMoveBetweenShardedAndUnsharded) {
   }
 }
 
+// A sharded checkpoint of 2 ranks resumes sharded on 3 (another shard map: every rank takes its
+// master and moment slices from the file) and reaches the state of an uninterrupted run; the global
+// batch is fixed, so the data are the same.
+TEST_F(ShardedTraining, ShardedCheckpointsResumeOnAnotherRankCount) {
+  const std::string args = "train.micro_batch=2 train.global_batch=12 ";
+  ASSERT_TRUE(train("count_reference", args)) << bytes_of(log("count_reference"));
+  const std::string sharded = args + "dist.shard_optimizer=true";
+  ASSERT_TRUE(train("two_then_three", sharded)) << bytes_of(log("two_then_three"));
+  fs::remove_all(dir("two_then_three") + "/step_00000008");
+  ASSERT_TRUE(train("two_then_three", sharded, "", 3)) << bytes_of(log("two_then_three"));
+  EXPECT_TRUE(contains(bytes_of(log("two_then_three")), "resumed from"))
+      << bytes_of(log("two_then_three"));
+  EXPECT_TRUE(contains(bytes_of(log("two_then_three")), "sharded over 3 ranks"));
+  expect_same_steps("two_then_three", "count_reference", 1e-5);
+  expect_same_state("two_then_three", "count_reference", 1e-5);
+}
+
 // The non-finite guard: rank 0's gradients get a NaN at step 3; the reduce-scatter carries it
 // into one rank's shard only, the all-reduced norm to every rank, and all of them skip.
 TEST_F(ShardedTraining, RanksAgreeToSkipANonFiniteStep) {
