@@ -59,10 +59,10 @@ void communicate(int r, const std::string& id, size_t free_at_start, Rank& rank)
       reducer.finish();
       be.download(&rank.mean, rank.grads, sizeof(float));
       const ShardMap map(kFloats, kWorld, r, int64_t(kBucketBytes / sizeof(float)));
-      reducer.shard(map, rank.params);
+      reducer.shard(map, f32_act(rank.params), nullptr, 0);
       reducer.ready(0, kFloats);
       reducer.finish();
-      reducer.gather_params();
+      reducer.gather_weights();
       const int other = 1 - r;
       be.download(&rank.gathered, rank.params + other * map.buckets().front().slice, sizeof(float));
       size_t free_now = 0, total = 0;

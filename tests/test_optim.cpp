@@ -191,9 +191,9 @@ TEST(AdamWUpdate, WeightDecayOnlyOnDecayingTensors) {
 
 // AdamW::step runs as one backend op over merged segments; it must give the bits of
 // cpu::adamw_update applied tensor by tensor (weight decay per the layout) over the owned ranges,
-// unsharded and as rank 1 of 3 (ranges cut across tensors, moments packed). A compute copy that
-// does not alias the parameters receives the updated weights where they were updated, and
-// nothing elsewhere.
+// unsharded and as rank 1 of 3 (ranges cut across tensors, moments and fp32 master packed). A
+// compute copy that does not alias the parameters receives the updated weights where they were
+// updated, and nothing elsewhere.
 TEST(AdamWUpdate, OneOpEqualsThePerTensorUpdates) {
   const auto be = make_cpu_backend();
   const ParamLayout layout(test::small_config(16, 2, 33));
@@ -208,9 +208,11 @@ TEST(AdamWUpdate, OneOpEqualsThePerTensorUpdates) {
     std::vector<float> want = params;
     const float poison = std::numeric_limits<float>::quiet_NaN();
     std::vector<float> copy(n, poison);
+    const bool sharded = !ranges.empty();
+    if (sharded) adamw.take_master(params.data());
     for (int step = 1; step <= 3; ++step) {
       for (int64_t i = 0; i < n; ++i) grads[i] = std::cos(0.11f * float(i * step));
-      adamw.step(params.data(), grads.data(), 1e-2f, f32_act(copy.data()));
+      adamw.step(sharded ? nullptr : params.data(), grads.data(), 1e-2f, f32_act(copy.data()));
       for (const ShardRange& r : owned) {
         for (const ParamTensor& t : layout.tensors()) {
           const int64_t lo = std::max(r.begin, t.offset);
@@ -222,6 +224,16 @@ TEST(AdamWUpdate, OneOpEqualsThePerTensorUpdates) {
                             {1e-2f, set.beta1, set.beta2, set.eps,
                              t.weight_decay ? set.weight_decay : 0.0f, step});
         }
+      }
+    }
+    if (sharded) {
+      // The caller's buffer is left alone; the packed master holds the owned weights.
+      const std::vector<float> master = adamw.download_master();
+      for (const ShardRange& r : owned) {
+        ASSERT_EQ(
+            std::memcmp(master.data() + r.packed, want.data() + r.begin, r.count * sizeof(float)),
+            0);
+        std::copy_n(master.data() + r.packed, r.count, params.begin() + r.begin);
       }
     }
     ASSERT_EQ(std::memcmp(params.data(), want.data(), n * sizeof(float)), 0);

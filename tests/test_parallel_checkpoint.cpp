@@ -106,6 +106,7 @@ class ThreadComm final : public Communicator {
   void allreduce_mean(float*, int64_t) override { unused(); }
   void reduce_scatter_mean(const float*, float*, int64_t) override { unused(); }
   void allgather(float*, int64_t) override { unused(); }
+  void allreduce_sum(uint32_t*, int64_t) override { unused(); }
   void set_timeout(double) override {}
   [[noreturn]] void abort(int) override { std::abort(); }
 
@@ -187,8 +188,9 @@ class ParallelCheckpoint : public test::ScratchDirTest {
       const ShardMap map = shard_map(world, comm.rank());
       const std::vector<float> m = sharded ? packed(map, tensors.exp_avg) : tensors.exp_avg;
       const std::vector<float> v = sharded ? packed(map, tensors.exp_avg_sq) : tensors.exp_avg_sq;
-      const ParallelSource source{tensors.params.data(), m.data(), v.data(),
-                                  tensors.optimizer_steps};
+      // Sharded, a rank holds its slices of the fp32 master only, packed as the moments.
+      const std::vector<float> w = sharded ? packed(map, tensors.params) : tensors.params;
+      const ParallelSource source{w.data(), m.data(), v.data(), tensors.optimizer_steps};
       EXPECT_EQ(save_checkpoint_parallel(comm, *be_, dir, layout_, sharded ? &map : nullptr, source,
                                          state, 0),
                 checkpoint_path(dir, step));

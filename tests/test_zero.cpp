@@ -64,9 +64,10 @@ TEST(ShardMap, TooSmallABufferIsRefused) {
   EXPECT_THROW(ShardMap(3, 4, 0, 64), Error);
 }
 
-// Three optimizers over the shards of 3 ranks, cut across tensor boundaries, update the weights
-// exactly as one AdamW over the whole buffer, and hold its moments; moments streamed in as a
-// checkpoint load gives them land in the right shard.
+// Three optimizers over the shards of 3 ranks, cut across tensor boundaries, each with its own
+// packed fp32 master (a third of the weights), update the weights exactly as one AdamW over the
+// whole buffer, writing them into the compute copy, and hold its moments; moments streamed in as
+// a checkpoint load gives them land in the right shard.
 TEST(ShardedAdamW, ShardsTogetherEqualTheWholeOptimizer) {
   ModelConfig config;
   config.d_model = 16;
@@ -89,12 +90,17 @@ TEST(ShardedAdamW, ShardsTogetherEqualTheWholeOptimizer) {
   for (int q = 0; q < world; ++q) maps.emplace_back(n, world, q, 300);
   for (int q = 0; q < world; ++q) {
     shards.push_back(std::make_unique<AdamW>(layout, *be, settings, maps[q].ranges()));
+    shards.back()->take_master(params.data());
+    ASSERT_NE(shards.back()->master(), nullptr);
+    EXPECT_EQ(int64_t(shards.back()->download_master().size()), maps[q].size(q));
+    EXPECT_LE(maps[q].size(q), n / world + 1);
   }
-  std::vector<float> sharded = params;
+  EXPECT_EQ(full.master(), nullptr);
+  std::vector<float> sharded(n, 0.0f);  // the compute copy the shards write
   for (int step = 0; step < 3; ++step) {
     for (float& g : grads) g = float(rng.normal());
     full.step(whole.data(), grads.data(), 1e-2f);
-    for (auto& s : shards) s->step(sharded.data(), grads.data(), 1e-2f);
+    for (auto& s : shards) s->step(nullptr, grads.data(), 1e-2f, f32_act(sharded.data()));
   }
   ASSERT_EQ(sharded, whole);
   const std::vector<float> m = full.download_m();
@@ -120,6 +126,19 @@ TEST_F(ShardedTraining, TwoRanksShardedEqualUnsharded) {
   ASSERT_TRUE(train("sharded", "train.micro_batch=2 dist.shard_optimizer=true"))
       << bytes_of(log("sharded"));
   EXPECT_TRUE(contains(bytes_of(log("sharded")), "optimizer state sharded over 2 ranks"));
+  // Rank 0 holds the fp32 master and the moments of its half of the parameters only.
+  ModelConfig config;  // the fixture's model
+  config.d_model = 16;
+  config.n_layer = 2;
+  config.vocab_size = 257;
+  config.d_state = 4;
+  const int64_t n = ParamLayout(config).total();
+  const ShardMap map(n, 2, 0, int64_t(25 * (1 << 20) / sizeof(float)));  // dist.bucket_mb = 25
+  EXPECT_LE(map.size(0), n / 2 + 1);
+  EXPECT_TRUE(contains(bytes_of(log("sharded")), "fp32 master and moments of " +
+                                                     std::to_string(map.size(0)) + " of " +
+                                                     std::to_string(n) + " parameters on rank 0"))
+      << bytes_of(log("sharded"));
   expect_same_steps("sharded", "plain", 1e-6);
   expect_same_state("sharded", "plain", 1e-6);
 }
@@ -163,6 +182,7 @@ TEST_F(ShardedTraining, CheckpointsMoveBetweenShardedAndUnsharded) {
   };
   const Case cases[] = {
       {"sharded_to_one_rank", true, 1, false, "one_rank"},
+      {"sharded_to_sharded", true, 2, true, "two_ranks"},
       {"sharded_to_two_ranks", true, 2, false, "two_ranks"},
       {"unsharded_to_sharded", false, 2, true, "two_ranks"},
   };
@@ -185,6 +205,23 @@ TEST_F(ShardedTraining, CheckpointsMoveBetweenShardedAndUnsharded) {
     expect_same_steps(c.name, c.reference, 1e-6);
     expect_same_state(c.name, c.reference, 1e-6);
   }
+}
+
+// A sharded checkpoint of 2 ranks resumes sharded on 3 (another shard map: every rank takes its
+// master and moment slices from the file) and reaches the state of an uninterrupted run; the global
+// batch is fixed, so the data are the same.
+TEST_F(ShardedTraining, ShardedCheckpointsResumeOnAnotherRankCount) {
+  const std::string args = "train.micro_batch=2 train.global_batch=12 ";
+  ASSERT_TRUE(train("count_reference", args)) << bytes_of(log("count_reference"));
+  const std::string sharded = args + "dist.shard_optimizer=true";
+  ASSERT_TRUE(train("two_then_three", sharded)) << bytes_of(log("two_then_three"));
+  fs::remove_all(dir("two_then_three") + "/step_00000008");
+  ASSERT_TRUE(train("two_then_three", sharded, "", 3)) << bytes_of(log("two_then_three"));
+  EXPECT_TRUE(contains(bytes_of(log("two_then_three")), "resumed from"))
+      << bytes_of(log("two_then_three"));
+  EXPECT_TRUE(contains(bytes_of(log("two_then_three")), "sharded over 3 ranks"));
+  expect_same_steps("two_then_three", "count_reference", 1e-5);
+  expect_same_state("two_then_three", "count_reference", 1e-5);
 }
 
 // The non-finite guard: rank 0's gradients get a NaN at step 3; the reduce-scatter carries it
@@ -260,10 +297,11 @@ const std::string kGpuRun =
     "train.micro_batch=2 train.device=cuda model.d_model=256 model.d_state=16 "
     "checkpoint.async=false ";
 
-// The GPU twin: NCCL reduce-scatter and all-gather on 2 GPUs give the losses and weights of the
-// all-reduce, within bf16 tolerance, and a peak memory lower by the half of the moments each GPU
-// no longer holds (both save synchronously: the asynchronous writer's snapshot would count in
-// the unsharded peak only).
+// The GPU twin: NCCL reduce-scatter and all-gather (of the bf16 compute copy, and of the fp32-read
+// tensors) on 2 GPUs give the losses and weights of the all-reduce, within bf16 tolerance, and a
+// peak memory lower by the half of the fp32 master and moments each GPU no longer holds, less its
+// exact buffer (both save synchronously: the asynchronous writer's snapshot would count in the
+// unsharded peak only).
 TEST_F(ShardedTraining, TwoGpusShardedEqualUnsharded) {
   if (const std::string why = two_gpus_missing(); !why.empty()) GTEST_SKIP() << why;
   const std::string gpu = kGpuRun;
@@ -277,12 +315,16 @@ TEST_F(ShardedTraining, TwoGpusShardedEqualUnsharded) {
   config.n_layer = 2;
   config.vocab_size = 257;
   config.d_state = 16;
-  const double moments_gib = 8.0 * double(ParamLayout(config).total()) / double(1 << 30);
+  const ParamLayout layout(config);
+  double fp32_read = 0.0;
+  for (const ParamTensor& t : layout.tensors()) fp32_read += t.fp32_read ? double(t.numel) : 0.0;
+  const double saved_gib =
+      (12.0 * double(layout.total()) * (1.0 - 1.0 / 2) - 4.0 * fp32_read) / double(1 << 30);
   const std::vector<double> plain = metric("gpu_plain", "mem_gib");
   const std::vector<double> sharded = metric("gpu_sharded", "mem_gib");
   ASSERT_FALSE(plain.empty());
   ASSERT_FALSE(sharded.empty());
-  EXPECT_GT(plain.back() - sharded.back(), 0.9 * moments_gib / 2) << plain.back();
+  EXPECT_GT(plain.back() - sharded.back(), 0.9 * saved_gib) << plain.back();
 }
 
 // The GPU twin of CheckpointsMoveBetweenShardedAndUnsharded: a sharded run on two GPUs stopped at

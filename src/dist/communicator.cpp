@@ -92,6 +92,17 @@ class MpiCommunicator final : public Communicator {
     for (int64_t i = 0; i < n; ++i) data[i] *= inv;
   }
 
+  void allreduce_sum(uint32_t* data, int64_t n) override {
+    if (world_ == 1) return;
+    for (int64_t begin = 0; begin < n; begin += INT_MAX / 2) {
+      const int count = int(std::min<int64_t>(INT_MAX / 2, n - begin));
+      MPI_Request request;
+      check(MPI_Iallreduce(MPI_IN_PLACE, data + begin, count, MPI_UINT32_T, MPI_SUM, comm_,
+                           &request));
+      wait(request, "weight all-reduce");
+    }
+  }
+
   double allreduce_sum(double x) override {
     if (world_ == 1) return x;
     double sum = 0.0;

@@ -29,6 +29,9 @@ class Communicator {
   virtual void allreduce_mean(float* data, int64_t n) = 0;
   // The sum over ranks of x (losses, counters), identical on every rank.
   virtual double allreduce_sum(double x) = 0;
+  // In place: the sum over ranks of data[0..n), wrapping. ZeRO-1 sends fp32 bits this way that
+  // one rank holds and the others leave zero: x + 0 = x for every bit pattern.
+  virtual void allreduce_sum(uint32_t* data, int64_t n) = 0;
   // data[0..bytes) of rank `root` on every rank.
   virtual void broadcast(void* data, size_t bytes, int root) = 0;
   // ZeRO-1 (shard_map.h). send holds world blocks of count floats; rank r receives in recv the

@@ -14,6 +14,42 @@ namespace mamba {
 
 namespace {
 
+// The parts of the packed master (offset master) whose weights the model reads in fp32, with
+// their place in its exact buffer.
+struct ExactPiece {
+  int64_t master, exact, count;
+};
+
+std::vector<ExactPiece> owned_exact(const ShardMap& map, const std::vector<ExactSpan>& spans) {
+  std::vector<ExactPiece> pieces;
+  size_t s = 0;  // ranges and spans both run in buffer order
+  for (const ShardRange& r : map.ranges()) {
+    const int64_t end = r.begin + r.count;
+    while (s < spans.size() && spans[s].offset + spans[s].count <= r.begin) ++s;
+    for (size_t t = s; t < spans.size() && spans[t].offset < end; ++t) {
+      const int64_t lo = std::max(r.begin, spans[t].offset);
+      const int64_t hi = std::min(end, spans[t].offset + spans[t].count);
+      pieces.push_back({r.packed + lo - r.begin, spans[t].exact + lo - spans[t].offset, hi - lo});
+    }
+  }
+  return pieces;
+}
+
+int64_t exact_floats(const MambaLM& model) {
+  const std::vector<ExactSpan>& spans = model.exact_spans();
+  return spans.empty() ? 0 : spans.back().exact + spans.back().count;
+}
+
+// The model's exact buffer with this rank's own values from its master and zero elsewhere, as the
+// sum over ranks wants it (queued on the backend).
+void stage_owned_exact(MambaLM& model, const std::vector<ExactPiece>& pieces, const float* master) {
+  Backend& be = model.backend();
+  be.fill_zero(model.exact(), size_t(exact_floats(model)) * sizeof(float));
+  for (const ExactPiece& p : pieces) {
+    be.copy(model.exact() + p.exact, master + p.master, size_t(p.count) * sizeof(float));
+  }
+}
+
 class MpiGradientReducer final : public GradientReducer {
  public:
   MpiGradientReducer(const ReducerSettings& settings, Communicator& comm, MambaLM& model)
@@ -57,13 +93,18 @@ class MpiGradientReducer final : public GradientReducer {
   std::vector<float> staging_, scratch_;
 };
 
-// ZeRO-1 through MPI, on buffers in host memory (the CPU backend): bucket by bucket after
-// backward, as the unsharded MPI path reduces after backward. The tail bucket, shorter than
-// world slices, goes through a zero-padded copy.
+// ZeRO-1 through MPI, on buffers in host memory (the CPU backend, whose compute copy is fp32):
+// bucket by bucket after backward, as the unsharded MPI path reduces after backward. The tail
+// bucket, shorter than world slices, goes through a zero-padded copy.
 class MpiShardedReducer final : public GradientReducer {
  public:
   MpiShardedReducer(Communicator& comm, MambaLM& model, const ShardMap& shard)
-      : comm_(comm), model_(model), shard_(shard) {}
+      : comm_(comm), model_(model), shard_(shard), exact_(owned_exact(shard, model.exact_spans())) {
+    if (model.compute_copy().type != ActType::F32) {
+      throw_error("config error: dist.shard_optimizer = true through MPI needs fp32 weights, and ",
+                  model.backend().name(), " computes in bf16: run on the CPU or with NCCL");
+    }
+  }
 
   void finish() override {
     float* grads = model_.grads();
@@ -75,8 +116,8 @@ class MpiShardedReducer final : public GradientReducer {
     }
   }
 
-  void gather_params() override {
-    float* params = model_.params();
+  void gather_weights(const float* master) override {
+    float* params = static_cast<float*>(model_.compute_copy().data);
     for (const ShardBucket& b : shard_.buckets()) {
       if (b.slice * shard_.world() == b.end - b.begin) {
         comm_.allgather(params + b.begin, b.slice);
@@ -89,6 +130,8 @@ class MpiShardedReducer final : public GradientReducer {
       comm_.allgather(scratch_.data(), b.slice);
       std::copy(scratch_.begin(), scratch_.begin() + (b.end - b.begin), params + b.begin);
     }
+    stage_owned_exact(model_, exact_, master);
+    comm_.allreduce_sum(reinterpret_cast<uint32_t*>(model_.exact()), exact_floats(model_));
   }
 
  private:
@@ -103,19 +146,24 @@ class MpiShardedReducer final : public GradientReducer {
   Communicator& comm_;
   MambaLM& model_;
   const ShardMap& shard_;
+  const std::vector<ExactPiece> exact_;
   std::vector<float> received_, scratch_;
 };
 
 #ifdef MAMBA_HAVE_NCCL
 class NcclGradientReducer final : public GradientReducer {
  public:
-  NcclGradientReducer(const ReducerSettings& settings, Communicator& comm, MambaLM& model) {
+  NcclGradientReducer(const ReducerSettings& settings, Communicator& comm, MambaLM& model)
+      : model_(model) {
     std::string id = comm.rank() == 0 ? nccl_unique_id() : std::string(128, '\0');
     comm.broadcast(id.data(), id.size(), 0);
     reducer_ = std::make_unique<NcclReducer>(
         id, comm.rank(), comm.world(), model.backend(), model.grads(), model.layout().total(),
         size_t(settings.bucket_mb * (1 << 20)), settings.timeout_s, settings.bf16_grads);
-    if (settings.shard) reducer_->shard(*settings.shard, model.params());
+    if (settings.shard) {
+      exact_ = owned_exact(*settings.shard, model.exact_spans());
+      reducer_->shard(*settings.shard, model.compute_copy(), model.exact(), exact_floats(model));
+    }
     if (settings.hierarchical) {
       split_by_node(comm);  // only checks, through MPI, that the nodes hold as many ranks each
       reducer_->split_by_node(comm.node());
@@ -123,9 +171,14 @@ class NcclGradientReducer final : public GradientReducer {
   }
   void ready(int64_t begin, int64_t end) override { reducer_->ready(begin, end); }
   void finish() override { reducer_->finish(); }
-  void gather_params() override { reducer_->gather_params(); }
+  void gather_weights(const float* master) override {
+    stage_owned_exact(model_, exact_, master);
+    reducer_->gather_weights();
+  }
 
  private:
+  MambaLM& model_;
+  std::vector<ExactPiece> exact_;
   std::unique_ptr<NcclReducer> reducer_;
 };
 #endif

@@ -10,8 +10,10 @@
 // calls finish() after it; the gradients are then the mean over ranks.
 // With a ShardMap (ZeRO-1, dist.shard_optimizer) each bucket is reduce-scattered instead:
 // finish() leaves the mean only in the slices this rank owns (the rest of the gradient buffer
-// holds partial values), the optimizer updates those slices of the weights, and gather_params()
-// all-gathers them so that every rank again holds all the weights.
+// holds partial values), the optimizer updates those slices of its packed fp32 master and of the
+// model's compute copy, and gather_weights() all-gathers the compute copy (in its own type: bf16
+// on GPUs) and brings every rank's fp32-read tensors (MambaLM::exact) to every rank, so that every
+// rank again holds all the weights the model reads. The model has no fp32 master then.
 #pragma once
 #include <memory>
 
@@ -34,9 +36,10 @@ class GradientReducer : public GradientReadyHook {
  public:
   void ready(int64_t, int64_t) override {}
   virtual void finish() = 0;
-  // Sharded: every rank's updated slices of the weights (model.params()) to every rank, done
-  // when it returns. Unsharded: nothing to do.
-  virtual void gather_params() {}
+  // Sharded: every rank's updated slices of the compute copy to every rank, and the exact
+  // buffer's values, each from the master (this rank's packed shard, AdamW::master) of the rank
+  // that owns it, done when it returns. Unsharded: nothing to do.
+  virtual void gather_weights(const float* /*master*/) {}
 };
 
 // Throws mamba::Error when bf16_grads is asked of a run that reduces through MPI, when a

@@ -48,7 +48,9 @@ struct NcclReducer::State {
   // ZeRO-1: the shard map's buckets; [frontier, n) of the buffer is final, and the buckets from
   // next_bucket on are launched. scratch: the padded copy of the tail bucket (world floats).
   const ShardMap* shard = nullptr;
-  float* params = nullptr;
+  Act weights;  // the compute copy
+  float* exact = nullptr;
+  int64_t exact_floats = 0;
   float* scratch = nullptr;
   int rank = 0, world = 1;
   int64_t frontier = 0;
@@ -72,8 +74,11 @@ struct NcclReducer::State {
   }
 
   void copy(float* dst, const float* src, int64_t count) {
-    cuda::check_cuda(cudaMemcpyAsync(dst, src, size_t(count) * sizeof(float),
-                                     cudaMemcpyDeviceToDevice, comm_stream),
+    copy_bytes(dst, src, size_t(count) * sizeof(float));
+  }
+
+  void copy_bytes(void* dst, const void* src, size_t bytes) {
+    cuda::check_cuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, comm_stream),
                      "cudaMemcpyAsync");
   }
 
@@ -293,7 +298,7 @@ void NcclReducer::split_by_node(int node) {
   }
 }
 
-void NcclReducer::shard(const ShardMap& map, float* params) {
+void NcclReducer::shard(const ShardMap& map, Act compute_copy, float* exact, int64_t exact_floats) {
   State& s = *s_;
   if (s.wire) throw_error("nccl error: bf16 communication cannot shard the optimizer");
   if (s.node_comm) throw_error("nccl error: a reducer split by node cannot shard the optimizer");
@@ -303,14 +308,17 @@ void NcclReducer::shard(const ShardMap& map, float* params) {
                 s.n);
   }
   s.shard = &map;
-  s.params = params;
+  s.weights = compute_copy;
+  s.exact = exact;
+  s.exact_floats = exact_floats;
   s.frontier = s.n;
   s.next_bucket = map.buckets().size();
   int64_t padded = 1;
   for (const ShardBucket& b : map.buckets()) {
     if (s.padded(b)) padded = std::max(padded, b.slice * s.world);
   }
-  // Through the backend, so that it counts in the peak-memory figure.
+  // Through the backend, so that it counts in the peak-memory figure; fp32-sized, it holds the
+  // padded tail of the compute copy in either type.
   s.scratch = static_cast<float*>(s.backend->allocate(size_t(padded) * sizeof(float)));
 }
 
@@ -344,10 +352,13 @@ void NcclReducer::finish() {
   s.wait_reduced(s.shard ? "gradient reduce-scatter" : "gradient all-reduce");
 }
 
-void NcclReducer::gather_params() {
+void NcclReducer::gather_weights() {
   State& s = *s_;
   if (!s.shard) return;
   s.follow_compute();
+  const size_t bytes = type_bytes(s.weights.type);
+  const ncclDataType_t type = s.weights.type == ActType::BF16 ? ncclBfloat16 : ncclFloat;
+  char* weights = static_cast<char*>(s.weights.data);
   // Grouped, NCCL runs the buckets' all-gathers as few launches (a group holds at most 2048
   // operations in some NCCL versions).
   constexpr int kGroup = 1024;
@@ -359,19 +370,27 @@ void NcclReducer::gather_params() {
       check_nccl(ncclGroupEnd(), "ncclGroupEnd");
       check_nccl(ncclGroupStart(), "ncclGroupStart");
     }
-    check_nccl(ncclAllGather(s.params + b.begin + s.rank * b.slice, s.params + b.begin,
-                             size_t(b.slice), ncclFloat, s.comm, s.comm_stream),
-               "ncclAllGather");
+    check_nccl(
+        ncclAllGather(weights + (b.begin + s.rank * b.slice) * bytes, weights + b.begin * bytes,
+                      size_t(b.slice), type, s.comm, s.comm_stream),
+        "ncclAllGather");
   }
   check_nccl(ncclGroupEnd(), "ncclGroupEnd");
   for (const ShardBucket& b : s.shard->buckets()) {
     if (!s.padded(b)) continue;
     const ShardRange mine = s.shard->part(b, s.rank);
-    float* own = s.scratch + s.rank * b.slice;
-    if (mine.count > 0) s.copy(own, s.params + mine.begin, mine.count);
-    check_nccl(ncclAllGather(own, s.scratch, size_t(b.slice), ncclFloat, s.comm, s.comm_stream),
+    char* scratch = reinterpret_cast<char*>(s.scratch);
+    char* own = scratch + s.rank * b.slice * bytes;
+    if (mine.count > 0) s.copy_bytes(own, weights + mine.begin * bytes, mine.count * bytes);
+    check_nccl(ncclAllGather(own, scratch, size_t(b.slice), type, s.comm, s.comm_stream),
                "ncclAllGather");
-    s.copy(s.params + b.begin, s.scratch, b.end - b.begin);
+    s.copy_bytes(weights + b.begin * bytes, scratch, (b.end - b.begin) * bytes);
+  }
+  // Each value is one rank's, the others' zero: the integer sum moves its bits unchanged.
+  if (s.exact_floats > 0) {
+    check_nccl(ncclAllReduce(s.exact, s.exact, size_t(s.exact_floats), ncclUint32, ncclSum, s.comm,
+                             s.comm_stream),
+               "ncclAllReduce (fp32 weights)");
   }
   cuda::check_cuda(cudaEventRecord(s.reduced, s.comm_stream), "cudaEventRecord");
   cuda::check_cuda(cudaStreamWaitEvent(s.compute, s.reduced, 0), "cudaStreamWaitEvent");

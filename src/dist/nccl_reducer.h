@@ -34,9 +34,10 @@ class NcclReducer {
 
   // ZeRO-1 from now on: the buckets of `map` are reduce-scattered (ncclReduceScatter, each
   // launched as soon as backward has finished all of it) instead of all-reduced, and
-  // gather_params() all-gathers the owned slices of params (ncclAllGather, in place). bf16
-  // communication is refused. map outlives the reducer.
-  void shard(const ShardMap& map, float* params);
+  // gather_weights() all-gathers the owned slices of the model's compute copy (parameter layout,
+  // ncclAllGather in its own type, in place) and sums the exact buffer's exact_floats as 32-bit
+  // integers. bf16 gradient communication is refused. map outlives the reducer.
+  void shard(const ShardMap& map, Act compute_copy, float* exact, int64_t exact_floats);
   // Hierarchical from now on (hierarchy.h): two more communicators, split from the reducer's by
   // ncclCommSplit (collective): the ranks of `node` (this rank's node index), and the ranks at
   // this rank's place in their nodes. Every node must hold the same number of ranks (the caller
@@ -50,10 +51,11 @@ class NcclReducer {
   // Launches what is left, makes the compute stream wait for all buckets, and checks (with the
   // timeout) that the collectives completed.
   void finish();
-  // Sharded: after the optimizer's work queued on the compute stream, every rank's slices of
-  // params to every rank; the compute stream waits for it, and the host checks (with the
-  // timeout) that it completed.
-  void gather_params();
+  // Sharded: after the optimizer's work queued on the compute stream (which wrote this rank's
+  // slices of the compute copy, and its own fp32-read values into the exact buffer, zero
+  // elsewhere), every rank's slices and values to every rank; the compute stream waits for it,
+  // and the host checks (with the timeout) that it completed.
+  void gather_weights();
 
  private:
   struct State;

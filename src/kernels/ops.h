@@ -288,8 +288,9 @@ struct AdamWHyper {
   int64_t step;
 };
 // A run of the flat buffers one AdamW step updates: elements [offset, offset + count) of params,
-// grads and the compute copy, whose moments sit at [packed, packed + count) (ZeRO-1 packs a
-// rank's slices; unsharded packed == offset). Weight decay applies where weight_decay is set.
+// grads and the compute copy, whose moments (and, with AdamWStep::packed_params, fp32 weights)
+// sit at [packed, packed + count) (ZeRO-1 packs a rank's slices; unsharded packed == offset).
+// Weight decay applies where weight_decay is set.
 struct AdamWSegment {
   int64_t offset = 0, packed = 0, count = 0;
   bool weight_decay = false;
@@ -298,13 +299,15 @@ struct AdamWSegment {
 // place from grads, and the updated weight written to the compute copy in the activation type,
 // so that no separate conversion pass follows. 5 tensors.
 struct AdamWStep {
-  float* params = nullptr;       // parameter layout
+  float* params = nullptr;       // parameter layout, or packed when packed_params
   const float* grads = nullptr;  // parameter layout
   float* m = nullptr;            // packed
   float* v = nullptr;            // packed
   Act compute_copy;  // parameter layout; null: not written; aliasing params (fp32): nothing to do
   const AdamWSegment* segments = nullptr;  // host memory, in buffer order, not overlapping
   int segment_count = 0;
+  // ZeRO-1's fp32 master shard: params holds only the segments' weights, packed as m and v are.
+  bool packed_params = false;
 };
 
 }  // namespace mamba

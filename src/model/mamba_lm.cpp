@@ -41,14 +41,14 @@ Conv1dShape conv_shape(const Activations& a, const ModelConfig& c) {
 }
 
 // The scan's inputs in layer i, whose u and delta are the working buffers.
-ScanInputs scan_inputs(const Activations& a, int i, const LayerView& w, const ModelConfig& c) {
+ScanInputs scan_inputs(const Activations& a, int i, const LayerWeights& w, const ModelConfig& c) {
   return layer_scan_inputs(a.xc, a.delta, a.layers[i].xdbl, a.layers[i].xz, a.A, w, c);
 }
 
 }  // namespace
 
 ScanInputs layer_scan_inputs(ConstAct u, ConstAct delta, ConstAct xdbl, ConstAct xz, const float* A,
-                             const LayerView& w, const ModelConfig& c) {
+                             const LayerWeights& w, const ModelConfig& c) {
   ScanInputs in;
   in.u = u;
   in.delta = delta;
@@ -61,25 +61,65 @@ ScanInputs layer_scan_inputs(ConstAct u, ConstAct delta, ConstAct xdbl, ConstAct
   return in;
 }
 
-MambaLM::MambaLM(const ModelConfig& config, Backend& backend, bool recompute)
+MambaLM::MambaLM(const ModelConfig& config, Backend& backend, bool recompute, bool fp32_master)
     : layout_(config), be_(backend), recompute_(recompute) {
   be_.check_layer_shape(config.d_state, config.d_conv);
   const size_t n = layout_.total();
-  params_ = static_cast<float*>(be_.allocate(n * sizeof(float)));
   grads_ = static_cast<float*>(be_.allocate(n * sizeof(float)));
-  be_.fill_zero(params_, n * sizeof(float));
   be_.fill_zero(grads_, n * sizeof(float));
-  weights_ = be_.act_type() == ActType::F32
+  if (fp32_master) {
+    params_ = static_cast<float*>(be_.allocate(n * sizeof(float)));
+    be_.fill_zero(params_, n * sizeof(float));
+  }
+  weights_ = params_ && be_.act_type() == ActType::F32
                  ? f32_act(params_)
                  : Act{be_.allocate(n * be_.act_bytes()), be_.act_type()};
+  if (!params_) {
+    be_.fill_zero(weights_.data, n * be_.act_bytes());
+    // Neighbours merge (A_log and D, conv1d's weight and bias): fewer copies per refresh.
+    int64_t at = 0;
+    for (const ParamTensor& t : layout_.tensors()) {
+      if (!t.fp32_read) continue;
+      ExactSpan* last = exact_spans_.empty() ? nullptr : &exact_spans_.back();
+      if (last && last->offset + last->count == t.offset) {
+        last->count += t.numel;
+      } else {
+        exact_spans_.push_back({t.offset, at, t.numel});
+      }
+      at += t.numel;
+    }
+    exact_ = static_cast<float*>(be_.allocate(size_t(at) * sizeof(float)));
+    be_.fill_zero(exact_, size_t(at) * sizeof(float));
+  }
+  place_weights();
   params_updated();
 }
 
 MambaLM::~MambaLM() {
   for (auto& a : acts_) be_.release(a->memory);
   if (weights_.data != params_) be_.release(weights_.data);
+  if (exact_) be_.release(exact_);
   be_.release(grads_);
-  be_.release(params_);
+  if (params_) be_.release(params_);
+}
+
+void MambaLM::place_weights() {
+  // The fp32 tensor at this offset of the layout: in params_, or in the exact span holding it.
+  auto fp32 = [&](int64_t offset) -> const float* {
+    if (params_) return params_ + offset;
+    auto span = std::upper_bound(exact_spans_.begin(), exact_spans_.end(), offset,
+                                 [](int64_t at, const ExactSpan& s) { return at < s.offset; });
+    --span;
+    return exact_ + span->exact + (offset - span->offset);
+  };
+  for (int i = 0; i < config().n_layer; ++i) {
+    const LayerOffsets o = layout_.layer_offsets(i);
+    layers_.push_back({fp32(o.A_log), fp32(o.D), fp32(o.conv_w), fp32(o.conv_b), fp32(o.dt_proj_b),
+                       fp32(o.norm), weights_.at(o.in_proj), weights_.at(o.x_proj),
+                       weights_.at(o.dt_proj_w), weights_.at(o.out_proj)});
+  }
+  embedding_ = fp32(layout_.tensors().front().offset);
+  norm_f_ = fp32(layout_.tensors().back().offset);
 }
 
 void MambaLM::zero_grads() {
@@ -87,7 +127,30 @@ void MambaLM::zero_grads() {
 }
 
 void MambaLM::params_updated() {
-  if (weights_.data != params_) be_.to_act(weights_, params_, layout_.total());
+  if (params_ && weights_.data != params_) be_.to_act(weights_, params_, layout_.total());
+}
+
+void MambaLM::set_weights(const float* weights) {
+  const int64_t n = layout_.total();
+  if (params_) {
+    if (weights != params_) be_.copy(params_, weights, size_t(n) * sizeof(float));
+    params_updated();
+    return;
+  }
+  be_.to_act(weights_, weights, n);
+  for (const ExactSpan& s : exact_spans_) {
+    be_.copy(exact_ + s.exact, weights + s.offset, size_t(s.count) * sizeof(float));
+  }
+}
+
+size_t MambaLM::weight_bytes() const {
+  const size_t n = layout_.total();
+  size_t bytes = params_ ? n * sizeof(float) : 0;
+  if (weights_.data != params_) bytes += n * be_.act_bytes();
+  if (!exact_spans_.empty()) {
+    bytes += size_t(exact_spans_.back().exact + exact_spans_.back().count) * sizeof(float);
+  }
+  return bytes;
 }
 
 std::vector<float> MambaLM::download(const float* device_buffer) const {
@@ -97,8 +160,16 @@ std::vector<float> MambaLM::download(const float* device_buffer) const {
 }
 
 void MambaLM::upload_params(const std::vector<float>& host) {
-  be_.upload(params_, host.data(), layout_.total() * sizeof(float));
-  params_updated();
+  if (params_) {
+    be_.upload(params_, host.data(), layout_.total() * sizeof(float));
+    params_updated();
+    return;
+  }
+  // Without a master the weights pass through the gradient buffer, which holds nothing between
+  // steps.
+  be_.upload(grads_, host.data(), layout_.total() * sizeof(float));
+  set_weights(grads_);
+  zero_grads();
 }
 
 size_t MambaLM::activation_bytes() const {
@@ -164,17 +235,12 @@ Activations& MambaLM::activations(int batch, int seqlen) {
   return *acts_.back();
 }
 
-ConstAct MambaLM::compute_weight(const float* master) const {
-  // The compute copy of a weight sits at the same element offset as its fp32 master.
-  return weights_.at(master - params_);
-}
-
-void MambaLM::linear_forward(Act out, int64_t ld_out, ConstAct inp, int64_t ld_inp,
-                             const float* weight, int in_dim, int out_dim, int64_t T) const {
+void MambaLM::linear_forward(Act out, int64_t ld_out, ConstAct inp, int64_t ld_inp, ConstAct weight,
+                             int in_dim, int out_dim, int64_t T) const {
   LinearForward op;
   op.inp = inp;
   op.ld_inp = ld_inp;
-  op.weight = compute_weight(weight);
+  op.weight = weight;
   op.out = out;
   op.ld_out = ld_out;
   op.T = T;
@@ -190,7 +256,7 @@ void MambaLM::norm_forward(Activations& a, int i, bool refill) {
   // With refill: the norm of the saved residual, which stays as it is.
   norm.hidden = refill ? s.residual : a.hidden;
   norm.residual_in = refill || i == 0 ? nullptr : a.layers[i - 1].residual;
-  norm.weight = layout_.layer(params_, i).norm;
+  norm.weight = layers_[i].norm;
   norm.residual_out = refill ? nullptr : s.residual;
   norm.normed = a.normed;
   norm.rstd = s.rstd;
@@ -201,7 +267,7 @@ void MambaLM::norm_forward(Activations& a, int i, bool refill) {
 }
 
 void MambaLM::conv_forward(Activations& a, int i) {
-  const LayerView w = layout_.layer(params_, i);
+  const LayerWeights& w = layers_[i];
   Conv1dForward conv;
   conv.x = a.layers[i].xz;
   conv.weight = w.conv_w;
@@ -212,15 +278,15 @@ void MambaLM::conv_forward(Activations& a, int i) {
 
 void MambaLM::delta_forward(Activations& a, int i) {
   const ModelConfig& c = config();
-  linear_forward(a.delta, c.d_inner(), a.layers[i].xdbl, c.xproj_dim(),
-                 layout_.layer(params_, i).dt_proj_w, c.rank(), c.d_inner(), a.T);
+  linear_forward(a.delta, c.d_inner(), a.layers[i].xdbl, c.xproj_dim(), layers_[i].dt_proj_w,
+                 c.rank(), c.d_inner(), a.T);
 }
 
 void MambaLM::forward_layer(Activations& a, int i, bool refill) {
   const ModelConfig& c = config();
   const int dm = c.d_model, di = c.d_inner(), xd = c.xproj_dim();
   Activations::Layer& s = a.layers[i];
-  const LayerView w = layout_.layer(params_, i);
+  const LayerWeights& w = layers_[i];
   norm_forward(a, i, refill);
   linear_forward(s.xz, 2 * di, a.normed, dm, w.in_proj, dm, 2 * di, a.T);
   conv_forward(a, i);
@@ -239,12 +305,12 @@ void MambaLM::rebuild_layer_inputs(Activations& a, int i) {
 
 void MambaLM::forward_layers(Activations& a) {
   const ModelConfig& c = config();
-  be_.embedding_forward({a.inputs, layout_.embedding(params_), a.hidden, a.T, c.d_model});
+  be_.embedding_forward({a.inputs, embedding_, a.hidden, a.T, c.d_model});
   for (int i = 0; i < c.n_layer; ++i) forward_layer(a, i, false);
   RmsNormForward norm;
   norm.hidden = a.hidden;
   norm.residual_in = a.layers.back().residual;
-  norm.weight = layout_.norm_f(params_);
+  norm.weight = norm_f_;
   norm.residual_out = a.residual_f;
   norm.normed = a.normed_f;
   norm.rstd = a.rstd_f;
@@ -301,7 +367,7 @@ double MambaLM::forward_backward(const int32_t* inputs, const int32_t* targets, 
   norm.dnormed = a.dnormed;
   norm.residual_out = a.residual_f;
   norm.rstd = a.rstd_f;
-  norm.weight = layout_.norm_f(params_);
+  norm.weight = norm_f_;
   norm.dresidual = a.dres;
   norm.dweight = layout_.norm_f(grads_);
   norm.dresidual_act = a.dres_act;  // out_proj's backward operand in the last layer
@@ -323,13 +389,13 @@ void MambaLM::backward_layers(Activations& a, GradientReadyHook* hook) {
   // dinp (=, or += when accumulate) dout @ weight; dweight += dout^T @ inp (each when not null).
   auto linear_backward = [&](Act dinp, int64_t ld_dinp, bool accumulate, float* dweight,
                              ConstAct dout, int64_t ld_dout, ConstAct inp, int64_t ld_inp,
-                             const float* weight, int in_dim, int out_dim) {
+                             ConstAct weight, int in_dim, int out_dim) {
     LinearBackward op;
     op.dout = dout;
     op.ld_dout = ld_dout;
     op.inp = inp;
     op.ld_inp = ld_inp;
-    op.weight = compute_weight(weight);
+    op.weight = weight;
     op.dinp = dinp;
     op.ld_dinp = ld_dinp;
     op.accumulate_dinp = accumulate;
@@ -346,7 +412,7 @@ void MambaLM::backward_layers(Activations& a, GradientReadyHook* hook) {
     else
       rebuild_layer_inputs(a, i);
     const Activations::Layer& s = a.layers[i];
-    const LayerView w = layout_.layer(params_, i);
+    const LayerWeights& w = layers_[i];
     const LayerView g = layout_.layer(grads_, i);
     // dres is d(hidden_i) as well as d(residual_{i+1}): see the header. Its copy in the activation
     // type, dres_act, was written with it by the norm backward after it.

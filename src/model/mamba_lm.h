@@ -11,7 +11,11 @@
 // Backward runs the same steps in reverse. Because residual_i feeds both the next layer's add and
 // its own norm, one gradient stream dres carries d(residual) == d(hidden) between layers.
 // Precision: the residual stream, its gradient, parameters and gradients are fp32; activations
-// are in the backend's activation type (fp32 on the CPU, bf16 on CUDA).
+// are in the backend's activation type (fp32 on the CPU, bf16 on CUDA). The GEMMs read their
+// weights from the compute copy (activation type); every other tensor (ParamTensor::fp32_read)
+// is read in fp32. A model built without an fp32 master (ZeRO-1, whose master is sharded among
+// the optimizers of the ranks) keeps those fp32 tensors alone, packed in its exact buffer, and
+// its owner keeps them and the compute copy current.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -63,16 +67,32 @@ class GradientReadyHook {
   virtual void ready(int64_t begin, int64_t end) = 0;
 };
 
+// Layer i's weights as the model reads them: the fp32 tensors as they are, the GEMMs' weights as
+// their compute copies.
+struct LayerWeights {
+  const float *A_log, *D, *conv_w, *conv_b, *dt_proj_b, *norm;  // fp32
+  ConstAct in_proj, x_proj, dt_proj_w, out_proj;                // compute copies
+};
+
+// A run of fp32-read tensors: floats [offset, offset + count) of the parameter layout, kept at
+// [exact, exact + count) of the exact buffer.
+struct ExactSpan {
+  int64_t offset = 0, exact = 0, count = 0;
+};
+
 // The scan's inputs in a layer: u and delta, B and C from x_proj's output [dt | B | C], z the
 // second half of in_proj's output [x | z], A = -exp(A_log) of that layer.
 ScanInputs layer_scan_inputs(ConstAct u, ConstAct delta, ConstAct xdbl, ConstAct xz, const float* A,
-                             const LayerView& w, const ModelConfig& c);
+                             const LayerWeights& w, const ModelConfig& c);
 
 class MambaLM {
  public:
   // recompute: keep only each layer's residual input from forward and recompute the rest of the
   // layer in backward (one layer's activations live at a time): less memory, ~1/3 more compute.
-  MambaLM(const ModelConfig& config, Backend& backend, bool recompute = false);
+  // fp32_master false: no fp32 copy of all the weights (params() is null), only the compute copy
+  // and the exact buffer; set_weights() fills them, the owner keeps them current after that.
+  MambaLM(const ModelConfig& config, Backend& backend, bool recompute = false,
+          bool fp32_master = true);
   ~MambaLM();
   MambaLM(const MambaLM&) = delete;
   MambaLM& operator=(const MambaLM&) = delete;
@@ -91,24 +111,38 @@ class MambaLM {
   double forward_backward(const int32_t* inputs, const int32_t* targets, int batch, int seqlen,
                           float grad_scale, GradientReadyHook* hook = nullptr);
 
-  // Device buffers with the ParamLayout: fp32 master weights and gradients.
+  // Device buffers with the ParamLayout: fp32 master weights (null without one) and gradients.
   float* params() { return params_; }
   float* grads() { return grads_; }
-  // The activation-type compute copy of a weight (the GEMMs' operand), given its fp32 master in
-  // params().
-  ConstAct compute_weight(const float* master) const;
   void zero_grads();
   // After params change (optimizer step, load): refresh the activation-type compute copy.
   void params_updated();
   // The compute copy itself (parameter layout), for an optimizer that writes it as it updates
-  // params (AdamW::step), in place of params_updated. Aliases params() when activations are fp32.
+  // params (AdamW::step), in place of params_updated. Aliases params() when activations are fp32
+  // and the model has an fp32 master.
   Act compute_copy() const { return weights_; }
-  // out = inp @ weight^T over T rows, with the compute copy of the fp32 master weight (any of
-  // params()'s tensors).
-  void linear_forward(Act out, int64_t ld_out, ConstAct inp, int64_t ld_inp, const float* weight,
+  // Without an fp32 master: the exact buffer (fp32) and where each fp32-read tensor sits in it,
+  // in buffer order. With one they are read from params(): no spans, null.
+  float* exact() { return exact_; }
+  const std::vector<ExactSpan>& exact_spans() const { return exact_spans_; }
+  // All the weights from a parameter-layout fp32 buffer on the device: into params() (and the
+  // compute copy), or without a master into the compute copy and the exact buffer.
+  void set_weights(const float* weights);
+  // Device bytes of the weights the model holds: master, compute copy (when separate) and exact
+  // buffer.
+  size_t weight_bytes() const;
+  // What the forward reads: layer i's weights, the embedding rows (fp32) and norm_f's weight.
+  const LayerWeights& layer_weights(int i) const { return layers_[i]; }
+  const float* embedding_fp32() const { return embedding_; }
+  const float* norm_f_fp32() const { return norm_f_; }
+  // The compute copy of the tied embedding, the LM head's weight.
+  ConstAct head_weight() const { return weights_; }
+  // out = inp @ weight^T over T rows; weight is a compute copy ([out_dim, in_dim]).
+  void linear_forward(Act out, int64_t ld_out, ConstAct inp, int64_t ld_inp, ConstAct weight,
                       int in_dim, int out_dim, int64_t T) const;
   // Host copies, for checkpoints and golden checks.
   std::vector<float> download(const float* device_buffer) const;
+  // All the weights from the host (set_weights).
   void upload_params(const std::vector<float>& host);
   // Bytes of the activation arena for the largest shape planned so far.
   size_t activation_bytes() const;
@@ -131,13 +165,20 @@ class MambaLM {
 
   void backward_layers(Activations& a, GradientReadyHook* hook);
   LmHeadLoss lm_head(const Activations& a) const;  // forward only, grad_scale 1
+  // Points layers_, embedding_ and norm_f_ at the buffers.
+  void place_weights();
 
   ParamLayout layout_;
   Backend& be_;
   bool recompute_;
   float* params_ = nullptr;
   float* grads_ = nullptr;
-  Act weights_;  // compute copy; aliases params_ when activations are fp32
+  Act weights_;  // compute copy; aliases params_ when activations are fp32 and there is a master
+  float* exact_ = nullptr;  // without a master only
+  std::vector<ExactSpan> exact_spans_;
+  std::vector<LayerWeights> layers_;
+  const float* embedding_ = nullptr;
+  const float* norm_f_ = nullptr;
   std::vector<std::unique_ptr<Activations>> acts_;  // one per (batch, seqlen) seen
 };
 

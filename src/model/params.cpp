@@ -25,15 +25,15 @@ enum LayerTensor {
 
 struct LayerTensorSpec {
   const char* suffix;
-  bool weight_decay;
+  bool weight_decay, fp32_read;
 };
 
 const LayerTensorSpec kLayerSpecs[kCount] = {
-    {"mixer.A_log", false},          {"mixer.D", false},
-    {"mixer.in_proj.weight", true},  {"mixer.conv1d.weight", true},
-    {"mixer.conv1d.bias", false},    {"mixer.x_proj.weight", true},
-    {"mixer.dt_proj.weight", true},  {"mixer.dt_proj.bias", false},
-    {"mixer.out_proj.weight", true}, {"norm.weight", false},
+    {"mixer.A_log", false, true},           {"mixer.D", false, true},
+    {"mixer.in_proj.weight", true, false},  {"mixer.conv1d.weight", true, true},
+    {"mixer.conv1d.bias", false, true},     {"mixer.x_proj.weight", true, false},
+    {"mixer.dt_proj.weight", true, false},  {"mixer.dt_proj.bias", false, true},
+    {"mixer.out_proj.weight", true, false}, {"norm.weight", false, true},
 };
 
 std::vector<int64_t> layer_tensor_shape(const ModelConfig& c, int which) {
@@ -72,29 +72,30 @@ int64_t product(const std::vector<int64_t>& shape) {
 
 ParamLayout::ParamLayout(const ModelConfig& config) : config_(config) {
   config_.validate();
-  auto add = [&](std::string name, std::vector<int64_t> shape, bool decay) {
+  auto add = [&](std::string name, std::vector<int64_t> shape, bool decay, bool fp32_read) {
     ParamTensor t;
     t.name = std::move(name);
     t.numel = product(shape);
     t.shape = std::move(shape);
     t.offset = total_;
     t.weight_decay = decay;
+    t.fp32_read = fp32_read;
     total_ += t.numel;
     tensors_.push_back(std::move(t));
   };
   embedding_offset_ = total_;
-  add("backbone.embedding.weight", {config_.padded_vocab(), config_.d_model}, false);
+  add("backbone.embedding.weight", {config_.padded_vocab(), config_.d_model}, false, true);
   for (int i = 0; i < config_.n_layer; ++i) {
     layer_offsets_.push_back(total_);
     const std::string prefix = "backbone.layers." + std::to_string(i) + ".";
     for (int k = 0; k < kCount; ++k) {
       add(prefix + kLayerSpecs[k].suffix, layer_tensor_shape(config_, k),
-          kLayerSpecs[k].weight_decay);
+          kLayerSpecs[k].weight_decay, kLayerSpecs[k].fp32_read);
     }
   }
   layer_numel_ = (total_ - layer_offsets_.front()) / config_.n_layer;
   norm_f_offset_ = total_;
-  add("backbone.norm_f.weight", {config_.d_model}, false);
+  add("backbone.norm_f.weight", {config_.d_model}, false, true);
 }
 
 const ParamTensor* ParamLayout::find(const std::string& name) const {
@@ -104,12 +105,19 @@ const ParamTensor* ParamLayout::find(const std::string& name) const {
   return nullptr;
 }
 
-LayerView ParamLayout::layer(float* buffer, int i) const {
+LayerOffsets ParamLayout::layer_offsets(int i) const {
   // Tensors of layer i follow the embedding tensor, kCount per layer.
   const ParamTensor* t = &tensors_[1 + static_cast<size_t>(i) * kCount];
-  auto at = [&](int k) { return buffer + t[k].offset; };
+  auto at = [&](int k) { return t[k].offset; };
   return {at(kALog),  at(kD),       at(kInProj),  at(kConvW),   at(kConvB),
           at(kXProj), at(kDtProjW), at(kDtProjB), at(kOutProj), at(kNorm)};
+}
+
+LayerView ParamLayout::layer(float* buffer, int i) const {
+  const LayerOffsets o = layer_offsets(i);
+  return {buffer + o.A_log,    buffer + o.D,      buffer + o.in_proj,   buffer + o.conv_w,
+          buffer + o.conv_b,   buffer + o.x_proj, buffer + o.dt_proj_w, buffer + o.dt_proj_b,
+          buffer + o.out_proj, buffer + o.norm};
 }
 
 namespace {

@@ -20,21 +20,28 @@ struct ParamTensor {
   int64_t numel = 0;
   bool weight_decay =
       false;  // design.md §1: only in_proj, conv1d, x_proj, dt_proj, out_proj weights
+  // The model reads it in fp32 as it is (all but the weights of the four GEMMs, which it reads
+  // as their compute copy; the tied embedding is both).
+  bool fp32_read = false;
 };
 
-// Pointers to one layer's tensors inside a buffer with this layout (parameters, gradients, ...).
-struct LayerView {
-  float* A_log;      // [d_inner, d_state]
-  float* D;          // [d_inner]
-  float* in_proj;    // [2 * d_inner, d_model]
-  float* conv_w;     // [d_inner, d_conv]
-  float* conv_b;     // [d_inner]
-  float* x_proj;     // [rank + 2 * d_state, d_inner]
-  float* dt_proj_w;  // [d_inner, rank]
-  float* dt_proj_b;  // [d_inner]
-  float* out_proj;   // [d_model, d_inner]
-  float* norm;       // [d_model]
+// One layer's tensors inside a buffer with this layout (parameters, gradients, ...): pointers
+// (LayerView), or offsets in floats from the start of the buffer (LayerOffsets).
+template <typename T>
+struct LayerTensors {
+  T A_log;      // [d_inner, d_state]
+  T D;          // [d_inner]
+  T in_proj;    // [2 * d_inner, d_model]
+  T conv_w;     // [d_inner, d_conv]
+  T conv_b;     // [d_inner]
+  T x_proj;     // [rank + 2 * d_state, d_inner]
+  T dt_proj_w;  // [d_inner, rank]
+  T dt_proj_b;  // [d_inner]
+  T out_proj;   // [d_model, d_inner]
+  T norm;       // [d_model]
 };
+using LayerView = LayerTensors<float*>;
+using LayerOffsets = LayerTensors<int64_t>;
 
 class ParamLayout {
  public:
@@ -49,6 +56,7 @@ class ParamLayout {
   float* embedding(float* buffer) const { return buffer + embedding_offset_; }
   float* norm_f(float* buffer) const { return buffer + norm_f_offset_; }
   LayerView layer(float* buffer, int i) const;
+  LayerOffsets layer_offsets(int i) const;
   // [begin, end) in floats of layer i's slice of the buffer.
   int64_t layer_begin(int i) const { return layer_offsets_[i]; }
   int64_t layer_end(int i) const { return layer_offsets_[i] + layer_numel_; }

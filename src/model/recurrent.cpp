@@ -77,7 +77,7 @@ void RecurrentLM::reset(int batch) {
   be_.fill_zero(conv_state_, size_t(c.n_layer * batch_ * di * (c.d_conv - 1)) * sizeof(float));
   be_.fill_zero(ssm_state_, size_t(c.n_layer * batch_ * di * n) * sizeof(float));
   for (int i = 0; i < c.n_layer; ++i) {
-    be_.negative_exp(A_ + i * di * n, model_.layout().layer(model_.params(), i).A_log, di * n);
+    be_.negative_exp(A_ + i * di * n, model_.layer_weights(i).A_log, di * n);
   }
   fresh_ = true;
 }
@@ -99,15 +99,13 @@ void RecurrentLM::norm(float* hidden, float* residual, bool first, const float* 
 
 void RecurrentLM::forward() {
   const ModelConfig& c = model_.config();
-  const ParamLayout& layout = model_.layout();
-  float* params = model_.params();
   const int dm = c.d_model, di = c.d_inner(), n = c.d_state, r = c.rank(), xd = c.xproj_dim();
   const int64_t B = batch_;
-  be_.embedding_forward({ids_, layout.embedding(params), hidden_, B, dm});
+  be_.embedding_forward({ids_, model_.embedding_fp32(), hidden_, B, dm});
   const Conv1dShape conv_shape{batch_, 1, di, c.d_conv, 2 * int64_t(di)};
   const ScanShape scan_shape{batch_, 1, di, n, 2 * int64_t(di), xd};
   for (int i = 0; i < c.n_layer; ++i) {
-    const LayerView w = layout.layer(params, i);
+    const LayerWeights& w = model_.layer_weights(i);
     // In place: the new residual is hidden + the previous residual (none before layer 0).
     norm(hidden_, residual_, i == 0, w.norm, normed_, rstd_, B);
     model_.linear_forward(xz_, 2 * di, normed_, dm, w.in_proj, dm, 2 * di, B);
@@ -125,10 +123,10 @@ void RecurrentLM::forward() {
     be_.selective_scan_step(scan_shape, in, y_, ssm_state_ + i * B * di * n);
     model_.linear_forward(f32_act(hidden_), dm, y_, di, w.out_proj, di, dm, B);
   }
-  norm(hidden_, residual_, false, layout.norm_f(params), normed_, rstd_, B);
+  norm(hidden_, residual_, false, model_.norm_f_fp32(), normed_, rstd_, B);
   // The LM head is the tied embedding.
-  model_.linear_forward(f32_act(logits_), c.padded_vocab(), normed_, dm, layout.embedding(params),
-                        dm, c.padded_vocab(), B);
+  model_.linear_forward(f32_act(logits_), c.padded_vocab(), normed_, dm, model_.head_weight(), dm,
+                        c.padded_vocab(), B);
 }
 
 // The full forward over [batch, L] prompt tokens (as MambaLM's, without what backward needs),
@@ -136,8 +134,6 @@ void RecurrentLM::forward() {
 // into the (zero) conv state by the step op. The logits are those of each prompt's last position.
 void RecurrentLM::prefill_parallel(const int32_t* prompts, int L) {
   const ModelConfig& c = model_.config();
-  const ParamLayout& layout = model_.layout();
-  float* params = model_.params();
   const int dm = c.d_model, di = c.d_inner(), n = c.d_state, r = c.rank(), xd = c.xproj_dim();
   const int K = c.d_conv;
   const int64_t B = batch_, T = B * L;
@@ -167,9 +163,9 @@ void RecurrentLM::prefill_parallel(const int32_t* prompts, int L) {
   const Conv1dShape column_shape{batch_, 1, di, K, int64_t(L) * 2 * di};
 
   be_.upload(ids, prompts, size_t(T) * sizeof(int32_t));
-  be_.embedding_forward({ids, layout.embedding(params), hidden, T, dm});
+  be_.embedding_forward({ids, model_.embedding_fp32(), hidden, T, dm});
   for (int i = 0; i < c.n_layer; ++i) {
-    const LayerView w = layout.layer(params, i);
+    const LayerWeights& w = model_.layer_weights(i);
     norm(hidden, residual, i == 0, w.norm, normed, rstd, T);
     model_.linear_forward(xz, 2 * di, normed, dm, w.in_proj, dm, 2 * di, T);
     Conv1dForward conv;
@@ -193,9 +189,9 @@ void RecurrentLM::prefill_parallel(const int32_t* prompts, int L) {
     be_.selective_scan_forward(scan_shape, in, y, ssm_state_ + i * B * di * n, scan_saved);
     model_.linear_forward(f32_act(hidden), dm, y, di, w.out_proj, di, dm, T);
   }
-  norm(hidden, residual, false, layout.norm_f(params), normed, rstd, T);
+  norm(hidden, residual, false, model_.norm_f_fp32(), normed, rstd, T);
   model_.linear_forward(f32_act(logits_), c.padded_vocab(), normed.at(int64_t(L - 1) * dm),
-                        int64_t(L) * dm, layout.embedding(params), dm, c.padded_vocab(), B);
+                        int64_t(L) * dm, model_.head_weight(), dm, c.padded_vocab(), B);
 }
 
 void RecurrentLM::step(const int32_t* tokens) {

@@ -109,7 +109,7 @@ struct LogConfig {
 // each bucket is rounded to bf16 for the sum and widened back into the fp32 gradients.
 // hierarchical reduces each bucket in the node, across nodes and in the node again (several
 // nodes; not with shard_optimizer). shard_optimizer (ZeRO-1, docs/distributed.md) splits the
-// AdamW moments among the ranks.
+// fp32 master weights and the AdamW moments among the ranks.
 struct DistConfig {
   double bucket_mb = 25.0;
   double timeout_s = 600.0;

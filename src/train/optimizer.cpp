@@ -9,7 +9,8 @@ namespace mamba {
 AdamW::AdamW(const ParamLayout& layout, Backend& backend, const AdamWSettings& settings,
              std::vector<ShardRange> ranges)
     : be_(backend), settings_(settings), ranges_(std::move(ranges)) {
-  if (ranges_.empty()) ranges_.push_back({0, 0, layout.total()});
+  const bool sharded = !ranges_.empty();
+  if (!sharded) ranges_.push_back({0, 0, layout.total()});
   for (const ShardRange& r : ranges_) size_ += r.count;
   // The overlaps of ranges and tensors, neighbours in one weight-decay group merged: a tensor's
   // group holds throughout it.
@@ -37,9 +38,14 @@ AdamW::AdamW(const ParamLayout& layout, Backend& backend, const AdamWSettings& s
   v_ = static_cast<float*>(be_.allocate(bytes));
   be_.fill_zero(m_, bytes);
   be_.fill_zero(v_, bytes);
+  if (sharded) {
+    master_ = static_cast<float*>(be_.allocate(bytes));
+    be_.fill_zero(master_, bytes);
+  }
 }
 
 AdamW::~AdamW() {
+  if (master_) be_.release(master_);
   be_.release(m_);
   be_.release(v_);
 }
@@ -48,7 +54,22 @@ void AdamW::step(float* params, const float* grads, float lr, Act compute_copy) 
   ++steps_taken;
   const AdamWHyper h{
       lr, settings_.beta1, settings_.beta2, settings_.eps, settings_.weight_decay, steps_taken};
-  be_.adamw_step({params, grads, m_, v_, compute_copy, segments_.data(), int(segments_.size())}, h);
+  AdamWStep op;
+  op.params = master_ ? master_ : params;
+  op.grads = grads;
+  op.m = m_;
+  op.v = v_;
+  op.compute_copy = compute_copy;
+  op.segments = segments_.data();
+  op.segment_count = int(segments_.size());
+  op.packed_params = master_ != nullptr;
+  be_.adamw_step(op, h);
+}
+
+void AdamW::take_master(const float* weights) {
+  for (const ShardRange& r : ranges_) {
+    be_.copy(master_ + r.packed, weights + r.begin, size_t(r.count) * sizeof(float));
+  }
 }
 
 std::vector<float> AdamW::download(const float* moment) const {

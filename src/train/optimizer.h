@@ -1,9 +1,10 @@
 // AdamW over the flat parameter buffer, with the design.md §1 weight-decay groups, and global
 // gradient-norm clipping with PyTorch's clip_grad_norm_ semantics. Moments are fp32 buffers on
 // the backend's device. Unsharded they have the parameter layout, so checkpoints store them as
-// they are; under ZeRO-1 (dist/shard_map.h) an optimizer updates only the ranges of the buffer
-// its rank owns and keeps their moments packed, and each rank writes its own slices of a
-// checkpoint (train/parallel_checkpoint.h).
+// they are, and the fp32 master weights are the model's (MambaLM::params). Under ZeRO-1
+// (dist/shard_map.h) an optimizer updates only the ranges of the buffer its rank owns and keeps
+// their moments and their fp32 master weights packed (the model then has no fp32 master), and
+// each rank writes its own slices of a checkpoint (train/parallel_checkpoint.h).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -22,17 +23,20 @@ struct AdamWSettings {
 class AdamW {
  public:
   // ranges: the parts of the flat buffer this optimizer updates, in buffer order, each with its
-  // offset in the packed moments; empty means the whole buffer.
+  // offset in the packed moments and master; empty means the whole buffer, with no master of its
+  // own.
   AdamW(const ParamLayout& layout, Backend& backend, const AdamWSettings& settings,
         std::vector<ShardRange> ranges = {});
   ~AdamW();
   AdamW(const AdamW&) = delete;
   AdamW& operator=(const AdamW&) = delete;
 
-  // One update with learning rate lr of the owned ranges of params (flat buffers, parameter
-  // layout); weight decay only on tensors whose layout says so. One backend op for all tensors;
-  // when compute_copy (the model's, MambaLM::compute_copy) is given, the updated elements of it
-  // are written in the same pass, and the model need not refresh it (params_updated).
+  // One update with learning rate lr of the owned ranges of the weights; weight decay only on
+  // tensors whose layout says so. The weights: params (the model's fp32 master, parameter layout)
+  // unsharded; sharded, the packed master(), and params must be null. One backend op for all
+  // tensors; when compute_copy (the model's, MambaLM::compute_copy) is given, the updated
+  // elements of it are written in the same pass, and the model need not refresh it
+  // (params_updated). Sharded, that is how the new weights leave the master.
   void step(float* params, const float* grads, float lr, Act compute_copy = {});
 
   const std::vector<ShardRange>& ranges() const { return ranges_; }
@@ -44,6 +48,13 @@ class AdamW {
   // The moments on the device, for the asynchronous checkpoint snapshot (unsharded).
   float* moment_m() { return m_; }
   float* moment_v() { return v_; }
+  // Sharded: the fp32 master weights of the owned ranges, packed as the moments (null
+  // unsharded), and their host copy (tests).
+  float* master() { return master_; }
+  std::vector<float> download_master() const { return download(master_); }
+  // Sharded: the owned ranges of weights (a parameter-layout buffer on the device) into the
+  // master, as a start-up or a checkpoint load gives them.
+  void take_master(const float* weights);
   // Values [at, at + n) of moment 0 (m) or 1 (v) in the parameter layout, as a checkpoint load
   // streams them: the owned part is kept.
   void load_moment(int moment, int64_t at, const float* values, int64_t n);
@@ -62,6 +73,7 @@ class AdamW {
   int64_t size_ = 0;
   float* m_;
   float* v_;
+  float* master_ = nullptr;
 };
 
 // The global L2 norm of grads (accumulated in double) before clipping. When max_norm > 0 every

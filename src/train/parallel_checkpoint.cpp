@@ -109,23 +109,23 @@ Report attempt(const Work& work) {
   return r;
 }
 
-// What this rank writes: an even share of the weights, and of the moments (their owned slices
-// when sharded), in file order.
+// What this rank writes: an even share of the weights and of the moments, or, sharded, their
+// owned slices, in file order.
 std::vector<CheckpointPiece> share_of(int rank, int world, const ParamLayout& layout,
                                       const ShardMap* map, const ParallelSource& source,
                                       const CheckpointPlans& plans) {
   const int64_t n = layout.total();
   int64_t lo = 0, hi = 0;
   even_share(rank, world, n, lo, hi);
-  std::vector<CheckpointPiece> pieces{piece_of(plans, n, 0, lo, hi - lo, source.params + lo)};
-  const float* moments[] = {source.exp_avg, source.exp_avg_sq};
-  for (int k = 0; k < 2; ++k) {
+  std::vector<CheckpointPiece> pieces;
+  const float* tensors[] = {source.params, source.exp_avg, source.exp_avg_sq};
+  for (int k = 0; k < 3; ++k) {
     if (!map) {
-      pieces.push_back(piece_of(plans, n, k + 1, lo, hi - lo, moments[k] + lo));
+      pieces.push_back(piece_of(plans, n, k, lo, hi - lo, tensors[k] + lo));
       continue;
     }
     for (const ShardRange& r : map->ranges()) {
-      pieces.push_back(piece_of(plans, n, k + 1, r.begin, r.count, moments[k] + r.packed));
+      pieces.push_back(piece_of(plans, n, k, r.begin, r.count, tensors[k] + r.packed));
     }
   }
   pieces.erase(std::remove_if(pieces.begin(), pieces.end(),

@@ -6,13 +6,13 @@
 // final size with their headers, which the parameter layout fixes in advance. Then every rank
 // pwrite()s its share at its offsets, checksums each contiguous piece it wrote and fsyncs:
 // the r-th of `world` equal ranges of the weights (every rank holds them whole) and of the
-// moments, or, sharded (ZeRO-1), its own slices of the moments from its packed shard, so nothing
-// is gathered. Rank 0 then collects every rank's piece checksums (and any rank's error), combines
-// them into each file's CRC-32 (zlib's crc32_combine), writes trainer.json and renames the
-// directory into place: a checkpoint becomes visible only once every rank's part is on disk. A
-// rank that fails mid-save makes every rank throw its error; one that dies leaves the others in
-// the exchange until the job is taken down (or dist.timeout_s). Either way only the .tmp remains,
-// which resume ignores and the next save clears.
+// moments, or, sharded (ZeRO-1), its own slices of the fp32 master weights and of the moments
+// from its packed shards, so nothing is gathered. Rank 0 then collects every rank's piece checksums
+// (and any rank's error), combines them into each file's CRC-32 (zlib's crc32_combine), writes
+// trainer.json and renames the directory into place: a checkpoint becomes visible only once every
+// rank's part is on disk. A rank that fails mid-save makes every rank throw its error; one that
+// dies leaves the others in the exchange until the job is taken down (or dist.timeout_s). Either
+// way only the .tmp remains, which resume ignores and the next save clears.
 //
 // Sharded load (collective): each rank reads the weights whole (it needs them all, and checks
 // their CRC-32 itself) and, of optimizer.safetensors, only its own slices of the moments (rank 0
@@ -34,8 +34,8 @@ namespace mamba {
 
 // The state to save, in the backend's memory.
 struct ParallelSource {
-  const float* params;      // the whole weights, on every rank
-  const float* exp_avg;     // whole, or this rank's packed slices when sharded
+  const float* params;      // the whole fp32 weights, or this rank's packed slices when sharded
+  const float* exp_avg;     // likewise
   const float* exp_avg_sq;  // likewise
   int64_t optimizer_steps;
 };

@@ -84,9 +84,11 @@ Trainer::Trainer(const ExperimentConfig& config, Communicator& comm)
                            open_files / 2);
   });
   backend_ = make_backend(cfg_, comm.local_rank());
-  model_ = std::make_unique<MambaLM>(cfg_.model, *backend_, cfg_.train.recompute);
+  const bool sharded = cfg_.dist.shard_optimizer && world > 1;
+  // Sharded, the fp32 master is the optimizers' (each rank's packed shard of it).
+  model_ = std::make_unique<MambaLM>(cfg_.model, *backend_, cfg_.train.recompute, !sharded);
   model_->plan(micro_, L);  // activations now: a shape too large fails before any data is read
-  if (cfg_.dist.shard_optimizer && world > 1) {
+  if (sharded) {
     shard_ = std::make_unique<ShardMap>(model_->layout().total(), world, rank,
                                         int64_t(cfg_.dist.bucket_mb * (1 << 20) / sizeof(float)));
   }
@@ -135,9 +137,12 @@ Trainer::~Trainer() = default;
 bool Trainer::resume() {
   const ParamLayout& layout = model_->layout();
   const std::string& resume = cfg_.checkpoint.resume;
+  // Sharded, the model has no fp32 master: the whole weights come into the gradient buffer, which
+  // holds nothing before the first step, and go on from there (take_weights).
+  float* weights = shard_ ? model_->grads() : model_->params();
   const CheckpointSink upload = [&](int tensor, int64_t at, const float* values, int64_t n) {
     if (tensor == 0) {
-      backend_->upload(model_->params() + at, values, size_t(n) * sizeof(float));
+      backend_->upload(weights + at, values, size_t(n) * sizeof(float));
     } else {
       optimizer_->load_moment(tensor - 1, at, values, n);
     }
@@ -163,21 +168,29 @@ bool Trainer::resume() {
     optimizer_->zero_moments();
     if (cfg_.init_from.empty()) {
       // On the device itself: no host copy of the weights, no upload.
-      init_params(layout, model_->params(), uint64_t(cfg_.train.seed), *backend_);
-      model_->params_updated();
+      init_params(layout, weights, uint64_t(cfg_.train.seed), *backend_);
     } else {
       std::vector<float> params(layout.total());
       load_initial_weights(find_weights(cfg_.init_from), layout, params.data());
-      model_->upload_params(params);
+      backend_->upload(weights, params.data(), params.size() * sizeof(float));
     }
+    take_weights(weights);
     return false;
   }
+  take_weights(weights);
   backend_->synchronize();
-  model_->params_updated();
   optimizer_->steps_taken = optimizer_steps;
   sample_rng_.set_state(state_.rng);
   last_checkpoint_ = path;
   return true;
+}
+
+void Trainer::take_weights(const float* weights) {
+  model_->set_weights(weights);
+  if (shard_) {
+    optimizer_->take_master(weights);
+    model_->zero_grads();
+  }
 }
 
 StepResult Trainer::train_step() {
@@ -213,12 +226,10 @@ StepResult Trainer::train_step() {
   const bool finite = std::isfinite(r.loss) && std::isfinite(r.grad_norm);
   r.updated = comm_.allreduce_sum(finite ? 0.0 : 1.0) == 0.0;
   if (r.updated) {
-    // Unsharded, the optimizer writes the whole compute copy as it goes; sharded, it updates only
-    // this rank's slices, and the copy is refreshed after the gather brings in the rest.
-    optimizer_->step(model_->params(), model_->grads(), r.lr,
-                     shard_ ? Act{} : model_->compute_copy());
-    if (communicate_) reducer_->gather_params();
-    if (shard_) model_->params_updated();
+    // The optimizer writes the compute copy as it goes: unsharded all of it; sharded this rank's
+    // slices, from its packed master, and the gather brings in the rest and the fp32-read tensors.
+    optimizer_->step(model_->params(), model_->grads(), r.lr, model_->compute_copy());
+    if (shard_ && communicate_) reducer_->gather_weights(optimizer_->master());
     skipped_in_a_row_ = 0;
   } else {
     ++skipped_in_a_row_;
@@ -289,10 +300,11 @@ void Trainer::save() {
     last_checkpoint_ = writer_->save(model_->params(), optimizer_->moment_m(),
                                      optimizer_->moment_v(), optimizer_->steps_taken, state_);
   } else {
-    // Every rank writes its share (sharded: its own slices of the moments) straight from its
-    // buffers, through one chunk of host memory at most; the checkpoint holds the whole state,
-    // as one process writes it.
-    const ParallelSource source{model_->params(), optimizer_->moment_m(), optimizer_->moment_v(),
+    // Every rank writes its share (sharded: its own slices of the master and the moments)
+    // straight from its buffers, through one chunk of host memory at most; the checkpoint holds
+    // the whole state, as one process writes it.
+    const ParallelSource source{shard_ ? optimizer_->master() : model_->params(),
+                                optimizer_->moment_m(), optimizer_->moment_v(),
                                 optimizer_->steps_taken};
     last_checkpoint_ =
         save_checkpoint_parallel(comm_, *backend_, cfg_.checkpoint.dir, model_->layout(),
@@ -370,7 +382,11 @@ void Trainer::print_banner() const {
       cfg_.model.describe().c_str(), model_->layout().total() / 1e6, backend_->name().c_str(),
       comm_.world(), micro_, accum_, global_batch_, cfg_.data.seq_len, (long long)total_steps_);
   if (shard_) {
-    std::printf("optimizer state sharded over %d ranks (dist.shard_optimizer)\n", comm_.world());
+    std::printf(
+        "optimizer state sharded over %d ranks (dist.shard_optimizer): fp32 master and moments of "
+        "%lld of %lld parameters on rank 0, model weights %.1f MiB\n",
+        comm_.world(), (long long)optimizer_->size(), (long long)model_->layout().total(),
+        model_->weight_bytes() / double(1 << 20));
   }
   if (!last_checkpoint_.empty()) {
     std::printf("resumed from %s at step %lld\n", last_checkpoint_.c_str(), (long long)state_.step);

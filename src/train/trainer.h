@@ -5,7 +5,8 @@
 //   last one starts the all-reduce as its layers finish) -> finish the all-reduce (mean over
 //   ranks) -> clip -> lr from the schedule -> if the loss and norm are finite on every rank:
 //   AdamW, else skip the update. Under ZeRO-1 the all-reduce is a reduce-scatter, clipping and
-//   AdamW cover the rank's shard, and the updated weights are all-gathered after AdamW.
+//   AdamW cover the rank's shard (its own fp32 master and moments), and the updated compute
+//   weights are all-gathered after AdamW.
 // run() is the loop around it: log, evaluate, sample and checkpoint, each its own member.
 #pragma once
 #include <cstdint>
@@ -89,6 +90,9 @@ class Trainer {
 
  private:
   bool resume();
+  // The whole weights (parameter layout, on the device) into the model and, sharded, into the
+  // optimizer's master shard.
+  void take_weights(const float* weights);
   void print_banner() const;
   void log_step(const StepResult& r);
   void log_skipped(const StepResult& r);

@@ -887,6 +887,65 @@ TEST_P(CudaVsCpu, AdamW) {
   }
 }
 
+// The same step with the weights packed as the moments are (ZeRO-1's master shard,
+// AdamWStep::packed_params): the GPU's packed weights and compute copy are the bits of its
+// unpacked step, the CPU's packed update agrees within tolerance, and the compute copy keeps its
+// poison outside the segments.
+TEST_P(CudaVsCpu, AdamWPackedMaster) {
+  const std::vector<AdamWSegment> segments{{0, 0, 1, true},
+                                           {5, 1, 1000, false},
+                                           {1005, 1001, 70001, true},
+                                           {71100, 71002, 29000, false}};
+  const int64_t n = 100103, packed = 100002;
+  const auto param0 = uniform(n, 100);
+  std::vector<float> packed0(packed);
+  for (const AdamWSegment& s : segments) {
+    std::copy_n(param0.begin() + s.offset, s.count, packed0.begin() + s.packed);
+  }
+  const auto grad = uniform(n, 101, -0.1f, 0.1f);
+  const auto m0 = uniform(packed, 102, -0.01f, 0.01f);
+  const auto v0 = uniform(packed, 103, 0.0f, 1e-4f);
+  const AdamWHyper h{3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 3};
+  struct Result {
+    std::vector<float> p, copy;
+  };
+  auto run = [&](Backend& be, bool packed_params) {
+    Buffer p = f32_buffer(be, packed_params ? packed0 : param0), g = f32_buffer(be, grad),
+           m = f32_buffer(be, m0), v = f32_buffer(be, v0);
+    Buffer copy = poisoned_act(be, n);
+    AdamWStep op;
+    op.params = p.f32();
+    op.grads = g.f32();
+    op.m = m.f32();
+    op.v = v.f32();
+    op.compute_copy = copy.act();
+    op.segments = segments.data();
+    op.segment_count = int(segments.size());
+    op.packed_params = packed_params;
+    be.adamw_step(op, h);
+    return Result{read_f32(be, p, size_t(packed_params ? packed : n)), read_act(be, copy, n)};
+  };
+  const Result got = run(*gpu_, true), whole = run(*gpu_, false), want = run(*cpu_, true);
+  std::vector<float> dp_got(packed), dp_want(packed);
+  for (int64_t k = 0; k < packed; ++k) {
+    dp_got[k] = got.p[k] - packed0[k];
+    dp_want[k] = want.p[k] - packed0[k];
+  }
+  expect_close(label("adamw packed master update"), dp_got, dp_want, kOutTol);
+  std::vector<bool> covered(n, false);
+  for (const AdamWSegment& s : segments) {
+    std::fill_n(covered.begin() + s.offset, s.count, true);
+    for (int64_t j = 0; j < s.count; ++j) {
+      ASSERT_EQ(got.p[s.packed + j], whole.p[s.offset + j]) << label("packed master") << " " << j;
+      ASSERT_EQ(got.copy[s.offset + j], whole.copy[s.offset + j])
+          << label("compute copy from the packed master") << " at " << s.offset + j;
+    }
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    if (!covered[i]) ASSERT_TRUE(std::isnan(got.copy[i])) << "compute copy written at " << i;
+  }
+}
+
 // ---------------------------------------------------------------- recurrent mode
 
 // Several steps in a row, so that the states carry: each step's outputs and the final states.

@@ -34,9 +34,9 @@ void adamw_step(const AdamWStep& op, const AdamWHyper& h) {
     const AdamWSegment& seg = op.segments[s];
     AdamWHyper hs = h;
     if (!seg.weight_decay) hs.weight_decay = 0.0f;
-    adamw_update(op.params + seg.offset, op.grads + seg.offset, op.m + seg.packed,
-                 op.v + seg.packed, seg.count, hs);
-    if (copy) std::copy_n(op.params + seg.offset, seg.count, copy + seg.offset);
+    float* param = op.params + (op.packed_params ? seg.packed : seg.offset);
+    adamw_update(param, op.grads + seg.offset, op.m + seg.packed, op.v + seg.packed, seg.count, hs);
+    if (copy) std::copy_n(param, seg.count, copy + seg.offset);
   }
 }
 

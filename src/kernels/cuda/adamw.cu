@@ -23,7 +23,8 @@ struct AdamWFactors {
 // (float)(1.0 - lr * 0.0) is.
 template <typename T>
 __global__ void adamw_kernel(float* param, const float* grad, float* m, float* v, T* copy,
-                             const AdamWBlockSegment* table, int entries, AdamWFactors f) {
+                             const AdamWBlockSegment* table, int entries, AdamWFactors f,
+                             bool packed_params) {
   const int64_t block = blockIdx.x;
   int lo = 0, hi = entries - 1;  // the last entry whose first block is at or before this one
   while (lo < hi) {
@@ -39,15 +40,15 @@ __global__ void adamw_kernel(float* param, const float* grad, float* m, float* v
   const int64_t begin = (block - s.first_block) * kBlockElements;
   const int64_t end = std::min(s.count, begin + kBlockElements);
   for (int64_t j = begin + threadIdx.x; j < end; j += blockDim.x) {
-    const int64_t i = s.offset + j, k = s.packed + j;
+    const int64_t i = s.offset + j, k = s.packed + j, w = packed_params ? k : i;
     const float g = grad[i];
     const float mi = f.beta1 * m[k] + (1.0f - f.beta1) * g;
     const float vi = f.beta2 * v[k] + (1.0f - f.beta2) * (g * g);
     m[k] = mi;
     v[k] = vi;
     const float denom = __fdiv_rn(__fsqrt_rn(vi), f.bc2_sqrt) + f.eps;
-    const float p = param[i] * decay - f.step_size * __fdiv_rn(mi, denom);
-    param[i] = p;
+    const float p = param[w] * decay - f.step_size * __fdiv_rn(mi, denom);
+    param[w] = p;
     if (copy) copy[i] = from_f32<T>(p);
   }
 }
@@ -70,7 +71,7 @@ std::vector<AdamWBlockSegment> adamw_block_table(const AdamWSegment* segments, i
 template <typename T>
 void adamw_step(float* params, const float* grads, float* m, float* v, T* copy,
                 const AdamWBlockSegment* table, int entries, int64_t blocks, const AdamWHyper& h,
-                cudaStream_t stream) {
+                bool packed_params, cudaStream_t stream) {
   if (blocks == 0) return;
   const double lr = h.lr;
   const double bc1 = 1.0 - std::pow(static_cast<double>(h.beta1), static_cast<double>(h.step));
@@ -82,16 +83,16 @@ void adamw_step(float* params, const float* grads, float* m, float* v, T* copy,
                        h.beta2,
                        h.eps};
   if (static_cast<const void*>(copy) == params) copy = nullptr;
-  adamw_kernel<T><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(params, grads, m, v, copy,
-                                                                          table, entries, f);
+  adamw_kernel<T><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
+      params, grads, m, v, copy, table, entries, f, packed_params);
   check_launch("adamw_kernel");
 }
 
 template void adamw_step<float>(float*, const float*, float*, float*, float*,
-                                const AdamWBlockSegment*, int, int64_t, const AdamWHyper&,
+                                const AdamWBlockSegment*, int, int64_t, const AdamWHyper&, bool,
                                 cudaStream_t);
 template void adamw_step<bf16>(float*, const float*, float*, float*, bf16*,
-                               const AdamWBlockSegment*, int, int64_t, const AdamWHyper&,
+                               const AdamWBlockSegment*, int, int64_t, const AdamWHyper&, bool,
                                cudaStream_t);
 
 }  // namespace mamba::cuda

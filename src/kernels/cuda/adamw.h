@@ -27,10 +27,11 @@ std::vector<AdamWBlockSegment> adamw_block_table(const AdamWSegment* segments, i
                                                  int64_t& blocks);
 
 // table: the device copy of adamw_block_table's result (entries of it), blocks: its grid size.
-// copy: null or aliasing params means no compute copy is written.
+// copy: null or aliasing params means no compute copy is written. packed_params: params indexed
+// as m and v are (AdamWStep::packed_params).
 template <typename T>
 void adamw_step(float* params, const float* grads, float* m, float* v, T* copy,
                 const AdamWBlockSegment* table, int entries, int64_t blocks, const AdamWHyper& h,
-                cudaStream_t stream);
+                bool packed_params, cudaStream_t stream);
 
 }  // namespace mamba::cuda

@@ -415,7 +415,7 @@ class CudaBackend final : public Backend {
     const auto* device_table = static_cast<const cuda::AdamWBlockSegment*>(adamw_table_device_);
     with_act("adamw_step", [&](auto act) {
       cuda::adamw_step(op.params, op.grads, op.m, op.v, act(op.compute_copy, "compute_copy"),
-                       device_table, int(table.size()), blocks, h, stream_);
+                       device_table, int(table.size()), blocks, h, op.packed_params, stream_);
     });
   }
 
