@@ -942,7 +942,9 @@ TEST_P(CudaVsCpu, AdamWPackedMaster) {
     }
   }
   for (int64_t i = 0; i < n; ++i) {
-    if (!covered[i]) ASSERT_TRUE(std::isnan(got.copy[i])) << "compute copy written at " << i;
+    if (!covered[i]) {
+      ASSERT_TRUE(std::isnan(got.copy[i])) << "compute copy written at " << i;
+    }
   }
 }
 
