@@ -155,9 +155,6 @@ class OpTimingBackend final : public mamba::Backend {
           [&] { sum = in_.sum_of_squares_of_spans(x, spans, count); });
     return sum;
   }
-  void scale(float* x, int64_t n, float s) override {
-    timed("scale n " + std::to_string(n), [&] { in_.scale(x, n, s); });
-  }
   void adamw_step(const mamba::AdamWStep& op, const mamba::AdamWHyper& h) override {
     timed("adamw_step segments " + std::to_string(op.segment_count),
           [&] { in_.adamw_step(op, h); });

@@ -87,66 +87,68 @@ std::vector<float> gradients(double* norm) {
   return g;
 }
 
-TEST(Clipping, BelowTheThresholdLeavesGradientsAlone) {
+TEST(Clipping, TheNormIsTheGlobalL2Norm) {
   const auto be = make_cpu_backend();
   double norm = 0.0;
-  std::vector<float> g = gradients(&norm);
-  const std::vector<float> before = g;
-  EXPECT_NEAR(clip_grad_norm(*be, g.data(), int64_t(g.size()), float(norm * 1.5)), norm,
-              1e-9 * norm);
-  EXPECT_EQ(g, before);
-  EXPECT_NEAR(clip_grad_norm(*be, g.data(), int64_t(g.size()), 0.0f), norm, 1e-9 * norm);
-  EXPECT_EQ(g, before);  // 0 turns clipping off
+  const std::vector<float> g = gradients(&norm);
+  EXPECT_NEAR(grad_norm(*be, g.data(), int64_t(g.size())), norm, 1e-9 * norm);
+  const std::vector<float> small{3.0f, 0.0f, -4.0f};
+  EXPECT_DOUBLE_EQ(grad_norm(*be, small.data(), 3), 5.0);
 }
 
-TEST(Clipping, AboveTheThresholdScalesToItAndReturnsThePreClipNorm) {
-  const auto be = make_cpu_backend();
-  double norm = 0.0;
-  std::vector<float> g = gradients(&norm);
-  const std::vector<float> before = g;
-  const float max_norm = float(norm / 4.0);
-  EXPECT_NEAR(clip_grad_norm(*be, g.data(), int64_t(g.size()), max_norm), norm, 1e-9 * norm);
-  const double coef = double(max_norm) / (norm + 1e-6);  // torch's clip_grad_norm_
-  for (size_t i = 0; i < g.size(); i += 1001) EXPECT_NEAR(g[i], before[i] * coef, 1e-7);
-  double after = 0.0;
-  for (float x : g) after += double(x) * x;
-  EXPECT_NEAR(std::sqrt(after), max_norm, 1e-5 * max_norm);
-}
-
-TEST(Clipping, AtTheThresholdScalesByTorchsCoefficient) {
-  const auto be = make_cpu_backend();
-  std::vector<float> g{3.0f, 0.0f, -4.0f};
-  EXPECT_DOUBLE_EQ(clip_grad_norm(*be, g.data(), 3, 5.0f), 5.0);
-  EXPECT_FLOAT_EQ(g[0], float(3.0 * 5.0 / (5.0 + 1e-6)));
-  EXPECT_FLOAT_EQ(g[2], float(-4.0 * 5.0 / (5.0 + 1e-6)));
+TEST(Clipping, CoefficientIsTorchsAboveTheThresholdAndOneBelowIt) {
+  EXPECT_EQ(clip_coefficient(2.0, 4.0f), 1.0f);
+  EXPECT_EQ(clip_coefficient(4.0, 0.0f), 1.0f);  // 0 turns clipping off
+  EXPECT_EQ(clip_coefficient(5.0, 5.0f), float(5.0 / (5.0 + 1e-6)));
+  EXPECT_EQ(clip_coefficient(8.0, 2.0f), float(2.0 / (8.0 + 1e-6)));
 }
 
 // Over a ZeRO-1 rank's ranges: the norm of their elements with the other ranks' squares added by
-// the callback, and only those elements scaled, by torch's coefficient.
-TEST(Clipping, OverRangesTakesTheirGlobalNormAndScalesOnlyThem) {
+// the callback.
+TEST(Clipping, OverRangesTakesTheirGlobalNorm) {
   const auto be = make_cpu_backend();
   double unused = 0.0;
-  std::vector<float> g = gradients(&unused);
+  const std::vector<float> g = gradients(&unused);
   const std::vector<ShardRange> ranges{{10, 0, 100}, {500, 100, 0}, {1000, 100, 70000}};
-  std::vector<bool> owned(g.size(), false);
   double squares = 0.0;
   for (const ShardRange& r : ranges) {
-    for (int64_t i = r.begin; i < r.begin + r.count; ++i) {
-      owned[i] = true;
-      squares += double(g[i]) * g[i];
-    }
+    for (int64_t i = r.begin; i < r.begin + r.count; ++i) squares += double(g[i]) * g[i];
   }
   const double others = 2.5;  // the other ranks' squares
   const double norm = std::sqrt(squares + others);
-  const std::vector<float> before = g;
-  const float max_norm = float(norm / 3.0);
-  const double got =
-      clip_grad_norm(*be, g.data(), ranges, max_norm, [&](double x) { return x + others; });
-  EXPECT_NEAR(got, norm, 1e-12 * norm);
-  const float coef = float(double(max_norm) / (got + 1e-6));
-  for (size_t i = 0; i < g.size(); ++i) {
-    ASSERT_EQ(g[i], owned[i] ? before[i] * coef : before[i]) << i;
+  EXPECT_NEAR(grad_norm(*be, g.data(), ranges, [&](double x) { return x + others; }), norm,
+              1e-12 * norm);
+}
+
+// AdamW clips as it reads the gradients: the bits of a step on gradients scaled beforehand (what
+// a scaling pass over them gave).
+TEST(Clipping, AdamWWithTheCoefficientEqualsAdamWOnScaledGradients) {
+  const auto be = make_cpu_backend();
+  const ParamLayout layout(test::small_config(16, 2, 33));
+  const int64_t n = layout.total();
+  std::vector<float> grads(n), scaled(n);
+  const float coef = clip_coefficient(9.0, 1.0f);
+  for (int64_t i = 0; i < n; ++i) {
+    grads[i] = std::cos(0.3f * float(i));
+    scaled[i] = grads[i] * coef;
   }
+  std::vector<float> clipped(n), reference(n);
+  for (int64_t i = 0; i < n; ++i) clipped[i] = reference[i] = std::sin(0.37f * float(i));
+  AdamW a(layout, *be, AdamWSettings{}), b(layout, *be, AdamWSettings{});
+  for (int step = 0; step < 2; ++step) {
+    a.step(clipped.data(), grads.data(), 1e-2f, {}, coef);
+    b.step(reference.data(), scaled.data(), 1e-2f);
+  }
+  EXPECT_EQ(clipped, reference);
+  EXPECT_EQ(a.download_m(), b.download_m());
+  EXPECT_EQ(a.download_v(), b.download_v());
+  EXPECT_NE(clipped, [&] {  // and the coefficient mattered
+    std::vector<float> unclipped(n);
+    for (int64_t i = 0; i < n; ++i) unclipped[i] = std::sin(0.37f * float(i));
+    AdamW c(layout, *be, AdamWSettings{});
+    for (int step = 0; step < 2; ++step) c.step(unclipped.data(), grads.data(), 1e-2f);
+    return unclipped;
+  }());
 }
 
 // Three AdamW steps against the textbook update computed in double.

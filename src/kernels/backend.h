@@ -125,7 +125,6 @@ class Backend {
     const Span all{0, n};
     return sum_of_squares_of_spans(x, &all, 1);
   }
-  virtual void scale(float* x, int64_t n, float s) = 0;
   // AdamW over op's segments (kernels/cpu/adamw.h), with h.weight_decay on the segments marked
   // for it and none elsewhere; also refreshes those elements of op.compute_copy.
   virtual void adamw_step(const AdamWStep& op, const AdamWHyper& h) = 0;

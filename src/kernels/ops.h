@@ -286,6 +286,9 @@ struct Span {
 struct AdamWHyper {
   float lr, beta1, beta2, eps, weight_decay;
   int64_t step;
+  // The gradients are taken times this (gradient clipping's coefficient), in fp32, as a
+  // separate scaling pass over them would round.
+  float grad_scale = 1.0f;
 };
 // A run of the flat buffers one AdamW step updates: elements [offset, offset + count) of params,
 // grads and the compute copy, whose moments (and, with AdamWStep::packed_params, fp32 weights)

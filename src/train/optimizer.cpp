@@ -50,10 +50,11 @@ AdamW::~AdamW() {
   be_.release(v_);
 }
 
-void AdamW::step(float* params, const float* grads, float lr, Act compute_copy) {
+void AdamW::step(float* params, const float* grads, float lr, Act compute_copy, float grad_scale) {
   ++steps_taken;
   const AdamWHyper h{
-      lr, settings_.beta1, settings_.beta2, settings_.eps, settings_.weight_decay, steps_taken};
+      lr,          settings_.beta1, settings_.beta2, settings_.eps, settings_.weight_decay,
+      steps_taken, grad_scale};
   AdamWStep op;
   op.params = master_ ? master_ : params;
   op.grads = grads;
@@ -93,24 +94,23 @@ void AdamW::zero_moments() {
   steps_taken = 0;
 }
 
-double clip_grad_norm(Backend& backend, float* grads, int64_t n, float max_norm) {
-  return clip_grad_norm(backend, grads, {{0, 0, n}}, max_norm, [](double x) { return x; });
+double grad_norm(Backend& backend, const float* grads, int64_t n) {
+  return grad_norm(backend, grads, {{0, 0, n}}, [](double x) { return x; });
 }
 
-double clip_grad_norm(Backend& backend, float* grads, const std::vector<ShardRange>& ranges,
-                      float max_norm, const std::function<double(double)>& sum_over_ranks) {
+double grad_norm(Backend& backend, const float* grads, const std::vector<ShardRange>& ranges,
+                 const std::function<double(double)>& sum_over_ranks) {
   // One reduction over all ranges: a rank's shard is a slice of every bucket, hundreds of ranges,
   // and a sum per range would wait for the device once each.
   std::vector<Span> spans;
   spans.reserve(ranges.size());
   for (const ShardRange& r : ranges) spans.push_back({r.begin, r.count});
   const double squares = backend.sum_of_squares_of_spans(grads, spans.data(), int(spans.size()));
-  const double norm = std::sqrt(sum_over_ranks(squares));
-  if (max_norm > 0.0f) {
-    const double coef = std::min(1.0, double(max_norm) / (norm + 1e-6));
-    for (const ShardRange& r : ranges) backend.scale(grads + r.begin, r.count, float(coef));
-  }
-  return norm;
+  return std::sqrt(sum_over_ranks(squares));
+}
+
+float clip_coefficient(double norm, float max_norm) {
+  return max_norm > 0.0f ? float(std::min(1.0, double(max_norm) / (norm + 1e-6))) : 1.0f;
 }
 
 }  // namespace mamba

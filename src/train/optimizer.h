@@ -36,8 +36,10 @@ class AdamW {
   // unsharded; sharded, the packed master(), and params must be null. One backend op for all
   // tensors; when compute_copy (the model's, MambaLM::compute_copy) is given, the updated
   // elements of it are written in the same pass, and the model need not refresh it
-  // (params_updated). Sharded, that is how the new weights leave the master.
-  void step(float* params, const float* grads, float lr, Act compute_copy = {});
+  // (params_updated). Sharded, that is how the new weights leave the master. The gradients are
+  // taken times grad_scale (clip_coefficient) as they are read.
+  void step(float* params, const float* grads, float lr, Act compute_copy = {},
+            float grad_scale = 1.0f);
 
   const std::vector<ShardRange>& ranges() const { return ranges_; }
   // Floats of each moment: the parameter count, or the owned part of it.
@@ -76,12 +78,15 @@ class AdamW {
   float* master_ = nullptr;
 };
 
-// The global L2 norm of grads (accumulated in double) before clipping. When max_norm > 0 every
-// gradient is multiplied by min(1, max_norm / (norm + 1e-6)), as torch.nn.utils.clip_grad_norm_.
-double clip_grad_norm(Backend& backend, float* grads, int64_t n, float max_norm);
+// The global L2 norm of grads (accumulated in double).
+double grad_norm(Backend& backend, const float* grads, int64_t n);
 // The same over the ranges of grads a rank owns (ZeRO-1): sum_over_ranks adds the squared norms
 // of all ranks, so that every rank clips by the global norm.
-double clip_grad_norm(Backend& backend, float* grads, const std::vector<ShardRange>& ranges,
-                      float max_norm, const std::function<double(double)>& sum_over_ranks);
+double grad_norm(Backend& backend, const float* grads, const std::vector<ShardRange>& ranges,
+                 const std::function<double(double)>& sum_over_ranks);
+// Gradient clipping as torch.nn.utils.clip_grad_norm_: the gradients' factor min(1, max_norm /
+// (norm + 1e-6)), or 1 when max_norm <= 0 (off). AdamW::step applies it as it reads them, so the
+// clipped gradients are never written.
+float clip_coefficient(double norm, float max_norm);
 
 }  // namespace mamba

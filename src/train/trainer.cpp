@@ -219,8 +219,7 @@ StepResult Trainer::train_step() {
   const auto over_ranks = [&](double squares) {
     return shard_ ? comm_.allreduce_sum(squares) : squares;
   };
-  r.grad_norm = clip_grad_norm(*backend_, model_->grads(), optimizer_->ranges(),
-                               float(cfg_.optim.clip), over_ranks);
+  r.grad_norm = grad_norm(*backend_, model_->grads(), optimizer_->ranges(), over_ranks);
   r.lr = learning_rate(cfg_.optim, total_steps_, state_.step);
   // Every rank takes the same branch, or their weights (and collectives) would diverge.
   const bool finite = std::isfinite(r.loss) && std::isfinite(r.grad_norm);
@@ -228,7 +227,8 @@ StepResult Trainer::train_step() {
   if (r.updated) {
     // The optimizer writes the compute copy as it goes: unsharded all of it; sharded this rank's
     // slices, from its packed master, and the gather brings in the rest and the fp32-read tensors.
-    optimizer_->step(model_->params(), model_->grads(), r.lr, model_->compute_copy());
+    optimizer_->step(model_->params(), model_->grads(), r.lr, model_->compute_copy(),
+                     clip_coefficient(r.grad_norm, float(cfg_.optim.clip)));
     if (shard_ && communicate_) reducer_->gather_weights(optimizer_->master());
     skipped_in_a_row_ = 0;
   } else {

@@ -19,7 +19,7 @@ void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n
   const float b2 = h.beta2;
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) {
-    const float g = grad[i];
+    const float g = grad[i] * h.grad_scale;
     m[i] = b1 * m[i] + (1.0f - b1) * g;
     v[i] = b2 * v[i] + (1.0f - b2) * (g * g);
     const float denom = std::sqrt(v[i]) / bc2_sqrt + h.eps;
@@ -61,11 +61,6 @@ double sum_of_squares(const float* x, const Span* spans, int count) {
   double total = 0.0;
   for (int s = 0; s < count; ++s) total += sum_of_squares(x + spans[s].offset, spans[s].count);
   return total;
-}
-
-void scale_inplace(float* x, int64_t n, float scale) {
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) x[i] *= scale;
 }
 
 }  // namespace mamba::cpu

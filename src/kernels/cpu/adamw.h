@@ -21,7 +21,5 @@ void adamw_step(const AdamWStep& op, const AdamWHyper& h);
 double sum_of_squares(const float* x, int64_t n);
 // The same over spans[0..count) of x: each span's sum as above, added in span order in double.
 double sum_of_squares(const float* x, const Span* spans, int count);
-// x *= scale over n floats.
-void scale_inplace(float* x, int64_t n, float scale);
 
 }  // namespace mamba::cpu

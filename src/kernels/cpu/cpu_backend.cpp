@@ -164,7 +164,6 @@ class CpuBackend final : public Backend {
   double sum_of_squares_of_spans(const float* x, const Span* spans, int count) override {
     return cpu::sum_of_squares(x, spans, count);
   }
-  void scale(float* x, int64_t n, float s) override { cpu::scale_inplace(x, n, s); }
   void adamw_step(const AdamWStep& op, const AdamWHyper& h) override { cpu::adamw_step(op, h); }
 
  private:

@@ -14,7 +14,7 @@ constexpr int kThreads = 256;
 constexpr int64_t kBlockElements = 4 * kThreads;  // elements of one segment per block
 
 struct AdamWFactors {
-  float decay, step_size, bc2_sqrt, beta1, beta2, eps;
+  float decay, step_size, bc2_sqrt, beta1, beta2, eps, grad_scale;
 };
 
 // --use_fast_math would turn sqrt and division into approximations; the update is memory-bound,
@@ -41,7 +41,7 @@ __global__ void adamw_kernel(float* param, const float* grad, float* m, float* v
   const int64_t end = std::min(s.count, begin + kBlockElements);
   for (int64_t j = begin + threadIdx.x; j < end; j += blockDim.x) {
     const int64_t i = s.offset + j, k = s.packed + j, w = packed_params ? k : i;
-    const float g = grad[i];
+    const float g = grad[i] * f.grad_scale;
     const float mi = f.beta1 * m[k] + (1.0f - f.beta1) * g;
     const float vi = f.beta2 * v[k] + (1.0f - f.beta2) * (g * g);
     m[k] = mi;
@@ -81,7 +81,8 @@ void adamw_step(float* params, const float* grads, float* m, float* v, T* copy,
                        static_cast<float>(std::sqrt(bc2)),
                        h.beta1,
                        h.beta2,
-                       h.eps};
+                       h.eps,
+                       h.grad_scale};
   if (static_cast<const void*>(copy) == params) copy = nullptr;
   adamw_kernel<T><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
       params, grads, m, v, copy, table, entries, f, packed_params);

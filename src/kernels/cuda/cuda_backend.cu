@@ -393,7 +393,6 @@ class CudaBackend final : public Backend {
     download(&total, result, sizeof(double));
     return total;
   }
-  void scale(float* x, int64_t n, float s) override { cuda::scale(x, n, s, stream_); }
   void adamw_step(const AdamWStep& op, const AdamWHyper& h) override {
     int64_t blocks = 0;
     const std::vector<cuda::AdamWBlockSegment> table =

@@ -40,10 +40,6 @@ __global__ void mul_accumulate_kernel(float* dst, const float* a, const float* b
   for (int64_t i = first_index(); i < n; i += grid_stride()) dst[i] += a[i] * b[i];
 }
 
-__global__ void scale_kernel(float* x, int64_t n, float s) {
-  for (int64_t i = first_index(); i < n; i += grid_stride()) x[i] *= s;
-}
-
 // A span's place in the workspace: its blocks (those of the fixed grid that have elements of
 // it) write their partial sums at [first_partial, first_partial + blocks).
 struct SquareSumSpan {
@@ -123,12 +119,6 @@ void mul_accumulate(float* dst, const float* a, const float* b, int64_t n, cudaS
   if (n == 0) return;
   mul_accumulate_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(dst, a, b, n);
   check_launch("mul_accumulate_kernel");
-}
-
-void scale(float* x, int64_t n, float s, cudaStream_t stream) {
-  if (n == 0) return;
-  scale_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(x, n, s);
-  check_launch("scale_kernel");
 }
 
 // Workspace: the table, the partial sums, the spans' sums.

@@ -1,5 +1,5 @@
 // Small fp32 elementwise ops and reductions of the CUDA backend (CPU twins: CpuBackend's loops and
-// kernels/cpu/adamw.h's sum_of_squares / scale_inplace). All pointers are device pointers; work is
+// kernels/cpu/adamw.h's sum_of_squares). All pointers are device pointers; work is
 // queued on `stream`.
 #pragma once
 #include <cuda_bf16.h>
@@ -20,8 +20,6 @@ void from_bf16(float* dst, const __nv_bfloat16* src, int64_t n, cudaStream_t str
 void negative_exp(float* out, const float* in, int64_t n, cudaStream_t stream);
 // dst[i] += a[i] * b[i].
 void mul_accumulate(float* dst, const float* a, const float* b, int64_t n, cudaStream_t stream);
-// x[i] *= s.
-void scale(float* x, int64_t n, float s, cudaStream_t stream);
 
 // *result = the sum of x[i]^2 over the elements of spans[0..count) (host memory), as
 // kernels/cpu/adamw.h defines it: each span's sum accumulated in double with a fixed partition of
