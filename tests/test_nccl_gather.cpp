@@ -14,13 +14,13 @@
 #include <cstring>
 #include <functional>
 #include <memory>
-#include <thread>
 #include <vector>
 
 #include "dist/nccl_reducer.h"
 #include "dist/shard_map.h"
 #include "kernels/backend.h"
 #include "kernels/cuda/cuda_backend.h"
+#include "rank_threads.h"
 #include "util/error.h"
 #endif
 
@@ -51,40 +51,35 @@ struct Rank {
   float* exact = nullptr;
   std::vector<uint16_t> copy_after;
   std::vector<uint32_t> exact_after;
-  std::string error;
 };
 
 // Rank r holds its own slices of the copy (the other's poisoned) and the exact values i with
 // i % kWorld == r (zero elsewhere), and gathers.
 void gather(int r, const std::string& id, Rank& rank) {
-  try {
-    if (cudaSetDevice(r) != cudaSuccess) throw_error("cudaSetDevice failed");
-    Backend& be = *rank.backend;
-    const ShardMap map(kFloats, kWorld, r, kBucketFloats);
-    std::vector<uint16_t> copy(kFloats, 0xffff);
-    for (const ShardRange& s : map.ranges()) {
-      for (int64_t i = s.begin; i < s.begin + s.count; ++i) copy[i] = copy_bits(i);
-    }
-    std::vector<uint32_t> exact(kExact, 0);
-    for (int64_t i = r; i < kExact; i += kWorld) exact[i] = exact_bits(i);
-    be.upload(rank.copy, copy.data(), copy.size() * sizeof(uint16_t));
-    be.upload(rank.exact, exact.data(), exact.size() * sizeof(uint32_t));
-    be.synchronize();
-    {
-      NcclReducer reducer(id, r, kWorld, be, rank.grads, kFloats, kBucketFloats * sizeof(float),
-                          120.0, false);
-      reducer.shard(map, Act{rank.copy, ActType::BF16}, rank.exact, kExact);
-      reducer.gather_weights();
-      rank.copy_after.resize(kFloats);
-      rank.exact_after.resize(kExact);
-      be.download(rank.copy_after.data(), rank.copy, kFloats * sizeof(uint16_t));
-      be.download(rank.exact_after.data(), rank.exact, kExact * sizeof(uint32_t));
-      be.synchronize();
-    }
-    rank.backend.reset();  // on its device's thread, after the reducer that uses it
-  } catch (const std::exception& e) {
-    rank.error = e.what();
+  if (cudaSetDevice(r) != cudaSuccess) throw_error("cudaSetDevice failed");
+  Backend& be = *rank.backend;
+  const ShardMap map(kFloats, kWorld, r, kBucketFloats);
+  std::vector<uint16_t> copy(kFloats, 0xffff);
+  for (const ShardRange& s : map.ranges()) {
+    for (int64_t i = s.begin; i < s.begin + s.count; ++i) copy[i] = copy_bits(i);
   }
+  std::vector<uint32_t> exact(kExact, 0);
+  for (int64_t i = r; i < kExact; i += kWorld) exact[i] = exact_bits(i);
+  be.upload(rank.copy, copy.data(), copy.size() * sizeof(uint16_t));
+  be.upload(rank.exact, exact.data(), exact.size() * sizeof(uint32_t));
+  be.synchronize();
+  {
+    NcclReducer reducer(id, r, kWorld, be, rank.grads, kFloats, kBucketFloats * sizeof(float),
+                        120.0, false);
+    reducer.shard(map, Act{rank.copy, ActType::BF16}, rank.exact, kExact);
+    reducer.gather_weights();
+    rank.copy_after.resize(kFloats);
+    rank.exact_after.resize(kExact);
+    be.download(rank.copy_after.data(), rank.copy, kFloats * sizeof(uint16_t));
+    be.download(rank.exact_after.data(), rank.exact, kExact * sizeof(uint32_t));
+    be.synchronize();
+  }
+  rank.backend.reset();  // on its device's thread, after the reducer that uses it
 }
 
 #endif
@@ -105,14 +100,11 @@ TEST(NcclGather, ComputeCopyAndFp32BitsReachEveryRank) {
     rank.exact = static_cast<float*>(rank.backend->allocate(kExact * sizeof(float)));
   }
   const std::string id = nccl_unique_id();
-  std::vector<std::thread> threads;
-  for (int r = 0; r < kWorld; ++r) {
-    threads.emplace_back(gather, r, std::cref(id), std::ref(ranks[r]));
-  }
-  for (std::thread& t : threads) t.join();
+  const std::vector<std::string> errors =
+      test::on_threads(kWorld, [&](int r) { gather(r, id, ranks[r]); });
   for (int r = 0; r < kWorld; ++r) {
     const Rank& x = ranks[r];
-    ASSERT_EQ(x.error, "") << "rank " << r;
+    ASSERT_EQ(errors[r], "") << "rank " << r;
     for (int64_t i = 0; i < kFloats; ++i) {
       ASSERT_EQ(x.copy_after[i], copy_bits(i)) << "rank " << r << ", compute copy element " << i;
     }

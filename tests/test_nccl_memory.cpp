@@ -16,13 +16,13 @@
 #include <exception>
 #include <functional>
 #include <memory>
-#include <thread>
 #include <vector>
 
 #include "dist/nccl_reducer.h"
 #include "dist/shard_map.h"
 #include "kernels/backend.h"
 #include "kernels/cuda/cuda_backend.h"
+#include "rank_threads.h"
 #include "util/error.h"
 #endif
 
@@ -44,37 +44,32 @@ struct Rank {
   size_t outside = 0;  // Backend::outside_memory()
   float mean = 0.0f;   // gradient 0 after the all-reduce: the mean of 1 and 2
   float gathered = 0.0f;  // the first weight of the other rank's slice after the all-gather
-  std::string error;
 };
 
 // Rank r's communication, on its own thread. Its values are r + 1 everywhere, so the mean is 1.5
 // and rank q's slices hold q + 1 after the all-gather.
 void communicate(int r, const std::string& id, size_t free_at_start, Rank& rank) {
-  try {
-    if (cudaSetDevice(r) != cudaSuccess) throw_error("cudaSetDevice failed");
-    Backend& be = *rank.backend;
-    {
-      NcclReducer reducer(id, r, kWorld, be, rank.grads, kFloats, kBucketBytes, 120.0, false);
-      reducer.ready(0, kFloats);
-      reducer.finish();
-      be.download(&rank.mean, rank.grads, sizeof(float));
-      const ShardMap map(kFloats, kWorld, r, int64_t(kBucketBytes / sizeof(float)));
-      reducer.shard(map, f32_act(rank.params), nullptr, 0);
-      reducer.ready(0, kFloats);
-      reducer.finish();
-      reducer.gather_weights();
-      const int other = 1 - r;
-      be.download(&rank.gathered, rank.params + other * map.buckets().front().slice, sizeof(float));
-      size_t free_now = 0, total = 0;
-      if (cudaMemGetInfo(&free_now, &total) != cudaSuccess) throw_error("cudaMemGetInfo failed");
-      rank.taken = free_at_start > free_now ? free_at_start - free_now : 0;
-      rank.peak = be.peak_memory();
-      rank.outside = be.outside_memory();
-    }
-    rank.backend.reset();  // on its device's thread, after the reducer that uses it
-  } catch (const std::exception& e) {
-    rank.error = e.what();
+  if (cudaSetDevice(r) != cudaSuccess) throw_error("cudaSetDevice failed");
+  Backend& be = *rank.backend;
+  {
+    NcclReducer reducer(id, r, kWorld, be, rank.grads, kFloats, kBucketBytes, 120.0, false);
+    reducer.ready(0, kFloats);
+    reducer.finish();
+    be.download(&rank.mean, rank.grads, sizeof(float));
+    const ShardMap map(kFloats, kWorld, r, int64_t(kBucketBytes / sizeof(float)));
+    reducer.shard(map, f32_act(rank.params), nullptr, 0);
+    reducer.ready(0, kFloats);
+    reducer.finish();
+    reducer.gather_weights();
+    const int other = 1 - r;
+    be.download(&rank.gathered, rank.params + other * map.buckets().front().slice, sizeof(float));
+    size_t free_now = 0, total = 0;
+    if (cudaMemGetInfo(&free_now, &total) != cudaSuccess) throw_error("cudaMemGetInfo failed");
+    rank.taken = free_at_start > free_now ? free_at_start - free_now : 0;
+    rank.peak = be.peak_memory();
+    rank.outside = be.outside_memory();
   }
+  rank.backend.reset();  // on its device's thread, after the reducer that uses it
 }
 
 #endif
@@ -108,15 +103,12 @@ TEST(NcclMemory, ReportedPeakCountsTheCommunicators) {
   }
   const std::string id = nccl_unique_id();
   // ncclCommInitRank returns when every rank has called it: one thread per rank.
-  std::vector<std::thread> threads;
-  for (int r = 0; r < kWorld; ++r) {
-    threads.emplace_back(communicate, r, std::cref(id), free_at_start[r], std::ref(ranks[r]));
-  }
-  for (std::thread& t : threads) t.join();
+  const std::vector<std::string> errors =
+      test::on_threads(kWorld, [&](int r) { communicate(r, id, free_at_start[r], ranks[r]); });
   const double mib = 1 << 20;
   for (int r = 0; r < kWorld; ++r) {
     const Rank& x = ranks[r];
-    ASSERT_EQ(x.error, "") << "rank " << r;
+    ASSERT_EQ(errors[r], "") << "rank " << r;
     std::printf(
         "[info] rank %d: device memory taken %.1f MiB, reported peak %.1f MiB, of it "
         "outside the backend's allocations (NCCL above all) %.1f MiB\n",

@@ -19,13 +19,13 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "cli_runner.h"
 #include "dist/shard_map.h"
 #include "error_of.h"
 #include "kernels/backend.h"
+#include "rank_threads.h"
 #include "scratch.h"
 #include "train/checkpoint_parts.h"
 #include "train/checkpoint_writer.h"
@@ -119,20 +119,10 @@ class ThreadComm final : public Communicator {
 // Runs work(comm) on `world` threads; returns each rank's error message ("" when none).
 std::vector<std::string> on_ranks(int world, const std::function<void(Communicator&)>& work) {
   Group group(world);
-  std::vector<std::string> errors(static_cast<size_t>(world));
-  std::vector<std::thread> threads;
-  for (int r = 0; r < world; ++r) {
-    threads.emplace_back([&, r] {
-      ThreadComm comm(group, r);
-      try {
-        work(comm);
-      } catch (const std::exception& e) {
-        errors[size_t(r)] = e.what();
-      }
-    });
-  }
-  for (std::thread& t : threads) t.join();
-  return errors;
+  return test::on_threads(world, [&](int r) {
+    ThreadComm comm(group, r);
+    work(comm);
+  });
 }
 
 std::string bytes_of(const std::string& path) {

@@ -819,21 +819,31 @@ TEST_P(CudaVsCpu, SumOfSquaresOverSpans) {
   EXPECT_EQ(gpu_->sum_of_squares_of_spans(xb.f32(), spans.data(), 0), 0.0);
 }
 
+// What both AdamW tests step: the segments and the starting values.
+struct AdamWCase {
+  std::vector<AdamWSegment> segments{{0, 0, 1, true},
+                                     {5, 1, 1000, false},
+                                     {1005, 1001, 70001, true},
+                                     {71100, 71002, 29000, false}};
+  int64_t n = 100103, packed = 100002;
+  std::vector<float> param0 = uniform(n, 100), grad = uniform(n, 101, -0.1f, 0.1f),
+                     m0 = uniform(packed, 102, -0.01f, 0.01f),
+                     v0 = uniform(packed, 103, 0.0f, 1e-4f);
+};
+
 // One adamw_step over segments as an optimizer passes them: several tensors, with and without
 // weight decay, one longer than many blocks, gaps between them (another rank's slices), and moments
 // packed. Outside the segments nothing may change: params keep their values and the compute copy
 // its poison. The compute copy must be the updated params in the activation type (rounded to
 // nearest even, as to_act does); on the fp32 path it aliases the params.
 TEST_P(CudaVsCpu, AdamW) {
-  const std::vector<AdamWSegment> segments{{0, 0, 1, true},
-                                           {5, 1, 1000, false},
-                                           {1005, 1001, 70001, true},
-                                           {71100, 71002, 29000, false}};
-  const int64_t n = 100103, packed = 100002;
-  const auto param0 = uniform(n, 100);
-  const auto grad = uniform(n, 101, -0.1f, 0.1f);
-  const auto m0 = uniform(packed, 102, -0.01f, 0.01f);
-  const auto v0 = uniform(packed, 103, 0.0f, 1e-4f);
+  const AdamWCase c;
+  const std::vector<AdamWSegment>& segments = c.segments;
+  const int64_t n = c.n, packed = c.packed;
+  const std::vector<float>& param0 = c.param0;
+  const std::vector<float>& grad = c.grad;
+  const std::vector<float>& m0 = c.m0;
+  const std::vector<float>& v0 = c.v0;
   std::vector<bool> covered(n, false);
   for (const AdamWSegment& s : segments) std::fill_n(covered.begin() + s.offset, s.count, true);
   for (const int64_t step : {1, 7}) {
@@ -890,19 +900,17 @@ TEST_P(CudaVsCpu, AdamW) {
 // unpacked step, the CPU's packed update agrees within tolerance, and the compute copy keeps its
 // poison outside the segments.
 TEST_P(CudaVsCpu, AdamWPackedMaster) {
-  const std::vector<AdamWSegment> segments{{0, 0, 1, true},
-                                           {5, 1, 1000, false},
-                                           {1005, 1001, 70001, true},
-                                           {71100, 71002, 29000, false}};
-  const int64_t n = 100103, packed = 100002;
-  const auto param0 = uniform(n, 100);
+  const AdamWCase c;
+  const std::vector<AdamWSegment>& segments = c.segments;
+  const int64_t n = c.n, packed = c.packed;
+  const std::vector<float>& param0 = c.param0;
+  const std::vector<float>& grad = c.grad;
+  const std::vector<float>& m0 = c.m0;
+  const std::vector<float>& v0 = c.v0;
   std::vector<float> packed0(packed);
   for (const AdamWSegment& s : segments) {
     std::copy_n(param0.begin() + s.offset, s.count, packed0.begin() + s.packed);
   }
-  const auto grad = uniform(n, 101, -0.1f, 0.1f);
-  const auto m0 = uniform(packed, 102, -0.01f, 0.01f);
-  const auto v0 = uniform(packed, 103, 0.0f, 1e-4f);
   const AdamWHyper h{3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 3};
   struct Result {
     std::vector<float> p, copy;
