@@ -175,7 +175,7 @@ struct Conv1dForward {
   const float* bias = nullptr;    // [D]
   Act out;                        // [T, D]
 };
-// dx = d/dx (overwritten); dweight, dbias +=. 7 tensors.
+// dx = d/dx (overwritten); dweight, dbias +=. dx must not overlap x or dout. 7 tensors.
 struct Conv1dBackward {
   ConstAct dout;                  // [T, D]
   ConstAct x;                     // [T, ld_x]

@@ -20,9 +20,11 @@ struct AdamWFactors {
 // --use_fast_math would turn sqrt and division into approximations; the update is memory-bound,
 // so the correctly rounded intrinsics cost nothing and keep the step equal to the CPU's. A
 // segment outside the decay group multiplies by 1.0f, which is what the CPU's factor
-// (float)(1.0 - lr * 0.0) is.
+// (float)(1.0 - lr * 0.0) is. The tensors never overlap (the copy is null where it would alias
+// param): __restrict__ lets a thread issue the loads of all its elements before the first store.
 template <typename T>
-__global__ void adamw_kernel(float* param, const float* grad, float* m, float* v, T* copy,
+__global__ void adamw_kernel(float* __restrict__ param, const float* __restrict__ grad,
+                             float* __restrict__ m, float* __restrict__ v, T* __restrict__ copy,
                              const AdamWBlockSegment* table, int entries, AdamWFactors f,
                              bool packed_params) {
   const int64_t block = blockIdx.x;
@@ -39,6 +41,7 @@ __global__ void adamw_kernel(float* param, const float* grad, float* m, float* v
   const float decay = s.weight_decay ? f.decay : 1.0f;
   const int64_t begin = (block - s.first_block) * kBlockElements;
   const int64_t end = std::min(s.count, begin + kBlockElements);
+#pragma unroll 4
   for (int64_t j = begin + threadIdx.x; j < end; j += blockDim.x) {
     const int64_t i = s.offset + j, k = s.packed + j, w = packed_params ? k : i;
     const float g = grad[i] * f.grad_scale;

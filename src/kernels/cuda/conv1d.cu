@@ -93,8 +93,11 @@ __global__ void conv1d_silu_forward_kernel(T* out, const T* x, int64_t ld_x, con
 }
 
 // partial: one row of D*K + D floats per tile (blockIdx.x).
+// dx never overlaps dout or x (the model's dxz, dxc and xz are separate buffers): __restrict__
+// lets loads of later steps go ahead of earlier steps' stores.
 template <typename T, int K, int V>
-__global__ void conv1d_silu_backward_kernel(T* dx, float* partial, const T* dout, const T* x,
+__global__ void conv1d_silu_backward_kernel(T* __restrict__ dx, float* __restrict__ partial,
+                                            const T* __restrict__ dout, const T* __restrict__ x,
                                             int64_t ld_x, const float* weight, const float* bias,
                                             int64_t seqlen, int64_t tiles_per_seq, int D) {
   const int d = (blockIdx.y * blockDim.x + threadIdx.x) * V;
@@ -119,9 +122,11 @@ __global__ void conv1d_silu_backward_kernel(T* dx, float* partial, const T* dout
       for (int v = 0; v < V; ++v) win[k][v] = 0.0f;
     }
   }
-  for (int64_t s = s0; s < s1 + K - 1; ++s) {
+  // Step s: its x and dout (when inside the sequence), its dpre, and dx of step s - (K - 1);
+  // accumulate: s lies in the tile (its dweight and dbias terms are this tile's).
+  auto step = [&](int64_t s, bool inside, bool accumulate) {
     float g[V] = {};
-    if (s < seqlen) {
+    if (inside) {
       float go[V];
       load_vec<V>(x + (row0 + s) * ld_x + d, win[K - 1]);
       load_vec<V>(dout + (row0 + s) * D + d, go);
@@ -131,7 +136,7 @@ __global__ void conv1d_silu_backward_kernel(T* dx, float* partial, const T* dout
         for (int k = 0; k < K; ++k) pre += w[v][k] * win[k][v];
         const float sig = sigmoid(pre);
         g[v] = go[v] * sig * (1.0f + pre * (1.0f - sig));
-        if (s < s1) {
+        if (accumulate) {
           acc_b[v] += g[v];
           for (int k = 0; k < K; ++k) acc_w[v][k] += g[v] * win[k][v];
         }
@@ -157,12 +162,24 @@ __global__ void conv1d_silu_backward_kernel(T* dx, float* partial, const T* dout
         dpre[k][v] = dpre[k + 1][v];
       }
     }
-  }
+  };
+  // The tile's steps, unrolled so that later steps' loads can go ahead of earlier steps' work,
+  // then the K - 1 after it, whose dpre dx needs.
+  int64_t s = s0;
+#pragma unroll 4
+  for (; s < s1; ++s) step(s, true, true);
+  for (; s < s1 + K - 1; ++s) step(s, s < seqlen, false);
   float* row = partial + static_cast<int64_t>(blockIdx.x) * (static_cast<int64_t>(D) * (K + 1));
   for (int v = 0; v < V; ++v) {
     for (int k = 0; k < K; ++k) row[(d + v) * K + k] = acc_w[v][k];
     row[static_cast<int64_t>(D) * K + d + v] = acc_b[v];
   }
+}
+
+// Whether the na elements from a and the nb from b share memory.
+template <typename T>
+bool overlap(const T* a, int64_t na, const T* b, int64_t nb) {
+  return a < b + nb && b < a + na;
 }
 
 // Calls f with K and the channels per thread V as compile-time constants: two channels (one
@@ -215,6 +232,10 @@ void conv1d_silu_backward(T* dx, float* dweight, float* dbias, const T* dout, co
                           int64_t ld_x, const float* weight, const float* bias, int batch,
                           int64_t seqlen, int D, int K, void* workspace, cudaStream_t stream) {
   if (batch == 0 || seqlen == 0 || D == 0) return;
+  const int64_t rows = batch * seqlen;
+  if (overlap(dx, rows * ld_x, x, rows * ld_x) || overlap(dx, rows * ld_x, dout, rows * D)) {
+    throw_error("conv1d_silu_backward: dx overlaps x or dout; give it a buffer of its own");
+  }
   float* partial = static_cast<float*>(workspace);
   with_shape<T>(K, D, ld_x, {dx, dout, x}, [&](auto width, auto channels) {
     constexpr int V = decltype(channels)::value;
