@@ -608,6 +608,23 @@ TEST_P(CudaVsCpu, Conv1dSilu) {
   }
 }
 
+// The CUDA backward reads x and dout while it writes dx: a dx that overlaps either is refused.
+TEST_P(CudaVsCpu, Conv1dBackwardRefusesAnOverlappingDx) {
+  const Conv1dShape s{1, 40, 16, 4, 32};
+  const int64_t T = s.batch * s.seqlen;
+  Buffer x = poisoned_act(*gpu_, T * s.ld_x), g = poisoned_act(*gpu_, T * s.D),
+         w = f32_buffer(*gpu_, std::vector<float>(s.D * s.K, 0.1f)),
+         b = f32_buffer(*gpu_, std::vector<float>(s.D, 0.0f)),
+         dw = f32_buffer(*gpu_, std::vector<float>(s.D * s.K, 0.0f)),
+         db = f32_buffer(*gpu_, std::vector<float>(s.D, 0.0f));
+  for (const Act dx : {x.act(), x.act().at(s.D), g.act()}) {
+    const std::string message = test::error_of([&] {
+      gpu_->conv1d_silu_backward(s, {g.act(), x.act(), w.f32(), b.f32(), dx, dw.f32(), db.f32()});
+    });
+    EXPECT_NE(message.find("dx overlaps x or dout"), std::string::npos) << message;
+  }
+}
+
 // ---------------------------------------------------------------- the selective scan
 
 // The scan kernels have their own tests (test_scan_cuda.cpp); this checks the backend's wiring:
