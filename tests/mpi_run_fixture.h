@@ -1,11 +1,8 @@
 // Training jobs under mpirun (tests/run_fixture.h's corpus and config), and the comparisons
 // multi-rank tests make between runs: step by step in their metrics, and in their checkpoints.
 #pragma once
-#include <cmath>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -49,38 +46,6 @@ class MpiRunFixture : public RunFixture {
   }
 
   static std::string log(const std::string& name) { return (root_ / name).string() + ".log"; }
-
-  static std::vector<double> metric(const std::string& name, const std::string& key) {
-    std::vector<double> values;
-    std::ifstream in(dir(name) + "/metrics.jsonl");
-    for (std::string line; std::getline(in, line);) {
-      const nlohmann::json j = nlohmann::json::parse(line);
-      if (j.contains(key) && !j.at(key).is_null()) values.push_back(j.at(key).get<double>());
-    }
-    return values;
-  }
-
-  // Loss and gradient norm of every step agree within `tolerance` (relative).
-  static void expect_same_steps(const std::string& a, const std::string& b, double tolerance) {
-    for (const char* key : {"loss", "grad_norm"}) {
-      const std::vector<double> x = metric(a, key), y = metric(b, key);
-      ASSERT_EQ(x.size(), y.size()) << key;
-      ASSERT_FALSE(x.empty()) << key;
-      for (size_t i = 0; i < x.size(); ++i) {
-        EXPECT_NEAR(x[i], y[i], tolerance * std::abs(y[i])) << key << " of step " << i + 1;
-      }
-    }
-  }
-
-  static double relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
-    if (a.size() != b.size() || b.empty()) return INFINITY;
-    double diff = 0, norm = 0;
-    for (size_t i = 0; i < a.size(); ++i) {
-      diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-      norm += double(b[i]) * b[i];
-    }
-    return std::sqrt(diff / norm);
-  }
 
   // The weights and the optimizer state of step 8 agree within `tolerance` (relative).
   static void expect_same_state(const std::string& a, const std::string& b, double tolerance) {

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -103,6 +104,41 @@ class RunFixture : public testing::Test {
     std::ifstream in(path);
     for (std::string line; std::getline(in, line);) out.push_back(line);
     return out;
+  }
+
+  // The values of one key in the lines of run `name`'s metrics that have it (not null), in order.
+  static std::vector<double> metric(const std::string& name, const std::string& key) {
+    std::vector<double> values;
+    std::ifstream in(dir(name) + "/metrics.jsonl");
+    for (std::string line; std::getline(in, line);) {
+      const nlohmann::json j = nlohmann::json::parse(line);
+      if (j.contains(key) && !j.at(key).is_null()) values.push_back(j.at(key).get<double>());
+    }
+    return values;
+  }
+
+  // Two runs' training logs agree step by step within `tolerance` (relative): loss and pre-clip
+  // gradient norm.
+  static void expect_same_steps(const std::string& a, const std::string& b, double tolerance) {
+    for (const char* key : {"loss", "grad_norm"}) {
+      const std::vector<double> x = metric(a, key), y = metric(b, key);
+      ASSERT_EQ(x.size(), y.size()) << key;
+      ASSERT_FALSE(x.empty()) << key;
+      for (size_t i = 0; i < x.size(); ++i) {
+        EXPECT_NEAR(x[i], y[i], tolerance * std::abs(y[i])) << key << " of step " << i + 1;
+      }
+    }
+  }
+
+  // ||a - b|| / ||b||; infinite when the sizes differ or b is empty.
+  static double relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
+    if (a.size() != b.size() || b.empty()) return INFINITY;
+    double diff = 0, norm = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+      norm += double(b[i]) * b[i];
+    }
+    return std::sqrt(diff / norm);
   }
 
   static std::filesystem::path root_;

@@ -30,14 +30,6 @@ class Interop : public test::RunFixture {
     EXPECT_EQ(run_mamba("train " + config(name) + " data.tokenizer=byte").status, 0);
     return dir(name) + "/step_00000008";
   }
-
-  static double first_val_loss(const std::string& metrics) {
-    for (const std::string& line : lines(metrics)) {
-      const auto j = nlohmann::json::parse(line);
-      if (j.contains("val_loss")) return j["val_loss"].get<double>();
-    }
-    return -1.0;
-  }
 };
 
 TEST_F(Interop, ExportWritesHuggingFaceNamesAndConfig) {
@@ -119,7 +111,9 @@ TEST_F(Interop, InitFromHuggingFaceFolderStartsFromItsWeights) {
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("initialised from the weights of " + out), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("d_model=16 n_layer=2"), std::string::npos) << r.output;
-  EXPECT_DOUBLE_EQ(first_val_loss(dir("init") + "/metrics.jsonl"), expected);
+  const std::vector<double> val_losses = metric("init", "val_loss");
+  ASSERT_FALSE(val_losses.empty());
+  EXPECT_DOUBLE_EQ(val_losses.front(), expected);
   // A fresh optimizer: the first update is AdamW's first.
   const SafetensorsReader opt(dir("init") + "/step_00000002/optimizer.safetensors");
   EXPECT_EQ(opt.metadata().at("steps_taken"), "2");

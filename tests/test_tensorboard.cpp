@@ -258,12 +258,7 @@ class TensorBoardRun : public test::RunFixture {};
 TEST_F(TensorBoardRun, EventFileHoldsTheMetricsOfEveryLoggedStep) {
   const auto r = run_mamba("train " + config("tb") + " log.tensorboard=true");
   ASSERT_EQ(r.status, 0) << r.output;
-  std::vector<double> losses, val_losses;
-  for (const std::string& line : lines(dir("tb") + "/metrics.jsonl")) {
-    const auto j = nlohmann::json::parse(line);
-    if (j.contains("loss")) losses.push_back(j["loss"].get<double>());
-    if (j.contains("val_loss")) val_losses.push_back(j["val_loss"].get<double>());
-  }
+  const std::vector<double> losses = metric("tb", "loss"), val_losses = metric("tb", "val_loss");
   ASSERT_EQ(losses.size(), 8u);      // log.interval 1, 8 steps
   ASSERT_EQ(val_losses.size(), 3u);  // steps 0, 4, 8
 
