@@ -32,7 +32,7 @@ int main(int argc, char** argv) try {
   mamba::Communicator& comm = mamba::mpi_world();
   const bool bf16 = flag(argc, argv, "--bf16", "0") == "1";
   const bool hierarchical = flag(argc, argv, "--hierarchical", "0") == "1";
-  if (hierarchical) mamba::split_by_node(comm);  // checks that the nodes are even
+  if (hierarchical) mamba::check_even_nodes(comm);
   const int64_t max_floats = std::stoll(flag(argc, argv, "--max-mib", "1024")) << 18;
   const auto backend =
       mamba::make_cuda_backend(comm.local_rank() % mamba::cuda_device_count(), true);

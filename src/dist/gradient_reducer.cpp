@@ -165,7 +165,7 @@ class NcclGradientReducer final : public GradientReducer {
       reducer_->shard(*settings.shard, model.compute_copy(), model.exact(), exact_floats(model));
     }
     if (settings.hierarchical) {
-      split_by_node(comm);  // only checks, through MPI, that the nodes hold as many ranks each
+      check_even_nodes(comm);
       reducer_->split_by_node(comm.node());
     }
   }

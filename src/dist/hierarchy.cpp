@@ -6,21 +6,29 @@
 
 namespace mamba {
 
+void check_even_nodes(Communicator& world) {
+  // Ranks per node index (node indices run from 0 and are fewer than the ranks).
+  std::vector<uint32_t> ranks(size_t(world.world()), 0);
+  ranks[size_t(world.node())] = 1;
+  world.allreduce_sum(ranks.data(), int64_t(ranks.size()));
+  const uint32_t mine = ranks[size_t(world.node())];
+  for (const uint32_t r : ranks) {
+    if (r != 0 && r != mine) {
+      throw_error(
+          "config error: dist.hierarchical = true needs the same number of ranks on every "
+          "node, and this job's nodes differ (this rank's node holds ",
+          mine, " of the ", world.world(), " ranks",
+          "): start as many ranks per node (--map-by ppr:G:node) or set "
+          "dist.hierarchical=false");
+    }
+  }
+}
+
 NodeGroups split_by_node(Communicator& world) {
+  check_even_nodes(world);
   NodeGroups g;
   g.node = world.split(world.node(), world.rank());
   g.across = world.split(g.node->rank(), world.rank());
-  // Over ranks, (sum of G)^2 <= W * sum of G^2, equal only when every rank sees the same G.
-  const double size = g.node->world();
-  const double sum = world.allreduce_sum(size), squares = world.allreduce_sum(size * size);
-  if (sum * sum != double(world.world()) * squares) {
-    throw_error(
-        "config error: dist.hierarchical = true needs the same number of ranks on every "
-        "node, and this job's nodes differ (this rank's node holds ",
-        g.node->world(), " of the ", world.world(), " ranks",
-        "): start as many ranks per node (--map-by ppr:G:node) or set "
-        "dist.hierarchical=false");
-  }
   return g;
 }
 

@@ -17,7 +17,9 @@ struct NodeGroups {
   std::unique_ptr<Communicator> across;  // one rank per node: those at this rank's place in it
 };
 
-// Collective over world. Throws mamba::Error unless every node holds the same number of ranks.
+// Collective over world: throws mamba::Error unless every node holds the same number of ranks.
+void check_even_nodes(Communicator& world);
+// Collective over world; checks the nodes as check_even_nodes does.
 NodeGroups split_by_node(Communicator& world);
 
 // In place: data[0..n) of every rank becomes the mean over all ranks. scratch is working memory
