@@ -339,6 +339,21 @@ void check_header(const std::string& path, const char* name, const TrainerRecord
   }
 }
 
+// Throws unless f holds `tensor` as F32 of t's shape: a file written for another model.
+void check_layout_tensor(const SafetensorsStream& f, const std::string& tensor,
+                         const ParamTensor& t, const ParamLayout& layout) {
+  if (!f.has(tensor)) {
+    throw_error("weights error: ", f.path(), " has no tensor ", tensor,
+                ": it was not written for a model of shape ", layout.config().describe());
+  }
+  if (f.info(tensor).shape != t.shape || f.info(tensor).dtype != DType::F32) {
+    throw_error("weights error: ", f.path(), ": tensor '", tensor,
+                "' is not F32 of the shape this model's layout has: it was not written for a "
+                "model of shape ",
+                layout.config().describe());
+  }
+}
+
 // Streams the tensors (prefix + reference name) -> checkpoint tensor index of a checkpoint file
 // to sink, checks the file's digest, and tells whether every value was finite. Each tensor must
 // be there as F32 with its layout's shape.
@@ -351,16 +366,7 @@ bool stream_tensors(const std::string& path, const char* name, const Safetensors
     for (const auto& [prefix, index] : prefixes) {
       for (const ParamTensor& t : layout.tensors()) {
         const std::string tensor = prefix + t.name;
-        if (!f.has(tensor)) {
-          throw_error("weights error: ", f.path(), " has no tensor ", tensor,
-                      ": it was not written for a model of shape ", layout.config().describe());
-        }
-        if (f.info(tensor).shape != t.shape || f.info(tensor).dtype != DType::F32) {
-          throw_error("weights error: ", f.path(), ": tensor '", tensor,
-                      "' is not F32 of the shape ",
-                      "this model's layout has: it was not written for a model of shape ",
-                      layout.config().describe());
-        }
+        check_layout_tensor(f, tensor, t, layout);
         targets[tensor] = {index, t.offset};
       }
     }
@@ -451,13 +457,7 @@ bool stream_moment_slices(const std::string& path, const SafetensorsStream& opt,
     for (const MomentPrefix& m : kMoments) {
       for (const ParamTensor& t : layout.tensors()) {
         const std::string tensor = m.prefix + t.name;
-        if (!opt.has(tensor) || opt.info(tensor).shape != t.shape ||
-            opt.info(tensor).dtype != DType::F32) {
-          throw_error("weights error: ", opt.path(), " has no F32 tensor ", tensor,
-                      " of the shape this model's layout has: it was not written for a model of "
-                      "shape ",
-                      layout.config().describe());
-        }
+        check_layout_tensor(opt, tensor, t, layout);
         const uint64_t at = uint64_t((m.index - 1) * n + t.offset) * sizeof(float);
         if (opt.info(tensor).begin != at) {
           throw_error("checkpoint error: ", opt.path(), " does not hold tensor ", tensor,
