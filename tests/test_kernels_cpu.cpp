@@ -465,6 +465,24 @@ TEST(KernelsCpu, BackendRejectsActivationsOfAnotherType) {
   EXPECT_NE(message.find("linear_forward: inp holds bf16"), std::string::npos) << message;
 }
 
+// The backends read x and dout while they write dx: a dx that overlaps either is refused, on the
+// CPU as on the GPU (tests/cuda: Conv1dBackwardRefusesAnOverlappingDx).
+TEST(KernelsCpu, Conv1dBackwardRefusesAnOverlappingDx) {
+  const auto be = make_cpu_backend();
+  const Conv1dShape s{1, 40, 16, 4, 32};
+  std::vector<float> x(40 * 32), dout(40 * 16), w(16 * 4, 0.1f), b(16), dw(16 * 4), db(16),
+      dx(40 * 32);
+  for (float* target : {x.data(), x.data() + 16, dout.data()}) {
+    const std::string message = test::error_of([&] {
+      be->conv1d_silu_backward(s, {f32_act(dout.data()), f32_act(x.data()), w.data(), b.data(),
+                                   f32_act(target), dw.data(), db.data()});
+    });
+    EXPECT_NE(message.find("dx overlaps x or dout"), std::string::npos) << message;
+  }
+  be->conv1d_silu_backward(s, {f32_act(dout.data()), f32_act(x.data()), w.data(), b.data(),
+                               f32_act(dx.data()), dw.data(), db.data()});  // apart: accepted
+}
+
 std::vector<float> minus(std::vector<float> a, float b) {
   for (float& x : a) x -= b;
   return a;

@@ -16,6 +16,8 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
+#include <utility>
 
 #include "util/error.h"
 
@@ -185,6 +187,22 @@ struct Conv1dBackward {
   float* dweight = nullptr;       // [D, K] +=
   float* dbias = nullptr;         // [D] +=
 };
+
+// Throws unless op.dx is a buffer of its own: backends read x and dout while they write dx.
+inline void check_dx_apart(const Conv1dShape& s, const Conv1dBackward& op) {
+  const int64_t rows = int64_t(s.batch) * s.seqlen;
+  const auto span = [&](const void* p, ActType type, int64_t elements) {
+    const auto begin = reinterpret_cast<uintptr_t>(p);
+    return std::pair<uintptr_t, uintptr_t>{begin, begin + uintptr_t(elements) * type_bytes(type)};
+  };
+  const auto dx = span(op.dx.data, op.dx.type, rows * s.ld_x);
+  for (const auto& other :
+       {span(op.x.data, op.x.type, rows * s.ld_x), span(op.dout.data, op.dout.type, rows * s.D)}) {
+    if (dx.first < other.second && other.first < dx.second) {
+      throw_error("conv1d_silu_backward: dx overlaps x or dout; give it a buffer of its own");
+    }
+  }
+}
 
 // ---- the selective scan (kernels/cpu/scan.h: math, layouts, overwrite / accumulate rules) ----
 struct ScanShape {

@@ -99,6 +99,7 @@ class CpuBackend final : public Backend {
                              s.batch, s.seqlen, s.D, s.K);
   }
   void conv1d_silu_backward(const Conv1dShape& s, const Conv1dBackward& op) override {
+    check_dx_apart(s, op);
     const ActCast<float> f32{"conv1d_silu_backward"};
     cpu::conv1d_silu_backward(f32(op.dx, "dx"), op.dweight, op.dbias, f32(op.dout, "dout"),
                               f32(op.x, "x"), s.ld_x, op.weight, op.bias, s.batch, s.seqlen, s.D,

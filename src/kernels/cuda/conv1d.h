@@ -13,8 +13,9 @@ template <typename T>
 void conv1d_silu_forward(T* out, const T* x, int64_t ld_x, const float* weight, const float* bias,
                          int batch, int64_t seqlen, int D, int K, cudaStream_t stream);
 
-// dx is overwritten; dweight and dbias accumulate through per-tile partial sums in `workspace`
-// (conv1d_backward_workspace_bytes) added in a fixed order: bit-identical from run to run.
+// dx is overwritten and must not overlap dout or x; dweight and dbias accumulate through
+// per-tile partial sums in `workspace` (conv1d_backward_workspace_bytes) added in a fixed order:
+// bit-identical from run to run.
 size_t conv1d_backward_workspace_bytes(int batch, int64_t seqlen, int D, int K);
 template <typename T>
 void conv1d_silu_backward(T* dx, float* dweight, float* dbias, const T* dout, const T* x,

@@ -321,6 +321,7 @@ class CudaBackend final : public Backend {
     });
   }
   void conv1d_silu_backward(const Conv1dShape& s, const Conv1dBackward& op) override {
+    check_dx_apart(s, op);  // the kernel's pointers are __restrict__
     void* ws = scratch(cuda::conv1d_backward_workspace_bytes(s.batch, s.seqlen, s.D, s.K));
     with_act("conv1d_silu_backward", [&](auto act) {
       cuda::conv1d_silu_backward(act(op.dx, "dx"), op.dweight, op.dbias, act(op.dout, "dout"),
