@@ -8,22 +8,9 @@
 
 #include "mpirun.h"
 #include "run_fixture.h"
-
-#ifdef MAMBA_HAVE_CUDA
-#include "kernels/cuda/cuda_backend.h"
-#endif
+#include "two_gpus.h"
 
 namespace mamba::test {
-
-// Why the 2-GPU twins cannot run here ("" when two GPUs are present).
-inline std::string two_gpus_missing() {
-#ifdef MAMBA_HAVE_CUDA
-  const int gpus = cuda_device_count();
-#else
-  const int gpus = 0;
-#endif
-  return gpus < 2 ? "needs 2 GPUs, found " + std::to_string(gpus) : "";
-}
 
 class MpiRunFixture : public RunFixture {
  protected:

@@ -23,6 +23,7 @@
 #include "kernels/backend.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "rank_threads.h"
+#include "two_gpus.h"
 #include "util/error.h"
 #endif
 
@@ -78,8 +79,8 @@ TEST(NcclMemory, ReportedPeakCountsTheCommunicators) {
 #ifndef MAMBA_HAVE_NCCL
   GTEST_SKIP() << "built without NCCL (or CUDA): nothing to measure";
 #else
-  const int gpus = cuda_device_count();
-  if (gpus < kWorld) GTEST_SKIP() << "needs 2 GPUs, found " << gpus;
+  static_assert(kWorld == 2);
+  if (const std::string why = test::two_gpus_missing(); !why.empty()) GTEST_SKIP() << why;
   size_t free_at_start[kWorld];
   for (int d = 0; d < kWorld; ++d) {
     ASSERT_EQ(cudaSetDevice(d), cudaSuccess);
