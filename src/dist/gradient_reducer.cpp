@@ -35,16 +35,11 @@ std::vector<ExactPiece> owned_exact(const ShardMap& map, const std::vector<Exact
   return pieces;
 }
 
-int64_t exact_floats(const MambaLM& model) {
-  const std::vector<ExactSpan>& spans = model.exact_spans();
-  return spans.empty() ? 0 : spans.back().exact + spans.back().count;
-}
-
 // The model's exact buffer with this rank's own values from its master and zero elsewhere, as the
 // sum over ranks wants it (queued on the backend).
 void stage_owned_exact(MambaLM& model, const std::vector<ExactPiece>& pieces, const float* master) {
   Backend& be = model.backend();
-  be.fill_zero(model.exact(), size_t(exact_floats(model)) * sizeof(float));
+  be.fill_zero(model.exact(), size_t(model.exact_floats()) * sizeof(float));
   for (const ExactPiece& p : pieces) {
     be.copy(model.exact() + p.exact, master + p.master, size_t(p.count) * sizeof(float));
   }
@@ -131,7 +126,7 @@ class MpiShardedReducer final : public GradientReducer {
       std::copy(scratch_.begin(), scratch_.begin() + (b.end - b.begin), params + b.begin);
     }
     stage_owned_exact(model_, exact_, master);
-    comm_.allreduce_sum(reinterpret_cast<uint32_t*>(model_.exact()), exact_floats(model_));
+    comm_.allreduce_sum(reinterpret_cast<uint32_t*>(model_.exact()), model_.exact_floats());
   }
 
  private:
@@ -162,7 +157,7 @@ class NcclGradientReducer final : public GradientReducer {
         size_t(settings.bucket_mb * (1 << 20)), settings.timeout_s, settings.bf16_grads);
     if (settings.shard) {
       exact_ = owned_exact(*settings.shard, model.exact_spans());
-      reducer_->shard(*settings.shard, model.compute_copy(), model.exact(), exact_floats(model));
+      reducer_->shard(*settings.shard, model.compute_copy(), model.exact(), model.exact_floats());
     }
     if (settings.hierarchical) {
       check_even_nodes(comm);

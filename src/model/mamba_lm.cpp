@@ -77,19 +77,18 @@ MambaLM::MambaLM(const ModelConfig& config, Backend& backend, bool recompute, bo
   if (!params_) {
     be_.fill_zero(weights_.data, n * be_.act_bytes());
     // Neighbours merge (A_log and D, conv1d's weight and bias): fewer copies per refresh.
-    int64_t at = 0;
     for (const ParamTensor& t : layout_.tensors()) {
       if (!t.fp32_read) continue;
       ExactSpan* last = exact_spans_.empty() ? nullptr : &exact_spans_.back();
       if (last && last->offset + last->count == t.offset) {
         last->count += t.numel;
       } else {
-        exact_spans_.push_back({t.offset, at, t.numel});
+        exact_spans_.push_back({t.offset, exact_floats_, t.numel});
       }
-      at += t.numel;
+      exact_floats_ += t.numel;
     }
-    exact_ = static_cast<float*>(be_.allocate(size_t(at) * sizeof(float)));
-    be_.fill_zero(exact_, size_t(at) * sizeof(float));
+    exact_ = static_cast<float*>(be_.allocate(size_t(exact_floats_) * sizeof(float)));
+    be_.fill_zero(exact_, size_t(exact_floats_) * sizeof(float));
   }
   place_weights();
   params_updated();
@@ -147,10 +146,7 @@ size_t MambaLM::weight_bytes() const {
   const size_t n = layout_.total();
   size_t bytes = params_ ? n * sizeof(float) : 0;
   if (weights_.data != params_) bytes += n * be_.act_bytes();
-  if (!exact_spans_.empty()) {
-    bytes += size_t(exact_spans_.back().exact + exact_spans_.back().count) * sizeof(float);
-  }
-  return bytes;
+  return bytes + size_t(exact_floats_) * sizeof(float);
 }
 
 std::vector<float> MambaLM::download(const float* device_buffer) const {

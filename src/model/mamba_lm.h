@@ -125,6 +125,7 @@ class MambaLM {
   // in buffer order. With one they are read from params(): no spans, null.
   float* exact() { return exact_; }
   const std::vector<ExactSpan>& exact_spans() const { return exact_spans_; }
+  int64_t exact_floats() const { return exact_floats_; }  // 0 with a master
   // All the weights from a parameter-layout fp32 buffer on the device: into params() (and the
   // compute copy), or without a master into the compute copy and the exact buffer.
   void set_weights(const float* weights);
@@ -176,6 +177,7 @@ class MambaLM {
   Act weights_;  // compute copy; aliases params_ when activations are fp32 and there is a master
   float* exact_ = nullptr;  // without a master only
   std::vector<ExactSpan> exact_spans_;
+  int64_t exact_floats_ = 0;
   std::vector<LayerWeights> layers_;
   const float* embedding_ = nullptr;
   const float* norm_f_ = nullptr;
