@@ -163,12 +163,6 @@ __device__ __forceinline__ float channel_sum(const float (&v)[kS]) {
   return b + __shfl_xor_sync(~0u, b, 1);
 }
 
-// Sum over the four threads of a channel; all four get the same bits.
-__device__ __forceinline__ float group_sum(float x) {
-  x += __shfl_xor_sync(~0u, x, 8);
-  return x + __shfl_xor_sync(~0u, x, 16);
-}
-
 __device__ __forceinline__ void unpack(float (&r)[kS], float4 v) {
   r[0] = v.x, r[1] = v.y, r[2] = v.z, r[3] = v.w;
 }
@@ -516,17 +510,18 @@ struct Adjoint {
 
 template <typename T>
 struct BwdSmem {
-  Tile<T, 4> tile;  // raw inputs of the next chunk, landing while this one is computed
+  // Raw inputs: the chunk's until dz is formed from its z and dout, then the next chunk's,
+  // landing during the reverse pass.
+  Tile<T, 4> tile;
   // Per (step, channel) values derived once per chunk: {dt, u, dy = dout silu(z),
-  // sd = softplus'(delta + bias)}, one 16-byte load for the four threads of a channel, and
-  // gz = dout silu'(z).
+  // sd = softplus'(delta + bias)}, one 16-byte load for the four threads of a channel.
   float4 e[kL][kCh];
-  float gz[kL][kCh];
-  float silu[kL][kCh];  // silu(z), to re-form the forward's output when it is wanted
-  // Sums over a channel's four threads, per (step, channel): sum_n C h in pass A (x only), then
-  // sum_n dL/dh B and sum_n A dL/dh exp(dt A) h[t-1] in the reverse pass. The per-element outputs
-  // are formed from them after each pass, by all threads.
-  float2 acc[kL][kCh];
+  // Each thread's share of the per-element sums over the channel's states, per (step, channel),
+  // component g written by the thread of group g: in pass A its sum_n C h; in the reverse pass,
+  // after one exchange between groups g and g ^ 1, even g hold sum_n dL/dh B of both and odd g
+  // sum_n A dL/dh exp(dt A) h[t-1] of both. The per-element outputs add them up after each pass,
+  // which costs far fewer instructions than summing over the four threads at every step.
+  float4 part[kL][kCh];
   // B and C as fp32 by step and state group, in each of the four register orders.
   float4 bc[kL][2][kN / kS][4];
   float4 hg[kL / kGroup][kThreads];  // each thread's states before each group of kGroup steps
@@ -590,8 +585,6 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
       const Softplus sp = softplus(to_f32(sm.tile.x[1][s][ec]) + ebias);
       sm.e[s][ec] = make_float4(valid ? sp.value : 0.f, valid ? to_f32(sm.tile.x[0][s][ec]) : 0.f,
                                 valid ? go * z * sz : 0.f, sp.grad);
-      sm.gz[s][ec] = valid ? go * sz * fmaf(z, 1.f - sz, 1.f) : 0.f;
-      sm.silu[s][ec] = z * sz;
     }
     // B and C in the four register orders, zero past the end of the sequence (stale slots could
     // hold NaNs): entry (s, q, grp, p) holds states kS * grp + (i ^ p), i < kS.
@@ -604,9 +597,9 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
       sm.bc[s][q][grp][p] = make_float4(v[0], v[1], v[2], v[3]);
     });
     __syncthreads();
-    if (c > pos.c_begin) load_chunk<kThreads>(sm.tile, a, pos, c - 1);
 
     if constexpr (kLocal) {
+      if (c > pos.c_begin) load_chunk<kThreads>(sm.tile, a, pos, c - 1);
 #pragma unroll
       for (int s = kL - 1; s >= 0; --s) {
         const float4 e = sm.e[s][ch];
@@ -634,8 +627,7 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
         }
         const float r = channel_sum(v);
         if (!(lane & 1)) sm.red[s][warp][g * kS + pm] = r;
-        y = group_sum(y);
-        if (g == 0) sm.acc[s][ch].x = y;
+        reinterpret_cast<float*>(&sm.part[s][ch])[g] = y;
       }
       __syncthreads();
       store_partials(part_dC + row * kN, sm.red, steps);
@@ -643,12 +635,16 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
       for (int k = 0; k < kL / kRowsPerPass; ++k) {  // dz = dout silu'(z) (C h + D u)
         const int s = element_step(k);
         if (e_active && s < steps) {
-          const float y = fmaf(eD, sm.e[s][ec].y, sm.acc[s][ec].x);
-          store(a.dz + (row + s) * a.ld_z + ed, sm.gz[s][ec] * y);
-          if (a.out) store(a.out + (row + s) * a.d_inner + ed, sm.silu[s][ec] * y);
+          const float4 t = sm.part[s][ec];
+          const float y = fmaf(eD, sm.e[s][ec].y, (t.x + t.y) + (t.z + t.w));
+          const float z = to_f32(sm.tile.x[2][s][ec]), go = to_f32(sm.tile.x[3][s][ec]);
+          const float sz = sigmoid(z);
+          store(a.dz + (row + s) * a.ld_z + ed, go * sz * fmaf(z, 1.f - sz, 1.f) * y);
+          if (a.out) store(a.out + (row + s) * a.d_inner + ed, z * sz * y);
         }
       }
-      __syncthreads();
+      __syncthreads();  // the tile is read for the last time
+      if (c > pos.c_begin) load_chunk<kThreads>(sm.tile, a, pos, c - 1);
 
       // Reverse pass, kGroup steps at a time.
       for (int grp = kL / kGroup - 1; grp >= 0; --grp) {
@@ -676,9 +672,11 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
           adj.step(v, sB, sA, Bv, Cv, hs[j], dA, j, dt, dy, dtu);
           const float r = channel_sum(v);
           if (!(lane & 1)) sm.red[s][warp][g * kS + pm] = r;
-          sB = group_sum(sB);
-          sA = group_sum(sA);
-          if (g == 0) sm.acc[s][ch] = make_float2(sB, sA);
+          // Groups g and g ^ 1 swap halves: even g keep the sum of sB, odd g that of sA.
+          const bool odd = g & 1;
+          const float keep = odd ? sA : sB;
+          reinterpret_cast<float*>(&sm.part[s][ch])[g] =
+              keep + __shfl_xor_sync(~0u, odd ? sB : sA, 8);
         }
       }
       __syncthreads();
@@ -687,10 +685,11 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
       for (int k = 0; k < kL / kRowsPerPass; ++k) {  // du, ddelta
         const int s = element_step(k);
         if (e_active && s < steps) {
-          const float2 t = sm.acc[s][ec];
+          const float4 t = sm.part[s][ec];
+          const float sB = t.x + t.z, sA = t.y + t.w;
           const float4 e = sm.e[s][ec];  // dt, u, dy, sd
-          const float dx = fmaf(e.y, t.x, kLn2 * t.y) * e.w;
-          store(a.du + (row + s) * a.d_inner + ed, fmaf(eD, e.z, e.x * t.x));
+          const float dx = fmaf(e.y, sB, kLn2 * sA) * e.w;
+          store(a.du + (row + s) * a.d_inner + ed, fmaf(eD, e.z, e.x * sB));
           store(a.ddelta + (row + s) * a.d_inner + ed, dx);
           e_dD = fmaf(e.z, e.y, e_dD);
           e_dbias += dx;
