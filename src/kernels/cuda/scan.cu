@@ -837,11 +837,13 @@ __global__ void __launch_bounds__(kThreads16, kBwd16BlocksPerSM)
       const float sz = sigmoid(z);
       const Softplus sp = softplus(to_f32(sm.tile.x[1][s][tid]) + bias);
       sm.dt[s][tid] = valid ? sp.value : 0.f;
-      sm.u[s][tid] = valid ? to_f32(sm.tile.x[0][s][tid]) : 0.f;
       sm.dy[s][tid] = valid ? g * z * sz : 0.f;
-      sm.gz[s][tid] = valid ? g * sz * fmaf(z, 1.f - sz, 1.f) : 0.f;
-      sm.sd[s][tid] = sp.grad;
-      sm.silu[s][tid] = z * sz;
+      if constexpr (!kLocal) {  // the local pass needs only dt and dy
+        sm.u[s][tid] = valid ? to_f32(sm.tile.x[0][s][tid]) : 0.f;
+        sm.gz[s][tid] = valid ? g * sz * fmaf(z, 1.f - sz, 1.f) : 0.f;
+        sm.sd[s][tid] = sp.grad;
+        sm.silu[s][tid] = z * sz;
+      }
     }
     convert_bc(sm.bc, sm.tile, steps);
     __syncthreads();
