@@ -841,8 +841,9 @@ struct AdamWCase {
   std::vector<AdamWSegment> segments{{0, 0, 1, true},
                                      {5, 1, 1000, false},
                                      {1005, 1001, 70001, true},
-                                     {71100, 71002, 29000, false}};
-  int64_t n = 100103, packed = 100002;
+                                     {71100, 71002, 29000, false},
+                                     {100104, 100004, 5003, true}};
+  int64_t n = 105107, packed = 105007;
   std::vector<float> param0 = uniform(n, 100), grad = uniform(n, 101, -0.1f, 0.1f),
                      m0 = uniform(packed, 102, -0.01f, 0.01f),
                      v0 = uniform(packed, 103, 0.0f, 1e-4f);
@@ -850,9 +851,10 @@ struct AdamWCase {
 
 // One adamw_step over segments as an optimizer passes them: several tensors, with and without
 // weight decay, one longer than many blocks, gaps between them (another rank's slices), and moments
-// packed. Outside the segments nothing may change: params keep their values and the compute copy
-// its poison. The compute copy must be the updated params in the activation type (rounded to
-// nearest even, as to_act does); on the fp32 path it aliases the params.
+// packed; the last segment starts on a multiple of 4 in both buffers (16-byte accesses) and its
+// last block ends mid-quad. Outside the segments nothing may change: params keep their values and
+// the compute copy its poison. The compute copy must be the updated params in the activation type
+// (rounded to nearest even, as to_act does); on the fp32 path it aliases the params.
 TEST_P(CudaVsCpu, AdamW) {
   const AdamWCase c;
   const std::vector<AdamWSegment>& segments = c.segments;
