@@ -1,10 +1,10 @@
 // Causal depthwise conv1d + SiLU forward and backward; math in kernels/cpu/conv1d.h, layout in
 // conv1d.h.
 //
-// One thread per (channel, tile of kTile time steps of one sequence), or per pair of channels
-// where the layout allows (one 4-byte access for both in bf16): consecutive threads take
-// consecutive channels, so each time step is one coalesced row read. The thread slides a window
-// of the last K inputs through registers, reading each x once (plus K-1 at the tile start).
+// One thread per (channel, tile of kTile time steps of one sequence), or per 2 or 4 consecutive
+// channels where the layout allows (one 4- or 8-byte access for them in bf16): consecutive threads
+// take consecutive channels, so each time step is one coalesced row read. The thread slides a
+// window of the last K inputs through registers, reading each x once (plus K-1 at the tile start).
 // Backward walks forward in time: dpre[s] is recomputed from the window, and dx[j] is complete
 // once dpre[j .. j+K-1] are known, so the thread runs K-1 steps past its tile. Each thread's
 // dweight / dbias sums over its tile go to a partial row per tile ([D*K weights | D biases]),
@@ -176,14 +176,20 @@ __global__ void conv1d_silu_backward_kernel(T* __restrict__ dx, float* __restric
   }
 }
 
-// Calls f with K and the channels per thread V as compile-time constants: two channels (one
-// 4-byte access in bf16) where D and ld_x are even and the tensors aligned for it, else one.
+// Calls f with K and the channels per thread V as compile-time constants: four channels (one
+// 8-byte access in bf16) where D and ld_x are multiples of 4 and the tensors aligned for it, else
+// two (one 4-byte access), else one. More bytes per access keep more of them in flight per thread.
 template <typename T, typename F>
 void with_shape(int K, int D, int64_t ld_x, std::initializer_list<const void*> tensors, F&& f) {
-  bool pairs = D % 2 == 0 && ld_x % 2 == 0;
-  for (const void* p : tensors) pairs = pairs && aligned_to(p, 2 * sizeof(T));
+  auto fits = [&](int v) {
+    bool ok = D % v == 0 && ld_x % v == 0;
+    for (const void* p : tensors) ok = ok && aligned_to(p, v * sizeof(T));
+    return ok;
+  };
   auto with_v = [&](auto width) {
-    if (pairs) {
+    if (fits(4)) {
+      f(width, std::integral_constant<int, 4>{});
+    } else if (fits(2)) {
       f(width, std::integral_constant<int, 2>{});
     } else {
       f(width, std::integral_constant<int, 1>{});
