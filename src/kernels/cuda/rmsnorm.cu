@@ -136,6 +136,7 @@ __global__ void __launch_bounds__(kTileRows * 32)
                             const float* residual_out, const float* rstd, const float* weight,
                             int64_t rows, int C) {
   constexpr int kChunk = 32 * V;
+  static_assert(kTileRows * 32 >= kChunk, "a thread per channel of a chunk adds the tile's terms");
   __shared__ __align__(16) float terms[2][kTileRows][kChunk];
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
