@@ -327,9 +327,15 @@ TEST_P(CudaVsCpu, ResidualRmsnormForward) {
 }
 
 TEST_P(CudaVsCpu, RmsnormBackward) {
-  // 4 channels per lane at a time but for C = 301.
-  for (const auto& shape :
-       {std::pair<int64_t, int>{37, 64}, {1000, 768}, {3001, 100}, {129, 2560}, {500, 301}}) {
+  // The CUDA kernel: a block per tile of 16 rows (a dweight partial each), a warp per row taking
+  // chunks of 32 lanes x 4 channels when C % 4 == 0, else x 1 (C = 301, 7, 5, 130). A last tile
+  // the rows do not fill (T = 37, 1000, 3001, 129, 500, 45, 203, 100), one row, whole tiles only
+  // (T = 64, 16); a last chunk the channels do not fill (C = 200, 301, 130) or a single chunk
+  // not filled (C = 64, 100, 7, 5); several tiles with C = 2048.
+  const std::pair<int64_t, int> shapes[] = {{37, 64},   {1000, 768}, {3001, 100}, {129, 2560},
+                                            {500, 301}, {1, 768},    {1, 5},      {45, 7},
+                                            {203, 200}, {100, 2048}, {64, 2048},  {16, 130}};
+  for (const auto& shape : shapes) {
     const int64_t T = shape.first;
     const int C = shape.second;
     const std::string tag = "T=" + std::to_string(T) + " C=" + std::to_string(C);

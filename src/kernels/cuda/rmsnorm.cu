@@ -5,12 +5,17 @@
 // (decoding: one per sequence) a warp per row would leave the device idle and walk its row one
 // dependent load after another (residual_out may alias residual_in, so loads cannot be hoisted
 // over the stores): then one block per row, the row in registers, all loads issued at once.
-// Backward: two kernels, both bound by memory and with enough blocks to fill the device at any
-// row count. dresidual: one warp per row, as the forward (each row needs only its own dot
-// product). dweight: a thread per channel walks a tile of kRowsPerTile rows (coalesced across the
-// channels), writing the tile's partial sum; add_column_sums then adds the tiles' partials in a
-// fixed order. (One kernel doing both, a block per tile, left the device mostly idle: at 1.4B, 128
-// blocks for 132 SMs, a block barrier per row.)
+// Backward: one kernel, bound by memory: a block per tile of kTileRows rows, a warp per row as the
+// forward (dresidual needs only its own row's dot product). The first pass over a row, for the dot
+// product, also forms the row's dweight terms, which the tile's warps add through shared memory
+// into one partial sum per tile; add_column_sums then adds the tiles' partials in a fixed order.
+// Why: a separate dweight kernel read dnormed and residual_out from DRAM a second time (150 of
+// 550 MB at 16 x 2048 tokens, d_model 768). Re-reading the tile after the row pass would not
+// reliably hit the caches either: meanwhile every resident warp reads its own row (48 warps x 132
+// SMs x C x 6 bytes: 29 MB at C = 768, 78 MB at C = 2048) while dresidual streams through the
+// 50 MB L2. 16 rows a tile: the partials (C floats a tile, written and read back once) stay ~3%
+// of the traffic, and 512 blocks at 1.4B. (A block per 64-row tile with a barrier per row left
+// the device mostly idle: 128 blocks for 132 SMs.)
 #include <initializer_list>
 
 #include "kernels/cuda/cuda_check.h"
@@ -22,15 +27,14 @@ namespace mamba::cuda {
 
 namespace {
 
-constexpr int kRowsPerBlock = 8;     // forward: one warp per row
-constexpr int64_t kFewRows = 64;     // forward: up to this, a block per row
-constexpr int kRowThreads = 256;     // that block
-constexpr int kRowValues = 16;       // per thread: C up to 4096
-constexpr int kColumnThreads = 256;  // backward dweight: channels per block
-constexpr int kRowsPerTile = 64;     // backward dweight: rows per partial sum
+constexpr int kRowsPerBlock = 8;  // forward: one warp per row
+constexpr int64_t kFewRows = 64;  // forward: up to this, a block per row
+constexpr int kRowThreads = 256;  // that block
+constexpr int kRowValues = 16;    // per thread: C up to 4096
+constexpr int kTileRows = 16;     // backward: rows per block (a warp each) and per partial sum
 
 int64_t tiles_for(int64_t rows) {
-  return (rows + kRowsPerTile - 1) / kRowsPerTile;
+  return (rows + kTileRows - 1) / kTileRows;
 }
 
 // hidden (+ residual_in) at [c, c + V) of a row.
@@ -117,32 +121,76 @@ __global__ void __launch_bounds__(kRowThreads)
   }
 }
 
-// d(x_c * r * w_c)/dx_j = r * w_c * [c == j] - x_c * w_c * x_j * r^3 / C, r = rstd. A warp per
-// row, V consecutive channels per lane at a time, as the forward.
+// d(x_c * r * w_c)/dx_j = r * w_c * [c == j] - x_c * w_c * x_j * r^3 / C, r = rstd. A block per
+// tile of kTileRows rows, a warp per row, V consecutive channels per lane at a time, as the
+// forward. The first pass over the row (the dot product, which needs every channel before
+// dresidual can be written) also forms the row's dweight terms g x r. For each chunk of 32 V
+// channels the block's warps leave them in shared memory and after one barrier the first 32 V
+// threads add them over the tile's rows in row order into the tile's partial sum: dweight needs
+// no second read of dnormed and residual_out. Each warp loads its next chunk before that barrier,
+// so two chunks of loads are in flight per warp across it. Shared memory alternates between two
+// buffers: a chunk's writes never meet the previous chunk's reads, one barrier per chunk.
 template <typename T, int V>
-__global__ void rmsnorm_backward_rows_kernel(float* dresidual, T* dresidual_act, const T* dnormed,
-                                             const float* residual_out, const float* rstd,
-                                             const float* weight, int64_t rows, int C) {
-  const int64_t t = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
-  if (t >= rows) return;
+__global__ void __launch_bounds__(kTileRows * 32)
+    rmsnorm_backward_kernel(float* partial, float* dresidual, T* dresidual_act, const T* dnormed,
+                            const float* residual_out, const float* rstd, const float* weight,
+                            int64_t rows, int C) {
+  constexpr int kChunk = 32 * V;
+  static_assert(kTileRows * 32 >= kChunk, "a thread per channel of a chunk adds the tile's terms");
+  __shared__ __align__(16) float terms[2][kTileRows][kChunk];
+  const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
+  const int64_t t0 = static_cast<int64_t>(blockIdx.x) * kTileRows;
+  const int tile_rows = static_cast<int>(min(rows - t0, static_cast<int64_t>(kTileRows)));
+  const bool has_row = warp < tile_rows;
+  const int64_t t = has_row ? t0 + warp : t0;
   const float* x = residual_out + t * C;
   const T* g = dnormed + t * C;
   const float r = rstd[t];
   float dot = 0.0f;
-  for (int c = lane * V; c < C; c += 32 * V) {
-    float gv[V], wv[V], xv[V];
-    load_vec<V>(g + c, gv);
-    load_vec<V>(weight + c, wv);
-    load_vec<V>(x + c, xv);
+  float gv[V], wv[V], xv[V];
+  auto load = [&](int c, float(&gl)[V], float(&wl)[V], float(&xl)[V]) {
+    if (has_row && c < C) {
+      load_vec<V>(g + c, gl);
+      load_vec<V>(weight + c, wl);
+      load_vec<V>(x + c, xl);
+    }
+  };
+  load(lane * V, gv, wv, xv);
+  float* tile_partial = partial + static_cast<int64_t>(blockIdx.x) * C;
+  for (int c0 = 0, buf = 0; c0 < C; c0 += kChunk, buf ^= 1) {
+    const int c = c0 + lane * V;
+    float gn[V], wn[V], xn[V];  // left unset where not loaded: then never used
+    load(c + kChunk, gn, wn, xn);
+    float term[V] = {};
+    if (has_row && c < C) {
 #pragma unroll
-    for (int i = 0; i < V; ++i) dot += gv[i] * wv[i] * xv[i];
+      for (int i = 0; i < V; ++i) {
+        dot += gv[i] * wv[i] * xv[i];
+        term[i] = gv[i] * xv[i] * r;
+      }
+    }
+    store_vec<V>(&terms[buf][warp][lane * V], term);
+    __syncthreads();
+    const int col = c0 + static_cast<int>(threadIdx.x);
+    if (threadIdx.x < kChunk && col < C) {
+      float acc = 0.0f;
+      for (int w = 0; w < tile_rows; ++w) acc += terms[buf][w][threadIdx.x];
+      tile_partial[col] = acc;
+    }
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      gv[i] = gn[i];
+      wv[i] = wn[i];
+      xv[i] = xn[i];
+    }
   }
+  if (!has_row) return;
   const float k = warp_sum(dot) * r * r * r / C;
   float* dx = dresidual + t * C;
   T* dx_act = dresidual_act ? dresidual_act + t * C : nullptr;
   for (int c = lane * V; c < C; c += 32 * V) {
-    float gv[V], wv[V], xv[V], v[V];
+    float v[V];
     load_vec<V>(g + c, gv);
     load_vec<V>(weight + c, wv);
     load_vec<V>(x + c, xv);
@@ -165,22 +213,6 @@ bool four_at_a_time(int C, std::initializer_list<const void*> f32,
   for (const void* p : act)
     if (!aligned_to(p, 4 * sizeof(T))) return false;
   return true;
-}
-
-// partial[tile * C + c] = sum over the tile's rows t, in order, of dnormed[t, c] x[t, c] r[t].
-template <typename T>
-__global__ void rmsnorm_dweight_partials_kernel(float* partial, const T* dnormed,
-                                                const float* residual_out, const float* rstd,
-                                                int64_t rows, int C) {
-  const int c = blockIdx.y * kColumnThreads + threadIdx.x;
-  if (c >= C) return;
-  const int64_t t0 = static_cast<int64_t>(blockIdx.x) * kRowsPerTile;
-  const int64_t t1 = min(rows, t0 + kRowsPerTile);
-  float acc = 0.0f;
-#pragma unroll 8
-  for (int64_t t = t0; t < t1; ++t)
-    acc += to_f32(dnormed[t * C + c]) * residual_out[t * C + c] * rstd[t];
-  partial[static_cast<int64_t>(blockIdx.x) * C + c] = acc;
 }
 
 }  // namespace
@@ -218,21 +250,17 @@ void rmsnorm_backward(float* dresidual, T* dresidual_act, float* dweight, const 
   if (rows == 0) return;
   // fp32 activations: the copy would be dresidual itself.
   if (static_cast<void*>(dresidual_act) == static_cast<void*>(dresidual)) dresidual_act = nullptr;
-  const auto row_blocks = static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock);
-  if (four_at_a_time<T>(C, {dresidual, residual_out, weight}, {dresidual_act, dnormed})) {
-    rmsnorm_backward_rows_kernel<T, 4><<<row_blocks, kRowsPerBlock * 32, 0, stream>>>(
-        dresidual, dresidual_act, dnormed, residual_out, rstd, weight, rows, C);
-  } else {
-    rmsnorm_backward_rows_kernel<T, 1><<<row_blocks, kRowsPerBlock * 32, 0, stream>>>(
-        dresidual, dresidual_act, dnormed, residual_out, rstd, weight, rows, C);
-  }
-  check_launch("rmsnorm_backward_rows_kernel");
   const int64_t tiles = tiles_for(rows);
   float* partial = static_cast<float*>(workspace);
-  const dim3 grid(static_cast<unsigned>(tiles), (C + kColumnThreads - 1) / kColumnThreads);
-  rmsnorm_dweight_partials_kernel<T>
-      <<<grid, kColumnThreads, 0, stream>>>(partial, dnormed, residual_out, rstd, rows, C);
-  check_launch("rmsnorm_dweight_partials_kernel");
+  const auto blocks = static_cast<unsigned>(tiles);
+  if (four_at_a_time<T>(C, {dresidual, residual_out, weight}, {dresidual_act, dnormed})) {
+    rmsnorm_backward_kernel<T, 4><<<blocks, kTileRows * 32, 0, stream>>>(
+        partial, dresidual, dresidual_act, dnormed, residual_out, rstd, weight, rows, C);
+  } else {
+    rmsnorm_backward_kernel<T, 1><<<blocks, kTileRows * 32, 0, stream>>>(
+        partial, dresidual, dresidual_act, dnormed, residual_out, rstd, weight, rows, C);
+  }
+  check_launch("rmsnorm_backward_kernel");
   add_column_sums(dweight, partial, tiles, C, C, stream);
 }
 
