@@ -204,7 +204,9 @@ void expect_kept_inputs_match(Backend& be, int steps, double tolerance) {
     kept.zero_grads();
     const double a = plain.forward_backward(inputs.data(), targets.data(), 2, 19, 1.0f);
     const double b = kept.forward_backward(inputs.data(), targets.data(), 2, 19, 1.0f);
-    if (step == 0) EXPECT_EQ(a, b);
+    if (step == 0) {
+      EXPECT_EQ(a, b);
+    }
     EXPECT_NEAR(a, b, tolerance * std::fabs(a)) << "step " << step;
     expect_close(kept.download(kept.grads()), plain.download(plain.grads()),
                  "gradient of step " + std::to_string(step));
