@@ -7,7 +7,7 @@
 // activation_gib: the activation arena's part); on the CPU the process's peak resident memory.
 //   bench_train [--model tiny|130m|370m|790m|1.4b|2.8b | --config FILE] [key=value ...]
 //               [--batch B] [--seqlen L] [--device cpu|cuda] [--precision fp32|bf16]
-//               [--steps N] [--recompute 0|1] [--comm 1|0] [--bf16-grads 0|1]
+//               [--steps N] [--recompute 0|1] [--keep-inputs 0|1] [--comm 1|0] [--bf16-grads 0|1]
 //               [--hierarchical 0|1] [--shard-optimizer 0|1] [--profile-layers 0|1]
 //               [--profile-ops 0|1]
 // --model NAME reads configs/mamba-NAME.yaml (or configs/NAME.yaml); key=value overrides any key
@@ -91,6 +91,8 @@ int main(int argc, char** argv) try {
            bench::flag(argc, argv, "--precision", device == "cuda" ? "bf16" : "fp32"),
        std::string("train.recompute=") +
            (bench::flag(argc, argv, "--recompute", "0") == "1" ? "true" : "false"),
+       std::string("train.keep_layer_inputs=") +
+           (bench::flag(argc, argv, "--keep-inputs", "0") == "1" ? "true" : "false"),
        std::string("dist.bf16_grads=") +
            (bench::flag(argc, argv, "--bf16-grads", "0") == "1" ? "true" : "false"),
        std::string("dist.hierarchical=") +
@@ -153,12 +155,14 @@ int main(int argc, char** argv) try {
       "\"comm\": %d, \"bf16_grads\": %d, \"hierarchical\": %d, \"shard_optimizer\": %d, "
       "\"act_bytes\": %zu, \"params\": "
       "%.0f, \"batch\": %d, "
-      "\"seqlen\": %d, \"recompute\": %d, \"ms_per_step\": %.2f, \"tokens_per_s\": %.0f, "
+      "\"seqlen\": %d, \"recompute\": %d, \"keep_inputs\": %d, \"ms_per_step\": %.2f, "
+      "\"tokens_per_s\": %.0f, "
       "\"peak_gib\": %.2f, \"outside_gib\": %.2f, \"activation_gib\": %.2f, \"mfu\": %.4f%s}\n",
       fs::path(cfg.source).stem().c_str(), backend.name().c_str(), comm.world(),
       bench::flag(argc, argv, "--comm", "1") == "1", int(cfg.dist.bf16_grads),
       int(cfg.dist.hierarchical), int(cfg.dist.shard_optimizer), backend.act_bytes(), params,
-      cfg.train.micro_batch, cfg.data.seq_len, int(cfg.train.recompute), median, tokens_per_s,
+      cfg.train.micro_batch, cfg.data.seq_len, int(cfg.train.recompute),
+      int(cfg.train.keep_layer_inputs), median, tokens_per_s,
       backend.peak_memory() / double(1ull << 30), backend.outside_memory() / double(1ull << 30),
       trainer.model().activation_bytes() / double(1ull << 30), mfu, extra.c_str());
   return 0;

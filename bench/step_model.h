@@ -7,13 +7,14 @@
 #include "model/mamba_lm.h"
 #include "model/params.h"
 #include "train/experiment_config.h"
+#include "train/trainer.h"
 #include "util/rng.h"
 
 namespace bench {
 
 struct StepModel {
   StepModel(const mamba::ExperimentConfig& cfg, mamba::Backend& backend)
-      : model(cfg.model, backend, cfg.train.recompute),
+      : model(cfg.model, backend, mamba::activation_memory(cfg.train)),
         batch(cfg.train.micro_batch),
         seqlen(cfg.data.seq_len),
         inputs(size_t(batch) * seqlen),

@@ -19,22 +19,29 @@ out=$(mpirun --allow-run-as-root --oversubscribe -np 2 "$b/bench_train" --model 
 expect "$out" '"shard_optimizer": 1'
 expect "$out" '"comm": 0'
 expect "$out" '"recompute": 1'
+expect "$out" '"keep_inputs": 0'
 expect "$out" '"world": 2'
 # On the CPU the peak is the process's peak resident memory: never 0.
 peak=$(grep -oE '"peak_gib": [0-9.]+' <<<"$out" | awk '{print $2}')
 awk -v p="${peak:-0}" 'BEGIN { exit !(p > 0) }' || fail "peak_gib is not positive in: $out"
-# --profile-ops: one step's ops, each once per layer or once per step, and their sum.
-out=$("$b/bench_train" --model tiny --batch 1 --seqlen 32 --steps 1 --profile-ops 1)
-python3 - "$out" <<'PY' || fail "--profile-ops: $out"
+# --profile-ops: one step's ops, each once per layer or once per step, and their sum. With
+# --keep-inputs 1 backward rebuilds no layer's conv output (and so runs no conv forward).
+for keep in 0 1; do
+  out=$("$b/bench_train" --model tiny --batch 1 --seqlen 32 --steps 1 --profile-ops 1 \
+    --keep-inputs $keep)
+  expect "$out" "\"keep_inputs\": $keep"
+  python3 - "$out" $keep <<'PY' || fail "--profile-ops: $out"
 import json, sys
-r = json.loads(sys.argv[1])
+r, keep = json.loads(sys.argv[1]), int(sys.argv[2])
 calls = {o["op"].split()[0]: o["calls"] for o in r["ops"]}
 layers = calls["selective_scan_forward"]
 assert layers >= 1 and calls["selective_scan_backward"] == layers, calls
+assert calls["conv1d_silu_forward"] == (1 if keep else 2) * layers, calls
 assert calls["adamw_step"] == 1 and calls["lm_head_loss_backward"] == 1, calls
 total = sum(o["ms_per_step"] for o in r["ops"])
 assert r["ops_ms_per_step"] > 0 and abs(total - r["ops_ms_per_step"]) <= 1e-3 * len(r["ops"]), r
 PY
+done
 out=$(MAMBA_TEST_RANKS_PER_NODE=1 mpirun --allow-run-as-root --oversubscribe -np 2 \
   -x MAMBA_TEST_RANKS_PER_NODE "$b/bench_train" --model tiny --batch 1 --seqlen 32 --steps 1 \
   --hierarchical 1)

@@ -26,7 +26,7 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
 void expect_same_as_master(Backend& be) {
   const ModelConfig config = test::small_config(32, 2, 97);
   MambaLM with(config, be);
-  MambaLM without(config, be, false, false);
+  MambaLM without(config, be, ActivationMemory::Rebuild, false);
   ASSERT_EQ(without.params(), nullptr);
   const std::vector<float> weights = test::init_model(with, 5);
   without.upload_params(weights);
@@ -81,7 +81,7 @@ TEST(ExactWeights, TheExactBufferHoldsTheFp32ReadTensorsOnly) {
   const auto be = make_cpu_backend();
   const ModelConfig config = test::small_config(32, 3, 97);
   MambaLM with(config, *be);
-  MambaLM without(config, *be, false, false);
+  MambaLM without(config, *be, ActivationMemory::Rebuild, false);
   const ParamLayout& layout = without.layout();
   int64_t fp32_read = 0;
   for (const ParamTensor& t : layout.tensors()) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "train/experiment_config.h"
+#include "train/trainer.h"
 #include "util/error.h"
 
 namespace mamba {
@@ -212,6 +213,20 @@ TEST(ExperimentConfig, WrongTypeNamesKeyAndValue) {
                   {"optim.lr = a list", "configs/test.yaml", "positive number"});
   expect_mentions(error_from([] { parse(std::string(kMinimal) + "log: 5\n"); }),
                   {"log = 5", "configs/test.yaml", "mapping"});
+}
+
+// What the trainer asks the model to keep for backward, and the one combination refused.
+TEST(ExperimentConfig, ActivationMemoryFromRecomputeAndKeepLayerInputs) {
+  EXPECT_EQ(activation_memory(parse(kMinimal).train), ActivationMemory::Rebuild);
+  EXPECT_EQ(activation_memory(parse(kMinimal, {"train.keep_layer_inputs=true"}).train),
+            ActivationMemory::KeepInputs);
+  EXPECT_EQ(activation_memory(parse(kMinimal, {"train.recompute=true"}).train),
+            ActivationMemory::Recompute);
+  const std::string both = std::string(kMinimal) + "  recompute: true\n";
+  expect_mentions(error_from([&] { parse(both, {"train.keep_layer_inputs=true"}); }),
+                  {"train.recompute = true in configs/test.yaml",
+                   "train.keep_layer_inputs = true in configs/test.yaml (command-line override)",
+                   "set one of them to false"});
 }
 
 TEST(ExperimentConfig, NegativeLrIsRejected) {

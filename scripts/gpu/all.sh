@@ -12,11 +12,14 @@ b=build-gpu
 
 bench_train() {
   : >"$out/bench_train.jsonl"
-  for shape in "130m 16 2048 0" "370m 8 2048 0" "1.4b 4 2048 0" "130m 1 65536 1" \
-    "1.4b 1 16384 1" "130m 1 65536 0" "1.4b 1 16384 0" "130m 16 2048 1"; do
-    read -r model batch seqlen recompute <<<"$shape"
+  # model batch seqlen recompute keep_inputs
+  for shape in "130m 16 2048 0 0" "370m 8 2048 0 0" "1.4b 4 2048 0 0" "130m 1 65536 1 0" \
+    "1.4b 1 16384 1 0" "130m 1 65536 0 0" "1.4b 1 16384 0 0" "130m 16 2048 1 0" \
+    "130m 16 2048 0 1" "1.4b 4 2048 0 1"; do
+    read -r model batch seqlen recompute keep <<<"$shape"
     timeout 300 $b/bench_train --device cuda --model "$model" --batch "$batch" \
-      --seqlen "$seqlen" --recompute "$recompute" --steps 5 2>&1 | tee -a "$out/bench_train.jsonl"
+      --seqlen "$seqlen" --recompute "$recompute" --keep-inputs "$keep" --steps 5 2>&1 |
+      tee -a "$out/bench_train.jsonl"
   done
 }
 

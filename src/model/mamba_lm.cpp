@@ -40,9 +40,10 @@ Conv1dShape conv_shape(const Activations& a, const ModelConfig& c) {
   return {a.batch, a.seqlen, c.d_inner(), c.d_conv, 2 * int64_t(c.d_inner())};
 }
 
-// The scan's inputs in layer i, whose u and delta are the working buffers.
+// The scan's inputs in layer i.
 ScanInputs scan_inputs(const Activations& a, int i, const LayerWeights& w, const ModelConfig& c) {
-  return layer_scan_inputs(a.xc, a.delta, a.layers[i].xdbl, a.layers[i].xz, a.A, w, c);
+  const Activations::Layer& l = a.layers[i];
+  return layer_scan_inputs(l.xc, l.delta, l.xdbl, l.xz, a.A, w, c);
 }
 
 }  // namespace
@@ -61,8 +62,9 @@ ScanInputs layer_scan_inputs(ConstAct u, ConstAct delta, ConstAct xdbl, ConstAct
   return in;
 }
 
-MambaLM::MambaLM(const ModelConfig& config, Backend& backend, bool recompute, bool fp32_master)
-    : layout_(config), be_(backend), recompute_(recompute) {
+MambaLM::MambaLM(const ModelConfig& config, Backend& backend, ActivationMemory memory,
+                 bool fp32_master)
+    : layout_(config), be_(backend), memory_(memory) {
   be_.check_layer_shape(config.d_state, config.d_conv);
   const size_t n = layout_.total();
   grads_ = static_cast<float*>(be_.allocate(n * sizeof(float)));
@@ -186,21 +188,28 @@ Activations& MambaLM::activations(int batch, int seqlen) {
   const size_t f32 = sizeof(float);
   const ActType act = be_.act_type();
   const int64_t dm = c.d_model, di = c.d_inner(), xd = c.xproj_dim();
+  // Every layer has its own residual. The rest a layer either has of its own or shares with the
+  // others: then layer 0's buffers are planned and every layer points at them.
+  const bool own_saved = memory_ != ActivationMemory::Recompute;
+  const bool own_inputs = memory_ == ActivationMemory::KeepInputs;
   ArenaPlan plan;
   a->layers.resize(c.n_layer);
   for (int i = 0; i < c.n_layer; ++i) {
     Activations::Layer& l = a->layers[i];
     plan.add(l.residual, T * dm * f32);
-    if (recompute_ && i > 0) continue;
-    plan.add(l.rstd, T * f32);
-    plan.add(l.xz, T * 2 * di, act);
-    plan.add(l.xdbl, T * xd, act);
-    plan.add(l.scan_saved, be_.scan_saved_bytes(scan_shape(*a, c)));
+    if (own_saved || i == 0) {
+      plan.add(l.rstd, T * f32);
+      plan.add(l.xz, T * 2 * di, act);
+      plan.add(l.xdbl, T * xd, act);
+      plan.add(l.scan_saved, be_.scan_saved_bytes(scan_shape(*a, c)));
+    }
+    if (own_inputs || i == 0) {
+      plan.add(l.normed, T * dm, act);
+      plan.add(l.xc, T * di, act);
+      plan.add(l.delta, T * di, act);
+      plan.add(l.y, T * di, act);
+    }
   }
-  plan.add(a->normed, T * dm, act);
-  plan.add(a->xc, T * di, act);
-  plan.add(a->delta, T * di, act);
-  plan.add(a->y, T * di, act);
   plan.add(a->residual_f, T * dm * f32);
   plan.add(a->normed_f, T * dm, act);
   plan.add(a->rstd_f, T * f32);
@@ -220,11 +229,19 @@ Activations& MambaLM::activations(int batch, int seqlen) {
   a->bytes = plan.total();
   a->memory = be_.allocate(a->bytes);
   plan.place(a->memory);
-  if (recompute_) {
-    for (Activations::Layer& l : a->layers) {
-      float* residual = l.residual;
-      l = a->layers[0];
-      l.residual = residual;
+  const Activations::Layer first = a->layers[0];
+  for (Activations::Layer& l : a->layers) {
+    if (!own_saved) {
+      l.rstd = first.rstd;
+      l.xz = first.xz;
+      l.xdbl = first.xdbl;
+      l.scan_saved = first.scan_saved;
+    }
+    if (!own_inputs) {
+      l.normed = first.normed;
+      l.xc = first.xc;
+      l.delta = first.delta;
+      l.y = first.y;
     }
   }
   acts_.push_back(std::move(a));
@@ -254,7 +271,7 @@ void MambaLM::norm_forward(Activations& a, int i, bool refill) {
   norm.residual_in = refill || i == 0 ? nullptr : a.layers[i - 1].residual;
   norm.weight = layers_[i].norm;
   norm.residual_out = refill ? nullptr : s.residual;
-  norm.normed = a.normed;
+  norm.normed = s.normed;
   norm.rstd = s.rstd;
   norm.T = a.T;
   norm.C = c.d_model;
@@ -268,14 +285,15 @@ void MambaLM::conv_forward(Activations& a, int i) {
   conv.x = a.layers[i].xz;
   conv.weight = w.conv_w;
   conv.bias = w.conv_b;
-  conv.out = a.xc;
+  conv.out = a.layers[i].xc;
   be_.conv1d_silu_forward(conv_shape(a, config()), conv);
 }
 
 void MambaLM::delta_forward(Activations& a, int i) {
   const ModelConfig& c = config();
-  linear_forward(a.delta, c.d_inner(), a.layers[i].xdbl, c.xproj_dim(), layers_[i].dt_proj_w,
-                 c.rank(), c.d_inner(), a.T);
+  const Activations::Layer& s = a.layers[i];
+  linear_forward(s.delta, c.d_inner(), s.xdbl, c.xproj_dim(), layers_[i].dt_proj_w, c.rank(),
+                 c.d_inner(), a.T);
 }
 
 void MambaLM::forward_layer(Activations& a, int i, bool refill) {
@@ -284,13 +302,13 @@ void MambaLM::forward_layer(Activations& a, int i, bool refill) {
   Activations::Layer& s = a.layers[i];
   const LayerWeights& w = layers_[i];
   norm_forward(a, i, refill);
-  linear_forward(s.xz, 2 * di, a.normed, dm, w.in_proj, dm, 2 * di, a.T);
+  linear_forward(s.xz, 2 * di, s.normed, dm, w.in_proj, dm, 2 * di, a.T);
   conv_forward(a, i);
-  linear_forward(s.xdbl, xd, a.xc, di, w.x_proj, di, xd, a.T);
+  linear_forward(s.xdbl, xd, s.xc, di, w.x_proj, di, xd, a.T);
   delta_forward(a, i);
   be_.negative_exp(a.A, w.A_log, int64_t(di) * c.d_state);
-  be_.selective_scan_forward(scan_shape(a, c), scan_inputs(a, i, w, c), a.y, nullptr, s.scan_saved);
-  if (!refill) linear_forward(f32_act(a.hidden), dm, a.y, di, w.out_proj, di, dm, a.T);
+  be_.selective_scan_forward(scan_shape(a, c), scan_inputs(a, i, w, c), s.y, nullptr, s.scan_saved);
+  if (!refill) linear_forward(f32_act(a.hidden), dm, s.y, di, w.out_proj, di, dm, a.T);
 }
 
 void MambaLM::rebuild_layer_inputs(Activations& a, int i) {
@@ -403,17 +421,19 @@ void MambaLM::backward_layers(Activations& a, GradientReadyHook* hook) {
   };
 
   for (int i = c.n_layer - 1; i >= 0; --i) {
-    if (recompute_)
+    if (memory_ == ActivationMemory::Recompute) {
       forward_layer(a, i, true);
-    else
+    } else if (memory_ == ActivationMemory::Rebuild) {
       rebuild_layer_inputs(a, i);
+    }
     const Activations::Layer& s = a.layers[i];
     const LayerWeights& w = layers_[i];
     const LayerView g = layout_.layer(grads_, i);
     // dres is d(hidden_i) as well as d(residual_{i+1}): see the header. Its copy in the activation
     // type, dres_act, was written with it by the norm backward after it.
-    // dy now; out_proj's weight gradient once the scan backward has re-formed its input y.
-    linear_backward(a.dy, di, false, nullptr, a.dres_act, dm, a.y, di, w.out_proj, di, dm);
+    // dy now; out_proj's weight gradient once its input y is there (kept, or re-formed by the
+    // scan backward).
+    linear_backward(a.dy, di, false, nullptr, a.dres_act, dm, s.y, di, w.out_proj, di, dm);
     be_.negative_exp(a.A, w.A_log, int64_t(di) * n);
     be_.fill_zero(a.dA, int64_t(di) * n * sizeof(float));
     ScanGrads scan;
@@ -425,14 +445,14 @@ void MambaLM::backward_layers(Activations& a, GradientReadyHook* hook) {
     scan.dA = a.dA;
     scan.dD = g.D;
     scan.ddelta_bias = g.dt_proj_b;
-    scan.out = a.y;
+    if (memory_ != ActivationMemory::KeepInputs) scan.out = s.y;  // a kept y is not re-formed
     be_.selective_scan_backward(scan_shape(a, c), scan_inputs(a, i, w, c), a.dy, s.scan_saved,
                                 scan);
-    linear_backward({}, 0, false, g.out_proj, a.dres_act, dm, a.y, di, w.out_proj, di, dm);
+    linear_backward({}, 0, false, g.out_proj, a.dres_act, dm, s.y, di, w.out_proj, di, dm);
     // A = -exp(A_log), so dA_log = dA * A.
     be_.mul_accumulate(g.A_log, a.dA, a.A, int64_t(di) * n);
     linear_backward(a.dxdbl, xd, false, g.dt_proj_w, a.ddelta, di, s.xdbl, xd, w.dt_proj_w, r, di);
-    linear_backward(a.dxc, di, true, g.x_proj, a.dxdbl, xd, a.xc, di, w.x_proj, di, xd);
+    linear_backward(a.dxc, di, true, g.x_proj, a.dxdbl, xd, s.xc, di, w.x_proj, di, xd);
     Conv1dBackward conv;
     conv.dout = a.dxc;
     conv.x = s.xz;
@@ -442,7 +462,7 @@ void MambaLM::backward_layers(Activations& a, GradientReadyHook* hook) {
     conv.dweight = g.conv_w;
     conv.dbias = g.conv_b;
     be_.conv1d_silu_backward(conv_shape(a, c), conv);
-    linear_backward(a.dnormed, dm, false, g.in_proj, a.dxz, 2 * di, a.normed, dm, w.in_proj, dm,
+    linear_backward(a.dnormed, dm, false, g.in_proj, a.dxz, 2 * di, s.normed, dm, w.in_proj, dm,
                     2 * di);
     RmsNormBackward norm;
     norm.dnormed = a.dnormed;

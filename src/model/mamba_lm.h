@@ -26,12 +26,19 @@
 
 namespace mamba {
 
+// How much of a layer forward keeps for backward; the rest backward rebuilds.
+//   Rebuild (default): residual, rstd, xz, xdbl and the scan's checkpoints. Backward rebuilds
+//     the normed input, the conv output and delta (a norm, a depthwise conv, a rank-r GEMM), and
+//     the scan backward re-forms the gated output while it recomputes the states, as the
+//     reference does; those four live in one set of buffers that every layer shares.
+//   KeepInputs: those four as well, each layer its own (more memory, no rebuilding).
+//   Recompute: only the residual; backward runs the layer's forward again, and every layer's
+//     buffers but residual are one shared set (least memory, ~1/3 more compute).
+enum class ActivationMemory { Rebuild, KeepInputs, Recompute };
+
 // What forward saves for backward (and the working buffers both passes share), for one
-// (batch, seqlen), carved out of one allocation planned up front. A layer keeps only what is
-// costly to recompute; its normed input, conv output, delta and gated scan output are rebuilt in
-// backward into the shared working buffers (a norm, a depthwise conv, a rank-r GEMM, and the
-// scan backward, which re-forms the output while it recomputes the states), as the reference
-// does. With recomputation every layer's buffers except residual are one shared set.
+// (batch, seqlen), carved out of one allocation planned up front. Which buffers a layer shares
+// with the others is decided once, where they are planned (MambaLM::activations).
 struct Activations {
   struct Layer {
     float* residual;   // [T, d_model] input of this layer's norm (fp32 stream)
@@ -39,15 +46,15 @@ struct Activations {
     Act xz;            // [T, 2 * d_inner] in_proj output, x then z
     Act xdbl;          // [T, rank + 2 * d_state] x_proj output: dt | B | C
     void* scan_saved;  // what the backend's scan forward keeps for its backward
+    // Written by the layer's forward; read by its backward as kept, or after a rebuild.
+    Act normed;  // [T, d_model]
+    Act xc;      // [T, d_inner] SiLU(conv(x)), the scan's u
+    Act delta;   // [T, d_inner] dt_proj output before bias and softplus
+    Act y;       // [T, d_inner] gated scan output, out_proj's input
   };
   int batch = 0, seqlen = 0;
   int64_t T = 0;
   std::vector<Layer> layers;
-  // The current layer's working buffers, written by its forward and rebuilt by its backward.
-  Act normed;                           // [T, d_model]
-  Act xc;                               // [T, d_inner] SiLU(conv(x)), the scan's u
-  Act delta;                            // [T, d_inner] dt_proj output before bias and softplus
-  Act y;                                // [T, d_inner] gated scan output, out_proj's input
   float *residual_f, *rstd_f, *hidden;  // final norm input, its rstd; latest layer output
   Act normed_f;
   int32_t *inputs, *targets;  // token ids on the device
@@ -87,12 +94,11 @@ ScanInputs layer_scan_inputs(ConstAct u, ConstAct delta, ConstAct xdbl, ConstAct
 
 class MambaLM {
  public:
-  // recompute: keep only each layer's residual input from forward and recompute the rest of the
-  // layer in backward (one layer's activations live at a time): less memory, ~1/3 more compute.
+  // memory: what forward keeps for backward (ActivationMemory).
   // fp32_master false: no fp32 copy of all the weights (params() is null), only the compute copy
   // and the exact buffer; set_weights() fills them, the owner keeps them current after that.
-  MambaLM(const ModelConfig& config, Backend& backend, bool recompute = false,
-          bool fp32_master = true);
+  MambaLM(const ModelConfig& config, Backend& backend,
+          ActivationMemory memory = ActivationMemory::Rebuild, bool fp32_master = true);
   ~MambaLM();
   MambaLM(const MambaLM&) = delete;
   MambaLM& operator=(const MambaLM&) = delete;
@@ -155,10 +161,10 @@ class MambaLM {
   Activations& activations(int batch, int seqlen);
   void forward_layers(Activations& a);
   // Layer i's forward. With refill, re-creates its saved activations from its saved residual
-  // input for backward (and stops before the scan, which backward runs itself).
+  // input for backward (and stops before out_proj).
   void forward_layer(Activations& a, int i, bool refill);
-  // Rebuilds layer i's working buffers but y (which the scan backward re-forms) from what forward
-  // saved: the norm of its residual, the conv of x, delta from xdbl.
+  // Rebuilds layer i's normed, xc and delta (not y, which the scan backward re-forms) from what
+  // forward saved: the norm of its residual, the conv of x, delta from xdbl.
   void rebuild_layer_inputs(Activations& a, int i);
   void norm_forward(Activations& a, int i, bool refill);
   void conv_forward(Activations& a, int i);
@@ -171,7 +177,7 @@ class MambaLM {
 
   ParamLayout layout_;
   Backend& be_;
-  bool recompute_;
+  ActivationMemory memory_;
   float* params_ = nullptr;
   float* grads_ = nullptr;
   Act weights_;  // compute copy; aliases params_ when activations are fp32 and there is a master

@@ -80,6 +80,7 @@ void for_each_key(Visit&& key, Config&... c) {
   key("train.precision", Check::Any, c.train.precision...);
   key("train.seed", Check::NonNegative, c.train.seed...);
   key("train.recompute", Check::Any, c.train.recompute...);
+  key("train.keep_layer_inputs", Check::Any, c.train.keep_layer_inputs...);
   key("train.on_nonfinite", Check::Any, c.train.on_nonfinite...);
   key("train.max_skipped_steps", {Check::Positive, 1 << 20}, c.train.max_skipped_steps...);
 
@@ -692,6 +693,12 @@ void check_consistency(const ExperimentConfig& c, const Origins& origins) {
   if (t.device == Device::Cpu && t.precision == Precision::Bf16) {
     throw_error("config error: train.precision = bf16 in ", origins.of("train.precision"),
                 ": expected fp32 with train.device = cpu (the CPU backend computes in fp32)");
+  }
+  if (t.recompute && t.keep_layer_inputs) {
+    throw_error("config error: train.recompute = true in ", origins.of("train.recompute"),
+                " with train.keep_layer_inputs = true in ", origins.of("train.keep_layer_inputs"),
+                ": they contradict each other (recompute keeps less for backward, "
+                "keep_layer_inputs more); set one of them to false");
   }
   if (c.dist.shard_optimizer && c.dist.bf16_grads) {
     throw_error("config error: dist.shard_optimizer = true in ", origins.of("dist.shard_optimizer"),

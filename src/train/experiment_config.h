@@ -7,7 +7,8 @@
 //   data:       train, val (required: globs of HDF5 token shards, or lists of sources with
 //               name, path and weight), seq_len, tokenizer
 //   train:      micro_batch, global_batch | grad_accum, steps | tokens (exactly one), device,
-//               precision, seed, recompute, on_nonfinite, max_skipped_steps
+//               precision, seed, recompute, keep_layer_inputs, on_nonfinite,
+//               max_skipped_steps
 //   optim:      lr, min_lr, warmup, schedule, beta1, beta2, eps, weight_decay, clip
 //   checkpoint: dir, interval, keep_last, resume, async
 //   log:        interval, eval_interval, eval_batches, sample_interval, sample_tokens,
@@ -64,6 +65,9 @@ struct TrainConfig {
   Precision precision = Precision::Fp32;  // bf16 needs CUDA: the CPU backend computes in fp32
   int64_t seed = 1337;
   bool recompute = false;  // recompute layer activations in backward: less memory, more time
+  // Keep each layer's normed input, conv output, delta and scan output for backward instead of
+  // rebuilding them there: more memory, less time. Not with recompute.
+  bool keep_layer_inputs = false;
   // A step whose loss or gradient norm is not finite never updates the weights. skip: drop that
   // update and go on; after max_skipped_steps such steps in a row, stop. stop: stop at once.
   OnNonFinite on_nonfinite = OnNonFinite::Skip;

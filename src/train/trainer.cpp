@@ -50,6 +50,11 @@ std::vector<int64_t> poisoned_steps() {
 
 }  // namespace
 
+ActivationMemory activation_memory(const TrainConfig& train) {
+  if (train.recompute) return ActivationMemory::Recompute;
+  return train.keep_layer_inputs ? ActivationMemory::KeepInputs : ActivationMemory::Rebuild;
+}
+
 Trainer::Trainer(const ExperimentConfig& config, Communicator& comm)
     : cfg_(config),
       comm_(comm),
@@ -86,7 +91,8 @@ Trainer::Trainer(const ExperimentConfig& config, Communicator& comm)
   backend_ = make_backend(cfg_, comm.local_rank());
   const bool sharded = cfg_.dist.shard_optimizer && world > 1;
   // Sharded, the fp32 master is the optimizers' (each rank's packed shard of it).
-  model_ = std::make_unique<MambaLM>(cfg_.model, *backend_, cfg_.train.recompute, !sharded);
+  model_ =
+      std::make_unique<MambaLM>(cfg_.model, *backend_, activation_memory(cfg_.train), !sharded);
   model_->plan(micro_, L);  // activations now: a shape too large fails before any data is read
   if (sharded) {
     shard_ = std::make_unique<ShardMap>(model_->layout().total(), world, rank,

@@ -39,6 +39,10 @@ struct TrainOutcome {
   std::string checkpoint;   // the newest checkpoint of the run (written or resumed from)
 };
 
+// What the model keeps for backward, from train.recompute and train.keep_layer_inputs (which the
+// config forbids together).
+ActivationMemory activation_memory(const TrainConfig& train);
+
 // What one optimizer step did.
 struct StepResult {
   double loss = 0.0;       // mean over micro-batches and ranks
