@@ -574,7 +574,7 @@ TEST_P(CudaVsCpu, Conv1dSilu) {
     int64_t seqlen;
     int D, K;
   };
-  // Four channels a thread (D a multiple of 4), two (D = 42) and one (D = 33).
+  // Channels a thread: four in the forward where D is a multiple of 4, else two (D even), else one.
   for (const Shape sh : {Shape{2, 37, 64, 4}, Shape{3, 200, 96, 4}, Shape{1, 1000, 40, 3},
                          Shape{2, 70, 42, 3}, Shape{2, 131, 33, 2}}) {
     const std::string tag = "batch=" + std::to_string(sh.batch) +

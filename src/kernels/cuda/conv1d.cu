@@ -2,16 +2,16 @@
 // conv1d.h.
 //
 // One thread per (channel, tile of kTile time steps of one sequence), or per 2 or 4 consecutive
-// channels where the layout allows (one 4- or 8-byte access for them in bf16): consecutive threads
-// take consecutive channels, so each time step is one coalesced row read. The thread slides a
-// window of the last K inputs through registers, reading each x once (plus K-1 at the tile start).
-// Backward walks forward in time: dpre[s] is recomputed from the window, and dx[j] is complete
-// once dpre[j .. j+K-1] are known, so the thread runs K-1 steps past its tile. Each thread's
-// dweight / dbias sums over its tile go to a partial row per tile ([D*K weights | D biases]),
-// added by add_column_sums in a fixed order. In the forward a thread issues the loads of kAhead
-// steps before it uses the first: one load at a time left it waiting on memory latency, at under
-// half of the bandwidth. (The backward, done the same way, was slower: 236 against 170 us at the
-// 130M shape.)
+// channels where the layout allows (one 4- or 8-byte access for them in bf16; see with_shape):
+// consecutive threads take consecutive channels, so each time step is one coalesced row read. The
+// thread slides a window of the last K inputs through registers, reading each x once (plus K-1 at
+// the tile start). Backward walks forward in time: dpre[s] is recomputed from the window, and dx[j]
+// is complete once dpre[j .. j+K-1] are known, so the thread runs K-1 steps past its tile. Each
+// thread's dweight / dbias sums over its tile go to a partial row per tile ([D*K weights | D
+// biases]), added by add_column_sums in a fixed order. In the forward a thread issues the loads of
+// kAhead steps before it uses the first: one load at a time left it waiting on memory latency, at
+// under half of the bandwidth. (The backward, done the same way, was slower: 236 against 170 us at
+// the 130M shape.)
 #include <initializer_list>
 #include <type_traits>
 
@@ -176,10 +176,11 @@ __global__ void conv1d_silu_backward_kernel(T* __restrict__ dx, float* __restric
   }
 }
 
-// Calls f with K and the channels per thread V as compile-time constants: four channels (one
-// 8-byte access in bf16) where D and ld_x are multiples of 4 and the tensors aligned for it, else
-// two (one 4-byte access), else one. More bytes per access keep more of them in flight per thread.
-template <typename T, typename F>
+// Calls f with K and the channels per thread V as compile-time constants: the most of kMaxV, 2
+// and 1 that D, ld_x and the tensors' alignment allow (V channels are one access of V * sizeof(T)
+// bytes). The forward takes up to four (8-byte accesses in bf16: 78 -> 73 us at 130M's shape on
+// an H200), the backward up to two (four made it slower: 127 -> 164 us).
+template <typename T, int kMaxV, typename F>
 void with_shape(int K, int D, int64_t ld_x, std::initializer_list<const void*> tensors, F&& f) {
   auto fits = [&](int v) {
     bool ok = D % v == 0 && ld_x % v == 0;
@@ -187,13 +188,11 @@ void with_shape(int K, int D, int64_t ld_x, std::initializer_list<const void*> t
     return ok;
   };
   auto with_v = [&](auto width) {
-    if (fits(4)) {
-      f(width, std::integral_constant<int, 4>{});
-    } else if (fits(2)) {
-      f(width, std::integral_constant<int, 2>{});
-    } else {
-      f(width, std::integral_constant<int, 1>{});
+    if constexpr (kMaxV >= 4) {
+      if (fits(4)) return f(width, std::integral_constant<int, 4>{});
     }
+    if (fits(2)) return f(width, std::integral_constant<int, 2>{});
+    f(width, std::integral_constant<int, 1>{});
   };
   switch (K) {
     case 2:
@@ -213,7 +212,7 @@ template <typename T>
 void conv1d_silu_forward(T* out, const T* x, int64_t ld_x, const float* weight, const float* bias,
                          int batch, int64_t seqlen, int D, int K, cudaStream_t stream) {
   if (batch == 0 || seqlen == 0 || D == 0) return;
-  with_shape<T>(K, D, ld_x, {out, x}, [&](auto width, auto channels) {
+  with_shape<T, 4>(K, D, ld_x, {out, x}, [&](auto width, auto channels) {
     constexpr int V = decltype(channels)::value;
     const ConvGrid g = conv_grid(batch, seqlen, D, V);
     conv1d_silu_forward_kernel<T, decltype(width)::value, V>
@@ -233,7 +232,7 @@ void conv1d_silu_backward(T* dx, float* dweight, float* dbias, const T* dout, co
                           int64_t seqlen, int D, int K, void* workspace, cudaStream_t stream) {
   if (batch == 0 || seqlen == 0 || D == 0) return;
   float* partial = static_cast<float*>(workspace);
-  with_shape<T>(K, D, ld_x, {dx, dout, x}, [&](auto width, auto channels) {
+  with_shape<T, 2>(K, D, ld_x, {dx, dout, x}, [&](auto width, auto channels) {
     constexpr int V = decltype(channels)::value;
     const ConvGrid g = conv_grid(batch, seqlen, D, V);
     conv1d_silu_backward_kernel<T, decltype(width)::value, V><<<g.grid, kThreads, 0, stream>>>(
