@@ -72,6 +72,9 @@ class Backend {
   // whole pages. Counted in peak_memory() from the moment it is measured (at every allocate()
   // and every peak_memory()). 0 where not measured.
   virtual size_t outside_memory() const { return 0; }
+  // The peak of the backend's own allocations (allocate()) alone, without outside_memory(): what
+  // the framework itself held at most. 0 where not tracked.
+  virtual size_t peak_allocated() const { return 0; }
 
   // ---- conversions ----
   // dst[i] = src[i] in the activation type (rounded to bf16 on CUDA; a copy on the CPU).

@@ -99,6 +99,7 @@ void MetricsFile::write_train(const StepStats& s) {
                    {"tokens_per_s", s.tokens_per_s},
                    {"mem_gib", s.mem_gib},
                    {"skipped_steps", s.skipped_steps}};
+  if (s.mem_alloc_gib > 0.0) j["mem_alloc_gib"] = s.mem_alloc_gib;
   if (s.mfu >= 0.0) j["mfu"] = s.mfu;
   for (const auto& [name, tokens] : s.source_tokens) j["source_tokens"][name] = tokens;
   write(j.dump());

@@ -13,8 +13,9 @@ struct StepStats {
   int64_t step = 0, total_steps = 0;
   double loss = 0.0, lr = 0.0, grad_norm = 0.0;
   double tokens_per_s = 0.0;
-  double mfu = -1.0;     // fraction of the device's peak; < 0 when the peak is unknown
-  double mem_gib = 0.0;  // Backend::peak_memory(): NCCL's buffers counted on GPUs
+  double mfu = -1.0;           // fraction of the device's peak; < 0 when the peak is unknown
+  double mem_gib = 0.0;        // Backend::peak_memory(): NCCL's buffers counted on GPUs
+  double mem_alloc_gib = 0.0;  // Backend::peak_allocated(): the framework's own buffers alone
   double eta_s = 0.0;
   int64_t tokens_seen = 0;
   int64_t skipped_steps = 0;  // updates dropped so far for a non-finite loss or gradient norm

@@ -344,6 +344,7 @@ void Trainer::log_step(const StepResult& r) {
     s.mfu = 6.0 * double(model_->layout().total()) * s.tokens_per_s / comm_.world() / peak;
   }
   s.mem_gib = backend_->peak_memory() / double(1ull << 30);
+  s.mem_alloc_gib = backend_->peak_allocated() / double(1ull << 30);
   s.eta_s = train_seconds_ / double(state_.step - first_step_) * double(total_steps_ - state_.step);
   s.tokens_seen = state_.tokens_seen;
   s.skipped_steps = state_.skipped_steps;

@@ -182,6 +182,7 @@ class CudaBackend final : public Backend {
     sizes_[p] = bytes;
     allocated_ += bytes;
     peak_ = std::max(peak_, allocated_ + outside_);
+    peak_allocated_ = std::max(peak_allocated_, allocated_);
     return p;
   }
   void release(void* p) override {
@@ -236,6 +237,7 @@ class CudaBackend final : public Backend {
     measure_outside();
     return outside_;
   }
+  size_t peak_allocated() const override { return peak_allocated_; }
 
   void to_act(Act dst, const float* src, int64_t n) override {
     with_act("to_act", [&](auto act) {
@@ -485,6 +487,7 @@ class CudaBackend final : public Backend {
   size_t in_use_at_start_ = 0;  // on the device when the backend started (the context included)
   mutable size_t outside_ = 0;  // measured by measure_outside()
   mutable size_t peak_ = 0;     // of allocated_ + outside_
+  size_t peak_allocated_ = 0;   // of allocated_ alone
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;
   void* gemm_workspace_ = nullptr;
