@@ -145,9 +145,8 @@ void adamw_step(float* params, const float* grads, float* m, float* v, T* copy,
                        h.eps,
                        h.grad_scale};
   if (static_cast<const void*>(copy) == params) copy = nullptr;
-  const bool buffers_aligned = aligned_to(params, 16) && aligned_to(grads, 16) &&
-                               aligned_to(m, 16) && aligned_to(v, 16) &&
-                               aligned_to(copy, 4 * sizeof(T));
+  const bool buffers_aligned =
+      all_aligned_to({params, grads, m, v}, 16) && aligned_to(copy, 4 * sizeof(T));
   adamw_kernel<T><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
       {params, grads, m, v, copy}, table, entries, f, packed_params, buffers_aligned);
   check_launch("adamw_kernel");

@@ -183,9 +183,7 @@ __global__ void conv1d_silu_backward_kernel(T* __restrict__ dx, float* __restric
 template <typename T, int kMaxV, typename F>
 void with_shape(int K, int D, int64_t ld_x, std::initializer_list<const void*> tensors, F&& f) {
   auto fits = [&](int v) {
-    bool ok = D % v == 0 && ld_x % v == 0;
-    for (const void* p : tensors) ok = ok && aligned_to(p, v * sizeof(T));
-    return ok;
+    return D % v == 0 && ld_x % v == 0 && all_aligned_to(tensors, v * sizeof(T));
   };
   auto with_v = [&](auto width) {
     if constexpr (kMaxV >= 4) {

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <initializer_list>
 #include <type_traits>
 
 namespace mamba::cuda {
@@ -68,6 +69,11 @@ __device__ __forceinline__ void store_vec(T* p, const float (&v)[N]) {
 // Whether p (null counts as aligned) is aligned to `bytes`.
 inline bool aligned_to(const void* p, size_t bytes) {
   return reinterpret_cast<uintptr_t>(p) % bytes == 0;
+}
+inline bool all_aligned_to(std::initializer_list<const void*> ps, size_t bytes) {
+  for (const void* p : ps)
+    if (!aligned_to(p, bytes)) return false;
+  return true;
 }
 
 template <typename V>

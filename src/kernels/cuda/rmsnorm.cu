@@ -207,12 +207,7 @@ __global__ void __launch_bounds__(kTileRows * 32)
 template <typename T>
 bool four_at_a_time(int C, std::initializer_list<const void*> f32,
                     std::initializer_list<const void*> act) {
-  if (C % 4 != 0) return false;
-  for (const void* p : f32)
-    if (!aligned_to(p, 4 * sizeof(float))) return false;
-  for (const void* p : act)
-    if (!aligned_to(p, 4 * sizeof(T))) return false;
-  return true;
+  return C % 4 == 0 && all_aligned_to(f32, 4 * sizeof(float)) && all_aligned_to(act, 4 * sizeof(T));
 }
 
 }  // namespace

@@ -1000,10 +1000,6 @@ void require(const void* p, const char* name) {
   if (!p) throw_error("scan error: ", name, " is null");
 }
 
-bool aligned16(const void* p) {
-  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
-}
-
 Plan make_plan(const ScanShape& s, const ScanTuning& tuning) {
   Plan p;
   p.tokens = static_cast<int64_t>(s.batch) * s.seqlen;
@@ -1113,12 +1109,11 @@ void forward(const ScanShape& s, const ScanInputs& in, Act out_act, float* last_
   set_inputs(a, in, act);
   a.out = act(out_act, "out"), a.last_state = last_state, a.ckpt = ckpt;
   require(a.out, "out");
-  if (ckpt && !aligned16(ckpt)) throw_error("scan error: checkpoints must be 16-byte aligned");
+  if (!aligned_to(ckpt, 16)) throw_error("scan error: checkpoints must be 16-byte aligned");
   const Plan p = make_plan(s, tuning);
   if (p.segments > 1) require(workspace, "workspace");
   set_plan(a, s, p, carve(s, p, workspace));
-  a.vec = rows_aligned<T>(s) && aligned16(a.out) && aligned16(a.u) && aligned16(a.delta) &&
-          aligned16(a.z) && aligned16(a.B) && aligned16(a.C);
+  a.vec = rows_aligned<T>(s) && all_aligned_to({a.out, a.u, a.delta, a.z, a.B, a.C}, 16);
 
   const unsigned blocks = static_cast<unsigned>(static_cast<int64_t>(s.batch) * p.dblocks);
   if (p.segments > 1)
@@ -1153,12 +1148,11 @@ void backward(const ScanShape& s, const ScanInputs& in, ConstAct dout, const voi
                                                         {ckpt, "checkpoints"},
                                                         {workspace, "workspace"}};
   for (const auto& [p, name] : needed) require(p, name);
-  if (!aligned16(ckpt)) throw_error("scan error: checkpoints must be 16-byte aligned");
+  if (!aligned_to(ckpt, 16)) throw_error("scan error: checkpoints must be 16-byte aligned");
   const Plan p = make_plan(s, tuning);
   const Workspace w = carve(s, p, workspace);
   set_plan(a, s, p, w);
-  a.vec = rows_aligned<T>(s) && aligned16(a.u) && aligned16(a.delta) && aligned16(a.z) &&
-          aligned16(a.dout) && aligned16(a.B) && aligned16(a.C);
+  a.vec = rows_aligned<T>(s) && all_aligned_to({a.u, a.delta, a.z, a.dout, a.B, a.C}, 16);
 
   const unsigned blocks = static_cast<unsigned>(static_cast<int64_t>(s.batch) * p.dblocks);
   if (p.bwd16) {

@@ -144,16 +144,12 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
 #endif
 }
 
-bool aligned16(const void* p) {
-  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
-}
-
 }  // namespace
 
 bool skinny_linear_fits(const void* inp, int64_t ld_inp, const void* weight, int64_t T, int in_dim,
                         int out_dim) {
   return T >= 1 && T <= kSkinnyMaxRows && in_dim > 0 && out_dim > 0 && in_dim % 8 == 0 &&
-         ld_inp % 8 == 0 && aligned16(inp) && aligned16(weight);
+         ld_inp % 8 == 0 && all_aligned_to({inp, weight}, 16);
 }
 
 template <typename Out>
