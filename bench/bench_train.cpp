@@ -82,6 +82,10 @@ int main(int argc, char** argv) try {
   const std::string device = bench::flag(argc, argv, "--device", "cpu");
   const fs::path scratch = fs::temp_directory_path() / "mamba_bench_train";
   const std::string shard = (scratch / "random-0000.h5").string();
+  // A 0|1 flag (default 0) as the config key it sets.
+  const auto switch_key = [&](const char* flag, const std::string& key) {
+    return key + "=" + (bench::flag(argc, argv, flag, "0") == "1" ? "true" : "false");
+  };
   overrides.insert(
       overrides.begin(),
       {"train.micro_batch=" + bench::flag(argc, argv, "--batch", "4"),
@@ -89,16 +93,11 @@ int main(int argc, char** argv) try {
        "train.device=" + device,
        "train.precision=" +
            bench::flag(argc, argv, "--precision", device == "cuda" ? "bf16" : "fp32"),
-       std::string("train.recompute=") +
-           (bench::flag(argc, argv, "--recompute", "0") == "1" ? "true" : "false"),
-       std::string("train.keep_layer_inputs=") +
-           (bench::flag(argc, argv, "--keep-inputs", "0") == "1" ? "true" : "false"),
-       std::string("dist.bf16_grads=") +
-           (bench::flag(argc, argv, "--bf16-grads", "0") == "1" ? "true" : "false"),
-       std::string("dist.hierarchical=") +
-           (bench::flag(argc, argv, "--hierarchical", "0") == "1" ? "true" : "false"),
-       std::string("dist.shard_optimizer=") +
-           (bench::flag(argc, argv, "--shard-optimizer", "0") == "1" ? "true" : "false"),
+       switch_key("--recompute", "train.recompute"),
+       switch_key("--keep-inputs", "train.keep_layer_inputs"),
+       switch_key("--bf16-grads", "dist.bf16_grads"),
+       switch_key("--hierarchical", "dist.hierarchical"),
+       switch_key("--shard-optimizer", "dist.shard_optimizer"),
        "train.global_batch=null",
        "train.grad_accum=1",
        "train.tokens=null",
