@@ -843,7 +843,7 @@ TEST_P(CudaVsCpu, SumOfSquaresOverSpans) {
   EXPECT_EQ(gpu_->sum_of_squares_of_spans(xb.f32(), spans.data(), 0), 0.0);
 }
 
-// What both AdamW tests step: the segments and the starting values.
+// What both AdamW tests step: the segments and the starting values, and one step of them.
 struct AdamWCase {
   std::vector<AdamWSegment> segments{{0, 0, 1, true},
                                      {5, 1, 1000, false},
@@ -854,7 +854,55 @@ struct AdamWCase {
   std::vector<float> param0 = uniform(n, 100), grad = uniform(n, 101, -0.1f, 0.1f),
                      m0 = uniform(packed, 102, -0.01f, 0.01f),
                      v0 = uniform(packed, 103, 0.0f, 1e-4f);
+
+  // The segments' part of param0, packed as the moments are.
+  std::vector<float> packed_param0() const {
+    std::vector<float> out(packed);
+    for (const AdamWSegment& s : segments) {
+      std::copy_n(param0.begin() + s.offset, s.count, out.begin() + s.packed);
+    }
+    return out;
+  }
+  // Which elements of the flat buffer the segments hold.
+  std::vector<bool> covered() const {
+    std::vector<bool> out(n, false);
+    for (const AdamWSegment& s : segments) std::fill_n(out.begin() + s.offset, s.count, true);
+    return out;
+  }
+
+  struct Result {
+    std::vector<float> p, m, v, copy;
+  };
+  // One adamw_step on `be` from the starting values, the weights packed or not. The compute copy
+  // starts poisoned, or (copy_is_params) is the fp32 params themselves.
+  Result step(Backend& be, const AdamWHyper& h, bool packed_params, bool copy_is_params) const {
+    Buffer p = f32_buffer(be, packed_params ? packed_param0() : param0), g = f32_buffer(be, grad),
+           m = f32_buffer(be, m0), v = f32_buffer(be, v0);
+    Buffer copy = poisoned_act(be, n);
+    AdamWStep op{p.f32(),
+                 g.f32(),
+                 m.f32(),
+                 v.f32(),
+                 copy_is_params ? f32_act(p.f32()) : copy.act(),
+                 segments.data(),
+                 int(segments.size())};
+    op.packed_params = packed_params;
+    be.adamw_step(op, h);
+    Result r{read_f32(be, p, size_t(packed_params ? packed : n)),
+             read_f32(be, m, packed),
+             read_f32(be, v, packed),
+             {}};
+    r.copy = copy_is_params ? r.p : read_act(be, copy, n);
+    return r;
+  }
 };
+
+// x - x0, element by element: the update itself, which a norm over x would hide.
+std::vector<float> update_of(const std::vector<float>& x, const std::vector<float>& x0) {
+  std::vector<float> out(x.size());
+  for (size_t i = 0; i < x.size(); ++i) out[i] = x[i] - x0[i];
+  return out;
+}
 
 // One adamw_step over segments as an optimizer passes them: several tensors, with and without
 // weight decay, one longer than many blocks, gaps between them (another rank's slices), and moments
@@ -864,55 +912,24 @@ struct AdamWCase {
 // (rounded to nearest even, as to_act does); on the fp32 path it aliases the params.
 TEST_P(CudaVsCpu, AdamW) {
   const AdamWCase c;
-  const std::vector<AdamWSegment>& segments = c.segments;
-  const int64_t n = c.n, packed = c.packed;
-  const std::vector<float>& param0 = c.param0;
-  const std::vector<float>& grad = c.grad;
-  const std::vector<float>& m0 = c.m0;
-  const std::vector<float>& v0 = c.v0;
-  std::vector<bool> covered(n, false);
-  for (const AdamWSegment& s : segments) std::fill_n(covered.begin() + s.offset, s.count, true);
+  const std::vector<bool> covered = c.covered();
   for (const int64_t step : {1, 7}) {
     // Step 7 also clips: the gradients are taken times grad_scale.
     const AdamWHyper h{3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, step, step == 7 ? 0.37f : 1.0f};
-    struct Result {
-      std::vector<float> p, m, v, copy;
-    };
-    auto run = [&](Backend& be) {
-      Buffer p = f32_buffer(be, param0), g = f32_buffer(be, grad), m = f32_buffer(be, m0),
-             v = f32_buffer(be, v0);
-      Buffer copy = poisoned_act(be, n);
-      const bool separate = be.act_type() != ActType::F32;
-      AdamWStep op{p.f32(),
-                   g.f32(),
-                   m.f32(),
-                   v.f32(),
-                   separate ? copy.act() : f32_act(p.f32()),
-                   segments.data(),
-                   int(segments.size())};
-      be.adamw_step(op, h);
-      Result r{read_f32(be, p, n), read_f32(be, m, packed), read_f32(be, v, packed), {}};
-      r.copy = separate ? read_act(be, copy, n) : r.p;
-      return r;
-    };
-    const Result want = run(*cpu_);
-    const Result got = run(*gpu_);
+    const AdamWCase::Result want = c.step(*cpu_, h, false, cpu_->act_type() == ActType::F32);
+    const AdamWCase::Result got = c.step(*gpu_, h, false, gpu_->act_type() == ActType::F32);
     const std::string tag = " step=" + std::to_string(step);
-    // The update itself (param - param0) is what must match; param's own norm would hide it.
-    std::vector<float> dp_got(n), dp_want(n);
-    for (int64_t i = 0; i < n; ++i) {
-      dp_got[i] = got.p[i] - param0[i];
-      dp_want[i] = want.p[i] - param0[i];
-    }
-    expect_close(label("adamw param update" + tag), dp_got, dp_want, kOutTol);
+    expect_close(label("adamw param update" + tag), update_of(got.p, c.param0),
+                 update_of(want.p, c.param0), kOutTol);
     expect_close(label("adamw m" + tag), got.m, want.m, kOutTol);
     expect_close(label("adamw v" + tag), got.v, want.v, kOutTol);
-    for (int64_t i = 0; i < n; ++i) {
+    for (int64_t i = 0; i < c.n; ++i) {
       if (covered[i]) {
         const float expected = bf16() ? round_bf16(got.p[i]) : got.p[i];
         ASSERT_EQ(got.copy[i], expected) << label("adamw compute copy") << tag << " at " << i;
       } else {
-        ASSERT_EQ(got.p[i], param0[i]) << label("adamw param outside the segments") << " at " << i;
+        ASSERT_EQ(got.p[i], c.param0[i])
+            << label("adamw param outside the segments") << " at " << i;
         if (bf16()) {
           ASSERT_TRUE(std::isnan(got.copy[i])) << "compute copy written outside at " << i;
         }
@@ -927,53 +944,22 @@ TEST_P(CudaVsCpu, AdamW) {
 // poison outside the segments.
 TEST_P(CudaVsCpu, AdamWPackedMaster) {
   const AdamWCase c;
-  const std::vector<AdamWSegment>& segments = c.segments;
-  const int64_t n = c.n, packed = c.packed;
-  const std::vector<float>& param0 = c.param0;
-  const std::vector<float>& grad = c.grad;
-  const std::vector<float>& m0 = c.m0;
-  const std::vector<float>& v0 = c.v0;
-  std::vector<float> packed0(packed);
-  for (const AdamWSegment& s : segments) {
-    std::copy_n(param0.begin() + s.offset, s.count, packed0.begin() + s.packed);
-  }
   const AdamWHyper h{3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 3};
-  struct Result {
-    std::vector<float> p, copy;
-  };
-  auto run = [&](Backend& be, bool packed_params) {
-    Buffer p = f32_buffer(be, packed_params ? packed0 : param0), g = f32_buffer(be, grad),
-           m = f32_buffer(be, m0), v = f32_buffer(be, v0);
-    Buffer copy = poisoned_act(be, n);
-    AdamWStep op;
-    op.params = p.f32();
-    op.grads = g.f32();
-    op.m = m.f32();
-    op.v = v.f32();
-    op.compute_copy = copy.act();
-    op.segments = segments.data();
-    op.segment_count = int(segments.size());
-    op.packed_params = packed_params;
-    be.adamw_step(op, h);
-    return Result{read_f32(be, p, size_t(packed_params ? packed : n)), read_act(be, copy, n)};
-  };
-  const Result got = run(*gpu_, true), whole = run(*gpu_, false), want = run(*cpu_, true);
-  std::vector<float> dp_got(packed), dp_want(packed);
-  for (int64_t k = 0; k < packed; ++k) {
-    dp_got[k] = got.p[k] - packed0[k];
-    dp_want[k] = want.p[k] - packed0[k];
-  }
-  expect_close(label("adamw packed master update"), dp_got, dp_want, kOutTol);
-  std::vector<bool> covered(n, false);
-  for (const AdamWSegment& s : segments) {
-    std::fill_n(covered.begin() + s.offset, s.count, true);
+  const AdamWCase::Result got = c.step(*gpu_, h, true, false),
+                          whole = c.step(*gpu_, h, false, false),
+                          want = c.step(*cpu_, h, true, false);
+  const std::vector<float> packed0 = c.packed_param0();
+  expect_close(label("adamw packed master update"), update_of(got.p, packed0),
+               update_of(want.p, packed0), kOutTol);
+  for (const AdamWSegment& s : c.segments) {
     for (int64_t j = 0; j < s.count; ++j) {
       ASSERT_EQ(got.p[s.packed + j], whole.p[s.offset + j]) << label("packed master") << " " << j;
       ASSERT_EQ(got.copy[s.offset + j], whole.copy[s.offset + j])
           << label("compute copy from the packed master") << " at " << s.offset + j;
     }
   }
-  for (int64_t i = 0; i < n; ++i) {
+  const std::vector<bool> covered = c.covered();
+  for (int64_t i = 0; i < c.n; ++i) {
     if (!covered[i]) {
       ASSERT_TRUE(std::isnan(got.copy[i])) << "compute copy written at " << i;
     }
@@ -1183,12 +1169,16 @@ TEST(CudaBackendMemory, PeakIsWhatTheDeviceGives) {
 // Memory the process takes on the device behind the backend's back, as NCCL does for its
 // communicators' buffers, counts in the peak: 256 MiB taken with cudaMalloc directly show in
 // outside_memory() and peak_memory() at the next reading, outside_memory() drops when they are
-// given back (it is measured, not accumulated), and the peak keeps them.
+// given back (it is measured, not accumulated), and the peak keeps them. peak_allocated() counts
+// the backend's own allocations only, at their high-water mark.
 TEST(CudaBackendMemory, PeakCountsMemoryTakenOutsideTheBackend) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device: cuda_device_count() is 0";
   auto be = make_cuda_backend(0, true);
   const size_t mib = 1 << 20, taken = 256 * mib;
   Buffer own(*be, 64 * mib);
+  { Buffer released(*be, 32 * mib); }
+  const size_t own_peak = be->peak_allocated();
+  EXPECT_GE(own_peak, 96 * mib) << "a released allocation left the backend's own peak";
   const size_t peak_before = be->peak_memory(), outside_before = be->outside_memory();
   void* behind = nullptr;
   ASSERT_EQ(cudaMalloc(&behind, taken), cudaSuccess);
@@ -1203,6 +1193,7 @@ TEST(CudaBackendMemory, PeakCountsMemoryTakenOutsideTheBackend) {
   EXPECT_GE(peak_with, peak_before + taken);
   EXPECT_LT(outside_after, outside_with - taken / 2);
   EXPECT_GE(be->peak_memory(), peak_with);
+  EXPECT_EQ(be->peak_allocated(), own_peak) << "memory outside the backend counted as its own";
 }
 
 // ---------------------------------------------------------------- timings (not a test)
