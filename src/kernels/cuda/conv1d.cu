@@ -226,8 +226,8 @@ __global__ void __launch_bounds__(kThreads, 4)
           const float sig = sigmoid(pre[v]);
           dpre[K - 1][v] = go[v] * sig * (1.0f + pre[v] * (1.0f - sig));
         }
-        // Steps of the slice (inside the tile) add their dweight and dbias terms.
-        if (i < kSlice && s < t.s1) {
+        // The slice's own steps (inside the tile, as s < seqlen) add their dweight and dbias terms.
+        if (i < kSlice) {
 #pragma unroll
           for (int v = 0; v < 2; ++v) {
             acc_b[v] += dpre[K - 1][v];
