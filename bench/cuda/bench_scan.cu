@@ -185,14 +185,17 @@ int main(int argc, char** argv) {
       Reference ref;
       std::vector<int> sweep_segments;
     };
-    // The sweep adds the model rows of bench_train where the plan cuts the sequence into segments
-    // (370M 8 x 2048, 1.4B 4 x 2048 and the long-context rows 130M 1 x 65536, 1.4B 1 x 16384), to
-    // compare the plan's choice with its neighbours.
+    // The sweep adds the model rows of bench_train where the plan may cut the sequence into
+    // segments (370M 8 x 2048, 1.4B at 1-4 x 2048 and the long-context rows 130M 1 x 65536, 1.4B
+    // 1 x 16384), to compare the plan's choice with its neighbours.
     const Case cases[] = {{16, 1536, 2048, {0.89, 4.54}, {2}},
                           {8, 4096, 2048, {1.17, 6.01}, {2}},
                           {2, 1536, 16384, {1.07, 5.00}, {4, 8, 16, 22, 33, 44}},
                           {8, 2048, 2048, {}, {1, 2, 3, 8}},
                           {4, 4096, 2048, {}, {1, 2, 3, 8}},
+                          {3, 4096, 2048, {}, {1, 2, 3}},
+                          {2, 4096, 2048, {}, {1, 2, 3, 4}},
+                          {1, 4096, 2048, {}, {1, 2, 3, 4, 6}},
                           {1, 1536, 65536, {}, {8, 16, 22, 33, 44, 66, 88}},
                           {1, 4096, 16384, {}, {4, 6, 8, 12, 16, 24, 32}}};
     for (const Case& c : cases) {
