@@ -21,16 +21,17 @@
 // of dnormed, no copy, the same). At 32768 x 768 that is 415 MB, ~104 us at 4 TB/s; at 8192 x
 // 2048, 277 MB, ~69 us. A warp that reads its row twice (the dot product must be complete before
 // the first dresidual) adds 6C from DRAM: 566 MB, which is the measured 142 us at 4.0 TB/s, so
-// the re-read, not latency, was the excess at C = 768. Hence, for C % 4 == 0 and C <= 1536, the
-// register kernel: each lane holds its C / 32 values of dnormed (as loaded: 2 bytes each in bf16)
-// and residual_out from one load of the whole row to its last use, and the second pass reads only
-// dresidual (weight, 3-6 KB, is shared by the tile's warps through L1). Its cost is registers:
-// 48-64 a thread up to 512 channels (two 512-thread blocks an SM), 89-128 for 768-1536 (one
-// block: 16 warps, each with its whole row's loads, 4.6 KB at C = 768, issued at once, so ~74 KB
-// in flight per SM against the ~30 KB that Little's law asks at this bandwidth). Larger rows
-// would spill (16 chunks spill at the 128-register cap of a 512-thread block) and keep the
-// two-pass kernel, as does C % 4 != 0. The dresidual pass loads two chunks before storing them
-// (the compiler will not hoist loads over stores that may alias); more loads at once spill.
+// the re-read, not latency, was the excess at C = 768 (at 1.4B: 377 MB in 115 us, 3.3 TB/s, 512
+// blocks in 1.3 waves of 396). Hence the register kernel, for C % 4 == 0 up to 2048 (bf16; fp32
+// 1536): each lane holds its C / 32 values of dnormed (as loaded: 2 bytes each in bf16) and
+// residual_out from one load of the whole row to their last use, so the dresidual pass reads only
+// dresidual. Its cost is registers (listed at kRegChunks, no spills): two 512-thread blocks an SM
+// at 64 registers up to C = 768 in bf16 (512 in fp32), one above (128 registers at C = 2048: 16
+// warps, 4 waves of 132 blocks at 1.4B). Bytes in flight an SM: every warp issues its whole row's
+// loads at once (4.6 KB at C = 768, 12 KB at 2048), 74-196 KB a block against the ~30 KB that
+// Little's law asks at ~4 TB/s; the dresidual pass keeps fewer (two chunks a warp), hidden by the
+// other block or, with one block an SM, by an L2 prefetch of the row (see the kernel). Larger C
+// (they would spill) and C % 4 != 0 keep the two-pass kernel.
 #include <initializer_list>
 
 #include "kernels/cuda/cuda_check.h"
@@ -217,37 +218,59 @@ __global__ void __launch_bounds__(kTileRows * 32)
   }
 }
 
-// The register path: C <= 128 N with N chunks of 4 channels a lane, the compiled N being
-// kRegChunks (the smallest that holds C is taken; lanes past C load nothing). Above the largest,
-// or without 4 channels at a time, the kernel above. Register counts (ptxas, sm_90; the file's
-// header): up to 4 chunks two blocks an SM fit in 64 registers a thread; 6 to 12 chunks take
-// 90-128, one block an SM; 16 chunks (C = 2048) spill at 128, the most a thread of a 512-thread
-// block may have, and so are not compiled.
-constexpr int kRegChunks[] = {2, 4, 6, 8, 12};
-constexpr int kMaxRegChunks = 12;
-constexpr int reg_min_blocks(int chunks) {
-  return chunks <= 4 ? 2 : 1;
+// The register path: C <= 128 N with N chunks of 4 channels a lane, N from kRegChunks (the
+// smallest that holds C; lanes past C load nothing). Registers (ptxas -v, sm_90, no spills): bf16
+// 48, 64, 64 at 2, 4, 6 chunks (two 512-thread blocks an SM: at most 64 a thread), 96, 128, 128 at
+// 8, 12, 16 (one block: at most 128); fp32 holds 4 bytes of dnormed a channel, not 2: 56, 64 at 2,
+// 4 chunks, 94, 114, 128 at 6, 8, 12, and 16 chunks would need all 128 registers for the row.
+constexpr int kRegChunks[] = {2, 4, 6, 8, 12, 16};
+template <typename T>
+constexpr int max_reg_chunks() {
+  return sizeof(T) == 2 ? 16 : 12;
 }
-// dresidual chunks loaded at once in the last pass: more spill at 6 and 16 chunks.
-constexpr int reg_group(int chunks) {
-  return chunks < 2 ? chunks : 2;
+// Two blocks an SM while the row (4 registers of residual_out and 4 sizeof(T) / 4 of dnormed per
+// chunk) takes at most 36 of the 64 registers: bf16 up to 6 chunks (C = 768), fp32 up to 4.
+template <typename T>
+constexpr int reg_min_blocks(int chunks) {
+  return chunks * (4 + static_cast<int>(sizeof(T))) <= 36 ? 2 : 1;
+}
+// Hides w's value from the compiler (no instruction): the fp32 values converted from a bf16 word
+// cannot be kept from one use to the next, so the row stays in registers as loaded, two channels a
+// register, not four registers a chunk more (without this, 6 chunks took 89 registers, not 64).
+__device__ __forceinline__ void opaque(uint2& w) {
+  asm volatile("" : "+r"(w.x), "+r"(w.y));
+}
+__device__ __forceinline__ void opaque(uint4& w) {
+  asm volatile("" : "+r"(w.x), "+r"(w.y), "+r"(w.z), "+r"(w.w));
+}
+// Asks L2 for `bytes` (a multiple of 16) from p (16-byte aligned) without waiting for them or
+// holding registers for them.
+__device__ __forceinline__ void prefetch_l2(const void* p, uint32_t bytes) {
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(__cvta_generic_to_global(p)),
+               "r"(bytes)
+               : "memory");
 }
 
-// As rmsnorm_backward_kernel, but the warp keeps its row of dnormed (as loaded: bf16 takes half
-// the registers) and residual_out in registers from the one load to the dresidual pass, which
-// then reads only dresidual (and weight, which stays in L1). All of the row's loads are issued
-// before the first use. Then, in this order: the dot product (needs weight); the dweight terms
-// g x r through shared memory, one barrier per chunk as above, with no global load between the
-// barriers; the warp sum of the dot product; dresidual in groups of kGroup chunks whose loads are
-// all issued before the group's stores (the stores may alias later loads for all the compiler
-// knows, so it would not hoist them itself), to keep loads in flight.
+// As rmsnorm_backward_kernel, but each warp loads its row of dnormed (kept as loaded: bf16 in
+// half the registers) and residual_out once, all chunks at once, and keeps it in registers until
+// the dresidual pass, which then reads only dresidual (and weight, 3-8 KB shared by the tile
+// through L1). Per chunk, as above: the dot product terms, the dweight terms g x r through shared
+// memory (double-buffered, one barrier; the loop has no global load to wait for between
+// barriers). Then the dresidual pass, two chunks' loads issued before their stores (the stores
+// may alias later loads for all the compiler knows, so it would not hoist them; more spill). With
+// one block an SM nothing overlaps that pass's loads, which would then wait on DRAM one or two
+// chunks at a time (1 KB a warp, 16 KB an SM, half what Little's law asks): so lane 0 has L2 fetch
+// the row of dresidual once the row's own loads have arrived (at the first chunk's terms), and the
+// pass reads it from L2 a few microseconds later (at most 132 x 16 rows x 8 KB = 17 MB of the 50
+// MB L2 waiting at C = 2048; the DRAM bytes are the same). With two blocks an SM the other block
+// streams meanwhile, and the prefetch's address registers would spill at 6 chunks.
 template <typename T, int N>
-__global__ void __launch_bounds__(kTileRows * 32, reg_min_blocks(N))
+__global__ void __launch_bounds__(kTileRows * 32, reg_min_blocks<T>(N))
     rmsnorm_backward_regs_kernel(float* partial, float* dresidual, T* dresidual_act,
                                  const T* dnormed, const float* residual_out, const float* rstd,
                                  const float* weight, int64_t rows, int C) {
   constexpr int kChunk = 32 * 4;
-  constexpr int kGroup = reg_group(N);
+  constexpr int kGroup = N < 2 ? N : 2;
   static_assert(kTileRows * 32 >= kChunk, "a thread per channel of a chunk adds the tile's terms");
   using Quad = VecWord<4, T>;
   __shared__ __align__(16) float terms[2][kTileRows][kChunk];
@@ -278,6 +301,7 @@ __global__ void __launch_bounds__(kTileRows * 32, reg_min_blocks(N))
     if (j * kChunk >= C) break;  // the same for the whole block: no thread skips a barrier
     const int c = j * kChunk + lane * 4;
     float gv[4], term[4];
+    opaque(gq[j]);
     load_vec<4>(reinterpret_cast<const T*>(&gq[j]), gv);
     if (has_row && c < C) {
       float wv[4];
@@ -288,6 +312,9 @@ __global__ void __launch_bounds__(kTileRows * 32, reg_min_blocks(N))
 #pragma unroll
     for (int i = 0; i < 4; ++i) term[i] = gv[i] * xv[j][i] * r;
     store_vec<4>(&terms[j % 2][warp][lane * 4], term);
+    if constexpr (reg_min_blocks<T>(N) == 1) {
+      if (j == 0 && has_row && lane == 0) prefetch_l2(dresidual + t * C, C * sizeof(float));
+    }
     __syncthreads();
     const int col = j * kChunk + static_cast<int>(threadIdx.x);
     if (threadIdx.x < kChunk && col < C) {
@@ -314,6 +341,7 @@ __global__ void __launch_bounds__(kTileRows * 32, reg_min_blocks(N))
       const int c = j * kChunk + lane * 4;
       if (j < N && c < C) {
         float gv[4], wv[4];
+        opaque(gq[j]);
         load_vec<4>(reinterpret_cast<const T*>(&gq[j]), gv);
         load_vec<4>(weight + c, wv);
 #pragma unroll
@@ -333,11 +361,12 @@ bool four_at_a_time(int C, std::initializer_list<const void*> f32,
   return C % 4 == 0 && all_aligned_to(f32, 4 * sizeof(float)) && all_aligned_to(act, 4 * sizeof(T));
 }
 
-// The register kernel with the fewest chunks (from kRegChunks) that hold C <= 128 kMaxRegChunks.
+// The register kernel with the fewest chunks (from kRegChunks) that hold C <= 128
+// max_reg_chunks<T>().
 template <typename T, int I = 0, typename... Args>
 void launch_backward_regs(int C, unsigned blocks, cudaStream_t stream, Args... args) {
   constexpr int N = kRegChunks[I];
-  if constexpr (N < kMaxRegChunks) {
+  if constexpr (N < max_reg_chunks<T>()) {
     if (C > 128 * N) {
       launch_backward_regs<T, I + 1>(C, blocks, stream, args...);
       return;
@@ -386,7 +415,7 @@ void rmsnorm_backward(float* dresidual, T* dresidual_act, float* dweight, const 
   const auto blocks = static_cast<unsigned>(tiles);
   const bool four =
       four_at_a_time<T>(C, {dresidual, residual_out, weight}, {dresidual_act, dnormed});
-  if (four && C <= 128 * kMaxRegChunks) {
+  if (four && C <= 128 * max_reg_chunks<T>()) {
     launch_backward_regs<T>(C, blocks, stream, partial, dresidual, dresidual_act, dnormed,
                             residual_out, rstd, weight, rows, C);
   } else if (four) {
