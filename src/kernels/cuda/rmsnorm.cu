@@ -244,11 +244,13 @@ __device__ __forceinline__ void opaque(uint4& w) {
   asm volatile("" : "+r"(w.x), "+r"(w.y), "+r"(w.z), "+r"(w.w));
 }
 // Asks L2 for `bytes` (a multiple of 16) from p (16-byte aligned) without waiting for them or
-// holding registers for them.
+// holding registers for them. A hint only: before compute capability 9.0 it does nothing.
 __device__ __forceinline__ void prefetch_l2(const void* p, uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(__cvta_generic_to_global(p)),
                "r"(bytes)
                : "memory");
+#endif
 }
 
 // As rmsnorm_backward_kernel, but each warp loads its row of dnormed (kept as loaded: bf16 in
@@ -313,7 +315,8 @@ __global__ void __launch_bounds__(kTileRows * 32, reg_min_blocks<T>(N))
     for (int i = 0; i < 4; ++i) term[i] = gv[i] * xv[j][i] * r;
     store_vec<4>(&terms[j % 2][warp][lane * 4], term);
     if constexpr (reg_min_blocks<T>(N) == 1) {
-      if (j == 0 && has_row && lane == 0) prefetch_l2(dresidual + t * C, C * sizeof(float));
+      if (j == 0 && has_row && lane == 0)
+        prefetch_l2(dresidual + t * C, static_cast<uint32_t>(C * sizeof(float)));
     }
     __syncthreads();
     const int col = j * kChunk + static_cast<int>(threadIdx.x);
