@@ -228,15 +228,15 @@ template <typename T>
 constexpr int max_reg_chunks() {
   return sizeof(T) == 2 ? 16 : 12;
 }
-// Two blocks an SM while the row (4 registers of residual_out and 4 sizeof(T) / 4 of dnormed per
-// chunk) takes at most 36 of the 64 registers: bf16 up to 6 chunks (C = 768), fp32 up to 4.
+// Two blocks an SM while the row (per chunk 4 registers of residual_out, sizeof(T) of dnormed)
+// takes at most 36 of the 64 registers: bf16 up to 6 chunks (C = 768), fp32 up to 4.
 template <typename T>
 constexpr int reg_min_blocks(int chunks) {
   return chunks * (4 + static_cast<int>(sizeof(T))) <= 36 ? 2 : 1;
 }
 // Hides w's value from the compiler (no instruction): the fp32 values converted from a bf16 word
-// cannot be kept from one use to the next, so the row stays in registers as loaded, two channels a
-// register, not four registers a chunk more (without this, 6 chunks took 89 registers, not 64).
+// cannot be kept from one use to the next, so dnormed stays in registers as loaded, two channels a
+// register, not one (without this, 6 chunks in bf16 spilled at 64 registers).
 __device__ __forceinline__ void opaque(uint2& w) {
   asm volatile("" : "+r"(w.x), "+r"(w.y));
 }
