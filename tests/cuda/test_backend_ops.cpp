@@ -327,14 +327,21 @@ TEST_P(CudaVsCpu, ResidualRmsnormForward) {
 }
 
 TEST_P(CudaVsCpu, RmsnormBackward) {
-  // The CUDA kernel: a block per tile of 16 rows (a dweight partial each), a warp per row taking
-  // chunks of 32 lanes x 4 channels when C % 4 == 0, else x 1 (C = 301, 7, 5, 130). A last tile
-  // the rows do not fill (T = 37, 1000, 3001, 129, 500, 45, 203, 100), one row, whole tiles only
-  // (T = 64, 16); a last chunk the channels do not fill (C = 200, 301, 130) or a single chunk
-  // not filled (C = 64, 100, 7, 5); several tiles with C = 2048.
-  const std::pair<int64_t, int> shapes[] = {{37, 64},   {1000, 768}, {3001, 100}, {129, 2560},
-                                            {500, 301}, {1, 768},    {1, 5},      {45, 7},
-                                            {203, 200}, {100, 2048}, {64, 2048},  {16, 130}};
+  // The CUDA kernels: a block per tile of 16 rows (a dweight partial each), a warp per row. With
+  // C % 4 == 0 and C <= 2048 (bf16) or 1536 (fp32) the row stays in registers, in N = 2, 4, 6, 8,
+  // 12 or 16 (bf16 only) chunks of 32 lanes x 4 channels, the smallest N that holds C: N = 2 (C =
+  // 4, 64, 100, 132, 200), 4 (384), 6 (768, the largest two blocks an SM take in bf16; 516 leaves
+  // the sixth chunk empty), 8 (1024, its largest C), 12 (1536, its largest C; 1152 leaves three
+  // chunks empty), 16 in bf16 (2048; 1540 leaves three chunks empty). Above (2052, 2560, and in
+  // fp32 1540 and 2048) the row is read twice, 4 channels at a time; with C % 4 != 0 one at a
+  // time (301, 7, 5, 130). A last tile the rows do not fill (T = 37, 1000, 3001, 129, 500, 45,
+  // 203, 100, 3, 40, 31, 50, 17, 33, 9), one row (T = 1 with C = 768, 5, 1536), whole tiles only
+  // (T = 64, 16); a last chunk the channels do not fill (C = 132, 200, 301, 130, 516, 1540, 2052)
+  // or a single chunk not filled (C = 4, 64, 100, 7, 5).
+  const std::pair<int64_t, int> shapes[] = {
+      {37, 64},   {1000, 768}, {3001, 100}, {129, 2560}, {500, 301}, {1, 768}, {1, 5},    {45, 7},
+      {203, 200}, {100, 2048}, {64, 2048},  {16, 130},   {129, 132}, {3, 4},   {40, 384}, {16, 516},
+      {31, 1024}, {50, 1152},  {1, 1536},   {17, 1536},  {33, 1540}, {9, 2052}};
   for (const auto& shape : shapes) {
     const int64_t T = shape.first;
     const int C = shape.second;

@@ -16,6 +16,22 @@
 // 50 MB L2. 16 rows a tile: the partials (C floats a tile, written and read back once) stay ~3%
 // of the traffic, and 512 blocks at 1.4B. (A block per 64-row tile with a barrier per row left
 // the device mostly idle: 128 blocks for 132 SMs.)
+// Traffic a row must move (bf16): dnormed 2C, residual_out 4C, dresidual 8C (it accumulates),
+// its bf16 copy 2C, partials 0.5C (4C written and read once per 16 rows): 16.5C bytes (fp32: 4C
+// of dnormed, no copy, the same). At 32768 x 768 that is 415 MB, ~104 us at 4 TB/s; at 8192 x
+// 2048, 277 MB, ~69 us. A warp that reads its row twice (the dot product must be complete before
+// the first dresidual) adds 6C from DRAM: 566 MB, which is the measured 142 us at 4.0 TB/s, so
+// the re-read, not latency, was the excess at C = 768 (at 1.4B: 377 MB in 115 us, 3.3 TB/s, 512
+// blocks in 1.3 waves of 396). Hence the register kernel, for C % 4 == 0 up to 2048 (bf16; fp32
+// 1536): each lane holds its C / 32 values of dnormed (as loaded: 2 bytes each in bf16) and
+// residual_out from one load of the whole row to their last use, so the dresidual pass reads only
+// dresidual. Its cost is registers (listed at kRegChunks, no spills): two 512-thread blocks an SM
+// at 64 registers up to C = 768 in bf16 (512 in fp32), one above (128 registers at C = 2048: 16
+// warps, 4 waves of 132 blocks at 1.4B). Bytes in flight an SM: every warp issues its whole row's
+// loads at once (4.6 KB at C = 768, 12 KB at 2048), 74-196 KB a block against the ~30 KB that
+// Little's law asks at ~4 TB/s; the dresidual pass keeps fewer (two chunks a warp), hidden by the
+// other block or, with one block an SM, by an L2 prefetch of the row (see the kernel). Larger C
+// (they would spill) and C % 4 != 0 keep the two-pass kernel.
 #include <initializer_list>
 
 #include "kernels/cuda/cuda_check.h"
@@ -202,12 +218,164 @@ __global__ void __launch_bounds__(kTileRows * 32)
   }
 }
 
+// The register path: C <= 128 N with N chunks of 4 channels a lane, N from kRegChunks (the
+// smallest that holds C; lanes past C load nothing). Registers (ptxas -v, sm_90, no spills): bf16
+// 48, 64, 64 at 2, 4, 6 chunks (two 512-thread blocks an SM: at most 64 a thread), 96, 128, 128 at
+// 8, 12, 16 (one block: at most 128); fp32 holds 4 bytes of dnormed a channel, not 2: 56, 64 at 2,
+// 4 chunks, 94, 114, 128 at 6, 8, 12, and 16 chunks would need all 128 registers for the row.
+constexpr int kRegChunks[] = {2, 4, 6, 8, 12, 16};
+template <typename T>
+constexpr int max_reg_chunks() {
+  return sizeof(T) == 2 ? 16 : 12;
+}
+// Two blocks an SM while the row (per chunk 4 registers of residual_out, sizeof(T) of dnormed)
+// takes at most 36 of the 64 registers: bf16 up to 6 chunks (C = 768), fp32 up to 4.
+template <typename T>
+constexpr int reg_min_blocks(int chunks) {
+  return chunks * (4 + static_cast<int>(sizeof(T))) <= 36 ? 2 : 1;
+}
+// Hides w's value from the compiler (no instruction): the fp32 values converted from a bf16 word
+// cannot be kept from one use to the next, so dnormed stays in registers as loaded, two channels a
+// register, not one (without this, 6 chunks in bf16 spilled at 64 registers).
+__device__ __forceinline__ void opaque(uint2& w) {
+  asm volatile("" : "+r"(w.x), "+r"(w.y));
+}
+__device__ __forceinline__ void opaque(uint4& w) {
+  asm volatile("" : "+r"(w.x), "+r"(w.y), "+r"(w.z), "+r"(w.w));
+}
+// Asks L2 for `bytes` (a multiple of 16) from p (16-byte aligned) without waiting for them or
+// holding registers for them. A hint only: before compute capability 9.0 it does nothing.
+__device__ __forceinline__ void prefetch_l2(const void* p, uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(__cvta_generic_to_global(p)),
+               "r"(bytes)
+               : "memory");
+#endif
+}
+
+// As rmsnorm_backward_kernel, but each warp loads its row of dnormed (kept as loaded: bf16 in
+// half the registers) and residual_out once, all chunks at once, and keeps it in registers until
+// the dresidual pass, which then reads only dresidual (and weight, 3-8 KB shared by the tile
+// through L1). Per chunk, as above: the dot product terms, the dweight terms g x r through shared
+// memory (double-buffered, one barrier; the loop has no global load to wait for between
+// barriers). Then the dresidual pass, two chunks' loads issued before their stores (the stores
+// may alias later loads for all the compiler knows, so it would not hoist them; more spill). With
+// one block an SM nothing overlaps that pass's loads, which would then wait on DRAM one or two
+// chunks at a time (1 KB a warp, 16 KB an SM, half what Little's law asks): so lane 0 has L2 fetch
+// the row of dresidual once the row's own loads have arrived (at the first chunk's terms), and the
+// pass reads it from L2 a few microseconds later (at most 132 x 16 rows x 8 KB = 17 MB of the 50
+// MB L2 waiting at C = 2048; the DRAM bytes are the same). With two blocks an SM the other block
+// streams meanwhile, and the prefetch's address registers would spill at 6 chunks.
+template <typename T, int N>
+__global__ void __launch_bounds__(kTileRows * 32, reg_min_blocks<T>(N))
+    rmsnorm_backward_regs_kernel(float* partial, float* dresidual, T* dresidual_act,
+                                 const T* dnormed, const float* residual_out, const float* rstd,
+                                 const float* weight, int64_t rows, int C) {
+  constexpr int kChunk = 32 * 4;
+  constexpr int kGroup = N < 2 ? N : 2;
+  static_assert(kTileRows * 32 >= kChunk, "a thread per channel of a chunk adds the tile's terms");
+  using Quad = VecWord<4, T>;
+  __shared__ __align__(16) float terms[2][kTileRows][kChunk];
+  const int warp = threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  const int64_t t0 = static_cast<int64_t>(blockIdx.x) * kTileRows;
+  const int tile_rows = static_cast<int>(min(rows - t0, static_cast<int64_t>(kTileRows)));
+  const bool has_row = warp < tile_rows;
+  const int64_t t = has_row ? t0 + warp : t0;
+  const float* x = residual_out + t * C;
+  const T* g = dnormed + t * C;
+  const float r = rstd[t];
+  // Zero where not loaded (no row for this warp, or past C): such terms and dot terms are 0.
+  Quad gq[N] = {};
+  float xv[N][4] = {};
+  float dot = 0.0f;
+#pragma unroll
+  for (int j = 0; j < N; ++j) {
+    const int c = j * kChunk + lane * 4;
+    if (has_row && c < C) {
+      gq[j] = *reinterpret_cast<const Quad*>(g + c);
+      load_vec<4>(x + c, xv[j]);
+    }
+  }
+  float* tile_partial = partial + static_cast<int64_t>(blockIdx.x) * C;
+#pragma unroll
+  for (int j = 0; j < N; ++j) {
+    if (j * kChunk >= C) break;  // the same for the whole block: no thread skips a barrier
+    const int c = j * kChunk + lane * 4;
+    float gv[4], term[4];
+    opaque(gq[j]);
+    load_vec<4>(reinterpret_cast<const T*>(&gq[j]), gv);
+    if (has_row && c < C) {
+      float wv[4];
+      load_vec<4>(weight + c, wv);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) dot += gv[i] * wv[i] * xv[j][i];
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i) term[i] = gv[i] * xv[j][i] * r;
+    store_vec<4>(&terms[j % 2][warp][lane * 4], term);
+    if constexpr (reg_min_blocks<T>(N) == 1) {
+      if (j == 0 && has_row && lane == 0)
+        prefetch_l2(dresidual + t * C, static_cast<uint32_t>(C * sizeof(float)));
+    }
+    __syncthreads();
+    const int col = j * kChunk + static_cast<int>(threadIdx.x);
+    if (threadIdx.x < kChunk && col < C) {
+      float acc = 0.0f;
+      for (int w = 0; w < tile_rows; ++w) acc += terms[j % 2][w][threadIdx.x];
+      tile_partial[col] = acc;
+    }
+  }
+  if (!has_row) return;
+  const float k = warp_sum(dot) * r * r * r / C;
+  float* dx = dresidual + t * C;
+  T* dx_act = dresidual_act ? dresidual_act + t * C : nullptr;
+#pragma unroll
+  for (int j0 = 0; j0 < N; j0 += kGroup) {
+    float dv[kGroup][4];
+#pragma unroll
+    for (int u = 0; u < kGroup; ++u) {
+      const int c = (j0 + u) * kChunk + lane * 4;
+      if (j0 + u < N && c < C) load_vec<4>(dx + c, dv[u]);
+    }
+#pragma unroll
+    for (int u = 0; u < kGroup; ++u) {
+      const int j = j0 + u;
+      const int c = j * kChunk + lane * 4;
+      if (j < N && c < C) {
+        float gv[4], wv[4];
+        opaque(gq[j]);
+        load_vec<4>(reinterpret_cast<const T*>(&gq[j]), gv);
+        load_vec<4>(weight + c, wv);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) dv[u][i] += r * wv[i] * gv[i] - k * xv[j][i];
+        store_vec<4>(dx + c, dv[u]);
+        if (dx_act) store_vec<4>(dx_act + c, dv[u]);
+      }
+    }
+  }
+}
+
 // Whether the row kernels may take 4 channels per lane at a time: whole groups of 4 per row and
 // every row of every tensor aligned for one load of them.
 template <typename T>
 bool four_at_a_time(int C, std::initializer_list<const void*> f32,
                     std::initializer_list<const void*> act) {
   return C % 4 == 0 && all_aligned_to(f32, 4 * sizeof(float)) && all_aligned_to(act, 4 * sizeof(T));
+}
+
+// The register kernel with the fewest chunks (from kRegChunks) that hold C <= 128
+// max_reg_chunks<T>().
+template <typename T, int I = 0, typename... Args>
+void launch_backward_regs(int C, unsigned blocks, cudaStream_t stream, Args... args) {
+  constexpr int N = kRegChunks[I];
+  if constexpr (N < max_reg_chunks<T>()) {
+    if (C > 128 * N) {
+      launch_backward_regs<T, I + 1>(C, blocks, stream, args...);
+      return;
+    }
+  }
+  rmsnorm_backward_regs_kernel<T, N><<<blocks, kTileRows * 32, 0, stream>>>(args...);
 }
 
 }  // namespace
@@ -248,7 +416,12 @@ void rmsnorm_backward(float* dresidual, T* dresidual_act, float* dweight, const 
   const int64_t tiles = tiles_for(rows);
   float* partial = static_cast<float*>(workspace);
   const auto blocks = static_cast<unsigned>(tiles);
-  if (four_at_a_time<T>(C, {dresidual, residual_out, weight}, {dresidual_act, dnormed})) {
+  const bool four =
+      four_at_a_time<T>(C, {dresidual, residual_out, weight}, {dresidual_act, dnormed});
+  if (four && C <= 128 * max_reg_chunks<T>()) {
+    launch_backward_regs<T>(C, blocks, stream, partial, dresidual, dresidual_act, dnormed,
+                            residual_out, rstd, weight, rows, C);
+  } else if (four) {
     rmsnorm_backward_kernel<T, 4><<<blocks, kTileRows * 32, 0, stream>>>(
         partial, dresidual, dresidual_act, dnormed, residual_out, rstd, weight, rows, C);
   } else {
