@@ -1012,11 +1012,15 @@ Plan make_plan(const ScanShape& s, const ScanTuning& tuning) {
   const int64_t blocks = static_cast<int64_t>(s.batch) * p.dblocks;
   int64_t segments = tuning.segments;
   if (segments <= 0) {
-    // Segments cost an extra pass of exps (and its launch, which few blocks fill badly): only
-    // worth it while the blocks leave SMs idle. From one block per SM on, one wave of the 4-state
-    // backward beats them: 4 x 2048 x 4096 (256 blocks) took 1.46 ms unsegmented against 1.74
-    // with 4 segments. Below, aim at two full waves of the 16-state backward.
-    segments = blocks >= sms ? 1 : 2 * kBwd16BlocksPerSM * sms / blocks;
+    // Segments cost an extra pass of exps. From half a block per SM on, fill one wave of the
+    // 4-state backward as far as whole segments go (bench_scan --sweep at d_inner 4096, seqlen
+    // 2048, fwd + bwd ms: 256 blocks 1.46 unsegmented against 1.70 with 2 segments and 1.74 with
+    // the two-wave rule's 4; 192 blocks 1.27 with 2 against 1.46; 128 blocks 0.86 with 3 against
+    // 0.94). Fewer blocks have the long sequences, where the extra pass is cheapest spread over
+    // two full waves of the 16-state backward (44 segments 5.25 ms at 1 x 65536 x 1536 against
+    // 5.38 with the one-wave rule's 16).
+    segments = 2 * blocks >= sms ? std::max<int64_t>(1, kBwdBlocksPerSM * sms / blocks)
+                                 : 2 * kBwd16BlocksPerSM * sms / blocks;
   }
   segments = std::clamp<int64_t>(segments, 1, std::min(p.nchunks, 65535));
   p.chunks_per_seg = static_cast<int>(ceil_div(p.nchunks, segments));
