@@ -34,7 +34,7 @@ namespace {
 
 constexpr int kWorld = 2;
 constexpr int64_t kFloats = int64_t{1} << 26;      // 256 MiB of gradients
-constexpr size_t kBucketBytes = size_t{25} << 20;  // dist.bucket_mb's default
+constexpr size_t kBucketBytes = size_t{25} << 20;  // about ten buckets of the 256 MiB
 
 struct Rank {
   std::unique_ptr<Backend> backend;

@@ -25,7 +25,7 @@ namespace mamba {
 
 // The dist section of the experiment config.
 struct ReducerSettings {
-  double bucket_mb = 25.0;          // NCCL bucket size
+  double bucket_mb = 400.0;         // NCCL bucket size
   double timeout_s = 600.0;         // a collective taking longer means a rank was lost
   bool bf16_grads = false;          // communicate in bf16 (NCCL only)
   bool hierarchical = false;        // reduce in the node, across nodes, in the node

@@ -115,7 +115,7 @@ struct LogConfig {
 // nodes; not with shard_optimizer). shard_optimizer (ZeRO-1, docs/distributed.md) splits the
 // fp32 master weights and the AdamW moments among the ranks.
 struct DistConfig {
-  double bucket_mb = 25.0;
+  double bucket_mb = 400.0;
   double timeout_s = 600.0;
   bool bf16_grads = false;
   bool hierarchical = false;

@@ -1018,7 +1018,7 @@ Plan make_plan(const ScanShape& s, const ScanTuning& tuning) {
     // the two-wave rule's 4; 192 blocks 1.27 with 2 against 1.46; 128 blocks 0.86 with 3 against
     // 0.94). Fewer blocks have the long sequences, where the extra pass is cheapest spread over
     // two full waves of the 16-state backward (44 segments 5.25 ms at 1 x 65536 x 1536 against
-    // 5.38 with the one-wave rule's 16).
+    // 5.37 with the one-wave rule's 16).
     segments = 2 * blocks >= sms ? std::max<int64_t>(1, kBwdBlocksPerSM * sms / blocks)
                                  : 2 * kBwd16BlocksPerSM * sms / blocks;
   }
