@@ -137,6 +137,32 @@ __global__ void __launch_bounds__(kRowThreads)
   }
 }
 
+// The row a warp takes in its block's tile of kTileRows rows. Warps past the rows of a short last
+// tile have none (has_row false): they point at the tile's first row, so that their loads stay in
+// bounds, and only join the barriers.
+template <typename T>
+struct WarpRow {
+  int tile_rows;  // rows in the tile
+  bool has_row;
+  int64_t t;       // the row
+  const float* x;  // its residual_out
+  const T* g;      // its dnormed
+  float r;         // its rstd
+};
+template <typename T>
+__device__ __forceinline__ WarpRow<T> warp_row(int64_t rows, int C, const T* dnormed,
+                                               const float* residual_out, const float* rstd) {
+  const int64_t t0 = static_cast<int64_t>(blockIdx.x) * kTileRows;
+  WarpRow<T> w;
+  w.tile_rows = static_cast<int>(min(rows - t0, static_cast<int64_t>(kTileRows)));
+  w.has_row = static_cast<int>(threadIdx.x / 32) < w.tile_rows;
+  w.t = w.has_row ? t0 + threadIdx.x / 32 : t0;
+  w.x = residual_out + w.t * C;
+  w.g = dnormed + w.t * C;
+  w.r = rstd[w.t];
+  return w;
+}
+
 // d(x_c * r * w_c)/dx_j = r * w_c * [c == j] - x_c * w_c * x_j * r^3 / C, r = rstd. A block per
 // tile of kTileRows rows, a warp per row, V consecutive channels per lane at a time, as the
 // forward. The first pass over the row (the dot product, which needs every channel before
@@ -156,20 +182,14 @@ __global__ void __launch_bounds__(kTileRows * 32)
   __shared__ __align__(16) float terms[2][kTileRows][kChunk];
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
-  const int64_t t0 = static_cast<int64_t>(blockIdx.x) * kTileRows;
-  const int tile_rows = static_cast<int>(min(rows - t0, static_cast<int64_t>(kTileRows)));
-  const bool has_row = warp < tile_rows;
-  const int64_t t = has_row ? t0 + warp : t0;
-  const float* x = residual_out + t * C;
-  const T* g = dnormed + t * C;
-  const float r = rstd[t];
+  const WarpRow<T> my = warp_row(rows, C, dnormed, residual_out, rstd);
   float dot = 0.0f;
   float gv[V], wv[V], xv[V];
   auto load = [&](int c, float(&gl)[V], float(&wl)[V], float(&xl)[V]) {
-    if (has_row && c < C) {
-      load_vec<V>(g + c, gl);
+    if (my.has_row && c < C) {
+      load_vec<V>(my.g + c, gl);
       load_vec<V>(weight + c, wl);
-      load_vec<V>(x + c, xl);
+      load_vec<V>(my.x + c, xl);
     }
   };
   load(lane * V, gv, wv, xv);
@@ -179,11 +199,11 @@ __global__ void __launch_bounds__(kTileRows * 32)
     float gn[V], wn[V], xn[V];  // left unset where not loaded: then never used
     load(c + kChunk, gn, wn, xn);
     float term[V] = {};
-    if (has_row && c < C) {
+    if (my.has_row && c < C) {
 #pragma unroll
       for (int i = 0; i < V; ++i) {
         dot += gv[i] * wv[i] * xv[i];
-        term[i] = gv[i] * xv[i] * r;
+        term[i] = gv[i] * xv[i] * my.r;
       }
     }
     store_vec<V>(&terms[buf][warp][lane * V], term);
@@ -191,7 +211,7 @@ __global__ void __launch_bounds__(kTileRows * 32)
     const int col = c0 + static_cast<int>(threadIdx.x);
     if (threadIdx.x < kChunk && col < C) {
       float acc = 0.0f;
-      for (int w = 0; w < tile_rows; ++w) acc += terms[buf][w][threadIdx.x];
+      for (int w = 0; w < my.tile_rows; ++w) acc += terms[buf][w][threadIdx.x];
       tile_partial[col] = acc;
     }
 #pragma unroll
@@ -201,18 +221,18 @@ __global__ void __launch_bounds__(kTileRows * 32)
       xv[i] = xn[i];
     }
   }
-  if (!has_row) return;
-  const float k = warp_sum(dot) * r * r * r / C;
-  float* dx = dresidual + t * C;
-  T* dx_act = dresidual_act ? dresidual_act + t * C : nullptr;
+  if (!my.has_row) return;
+  const float k = warp_sum(dot) * my.r * my.r * my.r / C;
+  float* dx = dresidual + my.t * C;
+  T* dx_act = dresidual_act ? dresidual_act + my.t * C : nullptr;
   for (int c = lane * V; c < C; c += 32 * V) {
     float v[V];
-    load_vec<V>(g + c, gv);
+    load_vec<V>(my.g + c, gv);
     load_vec<V>(weight + c, wv);
-    load_vec<V>(x + c, xv);
+    load_vec<V>(my.x + c, xv);
     load_vec<V>(dx + c, v);
 #pragma unroll
-    for (int i = 0; i < V; ++i) v[i] += r * wv[i] * gv[i] - k * xv[i];
+    for (int i = 0; i < V; ++i) v[i] += my.r * wv[i] * gv[i] - k * xv[i];
     store_vec<V>(dx + c, v);
     if (dx_act) store_vec<V>(dx_act + c, v);
   }
@@ -278,13 +298,7 @@ __global__ void __launch_bounds__(kTileRows * 32, reg_min_blocks<T>(N))
   __shared__ __align__(16) float terms[2][kTileRows][kChunk];
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
-  const int64_t t0 = static_cast<int64_t>(blockIdx.x) * kTileRows;
-  const int tile_rows = static_cast<int>(min(rows - t0, static_cast<int64_t>(kTileRows)));
-  const bool has_row = warp < tile_rows;
-  const int64_t t = has_row ? t0 + warp : t0;
-  const float* x = residual_out + t * C;
-  const T* g = dnormed + t * C;
-  const float r = rstd[t];
+  const WarpRow<T> my = warp_row(rows, C, dnormed, residual_out, rstd);
   // Zero where not loaded (no row for this warp, or past C): such terms and dot terms are 0.
   Quad gq[N] = {};
   float xv[N][4] = {};
@@ -292,9 +306,9 @@ __global__ void __launch_bounds__(kTileRows * 32, reg_min_blocks<T>(N))
 #pragma unroll
   for (int j = 0; j < N; ++j) {
     const int c = j * kChunk + lane * 4;
-    if (has_row && c < C) {
-      gq[j] = *reinterpret_cast<const Quad*>(g + c);
-      load_vec<4>(x + c, xv[j]);
+    if (my.has_row && c < C) {
+      gq[j] = *reinterpret_cast<const Quad*>(my.g + c);
+      load_vec<4>(my.x + c, xv[j]);
     }
   }
   float* tile_partial = partial + static_cast<int64_t>(blockIdx.x) * C;
@@ -305,31 +319,31 @@ __global__ void __launch_bounds__(kTileRows * 32, reg_min_blocks<T>(N))
     float gv[4], term[4];
     opaque(gq[j]);
     load_vec<4>(reinterpret_cast<const T*>(&gq[j]), gv);
-    if (has_row && c < C) {
+    if (my.has_row && c < C) {
       float wv[4];
       load_vec<4>(weight + c, wv);
 #pragma unroll
       for (int i = 0; i < 4; ++i) dot += gv[i] * wv[i] * xv[j][i];
     }
 #pragma unroll
-    for (int i = 0; i < 4; ++i) term[i] = gv[i] * xv[j][i] * r;
+    for (int i = 0; i < 4; ++i) term[i] = gv[i] * xv[j][i] * my.r;
     store_vec<4>(&terms[j % 2][warp][lane * 4], term);
     if constexpr (reg_min_blocks<T>(N) == 1) {
-      if (j == 0 && has_row && lane == 0)
-        prefetch_l2(dresidual + t * C, static_cast<uint32_t>(C * sizeof(float)));
+      if (j == 0 && my.has_row && lane == 0)
+        prefetch_l2(dresidual + my.t * C, static_cast<uint32_t>(C * sizeof(float)));
     }
     __syncthreads();
     const int col = j * kChunk + static_cast<int>(threadIdx.x);
     if (threadIdx.x < kChunk && col < C) {
       float acc = 0.0f;
-      for (int w = 0; w < tile_rows; ++w) acc += terms[j % 2][w][threadIdx.x];
+      for (int w = 0; w < my.tile_rows; ++w) acc += terms[j % 2][w][threadIdx.x];
       tile_partial[col] = acc;
     }
   }
-  if (!has_row) return;
-  const float k = warp_sum(dot) * r * r * r / C;
-  float* dx = dresidual + t * C;
-  T* dx_act = dresidual_act ? dresidual_act + t * C : nullptr;
+  if (!my.has_row) return;
+  const float k = warp_sum(dot) * my.r * my.r * my.r / C;
+  float* dx = dresidual + my.t * C;
+  T* dx_act = dresidual_act ? dresidual_act + my.t * C : nullptr;
 #pragma unroll
   for (int j0 = 0; j0 < N; j0 += kGroup) {
     float dv[kGroup][4];
@@ -348,7 +362,7 @@ __global__ void __launch_bounds__(kTileRows * 32, reg_min_blocks<T>(N))
         load_vec<4>(reinterpret_cast<const T*>(&gq[j]), gv);
         load_vec<4>(weight + c, wv);
 #pragma unroll
-        for (int i = 0; i < 4; ++i) dv[u][i] += r * wv[i] * gv[i] - k * xv[j][i];
+        for (int i = 0; i < 4; ++i) dv[u][i] += my.r * wv[i] * gv[i] - k * xv[j][i];
         store_vec<4>(dx + c, dv[u]);
         if (dx_act) store_vec<4>(dx_act + c, dv[u]);
       }
