@@ -23,12 +23,12 @@
 
 namespace mamba {
 
-// The dist section of the experiment config.
+// The dist section of the experiment config (its defaults are DistConfig's).
 struct ReducerSettings {
-  double bucket_mb = 400.0;         // NCCL bucket size
-  double timeout_s = 600.0;         // a collective taking longer means a rank was lost
-  bool bf16_grads = false;          // communicate in bf16 (NCCL only)
-  bool hierarchical = false;        // reduce in the node, across nodes, in the node
+  double bucket_mb;                 // NCCL bucket size
+  double timeout_s;                 // a collective taking longer means a rank was lost
+  bool bf16_grads;                  // communicate in bf16 (NCCL only)
+  bool hierarchical;                // reduce in the node, across nodes, in the node
   const ShardMap* shard = nullptr;  // ZeRO-1: this rank's part; outlives the reducer
 };
 

@@ -33,6 +33,7 @@
 // other block or, with one block an SM, by an L2 prefetch of the row (see the kernel). Larger C
 // (they would spill) and C % 4 != 0 keep the two-pass kernel.
 #include <initializer_list>
+#include <type_traits>
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/ops_common.cuh"
@@ -378,6 +379,16 @@ bool four_at_a_time(int C, std::initializer_list<const void*> f32,
   return C % 4 == 0 && all_aligned_to(f32, 4 * sizeof(float)) && all_aligned_to(act, 4 * sizeof(T));
 }
 
+// Calls f with the channels a lane takes at a time, 4 or 1, as a compile-time constant.
+template <typename F>
+void with_channels_per_lane(bool four, F&& f) {
+  if (four) {
+    f(std::integral_constant<int, 4>{});
+  } else {
+    f(std::integral_constant<int, 1>{});
+  }
+}
+
 // The register kernel with the fewest chunks (from kRegChunks) that hold C <= 128
 // max_reg_chunks<T>().
 template <typename T, int I = 0, typename... Args>
@@ -406,13 +417,12 @@ void residual_rmsnorm_forward(float* residual_out, T* normed, float* rstd, const
     return;
   }
   const auto blocks = static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock);
-  if (four_at_a_time<T>(C, {residual_out, hidden, residual_in, weight}, {normed})) {
-    residual_rmsnorm_forward_kernel<T, 4><<<blocks, kRowsPerBlock * 32, 0, stream>>>(
-        residual_out, normed, rstd, hidden, residual_in, weight, rows, C, eps);
-  } else {
-    residual_rmsnorm_forward_kernel<T, 1><<<blocks, kRowsPerBlock * 32, 0, stream>>>(
-        residual_out, normed, rstd, hidden, residual_in, weight, rows, C, eps);
-  }
+  with_channels_per_lane(
+      four_at_a_time<T>(C, {residual_out, hidden, residual_in, weight}, {normed}), [&](auto v) {
+        residual_rmsnorm_forward_kernel<T, decltype(v)::value>
+            <<<blocks, kRowsPerBlock * 32, 0, stream>>>(residual_out, normed, rstd, hidden,
+                                                        residual_in, weight, rows, C, eps);
+      });
   check_launch("residual_rmsnorm_forward_kernel");
 }
 
@@ -435,12 +445,11 @@ void rmsnorm_backward(float* dresidual, T* dresidual_act, float* dweight, const 
   if (four && C <= 128 * max_reg_chunks<T>()) {
     launch_backward_regs<T>(C, blocks, stream, partial, dresidual, dresidual_act, dnormed,
                             residual_out, rstd, weight, rows, C);
-  } else if (four) {
-    rmsnorm_backward_kernel<T, 4><<<blocks, kTileRows * 32, 0, stream>>>(
-        partial, dresidual, dresidual_act, dnormed, residual_out, rstd, weight, rows, C);
   } else {
-    rmsnorm_backward_kernel<T, 1><<<blocks, kTileRows * 32, 0, stream>>>(
-        partial, dresidual, dresidual_act, dnormed, residual_out, rstd, weight, rows, C);
+    with_channels_per_lane(four, [&](auto v) {
+      rmsnorm_backward_kernel<T, decltype(v)::value><<<blocks, kTileRows * 32, 0, stream>>>(
+          partial, dresidual, dresidual_act, dnormed, residual_out, rstd, weight, rows, C);
+    });
   }
   check_launch("rmsnorm_backward_kernel");
   add_column_sums(dweight, partial, tiles, C, C, stream);
