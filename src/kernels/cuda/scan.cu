@@ -64,7 +64,7 @@ constexpr int kSplit = 4;                 // threads per channel
 constexpr int kS = kN / kSplit;           // states per thread: one float4 group
 constexpr int kThreads = kCh * kSplit;
 constexpr int kWarps = kThreads / 32;
-constexpr int kRowsPerPass = kThreads / kCh;  // steps covered when every thread takes an element
+constexpr int kPairRows = kThreads / (kCh / 2);  // steps covered when every thread takes a pair
 constexpr int kGroup = 4;             // backward: steps whose states are rebuilt in registers
 constexpr int kFwdStages = 2;         // forward: chunks in flight
 constexpr int kFwdBlocksPerSM = 4;    // 64 registers, 48 KB of shared memory
@@ -119,23 +119,66 @@ struct Args {
   float *part_dA, *part_dD, *part_dbias;  // per (batch, segment, channel)
   int64_t seqlen, ld_z, ld_bc, tokens;
   int d_inner, nchunks, dblocks, segments, chunks_per_seg;
-  bool vec;  // every row is 16-byte aligned: copy with 16-byte accesses
+  bool vec;  // every row and every per-element tensor is 16-byte aligned: 16-byte copies, and
+             // one access for both elements of a pair (d_inner is even)
 };
 
 // Where a thread works. In the recurrences: channel `channel()` of the block, states
-// kS * group() .. + kS - 1. In the per-element work before and after them: elements
-// (step element_step(k), channel element_channel()) for k < kL / kRowsPerPass.
+// kS * group() .. + kS - 1. In the per-element work before and after them: the two channels of
+// its ElementPair at steps pair_step(k), k < kL / kPairRows (one 4- or 8-byte access moves both
+// elements of a step).
 __device__ __forceinline__ int group() {
   return threadIdx.x >> 3 & (kSplit - 1);
 }
 __device__ __forceinline__ int channel() {
   return (threadIdx.x >> 5) * 8 + (threadIdx.x & 7);
 }
-__device__ __forceinline__ int element_channel() {
-  return threadIdx.x % kCh;
+__device__ __forceinline__ int pair_step(int k) {
+  return threadIdx.x / (kCh / 2) + k * kPairRows;
 }
-__device__ __forceinline__ int element_step(int k) {
-  return threadIdx.x / kCh + k * kRowsPerPass;
+
+// Shared-memory arrays of 16-byte values per channel hold channel c at slot(c) = c with bit 0
+// flipped where bit 3 is set. A 16-byte access is served eight lanes at a time, and both the
+// recurrence's (eight consecutive channels) and the pairs' (one channel of each of eight
+// consecutive pairs) then meet eight different bank groups.
+__device__ __forceinline__ int slot(int c) {
+  return c ^ (c >> 3 & 1);
+}
+
+struct ElementPair {
+  int p, c, d;          // the pair within the block, its first channel there and in d_inner
+  int slot[2];          // the slots of channels c and c + 1
+  bool on[2];           // channels c and c + 1 exist
+  float D[2], bias[2];  // their D and delta_bias (0 where they do not exist)
+};
+
+template <typename T>
+__device__ __forceinline__ ElementPair element_pair(const Args<T>& a, int d0) {
+  ElementPair e;
+  e.p = threadIdx.x % (kCh / 2);
+  e.c = 2 * e.p;
+  e.d = d0 + e.c;
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    e.slot[i] = slot(e.c + i);
+    e.on[i] = e.d + i < a.d_inner;
+    e.D[i] = e.on[i] ? a.D[e.d + i] : 0.f;
+    e.bias[i] = e.on[i] ? a.delta_bias[e.d + i] : 0.f;
+  }
+  return e;
+}
+
+// Stores a pair's values at p (its first channel): one access when vec (then both exist or
+// neither), else one per existing channel.
+template <typename T>
+__device__ __forceinline__ void store_pair(T* p, const float (&v)[2], const ElementPair& e,
+                                           bool vec) {
+  if (vec) {
+    if (e.on[0]) store_vec<2>(p, v);
+  } else {
+    if (e.on[0]) store(p, v[0]);
+    if (e.on[1]) store(p + 1, v[1]);
+  }
 }
 
 // The backward keeps a thread's states in a lane-dependent order: register k holds state
@@ -304,11 +347,11 @@ struct FwdSmem {
   static constexpr int kInputs = kLocal ? 2 : 3;  // u, delta (, z)
   static constexpr int kOut = kLocal ? 1 : kL;    // the local pass forms no output
   Tile<T, kInputs> tiles[kFwdStages];
-  float4 bc[kL][2][kN / kS];  // B, C as fp32, by state group
-  float2 dt[kL][kCh];         // dt and dt * u
-  float4 y[kOut][kCh];        // C h summed over each of the channel's four threads
-  float gate[kOut][kCh];      // silu(z): out = y gate + dug
-  float dug[kOut][kCh];       // D u silu(z)
+  float4 bc[kL][2][kN / kS];   // B, C as fp32, by state group
+  float2 dt[kL][kCh];          // dt and dt * u
+  float4 y[kOut][kCh];         // C h summed over each of the channel's four threads, by slot()
+  float2 gate[kOut][kCh / 2];  // silu(z) of each pair's channels: out = y gate + dug
+  float2 dug[kOut][kCh / 2];   // D u silu(z)
 };
 
 // Forward. kLocal: scan each segment but the last from a zero state and store its end state and
@@ -319,16 +362,16 @@ __global__ void __launch_bounds__(kThreads, kFwdBlocksPerSM) scan_fwd_kernel(con
   using Smem = FwdSmem<T, kLocal>;
   extern __shared__ float4 smem_raw[];
   Smem& sm = *reinterpret_cast<Smem*>(smem_raw);
-  const int g = group(), ch = channel(), ec = element_channel();
+  const int g = group(), ch = channel(), cs = slot(ch);
   const BlockPos pos = block_pos(a, blockIdx.y);
-  const int d = pos.d0 + ch, ed = pos.d0 + ec;
-  const bool active = d < a.d_inner, e_active = ed < a.d_inner;
+  const int d = pos.d0 + ch;
+  const bool active = d < a.d_inner;
+  const ElementPair ep = element_pair(a, pos.d0);
 
   float A2[kS], h[kS] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
   for (int i = 0; i < kS; ++i)
     A2[i] = active ? a.A[static_cast<int64_t>(d) * kN + g * kS + i] * kLog2e : 0.f;
-  const float eD = e_active ? a.D[ed] : 0.f, ebias = e_active ? a.delta_bias[ed] : 0.f;
   if (!kLocal && active) {
     for (int r = 0; r < pos.seg; ++r) {
       const int64_t p = seg_index(a, pos.b, r, d);
@@ -360,18 +403,26 @@ __global__ void __launch_bounds__(kThreads, kFwdBlocksPerSM) scan_fwd_kernel(con
       __pipeline_commit();
     const int steps = steps_in_chunk(a, c);
 #pragma unroll
-    for (int k = 0; k < kL / kRowsPerPass; ++k) {
-      const int s = element_step(k);
-      const bool valid = e_active && s < steps;
-      const float u = valid ? to_f32(tile.x[0][s][ec]) : 0.f;
-      const float dt = valid ? softplus(to_f32(tile.x[1][s][ec]) + ebias).value : 0.f;
-      sm.dt[s][ec] = make_float2(dt, dt * u);
-      if constexpr (!kLocal) {
-        const float z = to_f32(tile.x[2][s][ec]);
-        const float gate = valid ? z * sigmoid(z) : 0.f;
-        sm.gate[s][ec] = gate;
-        sm.dug[s][ec] = eD * u * gate;
+    for (int k = 0; k < kL / kPairRows; ++k) {
+      // Stale tile slots (past the sequence or d_inner) are read and their results discarded.
+      const int s = pair_step(k);
+      float u[2], x[2], z[2], dt[2];
+      load_vec<2>(&tile.x[0][s][ep.c], u);
+      load_vec<2>(&tile.x[1][s][ep.c], x);
+      if constexpr (!kLocal) load_vec<2>(&tile.x[2][s][ep.c], z);
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        const bool valid = ep.on[i] && s < steps;
+        u[i] = valid ? u[i] : 0.f;
+        dt[i] = valid ? softplus(x[i] + ep.bias[i]).value : 0.f;
+        if constexpr (!kLocal) z[i] = valid ? z[i] * sigmoid(z[i]) : 0.f;  // the gate
       }
+      if constexpr (!kLocal) {
+        sm.gate[s][ep.p] = make_float2(z[0], z[1]);
+        sm.dug[s][ep.p] = make_float2(ep.D[0] * u[0] * z[0], ep.D[1] * u[1] * z[1]);
+      }
+      *reinterpret_cast<float4*>(&sm.dt[s][ep.c]) =
+          make_float4(dt[0], dt[0] * u[0], dt[1], dt[1] * u[1]);
     }
     // B and C as fp32, zero past the end of the sequence (stale slots could hold NaNs).
     for_my_indices<kThreads, kL * 2 * kN>([&](int j) {
@@ -396,18 +447,20 @@ __global__ void __launch_bounds__(kThreads, kFwdBlocksPerSM) scan_fwd_kernel(con
       if constexpr (kLocal)
         dt_sum += t.x;
       else
-        reinterpret_cast<float*>(&sm.y[s][ch])[g] = y;
+        reinterpret_cast<float*>(&sm.y[s][cs])[g] = y;
     }
     if constexpr (!kLocal) {
       __syncthreads();
       const int64_t row = chunk_row(pos, c);
 #pragma unroll
-      for (int k = 0; k < kL / kRowsPerPass; ++k) {
-        const int s = element_step(k);
-        if (e_active && s < steps) {
-          const float4 y = sm.y[s][ec];
-          const float out = fmaf((y.x + y.y) + (y.z + y.w), sm.gate[s][ec], sm.dug[s][ec]);
-          store(a.out + (row + s) * a.d_inner + ed, out);
+      for (int k = 0; k < kL / kPairRows; ++k) {
+        const int s = pair_step(k);
+        if (s < steps) {
+          const float2 gate = sm.gate[s][ep.p], dug = sm.dug[s][ep.p];
+          const float4 y0 = sm.y[s][ep.slot[0]], y1 = sm.y[s][ep.slot[1]];
+          const float out[2] = {fmaf((y0.x + y0.y) + (y0.z + y0.w), gate.x, dug.x),
+                                fmaf((y1.x + y1.y) + (y1.z + y1.w), gate.y, dug.y)};
+          store_pair(a.out + (row + s) * a.d_inner + ep.d, out, ep, a.vec);
         }
       }
     }
@@ -514,7 +567,8 @@ struct BwdSmem {
   // landing during the reverse pass.
   Tile<T, 4> tile;
   // Per (step, channel) values derived once per chunk: {dt, u, dy = dout silu(z),
-  // sd = softplus'(delta + bias)}, one 16-byte load for the four threads of a channel.
+  // sd = softplus'(delta + bias)}, one 16-byte load for the four threads of a channel. This and
+  // part hold channel c at slot(c).
   float4 e[kL][kCh];
   // Each thread's share of the per-element sums over the channel's states, per (step, channel),
   // component g written by the thread of group g: in pass A its sum_n C h; in the reverse pass,
@@ -550,16 +604,16 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
   extern __shared__ float4 smem_raw[];
   BwdSmem<T>& sm = *reinterpret_cast<BwdSmem<T>*>(smem_raw);
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int g = group(), ch = channel(), ec = element_channel(), pm = perm();
+  const int g = group(), ch = channel(), cs = slot(ch), pm = perm();
   const BlockPos pos = block_pos(a, kLocal ? blockIdx.y + 1 : blockIdx.y);
-  const int d = pos.d0 + ch, ed = pos.d0 + ec;
-  const bool active = d < a.d_inner, e_active = ed < a.d_inner;
+  const int d = pos.d0 + ch;
+  const bool active = d < a.d_inner;
+  const ElementPair ep = element_pair(a, pos.d0);
   auto state = [&](int i) { return g * kS + (i ^ pm); };
 
   Adjoint<kS> adj;
   adj.start<kLocal>(a, pos, d, active, state);
-  const float eD = e_active ? a.D[ed] : 0.f, ebias = e_active ? a.delta_bias[ed] : 0.f;
-  float e_dD = 0.f, e_dbias = 0.f;  // this thread's elements' share of dD, d(delta_bias)
+  float e_dD[2] = {0.f, 0.f}, e_dbias[2] = {0.f, 0.f};  // the pair's share of dD, d(delta_bias)
   float dt_sum = 0.f;
   float *part_dB = dbc_partials(a, pos, 0), *part_dC = dbc_partials(a, pos, 1);
 
@@ -576,15 +630,20 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
     __pipeline_wait_prior(0);
     __syncthreads();  // chunk c has landed; everyone is done with chunk c + 1
 #pragma unroll
-    for (int k = 0; k < kL / kRowsPerPass; ++k) {  // per-element values
-      const int s = element_step(k);
-      const bool valid = e_active && s < steps;
-      const float z = to_f32(sm.tile.x[2][s][ec]);
-      const float go = to_f32(sm.tile.x[3][s][ec]);
-      const float sz = sigmoid(z);
-      const Softplus sp = softplus(to_f32(sm.tile.x[1][s][ec]) + ebias);
-      sm.e[s][ec] = make_float4(valid ? sp.value : 0.f, valid ? to_f32(sm.tile.x[0][s][ec]) : 0.f,
-                                valid ? go * z * sz : 0.f, sp.grad);
+    for (int k = 0; k < kL / kPairRows; ++k) {  // per-element values (stale slots discarded)
+      const int s = pair_step(k);
+      float u[2], x[2], z[2], go[2];
+      load_vec<2>(&sm.tile.x[0][s][ep.c], u);
+      load_vec<2>(&sm.tile.x[1][s][ep.c], x);
+      load_vec<2>(&sm.tile.x[2][s][ep.c], z);
+      load_vec<2>(&sm.tile.x[3][s][ep.c], go);
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        const bool valid = ep.on[i] && s < steps;
+        const Softplus sp = softplus(x[i] + ep.bias[i]);
+        sm.e[s][ep.slot[i]] = make_float4(valid ? sp.value : 0.f, valid ? u[i] : 0.f,
+                                          valid ? go[i] * z[i] * sigmoid(z[i]) : 0.f, sp.grad);
+      }
     }
     // B and C in the four register orders, zero past the end of the sequence (stale slots could
     // hold NaNs): entry (s, q, grp, p) holds states kS * grp + (i ^ p), i < kS.
@@ -602,7 +661,7 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
       if (c > pos.c_begin) load_chunk<kThreads>(sm.tile, a, pos, c - 1);
 #pragma unroll
       for (int s = kL - 1; s >= 0; --s) {
-        const float4 e = sm.e[s][ch];
+        const float4 e = sm.e[s][cs];
         const float dt = e.x, dy = e.z;
         float Cv[kS];
         unpack(Cv, sm.bc[s][1][g][pm]);
@@ -614,7 +673,7 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
 #pragma unroll
       for (int s = 0; s < kL; ++s) {
         if (s % kGroup == 0) sm.hg[s / kGroup][tid] = make_float4(h[0], h[1], h[2], h[3]);
-        const float4 e = sm.e[s][ch];
+        const float4 e = sm.e[s][cs];
         const float dt = e.x, dy = e.z, dtu = dt * e.y;
         float Bv[kS], Cv[kS], v[kS], y = 0.f;
         unpack(Bv, sm.bc[s][0][g][pm]);
@@ -627,20 +686,27 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
         }
         const float r = channel_sum(v);
         if (!(lane & 1)) sm.red[s][warp][g * kS + pm] = r;
-        reinterpret_cast<float*>(&sm.part[s][ch])[g] = y;
+        reinterpret_cast<float*>(&sm.part[s][cs])[g] = y;
       }
       __syncthreads();
       store_partials(part_dC + row * kN, sm.red, steps);
 #pragma unroll
-      for (int k = 0; k < kL / kRowsPerPass; ++k) {  // dz = dout silu'(z) (C h + D u)
-        const int s = element_step(k);
-        if (e_active && s < steps) {
-          const float4 t = sm.part[s][ec];
-          const float y = fmaf(eD, sm.e[s][ec].y, (t.x + t.y) + (t.z + t.w));
-          const float z = to_f32(sm.tile.x[2][s][ec]), go = to_f32(sm.tile.x[3][s][ec]);
-          const float sz = sigmoid(z);
-          store(a.dz + (row + s) * a.ld_z + ed, go * sz * fmaf(z, 1.f - sz, 1.f) * y);
-          if (a.out) store(a.out + (row + s) * a.d_inner + ed, z * sz * y);
+      for (int k = 0; k < kL / kPairRows; ++k) {  // dz = dout silu'(z) (C h + D u)
+        const int s = pair_step(k);
+        if (s < steps) {
+          float z[2], go[2], dz[2], out[2];
+          load_vec<2>(&sm.tile.x[2][s][ep.c], z);
+          load_vec<2>(&sm.tile.x[3][s][ep.c], go);
+#pragma unroll
+          for (int i = 0; i < 2; ++i) {
+            const float4 t = sm.part[s][ep.slot[i]];
+            const float y = fmaf(ep.D[i], sm.e[s][ep.slot[i]].y, (t.x + t.y) + (t.z + t.w));
+            const float sz = sigmoid(z[i]);
+            dz[i] = go[i] * sz * fmaf(z[i], 1.f - sz, 1.f) * y;
+            out[i] = z[i] * sz * y;
+          }
+          store_pair(a.dz + (row + s) * a.ld_z + ep.d, dz, ep, a.vec);
+          if (a.out) store_pair(a.out + (row + s) * a.d_inner + ep.d, out, ep, a.vec);
         }
       }
       __syncthreads();  // the tile is read for the last time
@@ -655,7 +721,7 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
 #pragma unroll
         for (int j = 0; j + 1 < kGroup; ++j) {
           const int s = grp * kGroup + j;
-          const float4 e = sm.e[s][ch];
+          const float4 e = sm.e[s][cs];
           const float dt = e.x, dtu = dt * e.y;
           float Bv[kS];
           unpack(Bv, sm.bc[s][0][g][pm]);
@@ -664,7 +730,7 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
 #pragma unroll
         for (int j = kGroup - 1; j >= 0; --j) {
           const int s = grp * kGroup + j;
-          const float4 e = sm.e[s][ch];
+          const float4 e = sm.e[s][cs];
           const float dt = e.x, dy = e.z, dtu = dt * e.y;
           float Bv[kS], Cv[kS], v[kS], sB = 0.f, sA = 0.f;
           unpack(Bv, sm.bc[s][0][g][pm]);
@@ -675,41 +741,54 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
           // Groups g and g ^ 1 swap halves: even g keep the sum of sB, odd g that of sA.
           const bool odd = g & 1;
           const float keep = odd ? sA : sB;
-          reinterpret_cast<float*>(&sm.part[s][ch])[g] =
+          reinterpret_cast<float*>(&sm.part[s][cs])[g] =
               keep + __shfl_xor_sync(~0u, odd ? sB : sA, 8);
         }
       }
       __syncthreads();
       store_partials(part_dB + row * kN, sm.red, steps);
 #pragma unroll
-      for (int k = 0; k < kL / kRowsPerPass; ++k) {  // du, ddelta
-        const int s = element_step(k);
-        if (e_active && s < steps) {
-          const float4 t = sm.part[s][ec];
-          const float sB = t.x + t.z, sA = t.y + t.w;
-          const float4 e = sm.e[s][ec];  // dt, u, dy, sd
-          const float dx = fmaf(e.y, sB, kLn2 * sA) * e.w;
-          store(a.du + (row + s) * a.d_inner + ed, fmaf(eD, e.z, e.x * sB));
-          store(a.ddelta + (row + s) * a.d_inner + ed, dx);
-          e_dD = fmaf(e.z, e.y, e_dD);
-          e_dbias += dx;
+      for (int k = 0; k < kL / kPairRows; ++k) {  // du, ddelta
+        const int s = pair_step(k);
+        if (s < steps) {
+          float du[2], dx[2];
+#pragma unroll
+          for (int i = 0; i < 2; ++i) {
+            const float4 t = sm.part[s][ep.slot[i]];
+            const float sB = t.x + t.z, sA = t.y + t.w;
+            const float4 e = sm.e[s][ep.slot[i]];  // dt, u, dy, sd (zero where not valid)
+            dx[i] = fmaf(e.y, sB, kLn2 * sA) * e.w;
+            du[i] = fmaf(ep.D[i], e.z, e.x * sB);
+            e_dD[i] = fmaf(e.z, e.y, e_dD[i]);
+            e_dbias[i] += ep.on[i] ? dx[i] : 0.f;
+          }
+          store_pair(a.du + (row + s) * a.d_inner + ep.d, du, ep, a.vec);
+          store_pair(a.ddelta + (row + s) * a.d_inner + ep.d, dx, ep, a.vec);
         }
       }
     }
   }
 
   const int64_t p0 = seg_index(a, pos.b, pos.seg, pos.d0);
-  if constexpr (!kLocal) {  // dD, d(delta_bias): the four threads that took each channel's elements
+  if constexpr (!kLocal) {  // dD, d(delta_bias): the eight threads that took each channel's pair
+    static_assert(kThreads == 8 * (kCh / 2) && 4 * kThreads <= kL * kWarps * kN);
     __syncthreads();
     float* part = &sm.red[0][0][0];
-    part[tid] = e_dD;
-    part[kThreads + tid] = e_dbias;
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      part[i * kThreads + tid] = e_dD[i];
+      part[(2 + i) * kThreads + tid] = e_dbias[i];
+    }
     __syncthreads();
     if (tid < kCh && pos.d0 + tid < a.d_inner) {
-      const float* x = part + tid;
-      a.part_dD[p0 + tid] = (x[0] + x[kCh]) + (x[2 * kCh] + x[3 * kCh]);
-      x += kThreads;
-      a.part_dbias[p0 + tid] = (x[0] + x[kCh]) + (x[2 * kCh] + x[3 * kCh]);
+      constexpr int kStride = kCh / 2;  // between the threads of one pair
+      auto sum8 = [&](const float* x) {
+        return ((x[0] + x[kStride]) + (x[2 * kStride] + x[3 * kStride])) +
+               ((x[4 * kStride] + x[5 * kStride]) + (x[6 * kStride] + x[7 * kStride]));
+      };
+      const int at = tid % 2 * kThreads + tid / 2;
+      a.part_dD[p0 + tid] = sum8(part + at);
+      a.part_dbias[p0 + tid] = sum8(part + 2 * kThreads + at);
     }
   }
   if (active) adj.store<kLocal>(a, p0 + ch, dt_sum, g == 0, state);
@@ -1158,7 +1237,8 @@ void backward(const ScanShape& s, const ScanInputs& in, ConstAct dout, const voi
   const Plan p = make_plan(s, tuning);
   const Workspace w = carve(s, p, workspace);
   set_plan(a, s, p, w);
-  a.vec = rows_aligned<T>(s) && all_aligned_to({a.u, a.delta, a.z, a.dout, a.B, a.C}, 16);
+  a.vec = rows_aligned<T>(s) &&
+          all_aligned_to({a.u, a.delta, a.z, a.dout, a.B, a.C, a.du, a.ddelta, a.dz, a.out}, 16);
 
   const unsigned blocks = static_cast<unsigned>(static_cast<int64_t>(s.batch) * p.dblocks);
   if (p.bwd16) {
