@@ -3,7 +3,8 @@
 // events, medians over repeats after warm-up), the exp bound and the bytes bound, and the
 // reference package's times measured on the same kind of GPU.
 //   bench_scan           the three shapes, bf16, segments chosen by the plan
-//   bench_scan --sweep   also other segment counts, and the fp32 path at the first shape
+//   bench_scan --sweep   also each backward kernel (4 and 16 states per thread) at the plan's
+//                        segments, other segment counts, and the fp32 path at the first shape
 //   bench_scan --profile the first shape only, three untimed runs (for Nsight Compute)
 // Inputs are laid out as in the model: z is the second half of [x | z] rows, B and C are slices
 // of [dt | B | C] rows (dt_rank = d_model / 16 with d_model = d_inner / 2).
@@ -137,8 +138,9 @@ Timing time_scan(const ScanShape& s, int R, const ScanTuning& tuning, int repeat
 }
 
 template <typename T>
-void report(const ScanShape& s, int R, const Reference& ref, int segments, int sms, int repeats) {
-  const Timing t = time_scan<T>(s, R, ScanTuning{segments}, repeats);
+void report(const ScanShape& s, int R, const Reference& ref, int segments, int sms, int repeats,
+            int backward_states = 0) {
+  const Timing t = time_scan<T>(s, R, ScanTuning{segments, backward_states}, repeats);
   const double elements = static_cast<double>(s.batch) * s.seqlen * s.d_inner;
   // 16 exps per element and pass: one pass forward, two backward (recompute, reverse).
   const double exp_fwd_ms = elements * kN / (kExpPerClock * sms * kClockHz) * 1e3;
@@ -156,13 +158,15 @@ void report(const ScanShape& s, int R, const Reference& ref, int segments, int s
                   ref.fwd_ms, ref.fwd_bwd_ms, ref.fwd_bwd_ms / t.fwd_bwd_ms);
   std::printf(
       "{\"shape\": {\"batch\": %d, \"d_inner\": %d, \"seqlen\": %lld, \"d_state\": %d}, "
-      "\"dtype\": \"%s\", \"segments\": \"%s\", \"fwd_ms\": %.3f, \"bwd_ms\": %.3f, "
+      "\"dtype\": \"%s\", \"segments\": \"%s\", \"backward_states\": \"%s\", \"fwd_ms\": %.3f, "
+      "\"bwd_ms\": %.3f, "
       "\"fwd_bwd_ms\": %.3f, \"exp_bound_fwd_ms\": %.3f, \"exp_bound_fwd_bwd_ms\": %.3f, "
       "\"bytes_bound_fwd_bwd_ms\": %.3f, \"ratio_fwd_bwd_to_exp_bound\": %.2f, %s}\n",
       s.batch, s.d_inner, static_cast<long long>(s.seqlen), s.d_state,
       sizeof(T) == 2 ? "bf16" : "fp32", segments ? std::to_string(segments).c_str() : "auto",
-      t.fwd_ms, t.bwd_ms, t.fwd_bwd_ms, exp_fwd_ms, 3 * exp_fwd_ms, bytes_ms,
-      t.fwd_bwd_ms / (3 * exp_fwd_ms), reference);
+      backward_states ? std::to_string(backward_states).c_str() : "auto", t.fwd_ms, t.bwd_ms,
+      t.fwd_bwd_ms, exp_fwd_ms, 3 * exp_fwd_ms, bytes_ms, t.fwd_bwd_ms / (3 * exp_fwd_ms),
+      reference);
   std::fflush(stdout);
 }
 
@@ -209,6 +213,7 @@ int main(int argc, char** argv) {
       }
       report<__nv_bfloat16>(s, R, c.ref, 0, sms, 20);
       if (!sweep) continue;
+      for (int states : {4, 16}) report<__nv_bfloat16>(s, R, c.ref, 0, sms, 20, states);
       for (int seg : c.sweep_segments) report<__nv_bfloat16>(s, R, c.ref, seg, sms, 20);
       if (&c == &cases[0]) report<float>(s, R, c.ref, 0, sms, 20);
     }

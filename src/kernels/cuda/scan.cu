@@ -32,8 +32,8 @@
 //   division.
 // - The backward also exists with one thread per channel and all 16 states in registers (64
 //   threads per block): fewer instructions and shared-memory accesses per element, so once there
-//   are enough blocks to give every scheduler a few of its warps it is the faster one. The plan
-//   picks it when the 4-state blocks would overflow one wave, and for segmented sequences (below).
+//   are enough blocks to give every scheduler a few of its warps it is the faster one where the
+//   4-state blocks would take between one and two waves (make_plan).
 // - When batch * d_inner is too small to fill the GPU, each sequence is cut into segments scanned
 //   in parallel: a first pass scans each segment from a zero state (forward) or a zero adjoint
 //   (backward), and each block then composes the exact entry state from those partial results
@@ -1064,7 +1064,10 @@ struct Plan {
   bool bwd16;  // the backward with 16 states per thread (else 4)
 };
 
-void validate(const ScanShape& s) {
+void validate(const ScanShape& s, const ScanTuning& tuning) {
+  if (tuning.backward_states != 0 && tuning.backward_states != 4 && tuning.backward_states != 16)
+    throw_error("scan error: backward_states = ", tuning.backward_states,
+                ": use 4 or 16 (states per thread of the backward), or 0 for the plan's choice");
   if (s.d_state != kN)
     throw_error("scan error: d_state = ", s.d_state, ": the CUDA scan supports d_state = 16 only");
   if (s.batch < 1 || s.seqlen < 1 || s.d_inner < 1)
@@ -1096,8 +1099,8 @@ Plan make_plan(const ScanShape& s, const ScanTuning& tuning) {
     // 2048, fwd + bwd ms: 256 blocks 1.46 unsegmented against 1.70 with 2 segments and 1.74 with
     // the two-wave rule's 4; 192 blocks 1.27 with 2 against 1.46; 128 blocks 0.86 with 3 against
     // 0.94). Fewer blocks have the long sequences, where the extra pass is cheapest spread over
-    // two full waves of the 16-state backward (44 segments 5.25 ms at 1 x 65536 x 1536 against
-    // 5.37 with the one-wave rule's 16).
+    // as many blocks as two full waves of the 16-state backward (44 segments 5.25 ms at 1 x 65536
+    // x 1536 against 5.37 with the one-wave rule's 16), which the 4-state backward then runs.
     segments = 2 * blocks >= sms ? std::max<int64_t>(1, kBwdBlocksPerSM * sms / blocks)
                                  : 2 * kBwd16BlocksPerSM * sms / blocks;
   }
@@ -1105,9 +1108,15 @@ Plan make_plan(const ScanShape& s, const ScanTuning& tuning) {
   p.chunks_per_seg = static_cast<int>(ceil_div(p.nchunks, segments));
   p.segments = static_cast<int>(ceil_div(p.nchunks, p.chunks_per_seg));
   // The 4-state backward hides latency with 4x the warps but spends more instructions and
-  // shared-memory accesses per element; once its blocks overflow one wave (3 per SM), the 16-state
-  // one, which then has enough warps too, is faster (1.82 against 2.15 ms at 8 x 2048 x 4096).
-  p.bwd16 = blocks * p.segments > static_cast<int64_t>(kBwdBlocksPerSM) * sms;
+  // shared-memory accesses per element. Where its blocks fill one wave (3 per SM), or two or more
+  // so that the last one matters less, it is the faster one; between one and two waves the
+  // 16-state one, which then has enough warps too (bench_scan, bwd ms with 4 / 16 states: 512
+  // blocks at 8 x 2048 x 4096 2.19 / 1.96; 1024 blocks at 1 x 16384 x 4096 in 16 segments
+  // 2.45 / 2.53; 1056 at 1 x 65536 x 1536 in 44 segments 3.59 / 3.72).
+  const int64_t wave = static_cast<int64_t>(kBwdBlocksPerSM) * sms,
+                bwd_blocks = blocks * p.segments;
+  p.bwd16 = tuning.backward_states ? tuning.backward_states == 16
+                                   : bwd_blocks > wave && bwd_blocks < 2 * wave;
   return p;
 }
 
@@ -1188,7 +1197,7 @@ void set_inputs(Args<T>& a, const ScanInputs& in, const ActCast<T>& act) {
 template <typename T>
 void forward(const ScanShape& s, const ScanInputs& in, Act out_act, float* last_state, void* ckpt,
              void* workspace, cudaStream_t stream, const ScanTuning& tuning) {
-  validate(s);
+  validate(s, tuning);
   const ActCast<T> act{"selective_scan_forward"};
   Args<T> a{};
   set_inputs(a, in, act);
@@ -1211,7 +1220,7 @@ void forward(const ScanShape& s, const ScanInputs& in, Act out_act, float* last_
 template <typename T>
 void backward(const ScanShape& s, const ScanInputs& in, ConstAct dout, const void* ckpt,
               const ScanGrads& g, void* workspace, cudaStream_t stream, const ScanTuning& tuning) {
-  validate(s);
+  validate(s, tuning);
   const ActCast<T> act{"selective_scan_backward"};
   Args<T> a{};
   set_inputs(a, in, act);
@@ -1270,12 +1279,12 @@ void backward(const ScanShape& s, const ScanInputs& in, ConstAct dout, const voi
 }  // namespace
 
 size_t scan_checkpoint_bytes(const ScanShape& s, ActType type) {
-  validate(s);
+  validate(s, {});
   return static_cast<size_t>(s.batch) * ceil_div(s.seqlen, kL) * s.d_inner * kN * type_bytes(type);
 }
 
 size_t scan_workspace_bytes(const ScanShape& s, const ScanTuning& tuning) {
-  validate(s);
+  validate(s, tuning);
   return carve(s, make_plan(s, tuning), nullptr).bytes;
 }
 

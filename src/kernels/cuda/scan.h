@@ -30,6 +30,9 @@ struct ScanTuning {
   // Pieces each sequence is cut into and scanned in parallel (each piece costs one extra pass of
   // exps); 0 picks from the shape and the device: 1 when batch * d_inner fills the GPU.
   int segments = 0;
+  // States per thread of the backward: 4 (four threads per channel) or 16 (one); 0 picks from the
+  // shape and the device.
+  int backward_states = 0;
 };
 
 size_t scan_checkpoint_bytes(const ScanShape& s, ActType type);
