@@ -164,6 +164,21 @@ __device__ __forceinline__ WarpRow<T> warp_row(int64_t rows, int C, const T* dno
   return w;
 }
 
+// Once a chunk's dweight terms (columns c0 .. c0 + kChunk - 1 of each of the tile's rows) are in
+// shared memory: one thread a column adds them over the tile's rows, in row order, into the tile's
+// partial sum.
+template <int kChunk>
+__device__ __forceinline__ void add_tile_terms(float* tile_partial,
+                                               const float (&terms)[kTileRows][kChunk],
+                                               int tile_rows, int c0, int C) {
+  const int col = c0 + static_cast<int>(threadIdx.x);
+  if (threadIdx.x < kChunk && col < C) {
+    float acc = 0.0f;
+    for (int w = 0; w < tile_rows; ++w) acc += terms[w][threadIdx.x];
+    tile_partial[col] = acc;
+  }
+}
+
 // d(x_c * r * w_c)/dx_j = r * w_c * [c == j] - x_c * w_c * x_j * r^3 / C, r = rstd. A block per
 // tile of kTileRows rows, a warp per row, V consecutive channels per lane at a time, as the
 // forward. The first pass over the row (the dot product, which needs every channel before
@@ -209,12 +224,7 @@ __global__ void __launch_bounds__(kTileRows * 32)
     }
     store_vec<V>(&terms[buf][warp][lane * V], term);
     __syncthreads();
-    const int col = c0 + static_cast<int>(threadIdx.x);
-    if (threadIdx.x < kChunk && col < C) {
-      float acc = 0.0f;
-      for (int w = 0; w < my.tile_rows; ++w) acc += terms[buf][w][threadIdx.x];
-      tile_partial[col] = acc;
-    }
+    add_tile_terms(tile_partial, terms[buf], my.tile_rows, c0, C);
 #pragma unroll
     for (int i = 0; i < V; ++i) {
       gv[i] = gn[i];
@@ -334,12 +344,7 @@ __global__ void __launch_bounds__(kTileRows * 32, reg_min_blocks<T>(N))
         prefetch_l2(dresidual + my.t * C, static_cast<uint32_t>(C * sizeof(float)));
     }
     __syncthreads();
-    const int col = j * kChunk + static_cast<int>(threadIdx.x);
-    if (threadIdx.x < kChunk && col < C) {
-      float acc = 0.0f;
-      for (int w = 0; w < my.tile_rows; ++w) acc += terms[j % 2][w][threadIdx.x];
-      tile_partial[col] = acc;
-    }
+    add_tile_terms(tile_partial, terms[j % 2], my.tile_rows, j * kChunk, C);
   }
   if (!my.has_row) return;
   const float k = warp_sum(dot) * my.r * my.r * my.r / C;
