@@ -22,6 +22,7 @@
 #include "step_model.h"
 #include "train/device.h"
 #include "train/experiment_config.h"
+#include "train/reducer_settings.h"
 
 namespace bench {
 
@@ -80,10 +81,7 @@ inline LayerProfile profile_layers(const mamba::ExperimentConfig& cfg, mamba::Co
   step(nullptr);
   std::unique_ptr<mamba::GradientReducer> reducer;
   if (comm.world() > 1) {
-    reducer = mamba::make_gradient_reducer(
-        mamba::ReducerSettings{cfg.dist.bucket_mb, cfg.dist.timeout_s, cfg.dist.bf16_grads,
-                               cfg.dist.hierarchical},
-        comm, model);
+    reducer = mamba::make_gradient_reducer(mamba::reducer_settings(cfg.dist), comm, model);
     step(reducer.get());
     reducer->finish();
   }

@@ -14,6 +14,7 @@
 #include "train/evaluate.h"
 #include "train/hugging_face.h"
 #include "train/parallel_checkpoint.h"
+#include "train/reducer_settings.h"
 #include "train/schedule.h"
 #include "train/stop_signal.h"
 #include "util/clock.h"
@@ -127,10 +128,7 @@ Trainer::Trainer(const ExperimentConfig& config, Communicator& comm)
   if (leader_ && cfg_.log.tensorboard) {
     tensorboard_ = TensorBoardWriter::open(cfg_.checkpoint.dir + "/tb", cfg_.source, state_.step);
   }
-  reducer_ = make_gradient_reducer(
-      ReducerSettings{cfg_.dist.bucket_mb, cfg_.dist.timeout_s, cfg_.dist.bf16_grads,
-                      cfg_.dist.hierarchical, shard_.get()},
-      comm, *model_);
+  reducer_ = make_gradient_reducer(reducer_settings(cfg_.dist, shard_.get()), comm, *model_);
   rows_.resize(int64_t(micro_) * accum_ * (L + 1));
   first_step_ = state_.step;
 }
