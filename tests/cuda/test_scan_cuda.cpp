@@ -418,6 +418,19 @@ TEST(ScanCuda, GradientsAreBitwiseReproducible) {
   }
 }
 
+// backward_states reaches the choice of kernel: the two backwards add the dB terms of a step over
+// the block's channels in different orders (a 4-state warp holds 8 channels, a 16-state one 32),
+// so their fp32 dB differ in the last bits, while both match the CPU (EachBackwardMatchesCpu).
+TEST(ScanCuda, BackwardStatesPicksTheKernel) {
+  if (const std::string why = no_gpu_reason(); !why.empty())
+    GTEST_SKIP() << "no CUDA device: " << why;
+  const Problem p = make_problem(2, 300, 256, 16, 11, false);
+  const Results four = gpu_run<float>(p, {1, 4}), sixteen = gpu_run<float>(p, {1, 16});
+  ASSERT_EQ(four.dB.size(), sixteen.dB.size());
+  EXPECT_NE(std::memcmp(four.dB.data(), sixteen.dB.data(), four.dB.size() * sizeof(float)), 0)
+      << "backward_states 4 and 16 gave bit-identical dB: the same kernel ran";
+}
+
 TEST(ScanCuda, RejectsUnsupportedShapes) {
   if (const std::string why = no_gpu_reason(); !why.empty())
     GTEST_SKIP() << "no CUDA device: " << why;
