@@ -238,6 +238,7 @@ TEST_F(CheckpointWriterTest, BackgroundWriteLoadsBackAndMatchesTheSynchronousSav
   state.step = 7;
   state.rng = {1, 2, 3, 4};
   state.config_yaml = "x: 1\n";
+  state.gemm_algorithms = "gemm-algorithms 1 cublasLt 130000 sm_90 NVIDIA H200\n1 2 3  a b\n";
   const std::string async_dir = dir() + "/async", sync_dir = dir() + "/sync";
   {
     CheckpointWriter writer(*backend, model.layout, async_dir, 0);
@@ -261,6 +262,7 @@ TEST_F(CheckpointWriterTest, BackgroundWriteLoadsBackAndMatchesTheSynchronousSav
   EXPECT_EQ(loaded.params, same.params);
   EXPECT_EQ(loaded.exp_avg_sq, same.v);
   EXPECT_EQ(loaded.optimizer_steps, 6);
+  EXPECT_EQ(loaded_state.gemm_algorithms, state.gemm_algorithms);
 }
 
 // A device without room for the snapshot: the save streams from the live buffers before it

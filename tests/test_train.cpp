@@ -27,6 +27,7 @@
 #include "scratch.h"
 #include "shard_fixtures.h"
 #include "train/checkpoint.h"
+#include "train/device.h"
 #include "util/rng.h"
 
 namespace mamba {
@@ -150,6 +151,29 @@ TEST_F(TrainRun, SigtermCheckpointsAndResumesExactly) {
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_EQ(bytes_of(dir("uninterrupted") + "/step_00000040/model.safetensors"),
             bytes_of(dir("preempted") + "/step_00000040/model.safetensors"));
+}
+
+// train.tune_gemms on a GPU: the checkpoint records the GEMM algorithms that timing chose, and a
+// run resumed from it computes with them (timing again could choose others), so it ends with the
+// bytes of the run that wrote it.
+TEST_F(TrainRun, TunedGemmsResumeBitExactlyOnAGpu) {
+  if (!cuda_available()) GTEST_SKIP() << "no usable CUDA device (or a build without CUDA)";
+  const std::string cfg = config("tuned");
+  const std::string args =
+      " train.device=cuda train.precision=bf16 train.tune_gemms=true model.d_model=256"
+      " model.d_state=16 data.seq_len=256 train.steps=8 checkpoint.interval=4";
+  ASSERT_EQ(run_mamba("train " + cfg + args).status, 0);
+  const auto state = nlohmann::json::parse(bytes_of(dir("tuned") + "/step_00000004/trainer.json"));
+  EXPECT_NE(state.value("gemm_algorithms", ""), "") << "the checkpoint holds no GEMM choices";
+  const std::string step8 = dir("tuned") + "/step_00000008";
+  const std::string weights = bytes_of(step8 + "/model.safetensors");
+  const std::string moments = bytes_of(step8 + "/optimizer.safetensors");
+  fs::remove_all(step8);
+  const auto r = run_mamba("train " + cfg + args);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("resumed from"), std::string::npos) << r.output;
+  EXPECT_EQ(bytes_of(step8 + "/model.safetensors"), weights);
+  EXPECT_EQ(bytes_of(step8 + "/optimizer.safetensors"), moments);
 }
 
 TEST_F(TrainRun, HalfWrittenCheckpointIsIgnored) {

@@ -117,6 +117,13 @@ class Backend {
   // Chunked over tokens so that the logits of the whole batch never exist. Returns the mean loss.
   virtual double lm_head_loss(const LmHeadLoss& op) = 0;
 
+  // The algorithms the backend chose by timing (kernels/cuda/gemm.h), as text; "" when it chose
+  // none. Adopted elsewhere, they make that process compute as this one does, to the bit. Adopting
+  // returns false, changing nothing, for text written with other libraries or another kind of
+  // device; a backend that times nothing has nothing to adopt.
+  virtual std::string gemm_algorithms() const { return {}; }
+  virtual bool adopt_gemm_algorithms(const std::string& /*text*/) { return true; }
+
   // ---- small elementwise ops and the optimizer ----
   virtual void negative_exp(float* out, const float* in, int64_t n) = 0;  // out = -exp(in)
   virtual void mul_accumulate(float* dst, const float* a, const float* b, int64_t n) = 0;

@@ -106,6 +106,7 @@ std::string trainer_json(const TrainerState& state,
   j["rng"] = state.rng;
   j["world"] = state.world;
   j["config"] = state.config_yaml;
+  if (!state.gemm_algorithms.empty()) j["gemm_algorithms"] = state.gemm_algorithms;
   for (const auto& [name, digest] : files) j["files"][name] = digest_json(digest);
   // The CRC covers the compact dump of everything else, which parsing and dumping reproduce.
   const std::string body = j.dump();
@@ -170,6 +171,7 @@ TrainerRecord read_trainer_record(const std::string& path) {
     state.rng = j.at("rng").get<std::array<uint64_t, 4>>();
     state.world = field<int>(j, "world", 1, 1 << 24, file);
     state.config_yaml = j.at("config").get<std::string>();
+    state.gemm_algorithms = j.value("gemm_algorithms", std::string());
     if (j.contains("files")) {
       for (const auto& [name, digest] : j.at("files").items()) {
         record.files[name] = parse_digest(digest, file);

@@ -2,7 +2,8 @@
 //   model.safetensors      the weights under the reference names (loadable in PyTorch/mamba_ssm)
 //   optimizer.safetensors  AdamW moments (exp_avg.<name>, exp_avg_sq.<name>) and its step count
 //   trainer.json           step, tokens seen, data-loader position, RNG state, world size, the
-//                          resolved config, and the size and CRC-32 of both safetensors files;
+//                          resolved config, the tuned GEMM algorithms if any, and the size and
+//                          CRC-32 of both safetensors files;
 //                          its own CRC-32 (over the rest of it) makes it self-checking
 // A checkpoint is built in <dir>/step_XXXXXXXX.tmp, every file fsynced, then the directory is
 // renamed into place (exchanged atomically with an existing one of the same step): a directory
@@ -56,6 +57,9 @@ struct TrainerState {
   std::array<uint64_t, 4> rng{};  // the sampling RNG
   int world = 1;                  // processes of the run that wrote it (informational)
   std::string config_yaml;        // resolved config of the run that wrote it
+  // The GPU's tuned GEMM algorithms (Backend::gemm_algorithms; "" when none were tuned), for a
+  // resumed run to compute as this one did.
+  std::string gemm_algorithms;
 };
 
 // Fails early, with the reason, when dir cannot be created or written.

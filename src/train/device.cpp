@@ -31,7 +31,8 @@ std::unique_ptr<Backend> make_backend(const ExperimentConfig& cfg, int local_ran
     throw_error("config error: train.device = cuda in ", cfg.source,
                 " but no GPU is visible: set train.device=cpu (or auto)");
   }
-  return make_cuda_backend(local_rank % count, cfg.train.precision == Precision::Bf16);
+  return make_cuda_backend(local_rank % count, cfg.train.precision == Precision::Bf16,
+                           cfg.train.tune_gemms);
 #else
   (void)local_rank;
   throw_error("config error: train.device = cuda in ", cfg.source,

@@ -81,6 +81,7 @@ void for_each_key(Visit&& key, Config&... c) {
   key("train.seed", Check::NonNegative, c.train.seed...);
   key("train.recompute", Check::Any, c.train.recompute...);
   key("train.keep_layer_inputs", Check::Any, c.train.keep_layer_inputs...);
+  key("train.tune_gemms", Check::Any, c.train.tune_gemms...);
   key("train.on_nonfinite", Check::Any, c.train.on_nonfinite...);
   key("train.max_skipped_steps", {Check::Positive, 1 << 20}, c.train.max_skipped_steps...);
 

@@ -7,7 +7,7 @@
 //   data:       train, val (required: globs of HDF5 token shards, or lists of sources with
 //               name, path and weight), seq_len, tokenizer
 //   train:      micro_batch, global_batch | grad_accum, steps | tokens (exactly one), device,
-//               precision, seed, recompute, keep_layer_inputs, on_nonfinite,
+//               precision, seed, recompute, keep_layer_inputs, tune_gemms, on_nonfinite,
 //               max_skipped_steps
 //   optim:      lr, min_lr, warmup, schedule, beta1, beta2, eps, weight_decay, clip
 //   checkpoint: dir, interval, keep_last, resume, async
@@ -68,6 +68,11 @@ struct TrainConfig {
   // Keep each layer's normed input, conv output, delta and scan output for backward instead of
   // rebuilding them there: more memory, less time. Not with recompute.
   bool keep_layer_inputs = false;
+  // On a GPU, time several cuBLASLt algorithms for each GEMM shape at its first use and keep the
+  // fastest (kernels/cuda/gemm.h): 1-2% faster steps. Timing may choose differently from run to
+  // run, so two fresh runs with one seed are no longer bit-identical; checkpoints record the
+  // choices, so a resumed run still is.
+  bool tune_gemms = false;
   // A step whose loss or gradient norm is not finite never updates the weights. skip: drop that
   // update and go on; after max_skipped_steps such steps in a row, stop. stop: stop at once.
   OnNonFinite on_nonfinite = OnNonFinite::Skip;

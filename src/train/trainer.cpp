@@ -186,6 +186,12 @@ bool Trainer::resume() {
   optimizer_->steps_taken = optimizer_steps;
   sample_rng_.set_state(state_.rng);
   last_checkpoint_ = path;
+  if (!backend_->adopt_gemm_algorithms(state_.gemm_algorithms) && leader_) {
+    std::fprintf(stderr,
+                 "warning: %s chose its GEMM algorithms on another kind of GPU or cuBLASLt "
+                 "version; this run times its own, so it will not continue bit-identically\n",
+                 path.c_str());
+  }
   return true;
 }
 
@@ -297,6 +303,16 @@ std::string Trainer::sample() {
 
 void Trainer::save() {
   const auto start = Clock::now();
+  // From here on every rank computes with rank 0's GEMM algorithms, which the checkpoint records:
+  // a run resumed from it then computes as this one goes on to.
+  state_.gemm_algorithms = broadcast_string(comm_, backend_->gemm_algorithms(), 0);
+  if (!backend_->adopt_gemm_algorithms(state_.gemm_algorithms)) {
+    std::fprintf(stderr,
+                 "warning: rank %d cannot run rank 0's GEMM algorithms (another kind of GPU or "
+                 "cuBLASLt version); a run resumed from this checkpoint will not continue "
+                 "bit-identically\n",
+                 comm_.rank());
+  }
   record_position(cfg_.data.train, train_data_->positions(), state_);
   state_.rng = sample_rng_.state();
   if (writer_) {

@@ -115,7 +115,7 @@ class GraphRecorder final : public StepRecorder {
 
 class CudaBackend final : public Backend {
  public:
-  CudaBackend(int device, bool bf16) : bf16_(bf16), device_(device) {
+  CudaBackend(int device, bool bf16, bool tune_gemms) : bf16_(bf16), device_(device) {
     const int count = cuda_device_count();
     if (device < 0 || device >= count) {
       throw_error("cuda error: device ", device, " requested but ", count,
@@ -135,7 +135,7 @@ class CudaBackend final : public Backend {
     cuda::check_cuda(cudaStreamCreateWithFlags(&side_stream_, cudaStreamNonBlocking),
                      "cudaStreamCreateWithFlags");
     gemm_workspace_ = allocate(kGemmWorkspaceBytes);
-    gemm_ = std::make_unique<cuda::Gemm>(stream_, gemm_workspace_, kGemmWorkspaceBytes);
+    gemm_ = std::make_unique<cuda::Gemm>(stream_, gemm_workspace_, kGemmWorkspaceBytes, tune_gemms);
   }
 
   ~CudaBackend() override {
@@ -380,6 +380,9 @@ class CudaBackend final : public Backend {
     return loss;
   }
 
+  std::string gemm_algorithms() const override { return gemm_->algorithms(); }
+  bool adopt_gemm_algorithms(const std::string& text) override { return gemm_->adopt(text); }
+
   // ---- elementwise and the optimizer ----
   void negative_exp(float* out, const float* in, int64_t n) override {
     cuda::negative_exp(out, in, n, stream_);
@@ -507,8 +510,8 @@ int cuda_device_count() {
   return n;
 }
 
-std::unique_ptr<Backend> make_cuda_backend(int device, bool bf16) {
-  return std::make_unique<CudaBackend>(device, bf16);
+std::unique_ptr<Backend> make_cuda_backend(int device, bool bf16, bool tune_gemms) {
+  return std::make_unique<CudaBackend>(device, bf16, tune_gemms);
 }
 
 }  // namespace mamba

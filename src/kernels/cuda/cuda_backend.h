@@ -11,7 +11,8 @@ namespace mamba {
 // Usable CUDA devices; 0 when there is no driver or no device.
 int cuda_device_count();
 
-// A backend on `device`; throws mamba::Error when the device cannot be used.
-std::unique_ptr<Backend> make_cuda_backend(int device, bool bf16);
+// A backend on `device`; throws mamba::Error when the device cannot be used. tune_gemms: time
+// candidate GEMM algorithms on first use (kernels/cuda/gemm.h) instead of taking cuBLASLt's first.
+std::unique_ptr<Backend> make_cuda_backend(int device, bool bf16, bool tune_gemms = false);
 
 }  // namespace mamba

@@ -8,7 +8,11 @@
 // where W_cm, the column-major view of W [out, in], is [in, out] with leading dimension in.
 #include "kernels/cuda/gemm.h"
 
+#include <array>
+#include <cinttypes>
 #include <cstdint>
+#include <limits>
+#include <sstream>
 
 #include "kernels/cuda/cuda_check.h"
 
@@ -38,10 +42,16 @@ cublasLtMatrixLayout_t make_layout(cudaDataType_t t, int64_t rows, int64_t cols,
   return layout;
 }
 
+bool capturing(cudaStream_t stream) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  check_cuda(cudaStreamIsCapturing(stream, &status), "cudaStreamIsCapturing");
+  return status != cudaStreamCaptureStatusNone;
+}
+
 }  // namespace
 
-Gemm::Gemm(cudaStream_t stream, void* workspace, size_t workspace_bytes)
-    : stream_(stream), workspace_(workspace), workspace_bytes_(workspace_bytes) {
+Gemm::Gemm(cudaStream_t stream, void* workspace, size_t workspace_bytes, bool tune)
+    : stream_(stream), workspace_(workspace), workspace_bytes_(workspace_bytes), tune_(tune) {
   check_cublas(cublasLtCreate(&handle_), "cublasLtCreate");
 }
 
@@ -90,27 +100,139 @@ const Gemm::Plan& Gemm::plan_for(const Problem& p) {
   set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_b);
   set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_d);
   set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_d);
-  cublasLtMatmulHeuristicResult_t result{};
+  // Tuning times candidates on the stream, which a graph capture cannot do.
+  const int wanted = tune_ && p.beta == 0 && !capturing(stream_) ? kTuneCandidates : 1;
+  std::array<cublasLtMatmulHeuristicResult_t, kTuneCandidates> results{};
   int found_algos = 0;
-  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
-      handle_, plan.desc, plan.a, plan.b, plan.d, plan.d, pref, 1, &result, &found_algos);
+  const cublasStatus_t status =
+      cublasLtMatmulAlgoGetHeuristic(handle_, plan.desc, plan.a, plan.b, plan.d, plan.d, pref,
+                                     wanted, results.data(), &found_algos);
   cublasLtMatmulPreferenceDestroy(pref);
   if (status != CUBLAS_STATUS_SUCCESS || found_algos == 0) {
     throw_error("cublas error: no cuBLASLt algorithm for the GEMM m = ", p.m, ", n = ", p.n,
                 ", k = ", p.k, " (lda ", p.lda, ", ldb ", p.ldb, ", ldd ", p.ldd, ", alignments ",
                 align_a, "/", align_b, "/", align_d, "): ", cublasLtGetStatusString(status));
   }
-  plan.algo = result.algo;
+  const auto adopted = adopted_.find(key);
+  if (adopted != adopted_.end() && algo_fits(plan, adopted->second)) {
+    plan.algo = adopted->second;
+    plan.chosen = true;
+  } else if (found_algos > 1) {
+    plan.algo = tuned_algo(p, plan, results.data(), found_algos);
+    plan.chosen = true;
+  } else {
+    plan.algo = results[0].algo;
+  }
   return plans_.emplace(key, plan).first->second;
+}
+
+// The fastest candidate on p's own operands (p overwrites D, which the caller's run writes again
+// afterwards). The heuristic's first choice stays unless another is at least 2% faster, so that
+// timing noise does not pick among equals.
+cublasLtMatmulAlgo_t Gemm::tuned_algo(const Problem& p, const Plan& plan,
+                                      const cublasLtMatmulHeuristicResult_t* candidates,
+                                      int count) {
+  constexpr int kTimedRuns = 5;
+  cudaEvent_t start = nullptr, stop = nullptr;
+  check_cuda(cudaEventCreate(&start), "cudaEventCreate");
+  check_cuda(cudaEventCreate(&stop), "cudaEventCreate");
+  const auto once = [&](const cublasLtMatmulAlgo_t& algo) {
+    return matmul(p, plan, algo) == CUBLAS_STATUS_SUCCESS;
+  };
+  int best = 0;
+  float best_ms = std::numeric_limits<float>::infinity();
+  for (int i = 0; i < count; ++i) {
+    if (!once(candidates[i].algo)) continue;  // also the warm-up
+    check_cuda(cudaEventRecord(start, stream_), "cudaEventRecord");
+    for (int r = 0; r < kTimedRuns; ++r) once(candidates[i].algo);
+    check_cuda(cudaEventRecord(stop, stream_), "cudaEventRecord");
+    check_cuda(cudaEventSynchronize(stop), "cudaEventSynchronize");
+    float ms = 0;
+    check_cuda(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
+    if (ms < best_ms * 0.98f) {
+      best = i;
+      best_ms = ms;
+    }
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return candidates[best].algo;
+}
+
+bool Gemm::algo_fits(const Plan& plan, const cublasLtMatmulAlgo_t& algo) const {
+  cublasLtMatmulHeuristicResult_t result{};
+  return cublasLtMatmulAlgoCheck(handle_, plan.desc, plan.a, plan.b, plan.d, plan.d, &algo,
+                                 &result) == CUBLAS_STATUS_SUCCESS &&
+         result.workspaceSize <= workspace_bytes_;
+}
+
+std::string Gemm::header() const {
+  int device = 0;
+  check_cuda(cudaGetDevice(&device), "cudaGetDevice");
+  cudaDeviceProp prop{};
+  check_cuda(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");
+  std::ostringstream out;
+  out << "gemm-algorithms 1 cublasLt " << cublasLtGetVersion() << " sm_" << prop.major << prop.minor
+      << " " << prop.name;
+  return out.str();
+}
+
+std::string Gemm::algorithms() const {
+  std::map<Key, cublasLtMatmulAlgo_t> chosen = adopted_;
+  for (const auto& [key, plan] : plans_) {
+    if (plan.chosen) chosen[key] = plan.algo;
+  }
+  if (chosen.empty()) return {};
+  std::ostringstream out;
+  out << header() << "\n";
+  for (const auto& [key, algo] : chosen) {
+    for (const int64_t v : key) out << v << " ";
+    out << std::hex;
+    for (const uint64_t word : algo.data) out << " " << word;
+    out << std::dec << "\n";
+  }
+  return out.str();
+}
+
+bool Gemm::adopt(const std::string& text) {
+  if (text.empty()) return true;
+  std::istringstream in(text);
+  std::string line;
+  std::getline(in, line);
+  if (line != header()) return false;
+  for (int n = 2; std::getline(in, line); ++n) {
+    std::istringstream fields(line);
+    Key key{};
+    cublasLtMatmulAlgo_t algo{};
+    for (int64_t& v : key) fields >> v;
+    fields >> std::hex;
+    for (uint64_t& word : algo.data) fields >> word;
+    std::string rest;
+    if (!fields || (fields >> rest)) {
+      throw_error("the GEMM algorithm table, line ", n, ", is malformed (", key.size(),
+                  " integers and ", std::size(algo.data), " hexadecimal words expected): '", line,
+                  "'");
+    }
+    const auto planned = plans_.find(key);
+    if (planned == plans_.end()) {
+      adopted_[key] = algo;
+    } else if (algo_fits(planned->second, algo)) {
+      planned->second.algo = algo;
+      planned->second.chosen = true;
+    }
+  }
+  return true;
+}
+
+cublasStatus_t Gemm::matmul(const Problem& p, const Plan& plan, const cublasLtMatmulAlgo_t& algo) {
+  const float alpha = 1.0f;
+  return cublasLtMatmul(handle_, plan.desc, &alpha, p.A, plan.a, p.B, plan.b, &p.beta, p.D, plan.d,
+                        p.D, plan.d, &algo, workspace_, workspace_bytes_, stream_);
 }
 
 void Gemm::run(const Problem& p) {
   const Plan& plan = plan_for(p);
-  const float alpha = 1.0f;
-  check_cublas(
-      cublasLtMatmul(handle_, plan.desc, &alpha, p.A, plan.a, p.B, plan.b, &p.beta, p.D, plan.d,
-                     p.D, plan.d, &plan.algo, workspace_, workspace_bytes_, stream_),
-      "cublasLtMatmul");
+  check_cublas(matmul(p, plan, plan.algo), "cublasLtMatmul");
 }
 
 void Gemm::forward(void* out, cudaDataType_t out_type, int64_t ld_out, const void* inp,

@@ -12,12 +12,15 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <string>
 
 namespace mamba::cuda {
 
 class Gemm {
  public:
-  Gemm(cudaStream_t stream, void* workspace, size_t workspace_bytes);
+  static constexpr int kTuneCandidates = 8;
+
+  Gemm(cudaStream_t stream, void* workspace, size_t workspace_bytes, bool tune);
   ~Gemm();
   Gemm(const Gemm&) = delete;
   Gemm& operator=(const Gemm&) = delete;
@@ -32,6 +35,15 @@ class Gemm {
   // dweight[o, i] += sum_t dout[t, o] * inp[t, i]; dweight fp32 [out_dim, in_dim].
   void backward_weight(float* dweight, const void* dout, int64_t ld_dout, const void* inp,
                        int64_t ld_inp, cudaDataType_t ab, int64_t T, int in_dim, int out_dim);
+
+  // The tuned and adopted choices as text: a first line naming the cuBLASLt version and the
+  // device, then one line per problem. Empty when there are none.
+  std::string algorithms() const;
+  // Runs the choices of `text` (from algorithms(), here or in another process) from now on, for
+  // problems planned already and problems to come; a choice cuBLASLt rejects for its problem is
+  // left out. False, changing nothing, when text was written with another cuBLASLt version or on
+  // another kind of device. Throws mamba::Error when text is malformed.
+  bool adopt(const std::string& text);
 
  private:
   // A column-major problem D[m, n] = op(A) op(B) + beta D, as cuBLASLt sees it.
@@ -51,17 +63,25 @@ class Gemm {
     cublasLtMatmulDesc_t desc = nullptr;
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
     cublasLtMatmulAlgo_t algo{};
+    bool chosen = false;  // tuned or adopted, not the heuristic's first choice
   };
   using Key = std::array<int64_t, 14>;
 
   void run(const Problem& p);
+  cublasStatus_t matmul(const Problem& p, const Plan& plan, const cublasLtMatmulAlgo_t& algo);
   const Plan& plan_for(const Problem& p);
+  cublasLtMatmulAlgo_t tuned_algo(const Problem& p, const Plan& plan,
+                                  const cublasLtMatmulHeuristicResult_t* candidates, int count);
+  bool algo_fits(const Plan& plan, const cublasLtMatmulAlgo_t& algo) const;
+  std::string header() const;
 
   cublasLtHandle_t handle_ = nullptr;
   cudaStream_t stream_;
   void* workspace_;
   size_t workspace_bytes_;
+  bool tune_;
   std::map<Key, Plan> plans_;
+  std::map<Key, cublasLtMatmulAlgo_t> adopted_;  // for problems not planned yet
 };
 
 }  // namespace mamba::cuda
