@@ -720,9 +720,11 @@ TEST_P(CudaVsCpu, LmHeadLoss) {
     int C, Vp;
   };
   // 3000 tokens over a GPT-NeoX-sized vocabulary (one partial chunk), 9000 tokens over a small
-  // one (two full chunks of 4096 and a partial one), and a vocabulary of no whole 8-logit groups
-  // (the kernel's one-at-a-time path).
-  for (const Shape sh : {Shape{3000, 64, 50280}, Shape{9000, 32, 2000}, Shape{500, 32, 1001}}) {
+  // one (two full chunks of 4096 and a partial one), a vocabulary of no whole 8-logit groups
+  // (the kernel's one-at-a-time path) and one too large for the bf16 backward that keeps a row in
+  // registers (over 65536 logits).
+  for (const Shape sh : {Shape{3000, 64, 50280}, Shape{9000, 32, 2000}, Shape{500, 32, 1001},
+                         Shape{300, 16, 70000}}) {
     const std::string tag =
         "T=" + std::to_string(sh.T) + " C=" + std::to_string(sh.C) + " Vp=" + std::to_string(sh.Vp);
     const auto normed = act_values(sh.T * sh.C, 70, -2.0f, 2.0f);

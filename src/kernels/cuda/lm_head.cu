@@ -74,37 +74,22 @@ __device__ __forceinline__ bool grouped(int Vp) {
   return kGroup<L> > 1 && Vp % kGroup<L> == 0;
 }
 
-// One block per row; logits L are fp32 or bf16, read as fp32. logits and dlogits may alias: every
-// element is read before the same thread overwrites it, and the target's logit is read before the
-// block's first barrier.
-template <typename L, typename T, bool kBackward>
-__global__ void cross_entropy_kernel(T* dlogits, double* losses, const L* logits,
-                                     const int32_t* targets, int Vp, float scale) {
-  static_assert(!kBackward || std::is_same_v<L, T>, "dlogits overwrite logits of their type");
-  __shared__ float shared_m[32], shared_s[32];
-  const int64_t row = blockIdx.x;
-  const L* x = logits + row * Vp;
-  const int target = targets[row];
-  const float x_target = threadIdx.x == 0 ? to_f32(x[target]) : 0.0f;
-  constexpr int G = kGroup<L>;
-  const bool whole = grouped<L>(Vp);
+// Adds a group of logits' (max, sum of exp(x - max)) to the running pair (m, s).
+template <int G>
+__device__ __forceinline__ void merge_group(float& m, float& s, const float (&g)[G]) {
+  float gm = g[0];
+#pragma unroll
+  for (int i = 1; i < G; ++i) gm = fmaxf(gm, g[i]);
+  float gs = 0.0f;
+#pragma unroll
+  for (int i = 0; i < G; ++i) gs += expf(g[i] - gm);
+  merge(m, s, gm, gs);
+}
 
-  float m = -INFINITY, s = 0.0f;
-  if (whole) {
-    for (int v = threadIdx.x * G; v < Vp; v += blockDim.x * G) {
-      float g[G];
-      load_vec<G>(x + v, g);
-      float gm = g[0];
-#pragma unroll
-      for (int i = 1; i < G; ++i) gm = fmaxf(gm, g[i]);
-      float gs = 0.0f;
-#pragma unroll
-      for (int i = 0; i < G; ++i) gs += expf(g[i] - gm);
-      merge(m, s, gm, gs);
-    }
-  } else {
-    for (int v = threadIdx.x; v < Vp; v += blockDim.x) merge(m, s, to_f32(x[v]), 1.0f);
-  }
+// Merges the threads' pairs over the block in a fixed tree, writes the row's loss (thread 0 holds
+// the target's logit) and gives every thread the row's pair.
+__device__ __forceinline__ void merge_over_block(float& m, float& s, float x_target, double* loss) {
+  __shared__ float shared_m[32], shared_s[32];
   for (int offset = 16; offset > 0; offset >>= 1) {
     merge(m, s, __shfl_down_sync(0xffffffffu, m, offset), __shfl_down_sync(0xffffffffu, s, offset));
   }
@@ -126,23 +111,58 @@ __global__ void cross_entropy_kernel(T* dlogits, double* losses, const L* logits
     if (lane == 0) {
       shared_m[0] = m;
       shared_s[0] = s;
-      losses[row] = log(static_cast<double>(s)) + m - x_target;
+      *loss = log(static_cast<double>(s)) + m - x_target;
     }
   }
+  __syncthreads();
+  m = shared_m[0];
+  s = shared_s[0];
+}
+
+// dlogits of a group at v: scale * softmax, less scale at the target.
+template <int G>
+__device__ __forceinline__ void group_dlogits(float (&g)[G], int v, int target, float m, float k,
+                                              float scale) {
+#pragma unroll
+  for (int i = 0; i < G; ++i) {
+    const float p = expf(g[i] - m) * k;
+    g[i] = v + i == target ? p - scale : p;
+  }
+}
+
+// One block per row; logits L are fp32 or bf16, read as fp32. logits and dlogits may alias: every
+// element is read before the same thread overwrites it, and the target's logit is read before the
+// block's first barrier.
+template <typename L, typename T, bool kBackward>
+__global__ void cross_entropy_kernel(T* dlogits, double* losses, const L* logits,
+                                     const int32_t* targets, int Vp, float scale) {
+  static_assert(!kBackward || std::is_same_v<L, T>, "dlogits overwrite logits of their type");
+  const int64_t row = blockIdx.x;
+  const L* x = logits + row * Vp;
+  const int target = targets[row];
+  const float x_target = threadIdx.x == 0 ? to_f32(x[target]) : 0.0f;
+  constexpr int G = kGroup<L>;
+  const bool whole = grouped<L>(Vp);
+
+  float m = -INFINITY, s = 0.0f;
+  if (whole) {
+    for (int v = threadIdx.x * G; v < Vp; v += blockDim.x * G) {
+      float g[G];
+      load_vec<G>(x + v, g);
+      merge_group(m, s, g);
+    }
+  } else {
+    for (int v = threadIdx.x; v < Vp; v += blockDim.x) merge(m, s, to_f32(x[v]), 1.0f);
+  }
+  merge_over_block(m, s, x_target, losses + row);
   if constexpr (kBackward) {
-    __syncthreads();
-    m = shared_m[0];
-    const float k = scale / shared_s[0];
+    const float k = scale / s;
     T* d = dlogits + row * Vp;
     if (whole) {
       for (int v = threadIdx.x * G; v < Vp; v += blockDim.x * G) {
         float g[G];
         load_vec<G>(x + v, g);
-#pragma unroll
-        for (int i = 0; i < G; ++i) {
-          const float p = expf(g[i] - m) * k;
-          g[i] = v + i == target ? p - scale : p;
-        }
+        group_dlogits(g, v, target, m, k, scale);
         store_vec<G>(d + v, g);
       }
     } else {
@@ -152,6 +172,80 @@ __global__ void cross_entropy_kernel(T* dlogits, double* losses, const L* logits
       }
     }
   }
+}
+
+// Groups of 8 bf16 logits a thread of cross_entropy_held_kernel keeps in registers: rows of up to
+// kRowThreads * 8 * kHeldGroups logits (65536).
+constexpr int kHeldGroups = 16;
+
+// The eight bf16 values of a 16-byte word as fp32 (a bf16 is the top half of an fp32).
+__device__ __forceinline__ void unpack_bf16x8(const uint4& w, float (&g)[8]) {
+  const uint32_t words[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    g[2 * i] = __uint_as_float(words[i] << 16);
+    g[2 * i + 1] = __uint_as_float(words[i] & 0xffff0000u);
+  }
+}
+
+// The bf16 backward of cross_entropy_kernel for rows of whole groups that fit in the registers of
+// a block: each thread keeps its groups from the max-and-sum pass to the dlogits pass, so the row
+// is read once instead of twice. A thread takes the same groups in the same order as there, so
+// the results have the same bits. In place: dlogits overwrite the logits.
+__global__ void __launch_bounds__(kRowThreads, 1)
+    cross_entropy_held_kernel(bf16* logits, double* losses, const int32_t* targets, int Vp,
+                              float scale) {
+  constexpr int G = kGroup<bf16>;
+  const int64_t row = blockIdx.x;
+  bf16* x = logits + row * Vp;
+  const int target = targets[row];
+  const float x_target = threadIdx.x == 0 ? to_f32(x[target]) : 0.0f;
+  uint4 held[kHeldGroups];
+#pragma unroll
+  for (int i = 0; i < kHeldGroups; ++i) {
+    const int v = (i * kRowThreads + int(threadIdx.x)) * G;
+    if (v < Vp) held[i] = *reinterpret_cast<const uint4*>(x + v);
+  }
+  float m = -INFINITY, s = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kHeldGroups; ++i) {
+    const int v = (i * kRowThreads + int(threadIdx.x)) * G;
+    if (v < Vp) {
+      float g[G];
+      unpack_bf16x8(held[i], g);
+      merge_group(m, s, g);
+    }
+  }
+  merge_over_block(m, s, x_target, losses + row);
+  const float k = scale / s;
+#pragma unroll
+  for (int i = 0; i < kHeldGroups; ++i) {
+    const int v = (i * kRowThreads + int(threadIdx.x)) * G;
+    if (v < Vp) {
+      float g[G];
+      unpack_bf16x8(held[i], g);
+      group_dlogits(g, v, target, m, k, scale);
+      store_vec<G>(x + v, g);
+    }
+  }
+}
+
+// The in-place backward over a chunk's rows, with the held kernel where the rows fit it.
+template <typename T>
+void cross_entropy_backward(T* logits, double* losses, const int32_t* targets, int64_t rows, int Vp,
+                            float scale, cudaStream_t stream) {
+  const auto grid = static_cast<unsigned>(rows);
+  if constexpr (std::is_same_v<T, bf16>) {
+    if (grouped<bf16>(Vp) && Vp <= kRowThreads * kGroup<bf16> * kHeldGroups) {
+      cross_entropy_held_kernel<<<grid, kRowThreads, 0, stream>>>(logits, losses, targets, Vp,
+                                                                  scale);
+      check_launch("cross_entropy_held_kernel");
+      return;
+    }
+  }
+  cross_entropy_kernel<T, T, true>
+      <<<grid, kRowThreads, 0, stream>>>(logits, losses, logits, targets, Vp, scale);
+  check_launch("cross_entropy_kernel");
 }
 
 // One block; a fixed partition of the tokens over the threads and a fixed tree.
@@ -200,9 +294,7 @@ double lm_head_loss(Gemm& gemm, const T* normed, const T* E, const int32_t* targ
       continue;
     }
     T* dlogits = logits;  // overwritten in place
-    cross_entropy_kernel<T, T, true>
-        <<<grid, kRowThreads, 0, stream>>>(dlogits, b.losses + t0, logits, targets + t0, Vp, scale);
-    check_launch("cross_entropy_kernel");
+    cross_entropy_backward(dlogits, b.losses + t0, targets + t0, rows, Vp, scale, stream);
     gemm.backward_input(dnormed + t0 * C, C, false, dlogits, Vp, E, ab, rows, C, Vp);
     gemm.backward_weight(dE, dlogits, Vp, x, C, ab, rows, C, Vp);
   }
