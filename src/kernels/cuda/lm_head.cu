@@ -70,7 +70,7 @@ template <typename L>
 constexpr int kGroup = std::is_same_v<L, bf16> ? 8 : 1;
 
 template <typename L>
-__device__ __forceinline__ bool grouped(int Vp) {
+__host__ __device__ __forceinline__ bool grouped(int Vp) {
   return kGroup<L> > 1 && Vp % kGroup<L> == 0;
 }
 
