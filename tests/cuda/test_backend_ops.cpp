@@ -721,8 +721,8 @@ TEST_P(CudaVsCpu, LmHeadLoss) {
   };
   // 3000 tokens over a GPT-NeoX-sized vocabulary (one partial chunk), 9000 tokens over a small
   // one (two full chunks of 4096 and a partial one), a vocabulary of no whole 8-logit groups
-  // (the kernel's one-at-a-time path) and one too large for the bf16 backward that keeps a row in
-  // registers (over 65536 logits).
+  // (the kernel's one-at-a-time path) and one too large for the bf16 backward that stages a row in
+  // shared memory (over 65536 logits).
   for (const Shape sh : {Shape{3000, 64, 50280}, Shape{9000, 32, 2000}, Shape{500, 32, 1001},
                          Shape{300, 16, 70000}}) {
     const std::string tag =

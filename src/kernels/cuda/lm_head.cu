@@ -3,6 +3,8 @@
 // rounds each logit once, the softmax and the loss are formed from them in fp32 (the running max
 // and sum of exponentials) and double (the loss), and dlogits overwrite them in place to feed the
 // two backward GEMMs. All logits asked for (logits_out) are fp32 straight from the GEMM.
+#include <cuda_pipeline.h>
+
 #include <cmath>
 #include <type_traits>
 
@@ -174,72 +176,61 @@ __global__ void cross_entropy_kernel(T* dlogits, double* losses, const L* logits
   }
 }
 
-// Groups of 8 bf16 logits a thread of cross_entropy_held_kernel keeps in registers: rows of up to
-// kRowThreads * 8 * kHeldGroups logits (65536).
-constexpr int kHeldGroups = 16;
+// Rows of up to this many bf16 logits (128 KiB) go through cross_entropy_staged_kernel.
+constexpr int kStagedMaxLogits = 65536;
 
-// The eight bf16 values of a 16-byte word as fp32 (a bf16 is the top half of an fp32).
-__device__ __forceinline__ void unpack_bf16x8(const uint4& w, float (&g)[8]) {
-  const uint32_t words[4] = {w.x, w.y, w.z, w.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    g[2 * i] = __uint_as_float(words[i] << 16);
-    g[2 * i + 1] = __uint_as_float(words[i] & 0xffff0000u);
-  }
-}
-
-// The bf16 backward of cross_entropy_kernel for rows of whole groups that fit in the registers of
-// a block: each thread keeps its groups from the max-and-sum pass to the dlogits pass, so the row
-// is read once instead of twice. A thread takes the same groups in the same order as there, so
-// the results have the same bits. In place: dlogits overwrite the logits.
-__global__ void __launch_bounds__(kRowThreads, 1)
-    cross_entropy_held_kernel(bf16* logits, double* losses, const int32_t* targets, int Vp,
-                              float scale) {
+// The bf16 backward of cross_entropy_kernel for rows of whole groups that fit in shared memory:
+// the row is copied there once (cp.async) and both passes read it from there, so the row is read
+// from memory once instead of twice, and two blocks of rows up to ~113 KB share an SM, one
+// copying while the other computes. A thread copies and reads the groups it takes in
+// cross_entropy_kernel, in the same order: no barrier between the copy and the reads, and the
+// same bits. In place: dlogits overwrite the logits.
+__global__ void __launch_bounds__(kRowThreads)
+    cross_entropy_staged_kernel(bf16* logits, double* losses, const int32_t* targets, int Vp,
+                                float scale) {
   constexpr int G = kGroup<bf16>;
+  extern __shared__ uint4 staged[];
   const int64_t row = blockIdx.x;
   bf16* x = logits + row * Vp;
+  const uint4* groups = reinterpret_cast<const uint4*>(x);
+  const int count = Vp / G;
+  for (int j = threadIdx.x; j < count; j += blockDim.x) {
+    __pipeline_memcpy_async(&staged[j], &groups[j], sizeof(uint4));
+  }
+  __pipeline_commit();
   const int target = targets[row];
   const float x_target = threadIdx.x == 0 ? to_f32(x[target]) : 0.0f;
-  uint4 held[kHeldGroups];
-#pragma unroll
-  for (int i = 0; i < kHeldGroups; ++i) {
-    const int v = (i * kRowThreads + int(threadIdx.x)) * G;
-    if (v < Vp) held[i] = *reinterpret_cast<const uint4*>(x + v);
-  }
+  __pipeline_wait_prior(0);
   float m = -INFINITY, s = 0.0f;
-#pragma unroll
-  for (int i = 0; i < kHeldGroups; ++i) {
-    const int v = (i * kRowThreads + int(threadIdx.x)) * G;
-    if (v < Vp) {
-      float g[G];
-      unpack_bf16x8(held[i], g);
-      merge_group(m, s, g);
-    }
+  for (int j = threadIdx.x; j < count; j += blockDim.x) {
+    float g[G];
+    load_vec<G>(reinterpret_cast<const bf16*>(&staged[j]), g);
+    merge_group(m, s, g);
   }
   merge_over_block(m, s, x_target, losses + row);
   const float k = scale / s;
-#pragma unroll
-  for (int i = 0; i < kHeldGroups; ++i) {
-    const int v = (i * kRowThreads + int(threadIdx.x)) * G;
-    if (v < Vp) {
-      float g[G];
-      unpack_bf16x8(held[i], g);
-      group_dlogits(g, v, target, m, k, scale);
-      store_vec<G>(x + v, g);
-    }
+  for (int j = threadIdx.x; j < count; j += blockDim.x) {
+    float g[G];
+    load_vec<G>(reinterpret_cast<const bf16*>(&staged[j]), g);
+    group_dlogits(g, j * G, target, m, k, scale);
+    store_vec<G>(x + j * G, g);
   }
 }
 
-// The in-place backward over a chunk's rows, with the held kernel where the rows fit it.
+// The in-place backward over a chunk's rows, staged in shared memory where the rows fit.
 template <typename T>
 void cross_entropy_backward(T* logits, double* losses, const int32_t* targets, int64_t rows, int Vp,
                             float scale, cudaStream_t stream) {
   const auto grid = static_cast<unsigned>(rows);
   if constexpr (std::is_same_v<T, bf16>) {
-    if (grouped<bf16>(Vp) && Vp <= kRowThreads * kGroup<bf16> * kHeldGroups) {
-      cross_entropy_held_kernel<<<grid, kRowThreads, 0, stream>>>(logits, losses, targets, Vp,
-                                                                  scale);
-      check_launch("cross_entropy_held_kernel");
+    if (grouped<bf16>(Vp) && Vp <= kStagedMaxLogits) {
+      const int bytes = Vp * int(sizeof(bf16));
+      check_cuda(cudaFuncSetAttribute(cross_entropy_staged_kernel,
+                                      cudaFuncAttributeMaxDynamicSharedMemorySize, bytes),
+                 "cudaFuncSetAttribute (cross_entropy_staged_kernel)");
+      cross_entropy_staged_kernel<<<grid, kRowThreads, bytes, stream>>>(logits, losses, targets, Vp,
+                                                                        scale);
+      check_launch("cross_entropy_staged_kernel");
       return;
     }
   }
