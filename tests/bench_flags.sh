@@ -15,8 +15,9 @@ expect() {  # expect OUTPUT TEXT
 }
 
 out=$(mpirun --allow-run-as-root --oversubscribe -np 2 "$b/bench_train" --model tiny --batch 1 \
-  --seqlen 32 --steps 1 --shard-optimizer 1 --bf16-grads 0 --comm 0 --recompute 1)
+  --seqlen 32 --steps 1 --shard-optimizer 1 --bf16-grads 0 --comm 0 --recompute 1 --tune-gemms 1)
 expect "$out" '"shard_optimizer": 1'
+expect "$out" '"tune_gemms": 1'
 expect "$out" '"comm": 0'
 expect "$out" '"recompute": 1'
 expect "$out" '"keep_inputs": 0'
