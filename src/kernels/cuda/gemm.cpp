@@ -130,7 +130,9 @@ const Gemm::Plan& Gemm::plan_for(const Problem& p) {
 // The fastest candidate on p's own operands (p overwrites D, which the caller's run writes again
 // afterwards). Each candidate is timed in two rounds and keeps its better one, so that the order
 // of the timings (clocks, caches, a first launch) favours none. The heuristic's first choice stays
-// unless another is at least 2% faster, so that timing noise does not pick among equals.
+// unless another is at least 5% faster: the gains worth having are 7-20% (bench_gemm), while with
+// a 2% margin noise picked an algorithm slower than the first (the 1.4B LM head's forward: 1045
+// against 987 us in steady state).
 cublasLtMatmulAlgo_t Gemm::tuned_algo(const Problem& p, const Plan& plan,
                                       const cublasLtMatmulHeuristicResult_t* candidates,
                                       int count) {
@@ -159,7 +161,7 @@ cublasLtMatmulAlgo_t Gemm::tuned_algo(const Problem& p, const Plan& plan,
   cudaEventDestroy(stop);
   int best = 0;
   for (int i = 1; i < count; ++i) {
-    if (ms[i] < ms[best] * 0.98f) best = i;
+    if (ms[i] < ms[best] * 0.95f) best = i;
   }
   return candidates[best].algo;
 }
