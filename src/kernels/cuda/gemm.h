@@ -2,8 +2,16 @@
 // terms of that header: weight [out_dim, in_dim] dense, inp / out / dout / dinp rows with explicit
 // strides. Operands are fp32 or bf16 (`ab`); accumulation is always fp32 (CUBLAS_COMPUTE_32F, so
 // fp32 operands get true fp32 products, never TF32). One cuBLASLt handle, the caller's workspace
-// and a cache of matmul plans (descriptors + the heuristic's algorithm) per problem, so a shape
-// always runs the same algorithm and gives bit-identical results from run to run.
+// and a cache of matmul plans (descriptors + an algorithm) per problem, so a shape always runs the
+// same algorithm and gives bit-identical results from call to call.
+//
+// The algorithm is cuBLASLt's first choice unless tuning is on. Tuned, a problem that overwrites
+// its output times the heuristic's first kTuneCandidates choices on its own operands the first
+// time it runs (the output is written again anyway) and keeps the fastest: 7-20% on some of the
+// training step's projections (bench_gemm). Timing can choose differently from process to
+// process, so the choices can be exported (`algorithms`) and imported (`adopt`) to run the same
+// algorithms, and so get the same bits, elsewhere. Accumulating problems (beta = 1) keep the first
+// choice: timing them would need a copy of their output.
 #pragma once
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
