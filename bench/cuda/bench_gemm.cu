@@ -10,6 +10,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -47,52 +48,64 @@ struct Buffers {
   void *a, *b, *d;
 };
 
-// Median microseconds of `op` over `repeats` runs (after the first, which plans and tunes).
-double time_us(const std::function<void()>& op, int repeats, cudaStream_t stream) {
-  op();
+// Median microseconds of each of two ops over `repeats` runs each, the two alternating so that
+// drifting clocks (a long run of large GEMMs heats the GPU) favour neither; both run once first
+// (planning and tuning).
+std::array<double, 2> time_us(const std::array<std::function<void()>, 2>& ops, int repeats,
+                              cudaStream_t stream) {
+  for (const auto& op : ops) op();
   cudaEvent_t start, stop;
   ck(cudaEventCreate(&start), "cudaEventCreate");
   ck(cudaEventCreate(&stop), "cudaEventCreate");
-  std::vector<double> us;
+  std::array<std::vector<double>, 2> us;
   for (int r = 0; r < repeats; ++r) {
-    ck(cudaEventRecord(start, stream), "cudaEventRecord");
-    op();
-    ck(cudaEventRecord(stop, stream), "cudaEventRecord");
-    ck(cudaEventSynchronize(stop), "cudaEventSynchronize");
-    float ms = 0;
-    ck(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
-    us.push_back(1000.0 * ms);
+    for (int k = 0; k < 2; ++k) {
+      ck(cudaEventRecord(start, stream), "cudaEventRecord");
+      ops[k]();
+      ck(cudaEventRecord(stop, stream), "cudaEventRecord");
+      ck(cudaEventSynchronize(stop), "cudaEventSynchronize");
+      float ms = 0;
+      ck(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
+      us[k].push_back(1000.0 * ms);
+    }
   }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
-  std::sort(us.begin(), us.end());
-  return us[us.size() / 2];
+  std::array<double, 2> median{};
+  for (int k = 0; k < 2; ++k) {
+    std::sort(us[k].begin(), us[k].end());
+    median[k] = us[k][us[k].size() / 2];
+  }
+  return median;
 }
 
-// The three GEMMs of one linear layer on `gemm`: forward, dinp and dweight, in microseconds.
-std::vector<double> time_linear(Gemm& gemm, const Linear& l, int64_t T, const Buffers& buf,
-                                int repeats, cudaStream_t stream) {
+// The three GEMMs of one linear layer (forward, dinp, dweight) on each of two Gemms (cuBLASLt's
+// first choice, tuned): microseconds, [gemm][which].
+std::array<std::array<double, 2>, 3> time_linear(std::array<Gemm*, 2> gemms, const Linear& l,
+                                                 int64_t T, const Buffers& buf, int repeats,
+                                                 cudaStream_t stream) {
   const cudaDataType_t bf16 = CUDA_R_16BF;
-  return {
-      time_us(
-          [&] {
-            gemm.forward(buf.d, l.f32_out ? CUDA_R_32F : bf16, l.ld_out, buf.a, l.ld_inp, buf.b,
-                         bf16, T, l.in, l.out);
-          },
-          repeats, stream),
-      time_us(
-          [&] {
-            gemm.backward_input(buf.d, l.ld_inp, l.accumulate_dinp, buf.a, l.ld_out, buf.b, bf16, T,
-                                l.in, l.out);
-          },
-          repeats, stream),
-      time_us(
-          [&] {
-            gemm.backward_weight(static_cast<float*>(buf.d), buf.a, l.ld_out, buf.b, l.ld_inp, bf16,
-                                 T, l.in, l.out);
-          },
-          repeats, stream),
+  const auto forward = [&](Gemm* g) {
+    return [&, g] {
+      g->forward(buf.d, l.f32_out ? CUDA_R_32F : bf16, l.ld_out, buf.a, l.ld_inp, buf.b, bf16, T,
+                 l.in, l.out);
+    };
   };
+  const auto dinp = [&](Gemm* g) {
+    return [&, g] {
+      g->backward_input(buf.d, l.ld_inp, l.accumulate_dinp, buf.a, l.ld_out, buf.b, bf16, T, l.in,
+                        l.out);
+    };
+  };
+  const auto dweight = [&](Gemm* g) {
+    return [&, g] {
+      g->backward_weight(static_cast<float*>(buf.d), buf.a, l.ld_out, buf.b, l.ld_inp, bf16, T,
+                         l.in, l.out);
+    };
+  };
+  return {time_us({forward(gemms[0]), forward(gemms[1])}, repeats, stream),
+          time_us({dinp(gemms[0]), dinp(gemms[1])}, repeats, stream),
+          time_us({dweight(gemms[0]), dweight(gemms[1])}, repeats, stream)};
 }
 
 }  // namespace
@@ -131,17 +144,16 @@ int main(int argc, char** argv) try {
     for (const Linear& l : linears) {
       const int64_t T = std::string(l.name) == "lm_head" ? kChunk : m.tokens;
       Gemm first(stream, workspace, kWorkspace, false), tuned(stream, workspace, kWorkspace, true);
-      const std::vector<double> us[2] = {time_linear(first, l, T, buf, repeats, stream),
-                                         time_linear(tuned, l, T, buf, repeats, stream)};
+      const auto us = time_linear({&first, &tuned}, l, T, buf, repeats, stream);
       for (int g = 0; g < 3; ++g) {
         const int calls = g == 0 ? l.forward_calls : l.backward_calls;
-        for (int k = 0; k < 2; ++k) total[k] += us[k][g] * calls / 1000.0;
+        for (int k = 0; k < 2; ++k) total[k] += us[g][k] * calls / 1000.0;
         std::printf(
             "{\"bench\": \"gemm\", \"model\": \"%s\", \"linear\": \"%s\", \"gemm\": \"%s\", "
             "\"T\": %lld, \"in\": %d, \"out\": %d, \"calls_per_step\": %d, \"first_us\": %.1f, "
             "\"tuned_us\": %.1f, \"saved_ms_per_step\": %.3f}\n",
-            m.name, l.name, gemm_names[g], static_cast<long long>(T), l.in, l.out, calls, us[0][g],
-            us[1][g], (us[0][g] - us[1][g]) * calls / 1000.0);
+            m.name, l.name, gemm_names[g], static_cast<long long>(T), l.in, l.out, calls, us[g][0],
+            us[g][1], (us[g][0] - us[g][1]) * calls / 1000.0);
       }
     }
     std::printf(
