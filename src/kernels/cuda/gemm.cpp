@@ -128,40 +128,40 @@ const Gemm::Plan& Gemm::plan_for(const Problem& p) {
 }
 
 // The fastest candidate on p's own operands (p overwrites D, which the caller's run writes again
-// afterwards). Each candidate is timed in two rounds and keeps its better one, so that the order
-// of the timings (clocks, caches, a first launch) favours none. The heuristic's first choice stays
-// unless another is at least 5% faster: the gains worth having are 7-20% (bench_gemm), while with
-// a 2% margin noise picked an algorithm slower than the first (the 1.4B LM head's forward: 1045
-// against 987 us in steady state).
+// afterwards). The candidates run in turns, one run each per turn, and each keeps the median of
+// its timed turns: in a training step a GEMM finds its operands gone from the L2 cache, which a
+// candidate repeated back to back would not. cuBLASLt's first choice stays unless another is at
+// least 5% faster: the gains worth having are 7-20% (bench_gemm), and a closer call is noise.
 cublasLtMatmulAlgo_t Gemm::tuned_algo(const Problem& p, const Plan& plan,
                                       const cublasLtMatmulHeuristicResult_t* candidates,
                                       int count) {
-  constexpr int kRounds = 2, kTimedRuns = 5;
-  cudaEvent_t start = nullptr, stop = nullptr;
-  check_cuda(cudaEventCreate(&start), "cudaEventCreate");
-  check_cuda(cudaEventCreate(&stop), "cudaEventCreate");
-  const auto once = [&](const cublasLtMatmulAlgo_t& algo) {
-    return matmul(p, plan, algo) == CUBLAS_STATUS_SUCCESS;
-  };
-  std::array<float, kTuneCandidates> ms;
-  ms.fill(std::numeric_limits<float>::infinity());
-  for (int round = 0; round < kRounds; ++round) {
+  constexpr int kTurns = 6;  // the first one warms up
+  std::array<cudaEvent_t, 2 * kTuneCandidates> events{};
+  for (int i = 0; i < 2 * count; ++i) check_cuda(cudaEventCreate(&events[i]), "cudaEventCreate");
+  std::array<std::array<float, kTurns - 1>, kTuneCandidates> ms{};
+  std::array<bool, kTuneCandidates> runs{};
+  for (int turn = 0; turn < kTurns; ++turn) {
     for (int i = 0; i < count; ++i) {
-      if (!once(candidates[i].algo)) continue;  // also the warm-up
-      check_cuda(cudaEventRecord(start, stream_), "cudaEventRecord");
-      for (int r = 0; r < kTimedRuns; ++r) once(candidates[i].algo);
-      check_cuda(cudaEventRecord(stop, stream_), "cudaEventRecord");
-      check_cuda(cudaEventSynchronize(stop), "cudaEventSynchronize");
-      float elapsed = 0;
-      check_cuda(cudaEventElapsedTime(&elapsed, start, stop), "cudaEventElapsedTime");
-      ms[i] = std::min(ms[i], elapsed);
+      check_cuda(cudaEventRecord(events[2 * i], stream_), "cudaEventRecord");
+      runs[i] = matmul(p, plan, candidates[i].algo) == CUBLAS_STATUS_SUCCESS;
+      check_cuda(cudaEventRecord(events[2 * i + 1], stream_), "cudaEventRecord");
+    }
+    check_cuda(cudaEventSynchronize(events[2 * count - 1]), "cudaEventSynchronize");
+    for (int i = 0; i < count && turn > 0; ++i) {
+      check_cuda(cudaEventElapsedTime(&ms[i][turn - 1], events[2 * i], events[2 * i + 1]),
+                 "cudaEventElapsedTime");
     }
   }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
+  for (int i = 0; i < 2 * count; ++i) cudaEventDestroy(events[i]);
+  const auto median = [&](int i) {
+    if (!runs[i]) return std::numeric_limits<float>::infinity();
+    std::array<float, kTurns - 1> t = ms[i];
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+  };
   int best = 0;
   for (int i = 1; i < count; ++i) {
-    if (ms[i] < ms[best] * 0.95f) best = i;
+    if (median(i) < median(best) * 0.95f) best = i;
   }
   return candidates[best].algo;
 }
