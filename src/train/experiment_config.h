@@ -69,7 +69,8 @@ struct TrainConfig {
   // rebuilding them there: more memory, less time. Not with recompute.
   bool keep_layer_inputs = false;
   // On a GPU, time several cuBLASLt algorithms for each GEMM shape at its first use and keep the
-  // fastest (kernels/cuda/gemm.h): 1-2% faster steps. Timing may choose differently from run to
+  // fastest (kernels/cuda/gemm.h): the GEMMs 3-5% faster, the step less (docs/performance.md,
+  // eighth session). Timing may choose differently from run to
   // run, so two fresh runs with one seed are no longer bit-identical; checkpoints record the
   // choices, so a resumed run still is.
   bool tune_gemms = false;
