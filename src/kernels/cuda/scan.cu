@@ -65,12 +65,13 @@ constexpr int kS = kN / kSplit;           // states per thread: one float4 group
 constexpr int kThreads = kCh * kSplit;
 constexpr int kWarps = kThreads / 32;
 constexpr int kPairRows = kThreads / (kCh / 2);  // steps covered when every thread takes a pair
-constexpr int kGroup = 4;             // backward: steps whose states are rebuilt in registers
-constexpr int kFwdStages = 2;         // forward: chunks in flight
-constexpr int kFwdBlocksPerSM = 4;    // 64 registers, 48 KB of shared memory
-constexpr int kBwdBlocksPerSM = 3;    // 80 registers, 69 KB of shared memory
-constexpr int kThreads16 = kCh;       // the 16-state backward: one thread per channel
-constexpr int kBwd16BlocksPerSM = 4;  // its shared memory allows four blocks per SM
+constexpr int kGroup = 4;                  // backward: steps whose states are rebuilt in registers
+constexpr int kFwdStages = 2;              // forward: chunks in flight
+constexpr int kFwdBlocksPerSM = 4;         // 64 registers, 48 KB of shared memory
+constexpr int kBwdBlocksPerSM = 3;         // 80 registers, 69 KB of shared memory
+constexpr int kThreads16 = kCh;            // the 16-state backward: one thread per channel
+constexpr int kBwd16BlocksPerSM = 4;       // its shared memory allows four blocks per SM
+constexpr int64_t kMaxSegmentSteps = 768;  // longest segment when short of blocks (make_plan)
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
@@ -1100,9 +1101,14 @@ Plan make_plan(const ScanShape& s, const ScanTuning& tuning) {
     // the two-wave rule's 4; 192 blocks 1.27 with 2 against 1.46; 128 blocks 0.86 with 3 against
     // 0.94). Fewer blocks have the long sequences, where the extra pass is cheapest spread over
     // as many blocks as two full waves of the 16-state backward (44 segments 5.25 ms at 1 x 65536
-    // x 1536 against 5.37 with the one-wave rule's 16), which the 4-state backward then runs.
+    // x 1536 against 5.37 with the one-wave rule's 16), which the 4-state backward then runs, and
+    // into segments of at most kMaxSegmentSteps steps: more than that, and more segments were
+    // faster still (4-state backward, fwd + bwd ms: 1 x 65536 x 1536 5.071 in 44 segments, 5.026
+    // in 88; 1 x 16384 x 4096 3.459 in 16, 3.420 in 24; 2 x 16384 x 1536 2.559 in its 22, 2.583
+    // in 33).
     segments = 2 * blocks >= sms ? std::max<int64_t>(1, kBwdBlocksPerSM * sms / blocks)
-                                 : 2 * kBwd16BlocksPerSM * sms / blocks;
+                                 : std::max<int64_t>(2 * kBwd16BlocksPerSM * sms / blocks,
+                                                     ceil_div(s.seqlen, kMaxSegmentSteps));
   }
   segments = std::clamp<int64_t>(segments, 1, std::min(p.nchunks, 65535));
   p.chunks_per_seg = static_cast<int>(ceil_div(p.nchunks, segments));
