@@ -1101,14 +1101,17 @@ Plan make_plan(const ScanShape& s, const ScanTuning& tuning) {
     // the two-wave rule's 4; 192 blocks 1.27 with 2 against 1.46; 128 blocks 0.86 with 3 against
     // 0.94). Fewer blocks have the long sequences, where the extra pass is cheapest spread over
     // as many blocks as two full waves of the 16-state backward (44 segments 5.25 ms at 1 x 65536
-    // x 1536 against 5.37 with the one-wave rule's 16), which the 4-state backward then runs, and
-    // into segments of at most kMaxSegmentSteps steps: more than that, and more segments were
-    // faster still (4-state backward, fwd + bwd ms: 1 x 65536 x 1536 5.071 in 44 segments, 5.026
-    // in 88; 1 x 16384 x 4096 3.459 in 16, 3.420 in 24; 2 x 16384 x 1536 2.559 in its 22, 2.583
-    // in 33).
-    segments = 2 * blocks >= sms ? std::max<int64_t>(1, kBwdBlocksPerSM * sms / blocks)
-                                 : std::max<int64_t>(2 * kBwd16BlocksPerSM * sms / blocks,
-                                                     ceil_div(s.seqlen, kMaxSegmentSteps));
+    // x 1536 against 5.37 with the one-wave rule's 16), which the 4-state backward then runs;
+    // that count is doubled while segments would be longer than kMaxSegmentSteps, which keeps
+    // whole waves (fwd + bwd ms: 1 x 65536 x 1536 5.059 in 44 segments, 5.024 in 88, but 5.118 in
+    // 86; 1 x 16384 x 4096 3.448 in 16, 3.404 in 32; 2 x 16384 x 1536 keeps its 22: 2.553, 2.576
+    // in 44).
+    if (2 * blocks >= sms) {
+      segments = std::max<int64_t>(1, kBwdBlocksPerSM * sms / blocks);
+    } else {
+      segments = 2 * kBwd16BlocksPerSM * sms / blocks;
+      while (s.seqlen > segments * kMaxSegmentSteps) segments *= 2;
+    }
   }
   segments = std::clamp<int64_t>(segments, 1, std::min(p.nchunks, 65535));
   p.chunks_per_seg = static_cast<int>(ceil_div(p.nchunks, segments));
