@@ -68,11 +68,10 @@ struct TrainConfig {
   // Keep each layer's normed input, conv output, delta and scan output for backward instead of
   // rebuilding them there: more memory, less time. Not with recompute.
   bool keep_layer_inputs = false;
-  // On a GPU, time several cuBLASLt algorithms for each GEMM shape at its first use and keep the
+  // GPU only: time several cuBLASLt algorithms for each GEMM shape at its first use and keep the
   // fastest (kernels/cuda/gemm.h): the GEMMs 3-5% faster, the step less (docs/performance.md,
-  // eighth session). Timing may choose differently from run to
-  // run, so two fresh runs with one seed are no longer bit-identical; checkpoints record the
-  // choices, so a resumed run still is.
+  // eighth session). Timing may choose differently from run to run, so two fresh runs with one
+  // seed are no longer bit-identical; checkpoints record the choices, so a resumed run still is.
   bool tune_gemms = false;
   // A step whose loss or gradient norm is not finite never updates the weights. skip: drop that
   // update and go on; after max_skipped_steps such steps in a row, stop. stop: stop at once.

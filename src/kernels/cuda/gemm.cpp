@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cinttypes>
 #include <cstdint>
 #include <limits>
 #include <sstream>
