@@ -256,6 +256,8 @@ TEST(ExperimentConfig, OutOfRangeValuesAreRejected) {
       {{"train.global_batch=8", "train.grad_accum=2"}, {"train.global_batch", "train.grad_accum"}},
       {{"train.global_batch=10"}, {"train.global_batch = 10", "multiple of train.micro_batch = 4"}},
       {{"train.device=cpu", "train.precision=bf16"}, {"train.precision = bf16", "fp32"}},
+      {{"train.device=cpu", "train.tune_gemms=true"},
+       {"train.tune_gemms = true", "train.tune_gemms=false"}},
       {{"data.val=null"}, {"data.val"}},
       {{"log.sample_interval=10"}, {"log.sample_interval = 10", "data.tokenizer"}},
   };

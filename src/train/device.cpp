@@ -23,6 +23,10 @@ std::unique_ptr<Backend> make_backend(const ExperimentConfig& cfg, int local_ran
       throw_error("config error: train.precision = bf16 in ", cfg.source,
                   " needs a GPU, and this run uses the CPU: set train.precision=fp32");
     }
+    if (cfg.train.tune_gemms) {
+      throw_error("config error: train.tune_gemms = true in ", cfg.source,
+                  " needs a GPU, and this run uses the CPU: set train.tune_gemms=false");
+    }
     return make_cpu_backend();
   }
 #ifdef MAMBA_HAVE_CUDA

@@ -695,6 +695,11 @@ void check_consistency(const ExperimentConfig& c, const Origins& origins) {
     throw_error("config error: train.precision = bf16 in ", origins.of("train.precision"),
                 ": expected fp32 with train.device = cpu (the CPU backend computes in fp32)");
   }
+  if (t.device == Device::Cpu && t.tune_gemms) {
+    throw_error("config error: train.tune_gemms = true in ", origins.of("train.tune_gemms"),
+                ": GEMM tuning times cuBLASLt's algorithms on a GPU, and train.device = cpu; set "
+                "train.tune_gemms=false");
+  }
   if (t.recompute && t.keep_layer_inputs) {
     throw_error("config error: train.recompute = true in ", origins.of("train.recompute"),
                 " with train.keep_layer_inputs = true in ", origins.of("train.keep_layer_inputs"),
