@@ -8,13 +8,14 @@
 //   bench_train [--model tiny|130m|370m|790m|1.4b|2.8b | --config FILE] [key=value ...]
 //               [--batch B] [--seqlen L] [--device cpu|cuda] [--precision fp32|bf16]
 //               [--steps N] [--recompute 0|1] [--keep-inputs 0|1] [--comm 1|0] [--bf16-grads 0|1]
-//               [--hierarchical 0|1] [--shard-optimizer 0|1] [--tune-gemms 0|1]
+//               [--hierarchical 0|1] [--shard-optimizer 0|1] [--peer-copies 0|1] [--tune-gemms 0|1]
 //               [--profile-layers 0|1] [--profile-ops 0|1]
 // --model NAME reads configs/mamba-NAME.yaml (or configs/NAME.yaml); key=value overrides any key
 // (e.g. model.d_model=256 for the CPU baseline: --model tiny model.d_model=256). Under mpirun
 // every rank runs the step on its own rows; --comm 0 skips the reduction, to measure how much of
 // it the overlap hides; --hierarchical 1 reduces by node (dist.hierarchical); --shard-optimizer 1
-// splits the AdamW state among the ranks (ZeRO-1) and peak_gib shows what that saves; --tune-gemms
+// splits the AdamW state among the ranks (ZeRO-1) and peak_gib shows what that saves;
+// --peer-copies 1 averages the gradients by the GPUs' copy engines (dist.peer_copies); --tune-gemms
 // 1 times the GEMM algorithms (train.tune_gemms) in the warm-up steps. tokens_per_s
 // counts all ranks. --profile-layers 1 adds what scripts/project_scaling.py needs
 // (bench/layer_profile.h): a profile of forward and of every gradient slice's backward, the bucket
@@ -100,6 +101,7 @@ int main(int argc, char** argv) try {
        switch_key("--bf16-grads", "dist.bf16_grads"),
        switch_key("--hierarchical", "dist.hierarchical"),
        switch_key("--shard-optimizer", "dist.shard_optimizer"),
+       switch_key("--peer-copies", "dist.peer_copies"),
        "train.global_batch=null",
        "train.grad_accum=1",
        "train.tokens=null",
@@ -154,7 +156,7 @@ int main(int argc, char** argv) try {
   std::printf(
       "{\"bench\": \"train_step\", \"config\": \"%s\", \"device\": \"%s\", \"world\": %d, "
       "\"comm\": %d, \"bf16_grads\": %d, \"hierarchical\": %d, \"shard_optimizer\": %d, "
-      "\"act_bytes\": %zu, \"params\": "
+      "\"peer_copies\": %d, \"act_bytes\": %zu, \"params\": "
       "%.0f, \"batch\": %d, "
       "\"seqlen\": %d, \"recompute\": %d, \"keep_inputs\": %d, \"tune_gemms\": %d, "
       "\"ms_per_step\": %.2f, "
@@ -162,10 +164,11 @@ int main(int argc, char** argv) try {
       "\"peak_gib\": %.2f, \"outside_gib\": %.2f, \"activation_gib\": %.2f, \"mfu\": %.4f%s}\n",
       fs::path(cfg.source).stem().c_str(), backend.name().c_str(), comm.world(),
       bench::flag(argc, argv, "--comm", "1") == "1", int(cfg.dist.bf16_grads),
-      int(cfg.dist.hierarchical), int(cfg.dist.shard_optimizer), backend.act_bytes(), params,
-      cfg.train.micro_batch, cfg.data.seq_len, int(cfg.train.recompute),
-      int(cfg.train.keep_layer_inputs), int(cfg.train.tune_gemms), median, tokens_per_s,
-      backend.peak_memory() / double(1ull << 30), backend.outside_memory() / double(1ull << 30),
+      int(cfg.dist.hierarchical), int(cfg.dist.shard_optimizer), int(cfg.dist.peer_copies),
+      backend.act_bytes(), params, cfg.train.micro_batch, cfg.data.seq_len,
+      int(cfg.train.recompute), int(cfg.train.keep_layer_inputs), int(cfg.train.tune_gemms), median,
+      tokens_per_s, backend.peak_memory() / double(1ull << 30),
+      backend.outside_memory() / double(1ull << 30),
       trainer.model().activation_bytes() / double(1ull << 30), mfu, extra.c_str());
   return 0;
 } catch (const std::exception& e) {

@@ -17,6 +17,7 @@ expect() {  # expect OUTPUT TEXT
 out=$(mpirun --allow-run-as-root --oversubscribe -np 2 "$b/bench_train" --model tiny --batch 1 \
   --seqlen 32 --steps 1 --shard-optimizer 1 --bf16-grads 0 --comm 0 --recompute 1)
 expect "$out" '"shard_optimizer": 1'
+expect "$out" '"peer_copies": 0'
 expect "$out" '"tune_gemms": 0'
 expect "$out" '"comm": 0'
 expect "$out" '"recompute": 1'
@@ -30,6 +31,11 @@ if refused=$("$b/bench_train" --model tiny --batch 1 --seqlen 32 --steps 1 --tun
   fail "--tune-gemms 1 on the CPU was accepted: $refused"
 fi
 expect "$refused" 'train.tune_gemms = true'
+# --peer-copies 1 reaches dist.peer_copies, which the CPU refuses too.
+if refused=$("$b/bench_train" --model tiny --batch 1 --seqlen 32 --steps 1 --peer-copies 1 2>&1); then
+  fail "--peer-copies 1 on the CPU was accepted: $refused"
+fi
+expect "$refused" 'dist.peer_copies = true'
 # --profile-ops: one step's ops, each once per layer or once per step, and their sum. With
 # --keep-inputs 1 backward rebuilds no layer's conv output (and so runs no conv forward).
 for keep in 0 1; do

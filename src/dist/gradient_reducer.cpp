@@ -8,6 +8,7 @@
 
 #ifdef MAMBA_HAVE_NCCL
 #include "dist/nccl_reducer.h"
+#include "dist/peer_reducer.h"
 #endif
 
 namespace mamba {
@@ -176,6 +177,18 @@ class NcclGradientReducer final : public GradientReducer {
   std::vector<ExactPiece> exact_;
   std::unique_ptr<NcclReducer> reducer_;
 };
+
+class PeerGradientReducer final : public GradientReducer {
+ public:
+  PeerGradientReducer(const ReducerSettings& settings, Communicator& comm, MambaLM& model)
+      : reducer_(comm, model.backend(), model.grads(), model.layout().total(),
+                 size_t(settings.bucket_mb * (1 << 20)), settings.timeout_s) {}
+  void ready(int64_t begin, int64_t end) override { reducer_.ready(begin, end); }
+  void finish() override { reducer_.finish(); }
+
+ private:
+  PeerReducer reducer_;
+};
 #endif
 
 }  // namespace
@@ -192,11 +205,27 @@ std::unique_ptr<GradientReducer> make_gradient_reducer(const ReducerSettings& se
         "config error: dist.shard_optimizer = true with dist.hierarchical = true is not "
         "supported: set one of them to false");
   }
+  if (settings.peer_copies) {
+    const char* other = settings.bf16_grads     ? "dist.bf16_grads"
+                        : settings.hierarchical ? "dist.hierarchical"
+                        : settings.shard        ? "dist.shard_optimizer"
+                                                : nullptr;
+    if (other) {
+      throw_error("config error: dist.peer_copies = true with ", other,
+                  " = true is not supported: set one of them to false");
+    }
+  }
 #ifdef MAMBA_HAVE_NCCL
   if (comm.world() > 1 && model.backend().native_stream()) {
+    if (settings.peer_copies) return std::make_unique<PeerGradientReducer>(settings, comm, model);
     return std::make_unique<NcclGradientReducer>(settings, comm, model);
   }
 #endif
+  if (settings.peer_copies && comm.world() > 1) {
+    throw_error(
+        "config error: dist.peer_copies = true needs GPUs in a build with NCCL, and this run "
+        "reduces gradients through MPI: set dist.peer_copies=false");
+  }
   if (settings.bf16_grads && comm.world() > 1) {
     throw_error(
         "config error: dist.bf16_grads = true needs GPUs with NCCL, and this run "

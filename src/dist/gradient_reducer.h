@@ -1,8 +1,9 @@
 // Averaging gradients over the processes of a data-parallel run, behind one interface:
 //   world 1          nothing to do;
 //   CPU backend      one MPI_Allreduce over the gradient buffer, in place, after backward;
-//   CUDA backend     NCCL, bucket by bucket while backward runs (nccl_reducer.h);
-//                    without NCCL, through a host copy and MPI.
+//   CUDA backend     NCCL, bucket by bucket while backward runs (nccl_reducer.h), or on one
+//                    node the GPUs' copy engines (peer_copies, peer_reducer.h); without NCCL,
+//                    through a host copy and MPI.
 // Hierarchical (dist.hierarchical, hierarchy.h), each bucket is reduce-scattered in the node,
 // all-reduced across nodes and all-gathered in the node instead; through MPI that is done after
 // backward in buckets of bucket_mb.
@@ -29,6 +30,7 @@ struct ReducerSettings {
   double timeout_s;                 // a collective taking longer means a rank was lost
   bool bf16_grads;                  // communicate in bf16 (NCCL only)
   bool hierarchical;                // reduce in the node, across nodes, in the node
+  bool peer_copies;                 // one node: copy engines instead of NCCL (peer_reducer.h)
   const ShardMap* shard = nullptr;  // ZeRO-1: this rank's part; outlives the reducer
 };
 
@@ -42,7 +44,8 @@ class GradientReducer : public GradientReadyHook {
   virtual void gather_weights(const float* /*master*/) {}
 };
 
-// Throws mamba::Error when bf16_grads is asked of a run that reduces through MPI, when a
+// Throws mamba::Error when bf16_grads or peer_copies is asked of a run that reduces through
+// MPI, when peer_copies is combined with bf16_grads, hierarchical or a shard map, when a
 // shard map is given for a run that can shard neither through NCCL nor in host memory (CUDA
 // without NCCL), or together with bf16_grads or hierarchical, and when hierarchical is asked of
 // nodes holding different numbers of ranks.

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <thread>
 
+#include "dist/bucket_gather.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/elementwise.h"
 #include "util/error.h"
@@ -38,12 +39,12 @@ struct NcclReducer::State {
   cudaEvent_t produced = nullptr, reduced = nullptr;
   Backend* backend = nullptr;
   float* buffer = nullptr;
-  // bf16 communication: each bucket goes through this buffer in pieces of bucket_floats, rounded
-  // before the sum and widened back into the fp32 buffer after it. One buffer serves all buckets
-  // because the communication stream runs them one after another.
+  // bf16 communication: each bucket goes through this buffer in pieces of gather.bucket_floats,
+  // rounded before the sum and widened back into the fp32 buffer after it. One buffer serves all
+  // buckets because the communication stream runs them one after another.
   __nv_bfloat16* wire = nullptr;
-  int64_t n = 0, bucket_floats = 0;
-  int64_t pending_begin = -1, pending_end = -1;  // the bucket being gathered, [begin, end)
+  int64_t n = 0;
+  BucketGather gather;
   double timeout_s = 600.0;
   // ZeRO-1: the shard map's buckets; [frontier, n) of the buffer is final, and the buckets from
   // next_bucket on are launched. scratch: the padded copy of the tail bucket (world floats).
@@ -160,13 +161,13 @@ struct NcclReducer::State {
     if (rest > 0) copy(buffer + begin + bulk, pad, rest);
   }
 
-  void launch() {
-    if (pending_begin < 0) return;
+  // All-reduces the bucket [first, last) of the buffer.
+  void launch(int64_t first, int64_t last) {
     // The bucket's gradients were written by work queued on the compute stream up to now.
     follow_compute();
     if (wire) {
-      for (int64_t begin = pending_begin; begin < pending_end; begin += bucket_floats) {
-        const int64_t count = std::min(bucket_floats, pending_end - begin);
+      for (int64_t begin = first; begin < last; begin += gather.bucket_floats) {
+        const int64_t count = std::min(gather.bucket_floats, last - begin);
         cuda::to_bf16(wire, buffer + begin, count, comm_stream);
         if (node_comm) {
           const int64_t padded = (count + node_size - 1) / node_size * node_size;
@@ -186,14 +187,12 @@ struct NcclReducer::State {
         cuda::from_bf16(buffer + begin, wire, count, comm_stream);
       }
     } else if (node_comm) {
-      reduce_by_node(pending_begin, pending_end - pending_begin);
+      reduce_by_node(first, last - first);
     } else {
-      check_nccl(
-          ncclAllReduce(buffer + pending_begin, buffer + pending_begin,
-                        size_t(pending_end - pending_begin), ncclFloat, ncclAvg, comm, comm_stream),
-          "ncclAllReduce");
+      check_nccl(ncclAllReduce(buffer + first, buffer + first, size_t(last - first), ncclFloat,
+                               ncclAvg, comm, comm_stream),
+                 "ncclAllReduce");
     }
-    pending_begin = pending_end = -1;
   }
 
   // Every communicator is aborted when one fails, so that no collective waits on a lost peer.
@@ -248,7 +247,7 @@ NcclReducer::NcclReducer(const std::string& unique_id, int rank, int world, Back
   s_->backend = &backend;
   s_->buffer = buffer;
   s_->n = n;
-  s_->bucket_floats = std::max<int64_t>(1, int64_t(bucket_bytes / sizeof(float)));
+  s_->gather.bucket_floats = std::max<int64_t>(1, int64_t(bucket_bytes / sizeof(float)));
   s_->timeout_s = timeout_s;
   s_->rank = rank;
   s_->world = world;
@@ -256,7 +255,7 @@ NcclReducer::NcclReducer(const std::string& unique_id, int rank, int world, Back
   if (bf16) {
     // Through the backend, so that it counts in the peak-memory figure.
     s_->wire = static_cast<__nv_bfloat16*>(
-        backend.allocate(size_t(s_->bucket_floats) * sizeof(__nv_bfloat16)));
+        backend.allocate(size_t(s_->gather.bucket_floats) * sizeof(__nv_bfloat16)));
   }
   cuda::check_cuda(cudaStreamCreateWithFlags(&s_->comm_stream, cudaStreamNonBlocking),
                    "cudaStreamCreate");
@@ -292,7 +291,7 @@ void NcclReducer::split_by_node(int node) {
   if (s.wire) {
     // Room for a piece padded to a multiple of the node size.
     s.backend->release(s.wire);
-    const int64_t padded = (s.bucket_floats + s.node_size - 1) / s.node_size * s.node_size;
+    const int64_t padded = (s.gather.bucket_floats + s.node_size - 1) / s.node_size * s.node_size;
     s.wire =
         static_cast<__nv_bfloat16*>(s.backend->allocate(size_t(padded) * sizeof(__nv_bfloat16)));
   }
@@ -331,10 +330,7 @@ void NcclReducer::ready(int64_t begin, int64_t end) {
     s.launch_final_buckets();
     return;
   }
-  if (s.pending_begin >= 0 && end != s.pending_begin) s.launch();
-  if (s.pending_begin < 0) s.pending_end = end;
-  s.pending_begin = begin;
-  if (s.pending_end - s.pending_begin >= s.bucket_floats) s.launch();
+  s.gather.ready(begin, end, [&](int64_t first, int64_t last) { s.launch(first, last); });
 }
 
 void NcclReducer::finish() {
@@ -345,7 +341,7 @@ void NcclReducer::finish() {
     s.frontier = s.n;
     s.next_bucket = s.shard->buckets().size();
   } else {
-    s.launch();
+    s.gather.flush([&](int64_t first, int64_t last) { s.launch(first, last); });
   }
   cuda::check_cuda(cudaEventRecord(s.reduced, s.comm_stream), "cudaEventRecord");
   cuda::check_cuda(cudaStreamWaitEvent(s.compute, s.reduced, 0), "cudaStreamWaitEvent");

@@ -45,8 +45,7 @@ class NcclReducer {
   // multiple of G in place plus the rest zero-padded to G floats, grouped with it; in bf16 the
   // wire buffer is padded. Not with shard().
   void split_by_node(int node);
-  // [begin, end) of the buffer is final. Slices arrive in decreasing address order (backward
-  // runs from the last layer to the first); adjacent ones merge into one bucket.
+  // [begin, end) of the buffer is final; slices become buckets as bucket_gather.h says.
   void ready(int64_t begin, int64_t end);
   // Launches what is left, makes the compute stream wait for all buckets, and checks (with the
   // timeout) that the collectives completed.

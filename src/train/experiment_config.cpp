@@ -115,6 +115,7 @@ void for_each_key(Visit&& key, Config&... c) {
   key("dist.bf16_grads", Check::Any, c.dist.bf16_grads...);
   key("dist.hierarchical", Check::Any, c.dist.hierarchical...);
   key("dist.shard_optimizer", Check::Any, c.dist.shard_optimizer...);
+  key("dist.peer_copies", Check::Any, c.dist.peer_copies...);
 }
 
 std::vector<std::string> collect_keys() {
@@ -706,15 +707,28 @@ void check_consistency(const ExperimentConfig& c, const Origins& origins) {
                 ": they contradict each other (recompute keeps less for backward, "
                 "keep_layer_inputs more); set one of them to false");
   }
-  if (c.dist.shard_optimizer && c.dist.bf16_grads) {
-    throw_error("config error: dist.shard_optimizer = true in ", origins.of("dist.shard_optimizer"),
-                " with dist.bf16_grads = true is not supported: set one of them to false");
+  if (t.device == Device::Cpu && c.dist.peer_copies) {
+    throw_error("config error: dist.peer_copies = true in ", origins.of("dist.peer_copies"),
+                ": copy-engine reduction moves gradients between GPUs, and train.device = cpu; "
+                "set dist.peer_copies=false");
   }
-  if (c.dist.shard_optimizer && c.dist.hierarchical) {
-    throw_error("config error: dist.shard_optimizer = true in ", origins.of("dist.shard_optimizer"),
-                " with dist.hierarchical = true is not supported (the sharded reduce-scatter is "
-                "flat): set one of them to false");
-  }
+  // Two dist switches that cannot be on together.
+  const auto exclusive = [&](bool a, const char* key_a, bool b, const char* key_b,
+                             const char* why) {
+    if (!a || !b) return;
+    throw_error("config error: ", key_a, " = true in ", origins.of(key_a), " with ", key_b,
+                " = true is not supported", why, ": set one of them to false");
+  };
+  const DistConfig& d = c.dist;
+  exclusive(d.shard_optimizer, "dist.shard_optimizer", d.bf16_grads, "dist.bf16_grads", "");
+  exclusive(d.shard_optimizer, "dist.shard_optimizer", d.hierarchical, "dist.hierarchical",
+            " (the sharded reduce-scatter is flat)");
+  exclusive(d.peer_copies, "dist.peer_copies", d.bf16_grads, "dist.bf16_grads",
+            " (the copies move fp32 gradients)");
+  exclusive(d.peer_copies, "dist.peer_copies", d.hierarchical, "dist.hierarchical",
+            " (the copies reduce within one node)");
+  exclusive(d.peer_copies, "dist.peer_copies", d.shard_optimizer, "dist.shard_optimizer",
+            " (the copies all-reduce)");
   if (c.dist.shard_optimizer && c.checkpoint.async == AsyncSave::On) {
     throw_error(
         "config error: checkpoint.async = true in ", origins.of("checkpoint.async"),

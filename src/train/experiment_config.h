@@ -13,7 +13,7 @@
 //   checkpoint: dir, interval, keep_last, resume, async
 //   log:        interval, eval_interval, eval_batches, sample_interval, sample_tokens,
 //               sample_prompt, metrics, tensorboard
-//   dist:       bucket_mb, timeout_s, bf16_grads, hierarchical, shard_optimizer
+//   dist:       bucket_mb, timeout_s, bf16_grads, hierarchical, shard_optimizer, peer_copies
 // Every failure is a mamba::Error whose one-line message names the file, the key, the value
 // and what was expected. The key table lives once, in experiment_config.cpp.
 #pragma once
@@ -118,13 +118,15 @@ struct LogConfig {
 // each bucket is rounded to bf16 for the sum and widened back into the fp32 gradients.
 // hierarchical reduces each bucket in the node, across nodes and in the node again (several
 // nodes; not with shard_optimizer). shard_optimizer (ZeRO-1, docs/distributed.md) splits the
-// fp32 master weights and the AdamW moments among the ranks.
+// fp32 master weights and the AdamW moments among the ranks. peer_copies averages the buckets
+// among the GPUs of one node with their copy engines instead of NCCL (dist/peer_reducer.h).
 struct DistConfig {
   double bucket_mb = 400.0;
   double timeout_s = 600.0;
   bool bf16_grads = false;
   bool hierarchical = false;
   bool shard_optimizer = false;
+  bool peer_copies = false;
 };
 
 // Sequences per optimizer step, all processes together; keeps batch x length products in range.

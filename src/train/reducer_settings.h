@@ -8,7 +8,8 @@
 namespace mamba {
 
 inline ReducerSettings reducer_settings(const DistConfig& dist, const ShardMap* shard = nullptr) {
-  return ReducerSettings{dist.bucket_mb, dist.timeout_s, dist.bf16_grads, dist.hierarchical, shard};
+  return ReducerSettings{dist.bucket_mb,    dist.timeout_s,   dist.bf16_grads,
+                         dist.hierarchical, dist.peer_copies, shard};
 }
 
 }  // namespace mamba

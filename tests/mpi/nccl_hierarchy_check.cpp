@@ -16,16 +16,12 @@
 #include "dist/nccl_reducer.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "util/error.h"
-#include "util/rng.h"
 
 namespace {
 
-// Rank r's gradients for a buffer of n floats; any rank can make any rank's.
+// Rank r's gradients for a buffer of n floats.
 std::vector<float> gradients(int r, int64_t n) {
-  mamba::Rng rng(uint64_t(7919 * n + r));
-  std::vector<float> g(size_t(n), 0.0f);
-  for (float& x : g) x = float(rng.normal());
-  return g;
+  return mamba::test::normal_floats(uint64_t(7919 * n + r), n);
 }
 
 int check() {

@@ -1,0 +1,59 @@
+// Gradient averaging by the GPUs' copy engines (dist.peer_copies): on 2 GPUs a training run
+// reaches the losses, gradient norms and weights of NCCL's all-reduce, and the reducer alone
+// gives the mean bit for bit (tests/mpi/peer_reduce_check.cpp). Where it cannot run, the job
+// stops with a one-line error.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "cli_runner.h"
+#include "mpi_run_fixture.h"
+#include "mpirun.h"
+
+namespace mamba {
+namespace {
+
+using test::contains;
+using test::run_mamba;
+using test::two_gpus_missing;
+
+using PeerCopies = test::MpiRunFixture;
+
+TEST_F(PeerCopies, CpuRunsGetAOneLineError) {
+  const auto r = run_mamba("train " + config("cpu") + " dist.peer_copies=true");
+  EXPECT_NE(r.status, 0);
+  EXPECT_TRUE(contains(r.output, "dist.peer_copies = true")) << r.output;
+  EXPECT_EQ(r.output.find('\n'), r.output.size() - 1) << r.output;
+}
+
+// With two ranks the mean is one rounding of the sum, halved, however it is added: the runs
+// agree to the last bit, and the tolerance only absorbs what the comparison itself rounds.
+TEST_F(PeerCopies, TwoGpusEqualNccl) {
+  if (const std::string why = two_gpus_missing(); !why.empty()) GTEST_SKIP() << why;
+  const std::string gpu =
+      "train.micro_batch=2 train.device=cuda model.d_model=256 model.d_state=16 "
+      "dist.bucket_mb=0.3 checkpoint.async=false ";
+  ASSERT_TRUE(train("gpu_nccl", gpu)) << bytes_of(log("gpu_nccl"));
+  ASSERT_TRUE(train("gpu_peer", gpu + "dist.peer_copies=true")) << bytes_of(log("gpu_peer"));
+  expect_same_steps("gpu_peer", "gpu_nccl", 1e-6);
+  expect_same_state("gpu_peer", "gpu_nccl", 1e-6);
+}
+
+// Two ranks on the node's GPUs, or both on one: the copies then stay within that GPU, and the
+// ordering between the ranks is the same.
+TEST_F(PeerCopies, ReducerEqualsTheMeanBitForBit) {
+#ifndef MAMBA_PEER_REDUCE_CHECK
+  GTEST_SKIP() << "built without NCCL";
+#else
+  if (cuda_device_count() == 0) GTEST_SKIP() << "needs a GPU";
+  const std::string out = log("peer_check");
+  const std::string cmd = test::mpirun(2) + MAMBA_PEER_REDUCE_CHECK + " > " + out + " 2>&1";
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << bytes_of(out);
+  EXPECT_TRUE(contains(bytes_of(out), "rank 1: peer reduction equals the mean bit for bit"))
+      << bytes_of(out);
+#endif
+}
+
+}  // namespace
+}  // namespace mamba
