@@ -1,7 +1,7 @@
 // Gradient averaging by the GPUs' copy engines (dist.peer_copies): on 2 GPUs a training run
-// reaches the losses, gradient norms and weights of NCCL's all-reduce, and the reducer alone
-// gives the mean bit for bit (tests/mpi/peer_reduce_check.cpp). Where it cannot run, the job
-// stops with a one-line error.
+// reaches the losses, gradient norms and weights of NCCL's all-reduce; two ranks, on one GPU or
+// two, those of one process; and the reducer alone gives the mean bit for bit
+// (tests/mpi/peer_reduce_check.cpp). Where it cannot run, the job stops with a one-line error.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -10,6 +10,7 @@
 #include "cli_runner.h"
 #include "mpi_run_fixture.h"
 #include "mpirun.h"
+#include "train/device.h"
 
 namespace mamba {
 namespace {
@@ -38,6 +39,24 @@ TEST_F(PeerCopies, TwoGpusEqualNccl) {
   ASSERT_TRUE(train("gpu_peer", gpu + "dist.peer_copies=true")) << bytes_of(log("gpu_peer"));
   expect_same_steps("gpu_peer", "gpu_nccl", 1e-6);
   expect_same_state("gpu_peer", "gpu_nccl", 1e-6);
+}
+
+// Two ranks with micro batch 1 and 2 accumulation steps, on the node's GPUs or both on one GPU
+// (NCCL refuses a shared GPU; the copies then stay within it), reach the losses and weights of
+// one process with micro batch 4, in fp32: what two ranks sum in another order differs by
+// rounding only.
+TEST_F(PeerCopies, TwoRanksWithAccumulationEqualOneProcess) {
+  if (!cuda_available()) GTEST_SKIP() << "no usable CUDA device (or a build without CUDA)";
+  const std::string gpu =
+      "train.device=cuda train.precision=fp32 model.d_model=256 model.d_state=16 "
+      "checkpoint.async=false ";
+  ASSERT_TRUE(train("gpu_one", gpu, "", 1)) << bytes_of(log("gpu_one"));
+  ASSERT_TRUE(train("gpu_two", gpu + "train.micro_batch=1 dist.peer_copies=true"))
+      << bytes_of(log("gpu_two"));
+  EXPECT_TRUE(contains(bytes_of(log("gpu_two")), "micro batch 1 x 2 accum"))
+      << bytes_of(log("gpu_two"));
+  expect_same_steps("gpu_two", "gpu_one", 1e-4);
+  expect_same_state("gpu_two", "gpu_one", 1e-4);
 }
 
 // Two ranks on the node's GPUs, or both on one: the copies then stay within that GPU, and the
