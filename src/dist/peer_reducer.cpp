@@ -20,8 +20,8 @@ namespace {
 // The stages whose completion a rank announces to its peers, one flag per (stage, rank).
 enum Stage { kProduced, kAveraged, kPulled, kStages };
 
-// Floats per copied piece: the scratch holds one per peer, and the averaging of a piece overlaps
-// the copies of the next.
+// Floats per copied piece: the scratch holds one piece per peer, so it stays small whatever the
+// bucket size.
 constexpr int64_t kPieceFloats = int64_t{4} << 20;
 
 void check_driver(CUresult r, const char* what) {
@@ -72,7 +72,6 @@ struct PeerReducer::State {
   cudaEvent_t produced = nullptr, reduced = nullptr;
   int rank = 0, world = 1;
   float* buffer = nullptr;
-  int64_t n = 0;
   BucketGather gather;
   double timeout_s = 600.0;
   std::vector<float*> buffers;   // every rank's gradient buffer, mapped into this process
@@ -185,7 +184,6 @@ PeerReducer::PeerReducer(Communicator& comm, Backend& backend, float* buffer, in
   }
   s.backend = &backend;
   s.buffer = buffer;
-  s.n = n;
   s.gather.bucket_floats = std::max<int64_t>(1, int64_t(bucket_bytes / sizeof(float)));
   s.timeout_s = timeout_s;
 
@@ -193,7 +191,7 @@ PeerReducer::PeerReducer(Communicator& comm, Backend& backend, float* buffer, in
   // figure.
   const size_t flag_bytes = size_t(kStages * s.world) * sizeof(uint32_t);
   uint32_t* own_flags = static_cast<uint32_t*>(backend.allocate(flag_bytes));
-  cuda::check_cuda(cudaMemset(own_flags, 0, flag_bytes), "cudaMemset (peer flags)");
+  cuda::check_cuda(cudaMemsetAsync(own_flags, 0, flag_bytes, s.compute), "cudaMemsetAsync (flags)");
   s.scratch = static_cast<float*>(
       backend.allocate(size_t(s.world - 1) * size_t(kPieceFloats) * sizeof(float)));
 
@@ -203,6 +201,10 @@ PeerReducer::PeerReducer(Communicator& comm, Backend& backend, float* buffer, in
   check_driver(s.driver.address_range(&base, &size, reinterpret_cast<CUdeviceptr>(buffer)),
                "cuMemGetAddressRange (gradient buffer)");
   mine.buffer_offset = reinterpret_cast<CUdeviceptr>(buffer) - base;
+  if (mine.buffer_offset + uint64_t(n) * sizeof(float) > size) {
+    throw_error("peer reduction: the gradient buffer of ", n,
+                " floats runs past the end of its allocation");
+  }
   cuda::check_cuda(cudaIpcGetMemHandle(&mine.buffer, reinterpret_cast<void*>(base)),
                    "cudaIpcGetMemHandle (gradient buffer)");
   cuda::check_cuda(cudaIpcGetMemHandle(&mine.flags, own_flags), "cudaIpcGetMemHandle (flags)");
