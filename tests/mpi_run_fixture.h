@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_runner.h"
 #include "mpirun.h"
 #include "run_fixture.h"
 #include "two_gpus.h"
@@ -19,11 +20,25 @@ class MpiRunFixture : public RunFixture {
   // when it succeeded.
   static bool train(const std::string& name, const std::string& args, const std::string& env = "",
                     int ranks = 2, const std::string& mpirun_args = "") {
-    const std::string forward = env.empty() ? "" : "-x " + env.substr(0, env.find('=')) + " ";
-    const std::string cmd = (env.empty() ? "" : env + " ") + mpirun(ranks) + mpirun_args + " " +
-                            forward + MAMBA_BINARY + " train " + config_of(name) + " " + args +
-                            " > " + log(name) + " 2>&1";
+    const std::string cmd = launch(env, ranks, mpirun_args) + MAMBA_BINARY + " train " +
+                            config_of(name) + " " + args + " > " + log(name) + " 2>&1";
     return std::system(cmd.c_str()) == 0;
+  }
+
+  // An MPI check program (tests/mpi) on 2 ranks, env as for train(), its output in <name>.log:
+  // it must exit 0 and print `success`.
+  static void expect_check_passes(const std::string& name, const std::string& program,
+                                  const std::string& success, const std::string& env = "") {
+    const std::string cmd = launch(env, 2) + program + " > " + log(name) + " 2>&1";
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << bytes_of(log(name));
+    EXPECT_TRUE(contains(bytes_of(log(name)), success)) << bytes_of(log(name));
+  }
+
+  // mpirun for `ranks` ranks with env ("" or one "NAME=value") set for every rank.
+  static std::string launch(const std::string& env, int ranks,
+                            const std::string& mpirun_args = "") {
+    const std::string forward = env.empty() ? "" : "-x " + env.substr(0, env.find('=')) + " ";
+    return (env.empty() ? "" : env + " ") + mpirun(ranks) + mpirun_args + " " + forward;
   }
 
   // The config of a run, written the first time it is asked for.

@@ -10,7 +10,6 @@
 
 #include "cli_runner.h"
 #include "mpi_run_fixture.h"
-#include "mpirun.h"
 
 namespace mamba {
 namespace {
@@ -121,13 +120,9 @@ TEST_F(HierarchicalTraining, TwoGpusNcclReductionByNodeEqualsTheMean) {
   GTEST_SKIP() << "built without NCCL";
 #else
   for (const std::string ranks_per_node : {"1", "2"}) {
-    const std::string out = log("nccl_check_" + ranks_per_node);
-    const std::string cmd = "MAMBA_TEST_RANKS_PER_NODE=" + ranks_per_node + " " + test::mpirun(2) +
-                            "-x MAMBA_TEST_RANKS_PER_NODE " + MAMBA_NCCL_HIERARCHY_CHECK + " > " +
-                            out + " 2>&1";
-    EXPECT_EQ(std::system(cmd.c_str()), 0) << bytes_of(out);
-    EXPECT_TRUE(contains(bytes_of(out), "rank 1: NCCL hierarchical reduction equals the mean"))
-        << bytes_of(out);
+    expect_check_passes("nccl_check_" + ranks_per_node, MAMBA_NCCL_HIERARCHY_CHECK,
+                        "rank 1: NCCL hierarchical reduction equals the mean",
+                        "MAMBA_TEST_RANKS_PER_NODE=" + ranks_per_node);
   }
 #endif
 }

@@ -4,12 +4,10 @@
 // (tests/mpi/peer_reduce_check.cpp). Where it cannot run, the job stops with a one-line error.
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <string>
 
 #include "cli_runner.h"
 #include "mpi_run_fixture.h"
-#include "mpirun.h"
 #include "train/device.h"
 
 namespace mamba {
@@ -66,11 +64,8 @@ TEST_F(PeerCopies, ReducerEqualsTheMeanBitForBit) {
   GTEST_SKIP() << "built without NCCL";
 #else
   if (cuda_device_count() == 0) GTEST_SKIP() << "needs a GPU";
-  const std::string out = log("peer_check");
-  const std::string cmd = test::mpirun(2) + MAMBA_PEER_REDUCE_CHECK + " > " + out + " 2>&1";
-  EXPECT_EQ(std::system(cmd.c_str()), 0) << bytes_of(out);
-  EXPECT_TRUE(contains(bytes_of(out), "rank 1: peer reduction equals the mean bit for bit"))
-      << bytes_of(out);
+  expect_check_passes("peer_check", MAMBA_PEER_REDUCE_CHECK,
+                      "rank 1: peer reduction equals the mean bit for bit");
 #endif
 }
 

@@ -5,11 +5,10 @@
 #include <nccl.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstring>
-#include <thread>
 
 #include "dist/bucket_gather.h"
+#include "dist/stream_wait.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/elementwise.h"
 #include "util/error.h"
@@ -69,10 +68,7 @@ struct NcclReducer::State {
   };
 
   // The compute stream's work queued up to now comes before what is queued on comm_stream next.
-  void follow_compute() {
-    cuda::check_cuda(cudaEventRecord(produced, compute), "cudaEventRecord");
-    cuda::check_cuda(cudaStreamWaitEvent(comm_stream, produced, 0), "cudaStreamWaitEvent");
-  }
+  void follow_compute() { follow(comm_stream, compute, produced); }
 
   void copy(float* dst, const float* src, int64_t count) {
     copy_bytes(dst, src, size_t(count) * sizeof(float));
@@ -203,13 +199,10 @@ struct NcclReducer::State {
     }
   }
 
-  // Polls instead of blocking so that a lost peer surfaces as an error, not a hang.
+  // Waits for the collectives up to `reduced`; a communicator's error or the timeout aborts
+  // them all and throws.
   void wait_reduced(const char* what) {
-    const auto start = std::chrono::steady_clock::now();
-    while (true) {
-      const cudaError_t q = cudaEventQuery(reduced);
-      if (q == cudaSuccess) return;
-      if (q != cudaErrorNotReady) cuda::check_cuda(q, what);
+    const auto check_async = [&] {
       for (ncclComm_t c : {comm, node_comm, across_comm}) {
         if (!c) continue;
         ncclResult_t async = ncclSuccess;
@@ -220,15 +213,11 @@ struct NcclReducer::State {
                       ": another rank has probably died; see its log");
         }
       }
-      const double waited =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      if (waited > timeout_s) {
-        abort_all();
-        throw_error("nccl error: ", what, " did not finish within ", timeout_s,
-                    " s: a rank has stalled or died; the job stops (dist.timeout_s sets the "
-                    "limit)");
-      }
-      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    };
+    if (!wait_for(reduced, timeout_s, what, check_async)) {
+      abort_all();
+      throw_error("nccl error: ", what, " did not finish within ", timeout_s,
+                  " s: a rank has stalled or died; the job stops (dist.timeout_s sets the limit)");
     }
   }
 };
@@ -343,8 +332,7 @@ void NcclReducer::finish() {
   } else {
     s.gather.flush([&](int64_t first, int64_t last) { s.launch(first, last); });
   }
-  cuda::check_cuda(cudaEventRecord(s.reduced, s.comm_stream), "cudaEventRecord");
-  cuda::check_cuda(cudaStreamWaitEvent(s.compute, s.reduced, 0), "cudaStreamWaitEvent");
+  follow(s.compute, s.comm_stream, s.reduced);
   s.wait_reduced(s.shard ? "gradient reduce-scatter" : "gradient all-reduce");
 }
 
@@ -388,8 +376,7 @@ void NcclReducer::gather_weights() {
                              s.comm_stream),
                "ncclAllReduce (fp32 weights)");
   }
-  cuda::check_cuda(cudaEventRecord(s.reduced, s.comm_stream), "cudaEventRecord");
-  cuda::check_cuda(cudaStreamWaitEvent(s.compute, s.reduced, 0), "cudaStreamWaitEvent");
+  follow(s.compute, s.comm_stream, s.reduced);
   s.wait_reduced("weight all-gather");
 }
 

@@ -4,11 +4,10 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <chrono>
-#include <thread>
 #include <vector>
 
 #include "dist/bucket_gather.h"
+#include "dist/stream_wait.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/peer_ops.h"
 #include "util/error.h"
@@ -119,8 +118,7 @@ struct PeerReducer::State {
   void launch(int64_t first, int64_t last) {
     idle = false;
     // The bucket's gradients were written by work queued on the compute stream up to now.
-    cuda::check_cuda(cudaEventRecord(produced, compute), "cudaEventRecord");
-    cuda::check_cuda(cudaStreamWaitEvent(stream, produced, 0), "cudaStreamWaitEvent");
+    follow(stream, compute, produced);
     ++bucket_count;
     exchange(kProduced, bucket_count);
     const int64_t count = last - first;
@@ -148,20 +146,6 @@ struct PeerReducer::State {
       if (r == rank) continue;
       const Chunk theirs = chunk(first, count, r);
       pull(buffer + theirs.begin, buffers[r] + theirs.begin, theirs.count);
-    }
-  }
-
-  // Polls instead of blocking so that a lost peer surfaces as an error, not a hang.
-  bool wait_reduced() const {
-    const auto start = std::chrono::steady_clock::now();
-    while (true) {
-      const cudaError_t q = cudaEventQuery(reduced);
-      if (q == cudaSuccess) return true;
-      if (q != cudaErrorNotReady) cuda::check_cuda(q, "peer gradient reduction");
-      const double waited =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      if (waited > timeout_s) return false;
-      std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
   }
 };
@@ -283,9 +267,8 @@ void PeerReducer::finish() {
   s.idle = false;
   // Every peer has pulled from this rank's buffer all it needs before anything writes to it.
   s.exchange(kPulled, ++s.step_count);
-  cuda::check_cuda(cudaEventRecord(s.reduced, s.stream), "cudaEventRecord");
-  cuda::check_cuda(cudaStreamWaitEvent(s.compute, s.reduced, 0), "cudaStreamWaitEvent");
-  if (!s.wait_reduced()) {
+  follow(s.compute, s.stream, s.reduced);
+  if (!wait_for(s.reduced, s.timeout_s, "peer gradient reduction", [] {})) {
     throw_error("peer gradient reduction did not finish within ", s.timeout_s,
                 " s: a rank has stalled or died; the job stops (dist.timeout_s sets the limit)");
   }
