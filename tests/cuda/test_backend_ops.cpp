@@ -581,9 +581,15 @@ TEST_P(CudaVsCpu, Conv1dSilu) {
     int64_t seqlen;
     int D, K;
   };
-  // Channels a thread: four in the forward where D is a multiple of 4, else two (D even), else one.
-  for (const Shape sh : {Shape{2, 37, 64, 4}, Shape{3, 200, 96, 4}, Shape{1, 1000, 40, 3},
-                         Shape{2, 70, 42, 3}, Shape{2, 131, 33, 2}}) {
+  // The CUDA kernels take tiles of 128 steps (runs of 32 a thread) and 128 channels in bf16 where
+  // D is even (two a thread), else 64; rows staged by 16-byte copies where D and ld_x make rows of
+  // whole 16 bytes, else one element at a time (D = 42 in bf16, 33). Last tiles the steps do not
+  // fill (seqlen 37, 200, 1000, 70, 131, 300, 260), in one tile (37, 70) or after whole ones, with
+  // a run cut short (its steps in a loop, not unrolled: 5 at 37, 12 at 300) and runs left empty;
+  // channel blocks the channels do not fill (D = 200, 136, 96 in bf16, 40, 42, 33).
+  for (const Shape sh :
+       {Shape{2, 37, 64, 4}, Shape{3, 200, 96, 4}, Shape{1, 1000, 40, 3}, Shape{2, 70, 42, 3},
+        Shape{2, 131, 33, 2}, Shape{2, 300, 200, 4}, Shape{1, 260, 136, 2}}) {
     const std::string tag = "batch=" + std::to_string(sh.batch) +
                             " seqlen=" + std::to_string(sh.seqlen) + " D=" + std::to_string(sh.D) +
                             " K=" + std::to_string(sh.K);
