@@ -123,7 +123,13 @@ class OpTimingBackend final : public mamba::Backend {
     timed("conv1d_silu_forward " + shape(s), [&] { in_.conv1d_silu_forward(s, op); });
   }
   void conv1d_silu_backward(const mamba::Conv1dShape& s, const mamba::Conv1dBackward& op) override {
-    timed("conv1d_silu_backward " + shape(s), [&] { in_.conv1d_silu_backward(s, op); });
+    const std::string lowrank =
+        op.lowrank.rank > 0 ? " lowrank " + std::to_string(op.lowrank.rank) : "";
+    timed("conv1d_silu_backward " + shape(s) + lowrank, [&] { in_.conv1d_silu_backward(s, op); });
+  }
+  bool conv_backward_takes_lowrank(const mamba::Conv1dShape& s,
+                                   const mamba::Conv1dBackward& op) const override {
+    return in_.conv_backward_takes_lowrank(s, op);
   }
   void selective_scan_forward(const mamba::ScanShape& s, const mamba::ScanInputs& in,
                               mamba::Act out, float* last_state, void* saved) override {

@@ -474,13 +474,67 @@ TEST(KernelsCpu, Conv1dBackwardRefusesAnOverlappingDx) {
       dx(40 * 32);
   for (float* target : {x.data(), x.data() + 16, dout.data()}) {
     const std::string message = test::error_of([&] {
-      be->conv1d_silu_backward(s, {f32_act(dout.data()), f32_act(x.data()), w.data(), b.data(),
-                                   f32_act(target), dw.data(), db.data()});
+      be->conv1d_silu_backward(s, {f32_act(dout.data()),
+                                   f32_act(x.data()),
+                                   w.data(),
+                                   b.data(),
+                                   f32_act(target),
+                                   dw.data(),
+                                   db.data(),
+                                   {}});
     });
     EXPECT_NE(message.find("dx overlaps x or dout"), std::string::npos) << message;
   }
-  be->conv1d_silu_backward(s, {f32_act(dout.data()), f32_act(x.data()), w.data(), b.data(),
-                               f32_act(dx.data()), dw.data(), db.data()});  // apart: accepted
+  be->conv1d_silu_backward(s, {f32_act(dout.data()),
+                               f32_act(x.data()),
+                               w.data(),
+                               b.data(),
+                               f32_act(dx.data()),
+                               dw.data(),
+                               db.data(),
+                               {}});  // apart: accepted
+}
+
+// x_proj's input gradient as the conv backward's low-rank term: the same dx, dweight and dbias
+// as the conv backward of dout + a x weight, formed here by loops (a with row padding, ld_a >
+// rank).
+TEST(KernelsCpu, Conv1dBackwardAddsALowRankTerm) {
+  const auto be = make_cpu_backend();
+  const int batch = 2, D = 24, K = 4, rank = 5;
+  const int64_t seqlen = 37, T = batch * seqlen, ld_x = 2 * D, ld_a = 7;
+  const Conv1dShape s{batch, seqlen, D, K, ld_x};
+  const auto x = random_vector(T * ld_x, 60), dout = random_vector(T * D, 61);
+  const auto a = random_vector(T * ld_a, 62), weight = random_vector(int64_t(rank) * D, 63);
+  const auto w = random_vector(int64_t(D) * K, 64, -0.5f, 0.5f), b = random_vector(D, 65);
+  std::vector<float> total = dout;
+  for (int64_t t = 0; t < T; ++t) {
+    for (int d = 0; d < D; ++d) {
+      for (int k = 0; k < rank; ++k) total[t * D + d] += a[t * ld_a + k] * weight[k * D + d];
+    }
+  }
+  struct Grads {
+    std::vector<float> dx, dw, db;
+  };
+  auto backward = [&](const std::vector<float>& g, const LowRankGrad& lowrank) {
+    Grads r{std::vector<float>(T * ld_x), std::vector<float>(D * K), std::vector<float>(D)};
+    Conv1dBackward op{f32_act(g.data()),    f32_act(x.data()), w.data(),    b.data(),
+                      f32_act(r.dx.data()), r.dw.data(),       r.db.data(), {}};
+    op.lowrank = lowrank;
+    be->conv1d_silu_backward(s, op);
+    return r;
+  };
+  const Grads want = backward(total, {});
+  const Grads got = backward(dout, {f32_act(a.data()), ld_a, f32_act(weight.data()), rank});
+  auto expect_near = [](const char* name, const std::vector<float>& g,
+                        const std::vector<float>& e) {
+    for (size_t i = 0; i < g.size(); ++i) {
+      ASSERT_NEAR(g[i], e[i], 1e-5f * (1.0f + std::abs(e[i]))) << name << " at " << i;
+    }
+  };
+  expect_near("dx", got.dx, want.dx);
+  expect_near("dweight", got.dw, want.dw);
+  expect_near("dbias", got.db, want.db);
+  EXPECT_TRUE(be->conv_backward_takes_lowrank(s, Conv1dBackward{}));
 }
 
 std::vector<float> minus(std::vector<float> a, float b) {

@@ -2,8 +2,10 @@
 // JSON line per (op, shape): microseconds a call (CUDA events, median of 20 after 3 warm-up runs),
 // the bytes it must move, the bandwidth that makes and the share of the device's copy bandwidth.
 //   bench_ops
-// Ops: conv1d + SiLU forward and backward (d_conv 4, x a slice of in_proj's [x | z] rows) and
-// residual add + RMSNorm forward (residual_out over residual_in, as in the model), all bf16.
+// Ops: conv1d + SiLU forward and backward (d_conv 4, x a slice of in_proj's [x | z] rows), the
+// backward with x_proj's input gradient as its low-rank term and, for comparison, that gradient
+// accumulated by cuBLASLt (the step's other way), and residual add + RMSNorm forward
+// (residual_out over residual_in, as in the model), all bf16.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -14,6 +16,7 @@
 
 #include "bench_common.cuh"
 #include "kernels/cuda/conv1d.h"
+#include "kernels/cuda/gemm.h"
 #include "kernels/cuda/rmsnorm.h"
 
 namespace {
@@ -77,14 +80,34 @@ void conv(const Row& r) {
                                      nullptr);
   });
   report("conv1d_silu_forward", r, D, elements * 2 * sizeof(bf16), fwd_us);
+  // x and dout read, dx written; the partial sums (written and read once) are counted too.
+  const double bwd_bytes =
+      elements * 3 * sizeof(bf16) +
+      2.0 * mamba::cuda::conv1d_backward_workspace_bytes(r.batch, r.seqlen, D, kK);
   const double bwd_us = time_us([&] {
     mamba::cuda::conv1d_silu_backward(dxz.p, dw.p, db.p, dout.p, xz.p, ld_x, w.p, b.p, r.batch,
-                                      r.seqlen, D, kK, ws.p, nullptr);
+                                      r.seqlen, D, kK, {}, ws.p, nullptr);
   });
-  // x and dout read, dx written; the partial sums (written and read once) are counted too.
-  const double partial_bytes =
-      2.0 * mamba::cuda::conv1d_backward_workspace_bytes(r.batch, r.seqlen, D, kK);
-  report("conv1d_silu_backward", r, D, elements * 3 * sizeof(bf16) + partial_bytes, bwd_us);
+  report("conv1d_silu_backward", r, D, bwd_bytes, bwd_us);
+
+  // x_proj: dt_rank + 2 d_state output features.
+  const int X = (r.d_model + 15) / 16 + 2 * 16;
+  Buffer<bf16> a(T * X), weight(static_cast<int64_t>(X) * D);
+  fill(a.p, T * X, -1.f, 1.f, 9), fill(weight.p, static_cast<int64_t>(X) * D, -0.1f, 0.1f, 10);
+  const double lowrank_bytes = static_cast<double>(T) * X * sizeof(bf16);
+  if (mamba::cuda::conv1d_lowrank_fits(D, ld_x, X, X, {dxz.p, dout.p, xz.p, a.p, weight.p})) {
+    const double us = time_us([&] {
+      mamba::cuda::conv1d_silu_backward(dxz.p, dw.p, db.p, dout.p, xz.p, ld_x, w.p, b.p, r.batch,
+                                        r.seqlen, D, kK, {a.p, X, weight.p, X}, ws.p, nullptr);
+    });
+    report("conv1d_silu_backward_lowrank", r, D, bwd_bytes + lowrank_bytes, us);
+  }
+  constexpr size_t kWorkspace = size_t(32) << 20;  // as the CUDA backend's
+  Buffer<char> workspace(kWorkspace);
+  mamba::cuda::Gemm gemm(nullptr, workspace.p, kWorkspace, false);
+  const double dinp_us = time_us(
+      [&] { gemm.backward_input(dout.p, D, true, a.p, X, weight.p, CUDA_R_16BF, T, D, X); });
+  report("x_proj_dinp_cublaslt", r, D, elements * 2 * sizeof(bf16) + lowrank_bytes, dinp_us);
 }
 
 void rmsnorm(const Row& r) {

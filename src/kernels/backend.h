@@ -93,6 +93,10 @@ class Backend {
   virtual void linear_backward(const LinearBackward& op) = 0;
   virtual void conv1d_silu_forward(const Conv1dShape& s, const Conv1dForward& op) = 0;
   virtual void conv1d_silu_backward(const Conv1dShape& s, const Conv1dBackward& op) = 0;
+  // Whether conv1d_silu_backward takes op.lowrank (its shape, types and alignment) rather than
+  // have the caller accumulate that term into dout first.
+  virtual bool conv_backward_takes_lowrank(const Conv1dShape& s,
+                                           const Conv1dBackward& op) const = 0;
 
   // The selective scan. Forward writes out and stores in `saved` (scan_saved_bytes, may be 0)
   // what backward needs beyond the inputs (chunk-boundary states on CUDA; nothing on the CPU,

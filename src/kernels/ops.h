@@ -177,7 +177,18 @@ struct Conv1dForward {
   const float* bias = nullptr;    // [D]
   Act out;                        // [T, D]
 };
-// dx = d/dx (overwritten); dweight, dbias +=. dx must not overlap x or dout. 7 tensors.
+// A low-rank term of a gradient: a x weight, [T, rank] x [rank, D], weight in a linear layer's
+// layout ([out_dim = rank, in_dim = D]): the input gradient of that layer.
+struct LowRankGrad {
+  ConstAct a;  // [T, rank], rows of stride ld_a
+  int64_t ld_a = 0;
+  ConstAct weight;  // [rank, D]
+  int rank = 0;     // 0: no term
+};
+// dx = d/dx (overwritten); dweight, dbias +=. dx must not overlap x or dout. 7 tensors, 9 with
+// lowrank: then the output's gradient is dout + lowrank's term (rounded to the activation type),
+// as if linear_backward had first accumulated that layer's input gradient into dout (x_proj's,
+// whose only reader is this op). Backends take lowrank where conv_backward_takes_lowrank says.
 struct Conv1dBackward {
   ConstAct dout;                  // [T, D]
   ConstAct x;                     // [T, ld_x]
@@ -186,6 +197,7 @@ struct Conv1dBackward {
   Act dx;                         // [T, ld_x]
   float* dweight = nullptr;       // [D, K] +=
   float* dbias = nullptr;         // [D] +=
+  LowRankGrad lowrank;
 };
 
 // Throws unless op.dx is a buffer of its own: backends read x and dout while they write dx.

@@ -452,7 +452,6 @@ void MambaLM::backward_layers(Activations& a, GradientReadyHook* hook) {
     // A = -exp(A_log), so dA_log = dA * A.
     be_.mul_accumulate(g.A_log, a.dA, a.A, int64_t(di) * n);
     linear_backward(a.dxdbl, xd, false, g.dt_proj_w, a.ddelta, di, s.xdbl, xd, w.dt_proj_w, r, di);
-    linear_backward(a.dxc, di, true, g.x_proj, a.dxdbl, xd, s.xc, di, w.x_proj, di, xd);
     Conv1dBackward conv;
     conv.dout = a.dxc;
     conv.x = s.xz;
@@ -461,6 +460,15 @@ void MambaLM::backward_layers(Activations& a, GradientReadyHook* hook) {
     conv.dx = a.dxz;
     conv.dweight = g.conv_w;
     conv.dbias = g.conv_b;
+    // x_proj's input gradient has one reader, the conv backward: where the backend can, it adds
+    // that term itself instead of accumulating it into dxc first.
+    conv.lowrank = {a.dxdbl, xd, w.x_proj, xd};
+    if (be_.conv_backward_takes_lowrank(conv_shape(a, c), conv)) {
+      linear_backward({}, 0, false, g.x_proj, a.dxdbl, xd, s.xc, di, w.x_proj, di, xd);
+    } else {
+      linear_backward(a.dxc, di, true, g.x_proj, a.dxdbl, xd, s.xc, di, w.x_proj, di, xd);
+      conv.lowrank = {};
+    }
     be_.conv1d_silu_backward(conv_shape(a, c), conv);
     linear_backward(a.dnormed, dm, false, g.in_proj, a.dxz, 2 * di, s.normed, dm, w.in_proj, dm,
                     2 * di);

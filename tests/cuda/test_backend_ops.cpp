@@ -608,8 +608,8 @@ TEST_P(CudaVsCpu, Conv1dSilu) {
       Buffer dw = f32_buffer(be, dweight0), db = f32_buffer(be, dbias0);
       const Conv1dShape s{sh.batch, sh.seqlen, sh.D, sh.K, ld_x};
       be.conv1d_silu_forward(s, {xb.act(), w.f32(), b.f32(), out.act()});
-      be.conv1d_silu_backward(s,
-                              {g.act(), xb.act(), w.f32(), b.f32(), dx.act(), dw.f32(), db.f32()});
+      be.conv1d_silu_backward(
+          s, {g.act(), xb.act(), w.f32(), b.f32(), dx.act(), dw.f32(), db.f32(), {}});
       return std::vector<std::vector<float>>{
           read_act(be, out, T * sh.D), read_act(be, dx, T * ld_x),
           read_f32(be, dw, static_cast<size_t>(sh.D) * sh.K), read_f32(be, db, sh.D)};
@@ -628,6 +628,73 @@ TEST_P(CudaVsCpu, Conv1dSilu) {
   }
 }
 
+// x_proj's input gradient as the conv backward's low-rank term. In bf16 the CUDA kernel adds it to
+// the staged dout rows with tensor cores, rounded to bf16 once, as accumulating it into dout first
+// would; the oracle is the CPU backward of that sum, formed here in double and rounded. Ranks of
+// one, five and six k steps, a's rows padded (ld_a > rank), several tiles with a last one cut
+// short (300, 260), one short tile (37), a channel block not filled (D = 136). In fp32 the CUDA
+// backend declines the term and refuses it with a one-line error.
+TEST_P(CudaVsCpu, Conv1dBackwardWithALowRankTerm) {
+  struct Shape {
+    int batch;
+    int64_t seqlen;
+    int D, K, rank;
+    int64_t ld_a;
+  };
+  for (const Shape sh : {Shape{2, 300, 256, 4, 80, 80}, Shape{1, 260, 136, 3, 96, 104},
+                         Shape{3, 37, 64, 2, 16, 24}}) {
+    const std::string tag = "batch=" + std::to_string(sh.batch) +
+                            " seqlen=" + std::to_string(sh.seqlen) + " D=" + std::to_string(sh.D) +
+                            " K=" + std::to_string(sh.K) + " rank=" + std::to_string(sh.rank);
+    const int64_t T = sh.batch * sh.seqlen, ld_x = 2 * sh.D;
+    const auto x = act_values(T * ld_x, 70, -2.0f, 2.0f);
+    const auto weight = uniform(static_cast<size_t>(sh.D) * sh.K, 71, -0.5f, 0.5f);
+    const auto bias = uniform(sh.D, 72, -0.5f, 0.5f);
+    const auto dout = act_values(T * sh.D, 73);
+    const auto a = act_values(T * sh.ld_a, 74);
+    const auto w_lr = act_values(static_cast<size_t>(sh.rank) * sh.D, 75, -0.2f, 0.2f);
+    std::vector<float> total(T * sh.D);
+    for (int64_t t = 0; t < T; ++t) {
+      for (int d = 0; d < sh.D; ++d) {
+        double sum = dout[t * sh.D + d];
+        for (int k = 0; k < sh.rank; ++k) sum += double(a[t * sh.ld_a + k]) * w_lr[k * sh.D + d];
+        total[t * sh.D + d] = bf16() ? round_bf16(float(sum)) : float(sum);
+      }
+    }
+    const Conv1dShape s{sh.batch, sh.seqlen, sh.D, sh.K, ld_x};
+    // The conv backward of g; with the low-rank term where `lowrank`.
+    auto run = [&](Backend& be, const std::vector<float>& g, bool lowrank) {
+      Buffer xb = act_buffer(be, x), w = f32_buffer(be, weight), b = f32_buffer(be, bias),
+             gb = act_buffer(be, g), ab = act_buffer(be, a), wl = act_buffer(be, w_lr);
+      Buffer dx = poisoned_act(be, T * ld_x), dw = f32_buffer(be, std::vector<float>(sh.D * sh.K)),
+             db = f32_buffer(be, std::vector<float>(sh.D));
+      Conv1dBackward op{gb.act(), xb.act(), w.f32(), b.f32(), dx.act(), dw.f32(), db.f32(), {}};
+      if (lowrank) op.lowrank = {ab.act(), sh.ld_a, wl.act(), sh.rank};
+      if (lowrank && !be.conv_backward_takes_lowrank(s, op)) {
+        const std::string message = test::error_of([&] { be.conv1d_silu_backward(s, op); });
+        EXPECT_NE(message.find("accumulate it into dout first"), std::string::npos) << message;
+        return std::vector<std::vector<float>>{};
+      }
+      be.conv1d_silu_backward(s, op);
+      return std::vector<std::vector<float>>{read_act(be, dx, T * ld_x),
+                                             read_f32(be, dw, static_cast<size_t>(sh.D) * sh.K),
+                                             read_f32(be, db, sh.D)};
+    };
+    const auto want = run(*cpu_, total, false);
+    const auto got = run(*gpu_, dout, true);
+    if (!bf16()) {
+      EXPECT_TRUE(got.empty()) << "the fp32 CUDA backward took a low-rank term " << tag;
+      continue;
+    }
+    ASSERT_EQ(got.size(), 3u) << "the bf16 CUDA backward declined a low-rank term " << tag;
+    expect_close(label("conv1d lowrank dx " + tag), columns(got[0], T, ld_x, 0, sh.D),
+                 columns(want[0], T, ld_x, 0, sh.D), act_tol(kGradTol));
+    expect_close(label("conv1d lowrank dweight " + tag), got[1], want[1], kGradTol);
+    expect_close(label("conv1d lowrank dbias " + tag), got[2], want[2], kGradTol);
+    expect_same_bits("conv1d lowrank dx " + tag, got[0], run(*gpu_, dout, true)[0]);
+  }
+}
+
 // The CUDA backward reads x and dout while it writes dx: a dx that overlaps either is refused.
 TEST_P(CudaVsCpu, Conv1dBackwardRefusesAnOverlappingDx) {
   const Conv1dShape s{1, 40, 16, 4, 32};
@@ -639,7 +706,8 @@ TEST_P(CudaVsCpu, Conv1dBackwardRefusesAnOverlappingDx) {
          db = f32_buffer(*gpu_, std::vector<float>(s.D, 0.0f));
   for (const Act dx : {x.act(), x.act().at(s.D), g.act()}) {
     const std::string message = test::error_of([&] {
-      gpu_->conv1d_silu_backward(s, {g.act(), x.act(), w.f32(), b.f32(), dx, dw.f32(), db.f32()});
+      gpu_->conv1d_silu_backward(s,
+                                 {g.act(), x.act(), w.f32(), b.f32(), dx, dw.f32(), db.f32(), {}});
     });
     EXPECT_NE(message.find("dx overlaps x or dout"), std::string::npos) << message;
   }
@@ -1343,7 +1411,7 @@ TEST(CudaBackendTiming, DISABLED_Ops130M) {
            2.0 * T * D * 2, 0);
     report("conv1d_silu_backward", median_ms([&] {
              be->conv1d_silu_backward(
-                 s, {out.act(), xz.act(), w.f32(), b.f32(), dxz.act(), dw.f32(), db.f32()});
+                 s, {out.act(), xz.act(), w.f32(), b.f32(), dxz.act(), dw.f32(), db.f32(), {}});
            }),
            3.0 * T * D * 2, 0);
   }

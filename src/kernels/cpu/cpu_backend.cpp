@@ -98,12 +98,25 @@ class CpuBackend final : public Backend {
     cpu::conv1d_silu_forward(f32(op.out, "out"), f32(op.x, "x"), s.ld_x, op.weight, op.bias,
                              s.batch, s.seqlen, s.D, s.K);
   }
+  // The low-rank term is added to a copy of dout by the linear layer's own kernel: the same sums
+  // as accumulating it into dout before the op.
   void conv1d_silu_backward(const Conv1dShape& s, const Conv1dBackward& op) override {
     check_dx_apart(s, op);
     const ActCast<float> f32{"conv1d_silu_backward"};
-    cpu::conv1d_silu_backward(f32(op.dx, "dx"), op.dweight, op.dbias, f32(op.dout, "dout"),
-                              f32(op.x, "x"), s.ld_x, op.weight, op.bias, s.batch, s.seqlen, s.D,
-                              s.K);
+    const float* dout = f32(op.dout, "dout");
+    if (op.lowrank.rank > 0) {
+      const int64_t T = int64_t(s.batch) * s.seqlen;
+      lowrank_scratch_.assign(dout, dout + T * s.D);
+      cpu::linear_backward(lowrank_scratch_.data(), s.D, true, nullptr,
+                           f32(op.lowrank.a, "lowrank.a"), op.lowrank.ld_a, nullptr, 0,
+                           f32(op.lowrank.weight, "lowrank.weight"), T, s.D, op.lowrank.rank);
+      dout = lowrank_scratch_.data();
+    }
+    cpu::conv1d_silu_backward(f32(op.dx, "dx"), op.dweight, op.dbias, dout, f32(op.x, "x"), s.ld_x,
+                              op.weight, op.bias, s.batch, s.seqlen, s.D, s.K);
+  }
+  bool conv_backward_takes_lowrank(const Conv1dShape&, const Conv1dBackward&) const override {
+    return true;
   }
 
   size_t scan_saved_bytes(const ScanShape&) const override { return 0; }
@@ -168,7 +181,7 @@ class CpuBackend final : public Backend {
   void adamw_step(const AdamWStep& op, const AdamWHyper& h) override { cpu::adamw_step(op, h); }
 
  private:
-  std::vector<float> state_scratch_, logits_;
+  std::vector<float> state_scratch_, logits_, lowrank_scratch_;
 };
 
 }  // namespace

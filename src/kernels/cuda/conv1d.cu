@@ -15,6 +15,12 @@
 // terms of dpre, dx, dweight and dbias ~22, the bf16 conversions, shared-memory reads, staging and
 // recomputed steps the rest.
 //
+// With a low-rank term (conv1d.h: x_proj's input gradient, whose only reader is this backward),
+// the block first stages dout and that term's rows of a (where x goes afterwards), adds a x weight
+// into the staged dout by MMA (add_lowrank), then stages x. At 130M's shape (rank 80) on an H200:
+// 193 us, against 120 for the backward alone plus 95 for cuBLASLt accumulating the term into dout
+// first; 368 against 217 + 193 at 1 x 65536 (bench_ops).
+//
 // Backward: dpre[s] is recomputed from the window; dx[j] needs dpre[j .. j + K - 1], so a run
 // computes dpre K - 1 steps past its end (steps the next run computes again: 3 of 32 at K = 4).
 // dweight / dbias: each thread sums its run's terms, the block adds its runs in run order through
@@ -27,6 +33,7 @@
 
 #include "kernels/cuda/conv1d.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/mma.cuh"
 #include "kernels/cuda/ops_common.cuh"
 #include "kernels/cuda/partial_sums.h"
 
@@ -39,6 +46,10 @@ constexpr int kRuns = 4;    // threads across its time steps
 constexpr int kThreads = kLanes * kRuns;
 constexpr int kRun = 32;             // steps a thread walks
 constexpr int kTile = kRuns * kRun;  // steps a block takes
+// Values after each staged row of dout (and of a low-rank term's a): the rows that one fragment
+// load or one warp's read-modify-write of MMA sums touches start in different banks.
+constexpr int kPad = 8;
+constexpr int kLowRankRows = 144;  // dout's kTile + K - 1 staged rows, in whole m16 tiles
 
 // A block's steps [s0, s1) of the sequence whose first token is row row0, and its first channel.
 struct Tile {
@@ -60,10 +71,10 @@ __device__ __forceinline__ Tile block_tile(int64_t seqlen, int64_t tiles_per_seq
 }
 
 // Queues the copy of steps [first, first + rows) of the tile's W channels of src (rows of stride
-// ld) into dst (rows of W elements); steps outside [0, seqlen) and channels past D become zeros.
-// kAsync: 16-byte cp.async copies (rows and D 16-byte aligned), else one element at a time.
+// ld) into dst (rows of dst_ld elements); steps outside [0, seqlen) and channels past D become
+// zeros. kAsync: 16-byte cp.async copies (rows and D 16-byte aligned), else one element at a time.
 template <typename T, int W, bool kAsync>
-__device__ __forceinline__ void stage(T* dst, const T* src, int64_t ld, const Tile& t,
+__device__ __forceinline__ void stage(T* dst, int dst_ld, const T* src, int64_t ld, const Tile& t,
                                       int64_t first, int rows, int64_t seqlen, int D) {
   constexpr int E = kAsync ? 16 / static_cast<int>(sizeof(T)) : 1;
   constexpr int kPerRow = W / E;
@@ -72,7 +83,7 @@ __device__ __forceinline__ void stage(T* dst, const T* src, int64_t ld, const Ti
     const int c = i % kPerRow * E;
     const int64_t s = first + r;
     const bool inside = s >= 0 && s < seqlen && t.c0 + c < D;
-    T* to = dst + r * W + c;
+    T* to = dst + r * dst_ld + c;
     const T* from = src + (t.row0 + s) * ld + t.c0 + c;
     if constexpr (kAsync) {
       if (inside) {
@@ -133,7 +144,7 @@ __global__ void __launch_bounds__(kThreads)
   extern __shared__ __align__(16) unsigned char smem[];
   T* xs = reinterpret_cast<T*>(smem);
   const Tile t = block_tile(seqlen, tiles_per_seq, W, channel_blocks);
-  stage<T, W, kAsync>(xs, x, ld_x, t, t.s0 - (K - 1), kTile + K - 1, seqlen, D);
+  stage<T, W, kAsync>(xs, W, x, ld_x, t, t.s0 - (K - 1), kTile + K - 1, seqlen, D);
   staged();
   const int lane = threadIdx.x % kLanes;
   const int d = t.c0 + lane * V;
@@ -163,22 +174,104 @@ __global__ void __launch_bounds__(kThreads)
   walk_run<0>(static_cast<int>(min(static_cast<int64_t>(kRun), t.s1 - a)), step);
 }
 
+// Queues the copy of a's rows for steps s0 .. s0 + kLowRankRows - 1 (rank values each) into dst
+// (rows of rank + kPad values); steps past the sequence become zeros.
+__device__ __forceinline__ void stage_lowrank(bf16* dst, const ConvLowRank<bf16>& lr, const Tile& t,
+                                              int64_t seqlen) {
+  const int per_row = lr.rank / 8;
+  for (int i = threadIdx.x; i < kLowRankRows * per_row; i += kThreads) {
+    const int r = i / per_row;
+    const int c = i % per_row * 8;
+    bf16* to = dst + r * (lr.rank + kPad) + c;
+    if (t.s0 + r < seqlen) {
+      __pipeline_memcpy_async(to, lr.a + (t.row0 + t.s0 + r) * lr.ld_a + c, 16);
+    } else {
+      *reinterpret_cast<uint4*>(to) = make_uint4(0, 0, 0, 0);
+    }
+  }
+}
+
+__device__ __forceinline__ uint32_t weight_pair(const ConvLowRank<bf16>& lr, int k, int n, int D) {
+  if (n >= D) return 0u;
+  const __nv_bfloat162 pair(lr.weight[static_cast<int64_t>(k) * D + n],
+                            lr.weight[static_cast<int64_t>(k + 1) * D + n]);
+  return *reinterpret_cast<const uint32_t*>(&pair);
+}
+
+// Adds a x weight to the staged dout rows (`rows` of them, stride g_ld, the block's W = 128
+// channels), each sum rounded to bf16 once, as linear_backward accumulating into dout would. The
+// a rows are staged (a_rows, stride rank + kPad); warp w takes channels 16w .. 16w + 15, two n8
+// tiles, whose B fragments it reads once from the weight rows in global memory (each register:
+// rows k and k + 1 of one column), and walks the m16 tiles of rows with ldmatrix'd A fragments.
+__device__ __forceinline__ void add_lowrank(bf16* gs, int g_ld, int rows, const bf16* a_rows,
+                                            const ConvLowRank<bf16>& lr, const Tile& t, int D) {
+  constexpr int kMaxSteps = kConvMaxRank / 16;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = lane / 4, q = lane % 4;
+  const int steps = lr.rank / 16, a_ld = lr.rank + kPad;
+  uint32_t b[kMaxSteps][2][2] = {};
+#pragma unroll
+  for (int ks = 0; ks < kMaxSteps; ++ks) {
+    if (ks >= steps) break;
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt) {
+      const int n = t.c0 + warp * 16 + nt * 8 + g;
+      b[ks][nt][0] = weight_pair(lr, ks * 16 + 2 * q, n, D);
+      b[ks][nt][1] = weight_pair(lr, ks * 16 + 8 + 2 * q, n, D);
+    }
+  }
+  for (int mt = 0; mt < kLowRankRows / 16; ++mt) {
+    float acc[2][4] = {};
+#pragma unroll
+    for (int ks = 0; ks < kMaxSteps; ++ks) {
+      if (ks >= steps) break;
+      uint32_t f[4];
+      ldmatrix_x4(f, a_rows + (mt * 16 + lane % 16) * a_ld + ks * 16 + lane / 16 * 8);
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt) {
+        mma_16816(acc[nt], f[0], f[1], f[2], f[3], b[ks][nt][0], b[ks][nt][1]);
+      }
+    }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int r = mt * 16 + g + 8 * h;
+      if (r >= rows) continue;
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt) {
+        auto* p = reinterpret_cast<__nv_bfloat162*>(gs + r * g_ld + warp * 16 + nt * 8 + 2 * q);
+        const float2 old = __bfloat1622float2(*p);
+        *p = __floats2bfloat162_rn(old.x + acc[nt][2 * h], old.y + acc[nt][2 * h + 1]);
+      }
+    }
+  }
+}
+
 // Shared memory: x, steps s0 - (K - 1) .. s0 + kTile + K - 2; then dout, steps s0 .. s0 + kTile +
-// K - 2; at the end the runs' dweight / dbias terms. dx never overlaps dout or x (the backend
-// checks: check_dx_apart). partial: one row of D*K + D floats per tile.
-template <typename T, int K, int V, bool kAsync>
+// K - 2 (rows of W + kPad); at the end the runs' dweight / dbias terms. kLowRank (bf16, V = 2,
+// kAsync): first dout and a's rows (where x goes later), the term added into dout, then x. dx never
+// overlaps dout or x (the backend checks: check_dx_apart). partial: one row of D*K + D floats per
+// tile.
+template <typename T, int K, int V, bool kAsync, bool kLowRank>
 __global__ void __launch_bounds__(kThreads)
     conv1d_silu_backward_kernel(T* __restrict__ dx, float* __restrict__ partial,
                                 const T* __restrict__ dout, const T* __restrict__ x, int64_t ld_x,
                                 const float* weight, const float* bias, int64_t seqlen,
-                                int64_t tiles_per_seq, int D, int channel_blocks) {
+                                int64_t tiles_per_seq, int D, int channel_blocks,
+                                ConvLowRank<T> lowrank) {
   constexpr int W = kLanes * V;
+  constexpr int kGradRow = W + kPad;
   extern __shared__ __align__(16) unsigned char smem[];
   T* xs = reinterpret_cast<T*>(smem);
   T* gs = xs + (kTile + 2 * (K - 1)) * W;
   const Tile t = block_tile(seqlen, tiles_per_seq, W, channel_blocks);
-  stage<T, W, kAsync>(xs, x, ld_x, t, t.s0 - (K - 1), kTile + 2 * (K - 1), seqlen, D);
-  stage<T, W, kAsync>(gs, dout, D, t, t.s0, kTile + K - 1, seqlen, D);
+  stage<T, W, kAsync>(gs, kGradRow, dout, D, t, t.s0, kTile + K - 1, seqlen, D);
+  if constexpr (kLowRank) {
+    stage_lowrank(xs, lowrank, t, seqlen);
+    staged();
+    add_lowrank(gs, kGradRow, kTile + K - 1, xs, lowrank, t, D);
+    __syncthreads();  // a's rows are read: x takes their place
+  }
+  stage<T, W, kAsync>(xs, W, x, ld_x, t, t.s0 - (K - 1), kTile + 2 * (K - 1), seqlen, D);
   staged();
   const int lane = threadIdx.x % kLanes;
   const int run = threadIdx.x / kLanes;
@@ -189,10 +282,10 @@ __global__ void __launch_bounds__(kThreads)
   if (d < D && a < t.s1) {
     float w[V][K], b[V];
     load_taps<K, V>(weight, bias, d, w, b);
-    const T* xr = xs + (a - t.s0) * W + lane * V;  // step a - (K - 1)
-    const T* gr = gs + (a - t.s0) * W + lane * V;  // step a
-    float win[K][V];                               // x[s - K + 1 .. s]
-    float dpre[K][V] = {};                         // dpre[s - K + 1 .. s]
+    const T* xr = xs + (a - t.s0) * W + lane * V;         // step a - (K - 1)
+    const T* gr = gs + (a - t.s0) * kGradRow + lane * V;  // step a
+    float win[K][V];                                      // x[s - K + 1 .. s]
+    float dpre[K][V] = {};                                // dpre[s - K + 1 .. s]
 #pragma unroll
     for (int k = 0; k < K - 1; ++k) load_vec<V>(xr + k * W, win[k]);
     T* dxr = dx + (t.row0 + a) * ld_x + d;
@@ -201,7 +294,7 @@ __global__ void __launch_bounds__(kThreads)
     auto step = [&](int i, int steps) {
       float go[V];
       load_vec<V>(xr + (i + K - 1) * W, win[K - 1]);
-      load_vec<V>(gr + i * W, go);
+      load_vec<V>(gr + i * kGradRow, go);
 #pragma unroll
       for (int v = 0; v < V; ++v) {
         float pre = b[v];
@@ -339,24 +432,50 @@ size_t conv1d_backward_workspace_bytes(int batch, int64_t seqlen, int D, int K) 
   return static_cast<size_t>(tiles) * D * (K + 1) * sizeof(float);
 }
 
+bool conv1d_lowrank_fits(int D, int64_t ld_x, int rank, int64_t ld_a,
+                         std::initializer_list<const void*> tensors) {
+  return rank > 0 && rank % 16 == 0 && rank <= kConvMaxRank && D % 8 == 0 && ld_x % 8 == 0 &&
+         ld_a % 8 == 0 && all_aligned_to(tensors, 16);
+}
+
 template <typename T>
 void conv1d_silu_backward(T* dx, float* dweight, float* dbias, const T* dout, const T* x,
                           int64_t ld_x, const float* weight, const float* bias, int batch,
-                          int64_t seqlen, int D, int K, void* workspace, cudaStream_t stream) {
+                          int64_t seqlen, int D, int K, const ConvLowRank<T>& lowrank,
+                          void* workspace, cudaStream_t stream) {
   if (batch == 0 || seqlen == 0 || D == 0) return;
+  const bool with_lowrank = lowrank.rank > 0;
+  // Where it fits, the layout below takes two channels a thread and 16-byte copies.
+  if (with_lowrank &&
+      (sizeof(T) != 2 || !conv1d_lowrank_fits(D, ld_x, lowrank.rank, lowrank.ld_a,
+                                              {dx, dout, x, lowrank.a, lowrank.weight}))) {
+    throw_error("op error: conv1d_silu_backward: a low-rank term of rank ", lowrank.rank, " (ld_a ",
+                lowrank.ld_a, ") with D = ", D, ", ld_x = ", ld_x, " in ",
+                sizeof(T) == 2 ? "bf16" : "fp32",
+                " does not fit the kernel (conv1d_lowrank_fits); accumulate it into dout first");
+  }
   float* partial = static_cast<float*>(workspace);
   with_layout<T>(K, D, ld_x, {dx, dout, x}, {dout, x}, [&](auto width, auto channels, auto async) {
     constexpr int Kc = decltype(width)::value;
     constexpr int V = decltype(channels)::value;
+    constexpr bool kAsync = decltype(async)::value;
+    constexpr int W = kLanes * V;
+    constexpr int kXRows = kTile + 2 * (Kc - 1), kGradRows = kTile + Kc - 1;
+    static_assert(kRuns * (Kc + 1) * sizeof(float) <= kXRows * sizeof(T),
+                  "the runs' terms fit where x was staged");
     const ConvGrid g = conv_grid(batch, seqlen, D, V);
-    constexpr int kRows = (kTile + 2 * (Kc - 1)) + (kTile + Kc - 1);
-    static_assert(kRuns * (Kc + 1) * sizeof(float) <= kRows * sizeof(T),
-                  "the runs' terms fit where the rows were staged");
-    const size_t smem = static_cast<size_t>(kRows) * kLanes * V * sizeof(T);
-    auto kernel = conv1d_silu_backward_kernel<T, Kc, V, decltype(async)::value>;
-    allow_shared_memory(kernel, smem, "conv1d_silu_backward_kernel");
-    kernel<<<g.blocks, kThreads, smem, stream>>>(dx, partial, dout, x, ld_x, weight, bias, seqlen,
-                                                 g.tiles_per_seq, D, g.channel_blocks);
+    const size_t smem = (static_cast<size_t>(kXRows) * W + kGradRows * (W + kPad)) * sizeof(T);
+    auto launch = [&](auto kernel) {
+      allow_shared_memory(kernel, smem, "conv1d_silu_backward_kernel");
+      kernel<<<g.blocks, kThreads, smem, stream>>>(dx, partial, dout, x, ld_x, weight, bias, seqlen,
+                                                   g.tiles_per_seq, D, g.channel_blocks, lowrank);
+    };
+    if constexpr (V == 2 && kAsync) {
+      static_assert(kLowRankRows * (kConvMaxRank + kPad) <= kXRows * W,
+                    "a's rows fit where x is staged later");
+      if (with_lowrank) return launch(conv1d_silu_backward_kernel<T, Kc, V, true, true>);
+    }
+    launch(conv1d_silu_backward_kernel<T, Kc, V, kAsync, false>);
   });
   check_launch("conv1d_silu_backward_kernel");
   const int64_t tiles = batch * ((seqlen + kTile - 1) / kTile);
@@ -371,9 +490,9 @@ template void conv1d_silu_forward<bf16>(bf16*, const bf16*, int64_t, const float
                                         int, int64_t, int, int, cudaStream_t);
 template void conv1d_silu_backward<float>(float*, float*, float*, const float*, const float*,
                                           int64_t, const float*, const float*, int, int64_t, int,
-                                          int, void*, cudaStream_t);
+                                          int, const ConvLowRank<float>&, void*, cudaStream_t);
 template void conv1d_silu_backward<bf16>(bf16*, float*, float*, const bf16*, const bf16*, int64_t,
-                                         const float*, const float*, int, int64_t, int, int, void*,
-                                         cudaStream_t);
+                                         const float*, const float*, int, int64_t, int, int,
+                                         const ConvLowRank<bf16>&, void*, cudaStream_t);
 
 }  // namespace mamba::cuda

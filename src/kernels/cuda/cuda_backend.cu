@@ -326,10 +326,24 @@ class CudaBackend final : public Backend {
     check_dx_apart(s, op);  // the kernel's pointers are __restrict__
     void* ws = scratch(cuda::conv1d_backward_workspace_bytes(s.batch, s.seqlen, s.D, s.K));
     with_act("conv1d_silu_backward", [&](auto act) {
+      using T = std::remove_cv_t<std::remove_pointer_t<decltype(act(op.dout, "dout"))>>;
+      cuda::ConvLowRank<T> lowrank;
+      if (op.lowrank.rank > 0) {
+        lowrank = {act(op.lowrank.a, "lowrank.a"), op.lowrank.ld_a,
+                   act(op.lowrank.weight, "lowrank.weight"), op.lowrank.rank};
+      }
       cuda::conv1d_silu_backward(act(op.dx, "dx"), op.dweight, op.dbias, act(op.dout, "dout"),
                                  act(op.x, "x"), s.ld_x, op.weight, op.bias, s.batch, s.seqlen, s.D,
-                                 s.K, ws, stream_);
+                                 s.K, lowrank, ws, stream_);
     });
+  }
+  // The bf16 kernel adds x_proj's term on the staged dout rows with tensor cores.
+  bool conv_backward_takes_lowrank(const Conv1dShape& s, const Conv1dBackward& op) const override {
+    return bf16_ && tensor_core_bf16_ && op.lowrank.a.type == ActType::BF16 &&
+           op.lowrank.weight.type == ActType::BF16 &&
+           cuda::conv1d_lowrank_fits(
+               s.D, s.ld_x, op.lowrank.rank, op.lowrank.ld_a,
+               {op.dx.data, op.dout.data, op.x.data, op.lowrank.a.data, op.lowrank.weight.data});
   }
 
   // ---- the selective scan (kernels/cuda/scan.h) ----

@@ -17,6 +17,7 @@
 #include <cooperative_groups.h>
 
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/mma.cuh"
 #include "kernels/cuda/ops_common.cuh"
 #include "kernels/cuda/skinny_gemm.h"
 
@@ -29,19 +30,6 @@ constexpr int kChunk = 128;      // k per warp per iteration: 4 loads of 8 per l
 constexpr int kMaxWarps = 16;    // per block; launch bounds leave 128 registers a thread
 constexpr int kWarpsPerSm = 16;  // resident warps per SM the launch aims for
 constexpr int kMaxSplit = 8;     // blocks per cluster: the portable maximum
-
-__device__ __forceinline__ void mma_16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
-                                          uint32_t a3, uint32_t b0, uint32_t b1) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-      "{%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-#else
-  __trap();  // the host launches this kernel on compute capability 8.0 or more only
-#endif
-}
 
 __device__ __forceinline__ const uint4* as_u4(const bf16* p) {
   return reinterpret_cast<const uint4*>(p);
