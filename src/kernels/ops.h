@@ -73,6 +73,7 @@ struct ActTypeOf<float> {
 // argument left out) passes as null.
 template <typename T>
 struct ActCast {
+  using type = T;
   const char* op;
   T* operator()(Act a, const char* arg) const {
     check(a.data, a.type, arg);

@@ -49,7 +49,9 @@ constexpr int kTile = kRuns * kRun;  // steps a block takes
 // Values after each staged row of dout (and of a low-rank term's a): the rows that one fragment
 // load or one warp's read-modify-write of MMA sums touches start in different banks.
 constexpr int kPad = 8;
-constexpr int kLowRankRows = 144;  // dout's kTile + K - 1 staged rows, in whole m16 tiles
+constexpr int kMaxK = 4;
+constexpr int kLowRankRows =
+    (kTile + kMaxK - 1 + 15) / 16 * 16;  // dout's staged rows, in m16 tiles
 
 // A block's steps [s0, s1) of the sequence whose first token is row row0, and its first channel.
 struct Tile {

@@ -326,12 +326,10 @@ class CudaBackend final : public Backend {
     check_dx_apart(s, op);  // the kernel's pointers are __restrict__
     void* ws = scratch(cuda::conv1d_backward_workspace_bytes(s.batch, s.seqlen, s.D, s.K));
     with_act("conv1d_silu_backward", [&](auto act) {
-      using T = std::remove_cv_t<std::remove_pointer_t<decltype(act(op.dout, "dout"))>>;
-      cuda::ConvLowRank<T> lowrank;
-      if (op.lowrank.rank > 0) {
-        lowrank = {act(op.lowrank.a, "lowrank.a"), op.lowrank.ld_a,
-                   act(op.lowrank.weight, "lowrank.weight"), op.lowrank.rank};
-      }
+      // rank 0 (no term): null pointers, which the casts pass as they are.
+      const cuda::ConvLowRank<typename decltype(act)::type> lowrank{
+          act(op.lowrank.a, "lowrank.a"), op.lowrank.ld_a, act(op.lowrank.weight, "lowrank.weight"),
+          op.lowrank.rank};
       cuda::conv1d_silu_backward(act(op.dx, "dx"), op.dweight, op.dbias, act(op.dout, "dout"),
                                  act(op.x, "x"), s.ld_x, op.weight, op.bias, s.batch, s.seqlen, s.D,
                                  s.K, lowrank, ws, stream_);
