@@ -37,7 +37,8 @@
 // - When batch * d_inner is too small to fill the GPU, each sequence is cut into segments scanned
 //   in parallel: a first pass scans each segment from a zero state (forward) or a zero adjoint
 //   (backward), and each block then composes the exact entry state from those partial results
-//   before its real pass (one more exp per element, only where it is needed).
+//   before its real pass (one more exp per element, only where it is needed). The first pass
+//   copies only what it reads (Reads) and the backward's runs more blocks per SM.
 // - Reductions are deterministic: dB and dC are summed over a warp's channels with shuffles (each
 //   thread keeps its states in a lane-dependent order so that the exchanges need (almost) no
 //   selects), over the block's warps through shared memory, and over channel blocks by a last
@@ -69,6 +70,7 @@ constexpr int kGroup = 4;                  // backward: steps whose states are r
 constexpr int kFwdStages = 2;              // forward: chunks in flight
 constexpr int kFwdBlocksPerSM = 4;         // 64 registers, 48 KB of shared memory
 constexpr int kBwdBlocksPerSM = 3;         // 80 registers, 69 KB of shared memory
+constexpr int kBwdLocalBlocksPerSM = 4;    // its segment pass: 64 registers, 39 KB
 constexpr int kThreads16 = kCh;            // the 16-state backward: one thread per channel
 constexpr int kBwd16BlocksPerSM = 4;       // its shared memory allows four blocks per SM
 constexpr int64_t kMaxSegmentSteps = 768;  // longest segment when short of blocks (make_plan)
@@ -218,6 +220,15 @@ struct alignas(16) Tile {
   T bc[kL][2 * kN];       // B then C of each step
 };
 
+// What a pass reads of each chunk (bits of a Reads value). The segment passes need less than the
+// full ones: the forward's neither z nor C, the backward's neither u nor B.
+enum Reads : unsigned { kU = 1, kDelta = 2, kZ = 4, kDout = 8, kB = 16, kC = 32 };
+template <bool kLocal>
+constexpr unsigned kFwdReads = kLocal ? kU | kDelta | kB : kU | kDelta | kZ | kB | kC;
+template <bool kLocal>
+constexpr unsigned kBwdReads =
+    kLocal ? kDelta | kZ | kDout | kC : kU | kDelta | kZ | kDout | kB | kC;
+
 // Calls f(i) for each i < kCount that falls to this thread of kBlock (i = threadIdx.x +
 // j * kBlock). Not unrolled: the address arithmetic of every copy, hoisted out of the chunk loop,
 // would spill.
@@ -230,42 +241,54 @@ __device__ __forceinline__ void for_my_indices(F f) {
   }
 }
 
-// Queues the copy of chunk rows [t0, t0 + steps) into `tile` as one cp.async group, shared among
-// the block's kBlock threads. Slots past the sequence or past d_inner are left as they were:
-// readers mask them.
-template <int kBlock, typename T, int kInputs>
+// B and C of a step: the values of tile.bc[s] that a pass with kReads reads, [first, first +
+// count).
+template <unsigned kReads>
+struct BcSpan {
+  static_assert(kReads & (kB | kC), "a pass reads B or C");
+  static constexpr int first = kReads & kB ? 0 : kN;
+  static constexpr int count = (kReads & kB ? kN : 0) + (kReads & kC ? kN : 0);
+};
+
+// Queues the copy of what kReads names of chunk rows [t0, t0 + steps) into `tile` as one cp.async
+// group, shared among the block's kBlock threads. Slots past the sequence or past d_inner, and
+// what kReads leaves out, are left as they were: readers mask or skip them.
+template <int kBlock, unsigned kReads, typename T, int kInputs>
 __device__ void load_tile(Tile<T, kInputs>& tile, const Args<T>& a, int64_t t0, int steps, int d0) {
   const T* const src[4] = {a.u, a.delta, a.z, a.dout};
   const int64_t ld[4] = {a.d_inner, a.d_inner, a.ld_z, a.d_inner};
+  using Bc = BcSpan<kReads>;
   if (a.vec) {
     constexpr int kV = 16 / sizeof(T);  // elements per 16-byte copy
     constexpr int kRow = kCh / kV;
 #pragma unroll
     for (int k = 0; k < kInputs; ++k) {
+      if (!(kReads & (1u << k))) continue;
       for_my_indices<kBlock, kL * kRow>([&](int i) {
         const int s = i / kRow, c = i % kRow * kV;
         if (s < steps && d0 + c < a.d_inner)
           __pipeline_memcpy_async(&tile.x[k][s][c], src[k] + (t0 + s) * ld[k] + d0 + c, 16);
       });
     }
-    constexpr int kBc = kN / kV;  // copies per row of B (or of C)
-    for_my_indices<kBlock, kL * 2 * kBc>([&](int i) {
-      const int s = i / (2 * kBc), j = i % (2 * kBc);
+    constexpr int kCopies = Bc::count / kV;  // per step
+    for_my_indices<kBlock, kL * kCopies>([&](int i) {
+      const int s = i / kCopies, j = Bc::first + i % kCopies * kV;
       if (s < steps) {
-        const T* p = (j < kBc ? a.B : a.C) + (t0 + s) * a.ld_bc + j % kBc * kV;
-        __pipeline_memcpy_async(&tile.bc[s][j * kV], p, 16);
+        const T* p = (j < kN ? a.B : a.C) + (t0 + s) * a.ld_bc + j % kN;
+        __pipeline_memcpy_async(&tile.bc[s][j], p, 16);
       }
     });
   } else {
 #pragma unroll
     for (int k = 0; k < kInputs; ++k) {
+      if (!(kReads & (1u << k))) continue;
       for_my_indices<kBlock, kL * kCh>([&](int i) {
         const int s = i / kCh, c = i % kCh;
         if (s < steps && d0 + c < a.d_inner) tile.x[k][s][c] = src[k][(t0 + s) * ld[k] + d0 + c];
       });
     }
-    for_my_indices<kBlock, kL * 2 * kN>([&](int i) {
-      const int s = i / (2 * kN), j = i % (2 * kN);
+    for_my_indices<kBlock, kL * Bc::count>([&](int i) {
+      const int s = i / Bc::count, j = Bc::first + i % Bc::count;
       if (s < steps) tile.bc[s][j] = (j < kN ? a.B : a.C)[(t0 + s) * a.ld_bc + j % kN];
     });
   }
@@ -325,10 +348,22 @@ __device__ __forceinline__ int64_t chunk_row(const BlockPos& pos, int c) {
 }
 
 // Queues the copy of chunk c into `tile` (load_tile).
-template <int kBlock, typename T, int kInputs>
+template <int kBlock, unsigned kReads, typename T, int kInputs>
 __device__ __forceinline__ void load_chunk(Tile<T, kInputs>& tile, const Args<T>& a,
                                            const BlockPos& pos, int c) {
-  load_tile<kBlock>(tile, a, chunk_row(pos, c), steps_in_chunk(a, c), pos.d0);
+  load_tile<kBlock, kReads>(tile, a, chunk_row(pos, c), steps_in_chunk(a, c), pos.d0);
+}
+
+// What kReads names of B and C in the chunk as fp32, in natural order (bc[s]: B then C), zero
+// past the end of the sequence (stale slots could hold NaNs).
+template <int kBlock, unsigned kReads, typename T, int kInputs>
+__device__ __forceinline__ void convert_bc(float4 (&bc)[kL][2][kN / 4],
+                                           const Tile<T, kInputs>& tile, int steps) {
+  using Bc = BcSpan<kReads>;
+  for_my_indices<kBlock, kL * Bc::count>([&](int j) {
+    const int s = j / Bc::count, n = Bc::first + j % Bc::count;
+    (&bc[s][0][0].x)[n] = s < steps ? to_f32(tile.bc[s][n]) : 0.f;
+  });
 }
 
 // The block's partial sums of dB (q = 0) or dC (q = 1), [tokens][kN] each.
@@ -361,6 +396,7 @@ struct FwdSmem {
 template <typename T, bool kLocal>
 __global__ void __launch_bounds__(kThreads, kFwdBlocksPerSM) scan_fwd_kernel(const Args<T> a) {
   using Smem = FwdSmem<T, kLocal>;
+  constexpr unsigned kReads = kFwdReads<kLocal>;
   extern __shared__ float4 smem_raw[];
   Smem& sm = *reinterpret_cast<Smem*>(smem_raw);
   const int g = group(), ch = channel(), cs = slot(ch);
@@ -374,6 +410,7 @@ __global__ void __launch_bounds__(kThreads, kFwdBlocksPerSM) scan_fwd_kernel(con
   for (int i = 0; i < kS; ++i)
     A2[i] = active ? a.A[static_cast<int64_t>(d) * kN + g * kS + i] * kLog2e : 0.f;
   if (!kLocal && active) {
+#pragma unroll 4  // the segments' loads, independent of h, then go out four at a time
     for (int r = 0; r < pos.seg; ++r) {
       const int64_t p = seg_index(a, pos.b, r, d);
       const float sum = a.seg_sum[p];
@@ -387,7 +424,7 @@ __global__ void __launch_bounds__(kThreads, kFwdBlocksPerSM) scan_fwd_kernel(con
   for (int i = 0; i < kFwdStages - 1; ++i) {
     const int c = pos.c_begin + i;
     if (c < pos.c_end)
-      load_chunk<kThreads>(sm.tiles[i], a, pos, c);
+      load_chunk<kThreads, kReads>(sm.tiles[i], a, pos, c);
     else
       __pipeline_commit();
   }
@@ -399,7 +436,7 @@ __global__ void __launch_bounds__(kThreads, kFwdBlocksPerSM) scan_fwd_kernel(con
     __syncthreads();  // chunk c has landed; everyone is done with chunk c - 1's buffers
     const int next = c + kFwdStages - 1;
     if (next < pos.c_end)
-      load_chunk<kThreads>(sm.tiles[(i + kFwdStages - 1) % kFwdStages], a, pos, next);
+      load_chunk<kThreads, kReads>(sm.tiles[(i + kFwdStages - 1) % kFwdStages], a, pos, next);
     else
       __pipeline_commit();
     const int steps = steps_in_chunk(a, c);
@@ -425,11 +462,7 @@ __global__ void __launch_bounds__(kThreads, kFwdBlocksPerSM) scan_fwd_kernel(con
       *reinterpret_cast<float4*>(&sm.dt[s][ep.c]) =
           make_float4(dt[0], dt[0] * u[0], dt[1], dt[1] * u[1]);
     }
-    // B and C as fp32, zero past the end of the sequence (stale slots could hold NaNs).
-    for_my_indices<kThreads, kL * 2 * kN>([&](int j) {
-      const int s = j / (2 * kN);
-      (&sm.bc[0][0][0].x)[j] = s < steps ? to_f32(tile.bc[s][j % (2 * kN)]) : 0.f;
-    });
+    convert_bc<kThreads, kReads>(sm.bc, tile, steps);
     __syncthreads();
 
     if (!kLocal && a.ckpt && active) store_checkpoint(checkpoint(a, pos.b, c, d, g), h);
@@ -499,6 +532,7 @@ struct Adjoint {
       dA_acc[i] = 0.f;
     }
     if (!kLocal && active) {
+#pragma unroll 4  // the segments' loads, independent of w, then go out four at a time
       for (int r = a.segments - 1; r > pos.seg; --r) {
         const int64_t p = seg_index(a, pos.b, r, d);
         const float sum = a.seg_sum[p];
@@ -562,8 +596,10 @@ struct Adjoint {
   }
 };
 
-template <typename T>
+// kLocal: the segment pass, which uses only tile, e and bc, is given one element of the rest.
+template <typename T, bool kLocal>
 struct BwdSmem {
+  static constexpr int kSteps = kLocal ? 1 : kL;
   // Raw inputs: the chunk's until dz is formed from its z and dout, then the next chunk's,
   // landing during the reverse pass.
   Tile<T, 4> tile;
@@ -576,11 +612,11 @@ struct BwdSmem {
   // after one exchange between groups g and g ^ 1, even g hold sum_n dL/dh B of both and odd g
   // sum_n A dL/dh exp(dt A) h[t-1] of both. The per-element outputs add them up after each pass,
   // which costs far fewer instructions than summing over the four threads at every step.
-  float4 part[kL][kCh];
+  float4 part[kSteps][kCh];
   // B and C as fp32 by step and state group, in each of the four register orders.
   float4 bc[kL][2][kN / kS][4];
-  float4 hg[kL / kGroup][kThreads];  // each thread's states before each group of kGroup steps
-  float red[kL][kWarps][kN];         // per-warp sums of dC, then of dB
+  float4 hg[kLocal ? 1 : kL / kGroup][kThreads];  // each thread's states before each group of steps
+  float red[kSteps][kWarps][kN];                  // per-warp sums of dC, then of dB
 };
 
 // Adds the warps' partial sums of each (step, state) in a fixed order and stores the block's
@@ -601,9 +637,10 @@ __device__ void store_partials(float* part, const float (&red)[kL][kWarps][kN], 
 // segments' local results; per-element gradients are written, parameter and dB/dC gradients go to
 // partial sums.
 template <typename T, bool kLocal>
-__global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(const Args<T> a) {
+__global__ void __launch_bounds__(kThreads, kLocal ? kBwdLocalBlocksPerSM : kBwdBlocksPerSM)
+    scan_bwd_kernel(const Args<T> a) {
   extern __shared__ float4 smem_raw[];
-  BwdSmem<T>& sm = *reinterpret_cast<BwdSmem<T>*>(smem_raw);
+  BwdSmem<T, kLocal>& sm = *reinterpret_cast<BwdSmem<T, kLocal>*>(smem_raw);
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int g = group(), ch = channel(), cs = slot(ch), pm = perm();
   const BlockPos pos = block_pos(a, kLocal ? blockIdx.y + 1 : blockIdx.y);
@@ -611,6 +648,7 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
   const bool active = d < a.d_inner;
   const ElementPair ep = element_pair(a, pos.d0);
   auto state = [&](int i) { return g * kS + (i ^ pm); };
+  constexpr unsigned kReads = kBwdReads<kLocal>;
 
   Adjoint<kS> adj;
   adj.start<kLocal>(a, pos, d, active, state);
@@ -618,7 +656,7 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
   float dt_sum = 0.f;
   float *part_dB = dbc_partials(a, pos, 0), *part_dC = dbc_partials(a, pos, 1);
 
-  load_chunk<kThreads>(sm.tile, a, pos, pos.c_end - 1);
+  load_chunk<kThreads, kReads>(sm.tile, a, pos, pos.c_end - 1);
   for (int c = pos.c_end - 1; c >= pos.c_begin; --c) {
     const int steps = steps_in_chunk(a, c);
     const int64_t row = chunk_row(pos, c);
@@ -633,8 +671,8 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
 #pragma unroll
     for (int k = 0; k < kL / kPairRows; ++k) {  // per-element values (stale slots discarded)
       const int s = pair_step(k);
-      float u[2], x[2], z[2], go[2];
-      load_vec<2>(&sm.tile.x[0][s][ep.c], u);
+      float u[2] = {0.f, 0.f}, x[2], z[2], go[2];
+      if constexpr (!kLocal) load_vec<2>(&sm.tile.x[0][s][ep.c], u);
       load_vec<2>(&sm.tile.x[1][s][ep.c], x);
       load_vec<2>(&sm.tile.x[2][s][ep.c], z);
       load_vec<2>(&sm.tile.x[3][s][ep.c], go);
@@ -642,14 +680,18 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
       for (int i = 0; i < 2; ++i) {
         const bool valid = ep.on[i] && s < steps;
         const Softplus sp = softplus(x[i] + ep.bias[i]);
-        sm.e[s][ep.slot[i]] = make_float4(valid ? sp.value : 0.f, valid ? u[i] : 0.f,
-                                          valid ? go[i] * z[i] * sigmoid(z[i]) : 0.f, sp.grad);
+        sm.e[s][ep.slot[i]] =  // the segment pass reads dt and dy only
+            make_float4(valid ? sp.value : 0.f, valid ? u[i] : 0.f,
+                        valid ? go[i] * z[i] * sigmoid(z[i]) : 0.f, kLocal ? 0.f : sp.grad);
       }
     }
-    // B and C in the four register orders, zero past the end of the sequence (stale slots could
-    // hold NaNs): entry (s, q, grp, p) holds states kS * grp + (i ^ p), i < kS.
-    for_my_indices<kThreads, kL * 2 * (kN / kS) * 4>([&](int j) {
-      const int p = j & 3, grp = j >> 2 & 3, q = j >> 4 & 1, s = j >> 5;
+    // B and C (or C alone) in the four register orders, zero past the end of the sequence (stale
+    // slots could hold NaNs): entry (s, q, grp, p) holds states kS * grp + (i ^ p), i < kS.
+    using Bc = BcSpan<kReads>;
+    constexpr int kQs = Bc::count / kN;
+    for_my_indices<kThreads, kL * kQs*(kN / kS) * 4>([&](int j) {
+      const int p = j & 3, grp = j >> 2 & 3, q = Bc::first / kN + (j >> 4) % kQs,
+                s = (j >> 4) / kQs;
       float v[kS];
 #pragma unroll
       for (int i = 0; i < kS; ++i)
@@ -659,7 +701,7 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
     __syncthreads();
 
     if constexpr (kLocal) {
-      if (c > pos.c_begin) load_chunk<kThreads>(sm.tile, a, pos, c - 1);
+      if (c > pos.c_begin) load_chunk<kThreads, kReads>(sm.tile, a, pos, c - 1);
 #pragma unroll
       for (int s = kL - 1; s >= 0; --s) {
         const float4 e = sm.e[s][cs];
@@ -711,7 +753,7 @@ __global__ void __launch_bounds__(kThreads, kBwdBlocksPerSM) scan_bwd_kernel(con
         }
       }
       __syncthreads();  // the tile is read for the last time
-      if (c > pos.c_begin) load_chunk<kThreads>(sm.tile, a, pos, c - 1);
+      if (c > pos.c_begin) load_chunk<kThreads, kReads>(sm.tile, a, pos, c - 1);
 
       // Reverse pass, kGroup steps at a time.
       for (int grp = kL / kGroup - 1; grp >= 0; --grp) {
@@ -838,16 +880,6 @@ __device__ __forceinline__ float warp_sum16(const float (&v)[kN]) {
   return (hi ? c[1] : c[0]) + __shfl_xor_sync(~0u, hi ? c[0] : c[1], 2);
 }
 
-// B and C of the chunk as fp32, zero past the end of the sequence (stale slots could hold NaNs).
-template <typename T, int kInputs>
-__device__ void convert_bc(float4 (&bc)[kL][2][kN / 4], const Tile<T, kInputs>& tile, int steps) {
-  float* dst = &bc[0][0][0].x;
-  for (int i = threadIdx.x; i < kL * 2 * kN; i += kThreads16) {
-    const int s = i / (2 * kN);
-    dst[i] = s < steps ? to_f32(tile.bc[s][i % (2 * kN)]) : 0.f;
-  }
-}
-
 // Adds the four lane partials of each (step, state) in a fixed order and stores the block's
 // partial sums for the chunk's steps: part[s * kN + n]. State n is at lanes 2n, 2n + 1 of each
 // warp.
@@ -887,6 +919,7 @@ __global__ void __launch_bounds__(kThreads16, kBwd16BlocksPerSM)
   const bool active = d < a.d_inner;
 
   auto state = [](int i) { return state_of(i); };
+  constexpr unsigned kReads = kBwdReads<kLocal>;
 
   Adjoint<kN> adj;
   adj.start<kLocal>(a, pos, d, active, state);
@@ -894,7 +927,7 @@ __global__ void __launch_bounds__(kThreads16, kBwd16BlocksPerSM)
   float dD_acc = 0.f, dbias_acc = 0.f, dt_sum = 0.f;
   float *part_dB = dbc_partials(a, pos, 0), *part_dC = dbc_partials(a, pos, 1);
 
-  load_chunk<kThreads16>(sm.tile, a, pos, pos.c_end - 1);
+  load_chunk<kThreads16, kReads>(sm.tile, a, pos, pos.c_end - 1);
   for (int c = pos.c_end - 1; c >= pos.c_begin; --c) {
     const int steps = steps_in_chunk(a, c);
     const int64_t row = chunk_row(pos, c);
@@ -925,9 +958,9 @@ __global__ void __launch_bounds__(kThreads16, kBwd16BlocksPerSM)
         sm.silu[s][tid] = z * sz;
       }
     }
-    convert_bc(sm.bc, sm.tile, steps);
+    convert_bc<kThreads16, kReads>(sm.bc, sm.tile, steps);
     __syncthreads();
-    if (c > pos.c_begin) load_chunk<kThreads16>(sm.tile, a, pos, c - 1);
+    if (c > pos.c_begin) load_chunk<kThreads16, kReads>(sm.tile, a, pos, c - 1);
 
     if constexpr (kLocal) {
 #pragma unroll
@@ -1267,10 +1300,10 @@ void backward(const ScanShape& s, const ScanInputs& in, ConstAct dout, const voi
            a, stream, "scan backward");
   } else {
     if (p.segments > 1)
-      launch(scan_bwd_kernel<T, true>, dim3(blocks, p.segments - 1), kThreads, sizeof(BwdSmem<T>),
-             a, stream, "scan backward (segment pass)");
-    launch(scan_bwd_kernel<T, false>, dim3(blocks, p.segments), kThreads, sizeof(BwdSmem<T>), a,
-           stream, "scan backward");
+      launch(scan_bwd_kernel<T, true>, dim3(blocks, p.segments - 1), kThreads,
+             sizeof(BwdSmem<T, true>), a, stream, "scan backward (segment pass)");
+    launch(scan_bwd_kernel<T, false>, dim3(blocks, p.segments), kThreads, sizeof(BwdSmem<T, false>),
+           a, stream, "scan backward");
   }
 
   const int64_t outputs = 2 * p.tokens * kN;
