@@ -19,7 +19,10 @@
 // the block first stages dout and that term's rows of a (where x goes afterwards), adds a x weight
 // into the staged dout by MMA (add_lowrank), then stages x. At 130M's shape (rank 80) on an H200:
 // 193 us, against 120 for the backward alone plus 95 for cuBLASLt accumulating the term into dout
-// first; 368 against 217 + 193 at 1 x 65536 (bench_ops).
+// first; 368 against 217 + 193 at 1 x 65536 (bench_ops). Loading the weight's fragments before
+// waiting for the staged rows took 1.6-2.7% off (189.9 / 191.9 -> 186.8 / 188.3 us; 1 x 65536
+// 358.9 / 363.5 -> 351.7 / 351.5). Staging x at once into a region of its own (2 blocks per SM
+// instead of 3) was slower: 220 and 422 us.
 //
 // Backward: dpre[s] is recomputed from the window; dx[j] needs dpre[j .. j + K - 1], so a run
 // computes dpre K - 1 steps past its end (steps the next run computes again: 3 of 32 at K = 4).
@@ -200,28 +203,43 @@ __device__ __forceinline__ uint32_t weight_pair(const ConvLowRank<bf16>& lr, int
   return *reinterpret_cast<const uint32_t*>(&pair);
 }
 
+// The B fragments of a warp's two n8 tiles of the weight (warp w: the block's channels 16w ..
+// 16w + 15), read from global memory, each register rows k and k + 1 of one column. Loaded before
+// the block waits for its staged rows, so that their latency hides behind the copies.
+struct LowRankFragments {
+  uint32_t b[kConvMaxRank / 16][2][2];
+};
+
+__device__ __forceinline__ LowRankFragments lowrank_fragments(const ConvLowRank<bf16>& lr,
+                                                              const Tile& t, int D) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = lane / 4, q = lane % 4;
+  LowRankFragments f{};
+#pragma unroll
+  for (int ks = 0; ks < kConvMaxRank / 16; ++ks) {
+    if (ks >= lr.rank / 16) break;
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt) {
+      const int n = t.c0 + warp * 16 + nt * 8 + g;
+      f.b[ks][nt][0] = weight_pair(lr, ks * 16 + 2 * q, n, D);
+      f.b[ks][nt][1] = weight_pair(lr, ks * 16 + 8 + 2 * q, n, D);
+    }
+  }
+  return f;
+}
+
 // Adds a x weight to the staged dout rows (`rows` of them, stride g_ld, the block's W = 128
 // channels), each sum rounded to bf16 once, as linear_backward accumulating into dout would. The
-// a rows are staged (a_rows, stride rank + kPad); warp w takes channels 16w .. 16w + 15, two n8
-// tiles, whose B fragments it reads once from the weight rows in global memory (each register:
-// rows k and k + 1 of one column), and walks the m16 tiles of rows with ldmatrix'd A fragments.
+// a rows are staged (a_rows, stride rank + kPad); warp w walks the m16 tiles of rows with
+// ldmatrix'd A fragments against its weight fragments w.
 __device__ __forceinline__ void add_lowrank(bf16* gs, int g_ld, int rows, const bf16* a_rows,
-                                            const ConvLowRank<bf16>& lr, const Tile& t, int D) {
+                                            const ConvLowRank<bf16>& lr,
+                                            const LowRankFragments& w) {
   constexpr int kMaxSteps = kConvMaxRank / 16;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, q = lane % 4;
   const int steps = lr.rank / 16, a_ld = lr.rank + kPad;
-  uint32_t b[kMaxSteps][2][2] = {};
-#pragma unroll
-  for (int ks = 0; ks < kMaxSteps; ++ks) {
-    if (ks >= steps) break;
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt) {
-      const int n = t.c0 + warp * 16 + nt * 8 + g;
-      b[ks][nt][0] = weight_pair(lr, ks * 16 + 2 * q, n, D);
-      b[ks][nt][1] = weight_pair(lr, ks * 16 + 8 + 2 * q, n, D);
-    }
-  }
+  const auto& b = w.b;
   for (int mt = 0; mt < kLowRankRows / 16; ++mt) {
     float acc[2][4] = {};
 #pragma unroll
@@ -269,8 +287,9 @@ __global__ void __launch_bounds__(kThreads)
   stage<T, W, kAsync>(gs, kGradRow, dout, D, t, t.s0, kTile + K - 1, seqlen, D);
   if constexpr (kLowRank) {
     stage_lowrank(xs, lowrank, t, seqlen);
+    const LowRankFragments w = lowrank_fragments(lowrank, t, D);
     staged();
-    add_lowrank(gs, kGradRow, kTile + K - 1, xs, lowrank, t, D);
+    add_lowrank(gs, kGradRow, kTile + K - 1, xs, lowrank, w);
     __syncthreads();  // a's rows are read: x takes their place
   }
   stage<T, W, kAsync>(xs, W, x, ld_x, t, t.s0 - (K - 1), kTile + 2 * (K - 1), seqlen, D);
