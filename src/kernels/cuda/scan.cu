@@ -220,8 +220,9 @@ struct alignas(16) Tile {
   T bc[kL][2 * kN];       // B then C of each step
 };
 
-// What a pass reads of each chunk (bits of a Reads value). The segment passes need less than the
-// full ones: the forward's neither z nor C, the backward's neither u nor B.
+// What a pass reads of each chunk, as bits (u, delta, z and dout are bits 0 to 3, their order in
+// Tile::x). The segment passes need less than the full ones: the forward's neither z nor C, the
+// backward's neither u nor B.
 enum Reads : unsigned { kU = 1, kDelta = 2, kZ = 4, kDout = 8, kB = 16, kC = 32 };
 template <bool kLocal>
 constexpr unsigned kFwdReads = kLocal ? kU | kDelta | kB : kU | kDelta | kZ | kB | kC;
