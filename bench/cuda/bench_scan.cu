@@ -5,7 +5,9 @@
 //   bench_scan           the three shapes, bf16, segments chosen by the plan
 //   bench_scan --sweep   also each backward kernel (4 and 16 states per thread) at the plan's
 //                        segments, other segment counts, and the fp32 path at the first shape
-//   bench_scan --profile the first shape only, three untimed runs (for Nsight Compute)
+//   bench_scan --profile [N]  shape N of the sweep's list only (default 0: the first), three
+//   untimed
+//                        runs, segments by the plan (for Nsight Compute)
 // Inputs are laid out as in the model: z is the second half of [x | z] rows, B and C are slices
 // of [dt | B | C] rows (dt_rank = d_model / 16 with d_model = d_inner / 2).
 #include <cuda_bf16.h>
@@ -15,7 +17,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -141,6 +145,7 @@ void report(const ScanShape& s, int R, const Reference& ref, int segments, int s
 int main(int argc, char** argv) {
   const bool sweep = argc > 1 && std::strcmp(argv[1], "--sweep") == 0;
   const bool profile = argc > 1 && std::strcmp(argv[1], "--profile") == 0;
+  const int profile_case = profile && argc > 2 ? std::atoi(argv[2]) : 0;
   try {
     int device = 0, sms = 0;
     ck(cudaGetDevice(&device), "cudaGetDevice");
@@ -168,8 +173,13 @@ int main(int argc, char** argv) {
                           {1, 4096, 2048, {}, {1, 2, 3, 4, 6}},
                           {1, 1536, 65536, {}, {8, 16, 22, 33, 44, 66, 88}},
                           {1, 4096, 16384, {}, {4, 6, 8, 12, 16, 24, 32}}};
+    constexpr int kCases = static_cast<int>(std::size(cases));
+    if (profile && (profile_case < 0 || profile_case >= kCases))
+      throw std::runtime_error("--profile " + std::to_string(profile_case) +
+                               ": give a shape index from 0 to " + std::to_string(kCases - 1));
     for (const Case& c : cases) {
-      if (c.ref.fwd_ms == 0 && !sweep) break;
+      if (profile && &c != &cases[profile_case]) continue;
+      if (c.ref.fwd_ms == 0 && !sweep && !profile) break;
       const int R = (c.d_inner / 2 + 15) / 16;  // dt_rank of d_model = d_inner / 2
       const ScanShape s{c.batch,   c.seqlen, c.d_inner, kN, 2 * static_cast<int64_t>(c.d_inner),
                         R + 2 * kN};
