@@ -77,4 +77,13 @@ out=$("$b/bench_loader" --dir "$scratch/corpus" --shards 20 --shard-tokens 10000
 expect "$out" '"procs": 2'
 expect "$out" '"shards": 20'
 expect "$out" '"seqlen": 32'
+# bench_scan (built with CUDA) checks --profile's shape index before it looks for a GPU.
+if [ -x "$b/bench_scan" ]; then
+  for bad in 10 -1 x 2x ""; do
+    if refused=$("$b/bench_scan" --profile "$bad" 2>&1); then
+      fail "bench_scan --profile '$bad' was accepted: $refused"
+    fi
+    expect "$refused" "--profile $bad: give a shape index from 0 to 9"
+  done
+fi
 echo "bench_flags: ok"

@@ -5,9 +5,9 @@
 //   bench_scan           the three shapes, bf16, segments chosen by the plan
 //   bench_scan --sweep   also each backward kernel (4 and 16 states per thread) at the plan's
 //                        segments, other segment counts, and the fp32 path at the first shape
-//   bench_scan --profile [N]  shape N of the sweep's list only (default 0: the first), three
-//   untimed
-//                        runs, segments by the plan (for Nsight Compute)
+//   bench_scan --profile [N]  shape N of the sweep's list only (default 0: the first), named in
+//                        one JSON line, then three untimed runs with the plan's segments (for
+//                        Nsight Compute)
 // Inputs are laid out as in the model: z is the second half of [x | z] rows, B and C are slices
 // of [dt | B | C] rows (dt_rank = d_model / 16 with d_model = d_inner / 2).
 #include <cuda_bf16.h>
@@ -140,20 +140,22 @@ void report(const ScanShape& s, int R, const Reference& ref, int segments, int s
   std::fflush(stdout);
 }
 
+// --profile's shape index: a whole number from 0 to count - 1.
+int shape_index(const char* arg, int count) {
+  char* end = nullptr;
+  const long n = std::strtol(arg, &end, 10);
+  if (*arg == '\0' || *end != '\0' || n < 0 || n >= count)
+    throw std::runtime_error(std::string("--profile ") + arg + ": give a shape index from 0 to " +
+                             std::to_string(count - 1));
+  return static_cast<int>(n);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const bool sweep = argc > 1 && std::strcmp(argv[1], "--sweep") == 0;
   const bool profile = argc > 1 && std::strcmp(argv[1], "--profile") == 0;
-  const int profile_case = profile && argc > 2 ? std::atoi(argv[2]) : 0;
   try {
-    int device = 0, sms = 0;
-    ck(cudaGetDevice(&device), "cudaGetDevice");
-    ck(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "attribute");
-    cudaDeviceProp prop{};
-    ck(cudaGetDeviceProperties(&prop, device), "properties");
-    std::printf("{\"device\": \"%s\", \"sms\": %d}\n", prop.name, sms);
-
     struct Case {
       int batch, d_inner;
       int64_t seqlen;
@@ -174,9 +176,14 @@ int main(int argc, char** argv) {
                           {1, 1536, 65536, {}, {8, 16, 22, 33, 44, 66, 88}},
                           {1, 4096, 16384, {}, {4, 6, 8, 12, 16, 24, 32}}};
     constexpr int kCases = static_cast<int>(std::size(cases));
-    if (profile && (profile_case < 0 || profile_case >= kCases))
-      throw std::runtime_error("--profile " + std::to_string(profile_case) +
-                               ": give a shape index from 0 to " + std::to_string(kCases - 1));
+    const int profile_case = profile && argc > 2 ? shape_index(argv[2], kCases) : 0;
+    int device = 0, sms = 0;
+    ck(cudaGetDevice(&device), "cudaGetDevice");
+    ck(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "attribute");
+    cudaDeviceProp prop{};
+    ck(cudaGetDeviceProperties(&prop, device), "properties");
+    std::printf("{\"device\": \"%s\", \"sms\": %d}\n", prop.name, sms);
+
     for (const Case& c : cases) {
       if (profile && &c != &cases[profile_case]) continue;
       if (c.ref.fwd_ms == 0 && !sweep && !profile) break;
@@ -184,6 +191,11 @@ int main(int argc, char** argv) {
       const ScanShape s{c.batch,   c.seqlen, c.d_inner, kN, 2 * static_cast<int64_t>(c.d_inner),
                         R + 2 * kN};
       if (profile) {
+        std::printf(
+            "{\"bench\": \"scan_profile\", \"shape\": {\"batch\": %d, \"d_inner\": %d, "
+            "\"seqlen\": %lld, \"d_state\": %d}}\n",
+            s.batch, s.d_inner, static_cast<long long>(s.seqlen), s.d_state);
+        std::fflush(stdout);
         time_scan<__nv_bfloat16>(s, R, {}, 0);
         break;
       }
